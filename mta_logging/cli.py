@@ -1,0 +1,58 @@
+"""The ``mta-logging`` command.
+
+Each subcommand lives in the module of the part it belongs to; that module provides
+``add_arguments(parser)`` and ``run(args) -> int``. This file only dispatches, and imports a
+subcommand's module only when that subcommand is used (the relay's SMTP stack is not loaded to
+check a config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mta_logging.errors import MtaLoggingError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
+    "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
+    "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
+    "check-config": ("mta_logging.config", "validate a config file and print the settings"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(argv)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except MtaLoggingError as exc:
+        print(f"mta-logging {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """A parser that knows the arguments of the subcommand named in ``argv`` (or of all, for help)."""
+    parser = argparse.ArgumentParser(
+        prog="mta-logging",
+        description="Accounting files for outbound mail: relay, reports, config checks.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

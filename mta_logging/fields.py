@@ -1,0 +1,164 @@
+"""The field catalogue: how each accounting field's text is taken from an Outcome.
+
+A field getter is a pure function ``(outcome, time_logged) -> str | None``; None means "not
+known" and is written as the configured placeholder. ``compile_fields`` turns a field list into
+one function returning all values of a record in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from operator import attrgetter
+
+from mta_logging.errors import ConfigError
+from mta_logging.outcome import Kind, Outcome
+
+FIELD_NAMES: tuple[str, ...] = (
+    "type",
+    "timeLogged",
+    "timeQueued",
+    "rcpt",
+    "srcMta",
+    "srcIp",
+    "destIp",
+    "vmta",
+    "jobId",
+    "dsnStatus",
+    "dsnMsg",
+    "delay",
+    "bounceCat",
+)
+CUSTOM_PREFIX = "custom_"
+
+_COMMON = ("type", "timeLogged", "timeQueued", "rcpt", "srcMta", "srcIp", "vmta", "jobId",
+           "dsnStatus", "dsnMsg")
+DEFAULT_FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.DELIVERED: _COMMON,
+    Kind.DEFERRED: (*_COMMON, "delay"),
+    Kind.BOUNCE: (*_COMMON, "bounceCat"),
+}
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+Getter = Callable[[Outcome, float], "str | None"]
+Extractor = Callable[[Outcome, float], list["str | None"]]
+
+ALLOWED_FIELDS_TEXT = "allowed fields: " + ", ".join(FIELD_NAMES) + ", custom_<Header>"
+
+
+def parse_fields(value: str | Iterable[str], *, key: str = "fields") -> tuple[str, ...]:
+    """Validate a field list (a comma-separated string or a sequence); return it as a tuple.
+
+    Raises ConfigError naming the first unknown field.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if not names:
+        raise ConfigError(key, value, "expected at least one field; " + ALLOWED_FIELDS_TEXT)
+    for name in names:
+        if name in FIELD_NAMES:
+            continue
+        if name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
+            continue
+        raise ConfigError(key, name, f"unknown field; {ALLOWED_FIELDS_TEXT}")
+    return names
+
+
+class TimeText:
+    """Formats POSIX timestamps with a strftime format, in UTC or local time.
+
+    The text of the last second is cached: many records share a second, and strftime is the
+    most expensive step of formatting a record.
+    """
+
+    __slots__ = ("time_format", "utc", "_convert", "_cache")
+
+    def __init__(self, time_format: str = DEFAULT_TIME_FORMAT, utc: bool = False) -> None:
+        if not isinstance(time_format, str) or not time_format:
+            raise ConfigError("time_format", time_format, "expected a strftime format")
+        try:
+            time.strftime(time_format, time.gmtime(0))
+        except ValueError as exc:
+            raise ConfigError("time_format", time_format, f"expected a strftime format ({exc})")
+        self.time_format = time_format
+        self.utc = bool(utc)
+        self._convert = time.gmtime if self.utc else time.localtime
+        self._cache: tuple[int, str] = (-1, "")
+
+    def __call__(self, timestamp: float) -> str:
+        second = int(timestamp)
+        cached = self._cache
+        if cached[0] == second:
+            return cached[1]
+        text = time.strftime(self.time_format, self._convert(second))
+        self._cache = (second, text)
+        return text
+
+    def of(self, value: datetime | float | None) -> str | None:
+        """Format a datetime (naive = local time) or a timestamp; None stays None."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            value = value.timestamp()
+        return self(float(value))
+
+
+def format_delay(delay: float | None) -> str | None:
+    """Seconds as text: whole numbers without a decimal point, others to the millisecond."""
+    if delay is None:
+        return None
+    number = float(delay)
+    if number.is_integer():
+        return str(int(number))
+    return f"{number:.3f}".rstrip("0")
+
+
+def _text_attr(name: str) -> Getter:
+    get = attrgetter(name)
+
+    def getter(outcome: Outcome, time_logged: float) -> str | None:
+        value = get(outcome)
+        return None if value is None else str(value)
+
+    return getter
+
+
+def _getter(name: str, times: TimeText) -> Getter:
+    if name == "type":
+        return lambda outcome, time_logged: outcome.kind.value
+    if name == "timeLogged":
+        return lambda outcome, time_logged: times(time_logged)
+    if name == "timeQueued":
+        return lambda outcome, time_logged: times.of(outcome.time_queued)
+    if name == "delay":
+        return lambda outcome, time_logged: format_delay(outcome.delay)
+    if name.startswith(CUSTOM_PREFIX):
+        header = name[len(CUSTOM_PREFIX):]
+        return lambda outcome, time_logged: outcome.header(header)
+    return _text_attr(_ATTRIBUTES[name])
+
+
+_ATTRIBUTES = {
+    "rcpt": "rcpt",
+    "srcMta": "src_mta",
+    "srcIp": "src_ip",
+    "destIp": "dest_ip",
+    "vmta": "vmta",
+    "jobId": "job_id",
+    "dsnStatus": "dsn_status",
+    "dsnMsg": "dsn_msg",
+    "bounceCat": "bounce_cat",
+}
+
+
+def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
+    """One function that returns the values of ``fields`` for an outcome, in order."""
+    names = parse_fields(fields)
+    times = times or TimeText()
+    getters = tuple(_getter(name, times) for name in names)
+
+    def extract(outcome: Outcome, time_logged: float) -> list[str | None]:
+        return [get(outcome, time_logged) for get in getters]
+
+    return extract

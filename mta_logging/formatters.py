@@ -1,0 +1,233 @@
+"""Formatters: one accounting record → one line of text.
+
+Escaping contract (what every reader relies on; ``split_line`` undoes it exactly):
+
+* Tab-separated files (separator ``\\t``): in each value, backslash, tab, LF and CR become
+  ``\\\\``, ``\\t``, ``\\n``, ``\\r``.
+* Any other separator: backslash, LF and CR are escaped as above, then a value that contains
+  the separator or a double quote is quoted the CSV way (``"a ""b"", c"``), so Python's ``csv``
+  module splits the line; values with no backslash, CR or LF read back unchanged with ``csv``
+  alone.
+* Either way, text that is not valid Unicode (a lone surrogate, as left by
+  ``surrogateescape`` decoding of 8-bit header bytes) is written as ``\\xNN`` (the original byte)
+  or ``\\uXXXX``, so files are always valid UTF-8 and one record is always exactly one line.
+* A value that is not known is written as the placeholder (default: empty).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from mta_logging.errors import ConfigError
+from mta_logging.fields import (
+    DEFAULT_FIELDS,
+    DEFAULT_TIME_FORMAT,
+    TimeText,
+    compile_fields,
+    parse_fields,
+)
+from mta_logging.outcome import Kind, Outcome
+
+TAB = "\t"
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_TSV_SPECIAL = re.compile("[\\\\\t\n\r\ud800-\udfff]")
+_CSV_SPECIAL = re.compile("[\\\\\n\r\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    escaped = _ESCAPES.get(char)
+    if escaped is not None:
+        return escaped
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def _unescape_sequence(match: re.Match[str]) -> str:
+    body = match.group(1)
+    plain = _UNESCAPES.get(body)
+    if plain is not None:
+        return plain
+    if body[0] == "x" and len(body) == 3:
+        return chr(0xDC00 + int(body[1:], 16))
+    if body[0] == "u" and len(body) == 5:
+        return chr(int(body[1:], 16))
+    return match.group()  # not ours (e.g. a Haraka file): keep it as it is
+
+
+def escape_tsv(value: str) -> str:
+    """Escape one value for a tab-separated line."""
+    if _TSV_SPECIAL.search(value) is None:
+        return value
+    return _TSV_SPECIAL.sub(_escape_char, value)
+
+
+def escape_csv(value: str, separator: str) -> str:
+    """Escape one value for a line whose separator is not a tab (CSV quoting)."""
+    if _CSV_SPECIAL.search(value) is not None:
+        value = _CSV_SPECIAL.sub(_escape_char, value)
+    if separator in value or '"' in value:
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def unescape(value: str) -> str:
+    """Undo the backslash escapes of ``escape_tsv``/``escape_csv`` (after CSV unquoting)."""
+    if "\\" not in value:
+        return value
+    return _ESCAPED.sub(_unescape_sequence, value)
+
+
+def split_line(line: str, separator: str = TAB) -> list[str]:
+    """Split one line of an accounting file into its original values.
+
+    Accepts ``\\n`` or ``\\r\\n`` line ends. Does not drop a trailing empty value: callers that read
+    Haraka files (which end every line with the separator) compare with the header's length.
+    """
+    if line.endswith("\n"):
+        line = line[:-2] if line.endswith("\r\n") else line[:-1]
+    if separator == TAB:
+        parts = line.split(TAB)
+    else:
+        parts = next(csv.reader([line], delimiter=separator, quotechar='"', doublequote=True,
+                                strict=False))
+    return [unescape(part) for part in parts]
+
+
+def check_separator(separator: Any) -> str:
+    """Validate a separator: one character, not a quote, backslash, CR or LF."""
+    if isinstance(separator, str) and separator.lower() in ("\\t", "tab"):
+        return TAB
+    if not isinstance(separator, str) or len(separator) != 1 or separator in '"\\\r\n':
+        raise ConfigError(
+            "separator", separator,
+            "expected one character such as ',' or ';', or '\\t'/'tab' for a tab "
+            "(not a quote, backslash or line break)",
+        )
+    return separator
+
+
+def outcome_of(record: logging.LogRecord) -> Outcome:
+    """The Outcome attached to a record; TypeError if the record carries none."""
+    outcome = getattr(record, "outcome", None)
+    if not isinstance(outcome, Outcome):
+        raise TypeError(
+            "this log record carries no accounting outcome (record.outcome); log through "
+            "AccountingLogger or pass extra={'outcome': Outcome(...)}"
+        )
+    return outcome
+
+
+def _resolve_fields(fields: str | Sequence[str] | None, kind: str | Kind | None) -> tuple[str, ...]:
+    if fields is not None:
+        return parse_fields(fields)
+    return DEFAULT_FIELDS[Kind.parse(kind) if kind is not None else Kind.BOUNCE]
+
+
+class AccountingFormatter(logging.Formatter):
+    """Writes the configured fields of a record's outcome, joined by the separator.
+
+    ``fields`` (a list or comma-separated string) defaults to the default field list of
+    ``kind``. ``header()`` gives the first line of every file. Usable from ``dictConfig`` with
+    ``(): mta_logging.AccountingFormatter``.
+    """
+
+    def __init__(
+        self,
+        fields: str | Sequence[str] | None = None,
+        kind: str | Kind | None = None,
+        separator: str = TAB,
+        placeholder: str = "",
+        time_format: str = DEFAULT_TIME_FORMAT,
+        utc: bool = False,
+    ) -> None:
+        super().__init__()
+        self.fields = _resolve_fields(fields, kind)
+        self.separator = check_separator(separator)
+        if not isinstance(placeholder, str) or any(c in placeholder for c in "\r\n\\"):
+            raise ConfigError("placeholder", placeholder, "expected text without line breaks")
+        if self.separator in placeholder:
+            raise ConfigError("placeholder", placeholder, "must not contain the separator")
+        self.placeholder = placeholder
+        self.times = TimeText(time_format, utc)
+        self._extract = compile_fields(self.fields, self.times)
+
+    def header(self) -> str:
+        """The header line (without line end): field names joined by the separator."""
+        return self.separator.join(self.fields)
+
+    def values(self, record: logging.LogRecord) -> list[str | None]:
+        """The field values of a record, unescaped (None = not known)."""
+        return self._extract(outcome_of(record), record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return join_values(
+            self._extract(outcome_of(record), record.created), self.separator, self.placeholder
+        )
+
+
+class AccountingJsonFormatter(JsonFormatter):
+    """JSON lines with the same field names (unknown values are ``null``).
+
+    A python-json-logger ``JsonFormatter``: its options (``json_indent`` aside, which would
+    break one-record-one-line), ``static_fields``, ``rename_fields``, ``prefix`` and its
+    ``process_log_record`` hook work as documented there.
+    """
+
+    def __init__(
+        self,
+        fields: str | Sequence[str] | None = None,
+        kind: str | Kind | None = None,
+        time_format: str = DEFAULT_TIME_FORMAT,
+        utc: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("json_indent") is not None:
+            raise ConfigError("json_indent", kwargs["json_indent"],
+                              "must be unset: one record is one line")
+        selected = _resolve_fields(fields, kind)
+        super().__init__(list(selected), **kwargs)
+        self.fields = selected
+        self.times = TimeText(time_format, utc)
+        self._extract = compile_fields(self.fields, self.times)
+
+    def header(self) -> None:
+        """JSON lines files carry their field names in every record: no header line."""
+        return None
+
+    def format(self, record: logging.LogRecord) -> str:
+        values = self._extract(outcome_of(record), record.created)
+        rename = self.rename_fields
+        if rename:
+            data: dict[str, Any] = {rename.get(k, k): v for k, v in zip(self.fields, values)}
+        else:
+            data = dict(zip(self.fields, values))
+        if self.static_fields:
+            data.update(self.static_fields)
+        return self.serialize_log_record(self.process_log_record(data))
+
+
+def header_fields(header_line: str, separator: str = TAB) -> list[str]:
+    """Field names of a header line, without the empty name after a trailing separator."""
+    names = split_line(header_line, separator)
+    while names and names[-1] == "":
+        names.pop()
+    return names
+
+
+def join_values(values: Iterable[str | None], separator: str = TAB, placeholder: str = "") -> str:
+    """Escape and join values the way AccountingFormatter does (for tools that rewrite files)."""
+    if separator == TAB:
+        return TAB.join(placeholder if v is None else escape_tsv(v) for v in values)
+    return separator.join(placeholder if v is None else escape_csv(v, separator) for v in values)

@@ -1,0 +1,91 @@
+"""The delivery outcome of one recipient: the value every other part passes around."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Kind(enum.Enum):
+    """What happened to a recipient. The value is the code written in the ``type`` field."""
+
+    DELIVERED = "d"
+    DEFERRED = "df"
+    BOUNCE = "b"
+
+    @property
+    def level(self) -> int:
+        """The ``logging`` level records of this kind are emitted at."""
+        return _LEVELS[self]
+
+    @property
+    def directory(self) -> str:
+        """Default directory name (and config key) of this kind: delivered, deferred, bounce."""
+        return _NAMES[self]
+
+    @classmethod
+    def parse(cls, value: str | Kind) -> Kind:
+        """Accept a Kind, its code (``d``/``df``/``b``) or its name (``delivered``/...)."""
+        if isinstance(value, Kind):
+            return value
+        text = str(value).strip().lower()
+        kind = _BY_TEXT.get(text)
+        if kind is None:
+            from mta_logging.errors import ConfigError
+
+            raise ConfigError(
+                "kind", value, "expected one of d, df, b, delivered, deferred, bounce"
+            )
+        return kind
+
+
+_LEVELS = {Kind.DELIVERED: logging.INFO, Kind.DEFERRED: logging.WARNING, Kind.BOUNCE: logging.ERROR}
+_NAMES = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounce"}
+_BY_TEXT: dict[str, Kind] = {}
+for _kind in Kind:
+    _BY_TEXT[_kind.value] = _kind
+    _BY_TEXT[_NAMES[_kind]] = _kind
+_BY_TEXT["bounced"] = Kind.BOUNCE
+_BY_TEXT["t"] = Kind.DEFERRED  # the Haraka plugin named deferred files t.*
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recipient, one result.
+
+    Times are aware or naive ``datetime`` objects (naive = local time) or POSIX timestamps;
+    ``delay`` is seconds until the next attempt (deferred) or any number the caller chooses.
+    ``headers`` holds message headers for ``custom_<Header>`` fields (looked up
+    case-insensitively); ``extra`` holds anything else an application wants to carry along.
+    """
+
+    kind: Kind
+    rcpt: str
+    time_queued: datetime | float | None = None
+    src_mta: str | None = None
+    src_ip: str | None = None
+    dest_ip: str | None = None
+    vmta: str | None = None
+    job_id: str | None = None
+    dsn_status: str | None = None
+    dsn_msg: str | None = None
+    delay: float | None = None
+    bounce_cat: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """The value of message header ``name``, compared case-insensitively; None if absent."""
+        headers = self.headers
+        value = headers.get(name)
+        if value is not None:
+            return value
+        wanted = name.lower()
+        for key, value in headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
