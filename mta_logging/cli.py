@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
-    """A parser that knows the arguments of the subcommand named in ``argv`` (or of all, for help)."""
+    """A parser that knows the arguments of the subcommand named in ``argv``."""
     parser = argparse.ArgumentParser(
         prog="mta-logging",
         description="Accounting files for outbound mail: relay, reports, config checks.",

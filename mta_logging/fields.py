@@ -80,7 +80,9 @@ class TimeText:
         try:
             time.strftime(time_format, time.gmtime(0))
         except ValueError as exc:
-            raise ConfigError("time_format", time_format, f"expected a strftime format ({exc})")
+            raise ConfigError(
+                "time_format", time_format, f"expected a strftime format ({exc})"
+            ) from None
         self.time_format = time_format
         self.utc = bool(utc)
         self._convert = time.gmtime if self.utc else time.localtime

@@ -210,9 +210,10 @@ class AccountingJsonFormatter(JsonFormatter):
         values = self._extract(outcome_of(record), record.created)
         rename = self.rename_fields
         if rename:
-            data: dict[str, Any] = {rename.get(k, k): v for k, v in zip(self.fields, values)}
+            pairs = zip(self.fields, values, strict=True)
+            data: dict[str, Any] = {rename.get(k, k): v for k, v in pairs}
         else:
-            data = dict(zip(self.fields, values))
+            data = dict(zip(self.fields, values, strict=True))
         if self.static_fields:
             data.update(self.static_fields)
         return self.serialize_log_record(self.process_log_record(data))

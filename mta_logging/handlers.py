@@ -241,7 +241,8 @@ class AccountingFileHandler(logging.Handler):
             os.close(fd)
 
     def _close_current(self) -> None:
-        """Finish the active file: fsync (policy), archive it (if on), release it."""
+        """Finish the active file: fsync (policy), archive it (if on), release it. A file
+        holding only its header is removed instead, unless ``archive_empty``."""
         fd, path = self._fd, self.path
         if fd is None or path is None:
             return
@@ -249,7 +250,9 @@ class AccountingFileHandler(logging.Handler):
         try:
             if self.fsync != "never":
                 os.fsync(fd)
-            if self.archiving:
+            if not self._records and not self.archive_empty:
+                path.unlink(missing_ok=True)  # nothing but a header: nothing to keep
+            elif self.archiving:
                 self._archive(path)  # while we still hold the lock: nobody else moves it
         finally:
             os.close(fd)

@@ -33,7 +33,7 @@ class AccountingLogger:
     Each call builds an :class:`Outcome`, attaches it to a ``LogRecord`` as ``record.outcome``
     at the kind's level (delivered INFO, deferred WARNING, bounce ERROR) and hands it to the
     logger's handlers; it returns the Outcome. The record's message reads like an ordinary log
-    line (``delivered bob@example.com jobId=42 250 2.0.0 OK``) so the outcome is also readable in
+    line (``delivered bob@example.com job 42: 250 2.0.0 OK``) so the outcome is also readable in
     any application log the record propagates to.
     """
 
@@ -51,8 +51,9 @@ class AccountingLogger:
             # an accounting record, and looking it up costs more than formatting the line.
             logger.handle(
                 logger.makeRecord(
-                    logger.name, level, "(accounting)", 0, "%s %s jobId=%s %s",
-                    (outcome.kind.directory, outcome.rcpt, outcome.job_id, outcome.dsn_msg or ""),
+                    logger.name, level, "(accounting)", 0, "%s %s job %s: %s",
+                    (outcome.kind.directory, outcome.rcpt, outcome.job_id or "-",
+                     outcome.dsn_msg or outcome.dsn_status or "-"),
                     None, extra={"outcome": outcome},
                 )
             )

@@ -1,0 +1,427 @@
+"""Configuration: the Haraka plugin's ``accounting_files.ini``, YAML, or a mapping.
+
+Every source is parsed and validated once, here, into an :class:`AccountingSettings`; the
+settings turn into a ``logging.config.dictConfig`` dictionary (``to_dict_config``), and
+:func:`configure` installs the handlers that dictionary describes on the accounting logger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mta_logging.archive import DEFAULT_FILE_NAME, check_template
+from mta_logging.errors import ConfigError
+from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT, TimeText, parse_fields
+from mta_logging.formatters import TAB, check_separator
+from mta_logging.handlers import FSYNC_POLICIES, AccountingFileHandler
+from mta_logging.logger import DEFAULT_LOGGER
+from mta_logging.outcome import Kind
+
+FORMATS = ("separated", "json")
+KIND_SECTIONS = ("location", "archive_to", "fields")
+_LEGACY = {"move": "archiving", "move_interval": "archive_interval", "move_to": "archive_to"}
+_log = logging.getLogger("mta_logging")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingSettings:
+    """Validated accounting settings. Field docs: see configs/accounting.yaml."""
+
+    path: str = "accounting_files"
+    extension: str = "tsv"
+    separator: str = TAB
+    format: str = "separated"
+    archiving: bool = False
+    archive_interval: float = 86400.0
+    max_size: float = 200.0
+    compress: bool = False
+    retention_days: float | None = None
+    retention_files: int | None = None
+    archive_empty: bool = False
+    fsync: str = "never"
+    file_name: str = DEFAULT_FILE_NAME
+    placeholder: str = ""
+    time_format: str = DEFAULT_TIME_FORMAT
+    utc: bool = False
+    logger: str = DEFAULT_LOGGER
+    propagate: bool = True
+    location: Mapping[str, str] = field(
+        default_factory=lambda: {k.directory: k.directory for k in Kind})
+    archive_to: Mapping[str, str] = field(
+        default_factory=lambda: {k.directory: "archive" for k in Kind})
+    fields: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {k.directory: DEFAULT_FIELDS[k] for k in Kind})
+
+    def directory(self, kind: Kind) -> Path:
+        """The active directory of a kind (``location`` is relative to ``path`` unless absolute)."""
+        return Path(self.path) / self.location[kind.directory]
+
+    def archive_directory(self, kind: Kind) -> Path:
+        return self.directory(kind) / self.archive_to[kind.directory]
+
+
+SETTING_KEYS = tuple(f for f in AccountingSettings.__dataclass_fields__)
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+def parse_ini(text: str, source: str = "accounting_files.ini") -> dict[str, Any]:
+    """Read the Haraka plugin's INI format into a settings mapping.
+
+    Keys before any ``[section]`` (or in ``[main]``) are main settings; ``[location]``,
+    ``[archive_to]`` and ``[fields]`` hold per-kind values. ``;`` and ``#`` start comments. As in
+    Haraka, ``location`` and ``archive_to`` values are joined onto their parent directory, so
+    ``delivered=/delivered`` means the directory ``delivered`` inside ``path``.
+    """
+    data: dict[str, Any] = {}
+    section = "main"
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip(" \r\n")
+        if not line.strip() or line.lstrip()[0] in ";#":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = _LEGACY.get(line[1:-1].strip(), line[1:-1].strip())
+            if section != "main" and section not in KIND_SECTIONS:
+                raise ConfigError(f"[{section}]", line, "unknown section; allowed: [main], "
+                                  + ", ".join(f"[{s}]" for s in KIND_SECTIONS),
+                                  source=f"{source}:{number}")
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"line {number}", raw, "expected key=value, a [section] or a "
+                              "comment", source=source)
+        key = key.strip()
+        # a literal tab as the value (the separator) survives; other white space is trimmed
+        value = TAB if value.strip(" ") == "" and "\t" in value else value.strip()
+        if section == "main":
+            data[_LEGACY.get(key, key)] = value
+        else:
+            if section in ("location", "archive_to"):
+                value = value.lstrip("/") or value
+            data.setdefault(section, {})[key] = value
+    return data
+
+
+def load(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSettings | None = None,
+         ) -> AccountingSettings:
+    """Settings from an INI or YAML file path, a mapping, or defaults (None)."""
+    if source is None:
+        return AccountingSettings()
+    if isinstance(source, AccountingSettings):
+        return source
+    if isinstance(source, Mapping):
+        return from_mapping(source, "settings")
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config file", str(path), f"cannot be read ({exc.strerror})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError("config file", str(path), "expected a mapping of settings")
+        if "accounting" in data and isinstance(data["accounting"], Mapping):
+            data = data["accounting"]
+        return from_mapping(data, str(path))
+    return from_mapping(parse_ini(text, str(path)), str(path))
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "settings") -> AccountingSettings:
+    """Validate a mapping of settings (the YAML form); ConfigError names key, value, rule."""
+    unknown = [k for k in data if _LEGACY.get(k, k) not in SETTING_KEYS]
+    if unknown:
+        raise ConfigError(unknown[0], data[unknown[0]],
+                          "unknown setting; allowed: " + ", ".join(SETTING_KEYS), source=source)
+    values = {_LEGACY.get(k, k): v for k, v in data.items()}
+    defaults = AccountingSettings()
+    try:
+        settings = AccountingSettings(
+            path=_text(values, "path", defaults.path),
+            extension=_text(values, "extension", defaults.extension).lstrip("."),
+            separator=check_separator(values.get("separator", defaults.separator)),
+            format=_choice(values, "format", FORMATS, defaults.format),
+            archiving=_bool(values, "archiving", defaults.archiving),
+            archive_interval=_number(values, "archive_interval", defaults.archive_interval,
+                                     "a number of seconds greater than 0, such as 86400",
+                                     positive=True),
+            max_size=_number(values, "max_size", defaults.max_size,
+                             "a size in megabytes (10^6 bytes) such as 200 or 0.5; 0 = no limit"),
+            compress=_bool(values, "compress", defaults.compress),
+            retention_days=_optional_number(values, "retention_days",
+                                            "a number of days greater than 0, or empty for none"),
+            retention_files=_optional_count(values, "retention_files"),
+            archive_empty=_bool(values, "archive_empty", defaults.archive_empty),
+            fsync=_choice(values, "fsync", FSYNC_POLICIES, defaults.fsync),
+            file_name=check_template(_text(values, "file_name", defaults.file_name)),
+            placeholder=_placeholder(values.get("placeholder", defaults.placeholder)),
+            time_format=_time_format(values, defaults.time_format),
+            utc=_bool(values, "utc", defaults.utc),
+            logger=_text(values, "logger", defaults.logger),
+            propagate=_bool(values, "propagate", defaults.propagate),
+            location=_per_kind(values, "location", defaults.location, _relative_dir),
+            archive_to=_per_kind(values, "archive_to", defaults.archive_to, _relative_dir),
+            fields=_per_kind(values, "fields", defaults.fields,
+                             lambda key, value: parse_fields(value, key=key)),
+        )
+    except ConfigError as exc:
+        if exc.source is None:
+            raise ConfigError(exc.key, exc.value, exc.allowed, source=source) from None
+        raise
+    if settings.format == "separated" and settings.separator in settings.placeholder:
+        raise ConfigError("placeholder", settings.placeholder, "must not contain the separator",
+                          source=source)
+    return settings
+
+
+def _text(values: Mapping[str, Any], key: str, default: str) -> str:
+    value = values.get(key, default)
+    if value is None or isinstance(value, Mapping | list) or not str(value).strip():
+        raise ConfigError(key, value, "expected a non-empty text value")
+    return str(value).strip()
+
+
+def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = values.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(key, value, "expected true or false")
+
+
+def _choice(values: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    value = values.get(key, default)
+    text = str(value).strip().lower()
+    if key == "format" and text in ("tsv", "csv", "text"):
+        text = "separated"
+    if text not in allowed:
+        raise ConfigError(key, value, "expected one of " + ", ".join(allowed))
+    return text
+
+
+def _number(values: Mapping[str, Any], key: str, default: float, allowed: str,
+            positive: bool = False) -> float:
+    value = values.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, "expected " + allowed) from None
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
+            positive and number == 0):
+        raise ConfigError(key, value, "expected " + allowed)
+    return number
+
+
+def _optional_number(values: Mapping[str, Any], key: str, allowed: str) -> float | None:
+    if values.get(key) in (None, ""):
+        return None
+    return _number(values, key, 0, allowed, positive=True)
+
+
+def _optional_count(values: Mapping[str, Any], key: str) -> int | None:
+    value = values.get(key)
+    if value in (None, ""):
+        return None
+    allowed = "expected a whole number of files, at least 1, or empty for no limit"
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(key, value, allowed) from None
+    if isinstance(value, bool) or number < 1:
+        raise ConfigError(key, value, allowed)
+    return number
+
+
+def _placeholder(value: Any) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\r\n\\"):
+        raise ConfigError("placeholder", value, "expected text without line breaks or backslash")
+    return value
+
+
+def _time_format(values: Mapping[str, Any], default: str) -> str:
+    value = values.get("time_format", default)
+    TimeText(value)  # raises ConfigError for a bad format
+    return str(value)
+
+
+def _relative_dir(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(key, value, "expected a directory name or path")
+    return value.strip()
+
+
+def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
+              check: Any) -> dict[str, Any]:
+    given = values.get(key)
+    result = dict(defaults)
+    if given is None:
+        return result
+    if key == "archive_to" and isinstance(given, str):
+        given = {kind.directory: given for kind in Kind}
+    if not isinstance(given, Mapping):
+        raise ConfigError(key, given, "expected a mapping with keys delivered, deferred, bounce")
+    for name, value in given.items():
+        kind = str(name).strip().lower()
+        if kind not in result:
+            raise ConfigError(f"{key}.{name}", value,
+                              "unknown kind; expected delivered, deferred or bounce")
+        result[kind] = check(f"{key}.{kind}", value)
+    return result
+
+
+# -- dictConfig --------------------------------------------------------------------------------
+
+def handler_name(settings: AccountingSettings, kind: Kind) -> str:
+    return f"{settings.logger}.{kind.directory}"
+
+
+def to_dict_config(settings: AccountingSettings) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` dictionary that writes these settings' files.
+
+    It is incremental-safe to merge into an application's own dictConfig: it names only its own
+    formatters, handlers and logger, and sets ``disable_existing_loggers: false``.
+    """
+    formatters: dict[str, Any] = {}
+    handlers: dict[str, Any] = {}
+    for kind in Kind:
+        name = handler_name(settings, kind)
+        fields = list(settings.fields[kind.directory])
+        if settings.format == "json":
+            formatters[name] = {"()": "mta_logging.formatters.AccountingJsonFormatter",
+                                "fields": fields, "time_format": settings.time_format,
+                                "utc": settings.utc}
+        else:
+            formatters[name] = {"()": "mta_logging.formatters.AccountingFormatter",
+                                "fields": fields, "separator": settings.separator,
+                                "placeholder": settings.placeholder,
+                                "time_format": settings.time_format, "utc": settings.utc}
+        handlers[name] = {
+            "class": "mta_logging.handlers.AccountingFileHandler",
+            "formatter": name,
+            "kind": kind.directory,
+            "directory": str(settings.directory(kind)),
+            "extension": settings.extension,
+            "file_name": settings.file_name,
+            "archiving": settings.archiving,
+            "archive_to": settings.archive_to[kind.directory],
+            "archive_interval": settings.archive_interval,
+            "max_size": settings.max_size,
+            "compress": settings.compress,
+            "retention_days": settings.retention_days,
+            "retention_files": settings.retention_files,
+            "archive_empty": settings.archive_empty,
+            "fsync": settings.fsync,
+        }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": formatters,
+        "handlers": handlers,
+        "loggers": {settings.logger: {"level": "INFO", "handlers": list(handlers),
+                                      "propagate": settings.propagate}},
+    }
+
+
+def build_handlers(settings: AccountingSettings) -> list[AccountingFileHandler]:
+    """The handlers ``to_dict_config`` describes, built the way dictConfig builds them."""
+    config = to_dict_config(settings)
+    configurator = logging.config.DictConfigurator(config)
+    built: list[AccountingFileHandler] = []
+    try:
+        for name, spec in config["handlers"].items():
+            kwargs = {k: v for k, v in spec.items() if k not in ("class", "formatter")}
+            formatter = configurator.configure_formatter(dict(config["formatters"][name]))
+            try:
+                handler = AccountingFileHandler(**kwargs)
+            except OSError as exc:
+                raise ConfigError(
+                    "path", settings.path,
+                    f"cannot create {kwargs['directory']} ({exc.strerror}); expected a "
+                    "writable directory") from None
+            handler.setFormatter(formatter)
+            handler.name = name
+            built.append(handler)
+    except BaseException:
+        for handler in built:
+            handler.close()
+        raise
+    return built
+
+
+def configure(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSettings | None
+              = None, **overrides: Any) -> AccountingSettings:
+    """Install accounting file handlers on the accounting logger; returns the settings used.
+
+    ``source`` is an INI or YAML file, a mapping of settings, or None for the defaults; keyword
+    arguments override single settings (``configure("acct.ini", path="/var/log/acct")``). A
+    mapping with a ``version`` key is a complete ``dictConfig`` dictionary and is passed to
+    ``logging.config.dictConfig`` as it is. Calling configure again replaces the handlers it
+    installed before (their files are finished and archived as on close).
+    """
+    if isinstance(source, Mapping) and "version" in source:
+        logging.config.dictConfig(dict(source))
+        return AccountingSettings()
+    settings = load(source)
+    if overrides:
+        settings = from_mapping({**_as_mapping(settings), **overrides}, "configure()")
+    handlers = build_handlers(settings)
+    logger = logging.getLogger(settings.logger)
+    for old in [h for h in logger.handlers if isinstance(h, AccountingFileHandler)]:
+        logger.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.open()
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.propagate = settings.propagate
+    _log.info("accounting files ready: %s", ", ".join(str(h.path) for h in handlers))
+    return settings
+
+
+def _as_mapping(settings: AccountingSettings) -> dict[str, Any]:
+    data = asdict(settings)
+    data["fields"] = {k: list(v) for k, v in settings.fields.items()}
+    return data
+
+
+def describe(settings: AccountingSettings) -> str:
+    """The resolved settings as YAML (what ``mta-logging check-config`` prints)."""
+    data = _as_mapping(settings)
+    data["directories"] = {kind.directory: {
+        "active": str(settings.directory(kind)),
+        "archive": str(settings.archive_directory(kind)) if settings.archiving else None,
+    } for kind in Kind}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# -- mta-logging check-config ------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="accounting_files.ini, a YAML file, or a relay config")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+    print(f"{args.config}: OK")
+    print(describe(settings), end="")
+    return 0
+
