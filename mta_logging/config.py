@@ -102,7 +102,7 @@ def parse_ini(text: str, source: str = "accounting_files.ini") -> dict[str, Any]
                               "comment", source=source)
         key = key.strip()
         # a literal tab as the value (the separator) survives; other white space is trimmed
-        value = TAB if value.strip(" ") == "" and "\t" in value else value.strip()
+        value = TAB if value.strip() == "" and "\t" in value else value.strip()
         if section == "main":
             data[_LEGACY.get(key, key)] = value
         else:

@@ -231,4 +231,5 @@ def join_values(values: Iterable[str | None], separator: str = TAB, placeholder:
     """Escape and join values the way AccountingFormatter does (for tools that rewrite files)."""
     if separator == TAB:
         return TAB.join(placeholder if v is None else escape_tsv(v) for v in values)
-    return separator.join(placeholder if v is None else escape_csv(v, separator) for v in values)
+    line = separator.join(placeholder if v is None else escape_csv(v, separator) for v in values)
+    return line or '""'  # as the csv module writes a row of one empty value: not a blank line

@@ -1,0 +1,266 @@
+"""Configuration: the Haraka INI unchanged, YAML, dictConfig, and the errors bad values get."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import mta_logging
+from mta_logging import AccountingFileHandler, AccountingSettings, ConfigError
+from mta_logging.config import from_mapping, load, parse_ini, to_dict_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_accounting_logger() -> object:
+    yield
+    logger = logging.getLogger("mta.accounting")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_shipped_ini_and_yaml_are_the_defaults() -> None:
+    assert load(ROOT / "configs" / "accounting_files.ini") == AccountingSettings()
+    assert load(ROOT / "configs" / "accounting.yaml") == AccountingSettings()
+
+
+def test_haraka_defaults() -> None:
+    s = AccountingSettings()
+    assert (s.path, s.extension, s.separator, s.archiving) == ("accounting_files", "tsv", "\t",
+                                                               False)
+    assert (s.archive_interval, s.max_size) == (86400, 200)
+    assert dict(s.location) == {"delivered": "delivered", "deferred": "deferred",
+                                "bounce": "bounce"}
+    assert dict(s.archive_to) == {"delivered": "archive", "deferred": "archive",
+                                  "bounce": "archive"}
+    assert s.fields["bounce"][-1] == "bounceCat" and s.fields["deferred"][-1] == "delay"
+
+
+HARAKA_INI = """\
+;Main path
+path={path}
+extension=csv
+separator=;
+archiving=true
+archive_interval=3600
+max_size=0.5
+
+[archive_to]
+delivered=/archive
+deferred=/old
+bounce=/archive
+
+[location]
+delivered=/delivered
+deferred=/deferred
+bounce=/bounces
+
+[fields]
+delivered=type,timeLogged,rcpt,jobId,custom_X-Campaign
+deferred= type,rcpt,delay
+bounce=   type,rcpt,dsnStatus,bounceCat
+"""
+
+
+def test_every_haraka_key_is_read_with_its_meaning(tmp_path: Path) -> None:
+    ini = write(tmp_path, "accounting_files.ini", HARAKA_INI.format(path=tmp_path / "acct"))
+    s = load(ini)
+    assert s.path == str(tmp_path / "acct")
+    assert (s.extension, s.separator, s.archiving, s.archive_interval, s.max_size) == (
+        "csv", ";", True, 3600.0, 0.5)
+    # Haraka joined these onto their parent directory: "/bounces" is inside path
+    assert s.directory(mta_logging.Kind.BOUNCE) == tmp_path / "acct" / "bounces"
+    assert s.archive_directory(mta_logging.Kind.DEFERRED) == tmp_path / "acct" / "deferred" / "old"
+    assert s.fields["delivered"] == ("type", "timeLogged", "rcpt", "jobId", "custom_X-Campaign")
+    assert s.fields["deferred"] == ("type", "rcpt", "delay")
+
+
+def test_haraka_ini_writes_where_haraka_wrote(tmp_path: Path) -> None:
+    ini = write(tmp_path, "accounting_files.ini", HARAKA_INI.format(path=tmp_path / "acct"))
+    mta_logging.configure(ini)
+    acct = mta_logging.AccountingLogger()
+    acct.delivered("bob@example.com", job_id="7", headers={"x-campaign": "spring; summer"})
+    acct.bounced("dave@example.net", dsn_status="5.1.1", bounce_cat="bad-mailbox")
+    logging.getLogger("mta.accounting").handlers[0].close()
+    names = files(tmp_path / "acct")
+    assert [n.split("/")[0] for n in names] == ["bounces", "deferred", "delivered"]
+    (delivered,) = (tmp_path / "acct" / "delivered" / "archive").iterdir()
+    lines = delivered.read_text().splitlines()
+    assert lines[0] == "type;timeLogged;rcpt;jobId;custom_X-Campaign"
+    assert lines[1].startswith("d;") and lines[1].endswith(';bob@example.com;7;"spring; summer"')
+
+
+def test_legacy_key_names_and_literal_tab(tmp_path: Path) -> None:
+    ini = write(tmp_path, "a.ini", "move=true\nmove_interval=60\nseparator=\t\n[move_to]\n"
+                                    "delivered=/done\n")
+    s = load(ini)
+    assert (s.archiving, s.archive_interval, s.separator, s.archive_to["delivered"]) == (
+        True, 60.0, "\t", "done")
+
+
+def test_explicit_main_section_and_comments(tmp_path: Path) -> None:
+    s = load(write(tmp_path, "a.ini", "# comment\n[main]\nextension=log ; not a comment\n"))
+    assert s.extension == "log ; not a comment"
+
+
+def test_every_extra_key_in_ini(tmp_path: Path) -> None:
+    s = load(write(tmp_path, "a.ini", "\n".join([
+        "compress=true", "retention_days=30", "retention_files=100", "archive_empty=yes",
+        "fsync=rollover", "file_name={kind}-{host}-{pid}-{seq}.{ext}", "placeholder= - ",
+        "time_format=%Y-%m-%dT%H:%M:%S", "utc=true", "format=json", "logger=my.acct",
+        "propagate=false"])))
+    assert (s.compress, s.retention_days, s.retention_files, s.archive_empty, s.fsync) == (
+        True, 30.0, 100, True, "rollover")
+    assert (s.file_name, s.placeholder, s.time_format, s.utc, s.format, s.logger, s.propagate) == (
+        "{kind}-{host}-{pid}-{seq}.{ext}", "-", "%Y-%m-%dT%H:%M:%S", True, "json", "my.acct",
+        False)
+
+
+def test_yaml_accepts_lists_single_archive_to_and_absolute_paths(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "a.yaml", yaml.safe_dump({
+        "path": str(tmp_path), "archive_to": str(tmp_path / "all-archives"),
+        "location": {"bounce": str(tmp_path / "b")},
+        "fields": {"bounce": ["type", "rcpt", "bounceCat"]}}))
+    s = load(cfg)
+    assert s.archive_directory(mta_logging.Kind.DELIVERED) == tmp_path / "all-archives"
+    assert s.directory(mta_logging.Kind.BOUNCE) == tmp_path / "b"
+    assert s.fields["bounce"] == ("type", "rcpt", "bounceCat")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"max_size": "big"}, "max_size: 'big' is not valid; expected a size in megabytes"),
+    ({"archive_interval": -5}, "archive_interval: -5 is not valid; expected a number of seconds"),
+    ({"archive_interval": 0}, "archive_interval: 0 is not valid; expected a number of seconds"),
+    ({"archiving": "perhaps"}, "archiving: 'perhaps' is not valid; expected true or false"),
+    ({"fields": {"delivered": "type,rcpt,sender"}},
+     "fields.delivered: 'sender' is not valid; unknown field; allowed fields: type, timeLogged"),
+    ({"fields": {"later": "type"}}, "fields.later: 'type' is not valid; unknown kind"),
+    ({"fsync": "sometimes"}, "fsync: 'sometimes' is not valid; expected one of never, rollover"),
+    ({"separator": "::"}, "separator: '::' is not valid; expected one character"),
+    ({"retention_files": 0}, "retention_files: 0 is not valid; expected a whole number"),
+    ({"file_name": "{kind}.{date}.tsv"},
+     "file_name: '{kind}.{date}.tsv' is not valid; unknown placeholder {date}; allowed: "
+     "{ext}, {host}, {kind}, {pid}, {seq}, {time}"),
+    ({"time_format": 5}, "time_format: 5 is not valid; expected a strftime format"),
+    ({"colour": "blue"}, "colour: 'blue' is not valid; unknown setting; allowed: path, extension"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(settings: dict[str, object],
+                                                        message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_mapping(settings, "test.yaml")
+    assert str(err.value).startswith("test.yaml: " + message)
+
+
+def test_bad_ini_value_names_the_file(tmp_path: Path) -> None:
+    ini = write(tmp_path, "accounting_files.ini", "max_size=200MB\n")
+    with pytest.raises(ConfigError, match=r"accounting_files.ini: max_size: '200MB' is not valid"):
+        load(ini)
+
+
+def test_bad_ini_syntax_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"line 2: 'archiving true' is not valid; expected key="):
+        parse_ini("path=x\narchiving true\n", "a.ini")
+    with pytest.raises(ConfigError, match=r"a.ini:1: \[paths\]"):
+        parse_ini("[paths]\n", "a.ini")
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file: .*nope.ini' is not valid; cannot be read"):
+        load(tmp_path / "nope.ini")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load(write(tmp_path, "b.yaml", "path: [unclosed\n"))
+
+
+def test_unwritable_path_is_a_config_error(tmp_path: Path) -> None:
+    blocker = write(tmp_path, "blocker", "a file where a directory must be")
+    expected = r"path: .*blocker/acct' is not valid; cannot create .*/delivered \(Not a direc"
+    with pytest.raises(ConfigError, match=expected):
+        mta_logging.configure({"path": str(blocker / "acct")})
+
+
+def test_configure_twice_replaces_handlers(tmp_path: Path) -> None:
+    mta_logging.configure({"path": str(tmp_path / "one")})
+    mta_logging.configure({"path": str(tmp_path / "two")})
+    handlers = logging.getLogger("mta.accounting").handlers
+    assert len(handlers) == 3
+    assert all(isinstance(h, AccountingFileHandler) for h in handlers)
+    assert {h.directory.parent for h in handlers} == {tmp_path / "two"}  # type: ignore[attr-defined]
+    mta_logging.AccountingLogger().delivered("bob@example.com")
+    assert files(tmp_path / "one") == []  # the replaced handlers left no empty files behind
+    assert len(files(tmp_path / "two" / "delivered")) == 1
+
+
+def test_configure_logs_that_files_are_ready(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="mta_logging"):
+        mta_logging.configure({"path": str(tmp_path)})
+    (ready,) = [r.getMessage() for r in caplog.records if r.name == "mta_logging"]
+    assert ready.startswith("accounting files ready: " + str(tmp_path / "delivered" / "d."))
+
+
+def test_logging_yaml_is_the_dict_config_of_the_defaults() -> None:
+    shipped = yaml.safe_load((ROOT / "logging.yaml").read_text())
+    assert shipped == to_dict_config(AccountingSettings())
+
+
+def test_logging_yaml_with_dictconfig_alone(tmp_path: Path) -> None:
+    """No Python configuration code: dictConfig(logging.yaml) from the repository root."""
+    script = (
+        "import logging, logging.config, yaml\n"
+        f"logging.config.dictConfig(yaml.safe_load(open({str(ROOT / 'logging.yaml')!r})))\n"
+        "from mta_logging import AccountingLogger\n"
+        "acct = AccountingLogger()\n"
+        "acct.delivered('bob@example.com', job_id='42', dsn_msg='250 2.0.0 OK')\n"
+        "acct.deferred('carol@example.org', dsn_status='4.2.0', delay=300)\n"
+        "acct.bounced('dave@example.net', dsn_status='5.1.1', bounce_cat='bad-mailbox')\n"
+        "logging.getLogger('mta.accounting').info('not an accounting record')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    names = files(tmp_path / "accounting_files")
+    assert [n.rsplit("/", 1)[0] for n in names] == ["bounce", "deferred", "delivered"]
+    body = {n.split("/")[0]: (tmp_path / "accounting_files" / n).read_text().splitlines()
+            for n in names}
+    assert body["delivered"][1].split("\t")[3::6] == ["bob@example.com", "250 2.0.0 OK"]
+    assert body["deferred"][1].split("\t")[-1] == "300"
+    assert body["bounce"][1].split("\t")[-1] == "bad-mailbox"
+    assert all(len(lines) == 2 for lines in body.values())
+
+
+def test_check_config_prints_resolved_settings(tmp_path: Path) -> None:
+    ini = write(tmp_path, "accounting_files.ini", "archiving=true\nmax_size=0.5\n")
+    out = subprocess.run([sys.executable, "-m", "mta_logging.cli", "check-config", str(ini)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.startswith(f"{ini}: OK\n")
+    settings = yaml.safe_load(out.split("\n", 1)[1])
+    assert settings["max_size"] == 0.5 and settings["archiving"] is True
+    assert settings["directories"]["bounce"] == {"active": "accounting_files/bounce",
+                                                 "archive": "accounting_files/bounce/archive"}
+
+
+def test_check_config_rejects_bad_config_with_exit_2(tmp_path: Path) -> None:
+    ini = write(tmp_path, "accounting_files.ini", "archiving=perhaps\n")
+    done = subprocess.run([sys.executable, "-m", "mta_logging.cli", "check-config", str(ini)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (f"mta-logging check-config: {ini}: archiving: 'perhaps' is not valid; "
+                           "expected true or false\n")
