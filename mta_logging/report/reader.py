@@ -1,0 +1,540 @@
+"""Reading accounting files back, one :class:`Record` at a time.
+
+Input is any mix of active files, archived files and ``.gz`` archives (detected by content, not
+name), each read with the field list of its own header line. Separated-values files (any
+one-character separator, detected from the header) are split with the writer's own
+``split_line``, so escaping is undone exactly; JSON lines files (first character ``{``) carry
+their field names in every record. Files written by the Haraka ``accounting_files`` plugin read
+the same way: a trailing separator, CRLF line ends, `` - `` / ``undefined`` for unknown values
+and its old field names (``dsnDiag``, ``dlvSourceIp``, ``dlvDestinationIp``) are understood.
+
+Everything streams: memory does not grow with the number of lines read. Input that cannot be
+read (a line with the wrong number of fields, a truncated ``.gz``, a file with no header) is
+skipped and reported as an :class:`Issue` naming the file and line; with ``strict=True`` it
+raises :class:`~mta_logging.errors.FormatError` instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from mta_logging.errors import FormatError
+from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
+from mta_logging.formatters import header_fields, split_line
+from mta_logging.outcome import Kind
+from mta_logging.report.filters import Filters
+
+log = logging.getLogger("mta_logging.report")
+
+# Field names of the Haraka plugin that this project renamed.
+LEGACY_FIELD_NAMES = {"dsnDiag": "dsnMsg", "dlvSourceIp": "srcIp", "dlvDestinationIp": "destIp"}
+# What the Haraka plugin wrote for a value it did not know (compared after stripping spaces).
+LEGACY_UNKNOWN = frozenset({"", "-", "undefined", "null"})
+
+_KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
+_FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
+_GZIP_MAGIC = b"\x1f\x8b"
+_PROGRESS_EVERY = 8192  # lines between two progress callbacks
+_TIME_CACHE_SIZE = 4096
+_KIND_CODES: dict[str, Kind] = {
+    "d": Kind.DELIVERED, "delivered": Kind.DELIVERED,
+    "df": Kind.DEFERRED, "t": Kind.DEFERRED, "deferred": Kind.DEFERRED,
+    "b": Kind.BOUNCE, "bounce": Kind.BOUNCE, "bounced": Kind.BOUNCE,
+}
+
+
+def kind_of(text: str | None) -> Kind | None:
+    """The Kind a ``type`` value, file prefix or directory name stands for; None if none."""
+    if text is None:
+        return None
+    return _KIND_CODES.get(text.strip().lower())
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of an accounting file, read back.
+
+    ``fields`` maps each field name of the file (in the file's order) to its value, with the
+    writer's escaping undone; None means unknown. ``kind`` comes from the ``type`` field, or
+    when the file has none, from the file name (``d.``/``df.``/``t.``/``b.``) or its directory.
+    Times are the file's wall-clock times (naive ``datetime``), None when unknown.
+    """
+
+    kind: Kind | None
+    fields: Mapping[str, str | None]
+    time_logged: datetime | None
+    time_queued: datetime | None
+    path: str
+    line: int
+
+    def get(self, name: str) -> str | None:
+        """The value of field ``name``; None when unknown or not in this file."""
+        return self.fields.get(name)
+
+    @property
+    def rcpt(self) -> str | None:
+        return self.fields.get("rcpt")
+
+    @property
+    def domain(self) -> str | None:
+        """The recipient's domain, lower case, without angle brackets or a trailing dot."""
+        rcpt = self.fields.get("rcpt")
+        if not rcpt or "@" not in rcpt:
+            return None
+        return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.fields.get("jobId")
+
+    @property
+    def vmta(self) -> str | None:
+        return self.fields.get("vmta")
+
+    @property
+    def src_ip(self) -> str | None:
+        return self.fields.get("srcIp")
+
+    @property
+    def dsn_status(self) -> str | None:
+        return self.fields.get("dsnStatus")
+
+    @property
+    def dsn_msg(self) -> str | None:
+        return self.fields.get("dsnMsg")
+
+    @property
+    def bounce_cat(self) -> str | None:
+        return self.fields.get("bounceCat")
+
+    @property
+    def queue_seconds(self) -> int | None:
+        """timeLogged − timeQueued in whole seconds; None unless both are known."""
+        if self.time_logged is None or self.time_queued is None:
+            return None
+        return int((self.time_logged - self.time_queued).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """Input that was skipped (or, for a bad time, read as unknown): where and why."""
+
+    path: str
+    line: int  # 0: the file as a whole
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """Counters of one pass over the input (updated while records stream)."""
+
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    matched: int = 0
+    skipped_lines: int = 0
+    skipped_files: int = 0
+    issues: int = 0
+    bytes_done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How one file is written: separator (None for JSON lines), fields, Haraka style."""
+
+    separator: str | None
+    fields: tuple[str, ...]
+    legacy: bool = False
+
+
+class TimeParser:
+    """Text of a time field → naive ``datetime`` (aware times are converted to UTC).
+
+    Records of one second share the text, so recent results are cached (bounded).
+    """
+
+    __slots__ = ("time_format", "_cache", "_parse")
+
+    def __init__(self, time_format: str = DEFAULT_TIME_FORMAT) -> None:
+        self.time_format = time_format
+        self._cache: dict[str, datetime | None] = {}
+        if time_format == DEFAULT_TIME_FORMAT:
+            self._parse: Callable[[str], datetime] = _parse_default
+        else:
+            self._parse = lambda text: datetime.strptime(text, time_format)
+
+    def __call__(self, text: str | None) -> datetime | None:
+        """The time, or None when ``text`` is None or does not match the format."""
+        if text is None:
+            return None
+        cache = self._cache
+        try:
+            return cache[text]
+        except KeyError:
+            pass
+        if len(cache) >= _TIME_CACHE_SIZE:
+            cache.clear()
+        try:
+            value: datetime | None = self._parse(text.strip())
+        except ValueError:
+            value = None
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        cache[text] = value
+        return value
+
+
+def _parse_default(text: str) -> datetime:
+    if len(text) != 19:
+        raise ValueError(text)
+    return datetime.fromisoformat(text)
+
+
+def detect_layout(first_line: str) -> Layout | None:
+    """The layout of a file from its first line; None when that line is not a header.
+
+    The separator is the first character that is not part of a field name and splits the line
+    into plausible field names (identifiers, at least one of them a known field).
+    """
+    line = first_line.lstrip("\ufeff").rstrip("\r\n")
+    if line.startswith("{"):
+        return Layout(None, ())
+    tried: set[str] = set()
+    for char in line:
+        if char.isalnum() or char == "_" or char in tried:
+            continue
+        tried.add(char)
+        names = header_fields(line, char)
+        if _plausible_header(names):
+            return Layout(char, _modern_names(names), legacy=line.endswith(char))
+    names = [line.strip()]
+    if _plausible_header(names):  # a file with a single field
+        return Layout("\t", _modern_names(names))
+    return None
+
+
+def _plausible_header(names: list[str]) -> bool:
+    stripped = [name.strip() for name in names]
+    return (
+        bool(stripped)
+        and all(_FIELD_NAME.match(name) for name in stripped)
+        and any(name in _KNOWN_NAMES or name.startswith(CUSTOM_PREFIX) for name in stripped)
+    )
+
+
+def _modern_names(names: list[str]) -> tuple[str, ...]:
+    return tuple(LEGACY_FIELD_NAMES.get(name.strip(), name.strip()) for name in names)
+
+
+def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The files to read: each file named, and every file under each directory named.
+
+    Directories are searched recursively in name order (archives included); hidden files and
+    directories (leading ``.``: temporaries such as pending compressions) are left out.
+    """
+    for item in paths:
+        path = Path(item)
+        if not path.is_dir():
+            yield path
+            continue
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    yield Path(dirpath, name)
+
+
+def kind_from_path(path: Path) -> Kind | None:
+    """The kind a file holds by its name (``d.``, ``df.``, ``t.``, ``b.``) or directory."""
+    kind = kind_of(path.name.partition(".")[0])
+    if kind is not None:
+        return kind
+    for parent in path.parents[:3]:
+        kind = kind_of(parent.name)
+        if kind is not None:
+            return kind
+    return None
+
+
+class Reader:
+    """Streams the :class:`Record` objects of accounting files that match ``filters``.
+
+    ``paths`` are files or directories (searched recursively). ``time_format`` is the strftime
+    format of the time fields; ``placeholder`` the writer's placeholder for unknown values
+    (besides the empty value). ``on_issue`` receives each :class:`Issue` (default: a warning on
+    the ``mta_logging.report`` logger); with ``strict`` the first issue raises FormatError.
+    ``on_progress`` is called now and then with the number of bytes read so far (compressed
+    bytes for ``.gz``), for progress bars; ``stats`` counts what was read.
+    Iterating twice reads the files twice.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        filters: Filters | None = None,
+        time_format: str = DEFAULT_TIME_FORMAT,
+        placeholder: str | None = None,
+        strict: bool = False,
+        on_issue: Callable[[Issue], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.filters = filters if filters is not None else Filters()
+        self.time_format = time_format
+        self.unknown = frozenset({""} if placeholder is None else {"", placeholder})
+        self.strict = strict
+        self.on_issue = on_issue if on_issue is not None else _log_issue
+        self.on_progress = on_progress
+        self.stats = ReadStats()
+        self._times = TimeParser(time_format)
+
+    def files(self) -> Iterator[Path]:
+        """The files this reader reads, in order."""
+        return find_files(self.paths)
+
+    def total_bytes(self) -> int:
+        """The size on disk of all input (what ``on_progress`` counts towards)."""
+        total = 0
+        for path in self.files():
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue
+        return total
+
+    def field_names(self) -> list[str]:
+        """Every field name of the input, catalogue fields first (reads first lines only)."""
+        seen: dict[str, None] = {}
+        for path in self.files():
+            try:
+                with _open_text(path) as stream:
+                    first = stream.readline()
+            except (OSError, EOFError, zlib.error):
+                continue
+            layout = detect_layout(first)
+            if layout is None:
+                continue
+            names = layout.fields
+            if layout.separator is None:
+                try:
+                    data = json.loads(first)
+                except ValueError:
+                    continue
+                names = tuple(data) if isinstance(data, dict) else ()
+            seen.update(dict.fromkeys(names))
+        ordered = [name for name in FIELD_NAMES if name in seen]
+        return ordered + [name for name in seen if name not in FIELD_NAMES]
+
+    def __iter__(self) -> Iterator[Record]:
+        seen_inodes: set[tuple[int, int]] = set()
+        matches = self.filters.matches if self.filters.active else None
+        stats = self.stats
+        for path in self.files():
+            for record in self._read_file(path, seen_inodes):
+                if matches is None or matches(record):
+                    stats.matched += 1
+                    yield record
+
+    def issue(self, path: Path | str, line: int, message: str) -> None:
+        """Report input that cannot be read (raises FormatError when strict)."""
+        found = Issue(str(path), line, message)
+        self.stats.issues += 1
+        if self.strict:
+            raise FormatError(str(found))
+        self.on_issue(found)
+
+    def _read_file(self, path: Path, seen_inodes: set[tuple[int, int]]) -> Iterator[Record]:
+        try:
+            info = path.stat()
+            raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            if path in self.paths:
+                self.issue(path, 0, "no such file")
+            else:  # moved into the archive while we looked: read there
+                log.debug("%s: gone before it was read", path)
+            return
+        except OSError as exc:
+            self.issue(path, 0, f"cannot open: {exc.strerror or exc}")
+            return
+        # a file being archived is briefly under two names (hard link): read it once
+        inode = (info.st_dev, info.st_ino)
+        if inode in seen_inodes:
+            raw.close()
+            return
+        seen_inodes.add(inode)
+        self.stats.files += 1
+        done_before = self.stats.bytes_done
+        with raw, _text_stream(raw) as stream:
+            yield from self._read_stream(path, stream, raw, done_before)
+        self.stats.bytes_done = done_before + info.st_size
+        if self.on_progress is not None:
+            self.on_progress(self.stats.bytes_done)
+
+    def _read_stream(self, path: Path, stream: IO[str], raw: IO[bytes],
+                     done_before: int) -> Iterator[Record]:
+        number = 1
+        try:
+            first = stream.readline()
+            if not first:
+                return  # an empty file: just created, nothing written yet
+            layout = detect_layout(first)
+            if layout is None:
+                self.stats.skipped_files += 1
+                self.issue(path, 1, "no header line (expected field names such as "
+                           "'type<TAB>timeLogged<TAB>rcpt...' or a JSON object); file skipped")
+                return
+            file_kind = kind_from_path(path)
+            name = str(path)
+            if layout.separator is None:
+                lines: Iterable[tuple[int, str]] = _numbered(first, stream)
+                parse = self._json_parser(name)
+            else:
+                lines = enumerate(stream, start=2)
+                parse = self._separated_parser(name, layout)
+            stats = self.stats
+            on_progress = self.on_progress
+            times = self._times
+            time_ok = True
+            for number, line in lines:
+                stats.lines += 1
+                if number % _PROGRESS_EVERY == 0 and on_progress is not None:
+                    on_progress(done_before + raw.tell())
+                fields = parse(number, line)
+                if fields is None:
+                    continue
+                stats.records += 1
+                kind = _KIND_CODES.get(fields.get("type") or "") or file_kind
+                logged_text = fields.get("timeLogged")
+                logged = times(logged_text)
+                if logged is None and logged_text is not None and time_ok:
+                    time_ok = False  # once per file: a wrong --time-format hits every line
+                    self.issue(path, number, f"timeLogged {logged_text!r} does not match the "
+                               f"time format {self.time_format!r} (see --time-format); read as "
+                               "unknown")
+                yield Record(kind, fields, logged, times(fields.get("timeQueued")), name, number)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            self.issue(path, number + 1, f"damaged compressed file ({exc}); the rest of the file "
+                       "is skipped")
+        except OSError as exc:
+            self.issue(path, number + 1, f"read error ({exc}); the rest of the file is skipped")
+
+    def _separated_parser(
+        self, name: str, layout: Layout
+    ) -> Callable[[int, str], dict[str, str | None] | None]:
+        separator = layout.separator or "\t"
+        names = layout.fields
+        count = len(names)
+        legacy = layout.legacy
+        unknown = self.unknown
+        stats = self.stats
+
+        def parse(number: int, line: str) -> dict[str, str | None] | None:
+            values = split_line(line, separator)
+            if len(values) != count:
+                if legacy and len(values) == count + 1 and values[-1] == "":
+                    values.pop()
+                elif len(values) == 1 and not values[0].strip():
+                    stats.lines -= 1  # a blank line is not a record
+                    return None
+                else:
+                    stats.skipped_lines += 1
+                    self.issue(name, number, f"{len(values)} values where the header has "
+                               f"{count} fields; line skipped")
+                    return None
+            if legacy:
+                return {
+                    key: None if value.strip() in LEGACY_UNKNOWN else value
+                    for key, value in zip(names, values, strict=True)
+                }
+            return {
+                key: None if value in unknown else value
+                for key, value in zip(names, values, strict=True)
+            }
+
+        return parse
+
+    def _json_parser(self, name: str) -> Callable[[int, str], dict[str, str | None] | None]:
+        stats = self.stats
+        unknown = self.unknown
+
+        def parse(number: int, line: str) -> dict[str, str | None] | None:
+            if not line.strip():
+                stats.lines -= 1
+                return None
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                data = exc
+            if not isinstance(data, dict):
+                stats.skipped_lines += 1
+                reason = data if isinstance(data, ValueError) else "not a JSON object"
+                self.issue(name, number, f"not a JSON record ({reason}); line skipped")
+                return None
+            return {
+                key: None if value is None or value in unknown else _json_text(value)
+                for key, value in data.items()
+            }
+
+        return parse
+
+
+def _json_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _numbered(first: str, rest: Iterable[str]) -> Iterator[tuple[int, str]]:
+    yield 1, first
+    yield from enumerate(rest, start=2)
+
+
+def _text_stream(raw: IO[bytes]) -> io.TextIOWrapper:
+    binary: IO[bytes] | gzip.GzipFile = raw
+    peek = getattr(raw, "peek", None)
+    head = peek(2)[:2] if peek is not None else b""
+    if head == _GZIP_MAGIC:
+        binary = gzip.GzipFile(fileobj=raw, mode="rb")
+    # newline="\n": split on LF only and keep line ends (a Haraka CR stays with its line)
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    return _text_stream(open(path, "rb"))  # noqa: SIM115 (the wrapper closes it)
+
+
+def _log_issue(issue: Issue) -> None:
+    log.warning("%s", issue)
+
+
+def read_records(paths: Iterable[str | os.PathLike[str]], **options: Any) -> Iterator[Record]:
+    """Shorthand for ``iter(Reader(paths, **options))``."""
+    return iter(Reader(paths, **options))
+
+
+__all__ = [
+    "Issue",
+    "Layout",
+    "ReadStats",
+    "Reader",
+    "Record",
+    "TimeParser",
+    "detect_layout",
+    "find_files",
+    "kind_from_path",
+    "read_records",
+]
