@@ -264,3 +264,44 @@ def test_check_config_rejects_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == (f"mta-logging check-config: {ini}: archiving: 'perhaps' is not valid; "
                            "expected true or false\n")
+
+
+def test_every_key_reaches_the_handlers_through_dict_config(tmp_path: Path) -> None:
+    settings = from_mapping({
+        "path": str(tmp_path), "extension": "log", "separator": ";", "archiving": True,
+        "archive_interval": 600, "max_size": 1.5, "compress": True, "retention_days": 7,
+        "retention_files": 10, "archive_empty": True, "fsync": "rollover",
+        "file_name": "{kind}-{seq}.{ext}", "placeholder": "-", "time_format": "%H:%M",
+        "utc": True, "logger": "acct.test", "propagate": False,
+        "location": {"deferred": "later"}, "archive_to": {"bounce": "old"},
+        "fields": {"delivered": "type,rcpt"}})
+    logging.config.dictConfig(to_dict_config(settings))
+    logger = logging.getLogger("acct.test")
+    try:
+        by_kind = {h.kind.directory: h for h in logger.handlers}  # type: ignore[attr-defined]
+        d, df, b = by_kind["delivered"], by_kind["deferred"], by_kind["bounce"]
+        assert logger.propagate is False and logger.level == logging.INFO
+        assert df.directory == tmp_path / "later"
+        assert b.archive_dir == tmp_path / "bounce" / "old"
+        assert (d.namer.template, d.namer.extension, d.archiving, d.archive_interval) == (
+            "{kind}-{seq}.{ext}", "log", True, 600.0)
+        assert (d.max_bytes, d.compress, d.retention_days, d.retention_files) == (
+            1_500_000, True, 7.0, 10)
+        assert (d.archive_empty, d.fsync) == (True, "rollover")
+        fmt = d.formatter
+        assert (fmt.fields, fmt.separator, fmt.placeholder) == (("type", "rcpt"), ";", "-")
+        assert (fmt.times.time_format, fmt.times.utc) == ("%H:%M", True)
+        mta_logging.AccountingLogger("acct.test").delivered("a@example.com")
+        assert (tmp_path / "delivered" / "d-1.log").read_text() == "type;rcpt\nd;a@example.com\n"
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def test_json_format_setting_writes_json_lines(tmp_path: Path) -> None:
+    mta_logging.configure({"path": str(tmp_path), "format": "json", "extension": "jsonl"})
+    mta_logging.AccountingLogger().deferred("c@example.org", delay=60)
+    (active,) = (tmp_path / "deferred").glob("df.*.jsonl")
+    (line,) = active.read_text().splitlines()
+    assert line.startswith('{"type": "df", "timeLogged": "') and line.endswith('"delay": "60"}')
