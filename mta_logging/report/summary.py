@@ -28,7 +28,7 @@ DEFAULT_MAX_KEYS = 100_000
 _REPLY_START = re.compile(r"\s*(\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?)?(.*)\Z", re.DOTALL)
 _VOLATILE = (
     (re.compile(r"https?://\S+"), "<url>"),
-    (re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+"), "<addr>"),
+    (re.compile(r"<?[\w.+=-]+@[\w-]+(?:\.[\w-]+)+>?"), "<addr>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<ip>"),
     (re.compile(r"\b(?=[0-9a-fA-F:]*:[0-9a-fA-F:]*:)[0-9a-fA-F:]{6,}\b"), "<ip>"),
     (re.compile(r"[\w.-]*\d[\w.-]*"), "#"),

@@ -1,0 +1,48 @@
+"""``mta-logging report PATH...``: totals, rates, domains, reasons, delays, per vmta and hour."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mta_logging.errors import ConfigError
+from mta_logging.report import render
+from mta_logging.report.options import add_input_arguments, finish, reader_from_args
+from mta_logging.report.summary import Summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    output = parser.add_argument_group("output (default: readable tables)")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="the report as one JSON object")
+    formats.add_argument("--csv", action="store_true",
+                         help="the report as CSV rows: section,key,detail,metric,value")
+    formats.add_argument("--html", metavar="FILE",
+                         help="write a self-contained HTML page with charts to FILE")
+    output.add_argument("--top", type=int, default=10, metavar="N",
+                        help="rows per ranked table: domains, reasons, vmtas... (default: 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise ConfigError("--top", args.top, "expected a number of rows, at least 1")
+    reader, warnings = reader_from_args(args, "report")
+    try:
+        summary = Summary().add_all(reader)
+    finally:
+        finish(reader, warnings)
+    report = summary.report(args.top, reader.stats)
+    if args.html:
+        from mta_logging.report.html import to_html
+
+        Path(args.html).write_text(to_html(report), encoding="utf-8")
+        print(f"mta-logging report: wrote {args.html}", file=sys.stderr)
+    elif args.json:
+        sys.stdout.write(render.to_json(report))
+    elif args.csv:
+        sys.stdout.write(render.to_csv(report))
+    else:
+        sys.stdout.write(render.to_table(report))
+    return 0

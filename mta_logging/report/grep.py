@@ -1,0 +1,101 @@
+"""``mta-logging grep PATH...``: print the accounting records that match the filters.
+
+Output is an accounting file (a header, then one escaped line per record, the way the writer
+writes them, so the output is valid input again), or JSON lines with ``--json``. Like grep,
+the exit status is 0 when something matched, 1 when nothing did, 2 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TextIO
+
+from mta_logging.fields import parse_fields
+from mta_logging.formatters import check_separator, join_values
+from mta_logging.report.options import add_input_arguments, finish, reader_from_args
+from mta_logging.report.reader import Reader, Record
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    output = parser.add_argument_group("output (default: an accounting file with a header)")
+    output.add_argument("--json", action="store_true",
+                        help="JSON lines: one object per record, null for unknown values")
+    output.add_argument("--fields", metavar="LIST",
+                        help="fields to print, comma-separated (default: every field of the "
+                             "input, catalogue order first)")
+    output.add_argument("--separator", default="\t", metavar="SEP",
+                        help="separator of the printed lines (default: tab)")
+    output.add_argument("--no-header", action="store_true", help="leave out the header line")
+    output.add_argument("--count", action="store_true",
+                        help="print only the number of matching records")
+
+
+def run(args: argparse.Namespace) -> int:
+    reader, warnings = reader_from_args(args, "grep")
+    separator = check_separator(args.separator)
+    fields = output_fields(reader, args.fields)
+    try:
+        if args.count:
+            matched = sum(1 for _record in reader)
+            print(matched)
+        elif args.json:
+            matched = write_json(reader, fields, sys.stdout)
+        else:
+            matched = write_separated(reader, fields, separator, sys.stdout,
+                                      header=not args.no_header)
+    except BrokenPipeError:
+        # the reader of our output (head, less) has gone: stop quietly, as grep does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        finish(reader, warnings)
+    return 0 if matched else 1
+
+
+def value_of(record: Record, name: str) -> str | None:
+    """A field of a record; ``type`` falls back to the kind its file name or directory gave."""
+    value = record.fields.get(name)
+    if value is None and name == "type" and record.kind is not None:
+        return record.kind.value
+    return value
+
+
+def output_fields(reader: Reader, chosen: str | None) -> list[str]:
+    """The fields to print: ``chosen``, or every field of the input with ``type`` first."""
+    if chosen:
+        return list(parse_fields(chosen, key="--fields"))
+    names = reader.field_names()
+    return names if "type" in names else ["type", *names]
+
+
+def write_separated(records: Iterable[Record], fields: Sequence[str], separator: str,
+                    out: TextIO, *, header: bool = True) -> int:
+    """Write records as an accounting file with ``fields``; returns how many were written."""
+    if header:
+        out.write(join_values(fields, separator) + "\n")
+    count = 0
+    for record in records:
+        out.write(join_values([value_of(record, name) for name in fields], separator) + "\n")
+        count += 1
+    return count
+
+
+def write_json(records: Iterable[Record], fields: Sequence[str], out: TextIO) -> int:
+    """Write records as JSON lines (every field of ``fields``, null when unknown)."""
+    count = 0
+    for record in records:
+        line = json.dumps({name: value_of(record, name) for name in fields}, ensure_ascii=False)
+        if _SURROGATE.search(line):  # bytes that were not UTF-8: keep them, as \udcXX escapes
+            line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        out.write(line + "\n")
+        count += 1
+    return count

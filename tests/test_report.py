@@ -1,0 +1,383 @@
+"""mta-logging report / grep on accounting files written by the library itself.
+
+The data set: delivered records (TSV, rotated by size into the archive, one active file left),
+deferred records (rotated and gzipped), bounce records with a different field list (custom
+headers), a CSV site, a JSON lines file, a Haraka plugin file, and damage: a line with the
+wrong number of fields, a .gz cut short, a file with no header. Every number below is counted
+by hand from the records listed here.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mta_logging.cli import main
+from mta_logging.formatters import AccountingFormatter, AccountingJsonFormatter
+from mta_logging.handlers import AccountingFileHandler
+from mta_logging.logger import AccountingLogger
+from mta_logging.outcome import Kind
+from mta_logging.report import Filters, Reader
+from mta_logging.report.summary import Summary
+
+DATA = Path(__file__).parent / "data" / "report"
+DAY = datetime(2026, 11, 26)
+TRICKY = 'tab\there, newline\nthere, back\\slash, "quotes", ünïcødé'
+DELAYS = [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 3601]  # queue delays of the TSV deliveries
+
+
+def emit(handler: logging.Handler, kind: Kind, when: datetime, rcpt: str, **fields: object
+         ) -> None:
+    """Hand the handler one record logged at ``when`` (what AccountingLogger would emit)."""
+    record = logging.LogRecord("mta.accounting", kind.level, "test", 0, "%s", (rcpt,), None)
+    record.created = when.timestamp()
+    record.outcome = AccountingLogger.outcome(kind, rcpt, **fields)  # type: ignore[arg-type]
+    handler.handle(record)
+
+
+def delivered(handler: logging.Handler) -> None:
+    """12 deliveries: example.com ×6, example.org ×4, gmail.com ×2; 5 at 06h, 7 at 07h."""
+    domains = ["example.com"] * 6 + ["example.org"] * 4 + ["Gmail.COM"] * 2
+    for index, (domain, delay) in enumerate(zip(domains, DELAYS, strict=True)):
+        when = DAY.replace(hour=6 if index < 5 else 7, minute=index)
+        emit(handler, Kind.DELIVERED, when, f"user{index}@{domain}",
+             time_queued=when - timedelta(seconds=delay),
+             vmta="pool-a" if index < 8 else "pool-b",
+             src_ip="192.0.2.1" if index % 2 == 0 else "192.0.2.2",
+             job_id=f"job-{index % 3}", dsn_status="2.0.0",
+             dsn_msg=TRICKY if index == 0 else f"250 2.0.0 OK queued as Q{index}X",
+             src_mta="mx.local")
+
+
+def deferred(handler: logging.Handler) -> None:
+    """6 deferrals, two per hour 06h/07h/08h: mailbox full ×3, throttled ×2, timeout ×1."""
+    rows = [
+        ("a@example.com", "4.2.2", "452 4.2.2 <a@example.com> Mailbox full"),
+        ("b@example.com", "4.2.2", "452 4.2.2 <b@example.com> Mailbox full"),
+        ("c@example.org", "4.2.2", "452 4.2.2 <c@example.org> Mailbox full"),
+        ("d@gmail.com", "4.7.0", "421 4.7.0 Try again later, 10.0.0.1 throttled"),
+        ("e@gmail.com", "4.7.0", "421 4.7.0 Try again later, 10.0.0.2 throttled"),
+        ("f@example.net", "4.4.1", "connection timed out"),
+    ]
+    for index, (rcpt, status, message) in enumerate(rows):
+        when = DAY.replace(hour=6 + index // 2, minute=30 + index)
+        emit(handler, Kind.DEFERRED, when, rcpt, time_queued=when - timedelta(minutes=5),
+             vmta="pool-a", src_ip="192.0.2.1", job_id="job-9", dsn_status=status,
+             dsn_msg=message, delay=300)
+
+
+BOUNCE_FIELDS = "type,timeLogged,rcpt,destIp,vmta,jobId,dsnStatus,dsnMsg,bounceCat," \
+                "custom_X-Campaign"
+
+
+def bounced(handler: logging.Handler) -> None:
+    """5 bounces at 08h: user unknown ×3 (bad-mailbox), spam ×1, quota ×1."""
+    rows = [
+        ("x1@example.com", "5.1.1", "550 5.1.1 <x1@example.com>: user unknown", "bad-mailbox"),
+        ("x2@example.com", "5.1.1", "550 5.1.1 <x2@example.com>: user unknown", "bad-mailbox"),
+        ("x3@example.org", "5.1.1", "550 5.1.1 <x3@example.org>: user unknown", "bad-mailbox"),
+        ("x4@gmail.com", "5.7.1", "550 5.7.1 message looks like spam", "spam-related"),
+        ("x5@example.org", "5.2.2", "552 5.2.2 mailbox over quota", "quota-issues"),
+    ]
+    for index, (rcpt, status, message, category) in enumerate(rows):
+        emit(handler, Kind.BOUNCE, DAY.replace(hour=8, minute=index), rcpt,
+             dest_ip="198.51.100.7", vmta="pool-b", src_ip="192.0.2.9", job_id="job-7",
+             dsn_status=status, dsn_msg=message, bounce_cat=category,
+             headers={"X-Campaign": "winter"})
+
+
+def build_dataset(root: Path) -> Path:
+    """Write the data set under ``root/acct``; returns that directory."""
+    acct = root / "acct"
+    # delivered: TSV, archived by size (about 3 records per file), one file left active
+    handler = AccountingFileHandler(Kind.DELIVERED, path=acct, archiving=True,
+                                    max_size=0.0005)
+    delivered(handler)
+    active = handler.path
+    handler.close()  # archives the active file too ...
+    assert active is not None
+    archived = sorted((acct / "delivered" / "archive").glob(f"{active.name[:-4]}*"))[-1]
+    shutil.move(archived, active)  # ... so put the newest one back where a live one would be
+    # deferred: archived and gzipped
+    handler = AccountingFileHandler(Kind.DEFERRED, path=acct, archiving=True, compress=True,
+                                    max_size=0.0006)
+    deferred(handler)
+    handler.close()
+    # bounce: its own field list (custom header, destIp, no timeQueued), still active
+    handler = AccountingFileHandler(Kind.BOUNCE, path=acct)
+    handler.setFormatter(AccountingFormatter(fields=BOUNCE_FIELDS))
+    bounced(handler)
+    handler.close()
+    # a CSV site: 3 deliveries to example.net without timeQueued
+    handler = AccountingFileHandler(Kind.DELIVERED, path=acct / "csv-site", extension="csv")
+    handler.setFormatter(AccountingFormatter(
+        fields="type,timeLogged,rcpt,vmta,jobId,dsnStatus,dsnMsg", separator=","))
+    for index in range(3):
+        emit(handler, Kind.DELIVERED, DAY.replace(hour=9, minute=index),
+             f"n{index}@example.net", vmta="pool-c", job_id="job-csv", dsn_status="2.0.0",
+             dsn_msg='250 ok, "queued"; thanks' if index == 0 else "250 ok")
+    handler.close()
+    # JSON lines: 2 bounces to example.net
+    handler = AccountingFileHandler(Kind.BOUNCE, path=acct / "json-site", extension="jsonl")
+    handler.setFormatter(AccountingJsonFormatter(kind=Kind.BOUNCE))
+    for index in range(2):
+        emit(handler, Kind.BOUNCE, DAY.replace(hour=9, minute=10 + index),
+             f"j{index}@example.net", vmta="pool-c", dsn_status="5.1.1",
+             dsn_msg=f"550 5.1.1 <j{index}@example.net>: user unknown",
+             bounce_cat="bad-mailbox")
+    handler.close()
+    # the Haraka plugin's files: 2 deferrals (t.* file)
+    shutil.copytree(DATA / "haraka", acct / "haraka")
+    damage(acct)
+    return acct
+
+
+def damage(acct: Path) -> None:
+    """A line with the wrong field count, a .gz missing its end, a file with no header."""
+    archive = acct / "delivered" / "archive"
+    first = sorted(archive.iterdir())[0]
+    with open(first, "a", encoding="utf-8") as file:
+        file.write("d\t2026-11-26 06:59:59\tbroken line\n")
+    gz = sorted((acct / "deferred" / "archive").glob("*.gz"))[0]
+    gz.write_bytes(gz.read_bytes()[:-8])  # the data is whole; the CRC and size are gone
+    (archive / "d.2026-11-25-000000.tsv").write_text(
+        "d\t2026-11-25 23:00:00\t\tlost@example.com\n", encoding="utf-8")
+
+
+@pytest.fixture
+def acct(tmp_path: Path) -> Path:
+    return build_dataset(tmp_path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- the data set is what it claims to be ------------------------------------------------------
+
+def test_dataset_has_rotated_gzipped_active_and_damaged_files(acct: Path) -> None:
+    names = sorted(str(p.relative_to(acct)) for p in acct.rglob("*") if p.is_file())
+    assert len([n for n in names if n.startswith("delivered/archive/d.")]) >= 3
+    assert any(re.fullmatch(r"delivered/archive/d\.[\d-]+\.\d+\.tsv", n) for n in names), names
+    assert len([n for n in names if re.fullmatch(r"delivered/d\.[^/]+\.tsv", n)]) == 1
+    assert len([n for n in names if n.startswith("deferred/archive/df.")
+                and n.endswith(".gz")]) >= 2
+    assert any(n.startswith("bounce/b.") for n in names)
+    assert any(n.startswith("haraka/deferred/t.") for n in names)
+
+
+# -- mta-logging report -------------------------------------------------------------------------
+
+def test_report_json_numbers(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "report", "--json", str(acct))
+    assert code == 0
+    report = json.loads(out)
+    assert report["input"] == {"files": report["input"]["files"], "lines": 31, "records": 30,
+                               "matched": 30, "skipped_lines": 1, "skipped_files": 1,
+                               "issues": 3}
+    assert report["totals"] == {"delivered": 15, "deferred": 8, "bounced": 7, "unknown": 0,
+                                "total": 30}
+    assert report["delivery_rate"] == round(15 / 22, 4)
+    assert report["period"] == {"first": "2026-11-20 10:15:00", "last": "2026-11-26 09:11:00"}
+    assert report["domains"][:4] == [
+        {"domain": "example.com", "delivered": 6, "deferred": 2, "bounced": 2, "total": 10},
+        {"domain": "example.net", "delivered": 3, "deferred": 3, "bounced": 2, "total": 8},
+        {"domain": "example.org", "delivered": 4, "deferred": 1, "bounced": 2, "total": 7},
+        {"domain": "gmail.com", "delivered": 2, "deferred": 2, "bounced": 1, "total": 5},
+    ]
+    assert report["bounce_categories"] == [
+        {"category": "bad-mailbox", "count": 5},
+        {"category": "quota-issues", "count": 1},
+        {"category": "spam-related", "count": 1},
+    ]
+    assert report["deferral_reasons"] == [
+        {"dsnStatus": "4.2.2", "dsnMsg": "452 4.2.2 <addr> Mailbox full", "count": 3},
+        {"dsnStatus": "4.4.1", "dsnMsg": "", "count": 2},  # Haraka wrote "undefined"
+        {"dsnStatus": "4.7.0", "dsnMsg": "421 4.7.0 Try again later, <ip> throttled",
+         "count": 2},
+        {"dsnStatus": "4.4.1", "dsnMsg": "connection timed out", "count": 1},
+    ]
+    assert report["bounce_reasons"] == [
+        {"dsnStatus": "5.1.1", "dsnMsg": "550 5.1.1 <addr>: user unknown", "count": 5},
+        {"dsnStatus": "5.2.2", "dsnMsg": "552 5.2.2 mailbox over quota", "count": 1},
+        {"dsnStatus": "5.7.1", "dsnMsg": "550 5.7.1 message looks like spam", "count": 1},
+    ]
+    # DELAYS, nearest rank over 12 values: p50 = 6th, p90 = 11th, p99 = 12th
+    assert report["queue_delay"] == {"count": 12, "p50": 8, "p90": 89, "p99": 3601, "min": 0,
+                                     "max": 3601, "mean": 319.3}
+    assert report["vmtas"] == [
+        {"vmta": "pool-a", "delivered": 8, "deferred": 6, "bounced": 0, "total": 14},
+        {"vmta": "pool-b", "delivered": 4, "deferred": 0, "bounced": 5, "total": 9},
+        {"vmta": "pool-c", "delivered": 3, "deferred": 0, "bounced": 2, "total": 5},
+        {"vmta": "(unknown)", "delivered": 0, "deferred": 2, "bounced": 0, "total": 2},
+    ]
+    assert report["src_ips"] == [
+        {"srcIp": "(unknown)", "delivered": 3, "deferred": 2, "bounced": 7, "total": 12},
+        {"srcIp": "192.0.2.1", "delivered": 6, "deferred": 6, "bounced": 0, "total": 12},
+        {"srcIp": "192.0.2.2", "delivered": 6, "deferred": 0, "bounced": 0, "total": 6},
+    ]
+    assert report["hours"] == [
+        {"hour": "2026-11-20 10:00", "delivered": 0, "deferred": 2, "bounced": 0, "total": 2},
+        {"hour": "2026-11-26 06:00", "delivered": 5, "deferred": 2, "bounced": 0, "total": 7},
+        {"hour": "2026-11-26 07:00", "delivered": 7, "deferred": 2, "bounced": 0, "total": 9},
+        {"hour": "2026-11-26 08:00", "delivered": 0, "deferred": 2, "bounced": 5, "total": 7},
+        {"hour": "2026-11-26 09:00", "delivered": 3, "deferred": 0, "bounced": 2, "total": 5},
+    ]
+    # the three problems, each named with its file and line
+    assert re.search(r"warning: \S+/delivered/archive/d\.\S+\.tsv:\d+: 3 values where the "
+                     r"header has 10 fields; line skipped", err), err
+    assert re.search(r"warning: \S+/deferred/archive/df\.\S+\.tsv\.gz:\d+: damaged compressed "
+                     r"file", err), err
+    assert re.search(r"warning: \S+/d\.2026-11-25-000000\.tsv:1: no header line", err), err
+
+
+def test_report_filters(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "report", "--json", "--kind", "b,df", "--since",
+                          "2026-11-26 07:00", "--until", "2026-11-26 09:00", str(acct))
+    report = json.loads(out)
+    assert report["totals"] == {"delivered": 0, "deferred": 4, "bounced": 5, "unknown": 0,
+                                "total": 9}
+    _code, out, _err = run(capsys, "report", "--json", "--domain", "EXAMPLE.net",
+                           "--dsn-status", "5.1", str(acct))
+    assert json.loads(out)["totals"]["bounced"] == 2
+
+
+def test_report_csv_is_long_format(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "report", "--csv", str(acct))
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["section", "key", "detail", "metric", "value"]
+    assert ["totals", "", "", "delivered", "15"] in rows
+    assert ["totals", "", "", "delivery_rate", "0.6818"] in rows
+    assert ["queue_delay", "", "", "p90", "89"] in rows
+    assert ["domains", "gmail.com", "", "deferred", "2"] in rows
+    assert ["bounce_categories", "bad-mailbox", "", "count", "5"] in rows
+    assert ["deferral_reasons", "4.2.2", "452 4.2.2 <addr> Mailbox full", "count", "3"] in rows
+    assert ["hours", "2026-11-26 08:00", "", "bounced", "5"] in rows
+
+
+def test_report_table(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "report", "--top", "2", str(acct))
+    assert code == 0
+    assert "Read 30 records from 11 files; skipped 1 malformed line and 1 file" in out
+    assert re.search(r"delivery rate\s+68\.18%", out)
+    assert re.search(r"12\s+8s\s+1m29s\s+1h00m01s\s+5m19s\s+1h00m01s", out), out
+    assert "Recipient domains (top 2 of 4)" in out
+    assert re.search(r"example\.com\s+6\s+2\s+2\s+10", out)
+    assert "example.org" not in out.split("Virtual MTAs")[0]  # --top 2
+
+
+def test_report_html_contains_chart_data(acct: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "report.html"
+    code, _out, err = run(capsys, "report", "--html", str(page), str(acct))
+    assert code == 0 and "wrote" in err
+    html = page.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)=["']?https?:""", html)  # nothing fetched when viewed
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)'
+                                r"</script>", html, re.DOTALL).group(1))  # type: ignore[union-attr]
+    assert data["totals"]["total"] == 30
+    # the per-hour chart: one stacked bar per hour from the first to the last (gaps included)
+    bars = re.findall(r'<g class="bar" data-hour="([^"]+)">(.*?)</g>', html)
+    assert len(bars) == 6 * 24 - 10 + 9 + 1
+    by_hour = dict(bars)
+    assert re.findall(r'data-kind="(\w+)" data-count="(\d+)"', by_hour["2026-11-26 08:00"]) == [
+        ("deferred", "2"), ("bounced", "5")]
+    assert "<title>2026-11-26 07:00: delivered 7, deferred 2, bounced 0</title>" in html
+    categories = re.findall(r'data-category="([^"]+)" data-count="(\d+)"', html)
+    assert categories == [("bad-mailbox", "5"), ("quota-issues", "1"), ("spam-related", "1")]
+
+
+def test_report_strict_stops_at_first_problem(acct: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "report", "--strict", str(acct))
+    assert code == 2 and out == ""
+    assert re.search(r"mta-logging report: \S+:\d+: ", err), err
+
+
+def test_report_missing_path_is_an_error(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "report", str(tmp_path / "nope"))
+    assert code == 2 and "no such file or directory" in err
+
+
+# -- mta-logging grep ---------------------------------------------------------------------------
+
+def test_grep_json_lines_restore_values_exactly(acct: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "grep", "--json", "--job-id", "job-0", "--vmta", "pool-a",
+                          str(acct))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["rcpt"] for r in records] == [
+        "user0@example.com", "user3@example.com", "user6@example.org"]
+    assert records[0]["dsnMsg"] == TRICKY
+    assert records[0]["type"] == "d" and records[0]["bounceCat"] is None
+
+
+def test_grep_file_format_is_readable_again(acct: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run(capsys, "grep", "--bounce-cat", "BAD-mailbox", str(acct))
+    lines = out.splitlines()
+    assert lines[0].split("\t")[:4] == ["type", "timeLogged", "timeQueued", "rcpt"]
+    assert "custom_X-Campaign" in lines[0] and len(lines) == 1 + 5
+    copy = tmp_path / "copy" / "b.2026-11-26-000000.tsv"
+    copy.parent.mkdir()
+    copy.write_text(out, encoding="utf-8")
+    again = [(r.rcpt, r.get("custom_X-Campaign"), r.dsn_msg) for r in Reader([copy])]
+    original = [(r.rcpt, r.get("custom_X-Campaign"), r.dsn_msg)
+                for r in Reader([acct], filters=Filters.build(bounce_cats=["bad-mailbox"]))]
+    assert again == original
+
+
+def test_grep_count_and_exit_status(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "grep", "--count", "--kind", "deferred", str(acct))[:2] == (0, "8\n")
+    assert run(capsys, "grep", "--count", "--domain", "nowhere.test", str(acct))[:2] == (
+        1, "0\n")
+
+
+def test_configure_and_accounting_logger_output_reads_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import mta_logging
+
+    settings = mta_logging.configure({"path": str(tmp_path / "live"), "separator": ";"})
+    logger = AccountingLogger()
+    try:
+        logger.delivered("a@example.com", dsn_status="2.0.0", dsn_msg="250 ok; done")
+        logger.deferred("b@example.com", dsn_status="4.2.2", delay=60)
+        logger.bounced("c@example.com", dsn_msg="550 5.1.1 user unknown")
+        code, out, _err = run(capsys, "grep", "--json", str(tmp_path / "live"))
+    finally:
+        for handler in list(logging.getLogger(settings.logger).handlers):
+            logging.getLogger(settings.logger).removeHandler(handler)
+            handler.close()
+    records = sorted((json.loads(line) for line in out.splitlines()), key=lambda r: r["rcpt"])
+    assert [(r["type"], r["rcpt"]) for r in records] == [
+        ("d", "a@example.com"), ("df", "b@example.com"), ("b", "c@example.com")]
+    assert records[0]["dsnMsg"] == "250 ok; done"
+    assert records[2]["bounceCat"] == "bad-mailbox"
+
+
+# -- the reader API on the same data ------------------------------------------------------------
+
+def test_summary_of_reader_matches_cli(acct: Path) -> None:
+    issues: list[str] = []
+    reader = Reader([acct], on_issue=lambda issue: issues.append(str(issue)))
+    summary = Summary().add_all(reader)
+    assert summary.totals == [15, 8, 7] and len(issues) == 3
+    assert reader.stats.skipped_lines == 1 and reader.stats.skipped_files == 1
+
+
+def gz_members(path: Path) -> Iterator[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as file:
+        yield from file
