@@ -1,0 +1,12 @@
+"""The standalone relay: an SMTP server that spools mail durably and delivers it onward.
+
+Parts, one module each: ``config`` (validated settings), ``spool`` (the durable queue),
+``inbound`` (the aiosmtpd handler), ``resolve`` (routes and MX lookups), ``outbound``
+(aiosmtplib delivery with connection reuse), ``queue`` (attempts, retries with backoff and the
+accounting records), ``server`` (wiring, start and graceful stop), ``cli`` (``mta-logging relay``).
+The relay records outcomes through :class:`mta_logging.AccountingLogger`, as any application would.
+"""
+
+from mta_logging.relay.config import RelaySettings, load_settings
+
+__all__ = ["RelaySettings", "load_settings"]

@@ -1,0 +1,64 @@
+"""``mta-logging relay``: run the relay until SIGTERM/SIGINT (then drain and exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+
+import mta_logging
+from mta_logging.logger import AccountingLogger
+from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
+from mta_logging.relay.passwords import hash_password
+from mta_logging.relay.server import Relay, serve
+
+READY = "mta-logging relay: listening on"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="RELAY_YAML",
+                        help="relay settings (YAML); without it the defaults: listen on "
+                             "127.0.0.1:2525, relay for loopback clients, spool in ./spool, "
+                             "accounting files in ./accounting_files")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
+                        help="overrides log_level from the config")
+    parser.add_argument("--hash-password", action="store_true",
+                        help="read a password (stdin, or a prompt on a terminal), print its "
+                             "hash for auth_users, and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        password = getpass.getpass("password: ") if sys.stdin.isatty() else \
+            sys.stdin.readline().rstrip("\r\n")
+        print(hash_password(password))
+        return 0
+    settings = load_settings(args.config)
+    _setup_logging(args.log_level or settings.log_level)
+    accounting = None
+    if settings.accounting_enabled:
+        configured = mta_logging.configure(settings.accounting)
+        accounting = AccountingLogger(configured.logger)
+    asyncio.run(serve(Relay(settings, accounting=accounting), on_ready=_announce))
+    return 0
+
+
+def _announce(relay: Relay) -> None:
+    settings: RelaySettings = relay.settings
+    host, port = relay.address
+    accounting = "on" if settings.accounting_enabled else "off"
+    print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
+          f"accounting {accounting})", file=sys.stderr, flush=True)
+
+
+def _setup_logging(level: str) -> None:
+    """The relay's own log on stderr. Accounting records are not sent here: they go to the
+    accounting files through their own logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("mta_logging")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    package_logger.propagate = False

@@ -1,0 +1,451 @@
+"""Relay settings: read once from YAML or a mapping, validated, frozen.
+
+Every key is documented, with its default and unit, in ``configs/relay.yaml``. A bad value
+raises :class:`~mta_logging.errors.ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from mta_logging.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+AccountingSource = str | Mapping[str, Any] | None
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_DOMAIN = re.compile(r"^(\*|\.?[^\s@:/\[\]]+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Next hop for a destination domain: ``host:port``, or MX lookup when ``host`` is None."""
+
+    host: str | None = None
+    port: int = 25
+
+    @property
+    def is_mx(self) -> bool:
+        return self.host is None
+
+    def __str__(self) -> str:
+        if self.host is None:
+            return "mx"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+MX_ROUTE = Route()
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """When to try again after a temporary failure, and when to give up."""
+
+    intervals: tuple[float, ...] = (60, 120, 240, 480, 960, 1920, 3600)
+    max_queue_lifetime: float = 432000.0
+
+    def interval(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1-based); the last repeats."""
+        return self.intervals[min(max(failures, 1), len(self.intervals)) - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait on the remote side (RFC 5321 §4.5.3.2 suggests minutes)."""
+
+    connect: float = 30.0
+    command: float = 300.0
+    data: float = 600.0
+    inbound: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReuse:
+    """Idle outbound connections kept per next hop and reused for later messages."""
+
+    idle_timeout: float = 5.0
+    max_messages: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """Validated relay settings (see ``configs/relay.yaml``)."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    hostname: str = field(default_factory=socket.gethostname)
+    relay_networks: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    auth_users: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    tls: TlsFiles | None = None
+    max_message_size: int = 10 * 1024 * 1024
+    max_recipients: int = 1000
+    source_ip: str | None = None
+    vmta: str | None = None
+    spool_dir: Path = Path("spool")
+    routes: Mapping[str, Route] = field(default_factory=lambda: _EMPTY)
+    retry: RetrySettings = RetrySettings()
+    concurrency: int = 20
+    timeouts: Timeouts = Timeouts()
+    connection_reuse: ConnectionReuse = ConnectionReuse()
+    starttls: str = "opportunistic"
+    accounting_enabled: bool = True
+    accounting: AccountingSource = None
+    shutdown_timeout: float = 30.0
+    log_level: str = "INFO"
+
+    def route_for(self, domain: str) -> Route:
+        """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
+        routes = self.routes
+        if not routes:
+            return MX_ROUTE
+        domain = domain.lower().rstrip(".")
+        route = routes.get(domain)
+        if route is not None:
+            return route
+        labels = domain.split(".")
+        for start in range(1, len(labels)):
+            route = routes.get("." + ".".join(labels[start:]))
+            if route is not None:
+                return route
+        return routes.get("*", MX_ROUTE)
+
+    def may_relay(self, client_ip: str) -> bool:
+        """True if a client at ``client_ip`` may relay without authenticating."""
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.relay_networks)
+
+
+TOP_LEVEL_KEYS = (
+    "listen", "hostname", "relay_networks", "auth_users", "tls", "max_message_size",
+    "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
+    "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
+)
+STARTTLS_MODES = ("opportunistic", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
+                  ) -> RelaySettings:
+    """Settings from a YAML file, a mapping, or all defaults (None)."""
+    if source is None:
+        return RelaySettings()
+    if isinstance(source, Mapping):
+        return from_mapping(source, "relay settings")
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config file", str(path), f"cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("config file", str(path), "expected a mapping of relay settings")
+    return from_mapping(data, str(path))
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "relay settings") -> RelaySettings:
+    """Validate a mapping of relay settings (the YAML form)."""
+    try:
+        return _build(data)
+    except ConfigError as exc:
+        if exc.source is None:
+            raise ConfigError(exc.key, exc.value, exc.allowed, source=source) from None
+        raise
+
+
+def _build(data: Mapping[str, Any]) -> RelaySettings:
+    _check_keys("", data, TOP_LEVEL_KEYS)
+    defaults = RelaySettings(hostname="localhost")
+    host, port = defaults.listen_host, defaults.listen_port
+    if data.get("listen") is not None:
+        host, listen_port = parse_host_port("listen", data["listen"], default_port=None)
+        if listen_port is None:
+            raise ConfigError("listen", data["listen"], "expected host:port such as 127.0.0.1:2525")
+        port = listen_port
+    accounting_enabled, accounting = _accounting(data.get("accounting"))
+    hostname = data.get("hostname")
+    return RelaySettings(
+        listen_host=host,
+        listen_port=port,
+        hostname=_hostname(hostname) if hostname is not None else socket.gethostname(),
+        relay_networks=_networks(data.get("relay_networks", None), defaults.relay_networks),
+        auth_users=_auth_users(data.get("auth_users")),
+        tls=_tls(data.get("tls")),
+        max_message_size=_size("max_message_size", data.get("max_message_size"),
+                               defaults.max_message_size),
+        max_recipients=_count("max_recipients", data.get("max_recipients"),
+                              defaults.max_recipients),
+        source_ip=_optional_ip("source_ip", data.get("source_ip")),
+        vmta=_optional_text("vmta", data.get("vmta")),
+        spool_dir=Path(_text("spool_dir", data.get("spool_dir", str(defaults.spool_dir)))),
+        routes=_routes(data.get("routes")),
+        retry=_retry(data.get("retry")),
+        concurrency=_count("concurrency", data.get("concurrency"), defaults.concurrency),
+        timeouts=_timeouts(data.get("timeouts")),
+        connection_reuse=_reuse(data.get("connection_reuse")),
+        starttls=_choice("starttls", data.get("starttls"), STARTTLS_MODES, defaults.starttls),
+        accounting_enabled=accounting_enabled,
+        accounting=accounting,
+        shutdown_timeout=_seconds("shutdown_timeout", data.get("shutdown_timeout"),
+                                  defaults.shutdown_timeout, allow_zero=True),
+        log_level=_choice("log_level", _upper(data.get("log_level")), LOG_LEVELS,
+                          defaults.log_level),
+    )
+
+
+def parse_host_port(key: str, value: Any, default_port: int | None = 25
+                    ) -> tuple[str, int | None]:
+    """``host:port``, ``[ipv6]:port``, ``host`` (port = default_port) → (host, port)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, value, "expected host:port such as 127.0.0.1:2525")
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(key, value, "expected [ipv6-address]:port")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(key, value, "expected host:port such as 127.0.0.1:2525")
+    if port_text is None:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(key, value, "the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _check_keys(prefix: str, data: Any, allowed: tuple[str, ...]) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix.rstrip("."), data, "expected a mapping")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}", data[key],
+                              "unknown setting; allowed: " + ", ".join(allowed))
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, value, "expected a non-empty text")
+    return value.strip()
+
+
+def _optional_text(key: str, value: Any) -> str | None:
+    return None if value is None or value == "" else _text(key, value)
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    if value not in allowed:
+        raise ConfigError(key, value, "expected one of " + ", ".join(allowed))
+    return str(value)
+
+
+def _hostname(value: Any) -> str:
+    text = _text("hostname", value)
+    if any(c in text for c in " \t\r\n<>[]@"):
+        raise ConfigError("hostname", value, "expected a host name such as relay.example.com")
+    return text
+
+
+def _seconds(key: str, value: Any, default: float, *, allow_zero: bool = False) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(key, value, "expected a number of seconds")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(key, value, "expected a number of seconds greater than 0")
+    return float(value)
+
+
+def _count(key: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "expected a whole number of at least 1")
+    return value
+
+
+def _size(key: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(key, value, "expected a size in bytes such as 10485760 or 10M "
+                                      "(K, M, G = 1024-based units); 0 = no limit")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _optional_ip(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConfigError(key, value, "expected an IP address of this host") from None
+
+
+def _networks(value: Any, default: tuple[Network, ...]) -> tuple[Network, ...]:
+    if value is None:
+        return default
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError("relay_networks", value, "expected a list of CIDR networks")
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ConfigError("relay_networks", item,
+                              "expected a CIDR network such as 127.0.0.0/8 or ::1/128") from None
+    return tuple(networks)
+
+
+def _auth_users(value: Any) -> Mapping[str, str]:
+    if value is None:
+        return _EMPTY
+    from mta_logging.relay.passwords import check_hash
+
+    if not isinstance(value, Mapping):
+        raise ConfigError("auth_users", value, "expected a mapping of user name to password hash")
+    users = {}
+    for user, hashed in value.items():
+        if not isinstance(user, str) or not user:
+            raise ConfigError("auth_users", user, "expected a user name")
+        users[user] = check_hash(f"auth_users.{user}", hashed)
+    return MappingProxyType(users)
+
+
+def _tls(value: Any) -> TlsFiles | None:
+    if value is None:
+        return None
+    _check_keys("tls.", value, ("cert", "key"))
+    files = {}
+    for key in ("cert", "key"):
+        path = Path(_text(f"tls.{key}", value.get(key)))
+        if not path.is_file():
+            raise ConfigError(f"tls.{key}", str(path), "expected a readable PEM file")
+        files[key] = path
+    return TlsFiles(cert=files["cert"], key=files["key"])
+
+
+def _routes(value: Any) -> Mapping[str, Route]:
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise ConfigError("routes", value,
+                          'expected a mapping of domain (or "*") to host:port or mx')
+    routes = {}
+    for domain, target in value.items():
+        if not isinstance(domain, str) or not _DOMAIN.match(domain):
+            raise ConfigError("routes", domain,
+                              'expected a domain, ".parent.domain" or "*" as the key')
+        key = f"routes.{domain}"
+        if isinstance(target, str) and target.strip().lower() == "mx":
+            route = MX_ROUTE
+        else:
+            host, port = parse_host_port(key, target)
+            route = Route(host=host, port=port if port is not None else 25)
+        routes[domain.lower().rstrip(".")] = route
+    return MappingProxyType(routes)
+
+
+def _retry(value: Any) -> RetrySettings:
+    defaults = RetrySettings()
+    if value is None:
+        return defaults
+    _check_keys("retry.", value, ("intervals", "max_queue_lifetime"))
+    intervals = value.get("intervals")
+    if intervals is None:
+        parsed = defaults.intervals
+    else:
+        if not isinstance(intervals, list | tuple) or not intervals:
+            raise ConfigError("retry.intervals", intervals,
+                              "expected a list of seconds such as [60, 300, 900, 3600]")
+        parsed = tuple(_seconds("retry.intervals", item, 0) for item in intervals)
+    return RetrySettings(
+        intervals=parsed,
+        max_queue_lifetime=_seconds("retry.max_queue_lifetime", value.get("max_queue_lifetime"),
+                                    defaults.max_queue_lifetime),
+    )
+
+
+def _timeouts(value: Any) -> Timeouts:
+    defaults = Timeouts()
+    if value is None:
+        return defaults
+    names = ("connect", "command", "data", "inbound")
+    _check_keys("timeouts.", value, names)
+    values = {name: _seconds(f"timeouts.{name}", value.get(name), getattr(defaults, name))
+              for name in names}
+    return Timeouts(**values)
+
+
+def _reuse(value: Any) -> ConnectionReuse:
+    defaults = ConnectionReuse()
+    if value is None:
+        return defaults
+    if value is False:
+        return ConnectionReuse(idle_timeout=0, max_messages=1)
+    _check_keys("connection_reuse.", value, ("idle_timeout", "max_messages"))
+    return ConnectionReuse(
+        idle_timeout=_seconds("connection_reuse.idle_timeout", value.get("idle_timeout"),
+                              defaults.idle_timeout, allow_zero=True),
+        max_messages=_count("connection_reuse.max_messages", value.get("max_messages"),
+                            defaults.max_messages),
+    )
+
+
+def _accounting(value: Any) -> tuple[bool, AccountingSource]:
+    """(enabled, source): false = off; null = defaults; a path; or an inline mapping."""
+    if value is False:
+        return False, None
+    if value is None or value is True:
+        return True, None
+    if isinstance(value, str) and value.strip():
+        return True, value.strip()
+    if isinstance(value, Mapping):
+        return True, MappingProxyType(dict(value))
+    raise ConfigError("accounting", value,
+                      "expected a path to an INI or YAML file, an inline mapping of accounting "
+                      "settings, null for the defaults, or false to turn accounting off")
+

@@ -1,0 +1,170 @@
+"""Inbound SMTP: the aiosmtpd handler that decides who may relay and spools what it accepts.
+
+The client hears ``250 ... queued as <id>`` only after the message and its envelope are
+fsync'd in the spool; the id is the queue id, which becomes ``jobId`` in the accounting files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.message import protocol_name, received_header
+from mta_logging.relay.passwords import verify_password
+from mta_logging.relay.queue import DeliveryQueue
+from mta_logging.relay.spool import Envelope as SpoolEnvelope
+from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
+
+_log = logging.getLogger("mta_logging.relay.inbound")
+
+NULL_SENDER = "<>"
+
+
+def address_problem(address: str, smtputf8: bool) -> str | None:
+    """Why an envelope address cannot be accepted, as an SMTP reply; None if it can."""
+    if not address.isascii():
+        try:
+            address.encode("utf-8")
+        except UnicodeEncodeError:
+            return "553 5.6.7 Error: address is not valid UTF-8"
+        if not smtputf8:
+            return "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"
+    return None
+
+
+def recipient_problem(address: str, smtputf8: bool) -> str | None:
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or domain.startswith(".") or ".." in domain:
+        return "501 5.1.3 Error: bad recipient address syntax (expected local@domain)"
+    return address_problem(address, smtputf8)
+
+
+class RelayHandler:
+    """aiosmtpd handler: relay permission, address checks, durable spooling."""
+
+    def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.queue = queue
+        self.clock = clock
+        self.draining = False
+        self.spooling = 0
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        if self.draining:
+            return f"421 4.3.2 {self.settings.hostname} Service shutting down, try again later"
+        problem = address_problem(address, envelope.smtp_utf8)
+        if problem is not None:
+            return problem
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        client_ip = str(session.peer[0]) if session.peer else ""
+        if not (session.authenticated or self.settings.may_relay(client_ip)):
+            _log.info("relay denied: client %s, recipient %s", client_ip, address)
+            return f"550 5.7.1 <{address}>: Relay access denied"
+        problem = recipient_problem(address, envelope.smtp_utf8)
+        if problem is not None:
+            return problem
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        queue_id = new_queue_id()
+        now = self.clock()
+        client_ip = str(session.peer[0]) if session.peer else None
+        rcpts = tuple(envelope.rcpt_tos)
+        spool_envelope = SpoolEnvelope(
+            mail_from="" if envelope.mail_from == NULL_SENDER else str(envelope.mail_from),
+            rcpts=rcpts, time_queued=now, client_ip=client_ip, client_helo=session.host_name,
+            smtputf8=envelope.smtp_utf8, body_8bit="BODY=8BITMIME" in envelope.mail_options)
+        received = received_header(
+            hostname=self.settings.hostname, queue_id=queue_id, client_ip=client_ip,
+            client_helo=session.host_name, rcpts=rcpts, when=now,
+            protocol=protocol_name(esmtp=session.extended_smtp, tls=session.ssl is not None,
+                                   authenticated=bool(session.authenticated),
+                                   smtputf8=envelope.smtp_utf8))
+        content = received + (envelope.original_content or b"")
+        self.spooling += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.spool.store, queue_id, spool_envelope, content)
+        except OSError as exc:
+            _log.error("cannot write queue file %s: %s", queue_id, exc)
+            return "451 4.3.0 Error: queue file write error, try again later"
+        finally:
+            self.spooling -= 1
+        self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
+        _log.debug("queued %s from %s for %d recipient(s)", queue_id, client_ip, len(rcpts))
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+class PasswordAuthenticator:
+    """aiosmtpd authenticator for LOGIN/PLAIN against ``auth_users`` hashes.
+
+    Hashing is slow on purpose; a successful (user, password) is remembered for the life of the
+    process (as a digest, never the password) so that clients that log in for every message
+    cost one hash, not one per message.
+    """
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = users
+        self._verified: set[bytes] = set()
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        hashed = self.users.get(user)
+        if hashed is None:
+            return AuthResult(success=False, handled=False)
+        key = hashlib.sha256(b"\0".join((auth_data.login, auth_data.password,
+                                         hashed.encode()))).digest()
+        if key not in self._verified:
+            if not verify_password(auth_data.password.decode("utf-8", "replace"), hashed):
+                _log.info("AUTH failed for user %r from %s", user, session.peer)
+                return AuthResult(success=False, handled=False)
+            self._verified.add(key)
+        return AuthResult(success=True, auth_data=user)
+
+
+def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
+    """The server-side context for STARTTLS, when a certificate is configured."""
+    if settings.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls.cert, settings.tls.key)
+    return context
+
+
+def smtp_factory(settings: RelaySettings, handler: RelayHandler,
+                 context: ssl.SSLContext | None) -> Callable[[], SMTP]:
+    """Builds one aiosmtpd protocol per client connection."""
+    authenticator = PasswordAuthenticator(settings.auth_users)
+
+    def factory() -> SMTP:
+        return SMTP(
+            handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
+            decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
+            tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,
+            authenticator=authenticator, loop=asyncio.get_running_loop(),
+        )
+
+    return factory

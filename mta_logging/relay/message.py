@@ -1,0 +1,53 @@
+"""Pure functions on message bytes: reading the header fields, writing a ``Received:`` field."""
+
+from __future__ import annotations
+
+import re
+from email.utils import formatdate
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_UNSAFE = re.compile(r"[^\x21-\x7e]")
+
+
+def parse_headers(content: bytes) -> dict[str, str]:
+    """The header fields of a message: name → unfolded value of its first occurrence.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``), which the
+    accounting formatters write as ``\\xNN``; nothing here can fail on what a sender sent.
+    """
+    end = _HEADER_END.search(content)
+    block = content[: end.start()] if end else content
+    headers: dict[str, str] = {}
+    for line in _FOLD.sub("", block.decode("utf-8", "surrogateescape")).splitlines():
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if colon and name and name not in headers:
+            headers[name] = value.strip()
+    return headers
+
+
+def protocol_name(*, esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
+    """The ``with`` keyword of a Received field (RFC 3848, RFC 6531)."""
+    if not esmtp:
+        return "SMTP"
+    return ("UTF8SMTP" if smtputf8 else "ESMTP") + ("S" if tls else "") + (
+        "A" if authenticated else "")
+
+
+def received_header(*, hostname: str, queue_id: str, client_ip: str | None,
+                    client_helo: str | None, protocol: str, rcpts: tuple[str, ...],
+                    when: float) -> bytes:
+    """A ``Received:`` field (RFC 5321 §4.4) for the top of an accepted message."""
+    helo = _safe(client_helo or "unknown")
+    text = (f"Received: from {helo} ([{client_ip or 'unknown'}])\r\n"
+            f"\tby {hostname} (mta-logging) with {protocol} id {queue_id}")
+    if len(rcpts) == 1:
+        text += f"\r\n\tfor <{_safe(rcpts[0])}>"
+    text += f"; {formatdate(when, localtime=True)}\r\n"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _safe(text: str) -> str:
+    """Printable ASCII only: a HELO name or address cannot break the header's structure."""
+    return _UNSAFE.sub("?", text)

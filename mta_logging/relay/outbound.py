@@ -1,0 +1,322 @@
+"""Outbound delivery: one SMTP transaction per destination domain, a result per recipient.
+
+Connections are opened with the configured EHLO name and source address, upgraded with
+STARTTLS when the server offers it (opportunistic: certificates are not verified, and a failed
+handshake falls back to plain text, as MTAs do), and kept open for a few seconds after a
+transaction so the next message to the same address reuses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from mta_logging.outcome import Kind
+from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.resolve import Hop, Resolver, Unroutable, next_hops
+from mta_logging.relay.spool import Envelope
+
+_log = logging.getLogger("mta_logging.relay.outbound")
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+_CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, EOFError)
+
+
+@dataclass(frozen=True, slots=True)
+class RcptResult:
+    """What happened to one recipient (by its index in the envelope) in one attempt."""
+
+    index: int
+    kind: Kind
+    dsn_status: str
+    dsn_msg: str
+    dest_ip: str | None = None
+    src_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply, or a local failure written like one."""
+
+    kind: Kind
+    dsn_status: str
+    dsn_msg: str
+
+
+def reply_of(code: int, message: str) -> Reply:
+    """Kind, enhanced status and one-line text of a server reply (``250 2.0.0 Ok``)."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    match = _ENHANCED.match(text)
+    status = match.group(0) if match else f"{code // 100}.0.0"
+    kind = Kind.DELIVERED if 200 <= code < 300 else (
+        Kind.BOUNCE if 500 <= code < 600 else Kind.DEFERRED)
+    if not match and kind is Kind.DEFERRED and not 400 <= code < 500:
+        status = "4.0.0"
+    return Reply(kind, status, f"{code} {text}".rstrip())
+
+
+class _Connection:
+    __slots__ = ("smtp", "hop", "local_ip", "uses", "expiry")
+
+    def __init__(self, smtp: aiosmtplib.SMTP, hop: Hop) -> None:
+        self.smtp = smtp
+        self.hop = hop
+        sockname = smtp.get_transport_info("sockname")
+        self.local_ip: str | None = str(sockname[0]) if sockname else None
+        self.uses = 0
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.hop.host}[{self.hop.ip}]:{self.hop.port}"
+
+
+class _StaleConnection(Exception):
+    """A reused connection turned out to be closed before the transaction began."""
+
+
+class ConnectionPool:
+    """Idle connections per (ip, port), closed after ``idle_timeout`` or ``max_messages``."""
+
+    def __init__(self, settings: RelaySettings) -> None:
+        self.settings = settings
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def take_idle(self, hop: Hop) -> _Connection | None:
+        idle = self._idle.get((hop.ip, hop.port))
+        while idle:
+            conn = idle.pop()
+            if conn.expiry is not None:
+                conn.expiry.cancel()
+            if conn.smtp.is_connected:
+                return conn
+        return None
+
+    async def connect(self, hop: Hop) -> _Connection:
+        """A new connection to ``hop``, greeted, EHLO'd and (if offered) under TLS."""
+        try:
+            return await self._connect(hop, opportunistic=self.settings.starttls != "off")
+        except (ssl.SSLError, aiosmtplib.SMTPResponseException, aiosmtplib.SMTPNotSupported,
+                aiosmtplib.SMTPServerDisconnected) as exc:
+            if self.settings.starttls == "off" or isinstance(exc, aiosmtplib.SMTPConnectError):
+                raise
+            _log.info("STARTTLS with %s:%s failed (%s); retrying without TLS",
+                      hop.ip, hop.port, exc)
+            return await self._connect(hop, opportunistic=False)
+
+    async def _connect(self, hop: Hop, *, opportunistic: bool) -> _Connection:
+        settings = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=hop.ip, port=hop.port, local_hostname=settings.hostname,
+            source_address=(settings.source_ip, 0) if settings.source_ip else None,
+            timeout=settings.timeouts.command, start_tls=None if opportunistic else False,
+            validate_certs=False,
+        )
+        await smtp.connect(timeout=settings.timeouts.connect)
+        return _Connection(smtp, hop)
+
+    def release(self, conn: _Connection, *, reusable: bool) -> None:
+        reuse = self.settings.connection_reuse
+        if (reusable and conn.smtp.is_connected and conn.uses < reuse.max_messages
+                and reuse.idle_timeout > 0):
+            self._idle.setdefault((conn.hop.ip, conn.hop.port), []).append(conn)
+            conn.expiry = asyncio.get_running_loop().call_later(
+                reuse.idle_timeout, self._expire, conn)
+        else:
+            self._quit(conn)
+
+    def _expire(self, conn: _Connection) -> None:
+        idle = self._idle.get((conn.hop.ip, conn.hop.port))
+        if idle and conn in idle:
+            idle.remove(conn)
+        self._quit(conn)
+
+    def _quit(self, conn: _Connection) -> None:
+        if not conn.smtp.is_connected:
+            return
+        task = asyncio.get_running_loop().create_task(self._polite_close(conn.smtp))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _polite_close(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await smtp.quit(timeout=5)
+        except _CONNECTION_ERRORS as exc:
+            _log.debug("QUIT failed: %s", exc)
+            smtp.close()
+
+    async def close(self) -> None:
+        """Close every idle connection (QUIT) and wait for the closing to finish."""
+        for idle in self._idle.values():
+            for conn in idle:
+                if conn.expiry is not None:
+                    conn.expiry.cancel()
+                self._quit(conn)
+        self._idle.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class Deliverer:
+    """Delivers one message to the recipients of one domain and reports per recipient."""
+
+    def __init__(self, settings: RelaySettings, resolver: Resolver) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.pool = ConnectionPool(settings)
+
+    async def deliver(self, domain: str, envelope: Envelope, indexes: Sequence[int],
+                      content: bytes) -> list[RcptResult]:
+        """Results for ``indexes``; never raises for a remote or local failure (deferred)."""
+        try:
+            return await self._deliver(domain, envelope, indexes, content)
+        except Exception as exc:
+            _log.exception("delivery to %s failed unexpectedly", domain)
+            text = f"local error while delivering to {domain}: {type(exc).__name__}: {exc}"
+            return [RcptResult(i, Kind.DEFERRED, "4.3.0", text) for i in indexes]
+
+    async def _deliver(self, domain: str, envelope: Envelope, indexes: Sequence[int],
+                       content: bytes) -> list[RcptResult]:
+        hops = await next_hops(domain, self.settings.route_for(domain), self.resolver)
+        if isinstance(hops, Unroutable):
+            kind = Kind.BOUNCE if hops.permanent else Kind.DEFERRED
+            return [RcptResult(i, kind, hops.dsn_status, hops.dsn_msg) for i in indexes]
+        failure = Reply(Kind.DEFERRED, "4.4.1", f"no route to {domain}")
+        for hop in hops:
+            conn = self.pool.take_idle(hop)
+            if conn is not None:
+                try:
+                    return await self._transaction(conn, envelope, indexes, content, reused=True)
+                except _StaleConnection:
+                    _log.debug("idle connection to %s was closed; reconnecting", conn.label)
+            try:
+                conn = await self.pool.connect(hop)
+            except _CONNECTION_ERRORS as exc:
+                failure = _connect_failure(hop, exc)
+                _log.info("%s", failure.dsn_msg)
+                continue
+            return await self._transaction(conn, envelope, indexes, content, reused=False)
+        return [RcptResult(i, failure.kind, failure.dsn_status, failure.dsn_msg)
+                for i in indexes]
+
+    async def _transaction(self, conn: _Connection, envelope: Envelope, indexes: Sequence[int],
+                           content: bytes, *, reused: bool) -> list[RcptResult]:
+        """MAIL, RCPT per recipient, DATA; the connection goes back to the pool after."""
+        conn.uses += 1
+        smtp = conn.smtp
+        timeouts = self.settings.timeouts
+        results: dict[int, Reply] = {}
+        accepted: list[int] = []
+        stage = "sending MAIL FROM"
+        reusable = False
+        try:
+            options, encoding, refusal = _mail_options(smtp, envelope, len(content), conn.label)
+            if refusal is not None:
+                results = dict.fromkeys(indexes, refusal)
+                reusable = True
+                return self._finish(conn, indexes, results)
+            try:
+                await smtp.mail(envelope.mail_from, options=options, encoding=encoding,
+                                timeout=timeouts.command)
+            except aiosmtplib.SMTPResponseException as exc:
+                if reused and exc.code == 421:  # the server timed the idle connection out
+                    raise _StaleConnection(exc.message) from exc
+                results = dict.fromkeys(indexes, reply_of(exc.code, exc.message))
+                reusable = await _rset(smtp, timeouts.command)
+                return self._finish(conn, indexes, results)
+            stage = "sending RCPT TO"
+            for index in indexes:
+                try:
+                    await smtp.rcpt(envelope.rcpts[index], encoding=encoding,
+                                    timeout=timeouts.command)
+                except aiosmtplib.SMTPResponseException as exc:
+                    results[index] = reply_of(exc.code, exc.message)
+                else:
+                    accepted.append(index)
+            if not accepted:
+                reusable = await _rset(smtp, timeouts.command)
+                return self._finish(conn, indexes, results)
+            stage = "sending the message"
+            try:
+                response = await smtp.data(content, timeout=timeouts.data)
+            except aiosmtplib.SMTPResponseException as exc:
+                reply = reply_of(exc.code, exc.message)
+                reusable = await _rset(smtp, timeouts.command)
+            else:
+                reply = reply_of(response.code, response.message)
+                reusable = True
+            results.update(dict.fromkeys(accepted, reply))
+            return self._finish(conn, indexes, results)
+        except _CONNECTION_ERRORS as exc:
+            if reused and stage == "sending MAIL FROM":
+                raise _StaleConnection(str(exc)) from exc
+            lost = _lost(conn, stage, exc)
+            for index in indexes:
+                results.setdefault(index, lost)
+            return self._finish(conn, indexes, results)
+        finally:
+            self.pool.release(conn, reusable=reusable)
+
+    @staticmethod
+    def _finish(conn: _Connection, indexes: Sequence[int], results: dict[int, Reply]
+                ) -> list[RcptResult]:
+        return [RcptResult(i, results[i].kind, results[i].dsn_status, results[i].dsn_msg,
+                           dest_ip=conn.hop.ip, src_ip=conn.local_ip) for i in indexes]
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def _mail_options(smtp: aiosmtplib.SMTP, envelope: Envelope, size: int, label: str
+                  ) -> tuple[list[str], str, Reply | None]:
+    """MAIL FROM parameters and address encoding, or a refusal when SMTPUTF8 is missing."""
+    options: list[str] = []
+    needs_utf8 = envelope.smtputf8 and not (
+        envelope.mail_from.isascii() and all(r.isascii() for r in envelope.rcpts))
+    if envelope.smtputf8 and smtp.supports_extension("smtputf8"):
+        options.append("SMTPUTF8")
+    elif needs_utf8:
+        return [], "ascii", Reply(Kind.BOUNCE, "5.6.7",
+                                  f"SMTPUTF8 is required, but was not offered by host {label}")
+    if envelope.body_8bit and smtp.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    if smtp.supports_extension("size"):
+        options.append(f"SIZE={size}")
+    return options, ("utf-8" if "SMTPUTF8" in options else "ascii"), None
+
+
+async def _rset(smtp: aiosmtplib.SMTP, timeout: float) -> bool:
+    """RSET after a failed transaction; False if the connection is no good any more."""
+    try:
+        await smtp.rset(timeout=timeout)
+    except _CONNECTION_ERRORS:
+        return False
+    return True
+
+
+def _connect_failure(hop: Hop, exc: BaseException) -> Reply:
+    label = f"{hop.host}[{hop.ip}]:{hop.port}"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        reply = reply_of(exc.code, exc.message)
+        return Reply(Kind.DEFERRED, reply.dsn_status if reply.kind is Kind.DEFERRED else "4.4.1",
+                     f"host {label} refused to talk to me: {reply.dsn_msg}")
+    if isinstance(exc, TimeoutError):
+        return Reply(Kind.DEFERRED, "4.4.2", f"connect to {label}: timed out")
+    reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return Reply(Kind.DEFERRED, "4.4.1", f"connect to {label}: {text}")
+
+
+def _lost(conn: _Connection, stage: str, exc: BaseException) -> Reply:
+    if isinstance(exc, TimeoutError):
+        return Reply(Kind.DEFERRED, "4.4.2", f"conversation with {conn.label} timed out "
+                                             f"while {stage}")
+    return Reply(Kind.DEFERRED, "4.4.2", f"lost connection with {conn.label} while {stage}")

@@ -1,0 +1,115 @@
+"""The relay process: spool, queue, inbound server and outbound delivery, started and stopped.
+
+Start: the spool is loaded (mail left by a stopped or crashed relay is queued again, due
+messages first), delivery workers start, then the SMTP listener opens. Stop (SIGTERM/SIGINT):
+the listener closes, clients still talking are told 421 at their next MAIL, messages being
+spooled finish, open client connections close, and deliveries in progress get
+``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import weakref
+from collections.abc import Callable
+
+from aiosmtpd.smtp import SMTP
+
+from mta_logging.errors import ConfigError, MtaLoggingError
+from mta_logging.logger import AccountingLogger
+from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
+from mta_logging.relay.outbound import Deliverer
+from mta_logging.relay.queue import DeliveryQueue
+from mta_logging.relay.resolve import DnsResolver, Resolver
+from mta_logging.relay.spool import Spool
+
+_log = logging.getLogger("mta_logging.relay")
+
+
+class Relay:
+    """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
+
+    def __init__(self, settings: RelaySettings, *, accounting: AccountingLogger | None,
+                 resolver: Resolver | None = None) -> None:
+        self.settings = settings
+        try:
+            self.spool = Spool.open(settings.spool_dir)
+        except OSError as exc:
+            raise ConfigError("spool_dir", str(settings.spool_dir),
+                              f"must be a directory the relay can write ({exc.strerror})"
+                              ) from None
+        self.deliverer = Deliverer(settings, resolver or DnsResolver())
+        self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting)
+        self.handler = RelayHandler(settings, self.spool, self.queue)
+        self._server: asyncio.base_events.Server | None = None
+        self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        messages = await loop.run_in_executor(None, self.spool.load)
+        self.queue.start()
+        now = time.time()
+        for message in messages:
+            if message.next_try <= now:
+                self.queue.submit(message)
+            else:
+                self.queue.schedule(message)
+        if messages:
+            _log.info("%d message(s) found in the spool, queued again", len(messages))
+        make_smtp = smtp_factory(self.settings, self.handler, tls_context(self.settings))
+
+        def factory() -> SMTP:
+            protocol = make_smtp()
+            self._clients.add(protocol)
+            return protocol
+
+        host, port = self.settings.listen_host, self.settings.listen_port
+        try:
+            self._server = await loop.create_server(factory, host, port)
+        except OSError as exc:
+            await self.queue.stop(0)
+            raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                                  ) from None
+        sockname = self._server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+
+    async def stop(self) -> None:
+        """Drain gracefully (see the module docstring)."""
+        timeout = self.settings.shutdown_timeout
+        if self._server is not None:
+            self._server.close()
+        self.handler.draining = True
+        deadline = time.monotonic() + timeout
+        while self.handler.spooling and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for client in list(self._clients):
+            if client.transport is not None:
+                client.transport.close()
+        await self.queue.stop(max(0.0, deadline - time.monotonic()))
+        _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+
+    def spool_ids(self) -> list[str]:
+        return [path.name for path in self.spool.queue_dir.iterdir()]
+
+
+async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -> None:
+    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await relay.start()
+    if on_ready is not None:
+        on_ready(relay)
+    try:
+        await stop.wait()
+        _log.info("signal received; draining")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await relay.stop()

@@ -1,0 +1,216 @@
+"""The durable queue: one file per message, one journal per message with progress.
+
+Layout under ``spool_dir``::
+
+    tmp/<id>     a message being written (deleted on start: it was never acknowledged)
+    queue/<id>   envelope (one JSON line) then the message bytes; written, fsync'd, renamed
+    state/<id>   journal of progress, appended: "d <n>" / "b <n>" = recipient n delivered /
+                 bounced (final), "a <failures> <next_try>" = attempts failed so far, next try
+
+A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
+fsync'd. Final recipient states are journaled before they are recorded in the accounting files,
+so a restart never delivers again to a recipient already recorded as delivered or bounced. When
+every recipient is final the message's files are removed.
+
+All methods here do blocking file I/O: the relay calls them in a thread executor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_log = logging.getLogger("mta_logging.relay.spool")
+
+DELIVERED = "d"
+BOUNCED = "b"
+_FINAL = (DELIVERED, BOUNCED)
+_counter = itertools.count(secrets.randbelow(4096))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the client said around the message: sender, recipients, and who it was."""
+
+    mail_from: str
+    rcpts: tuple[str, ...]
+    time_queued: float
+    client_ip: str | None = None
+    client_helo: str | None = None
+    smtputf8: bool = False
+    body_8bit: bool = False
+
+    def to_json(self) -> bytes:
+        data = {"v": 1, "from": self.mail_from, "rcpts": list(self.rcpts),
+                "t": self.time_queued, "ip": self.client_ip, "helo": self.client_helo,
+                "utf8": self.smtputf8, "8bit": self.body_8bit}
+        # ensure_ascii keeps the line 7-bit and carries lone surrogates (8-bit bytes decoded
+        # with surrogateescape) through unchanged.
+        return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_json(cls, line: bytes) -> Envelope:
+        data: dict[str, Any] = json.loads(line)
+        if data.get("v") != 1:
+            raise ValueError(f"unknown envelope version {data.get('v')!r}")
+        return cls(mail_from=data["from"], rcpts=tuple(data["rcpts"]), time_queued=data["t"],
+                   client_ip=data.get("ip"), client_helo=data.get("helo"),
+                   smtputf8=bool(data.get("utf8")), body_8bit=bool(data.get("8bit")))
+
+
+@dataclass(slots=True, eq=False)
+class QueuedMessage:
+    """A message in the queue and its delivery progress (kept in memory, journaled on disk)."""
+
+    queue_id: str
+    envelope: Envelope
+    final: list[bool] = field(default_factory=list)
+    failures: int = 0
+    next_try: float = 0.0
+    content: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not self.final:
+            self.final = [False] * len(self.envelope.rcpts)
+
+    def pending(self) -> list[int]:
+        """Indexes of the recipients not yet delivered or bounced."""
+        return [i for i, done in enumerate(self.final) if not done]
+
+    @property
+    def complete(self) -> bool:
+        return all(self.final)
+
+
+def new_queue_id() -> str:
+    """A queue id: microseconds since the epoch then a counter, in hex (sorts by arrival)."""
+    return f"{time.time_ns() // 1000:013X}{next(_counter) % 4096:03X}"
+
+
+class Spool:
+    """The spool directory. Create it with :meth:`open` (makes the subdirectories)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.queue_dir = root / "queue"
+        self.state_dir = root / "state"
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> Spool:
+        spool = cls(Path(root))
+        for directory in (spool.tmp_dir, spool.queue_dir, spool.state_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        return spool
+
+    def store(self, queue_id: str, envelope: Envelope, content: bytes) -> None:
+        """Write the message durably: temp file, fsync, rename into queue/, fsync queue/."""
+        tmp_path = self.tmp_dir / queue_id
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, envelope.to_json() + b"\n" + content)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp_path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.rename(tmp_path, self.queue_dir / queue_id)
+        _fsync_dir(self.queue_dir)
+
+    def read_content(self, queue_id: str) -> bytes:
+        """The message bytes (after the envelope line)."""
+        data = (self.queue_dir / queue_id).read_bytes()
+        return data[data.index(b"\n") + 1:]
+
+    def journal(self, queue_id: str, entries: Iterable[str], *, sync: bool = True) -> None:
+        """Append progress entries (``d 0``, ``b 1``, ``a 2 1700000000.0``) in one write."""
+        data = "".join(f"{entry}\n" for entry in entries).encode("ascii")
+        fd = os.open(self.state_dir / queue_id, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self, queue_id: str) -> None:
+        """Forget a finished message: the message first, then its journal."""
+        (self.queue_dir / queue_id).unlink(missing_ok=True)
+        (self.state_dir / queue_id).unlink(missing_ok=True)
+
+    def load(self) -> list[QueuedMessage]:
+        """Every message in the queue, with its progress, oldest first; tidies leftovers.
+
+        Temp files (never acknowledged to a client), journals without a message and messages
+        whose recipients are all final are removed.
+        """
+        for leftover in self.tmp_dir.iterdir():
+            _log.info("removing unacknowledged temp file %s", leftover)
+            leftover.unlink(missing_ok=True)
+        messages = []
+        for path in sorted(self.queue_dir.iterdir()):
+            message = self._load_one(path)
+            if message is None:
+                continue
+            if message.complete:
+                self.remove(message.queue_id)
+            else:
+                messages.append(message)
+        queued = {m.queue_id for m in messages}
+        for journal in self.state_dir.iterdir():
+            if journal.name not in queued and not (self.queue_dir / journal.name).exists():
+                journal.unlink(missing_ok=True)
+        return messages
+
+    def _load_one(self, path: Path) -> QueuedMessage | None:
+        try:
+            with path.open("rb") as file:
+                envelope = Envelope.from_json(file.readline())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Kept on disk for a human to look at; never deleted on a guess.
+            _log.error("cannot read queue file %s (%s); left in place", path, exc)
+            return None
+        message = QueuedMessage(path.name, envelope)
+        state_path = self.state_dir / path.name
+        if state_path.exists():
+            _apply_journal(message, state_path.read_text("ascii", errors="replace"))
+        return message
+
+
+def _apply_journal(message: QueuedMessage, text: str) -> None:
+    for line in text.splitlines():
+        parts = line.split()
+        try:
+            if len(parts) == 2 and parts[0] in _FINAL:
+                message.final[int(parts[1])] = True
+            elif len(parts) == 3 and parts[0] == "a":
+                message.failures = int(parts[1])
+                message.next_try = float(parts[2])
+            else:
+                raise ValueError(line)
+        except (ValueError, IndexError):
+            _log.warning("queue %s: ignoring unreadable journal line %r", message.queue_id, line)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,187 @@
+"""Test servers for the relay tests: an SMTP sink and a server that never answers.
+
+The sink runs aiosmtpd on 127.0.0.1 (an ephemeral port) in its own thread and event loop, so
+tests can drive it from plain synchronous code. What it does with a recipient depends on the
+recipient's local part:
+
+    tempfail*   RCPT → 451 4.2.0          reject*    RCPT → 550 5.1.1
+    datadefer*  DATA → 451 4.3.0          datafail*  DATA → 554 5.6.0
+    drop*       the connection is dropped after the message data, before the reply
+    slow*       DATA reply delayed by ``slow_seconds`` (a destination that hangs)
+    anything else: accepted (250 2.0.0)
+
+``tempfail_all = True`` makes it answer 451 to every RCPT (a destination that is down for a
+while); switch it back to let the queued mail through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass(frozen=True)
+class SinkMessage:
+    mail_from: str
+    rcpts: tuple[str, ...]
+    content: bytes
+    helo: str | None
+    tls: bool
+    mail_options: tuple[str, ...]
+
+
+class _SinkHandler:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        local = address.partition("@")[0].lower()
+        if self.sink.tempfail_all or local.startswith("tempfail"):
+            return f"451 4.2.0 <{address}>: Mailbox busy, try again later"
+        if local.startswith("reject"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        locals_ = [r.partition("@")[0].lower() for r in envelope.rcpt_tos]
+        if any(local.startswith("drop") for local in locals_):
+            assert server.transport is not None
+            server.transport.abort()
+            return "421 4.4.2 dropped"
+        if any(local.startswith("slow") for local in locals_):
+            await asyncio.sleep(self.sink.slow_seconds)
+        if any(local.startswith("datadefer") for local in locals_):
+            return "451 4.3.0 Error: queue file write error"
+        if any(local.startswith("datafail") for local in locals_):
+            return "554 5.6.0 Error: message content rejected"
+        self.sink.add(SinkMessage(
+            mail_from=str(envelope.mail_from), rcpts=tuple(envelope.rcpt_tos),
+            content=envelope.original_content or b"", helo=session.host_name,
+            tls=session.ssl is not None, mail_options=tuple(envelope.mail_options)))
+        return f"250 2.0.0 Ok: queued as sink{len(self.sink.messages)}"
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, for servers the synchronous tests start and stop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 10):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class Sink:
+    """An SMTP sink on 127.0.0.1; ``with Sink() as sink: ... sink.port``."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None,
+                 slow_seconds: float = 30.0, smtputf8: bool = True) -> None:
+        self.tls_context = tls_context
+        self.slow_seconds = slow_seconds
+        self.smtputf8 = smtputf8
+        self.tempfail_all = False
+        self.messages: list[SinkMessage] = []
+        self._lock = threading.Lock()
+        self._runner: _LoopThread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    def add(self, message: SinkMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def start(self) -> Sink:
+        self._runner = _LoopThread()
+        handler = _SinkHandler(self)
+        loop = self._runner.loop
+
+        def factory() -> SMTP:
+            return SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.smtputf8,
+                        tls_context=self.tls_context, loop=loop)
+
+        async def open_server() -> asyncio.base_events.Server:
+            return await loop.create_server(factory, "127.0.0.1", 0)
+
+        self._server = self._runner.run(open_server())
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        if self._runner is None:
+            return
+        assert self._server is not None
+        self._server.close()
+        self._runner.close()
+        self._runner = None
+
+    def __enter__(self) -> Sink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def delivered(self) -> list[str]:
+        """Every recipient of every accepted message, in order."""
+        with self._lock:
+            return [rcpt for message in self.messages for rcpt in message.rcpts]
+
+    def wait_for_recipients(self, count: int, timeout: float = 20.0) -> list[str]:
+        """Wait until ``count`` recipients have been accepted (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while len(self.delivered()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.delivered()
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never says a word (a hung destination)."""
+
+    def __init__(self) -> None:
+        self._runner: _LoopThread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    def __enter__(self) -> SilentServer:
+        self._runner = _LoopThread()
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.append(writer)
+            with contextlib.suppress(ConnectionError):
+                await reader.read()
+
+        async def open_server() -> asyncio.base_events.Server:
+            return await asyncio.start_server(hold, "127.0.0.1", 0)
+
+        self._server = self._runner.run(open_server())
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._runner is not None and self._server is not None
+        runner = self._runner
+
+        async def close() -> None:
+            for writer in self._writers:
+                writer.close()
+            assert self._server is not None
+            self._server.close()
+
+        runner.run(close())
+        runner.close()
+
