@@ -10,13 +10,15 @@ by hand from the records listed here.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
+import os
 import re
 import shutil
-from collections.abc import Iterator
+import struct
+import subprocess
+import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -378,6 +380,77 @@ def test_summary_of_reader_matches_cli(acct: Path) -> None:
     assert reader.stats.skipped_lines == 1 and reader.stats.skipped_files == 1
 
 
-def gz_members(path: Path) -> Iterator[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as file:
-        yield from file
+# -- the HTML page in a real browser ------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--enable-logging=stderr", "--v=0", "--window-size=1100,1000"]
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    return subprocess.run([str(CHROMIUM), *HEADLESS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(tmp_path)})
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB(A) rows of an 8-bit, non-interlaced PNG (what Chromium writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, color, _c, _f, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    assert depth == 8 and color in (2, 6) and interlace == 0
+    channels = 3 if color == 2 else 4
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset:offset + 4])
+        if data[offset + 4:offset + 8] == b"IDAT":
+            chunks.append(data[offset + 8:offset + 8 + length])
+        offset += 12 + length
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * channels
+    rows: list[bytes] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc
+                                      else corner)) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (Debian package: chromium)")
+def test_html_page_renders_in_chromium_without_script_errors(
+        acct: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "report.html"
+    assert run(capsys, "report", "--html", str(page), str(acct))[0] == 0
+    url = page.resolve().as_uri()
+    dom = chromium(tmp_path, "--dump-dom", url)
+    assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]  # the script ran to its end
+    assert 'data-records="30"' in dom.stdout  # ... after parsing the embedded report
+    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "Error" in line], console
+    shot = tmp_path / "report.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", url)
+    assert shot.exists(), done.stderr[-2000:]
+    width, height, rows = png_pixels(shot.read_bytes())
+    assert (width, height) == (1100, 1000)
+    channels = len(rows[0]) // width
+    colors = {row[i:i + 3] for row in rows for i in range(0, len(row), channels * 3)}
+    # the charts' colours are on the screen: delivered green, deferred amber, bounced red
+    for rgb in ((0x2E, 0x7D, 0x32), (0xF9, 0xA8, 0x25), (0xC6, 0x28, 0x28)):
+        assert bytes(rgb) in colors, rgb

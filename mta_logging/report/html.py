@@ -36,7 +36,7 @@ h1 { font-size: 1.5rem; margin: 8px 0 4px; } h2 { font-size: 1.1rem; margin: 28p
 p.meta { color: #59636e; margin: 0 0 16px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; }
 .card { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 14px;
-        min-width: 110px; }
+        flex: 1 1 0; min-width: 96px; }
 .card b { display: block; font-size: 1.35rem; } .card span { color: #59636e; font-size: .85rem; }
 .chart { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 8px; }
 .chart svg { display: block; width: 100%; height: auto; }
