@@ -5,6 +5,7 @@
 >>> mta_logging.AccountingLogger().delivered("bob@example.com", job_id="42")  # doctest: +SKIP
 """
 
+from mta_logging.classify import Classifier, bounce_category
 from mta_logging.config import AccountingSettings, configure, load, to_dict_config
 from mta_logging.errors import ConfigError, FormatError, MtaLoggingError
 from mta_logging.fields import DEFAULT_FIELDS, FIELD_NAMES
@@ -24,12 +25,14 @@ __all__ = [
     "AccountingJsonFormatter",
     "AccountingLogger",
     "AccountingSettings",
+    "Classifier",
     "ConfigError",
     "FormatError",
     "Kind",
     "KindFilter",
     "MtaLoggingError",
     "Outcome",
+    "bounce_category",
     "configure",
     "load",
     "to_dict_config",
