@@ -108,8 +108,9 @@ def build_dataset(root: Path) -> Path:
     active = handler.path
     handler.close()  # archives the active file too ...
     assert active is not None
-    archived = sorted((acct / "delivered" / "archive").glob(f"{active.name[:-4]}*"))[-1]
-    shutil.move(archived, active)  # ... so put the newest one back where a live one would be
+    (newest,) = [path for path in (acct / "delivered" / "archive").iterdir()
+                 if "user11@" in path.read_text(encoding="utf-8")]
+    shutil.move(newest, active)  # ... so put it back where a live one would be
     # deferred: archived and gzipped
     handler = AccountingFileHandler(Kind.DEFERRED, path=acct, archiving=True, compress=True,
                                     max_size=0.0006)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
+from mta_logging.report.times import wall_seconds
 
 if TYPE_CHECKING:
     from mta_logging.report.reader import Record
@@ -84,26 +85,26 @@ class Filters:
             kinds = self.kinds
             yield lambda record: record.kind in kinds
         if self.since is not None:
-            since = self.since
-            yield lambda record: record.time_logged is not None and record.time_logged >= since
+            since = wall_seconds(self.since)
+            yield lambda record: record.logged is not None and record.logged >= since
         if self.until is not None:
-            until = self.until
-            yield lambda record: record.time_logged is not None and record.time_logged < until
+            until = wall_seconds(self.until)
+            yield lambda record: record.logged is not None and record.logged < until
         if self.domains:
             domains = self.domains
             yield lambda record: record.domain in domains
         if self.job_ids:
             job_ids = self.job_ids
-            yield lambda record: record.fields.get("jobId") in job_ids
+            yield lambda record: record.get("jobId") in job_ids
         if self.vmtas:
             vmtas = self.vmtas
-            yield lambda record: record.fields.get("vmta") in vmtas
+            yield lambda record: record.get("vmta") in vmtas
         if self.dsn_status:
             prefixes = self.dsn_status
-            yield lambda record: (record.fields.get("dsnStatus") or "").startswith(prefixes)
+            yield lambda record: (record.get("dsnStatus") or "").startswith(prefixes)
         if self.bounce_cats:
             categories = self.bounce_cats
-            yield lambda record: (record.fields.get("bounceCat") or "").lower() in categories
+            yield lambda record: (record.get("bounceCat") or "").lower() in categories
 
 
 def parse_time_bound(key: str, value: str | datetime | None) -> datetime | None:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def value_of(record: Record, name: str) -> str | None:
     """A field of a record; ``type`` falls back to the kind its file name or directory gave."""
-    value = record.fields.get(name)
+    value = record.get(name)
     if value is None and name == "type" and record.kind is not None:
         return record.kind.value
     return value

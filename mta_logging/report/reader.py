@@ -23,9 +23,9 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +34,7 @@ from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
 from mta_logging.formatters import header_fields, split_line
 from mta_logging.outcome import Kind
 from mta_logging.report.filters import Filters
+from mta_logging.report.times import TimeParser, wall_time
 
 log = logging.getLogger("mta_logging.report")
 
@@ -46,7 +47,7 @@ _KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
 _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
-_TIME_CACHE_SIZE = 4096
+_SCHEMA_CACHE_SIZE = 64
 _KIND_CODES: dict[str, Kind] = {
     "d": Kind.DELIVERED, "delivered": Kind.DELIVERED,
     "df": Kind.DEFERRED, "t": Kind.DEFERRED, "deferred": Kind.DEFERRED,
@@ -61,69 +62,108 @@ def kind_of(text: str | None) -> Kind | None:
     return _KIND_CODES.get(text.strip().lower())
 
 
+class Schema:
+    """The field names of one file (or of one JSON key set), shared by its records."""
+
+    __slots__ = ("names", "index", "unknown", "times")
+
+    def __init__(self, names: Sequence[str], unknown: frozenset[str | None],
+                 times: TimeParser) -> None:
+        self.names = tuple(names)
+        self.index = {name: position for position, name in enumerate(self.names)}
+        self.unknown = unknown  # values that mean "not known": None, "", the placeholder
+        self.times = times
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One line of an accounting file, read back.
 
-    ``fields`` maps each field name of the file (in the file's order) to its value, with the
-    writer's escaping undone; None means unknown. ``kind`` comes from the ``type`` field, or
-    when the file has none, from the file name (``d.``/``df.``/``t.``/``b.``) or its directory.
-    Times are the file's wall-clock times (naive ``datetime``), None when unknown.
+    ``get(name)`` / ``fields`` give the values of the file's fields with the writer's escaping
+    undone; None means unknown (or not a field of this file). ``kind`` comes from the ``type``
+    field, or when the file has none, from the file name (``d.``/``df.``/``t.``/``b.``) or its
+    directory. Times are the file's wall-clock times (naive ``datetime``), None when unknown.
+    ``path`` and ``line`` say where the record was read.
     """
 
     kind: Kind | None
-    fields: Mapping[str, str | None]
-    time_logged: datetime | None
-    time_queued: datetime | None
+    logged: int | None  # timeLogged as wall_seconds: what filters and summaries compare
     path: str
     line: int
+    values: Sequence[str | None]
+    schema: Schema = field(repr=False, compare=False)
 
     def get(self, name: str) -> str | None:
         """The value of field ``name``; None when unknown or not in this file."""
-        return self.fields.get(name)
+        index = self.schema.index.get(name)
+        if index is None:
+            return None
+        value = self.values[index]
+        return None if value in self.schema.unknown else value
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The field names of the record's file, in order."""
+        return self.schema.names
+
+    @property
+    def fields(self) -> dict[str, str | None]:
+        """Field name → value (None = unknown), in the file's order."""
+        unknown = self.schema.unknown
+        return {name: None if value in unknown else value
+                for name, value in zip(self.schema.names, self.values, strict=True)}
+
+    @property
+    def time_logged(self) -> datetime | None:
+        return None if self.logged is None else wall_time(self.logged)
+
+    @property
+    def time_queued(self) -> datetime | None:
+        return self.schema.times(self.get("timeQueued"))
 
     @property
     def rcpt(self) -> str | None:
-        return self.fields.get("rcpt")
+        return self.get("rcpt")
 
     @property
     def domain(self) -> str | None:
         """The recipient's domain, lower case, without angle brackets or a trailing dot."""
-        rcpt = self.fields.get("rcpt")
+        rcpt = self.get("rcpt")
         if not rcpt or "@" not in rcpt:
             return None
         return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
 
     @property
     def job_id(self) -> str | None:
-        return self.fields.get("jobId")
+        return self.get("jobId")
 
     @property
     def vmta(self) -> str | None:
-        return self.fields.get("vmta")
+        return self.get("vmta")
 
     @property
     def src_ip(self) -> str | None:
-        return self.fields.get("srcIp")
+        return self.get("srcIp")
 
     @property
     def dsn_status(self) -> str | None:
-        return self.fields.get("dsnStatus")
+        return self.get("dsnStatus")
 
     @property
     def dsn_msg(self) -> str | None:
-        return self.fields.get("dsnMsg")
+        return self.get("dsnMsg")
 
     @property
     def bounce_cat(self) -> str | None:
-        return self.fields.get("bounceCat")
+        return self.get("bounceCat")
 
     @property
     def queue_seconds(self) -> int | None:
         """timeLogged − timeQueued in whole seconds; None unless both are known."""
-        if self.time_logged is None or self.time_queued is None:
+        if self.logged is None:
             return None
-        return int((self.time_logged - self.time_queued).total_seconds())
+        queued = self.schema.times.seconds(self.get("timeQueued"))
+        return None if queued is None else self.logged - queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,49 +200,6 @@ class Layout:
     separator: str | None
     fields: tuple[str, ...]
     legacy: bool = False
-
-
-class TimeParser:
-    """Text of a time field → naive ``datetime`` (aware times are converted to UTC).
-
-    Records of one second share the text, so recent results are cached (bounded).
-    """
-
-    __slots__ = ("time_format", "_cache", "_parse")
-
-    def __init__(self, time_format: str = DEFAULT_TIME_FORMAT) -> None:
-        self.time_format = time_format
-        self._cache: dict[str, datetime | None] = {}
-        if time_format == DEFAULT_TIME_FORMAT:
-            self._parse: Callable[[str], datetime] = _parse_default
-        else:
-            self._parse = lambda text: datetime.strptime(text, time_format)
-
-    def __call__(self, text: str | None) -> datetime | None:
-        """The time, or None when ``text`` is None or does not match the format."""
-        if text is None:
-            return None
-        cache = self._cache
-        try:
-            return cache[text]
-        except KeyError:
-            pass
-        if len(cache) >= _TIME_CACHE_SIZE:
-            cache.clear()
-        try:
-            value: datetime | None = self._parse(text.strip())
-        except ValueError:
-            value = None
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        cache[text] = value
-        return value
-
-
-def _parse_default(text: str) -> datetime:
-    if len(text) != 19:
-        raise ValueError(text)
-    return datetime.fromisoformat(text)
 
 
 def detect_layout(first_line: str) -> Layout | None:
@@ -244,19 +241,44 @@ def _modern_names(names: list[str]) -> tuple[str, ...]:
 def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     """The files to read: each file named, and every file under each directory named.
 
-    Directories are searched recursively in name order (archives included); hidden files and
-    directories (leading ``.``: temporaries such as pending compressions) are left out.
+    Directories are searched recursively, subdirectories (archives: the older files) before
+    the files beside them, files in the order they were written (by name, a collision suffix
+    ``.N`` after the name without it). Hidden files and directories (leading ``.``:
+    temporaries such as pending compressions) are left out.
     """
     for item in paths:
         path = Path(item)
-        if not path.is_dir():
+        if path.is_dir():
+            yield from _walk(path)
+        else:
             yield path
-            continue
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    yield Path(dirpath, name)
+
+
+def _walk(directory: Path) -> Iterator[Path]:
+    try:
+        with os.scandir(directory) as scan:
+            entries = [entry for entry in scan if not entry.name.startswith(".")]
+    except OSError as exc:
+        log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
+        return
+    entries.sort(key=lambda entry: _written_order(entry.name))
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path))
+    for entry in entries:
+        if entry.is_file():
+            yield Path(entry.path)
+
+
+_COLLISION_SUFFIX = re.compile(r"(.+?)(?:\.(\d+))?(\.[^.]+(?:\.gz)?)\Z")
+
+
+def _written_order(name: str) -> tuple[str, int, str]:
+    """``d.T.tsv`` before ``d.T.1.tsv`` before ``d.T.2.tsv.gz`` (a taken name got ``.N``)."""
+    match = _COLLISION_SUFFIX.match(name)
+    if match is None:
+        return (name, 0, "")
+    return (match.group(1) + match.group(3).removesuffix(".gz"), int(match.group(2) or 0), name)
 
 
 def kind_from_path(path: Path) -> Kind | None:
@@ -297,7 +319,8 @@ class Reader:
         self.paths = [Path(p) for p in paths]
         self.filters = filters if filters is not None else Filters()
         self.time_format = time_format
-        self.unknown = frozenset({""} if placeholder is None else {"", placeholder})
+        self.unknown: frozenset[str | None] = frozenset(
+            {None, ""} if placeholder is None else {None, "", placeholder})
         self.strict = strict
         self.on_issue = on_issue if on_issue is not None else _log_issue
         self.on_progress = on_progress
@@ -401,6 +424,7 @@ class Reader:
                 return
             file_kind = kind_from_path(path)
             name = str(path)
+            times = self._times
             if layout.separator is None:
                 lines: Iterable[tuple[int, str]] = _numbered(first, stream)
                 parse = self._json_parser(name)
@@ -409,47 +433,48 @@ class Reader:
                 parse = self._separated_parser(name, layout)
             stats = self.stats
             on_progress = self.on_progress
-            times = self._times
             time_ok = True
             for number, line in lines:
                 stats.lines += 1
                 if number % _PROGRESS_EVERY == 0 and on_progress is not None:
                     on_progress(done_before + raw.tell())
-                fields = parse(number, line)
-                if fields is None:
+                parsed = parse(number, line)
+                if parsed is None:
                     continue
+                schema, values = parsed
                 stats.records += 1
-                kind = _KIND_CODES.get(fields.get("type") or "") or file_kind
-                logged_text = fields.get("timeLogged")
-                logged = times(logged_text)
-                if logged is None and logged_text is not None and time_ok:
+                index = schema.index
+                position = index.get("type")
+                kind = (_KIND_CODES.get(values[position] or "") if position is not None
+                        else None) or file_kind
+                position = index.get("timeLogged")
+                logged_text = values[position] if position is not None else None
+                logged = times.seconds(logged_text)
+                if logged is None and logged_text not in schema.unknown and time_ok:
                     time_ok = False  # once per file: a wrong --time-format hits every line
                     self.issue(path, number, f"timeLogged {logged_text!r} does not match the "
                                f"time format {self.time_format!r} (see --time-format); read as "
                                "unknown")
-                yield Record(kind, fields, logged, times(fields.get("timeQueued")), name, number)
+                yield Record(kind, logged, name, number, values, schema)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             self.issue(path, number + 1, f"damaged compressed file ({exc}); the rest of the file "
                        "is skipped")
         except OSError as exc:
             self.issue(path, number + 1, f"read error ({exc}); the rest of the file is skipped")
 
-    def _separated_parser(
-        self, name: str, layout: Layout
-    ) -> Callable[[int, str], dict[str, str | None] | None]:
+    def _separated_parser(self, name: str, layout: Layout) -> Parser:
         separator = layout.separator or "\t"
-        names = layout.fields
-        count = len(names)
+        count = len(layout.fields)
         legacy = layout.legacy
-        unknown = self.unknown
+        schema = Schema(layout.fields, self.unknown, self._times)
         stats = self.stats
 
-        def parse(number: int, line: str) -> dict[str, str | None] | None:
-            values = split_line(line, separator)
+        def parse(number: int, line: str) -> tuple[Schema, list[str | None]] | None:
+            values: list[str | None] = split_line(line, separator)  # type: ignore[assignment]
             if len(values) != count:
                 if legacy and len(values) == count + 1 and values[-1] == "":
                     values.pop()
-                elif len(values) == 1 and not values[0].strip():
+                elif len(values) == 1 and not (values[0] or "").strip():
                     stats.lines -= 1  # a blank line is not a record
                     return None
                 else:
@@ -458,22 +483,17 @@ class Reader:
                                f"{count} fields; line skipped")
                     return None
             if legacy:
-                return {
-                    key: None if value.strip() in LEGACY_UNKNOWN else value
-                    for key, value in zip(names, values, strict=True)
-                }
-            return {
-                key: None if value in unknown else value
-                for key, value in zip(names, values, strict=True)
-            }
+                values = [None if value is None or value.strip() in LEGACY_UNKNOWN else value
+                          for value in values]
+            return schema, values
 
         return parse
 
-    def _json_parser(self, name: str) -> Callable[[int, str], dict[str, str | None] | None]:
+    def _json_parser(self, name: str) -> Parser:
         stats = self.stats
-        unknown = self.unknown
+        schemas: dict[tuple[str, ...], Schema] = {}
 
-        def parse(number: int, line: str) -> dict[str, str | None] | None:
+        def parse(number: int, line: str) -> tuple[Schema, list[str | None]] | None:
             if not line.strip():
                 stats.lines -= 1
                 return None
@@ -486,12 +506,19 @@ class Reader:
                 reason = data if isinstance(data, ValueError) else "not a JSON object"
                 self.issue(name, number, f"not a JSON record ({reason}); line skipped")
                 return None
-            return {
-                key: None if value is None or value in unknown else _json_text(value)
-                for key, value in data.items()
-            }
+            names = tuple(data)
+            schema = schemas.get(names)
+            if schema is None:
+                if len(schemas) >= _SCHEMA_CACHE_SIZE:
+                    schemas.clear()
+                schema = schemas[names] = Schema(names, self.unknown, self._times)
+            return schema, [None if value is None else _json_text(value)
+                            for value in data.values()]
 
         return parse
+
+
+Parser = Callable[[int, str], "tuple[Schema, list[str | None]] | None"]
 
 
 def _json_text(value: object) -> str:
@@ -532,7 +559,7 @@ __all__ = [
     "ReadStats",
     "Reader",
     "Record",
-    "TimeParser",
+    "Schema",
     "detect_layout",
     "find_files",
     "kind_from_path",

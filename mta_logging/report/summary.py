@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from mta_logging.outcome import Kind
-from mta_logging.report.reader import ReadStats, Record
+from mta_logging.report.reader import ReadStats, Record, Schema
+from mta_logging.report.times import wall_time
 
 OTHER = "(other)"
 UNKNOWN = "(unknown)"
@@ -23,36 +23,55 @@ KINDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
 KIND_LABELS = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
 _INDEX = {kind: index for index, kind in enumerate(KINDS)}
 PERCENTILES = (50, 90, 99)
+_OTHER_REASON = (OTHER, "")
+_SUMMARY_FIELDS = ("vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat")
 DEFAULT_MAX_KEYS = 100_000
 
 _REPLY_START = re.compile(r"\s*(\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?)?(.*)\Z", re.DOTALL)
-_VOLATILE = (
-    (re.compile(r"https?://\S+"), "<url>"),
-    (re.compile(r"<?[\w.+=-]+@[\w-]+(?:\.[\w-]+)+>?"), "<addr>"),
-    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<ip>"),
-    (re.compile(r"\b(?=[0-9a-fA-F:]*:[0-9a-fA-F:]*:)[0-9a-fA-F:]{6,}\b"), "<ip>"),
-    (re.compile(r"[\w.-]*\d[\w.-]*"), "#"),
-    (re.compile(r"\s+"), " "),
-)
+_EDGES = "<>()[]{}\"',;:."  # punctuation around a word that is kept as it is
+_DIGIT = re.compile(r"\d")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
+_IPV6 = re.compile(r"[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F:.]*\Z")
 REASON_LENGTH = 160
 
 
 def normalize_reason(message: str | None) -> str:
     """A DSN message with its variable parts replaced, so that equal reasons count together.
 
-    The leading SMTP code and enhanced status stay; addresses become ``<addr>``, IPs ``<ip>``,
-    URLs ``<url>``, and any other word holding a digit (queue ids, counts, times) ``#``.
+    The leading SMTP code and enhanced status stay; in the rest, words that are addresses
+    become ``<addr>``, IPs ``<ip>``, URLs ``<url>``, and other words holding a digit (queue
+    ids, counts, times) ``#``; runs of white space become one space.
     """
     if not message:
         return ""
     match = _REPLY_START.match(message)
     code, rest = (match.group(1) or "", match.group(2)) if match else ("", message)
-    for pattern, replacement in _VOLATILE:
-        rest = pattern.sub(replacement, rest)
-    text = (code + " " + rest.strip()).strip() if code else rest.strip()
+    rest = " ".join(_normalize_word(word) for word in rest.split())
+    text = f"{code} {rest}".strip() if code else rest
     if len(text) > REASON_LENGTH:
         text = text[: REASON_LENGTH - 1] + "…"
     return text
+
+
+def _normalize_word(word: str) -> str:
+    core = word.strip(_EDGES)
+    if not core:
+        return word
+    if "://" in core:
+        replacement = "<url>"
+    elif "@" in core:
+        replacement = "<addr>"
+    elif _DIGIT.search(core) is None:
+        return word
+    elif _IPV4.match(core) or _IPV6.match(core):
+        replacement = "<ip>"
+    else:
+        replacement = "#"
+    start = word.index(core)
+    before, after = word[:start], word[start + len(core):]
+    if replacement == "<addr>" and before.endswith("<") and after.startswith(">"):
+        before, after = before[:-1], after[1:]  # <bob@example.com> → <addr>
+    return before + replacement + after
 
 
 class KeyedCounts:
@@ -80,6 +99,14 @@ class KeyedCounts:
         """Keys by total count (highest first, then by name); all when ``limit`` is None."""
         items = sorted(self.counts.items(), key=lambda item: (-sum(item[1]), str(item[0])))
         return items if limit is None else items[:limit]
+
+
+def _count(table: KeyedCounts, key: Any, index: int) -> None:
+    counts = table.counts.get(key)
+    if counts is None:
+        table.add(key, index)
+    else:
+        counts[index] += 1
 
 
 class Counts:
@@ -161,24 +188,33 @@ class Summary:
         self.deferral_reasons = Counts(max_keys)
         self.bounce_reasons = Counts(max_keys)
         self.queue_delay = Histogram()
-        self.first_logged: datetime | None = None
-        self.last_logged: datetime | None = None
+        self.first_logged: int | None = None  # wall_seconds
+        self.last_logged: int | None = None
         self._reasons: dict[str, str] = {}  # dsnMsg → normalized, for the most recent messages
+        self._positions: dict[Schema, tuple[int | None, ...]] = {}
         self._max_keys = max_keys
 
     def add(self, record: Record) -> None:
-        index = _INDEX.get(record.kind) if record.kind is not None else None
+        index = _INDEX.get(record.kind)  # type: ignore[arg-type]
         if index is None:
             self.unknown_kind += 1
             return
         self.totals[index] += 1
-        fields = record.fields
-        self.domains.add(record.domain or UNKNOWN, index)
-        self.vmtas.add(fields.get("vmta") or UNKNOWN, index)
-        self.src_ips.add(fields.get("srcIp") or UNKNOWN, index)
-        logged = record.time_logged
+        schema = record.schema
+        positions = self._positions.get(schema)
+        if positions is None:
+            positions = self._positions[schema] = tuple(
+                schema.index.get(name) for name in _SUMMARY_FIELDS)
+        values, unknown = record.values, schema.unknown
+        vmta, src_ip, status, message, category = [
+            None if position is None or values[position] in unknown else values[position]
+            for position in positions]
+        _count(self.domains, record.domain or UNKNOWN, index)
+        _count(self.vmtas, vmta or UNKNOWN, index)
+        _count(self.src_ips, src_ip or UNKNOWN, index)
+        logged = record.logged
         if logged is not None:
-            self.hours.add(logged.replace(minute=0, second=0, microsecond=0), index)
+            _count(self.hours, logged - logged % 3600, index)
             if self.first_logged is None or logged < self.first_logged:
                 self.first_logged = logged
             if self.last_logged is None or logged > self.last_logged:
@@ -188,12 +224,12 @@ class Summary:
             if seconds is not None:
                 self.queue_delay.add(seconds)
             return
-        reason = (fields.get("dsnStatus") or "", self._normalized(fields.get("dsnMsg")))
+        reason = (status or "", self._normalized(message))
         if index == 1:
-            self.deferral_reasons.add(reason, (OTHER, ""))
+            self.deferral_reasons.add(reason, _OTHER_REASON)
         else:
-            self.bounce_reasons.add(reason, (OTHER, ""))
-            self.bounce_cats.add(fields.get("bounceCat") or UNKNOWN)
+            self.bounce_reasons.add(reason, _OTHER_REASON)
+            self.bounce_cats.add(category or UNKNOWN)
 
     def add_all(self, records: Iterable[Record]) -> Summary:
         for record in records:
@@ -258,7 +294,7 @@ class Summary:
         report["src_ips"] = _keyed_rows("srcIp", self.src_ips.top(top))
         report["hours"] = _keyed_rows("hour", [
             (_hour_text(hour), counts) for hour, counts in sorted(
-                self.hours.counts.items(), key=lambda item: str(item[0]))
+                self.hours.counts.items(), key=_hour_order)
         ])
         report["distinct"] = {
             "domains": len(self.domains.counts),
@@ -297,9 +333,14 @@ def _reason_rows(items: list[tuple[tuple[str, str], int]]) -> list[dict[str, Any
     ]
 
 
-def _hour_text(hour: datetime | str) -> str:
-    return hour if isinstance(hour, str) else hour.strftime("%Y-%m-%d %H:00")
+def _hour_order(item: tuple[int | str, list[int]]) -> tuple[bool, int]:
+    key = item[0]
+    return (True, 0) if isinstance(key, str) else (False, key)  # (other) last
 
 
-def _time_text(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+def _hour_text(hour: int | str) -> str:
+    return hour if isinstance(hour, str) else wall_time(hour).strftime("%Y-%m-%d %H:00")
+
+
+def _time_text(seconds: int | None) -> str | None:
+    return None if seconds is None else wall_time(seconds).strftime("%Y-%m-%d %H:%M:%S")

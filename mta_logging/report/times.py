@@ -1,0 +1,89 @@
+"""Times of accounting records as whole seconds on the files' own clock.
+
+Accounting files hold wall-clock times without a zone (local time by default). The report
+compares and subtracts them as written: ``wall_seconds`` counts seconds from 1970-01-01 00:00
+on that clock, so differences are those of the written times and hours start at multiples of
+3600 whatever the zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mta_logging.fields import DEFAULT_TIME_FORMAT
+
+_CACHE_SIZE = 4096
+
+WALL_EPOCH = datetime(1970, 1, 1)
+
+
+def wall_seconds(moment: datetime) -> int:
+    """Whole seconds from 1970-01-01 00:00 to a naive ``moment``, on the files' own clock.
+
+    No time zone is applied: differences are the differences of the written times, and hour
+    boundaries fall on whole multiples of 3600, whatever zone the files were written in.
+    """
+    delta = moment - WALL_EPOCH
+    return delta.days * 86400 + delta.seconds
+
+
+def wall_time(seconds: int) -> datetime:
+    """The naive ``datetime`` of ``wall_seconds``."""
+    return WALL_EPOCH + timedelta(seconds=seconds)
+
+
+class TimeParser:
+    """Text of a time field → ``wall_seconds`` (aware times are taken in UTC).
+
+    For the default format the seconds of each minute's text are cached (bounded), so most
+    records cost a slice and a dict lookup; other formats cache whole texts.
+    """
+
+    __slots__ = ("time_format", "_cache", "_default")
+
+    def __init__(self, time_format: str = DEFAULT_TIME_FORMAT) -> None:
+        self.time_format = time_format
+        self._default = time_format == DEFAULT_TIME_FORMAT
+        self._cache: dict[str, int | None] = {}
+
+    def __call__(self, text: str | None) -> datetime | None:
+        """The time, or None when ``text`` is empty or does not match the format."""
+        seconds = self.seconds(text)
+        return None if seconds is None else wall_time(seconds)
+
+    def seconds(self, text: str | None) -> int | None:
+        """The ``wall_seconds`` of ``text``; None when empty or not in the format."""
+        if not text:
+            return None
+        cache = self._cache
+        if self._default and len(text) == 19 and text[16] == ":":
+            second = text[17:19]
+            if not (second.isascii() and second.isdigit()) or second > "60":
+                return None
+            key = text[:16]
+            try:
+                base = cache[key]
+            except KeyError:
+                base = self._store(key, key)
+            return None if base is None else base + int(second)
+        try:
+            return cache[text]
+        except KeyError:
+            return self._store(text, text)
+
+    def _store(self, key: str, text: str) -> int | None:
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        try:
+            if self._default:
+                moment = datetime.fromisoformat(text.strip())
+            else:
+                moment = datetime.strptime(text.strip(), self.time_format)
+        except ValueError:
+            value = None
+        else:
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            value = wall_seconds(moment)
+        self._cache[key] = value
+        return value
