@@ -12,6 +12,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -20,6 +21,7 @@ from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.message import protocol_name, received_header
 from mta_logging.relay.passwords import verify_password
 from mta_logging.relay.queue import DeliveryQueue
+from mta_logging.relay.smtpd import RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 
@@ -50,14 +52,25 @@ def recipient_problem(address: str, smtputf8: bool) -> str | None:
 class RelayHandler:
     """aiosmtpd handler: relay permission, address checks, durable spooling."""
 
-    def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue,
+    def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue, *,
+                 executor: Executor | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.executor = executor
         self.spool = spool
         self.queue = queue
         self.clock = clock
         self.draining = False
         self.spooling = 0
+        self._relay_cache: dict[str, bool] = {}
+
+    def _may_relay(self, client_ip: str) -> bool:
+        allowed = self._relay_cache.get(client_ip)
+        if allowed is None:
+            if len(self._relay_cache) >= 4096:
+                self._relay_cache.clear()
+            allowed = self._relay_cache[client_ip] = self.settings.may_relay(client_ip)
+        return allowed
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -73,7 +86,7 @@ class RelayHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         client_ip = str(session.peer[0]) if session.peer else ""
-        if not (session.authenticated or self.settings.may_relay(client_ip)):
+        if not (session.authenticated or self._may_relay(client_ip)):
             _log.info("relay denied: client %s, recipient %s", client_ip, address)
             return f"550 5.7.1 <{address}>: Relay access denied"
         problem = recipient_problem(address, envelope.smtp_utf8)
@@ -104,7 +117,7 @@ class RelayHandler:
         self.spooling += 1
         try:
             await asyncio.get_running_loop().run_in_executor(
-                None, self.spool.store, queue_id, spool_envelope, content)
+                self.executor, self.spool.store, queue_id, spool_envelope, content)
         except OSError as exc:
             _log.error("cannot write queue file %s: %s", queue_id, exc)
             return "451 4.3.0 Error: queue file write error, try again later"
@@ -160,7 +173,7 @@ def smtp_factory(settings: RelaySettings, handler: RelayHandler,
     authenticator = PasswordAuthenticator(settings.auth_users)
 
     def factory() -> SMTP:
-        return SMTP(
+        return RelaySMTP(
             handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,

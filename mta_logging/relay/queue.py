@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.logger import AccountingLogger
@@ -40,9 +41,10 @@ class DeliveryQueue:
     """Runs ``settings.concurrency`` delivery workers over the messages of the spool."""
 
     def __init__(self, settings: RelaySettings, spool: Spool, deliverer: Deliverer,
-                 accounting: AccountingLogger | None,
+                 accounting: AccountingLogger | None, *, executor: Executor | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.executor = executor
         self.spool = spool
         self.deliverer = deliverer
         self.accounting = accounting
@@ -121,34 +123,41 @@ class DeliveryQueue:
 
     async def attempt(self, message: QueuedMessage) -> None:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
-        loop = asyncio.get_running_loop()
         content = message.content
         if content is None:
-            content = await loop.run_in_executor(None, self.spool.read_content, message.queue_id)
+            content = await self._in_thread(self.spool.read_content, message.queue_id)
         message.content = None
         headers = parse_headers(content) if self.accounting is not None else {}
         retry = self.settings.retry
         remaining = message.envelope.time_queued + retry.max_queue_lifetime - self.clock()
-        delay = float(math.ceil(min(retry.interval(message.failures + 1), remaining)))
+        expired = remaining <= 0
+        # The last retry is due when the lifetime ends (whole seconds), never after it.
+        delay = 0.0 if expired else min(retry.interval(message.failures + 1),
+                                        float(math.ceil(remaining)))
         by_domain: dict[str, list[int]] = {}
         for index in message.pending():
             by_domain.setdefault(domain_of(message.envelope.rcpts[index]), []).append(index)
         for domain, indexes in by_domain.items():
             results = await self.deliverer.deliver(domain, message.envelope, indexes, content)
-            await self._settle(message, results, delay, headers)
+            await self._settle(message, results, delay, expired, headers)
         if message.complete:
             return
         message.failures += 1
         message.next_try = self.clock() + delay
-        await loop.run_in_executor(None, self.spool.journal, message.queue_id,
-                                   [f"a {message.failures} {message.next_try:.3f}"])
+        await self._journal(message, [f"a {message.failures} {message.next_try:.3f}"])
         if not self._stopping:
             self.schedule(message)
 
+    async def _journal(self, message: QueuedMessage, entries: list[str]) -> None:
+        await self._in_thread(self.spool.journal, message.queue_id, entries)
+        message.journaled = True
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
-                      headers: dict[str, str]) -> None:
+                      expired: bool, headers: dict[str, str]) -> None:
         """Journal the final results (or remove a finished message), then record them all."""
-        expired = delay <= 0
         entries = []
         for result in results:
             if result.kind is Kind.DELIVERED:
@@ -158,11 +167,13 @@ class DeliveryQueue:
             else:
                 continue
             message.final[result.index] = True
-        loop = asyncio.get_running_loop()
         if message.complete:
-            await loop.run_in_executor(None, self.spool.remove, message.queue_id)
+            if message.journaled:
+                await self._in_thread(self.spool.remove, message.queue_id)
+            else:
+                self.spool.remove(message.queue_id, journaled=False)
         elif entries:
-            await loop.run_in_executor(None, self.spool.journal, message.queue_id, entries)
+            await self._journal(message, entries)
         for result in results:
             self._record(message, result, delay, headers, expired)
 

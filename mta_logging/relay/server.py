@@ -15,6 +15,7 @@ import signal
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.smtp import SMTP
 
@@ -29,6 +30,8 @@ from mta_logging.relay.spool import Spool
 
 _log = logging.getLogger("mta_logging.relay")
 
+SPOOL_THREADS = 16
+
 
 class Relay:
     """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
@@ -42,9 +45,12 @@ class Relay:
             raise ConfigError("spool_dir", str(settings.spool_dir),
                               f"must be a directory the relay can write ({exc.strerror})"
                               ) from None
+        # Spool writes wait on fsync; many in parallel let the file system commit them together.
+        self.executor = ThreadPoolExecutor(SPOOL_THREADS, thread_name_prefix="relay-spool")
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
-        self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting)
-        self.handler = RelayHandler(settings, self.spool, self.queue)
+        self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting,
+                                   executor=self.executor)
+        self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor)
         self._server: asyncio.base_events.Server | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
@@ -91,6 +97,7 @@ class Relay:
             if client.transport is not None:
                 client.transport.close()
         await self.queue.stop(max(0.0, deadline - time.monotonic()))
+        self.executor.shutdown(wait=True)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
 
     def spool_ids(self) -> list[str]:

@@ -76,6 +76,7 @@ class QueuedMessage:
     failures: int = 0
     next_try: float = 0.0
     content: bytes | None = None
+    journaled: bool = False
 
     def __post_init__(self) -> None:
         if not self.final:
@@ -142,10 +143,14 @@ class Spool:
         finally:
             os.close(fd)
 
-    def remove(self, queue_id: str) -> None:
-        """Forget a finished message: the message first, then its journal."""
+    def remove(self, queue_id: str, *, journaled: bool = True) -> None:
+        """Forget a finished message: the message first, then its journal (if it has one).
+
+        Without a journal this is a single ``unlink``, cheap enough for the event loop.
+        """
         (self.queue_dir / queue_id).unlink(missing_ok=True)
-        (self.state_dir / queue_id).unlink(missing_ok=True)
+        if journaled:
+            (self.state_dir / queue_id).unlink(missing_ok=True)
 
     def load(self) -> list[QueuedMessage]:
         """Every message in the queue, with its progress, oldest first; tidies leftovers.
@@ -182,6 +187,7 @@ class Spool:
         message = QueuedMessage(path.name, envelope)
         state_path = self.state_dir / path.name
         if state_path.exists():
+            message.journaled = True
             _apply_journal(message, state_path.read_text("ascii", errors="replace"))
         return message
 
