@@ -3,12 +3,21 @@
 Everything here works on paths and is safe against other processes doing the same at the same
 time: a file appears under its final name only when it is complete (link, never overwrite), and
 a name that is taken gets a ``.N`` suffix before the extension instead.
+
+Compression works on hidden ``.NAME.pending`` files in the archive directory. A process
+compresses one only while it holds an advisory lock on it; the compressed data is staged as
+``.NAME.pending.gz``, linked to its visible name ``NAME.gz`` (or ``NAME.N.gz``), and only then
+are the two hidden files removed. A crash at any step leaves the records in exactly one visible
+file, or in the pending file, which the next start compresses (a staged file that was already
+linked is recognised by its link count and not published twice).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
+import itertools
 import os
 import re
 import shutil
@@ -22,9 +31,10 @@ from mta_logging.errors import ConfigError
 DEFAULT_FILE_NAME = "{kind}.{time}.{ext}"
 TIME_IN_NAME = "%Y-%m-%d-%H%M%S"
 PENDING = ".pending"  # hidden name of a file waiting in the archive directory to be compressed
+STAGED = PENDING + ".gz"  # its compressed copy, before it gets its visible name
 _PLACEHOLDERS = ("ext", "host", "kind", "pid", "seq", "time")
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
-_MAX_SUFFIX = 10_000
+_MAX_SUFFIX = 100_000
 
 
 def check_template(template: str) -> str:
@@ -105,74 +115,137 @@ class FileNamer:
         return re.compile("".join(out) + r"(?:\.gz)?\Z")
 
 
-def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer) -> Path:
-    """Give ``source`` a name in ``directory`` that nobody else has; returns it.
+def pending_name(name: str) -> str:
+    """The hidden name under which ``name`` waits in the archive directory for compression."""
+    return f".{name}{PENDING}"
+
+
+def visible_name(pending: str) -> str:
+    """``.NAME.pending`` → ``NAME``."""
+    return pending[1: -len(PENDING)]
+
+
+def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer, *,
+                   start: int = 0, hidden: bool = False, prefer: str | None = None,
+                   ) -> tuple[Path, int]:
+    """Give ``source`` a name in ``directory`` that nobody else has: ``prefer`` if given and
+    free, else ``name`` with the first free suffix from ``start`` on (``hidden``: the pending
+    name of that). Returns the new path and the suffix number used (-1 for ``prefer``).
 
     Hard links make the new name appear atomically and never replace an existing file. Across
     file systems (EXDEV) the content is copied to a hidden name first.
     """
-    for number in range(_MAX_SUFFIX):
-        target = directory / namer.suffixed(name, number)
+    suffixed = ((namer.suffixed(name, n), n) for n in range(start, start + _MAX_SUFFIX))
+    candidates = itertools.chain([(prefer, -1)] if prefer is not None else [], suffixed)
+    for visible, number in candidates:
+        target = directory / (pending_name(visible) if hidden else visible)
         try:
             os.link(source, target)
-            return target
+            return target, number
         except FileExistsError:
             continue
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            staged = directory / f".{target.name}.{os.getpid()}.tmp"
+            staged = directory / f".{visible}.{os.getpid()}.tmp"
             shutil.copyfile(source, staged)
             try:
-                return link_exclusive(staged, directory, name, namer)
+                return link_exclusive(staged, directory, name, namer, start=max(number, 0),
+                                      hidden=hidden, prefer=prefer if number < 0 else None)
             finally:
                 staged.unlink(missing_ok=True)
     raise FileExistsError(errno.EEXIST, f"no free name for {name} in {directory}")
 
 
-def move_exclusive(source: Path, directory: Path, name: str, namer: FileNamer) -> Path:
-    """Move ``source`` into ``directory`` under ``name`` (or ``name`` with a suffix)."""
-    target = link_exclusive(source, directory, name, namer)
-    os.unlink(source)
-    return target
-
-
 def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def pending_name(name: str) -> str:
-    return f".{name}{PENDING}"
+def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Path | None:
+    """Compress a hidden ``.NAME.pending`` file to ``NAME.gz`` (or ``NAME.N.gz``) next to it.
 
-
-def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Path:
-    """Compress a hidden ``.NAME.pending`` file to ``NAME.gz`` next to it; returns the .gz path.
-
-    The .gz name appears only when the compressed file is complete; the pending file is removed
-    after that, so a crash at any point leaves the records in exactly one visible file or in the
-    pending file (which the next start compresses).
+    Returns the new .gz path, or None when there is nothing to do here: the file is gone, another
+    process or thread is compressing it (it holds its lock), or it still has a second link (a
+    crash left it in an active directory too; recovery there settles it first).
     """
     directory = pending.parent
-    name = pending.name[1: -len(PENDING)]
-    staged = directory / f".{name}.gz.{os.getpid()}.tmp"
-    with open(pending, "rb") as src, open(staged, "wb") as raw:
-        with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(time.time())) as gz:
+    name = visible_name(pending.name)
+    try:
+        fd = os.open(pending, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        source = os.fstat(fd)
+        if source.st_nlink != 1 or not _is(pending, source):
+            return None
+        staged = directory / (pending.name + ".gz")
+        target = _published(staged)
+        if target is None:
+            _write_gzip(fd, staged, name, source, fsync)
+            target, _number = link_exclusive(staged, directory, name + ".gz", namer)
+        os.unlink(pending)
+        staged.unlink(missing_ok=True)
+        if fsync:
+            fsync_directory(directory)
+        return target
+    finally:
+        os.close(fd)
+
+
+def finish_staged(staged: Path) -> bool:
+    """Remove a ``.NAME.pending.gz`` left without its pending file once it has been published
+    (a crash between the last two steps of ``compress_pending``). True if it was removed."""
+    if (staged.parent / staged.name[: -len(".gz")]).exists() or _published(staged) is None:
+        return False
+    staged.unlink(missing_ok=True)
+    return True
+
+
+def _published(staged: Path) -> Path | None:
+    """The visible name a staged .gz was already linked to, if any."""
+    try:
+        info = os.stat(staged)
+    except FileNotFoundError:
+        return None
+    if info.st_nlink < 2:
+        return None
+    with os.scandir(staged.parent) as scan:
+        for entry in scan:
+            if entry.inode() == info.st_ino and not entry.name.startswith("."):
+                return Path(entry.path)
+    return None
+
+
+def _write_gzip(fd: int, staged: Path, name: str, source: os.stat_result, fsync: bool) -> None:
+    """Compress what ``fd`` holds into ``staged`` (whole, or not at all), keeping its mtime."""
+    scratch = staged.with_name(staged.name + ".tmp")
+    with open(fd, "rb", closefd=False) as src, open(scratch, "wb") as raw:
+        src.seek(0)
+        with gzip.GzipFile(filename=name, mode="wb", fileobj=raw,
+                           mtime=int(source.st_mtime)) as gz:
             shutil.copyfileobj(src, gz, 1 << 20)
         if fsync:
             raw.flush()
             os.fsync(raw.fileno())
+    # the archive's age is the age of its records, not of the compression run
+    os.utime(scratch, ns=(source.st_atime_ns, source.st_mtime_ns))
+    os.replace(scratch, staged)
+
+
+def _is(path: Path, info: os.stat_result) -> bool:
     try:
-        target = link_exclusive(staged, directory, name + ".gz", namer)
-    finally:
-        staged.unlink(missing_ok=True)
-    pending.unlink()
-    if fsync:
-        fsync_directory(directory)
-    return target
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (there.st_ino, there.st_dev) == (info.st_ino, info.st_dev)
 
 
 def prune(directory: Path, pattern: re.Pattern[str], *, max_age_days: float | None,

@@ -1,22 +1,26 @@
 """The per-kind accounting file handler.
 
 One handler writes one kind of record (delivered, deferred or bounce) to its own active file,
-``<directory>/<file_name>``, whose first line is the formatter's header. It rolls the file over
-when the next record would take it past ``max_size`` or, with archiving on, when
+``<directory>/<file_name>``, whose first line is the formatter's header. It starts a new file
+when the next record would take the active one past ``max_size`` and, with archiving on, when
 ``archive_interval`` seconds have passed since the file was opened (also when no record comes: a
-maintenance thread looks once a second). Rollover moves the file into ``archive_to``.
+maintenance thread looks once a second). With archiving on, a finished file is moved into
+``archive_to``; without, it stays where it is and the new file gets a new name.
 
 Guarantees (see the README's "Nothing lost" section):
 
-* every record is handed to the OS (one ``os.write``) before ``emit`` returns; ``fsync`` policy
-  ``never`` / ``rollover`` / ``always``;
-* a process creates its active files exclusively (``O_EXCL``) and holds an advisory lock on each
-  for its lifetime, so no two writers share a file and a file whose owner died is recognised
-  (and archived) by the next process that starts;
+* every record is handed to the OS (``os.write``) before ``emit`` returns; ``fsync`` policy
+  ``never`` / ``rollover`` / ``always``; the size of the active file is kept in memory, never
+  read back per record;
+* a process creates its active files exclusively (``O_EXCL``) and holds an advisory lock
+  (``flock``) on each for its lifetime, so no two writers share a file and a file whose owner
+  died is recognised by the next process that starts: its cut-short last line (if any) is cut
+  off and the file is archived;
 * a write that fails half-way is cut back, so a torn line is never glued to the next record;
 * every failure goes through ``handleError`` (stderr, never into the caller) and the handler
   recovers once the fault clears: directories and files are created again, a file deleted
-  under it is written anew with what it held.
+  under it is written anew with what it held, a file that could not be archived is archived
+  later, and a record that was not written is never counted as written.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +48,11 @@ from mta_logging.outcome import Kind
 
 FSYNC_POLICIES = ("never", "rollover", "always")
 MEGABYTE = 1_000_000
+MAINTENANCE_THREAD = "mta-logging-maintenance"
+PRUNE_EVERY = 60.0  # seconds between retention runs while no file is archived
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 _ORPHAN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+_MAX_SUFFIX = 100_000
 
 
 class KindFilter(logging.Filter):
@@ -59,13 +67,27 @@ class KindFilter(logging.Filter):
         return outcome is not None and getattr(outcome, "kind", None) is self.kind
 
 
+@dataclass(slots=True, eq=False)
+class _File:
+    """An open accounting file this process holds the lock of."""
+
+    fd: int
+    path: Path
+    name: str  # the rendered name without a collision suffix: what the archive is named after
+    size: int = 0
+    records: int = 0
+    header_size: int = 0
+    rollover_at: float = math.inf
+    torn: bool = False  # a failed write could not be cut back yet
+
+
 def _number(key: str, value: Any, allowed: str, *, minimum: float = 0.0,
             strict: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(key, value, allowed) from None
-    if isinstance(value, bool) or math.isnan(number) or number < minimum or (
+    if isinstance(value, bool) or not math.isfinite(number) or number < minimum or (
             strict and number == minimum):
         raise ConfigError(key, value, allowed)
     return number
@@ -83,13 +105,16 @@ class AccountingFileHandler(logging.Handler):
     ``{time}``, ``{host}``, ``{pid}``, ``{seq}``, ``{ext}`` (default ``{kind}.{time}.{ext}``).
     ``archiving``: move finished files into ``archive_to`` (a directory name inside
     ``directory``, or an absolute path). ``archive_interval``: seconds a file stays active
-    (archiving only). ``max_size``: megabytes (10**6 bytes, decimals allowed) after which a new
-    file is started; 0 = no limit. ``compress``: gzip archived files. ``retention_days`` /
-    ``retention_files``: delete archived files older than N days / beyond the N newest.
-    ``archive_empty``: archive a file holding only its header at the interval (default: reuse
-    it). ``fsync``: ``never``, ``rollover`` or ``always``.
+    (archiving only; fractions allowed). ``max_size``: megabytes (10**6 bytes, decimals
+    allowed) after which a new file is started; 0 = no limit. ``compress``: gzip archived
+    files. ``retention_days`` / ``retention_files``: delete archived files older than N days /
+    beyond the N newest. ``archive_empty``: archive a file holding only its header (at the
+    interval and on close; default: reuse it at the interval, remove it on close). ``fsync``:
+    ``never``, ``rollover`` or ``always``.
 
-    Without a formatter, records are written by ``AccountingFormatter(kind=kind)``.
+    Without a formatter, records are written by ``AccountingFormatter(kind=kind)``. Files left
+    behind by dead processes are taken care of when the first file is opened or at the first
+    maintenance tick, whichever comes first (``recover()``).
     """
 
     def __init__(
@@ -123,7 +148,7 @@ class AccountingFileHandler(logging.Handler):
         self.archive_interval = _number(
             "archive_interval", archive_interval,
             "expected a number of seconds greater than 0, such as 86400", strict=True)
-        self.max_bytes = int(_number(
+        self.max_bytes = round(_number(
             "max_size", max_size,
             "expected a size in megabytes (10^6 bytes) such as 200 or 0.5; 0 = no limit")
             * MEGABYTE) or sys.maxsize
@@ -141,59 +166,77 @@ class AccountingFileHandler(logging.Handler):
         self.formatter = AccountingFormatter(kind=self.kind)
         self.addFilter(KindFilter(self.kind))
         self._pattern = self.namer.pattern()
-        self._fd: int | None = None
-        self.path: Path | None = None  # the active file
-        self._size = 0
-        self._records = 0
-        self._header_size = 0
+        self._file: _File | None = None
+        self._finished: list[_File] = []  # finished files that could not be archived yet
+        self._pending: list[Path] = []  # archived files waiting for compression
+        self._pending_lock = threading.Lock()  # guards _pending only; held for no I/O
+        self._compressing = threading.Lock()  # one compression run at a time in this process
+        self._closed = False
+        self._recovered = False
         self._seq = 0
-        self._rollover_at = math.inf
-        self._pending: list[Path] = []
+        self._open_hint = ("", 0)  # (name, suffix) last used: skip names known to be taken
+        self._archive_hint = ("", 0)
+        self._next_prune = 0.0
+        self._reported: dict[str, str] = {}  # what failed → the error last reported for it
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.archiving:
             self.archive_dir.mkdir(parents=True, exist_ok=True)
-        self.recover()
         _maintenance.register(self)
+
+    @property
+    def path(self) -> Path | None:
+        """The active file, or None while none is open."""
+        file = self._file
+        return file.path if file is not None else None
 
     # -- the write path ------------------------------------------------------------------------
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8")
-            if self._fd is None:
-                self._open()
-            elif self._records and (self._size + len(data) > self.max_bytes
-                                    or record.created >= self._rollover_at):
-                self._rollover()
-            self._write(data)
-            self._records += 1
+            file = self._file
+            if file is None:
+                file = self._open()
+            elif file.records and (file.size + len(data) > self.max_bytes
+                                   or record.created >= file.rollover_at):
+                file = self._rollover()
+            self._write(file, data)
+            file.records += 1
             if self.fsync == "always":
-                os.fsync(self._fd)  # type: ignore[arg-type]
+                os.fsync(file.fd)
         except Exception:
             self.handleError(record)
 
-    def _write(self, data: bytes) -> None:
-        """One record, all or nothing: a partial write is cut back before the error goes up."""
-        fd = self._fd
-        assert fd is not None
-        view = memoryview(data)
+    def _write(self, file: _File, data: bytes) -> None:
+        """Append ``data`` to ``file`` whole, or not at all: a partial write is cut back before
+        the error goes up (and, if even that fails, before anything else is written)."""
+        fd = file.fd
+        if file.torn:
+            os.ftruncate(fd, file.size)
+            file.torn = False
         written = 0
         try:
-            while written < len(data):
-                written += os.write(fd, view[written:])
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)
+                while written < len(data):
+                    written += os.write(fd, view[written:])
         except BaseException:
             if written:
                 try:
-                    os.ftruncate(fd, self._size)
+                    os.ftruncate(fd, file.size)
                 except OSError:
-                    os.write(fd, b"\n")  # could not cut it: at least end the torn line
-                    self._size += written + 1
+                    file.torn = True
             raise
-        self._size += written
+        file.size += written
 
     def header(self) -> str | None:
         make_header: Callable[[], str | None] | None = getattr(self.formatter, "header", None)
         return make_header() if make_header is not None else None
+
+    def _header_bytes(self) -> bytes:
+        header = self.header()
+        return b"" if header is None else (header + "\n").encode("utf-8")
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -201,97 +244,172 @@ class AccountingFileHandler(logging.Handler):
         """Create the active file now (normally done by the first record); returns its path."""
         self.acquire()
         try:
-            if self._fd is None:
-                self._open()
-            assert self.path is not None
-            return self.path
+            file = self._file if self._file is not None else self._open()
+            return file.path
         finally:
             self.release()
 
-    def _open(self) -> None:
+    def _open(self) -> _File:
+        if not self._recovered:
+            try:
+                self._recover()
+            except Exception:
+                self._report("taking care of files left behind")
+        self._file = self._create_file()
+        return self._file
+
+    def _create_file(self, again: _File | None = None) -> _File:
+        """A new, exclusively created and locked file with the header written (``again``: a
+        file deleted under us, whose name is tried first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        self._seq += 1
-        name = self.namer.render(now, self._seq)
-        for number in range(10_000):
+        if again is not None:
+            name = again.name
+            fd = _create_locked(self.directory / again.path.name)
+            if fd is not None:
+                return self._start_file(fd, self.directory / again.path.name, name, now)
+        else:
+            self._seq += 1
+            name = self.namer.render(now, self._seq)
+        # names taken before are skipped; with archiving, finished files leave the directory
+        # and free their names again
+        hint_name, hint = self._open_hint
+        start = hint if hint_name == name and not self.archiving else 0
+        for number in range(start, start + _MAX_SUFFIX):
             candidate = self.directory / self.namer.suffixed(name, number)
             fd = _create_locked(candidate)
             if fd is not None:
                 break
         else:
             raise FileExistsError(f"no free file name for {name} in {self.directory}")
-        self._fd, self.path = fd, candidate
-        self._size = self._records = 0
-        header = self.header()
-        if header is not None:
-            try:
-                self._write((header + "\n").encode("utf-8"))
-            except BaseException:
-                self._discard_current()
-                raise
-        self._header_size = self._size
-        self._rollover_at = now + self.archive_interval if self.archiving else math.inf
+        self._open_hint = (name, number + 1)
+        return self._start_file(fd, candidate, name, now)
 
-    def _discard_current(self) -> None:
-        fd, path = self._fd, self.path
-        self._fd = self.path = None
-        if path is not None:
-            path.unlink(missing_ok=True)
-        if fd is not None:
-            os.close(fd)
-
-    def _close_current(self) -> None:
-        """Finish the active file: fsync (policy), archive it (if on), release it. A file
-        holding only its header is removed instead, unless ``archive_empty``."""
-        fd, path = self._fd, self.path
-        if fd is None or path is None:
-            return
-        self._fd = self.path = None
+    def _start_file(self, fd: int, path: Path, name: str, now: float) -> _File:
+        file = _File(fd, path, name,
+                     rollover_at=now + self.archive_interval if self.archiving else math.inf)
         try:
+            header = self._header_bytes()
+            if header:
+                self._write(file, header)
             if self.fsync != "never":
-                os.fsync(fd)
-            if not self._records and not self.archive_empty:
-                path.unlink(missing_ok=True)  # nothing but a header: nothing to keep
-            elif self.archiving:
-                self._archive(path)  # while we still hold the lock: nobody else moves it
-        finally:
+                _archive.fsync_directory(self.directory)
+        except BaseException:
+            path.unlink(missing_ok=True)
             os.close(fd)
+            raise
+        file.header_size = file.size
+        return file
 
-    def _rollover(self) -> None:
-        self._close_current()
-        self._open()
+    def _rollover(self) -> _File:
+        self._finish_current()
+        return self._open()
 
     def doRollover(self) -> None:  # noqa: N802 - the name the stdlib's rotating handlers use
-        """Finish the active file now and start a new one (at the next record)."""
+        """Finish the active file now (archive it when archiving); the next record starts a new
+        one."""
         self.acquire()
         try:
-            self._close_current()
+            self._finish_current()
         finally:
             self.release()
 
-    def _archive(self, path: Path) -> Path:
-        self.archive_dir.mkdir(parents=True, exist_ok=True)
-        if self.compress:
-            target = _archive.move_exclusive(
-                path, self.archive_dir, _archive.pending_name(path.name), self.namer)
-            self._pending.append(target)
+    def _finish_current(self) -> None:
+        """Finish the active file: fsync (policy), archive it (if on), release it. A file
+        holding only its header is removed instead, unless ``archive_empty``. A failure to
+        archive is reported and the file kept (locked) to be archived later."""
+        file = self._file
+        if file is None:
+            return
+        if os.fstat(file.fd).st_nlink == 0:
+            self._rewrite_deleted()  # raises if that fails: then the file stays current
+            file = self._file
+            assert file is not None
+        self._file = None
+        if not file.records and not self.archive_empty:
+            file.path.unlink(missing_ok=True)  # nothing but a header: nothing to keep
+            os.close(file.fd)
+            return
+        if self.fsync != "never":
+            try:
+                os.fsync(file.fd)
+            except OSError:
+                self._report(f"saving {file.path} to disk")
+        if self.archiving:
+            self._finished.append(file)
+            self._archive_finished()
         else:
-            target = _archive.move_exclusive(path, self.archive_dir, path.name, self.namer)
+            os.close(file.fd)
+
+    def _archive_finished(self) -> list[Path]:
+        """Archive the finished files, oldest first; stop at the first failure (reported)."""
+        archived: list[Path] = []
+        while self._finished:
+            file = self._finished[0]
+            doing = f"archiving {file.path}"
+            try:
+                target = self._archive(file)
+            except Exception:
+                self._report(doing)
+                break
+            self._reported.pop(doing, None)
+            self._finished.pop(0)
+            os.close(file.fd)
+            if target is not None:
+                archived.append(target)
+                if self.compress:
+                    self._add_pending(target)
+        if archived:
+            self._prune(time.time())
+        return archived
+
+    def _archive(self, file: _File) -> Path | None:
+        """Move a file whose lock we hold into the archive; None if it was there already."""
+        self.archive_dir.mkdir(parents=True, exist_ok=True)
+        if os.fstat(file.fd).st_nlink > 1 and _linked_in(self.archive_dir, file.fd):
+            os.unlink(file.path)  # a crash came between linking it there and unlinking it here
+            return None
+        hint_name, hint = self._archive_hint
+        target, number = _archive.link_exclusive(  # under the name it had, if that is free
+            file.path, self.archive_dir, file.name, self.namer, prefer=file.path.name,
+            start=hint if hint_name == file.name else 0, hidden=self.compress)
+        if number >= 0:
+            self._archive_hint = (file.name, number + 1)
+        os.unlink(file.path)
         if self.fsync != "never":
             _archive.fsync_directory(self.archive_dir)
-        if self.retention_days is not None or self.retention_files is not None:
-            _archive.prune(self.archive_dir, self._pattern, max_age_days=self.retention_days,
-                           max_files=self.retention_files)
+            _archive.fsync_directory(file.path.parent)
         return target
 
-    def recover(self) -> list[Path]:
-        """Take care of files that a dead process left behind; returns what was archived.
+    def _prune(self, now: float) -> None:
+        if self.retention_days is None and self.retention_files is None:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            _archive.prune(self.archive_dir, self._pattern, max_age_days=self.retention_days,
+                           max_files=self.retention_files, now=now)
+        except FileNotFoundError:
+            pass  # no archive directory (yet): nothing to prune
+        except Exception:
+            self._report(f"deleting old files in {self.archive_dir}")
 
-        An active file nobody holds a lock on has no live owner: its torn last line (if any) is
-        ended, and it is archived (archiving on) or left where it is; a file holding only a
-        header is removed. Files waiting for compression are compressed.
+    def recover(self) -> list[Path]:
+        """Take care of files that dead processes left behind; returns what was archived.
+
+        An active file nobody holds a lock on has no live owner: a last line cut short (by a
+        crash mid-write, whose record was never acknowledged) is cut off; a file holding
+        nothing but a header is removed; any other is archived (archiving on) or left where it
+        is. Archived files waiting for compression are compressed by the next maintenance tick.
         """
-        found: list[Path] = []
+        self.acquire()
+        try:
+            return self._recover()
+        finally:
+            self.release()
+
+    def _recover(self) -> list[Path]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        header = self._header_bytes()
         for entry in sorted(self.directory.iterdir()):
             if not self._pattern.match(entry.name) or entry.name.endswith(".gz"):
                 continue
@@ -299,96 +417,174 @@ class AccountingFileHandler(logging.Handler):
             if fd is None:
                 continue
             try:
-                if _holds_no_record(fd):
-                    entry.unlink(missing_ok=True)
+                size = _cut_torn_line(fd)
+                if size == 0 or (size == len(header) and os.pread(fd, size, 0) == header):
+                    entry.unlink()
+                    os.close(fd)
                     continue
-                _end_torn_line(fd)
-                if self.archiving:
-                    found.append(self._archive(entry))
-            except FileNotFoundError:
-                continue
-            finally:
+            except BaseException:
                 os.close(fd)
-        if self.archiving and self.compress:
-            self._pending.extend(p for p in self.archive_dir.glob(".*" + _archive.PENDING)
-                                 if p not in self._pending)
-        return found
+                raise
+            if self.archiving:
+                self._finished.append(_File(fd, entry, entry.name, size=size))
+            else:
+                os.close(fd)
+        self._recovered = True
+        archived = self._archive_finished() if self._finished else []
+        if self.archiving and self.compress and self.archive_dir.is_dir():
+            for hidden in self.archive_dir.glob(".*" + _archive.PENDING):
+                if self._pattern.match(_archive.visible_name(hidden.name)):
+                    self._add_pending(hidden)
+            for staged in self.archive_dir.glob(".*" + _archive.STAGED):
+                _archive.finish_staged(staged)
+        return archived
 
     # -- maintenance (called once a second by the maintenance thread) ------------------------
 
     def maintain(self, now: float | None = None) -> None:
-        """Interval rollover, recovery of a file deleted under us, pending compression."""
-        now = time.time() if now is None else now
-        self.acquire()
-        try:
-            if self._fd is not None:
-                if os.fstat(self._fd).st_nlink == 0:
-                    self._rewrite_deleted()
-                if now >= self._rollover_at:
-                    if self._records or self.archive_empty:
-                        self._rollover()
-                    else:
-                        self._rollover_at = now + self.archive_interval
-            pending = self._pending[:]
-        except Exception:
-            self.handleError(_maintenance_record(self, "rolling over"))
-            return
-        finally:
-            self.release()
-        self._compress(pending)
+        """Interval rollover, recovery of a file deleted under us, archiving what could not be
+        archived before, retention, compression. Never raises: failures go to handleError."""
+        self._maintain(time.time() if now is None else now, None)
 
-    def _compress(self, pending: list[Path]) -> None:
-        for file in pending:
-            try:
-                if file.exists():
+    def _maintain(self, now: float, stop: threading.Event | None) -> None:
+        lock = self.lock
+        assert lock is not None
+        # the thread gives up waiting when it is told to stop: close() may hold our lock and
+        # wait for the thread (logging.shutdown calls close with the handler lock held)
+        while not lock.acquire(timeout=0.05):
+            if stop is not None and stop.is_set():
+                return
+        try:
+            if not self._closed:
+                self._maintain_locked(now)
+        finally:
+            lock.release()
+        self._compress()
+
+    def _maintain_locked(self, now: float) -> None:
+        if not self._recovered:
+            self._attempt("taking care of files left behind", self._recover)
+        file = self._file
+        if file is not None:
+            if os.fstat(file.fd).st_nlink == 0:
+                self._attempt(f"writing anew {file.path}, deleted under us",
+                              self._rewrite_deleted)
+            file = self._file
+            if file is not None and now >= file.rollover_at:
+                if file.records or self.archive_empty:
+                    self._attempt("rolling over", self._rollover)
+                else:
+                    file.rollover_at = now + self.archive_interval  # reuse the empty file
+        if self._finished:
+            self._archive_finished()
+        if now >= self._next_prune and self.archiving:
+            self._prune(now)
+
+    def _attempt(self, doing: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            self._report(doing)
+        else:
+            self._reported.pop(doing, None)
+
+    def _add_pending(self, file: Path) -> None:
+        with self._pending_lock:
+            if file not in self._pending:
+                self._pending.append(file)
+
+    def _compress(self) -> None:
+        """Compress the archived files waiting for it (outside the handler lock: records keep
+        being written meanwhile)."""
+        with self._pending_lock:
+            pending = self._pending[:]
+        if not pending:
+            return
+        with self._compressing:
+            for file in pending:
+                doing = f"compressing {file}"
+                try:
                     _archive.compress_pending(file, self.namer, fsync=self.fsync != "never")
-                with self.lock:  # type: ignore[union-attr]
+                except FileNotFoundError:
+                    pass  # compressed and removed by another process meanwhile
+                except Exception:
+                    self._report(doing)
+                    continue
+                self._reported.pop(doing, None)
+                with self._pending_lock:
                     if file in self._pending:
                         self._pending.remove(file)
-            except Exception:
-                self.handleError(_maintenance_record(self, f"compressing {file}"))
 
     def _rewrite_deleted(self) -> None:
-        """The active file was deleted under us: write what it held to a new file."""
-        old_fd = self._fd
-        assert old_fd is not None
-        records, header_size = self._records, self._header_size
-        self._fd = self.path = None
+        """The active file was deleted under us: write what it held to a new file. If that
+        fails, the deleted file stays the active one (its records are still readable through
+        our descriptor) and the next attempt tries again."""
+        old = self._file
+        assert old is not None
+        new = self._create_file(again=old)
         try:
-            self._open()
-            offset = header_size
-            while chunk := os.pread(old_fd, 1 << 20, offset):
-                self._write(chunk)
+            offset = old.header_size
+            while offset < old.size:
+                chunk = os.pread(old.fd, min(1 << 20, old.size - offset), offset)
+                if not chunk:
+                    break
+                self._write(new, chunk)
                 offset += len(chunk)
-            self._records = records
-        finally:
-            os.close(old_fd)
+        except BaseException:
+            new.path.unlink(missing_ok=True)
+            os.close(new.fd)
+            raise
+        new.records, new.rollover_at = old.records, old.rollover_at
+        self._file = new
+        os.close(old.fd)
+
+    def _report(self, doing: str) -> None:
+        """handleError for a failure outside a record's write (call from an except block). The
+        same failure repeating (each maintenance tick retries) is reported once."""
+        error = repr(sys.exc_info()[1])
+        if self._reported.get(doing) == error:
+            return
+        self._reported[doing] = error
+        self.handleError(_maintenance_record(self, doing))
 
     def flush(self) -> None:
         """Records are written to the OS one by one; nothing is buffered here."""
 
     def close(self) -> None:
-        """Finish the active file (fsync per policy, archive it when archiving) and stop."""
+        """Finish the active file (fsync per policy, archive it when archiving, compress it
+        when compressing) and stop. A file that cannot be archived now is left in place for
+        the next start to archive."""
+        _maintenance.unregister(self)
         self.acquire()
         try:
-            _maintenance.unregister(self)
+            self._closed = True
             try:
-                if self._fd is not None:
-                    self._close_current()
+                self._finish_current()
             except Exception:
-                self.handleError(_maintenance_record(self, "closing"))
-            pending = self._pending[:]
+                self._report("closing")
+                if self._file is not None:
+                    os.close(self._file.fd)
+                    self._file = None
+            if self._finished:
+                self._archive_finished()
+            for file in self._finished:
+                os.close(file.fd)  # unlocked: the next start archives it
+            self._finished.clear()
         finally:
             self.release()
-        self._compress(pending)
+        self._compress()
         super().close()
 
     def _after_fork(self) -> None:
-        """In a forked child: leave the parent's file to the parent, start our own."""
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = self.path = None
+        """In a forked child: leave the parent's files to the parent, start our own."""
+        for file in [self._file, *self._finished]:
+            if file is not None:
+                os.close(file.fd)
+        self._file = None
+        self._finished = []
         self._pending = []
+        self._pending_lock = threading.Lock()
+        self._compressing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind.directory} {self.directory}>"
@@ -414,10 +610,9 @@ def _create_locked(path: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # a starting process may have taken our new, empty file for an orphan and removed it
-        mine, there = os.fstat(fd), os.stat(path)
-        if mine.st_nlink and (mine.st_ino, mine.st_dev) == (there.st_ino, there.st_dev):
+        if _is(path, fd):
             return fd
-    except (BlockingIOError, FileNotFoundError):
+    except BlockingIOError:
         pass
     except BaseException:
         os.close(fd)
@@ -434,7 +629,9 @@ def _lock_orphan(path: Path) -> int | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_nlink:
+        # still the file at that name? (its owner may have archived it and a new one taken
+        # the name between our open and our lock)
+        if _is(path, fd):
             return fd
     except BlockingIOError:
         pass
@@ -442,77 +639,117 @@ def _lock_orphan(path: Path) -> int | None:
     return None
 
 
-def _holds_no_record(fd: int) -> bool:
-    """True for an empty file or one holding only a header line."""
-    size = os.fstat(fd).st_size
-    head = os.pread(fd, 65536, 0)
-    newline = head.find(b"\n")
-    if size == 0:
-        return True
-    return newline == size - 1 and not head.lstrip().startswith(b"{")
+def _is(path: Path, fd: int) -> bool:
+    """True if ``path`` names the (still linked) file open as ``fd``."""
+    mine = os.fstat(fd)
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return mine.st_nlink > 0 and (mine.st_ino, mine.st_dev) == (there.st_ino, there.st_dev)
 
 
-def _end_torn_line(fd: int) -> None:
+def _linked_in(directory: Path, fd: int) -> bool:
+    """True if ``directory`` holds a link to the file open as ``fd``."""
+    mine = os.fstat(fd)
+    with os.scandir(directory) as scan:
+        return any(entry.inode() == mine.st_ino
+                   and entry.stat(follow_symlinks=False).st_dev == mine.st_dev for entry in scan)
+
+
+def _cut_torn_line(fd: int) -> int:
+    """Cut off a last line that has no line end (its write was cut short); returns the size."""
     size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end != size:
+        os.ftruncate(fd, end)
+    return end
 
 
 def _maintenance_record(handler: AccountingFileHandler, doing: str) -> logging.LogRecord:
+    """A record for handleError about a failure that is not one record's: its message names the
+    handler, what it was doing and the error, readable as it is printed."""
+    error = sys.exc_info()[1]
+    reason = f": {type(error).__name__}: {error}" if error is not None else ""
     return logging.LogRecord(
         "mta_logging.handlers", logging.ERROR, __file__, 0,
-        "accounting file handler for %s in %s failed while %s",
-        (handler.kind.directory, handler.directory, doing), None,
+        f"accounting file handler for {handler.kind.directory} records in {handler.directory} "
+        f"failed while {doing}{reason}", None, None,
     )
 
 
 class _Maintenance:
     """One background thread per process that calls ``maintain()`` on every live handler once a
-    second, driven by a private ``schedule.Scheduler``. It starts with the first handler and
-    stops when the last one is closed (``logging.shutdown()`` closes them all)."""
+    second, driven by a ``schedule.Scheduler``. It starts with the first handler and stops (and
+    is joined) when the last one is closed (``logging.shutdown()`` closes them all)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handlers: weakref.WeakSet[AccountingFileHandler] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._scheduler = schedule.Scheduler()
-        self._scheduler.every(1).seconds.do(self._tick)
 
     def register(self, handler: AccountingFileHandler) -> None:
         with self._lock:
             self._handlers.add(handler)
-            if self._thread is None or not self._thread.is_alive():
-                self._stop = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._run, args=(self._stop,), name="mta-logging-maintenance",
-                    daemon=True)
-                self._thread.start()
+            if self._thread is None:
+                self._start()
 
     def unregister(self, handler: AccountingFileHandler) -> None:
         with self._lock:
             self._handlers.discard(handler)
-            if not self._handlers and self._thread is not None:
-                self._stop.set()
-                self._thread = None
+            thread = self._thread
+            if self._handlers or thread is None:
+                return
+            self._thread = None
+            self._stop.set()
+        if thread is not threading.current_thread():
+            thread.join()
 
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.wait(0.25):
-            self._scheduler.run_pending()
+    def _start(self) -> None:
+        self._stop = stop = threading.Event()
+        scheduler = schedule.Scheduler()
+        scheduler.every(1).seconds.do(self._tick, stop)
+        self._thread = threading.Thread(target=self._run, args=(scheduler, stop),
+                                        name=MAINTENANCE_THREAD, daemon=True)
+        self._thread.start()
 
-    def _tick(self) -> None:
-        now = time.time()
-        for handler in list(self._handlers):
-            handler.maintain(now)
+    @staticmethod
+    def _run(scheduler: schedule.Scheduler, stop: threading.Event) -> None:
+        while not stop.wait(0.1):
+            scheduler.run_pending()
+
+    def _tick(self, stop: threading.Event) -> None:
+        with self._lock:
+            handlers = list(self._handlers)
+        for handler in handlers:
+            if stop.is_set():
+                return
+            try:
+                handler._maintain(time.time(), stop)
+            except Exception:  # a bug here must not end maintenance for every handler
+                handler._report("maintenance")
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._thread = None
-        for handler in list(self._handlers):
+        handlers = list(self._handlers)
+        for handler in handlers:
             handler._after_fork()
+        if handlers:
+            self._start()
 
 
 _maintenance = _Maintenance()
 os.register_at_fork(after_in_child=_maintenance.after_fork_in_child)
 
-__all__ = ["AccountingFileHandler", "KindFilter", "FSYNC_POLICIES", "outcome_of"]
+__all__ = ["AccountingFileHandler", "KindFilter", "FSYNC_POLICIES", "MAINTENANCE_THREAD",
+           "outcome_of"]
