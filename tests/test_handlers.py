@@ -1,0 +1,760 @@
+"""The accounting file handler: rollover, archiving, crash safety, many writers, faults.
+
+Every test works on real files in a temporary directory and checks what a user would see: the
+files' names and bytes, what moved where, and what ``handleError`` printed on stderr. Unless a
+test says otherwise, the clock the handler sees is frozen at ``T`` so that file names are known
+in advance; records carry ``T`` as their time too.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from mta_logging import AccountingFileHandler, AccountingLogger
+from mta_logging import handlers as handlers_module
+
+T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
+STAMP = "2024-05-01 12:00:00"
+NAME = "d.2024-05-01-120000"
+HEADER = "type\ttimeLogged\ttimeQueued\trcpt\tsrcMta\tsrcIp\tvmta\tjobId\tdsnStatus\tdsnMsg\n"
+WORKERS = Path(__file__).with_name("handler_workers.py")
+
+
+def line(rcpt: str, job: str = "j1", stamp: str = STAMP) -> str:
+    return f"d\t{stamp}\t\t{rcpt}\t\t\t\t{job}\t\t\n"
+
+
+def record(rcpt: str, created: float = T) -> logging.LogRecord:
+    rec = logging.LogRecord("mta.accounting", logging.INFO, "(accounting)", 0,
+                            "%s %s job %s: %s", ("delivered", rcpt, "j1", "-"), None)
+    rec.outcome = AccountingLogger.outcome("delivered", rcpt, job_id="j1")
+    rec.created = created
+    return rec
+
+
+def log(handler: logging.Handler, *rcpts: str) -> None:
+    for rcpt in rcpts:
+        handler.handle(record(rcpt))
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.is_file())
+
+
+def text(path: Path) -> str:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data.decode("utf-8")
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler's clock stops at T (file names, interval deadlines, retention ages)."""
+    monkeypatch.setattr(handlers_module, "time", SimpleNamespace(time=lambda: T))
+
+
+@pytest.fixture
+def make(tmp_path: Path, frozen: None) -> Iterator[Callable[..., AccountingFileHandler]]:
+    """Build handlers for ``tmp_path/delivered``; every one is closed after the test."""
+    made: list[AccountingFileHandler] = []
+
+    def build(**options: Any) -> AccountingFileHandler:
+        options.setdefault("directory", tmp_path / "delivered")
+        handler = AccountingFileHandler("delivered", **options)
+        made.append(handler)
+        return handler
+
+    yield build
+    for handler in made:
+        handler.close()
+
+
+@pytest.fixture
+def active(tmp_path: Path) -> Path:
+    return tmp_path / "delivered"
+
+
+@pytest.fixture
+def archived(active: Path) -> Path:
+    return active / "archive"
+
+
+# -- the file and its header --------------------------------------------------------------------
+
+def test_first_record_creates_the_file_with_the_header_first(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    handler = make()
+    log(handler, "a@example.com", "b@example.com")
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("b@example.com")
+
+
+def test_name_template_placeholders(make: Callable[..., AccountingFileHandler],
+                                    active: Path) -> None:
+    handler = make(file_name="{kind}-{host}-{pid}-{seq}-{time}.{ext}", extension="log")
+    log(handler, "a@example.com")
+    handler.doRollover()
+    log(handler, "b@example.com")
+    host = __import__("socket").gethostname().split(".")[0]
+    stem = f"d-{host}-{os.getpid()}"
+    assert names(active) == [f"{stem}-1-2024-05-01-120000.log", f"{stem}-2-2024-05-01-120000.log"]
+
+
+# -- size rollover -------------------------------------------------------------------------------
+
+RECORD = len(line("r000@example.com"))  # every record in these tests has this length
+
+
+@pytest.mark.parametrize("per_file, slack", [(3, 0), (3, RECORD - 1)])
+def test_size_rollover_fills_each_file_up_to_max_size_and_not_past_it(
+        make: Callable[..., AccountingFileHandler], archived: Path, per_file: int,
+        slack: int) -> None:
+    limit = len(HEADER) + per_file * RECORD + slack
+    handler = make(archiving=True, max_size=limit / 1_000_000)
+    rcpts = [f"r{n:03}@example.com" for n in range(10)]
+    log(handler, *rcpts)
+    handler.close()
+    files = [f"{NAME}.tsv", f"{NAME}.1.tsv", f"{NAME}.2.tsv", f"{NAME}.3.tsv"]
+    assert names(archived) == sorted(files)
+    for index, name in enumerate(files):
+        chunk = rcpts[index * per_file:(index + 1) * per_file]
+        assert text(archived / name) == HEADER + "".join(line(r) for r in chunk)
+        assert (archived / name).stat().st_size <= limit
+
+
+@pytest.mark.parametrize("max_size", [0.00397, 0.00401, 0.001])
+def test_max_size_is_decimal_megabytes_to_the_byte(
+        make: Callable[..., AccountingFileHandler], active: Path, max_size: float) -> None:
+    """0.00397 MB is 3970 bytes (not 3969, as truncating 3969.9999999999995 gives)."""
+    limit = round(max_size * 1_000_000)
+    # records padded so that the header plus whole records make exactly ``limit`` bytes
+    count = 5
+    pad = (limit - len(HEADER)) // count - len(line(""))
+    rcpts = [f"{n}{'x' * (pad - 1)}" for n in range(count)]
+    rcpts[-1] += "y" * ((limit - len(HEADER)) - count * len(line("")) - count * pad)
+    handler = make(max_size=max_size)
+    log(handler, *rcpts, "next@example.com")
+    first = active / f"{NAME}.tsv"
+    assert first.stat().st_size == limit
+    assert text(first) == HEADER + "".join(line(r) for r in rcpts)
+    assert text(active / f"{NAME}.1.tsv") == HEADER + line("next@example.com")
+
+
+def test_a_record_larger_than_max_size_gets_a_file_of_its_own(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    handler = make(archiving=True, max_size=0.0002)
+    big = "big" + "x" * 300 + "@example.com"
+    log(handler, "a@example.com", big, "b@example.com")
+    handler.close()
+    assert [text(archived / n) for n in (f"{NAME}.tsv", f"{NAME}.1.tsv", f"{NAME}.2.tsv")] == [
+        HEADER + line("a@example.com"), HEADER + line(big), HEADER + line("b@example.com")]
+
+
+def test_without_archiving_max_size_starts_new_files_beside_the_old_ones(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    handler = make(max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com", "r001@example.com", "r002@example.com")
+    handler.close()
+    assert names(active) == [f"{NAME}.1.tsv", f"{NAME}.2.tsv", f"{NAME}.tsv"]
+    assert [text(active / n) for n in (f"{NAME}.tsv", f"{NAME}.1.tsv", f"{NAME}.2.tsv")] == [
+        HEADER + line(f"r00{n}@example.com") for n in range(3)]
+
+
+def test_max_size_zero_means_no_limit(make: Callable[..., AccountingFileHandler],
+                                      active: Path) -> None:
+    handler = make(max_size=0)
+    log(handler, *(f"r{n:03}@example.com" for n in range(500)))
+    assert names(active) == [f"{NAME}.tsv"]
+
+
+def test_the_size_is_kept_in_memory_not_read_back_per_record(
+        make: Callable[..., AccountingFileHandler], monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = make(archiving=True, max_size=0.001)
+    log(handler, "first@example.com")
+    calls: list[str] = []
+    for name in ("stat", "fstat", "lstat"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: (
+            calls.append(_name), _real(*a, **k))[1])
+    log(handler, *(f"r{n:03}@example.com" for n in range(8)))  # no rollover yet
+    assert calls == []
+
+
+# -- time rollover -------------------------------------------------------------------------------
+
+def test_idle_file_is_archived_after_archive_interval_by_the_maintenance_thread(
+        tmp_path: Path) -> None:
+    """Real clock: the maintenance thread ticks once a second."""
+    handler = AccountingFileHandler("delivered", tmp_path / "delivered", archiving=True,
+                                    archive_interval=0.5)
+    try:
+        handler.handle(record("idle@example.com", created=time.time()))
+        first = handler.path
+        assert first is not None
+        archive = tmp_path / "delivered" / "archive"
+        deadline = time.monotonic() + 10
+        while not (archive / first.name).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert names(archive) == [first.name]
+        assert text(archive / first.name).startswith(HEADER)
+        assert text(archive / first.name).endswith("\tidle@example.com\t\t\t\tj1\t\t\n")
+        # a fresh file with its header took its place
+        assert handler.path is not None and handler.path.read_text() == HEADER
+    finally:
+        handler.close()
+
+
+def test_a_record_after_the_interval_goes_to_a_new_file(
+        make: Callable[..., AccountingFileHandler], archived: Path, active: Path) -> None:
+    handler = make(archiving=True, archive_interval=60)
+    log(handler, "early@example.com")
+    handler.handle(record("late@example.com", created=T + 60))
+    assert names(archived) == [f"{NAME}.tsv"]
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("early@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line(
+        "late@example.com", stamp="2024-05-01 12:01:00")
+
+
+def test_a_header_only_file_is_reused_at_the_interval(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    handler = make(archiving=True, archive_interval=60)
+    opened = handler.open()
+    handler.maintain(T + 61)
+    handler.maintain(T + 200)
+    assert handler.path == opened and names(archived) == []
+    assert text(opened) == HEADER
+
+
+def test_with_archive_empty_a_header_only_file_is_archived_at_the_interval(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    handler = make(archiving=True, archive_interval=60, archive_empty=True)
+    handler.open()
+    handler.maintain(T + 61)
+    assert names(archived) == [f"{NAME}.tsv"] and text(archived / f"{NAME}.tsv") == HEADER
+    assert names(active) == [f"{NAME}.tsv"]  # the new one
+
+
+def test_close_removes_a_header_only_file(make: Callable[..., AccountingFileHandler],
+                                          active: Path, archived: Path) -> None:
+    handlers = [make(archiving=True), make()]
+    for handler in handlers:
+        handler.open()
+    assert names(active) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+    for handler in handlers:
+        handler.close()
+    assert names(active) == [] and names(archived) == []
+
+
+def test_close_archives_a_header_only_file_with_archive_empty(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    handler = make(archiving=True, archive_empty=True)
+    handler.open()
+    handler.close()
+    assert names(archived) == [f"{NAME}.tsv"] and text(archived / f"{NAME}.tsv") == HEADER
+
+
+def test_close_archives_the_active_file(make: Callable[..., AccountingFileHandler],
+                                        active: Path, archived: Path) -> None:
+    handler = make(archiving=True)
+    log(handler, "a@example.com")
+    handler.close()
+    assert names(active) == []
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
+def test_absolute_archive_to_is_created_when_missing(
+        make: Callable[..., AccountingFileHandler], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    handler = make(archiving=True, archive_to=elsewhere)
+    log(handler, "a@example.com")
+    handler.close()
+    assert text(elsewhere / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
+# -- compression and retention -------------------------------------------------------------------
+
+def test_compressed_archive_holds_the_file_byte_for_byte(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    handler = make(archiving=True, compress=True)
+    log(handler, "a@example.com", "b@example.com")
+    handler.doRollover()
+    log(handler, "c@example.com")
+    handler.maintain()
+    assert os.listdir(archived) == [f"{NAME}.tsv.gz"]
+    handler.close()
+    assert sorted(os.listdir(archived)) == [f"{NAME}.1.tsv.gz", f"{NAME}.tsv.gz"]
+    assert text(archived / f"{NAME}.tsv.gz") == HEADER + line("a@example.com") + line(
+        "b@example.com")
+    assert text(archived / f"{NAME}.1.tsv.gz") == HEADER + line("c@example.com")
+
+
+def test_retention_days_deletes_old_archived_files_only(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    archived.mkdir(parents=True)
+    old, recent, other = (archived / "d.2024-04-01-000000.tsv.gz",
+                          archived / "d.2024-04-29-000000.tsv", archived / "notes.txt")
+    for path in (old, recent, other):
+        path.write_text("x")
+        os.utime(path, (T - 10 * 86400,) * 2)
+    os.utime(recent, (T - 2 * 86400,) * 2)
+    handler = make(archiving=True, retention_days=7)
+    log(handler, "a@example.com")
+    handler.maintain()  # retention runs without waiting for a rollover, too
+    assert names(archived) == ["d.2024-04-29-000000.tsv", "notes.txt"]
+    handler.close()
+    assert names(archived) == ["d.2024-04-29-000000.tsv", f"{NAME}.tsv", "notes.txt"]
+
+
+def test_retention_files_keeps_the_newest(make: Callable[..., AccountingFileHandler],
+                                          archived: Path) -> None:
+    archived.mkdir(parents=True)
+    for day in (1, 2, 3):
+        path = archived / f"d.2024-04-0{day}-000000.tsv"
+        path.write_text("x")
+        os.utime(path, (T - (10 - day) * 86400,) * 2)
+    handler = make(archiving=True, retention_files=2)
+    log(handler, "a@example.com")
+    handler.doRollover()
+    assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
+
+
+# -- names that are taken ------------------------------------------------------------------------
+
+def test_a_taken_active_name_gets_a_suffix_and_the_other_file_is_untouched(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    active.mkdir()
+    (active / f"{NAME}.tsv").write_text("someone else's\n")
+    handler = make()
+    log(handler, "a@example.com")
+    assert (active / f"{NAME}.tsv").read_text() == "someone else's\n"
+    assert text(active / f"{NAME}.1.tsv") == HEADER + line("a@example.com")
+
+
+def test_two_writers_with_one_config_never_share_a_file(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    first, second = make(archiving=True), make(archiving=True)
+    log(first, "one@example.com")
+    log(second, "two@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("one@example.com")
+    assert text(active / f"{NAME}.1.tsv") == HEADER + line("two@example.com")
+    second.doRollover()  # moves its own file (keeping its name), not the other one
+    assert names(active) == [f"{NAME}.tsv"] and names(archived) == [f"{NAME}.1.tsv"]
+    assert text(archived / f"{NAME}.1.tsv") == HEADER + line("two@example.com")
+    log(second, "three@example.com")  # the name is free again in the active directory
+    second.doRollover()
+    first.close()
+    assert names(active) == []
+    assert names(archived) == [f"{NAME}.1.tsv", f"{NAME}.2.tsv", f"{NAME}.tsv"]
+    assert sorted(text(archived / n) for n in names(archived)) == sorted(
+        HEADER + line(f"{r}@example.com") for r in ("one", "two", "three"))
+
+
+def test_a_taken_archive_name_gets_a_suffix(make: Callable[..., AccountingFileHandler],
+                                            archived: Path) -> None:
+    archived.mkdir(parents=True)
+    (archived / f"{NAME}.tsv").write_text("archived before\n")
+    handler = make(archiving=True)
+    log(handler, "a@example.com")
+    handler.close()
+    assert (archived / f"{NAME}.tsv").read_text() == "archived before\n"
+    assert text(archived / f"{NAME}.1.tsv") == HEADER + line("a@example.com")
+
+
+# -- threads and processes -----------------------------------------------------------------------
+
+def all_records(directory: Path, expect_header: str = HEADER) -> Counter[str]:
+    """rcpt → how often it occurs, over every file below ``directory``; checks each file starts
+    with the header and holds only whole records."""
+    found: Counter[str] = Counter()
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file():
+            continue
+        assert not path.name.startswith("."), f"hidden file left: {path}"
+        content = text(path)
+        assert content.startswith(expect_header), path
+        body = content[len(expect_header):]
+        assert body == "" or body.endswith("\n"), f"torn last line in {path}"
+        for row in body.splitlines():
+            fields = row.split("\t")
+            assert len(fields) == 10 and fields[0] == "d", f"torn line in {path}: {row!r}"
+            found[fields[3]] += 1
+    return found
+
+
+def test_four_threads_through_one_handler_lose_and_tear_nothing(tmp_path: Path) -> None:
+    handler = AccountingFileHandler("delivered", tmp_path / "delivered", archiving=True,
+                                    max_size=0.002)
+    logger = logging.getLogger("test_handlers.threads")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    acct = AccountingLogger(logger)
+
+    def work(worker: int) -> None:
+        for number in range(20_000):
+            acct.delivered(f"t{worker}-{number}@example.com", job_id="t")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    found = all_records(tmp_path / "delivered")
+    assert found == Counter({f"t{w}-{n}@example.com": 1 for w in range(4) for n in range(20_000)})
+    sizes = [p.stat().st_size for p in (tmp_path / "delivered" / "archive").iterdir()]
+    assert len(sizes) > 100 and max(sizes) <= 2000
+
+
+def run_worker(mode: str, directory: Path, *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(WORKERS), mode, str(directory), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_with_one_config_lose_and_tear_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "delivered"
+    workers = [run_worker("write", directory, "--worker", str(n), "--count", "20000",
+                          "--max-size", "0.002", "--archiving") for n in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0 and err == "", err
+    assert names(directory) == []  # both closed: everything is in the archive
+    found = all_records(directory)
+    assert found == Counter({f"w{w}-{n}@example.com": 1 for w in range(2) for n in range(20_000)})
+    assert max(p.stat().st_size for p in (directory / "archive").iterdir()) <= 2000
+
+
+def test_a_killed_writer_loses_nothing_and_its_file_is_archived_at_the_next_start(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "delivered"
+    worker = run_worker("stream", directory, "--max-size", "0.005", "--archiving")
+    assert worker.stdout is not None
+    acknowledged = 0
+    while acknowledged < 3000:
+        reported = worker.stdout.readline()
+        assert reported, worker.stderr.read() if worker.stderr else ""
+        acknowledged = int(reported)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    worker.stdout.close()
+    if worker.stderr is not None:
+        worker.stderr.close()
+    (leftover,) = names(directory)  # the dead writer's active file
+    # the next start takes the file over: it is archived, nothing is lost or doubled
+    handler = AccountingFileHandler("delivered", directory, archiving=True)
+    handler.open()
+    handler.close()
+    assert names(directory) == []
+    assert (directory / "archive" / leftover).exists()
+    found = all_records(directory)
+    written = len(found)
+    assert written >= acknowledged
+    assert found == Counter({f"s-{n}@example.com": 1 for n in range(written)})
+
+
+def test_the_maintenance_thread_stops_with_the_last_handler_and_at_shutdown(
+        tmp_path: Path) -> None:
+    worker = run_worker("lifecycle", tmp_path / "delivered", "--archiving")
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0 and err == ""
+    assert out == ("created: mta-logging-maintenance\n"
+                   "closed: -\n"
+                   "created again: mta-logging-maintenance\n"
+                   "after shutdown: -\n")
+    assert all_records(tmp_path / "delivered") == Counter({"last@example.com": 1})
+
+
+def test_a_forked_child_writes_its_own_file(make: Callable[..., AccountingFileHandler],
+                                            active: Path, archived: Path) -> None:
+    handler = make(archiving=True)
+    log(handler, "parent-1@example.com")
+    pid = os.fork()
+    if pid == 0:  # the child: log, close (archives its own file only), leave at once
+        code = 1
+        try:
+            log(handler, "child@example.com")
+            handler.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log(handler, "parent-2@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("parent-1@example.com") + line(
+        "parent-2@example.com")
+    assert names(archived) == [f"{NAME}.1.tsv"]
+    assert text(archived / f"{NAME}.1.tsv") == HEADER + line("child@example.com")
+
+
+# -- crash recovery ------------------------------------------------------------------------------
+
+def test_a_cut_short_last_line_is_cut_off_at_the_next_start(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    """Power loss mid-write: the unacknowledged half record is not glued to the next one."""
+    active.mkdir()
+    orphan = active / "d.2024-04-30-235959.tsv"
+    orphan.write_text(HEADER + line("a@example.com") + line("b@example.com")[:17])
+    handler = make(archiving=True)
+    log(handler, "c@example.com")
+    assert text(archived / orphan.name) == HEADER + line("a@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("c@example.com")
+
+
+def test_without_archiving_a_dead_writers_file_stays_but_is_mended(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    active.mkdir()
+    orphan = active / "d.2024-04-30-235959.tsv"
+    orphan.write_text(HEADER + line("a@example.com") + "d\t2024")
+    empty = active / "d.2024-04-30-235958.tsv"
+    empty.write_text(HEADER)
+    make().open()
+    assert names(active) == [orphan.name, f"{NAME}.tsv"]
+    assert text(orphan) == HEADER + line("a@example.com")
+
+
+def test_a_live_writers_file_is_left_alone(make: Callable[..., AccountingFileHandler],
+                                           active: Path, archived: Path) -> None:
+    import fcntl
+
+    active.mkdir()
+    live = active / "d.2024-04-30-235959.tsv"
+    live.write_text(HEADER + line("a@example.com") + "d\t20")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as its writer would
+        handler = make(archiving=True)
+        handler.open()
+        assert text(live) == HEADER + line("a@example.com") + "d\t20"
+        assert names(archived) == []
+
+
+def test_a_crash_between_archiving_and_unlinking_does_not_double_a_file(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    active.mkdir()
+    archived.mkdir()
+    orphan = active / "d.2024-04-30-235959.tsv"
+    orphan.write_text(HEADER + line("a@example.com"))
+    os.link(orphan, archived / "d.2024-04-30-235959.3.tsv")  # linked there, not yet unlinked
+    make(archiving=True).open()
+    assert all_records(active) == Counter({"a@example.com": 1})
+    assert names(archived) == ["d.2024-04-30-235959.3.tsv"]
+
+
+def test_files_waiting_for_compression_are_compressed_at_the_next_start(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    archived.mkdir(parents=True)
+    (archived / ".d.2024-04-30-235959.tsv.pending").write_text(HEADER + line("a@example.com"))
+    (archived / ".other.pending").write_text("not ours")
+    handler = make(archiving=True, compress=True)
+    handler.maintain()
+    assert sorted(os.listdir(archived)) == [".other.pending", "d.2024-04-30-235959.tsv.gz"]
+    assert text(archived / "d.2024-04-30-235959.tsv.gz") == HEADER + line("a@example.com")
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+def test_disk_full_mid_record_cuts_the_partial_write_back_and_reports_the_record(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    real_write = os.write
+    calls: list[int] = []
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", half_then_full)
+    log(handler, "lost@example.com")
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err
+    assert "OSError: [Errno 28] No space left on device" in err
+    assert "Arguments: ('delivered', 'lost@example.com', 'j1', '-')" in err
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
+    log(handler, "c@example.com")  # space again: writing goes on where it was
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("c@example.com")
+
+
+def test_a_torn_write_that_cannot_be_cut_back_is_cut_before_the_next_record(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    real_write, real_truncate = os.write, os.ftruncate
+
+    def half(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(handlers_module.os, "write", full)
+        return real_write(fd, bytes(data)[:10])
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def cannot(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(handlers_module.os, "write", half)
+    monkeypatch.setattr(handlers_module.os, "ftruncate", cannot)
+    log(handler, "lost@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("lost")[:10]
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    monkeypatch.setattr(handlers_module.os, "ftruncate", real_truncate)
+    log(handler, "c@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("c@example.com")
+    assert "No space left on device" in capsys.readouterr().err
+
+
+def test_disk_full_when_starting_a_new_file_leaves_no_headless_file(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com")
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "r001@example.com")  # rollover: the old file is archived, the new one fails
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    assert "No space left on device" in capsys.readouterr().err
+    assert names(active) == [] and names(archived) == [f"{NAME}.tsv"]
+    log(handler, "r002@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+
+
+def test_a_removed_archive_directory_is_created_again(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    handler = make(archiving=True)
+    log(handler, "a@example.com")
+    shutil.rmtree(archived)
+    handler.doRollover()
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
+def test_an_archive_directory_that_is_a_file_loses_no_record(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com")
+    archived.rmdir()
+    archived.write_text("in the way\n")
+    log(handler, "r001@example.com", "r002@example.com")  # two rollovers that cannot archive
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1  # the same fault is reported once
+    message = (f"accounting file handler for delivered records in {active} failed while "
+               f"archiving {active / (NAME + '.tsv')}: FileExistsError: [Errno 17] File exists: "
+               f"{str(archived)!r}")
+    assert f"Message: {message!r}\nArguments: None\n" in err
+    assert [text(active / n) for n in (f"{NAME}.tsv", f"{NAME}.1.tsv", f"{NAME}.2.tsv")] == [
+        HEADER + line(f"r00{n}@example.com") for n in range(3)]
+    archived.unlink()  # the fault clears: the next tick archives what waited
+    handler.maintain()
+    assert names(active) == [f"{NAME}.2.tsv"]
+    assert names(archived) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+    assert text(archived / f"{NAME}.1.tsv") == HEADER + line("r001@example.com")
+
+
+def test_a_file_deleted_under_the_handler_is_written_anew(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    (active / f"{NAME}.tsv").unlink()
+    log(handler, "b@example.com")
+    handler.maintain()
+    log(handler, "c@example.com")
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + "".join(
+        line(f"{r}@example.com") for r in "abc")
+
+
+def test_a_removed_active_directory_is_created_again_with_the_records(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    handler = make(archiving=True)
+    log(handler, "a@example.com")
+    shutil.rmtree(active)
+    log(handler, "b@example.com")
+    handler.doRollover()  # a rollover notices too, without waiting for the tick
+    assert names(archived) == [f"{NAME}.tsv"]
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("a@example.com") + line(
+        "b@example.com")
+
+
+def test_an_active_directory_blocked_by_a_file_is_reported_until_it_clears(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    shutil.rmtree(active)
+    active.write_text("in the way\n")
+    log(handler, "b@example.com")  # still handed to the OS: the deleted file holds it
+    handler.maintain()
+    handler.maintain()
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1
+    assert f"failed while writing anew {active / (NAME + '.tsv')}, deleted under us: " in err
+    assert "FileExistsError" in err
+    active.unlink()
+    handler.maintain()
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line(
+        "b@example.com")
+
+
+def test_maintenance_failures_never_reach_the_caller(
+        make: Callable[..., AccountingFileHandler], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make(archiving=True, compress=True)
+    log(handler, "a@example.com")
+    handler.doRollover()
+    (pending,) = (tmp_path / "delivered" / "archive").iterdir()
+    (pending.parent / (pending.name + ".gz.tmp")).mkdir()  # compression cannot write its file
+    handler.maintain()
+    err = capsys.readouterr().err
+    assert f"failed while compressing {pending}: IsADirectoryError" in err
+    (pending.parent / (pending.name + ".gz.tmp")).rmdir()
+    handler.maintain()
+    assert text(pending.parent / f"{NAME}.tsv.gz") == HEADER + line("a@example.com")
+
+
+@pytest.mark.parametrize("policy, after_records, after_rollover", [
+    ("never", 0, 0), ("rollover", 0, 1), ("always", 2, 3)])
+def test_fsync_policy(make: Callable[..., AccountingFileHandler], monkeypatch: pytest.MonkeyPatch,
+                      policy: str, after_records: int, after_rollover: int) -> None:
+    handler = make(archiving=True, fsync=policy)
+    handler.open()
+    active_file = handler.path
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("file" if os.path.samestat(os.fstat(fd), os.stat(str(active_file)))
+                      else "directory")
+        real(fd)
+
+    monkeypatch.setattr(handlers_module.os, "fsync", fsync)
+    log(handler, "a@example.com", "b@example.com")
+    assert synced.count("file") == after_records
+    handler.doRollover()
+    assert synced.count("file") == after_rollover
