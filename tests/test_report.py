@@ -353,6 +353,8 @@ def test_configure_and_accounting_logger_output_reads_back(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import mta_logging
 
+    accounting = logging.getLogger("mta.accounting")
+    level, propagate = accounting.level, accounting.propagate
     settings = mta_logging.configure({"path": str(tmp_path / "live"), "separator": ";"})
     logger = AccountingLogger()
     try:
@@ -364,6 +366,8 @@ def test_configure_and_accounting_logger_output_reads_back(
         for handler in list(logging.getLogger(settings.logger).handlers):
             logging.getLogger(settings.logger).removeHandler(handler)
             handler.close()
+        accounting.setLevel(level)
+        accounting.propagate = propagate
     records = sorted((json.loads(line) for line in out.splitlines()), key=lambda r: r["rcpt"])
     assert [(r["type"], r["rcpt"]) for r in records] == [
         ("d", "a@example.com"), ("df", "b@example.com"), ("b", "c@example.com")]

@@ -135,7 +135,7 @@ def test_kind_from_name_or_directory_when_no_type_field(tmp_path: Path) -> None:
     accounting_file(tmp_path / "deferred" / "archive" / "x.tsv", [row], fields=fields)
     accounting_file(tmp_path / "misc" / "x.tsv", [row], fields=fields)
     records, _ = read(tmp_path)
-    assert [r.kind for r in records] == [Kind.BOUNCE, Kind.DEFERRED, None]
+    assert [r.kind for r in records] == [Kind.DEFERRED, None, Kind.BOUNCE]  # dirs first
     assert kind_from_path(Path("a/bounce/archive/whatever.tsv.gz")) is Kind.BOUNCE
     assert kind_from_path(Path("t.2026-11-20-101500.tsv")) is Kind.DEFERRED
 

@@ -301,8 +301,8 @@ class Reader:
     (besides the empty value). ``on_issue`` receives each :class:`Issue` (default: a warning on
     the ``mta_logging.report`` logger); with ``strict`` the first issue raises FormatError.
     ``on_progress`` is called now and then with the number of bytes read so far (compressed
-    bytes for ``.gz``), for progress bars; ``stats`` counts what was read.
-    Iterating twice reads the files twice.
+    bytes for ``.gz``), for progress bars; ``stats`` counts what the last (or current) pass
+    read. Iterating again reads the files again.
     """
 
     def __init__(
@@ -365,6 +365,7 @@ class Reader:
         return ordered + [name for name in seen if name not in FIELD_NAMES]
 
     def __iter__(self) -> Iterator[Record]:
+        self.stats = ReadStats()
         seen_inodes: set[tuple[int, int]] = set()
         matches = self.filters.matches if self.filters.active else None
         stats = self.stats
