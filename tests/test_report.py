@@ -189,7 +189,7 @@ def test_report_json_numbers(acct: Path, capsys: pytest.CaptureFixture[str]) -> 
     report = json.loads(out)
     assert report["input"] == {"files": report["input"]["files"], "lines": 31, "records": 30,
                                "matched": 30, "skipped_lines": 1, "skipped_files": 1,
-                               "issues": 3}
+                               "damaged_files": 1, "issues": 3}
     assert report["totals"] == {"delivered": 15, "deferred": 8, "bounced": 7, "unknown": 0,
                                 "total": 30}
     assert report["delivery_rate"] == round(15 / 22, 4)
@@ -273,7 +273,8 @@ def test_report_csv_is_long_format(acct: Path, capsys: pytest.CaptureFixture[str
 def test_report_table(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run(capsys, "report", "--top", "2", str(acct))
     assert code == 0
-    assert "Read 30 records from 11 files; skipped 1 malformed line and 1 file" in out
+    assert ("Read 30 records from 11 files; skipped 1 malformed line; skipped 1 file without a "
+            "header; 1 damaged file read up to the damage.") in out
     assert re.search(r"delivery rate\s+68\.18%", out)
     assert re.search(r"12\s+8s\s+1m29s\s+1h00m01s\s+5m19s\s+1h00m01s", out), out
     assert "Recipient domains (top 2 of 4)" in out

@@ -19,9 +19,9 @@ from mta_logging.report.render import (
     KEYED_SECTIONS,
     KIND_COLUMNS,
     duration,
+    input_summary,
     number,
     percent,
-    plural,
 )
 
 COLORS = {"delivered": "#2e7d32", "deferred": "#f9a825", "bounced": "#c62828"}
@@ -91,10 +91,7 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
             else "no records")
     source = report.get("input")
     if source is not None:
-        meta += (f" · {plural(source['records'], 'record')} from "
-                 f"{plural(source['files'], 'file')} · skipped "
-                 f"{plural(source['skipped_lines'], 'malformed line')} and "
-                 f"{plural(source['skipped_files'], 'file')} without a header")
+        meta += " · " + escape(input_summary(source))
     cards = [
         ("delivered", number(totals["delivered"])),
         ("deferred", number(totals["deferred"])),

@@ -188,7 +188,8 @@ class ReadStats:
     records: int = 0
     matched: int = 0
     skipped_lines: int = 0
-    skipped_files: int = 0
+    skipped_files: int = 0  # no header
+    damaged_files: int = 0  # read up to a damage (a cut-short or corrupt .gz, a read error)
     issues: int = 0
     bytes_done: int = 0
 
@@ -458,9 +459,11 @@ class Reader:
                                "unknown")
                 yield Record(kind, logged, name, number, values, schema)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            self.stats.damaged_files += 1
             self.issue(path, number + 1, f"damaged compressed file ({exc}); the rest of the file "
                        "is skipped")
         except OSError as exc:
+            self.stats.damaged_files += 1
             self.issue(path, number + 1, f"read error ({exc}); the rest of the file is skipped")
 
     def _separated_parser(self, name: str, layout: Layout) -> Parser:

@@ -102,21 +102,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
     return [line(headers), line(["-" * w for w in widths]), *(line(row) for row in cells)]
 
 
+def input_summary(source: dict[str, int]) -> str:
+    """``Read 30 records from 11 files; skipped 1 malformed line; ...``"""
+    parts = [f"Read {plural(source['records'], 'record')} from {plural(source['files'], 'file')}"
+             + (f", {number(source['matched'])} matched the filters"
+                if source["matched"] != source["records"] else "")]
+    if source["skipped_lines"]:
+        parts.append(f"skipped {plural(source['skipped_lines'], 'malformed line')}")
+    if source["skipped_files"]:
+        parts.append(f"skipped {plural(source['skipped_files'], 'file')} without a header")
+    if source["damaged_files"]:
+        parts.append(f"{plural(source['damaged_files'], 'damaged file')} read up to the damage")
+    return "; ".join(parts) + "."
+
+
 def to_table(report: dict[str, Any]) -> str:
     """The report as readable text: one titled table per section."""
     out: list[str] = []
     totals = report["totals"]
     source = report.get("input")
     if source is not None:
-        out.append(
-            f"Read {number(source['records'])} records from {number(source['files'])} files"
-            + (f", {number(source['matched'])} matched the filters"
-               if source["matched"] != source["records"] else "")
-            + (f"; skipped {plural(source['skipped_lines'], 'malformed line')} and "
-               f"{plural(source['skipped_files'], 'file')} without a header"
-               if source["skipped_lines"] or source["skipped_files"] else "")
-            + "."
-        )
+        out.append(input_summary(source))
     period = report["period"]
     if period["first"]:
         out.append(f"Logged from {period['first']} to {period['last']}.")

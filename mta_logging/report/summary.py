@@ -269,6 +269,7 @@ class Summary:
                 "matched": stats.matched,
                 "skipped_lines": stats.skipped_lines,
                 "skipped_files": stats.skipped_files,
+                "damaged_files": stats.damaged_files,
                 "issues": stats.issues,
             }
         report["period"] = {
