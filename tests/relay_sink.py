@@ -1,4 +1,5 @@
-"""Test servers for the relay tests: an SMTP sink and a server that never answers.
+"""Test servers and fakes for the relay tests: an SMTP sink, a server that never answers,
+a fake DNS resolver.
 
 The sink runs aiosmtpd on 127.0.0.1 (an ephemeral port) in its own thread and event loop, so
 tests can drive it from plain synchronous code. What it does with a recipient depends on the
@@ -18,12 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mta_logging.relay.resolve import NoSuchDomain
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,13 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        async def cancel_tasks() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -95,6 +108,8 @@ class Sink:
         self.slow_seconds = slow_seconds
         self.smtputf8 = smtputf8
         self.tempfail_all = False
+        self.connections = 0
+        self._protocols: list[SMTP] = []
         self.messages: list[SinkMessage] = []
         self._lock = threading.Lock()
         self._runner: _LoopThread | None = None
@@ -111,8 +126,11 @@ class Sink:
         loop = self._runner.loop
 
         def factory() -> SMTP:
-            return SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.smtputf8,
-                        tls_context=self.tls_context, loop=loop)
+            self.connections += 1
+            protocol = SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.smtputf8,
+                            tls_context=self.tls_context, loop=loop)
+            self._protocols.append(protocol)
+            return protocol
 
         async def open_server() -> asyncio.base_events.Server:
             return await loop.create_server(factory, "127.0.0.1", 0)
@@ -122,10 +140,19 @@ class Sink:
         return self
 
     def stop(self) -> None:
+        """Close the listener and every client connection, then the loop."""
         if self._runner is None:
             return
-        assert self._server is not None
-        self._server.close()
+
+        async def close() -> None:
+            assert self._server is not None
+            self._server.close()
+            for protocol in self._protocols:
+                if protocol.transport is not None:
+                    protocol.transport.close()
+            await asyncio.sleep(0.05)  # let the sessions see the close and end
+
+        self._runner.run(close())
         self._runner.close()
         self._runner = None
 
@@ -185,3 +212,46 @@ class SilentServer:
         runner.run(close())
         runner.close()
 
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path] | None:
+    """A self-signed certificate and key for 127.0.0.1 (None when openssl is not installed)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class FakeResolver:
+    """MX and address records from dicts; a value that is an exception class is raised."""
+
+    def __init__(self, mx: dict[str, object], addresses: dict[str, object]) -> None:
+        self.mx_records = mx
+        self.address_records = addresses
+        self.asked: list[str] = []
+
+    async def mx(self, domain: str) -> list[tuple[int, str]]:
+        self.asked.append(f"MX {domain}")
+        return self._answer(self.mx_records, domain)  # type: ignore[return-value]
+
+    async def addresses(self, host: str) -> list[str]:
+        self.asked.append(f"A {host}")
+        return self._answer(self.address_records, host)  # type: ignore[return-value]
+
+    @staticmethod
+    def _answer(records: dict[str, object], name: str) -> object:
+        answer = records.get(name, NoSuchDomain)
+        if isinstance(answer, type) and issubclass(answer, Exception):
+            raise answer(name)
+        return answer

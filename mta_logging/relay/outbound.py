@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import ssl
 from collections.abc import Sequence
@@ -194,7 +195,12 @@ class Deliverer:
         if isinstance(hops, Unroutable):
             kind = Kind.BOUNCE if hops.permanent else Kind.DEFERRED
             return [RcptResult(i, kind, hops.dsn_status, hops.dsn_msg) for i in indexes]
-        failure = Reply(Kind.DEFERRED, "4.4.1", f"no route to {domain}")
+        return await self.deliver_via(hops, envelope, indexes, content)
+
+    async def deliver_via(self, hops: Sequence[Hop], envelope: Envelope, indexes: Sequence[int],
+                          content: bytes) -> list[RcptResult]:
+        """Try ``hops`` in order until one accepts a connection; one transaction there."""
+        failure = Reply(Kind.DEFERRED, "4.4.1", "no address to deliver to")
         for hop in hops:
             conn = self.pool.take_idle(hop)
             if conn is not None:
@@ -319,7 +325,10 @@ def _connect_failure(hop: Hop, exc: BaseException) -> Reply:
     if isinstance(exc, TimeoutError):
         return Reply(Kind.DEFERRED, "4.4.2", f"connect to {label}: timed out")
     reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
-    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    if isinstance(reason, OSError) and reason.errno:
+        text = os.strerror(reason.errno)
+    else:
+        text = str(reason) or type(reason).__name__
     return Reply(Kind.DEFERRED, "4.4.1", f"connect to {label}: {text}")
 
 

@@ -17,7 +17,6 @@ All methods here do blocking file I/O: the relay calls them in a thread executor
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -33,7 +32,8 @@ _log = logging.getLogger("mta_logging.relay.spool")
 DELIVERED = "d"
 BOUNCED = "b"
 _FINAL = (DELIVERED, BOUNCED)
-_counter = itertools.count(secrets.randbelow(4096))
+_PROCESS_TAG = secrets.randbelow(4096)
+_last_micros = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +92,11 @@ class QueuedMessage:
 
 
 def new_queue_id() -> str:
-    """A queue id: microseconds since the epoch then a counter, in hex (sorts by arrival)."""
-    return f"{time.time_ns() // 1000:013X}{next(_counter) % 4096:03X}"
+    """A queue id: microseconds since the epoch (strictly increasing in this process), then
+    three hex digits drawn at start so that two processes never pick the same id."""
+    global _last_micros
+    _last_micros = max(time.time_ns() // 1000, _last_micros + 1)
+    return f"{_last_micros:013X}{_PROCESS_TAG:03X}"
 
 
 class Spool:

@@ -1,0 +1,150 @@
+"""Relay settings: defaults, the documented example, and errors that name key, value and rule."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from mta_logging.errors import ConfigError
+from mta_logging.relay.config import (
+    MX_ROUTE,
+    TOP_LEVEL_KEYS,
+    Route,
+    load_settings,
+    parse_host_port,
+)
+from mta_logging.relay.passwords import hash_password, verify_password
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_need_nothing_else():
+    settings = load_settings(None)
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 2525)
+    assert settings.spool_dir == Path("spool")
+    assert settings.accounting_enabled and settings.accounting is None
+    assert settings.may_relay("127.0.0.1") and settings.may_relay("::1")
+    assert not settings.may_relay("192.0.2.1")
+    assert settings.route_for("example.com") is MX_ROUTE
+
+
+def test_the_minimal_config_of_the_issue(tmp_path):
+    path = tmp_path / "relay.yaml"
+    path.write_text(
+        "listen: 127.0.0.1:2525\n"
+        "hostname: relay.example.test\n"
+        "relay_networks: [127.0.0.0/8]\n"
+        "spool_dir: ./spool\n"
+        'routes: {"*": "127.0.0.1:2526"}\n'
+        "retry: {intervals: [60, 300, 900, 3600], max_queue_lifetime: 432000}\n"
+        "accounting: configs/accounting_files.ini\n")
+    settings = load_settings(path)
+    assert settings.hostname == "relay.example.test"
+    assert settings.relay_networks == (ipaddress.ip_network("127.0.0.0/8"),)
+    assert settings.route_for("anything.example") == Route("127.0.0.1", 2526)
+    assert settings.retry.intervals == (60, 300, 900, 3600)
+    assert [settings.retry.interval(n) for n in (1, 2, 4, 5, 9)] == [60, 300, 3600, 3600, 3600]
+    assert settings.retry.max_queue_lifetime == 432000
+    assert settings.accounting == "configs/accounting_files.ini"
+
+
+def test_the_documented_config_file_loads_and_documents_every_key():
+    path = ROOT / "configs" / "relay.yaml"
+    settings = load_settings(path)
+    assert settings.listen_port == 2525
+    text = path.read_text()
+    for key in TOP_LEVEL_KEYS:
+        assert f"\n{key}:" in text or f"\n# {key}:" in text, key
+
+
+def test_routes_exact_parent_wildcard_and_mx():
+    settings = load_settings({"routes": {
+        "example.com": "[::1]:2600", ".example.org": "10.0.0.1", "mx.test": "mx",
+        "*": "smarthost.test:587"}})
+    assert settings.route_for("Example.COM.") == Route("::1", 2600)
+    assert settings.route_for("a.b.example.org") == Route("10.0.0.1", 25)
+    assert settings.route_for("example.org") == Route("smarthost.test", 587)
+    assert settings.route_for("mx.test") is MX_ROUTE
+    assert str(settings.route_for("example.com")) == "[::1]:2600"
+
+
+def test_accounting_forms():
+    assert load_settings({"accounting": False}).accounting_enabled is False
+    inline = load_settings({"accounting": {"path": "/tmp/acct", "separator": ","}})
+    assert dict(inline.accounting) == {"path": "/tmp/acct", "separator": ","}  # type: ignore[arg-type]
+    assert load_settings({"accounting": None}).accounting is None
+
+
+def test_ipv4_mapped_clients_match_ipv4_networks():
+    settings = load_settings({"relay_networks": ["10.1.0.0/16"]})
+    assert settings.may_relay("::ffff:10.1.2.3")
+    assert not settings.may_relay("not-an-ip")
+
+
+def test_sizes_accept_units():
+    assert load_settings({"max_message_size": "25M"}).max_message_size == 25 * 1024 * 1024
+    assert load_settings({"max_message_size": 0}).max_message_size == 0
+
+
+@pytest.mark.parametrize(("data", "key", "fragment"), [
+    ({"listen": "localhost"}, "listen", "host:port"),
+    ({"listen": "127.0.0.1:99999"}, "listen", "0 to 65535"),
+    ({"relay_networks": ["10.0.0.0/33"]}, "relay_networks", "CIDR"),
+    ({"routes": {"*": "host:port"}}, "routes.*", "port"),
+    ({"routes": ["a"]}, "routes", "mapping"),
+    ({"retry": {"intervals": []}}, "retry.intervals", "list of seconds"),
+    ({"retry": {"intervals": [60, -1]}}, "retry.intervals", "greater than 0"),
+    ({"retry": {"backoff": 2}}, "retry.backoff", "unknown setting"),
+    ({"concurrency": 0}, "concurrency", "at least 1"),
+    ({"max_message_size": "big"}, "max_message_size", "size in bytes"),
+    ({"source_ip": "eth0"}, "source_ip", "IP address"),
+    ({"starttls": "required"}, "starttls", "opportunistic"),
+    ({"accounting": 5}, "accounting", "path to an INI or YAML"),
+    ({"auth_users": {"alice": "secret"}}, "auth_users.alice", "pbkdf2_sha256"),
+    ({"tls": {"cert": "/nonexistent.pem", "key": "/nonexistent.key"}}, "tls.cert", "PEM"),
+    ({"listn": "127.0.0.1:25"}, "listn", "unknown setting; allowed: listen"),
+])
+def test_bad_values_name_key_value_and_rule(data, key, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(data)
+    assert caught.value.key == key
+    assert fragment in str(caught.value)
+
+
+def test_a_password_is_never_echoed_in_an_error():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"auth_users": {"alice": "hunter2"}})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_errors_name_the_file(tmp_path):
+    path = tmp_path / "relay.yaml"
+    path.write_text("concurrency: many\n")
+    with pytest.raises(ConfigError, match=r"relay\.yaml: concurrency: 'many'"):
+        load_settings(path)
+    path.write_text("listen: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(path)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:2525", ("127.0.0.1", 2525)),
+    ("[::1]:25", ("::1", 25)),
+    ("mail.example.com", ("mail.example.com", 25)),
+    ("[::1]", ("::1", 25)),
+])
+def test_host_port(text, expected):
+    assert parse_host_port("routes.x", text) == expected
+
+
+def test_password_hashes_verify():
+    hashed = hash_password("correct horse", iterations=1000)
+    assert hashed.startswith("pbkdf2_sha256$1000$")
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("wrong", hashed)
+    settings = load_settings({"auth_users": {"alice": hashed}})
+    assert settings.auth_users["alice"] == hashed

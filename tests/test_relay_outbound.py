@@ -1,0 +1,184 @@
+"""Outbound delivery against a real SMTP sink on 127.0.0.1: one result per recipient."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from relay_sink import FakeResolver, SilentServer, Sink, make_certificate, server_tls_context
+
+from mta_logging.outcome import Kind
+from mta_logging.relay.config import load_settings
+from mta_logging.relay.outbound import Deliverer, Reply, reply_of
+from mta_logging.relay.resolve import Hop
+from mta_logging.relay.spool import Envelope
+
+CONTENT = b"Subject: test\r\nX-Campaign: c1\r\n\r\nHello.\r\n.leading dot\r\n"
+
+
+def envelope(*rcpts: str, smtputf8: bool = False) -> Envelope:
+    return Envelope("sender@example.test", rcpts, 1700000000.0, smtputf8=smtputf8)
+
+
+def deliverer(port: int, **settings: object) -> Deliverer:
+    config = {"hostname": "relay.example.test", "routes": {"*": f"127.0.0.1:{port}"},
+              "timeouts": {"connect": 5, "command": 5, "data": 5}, **settings}
+    return Deliverer(load_settings(config), FakeResolver({}, {}))
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_reply_parsing():
+    assert reply_of(250, "2.0.0 Ok: queued as X") == Reply(Kind.DELIVERED, "2.0.0",
+                                                           "250 2.0.0 Ok: queued as X")
+    assert reply_of(451, "Try\nagain later") == Reply(Kind.DEFERRED, "4.0.0",
+                                                      "451 Try again later")
+    assert reply_of(550, "5.1.1 unknown") == Reply(Kind.BOUNCE, "5.1.1", "550 5.1.1 unknown")
+    assert reply_of(354, "odd").kind is Kind.DEFERRED
+
+
+async def test_one_result_per_recipient():
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "tempfail@x.test", "reject@x.test", "ok2@x.test"),
+            [0, 1, 2, 3], CONTENT)
+        await outbound.close()
+        [received] = sink.messages
+    assert [(r.index, r.kind, r.dsn_status) for r in results] == [
+        (0, Kind.DELIVERED, "2.0.0"), (1, Kind.DEFERRED, "4.2.0"), (2, Kind.BOUNCE, "5.1.1"),
+        (3, Kind.DELIVERED, "2.0.0")]
+    assert results[0].dsn_msg == "250 2.0.0 Ok: queued as sink1"
+    assert results[2].dsn_msg.startswith("550 5.1.1 <reject@x.test>: Recipient address rejected")
+    assert {r.dest_ip for r in results} == {"127.0.0.1"}
+    assert received.rcpts == ("ok@x.test", "ok2@x.test")
+    assert received.helo == "relay.example.test"
+    assert received.content == CONTENT
+
+
+@pytest.mark.parametrize(("rcpt", "kind", "status"), [
+    ("datadefer@x.test", Kind.DEFERRED, "4.3.0"),
+    ("datafail@x.test", Kind.BOUNCE, "5.6.0"),
+])
+async def test_the_reply_to_the_data_decides_for_every_accepted_recipient(rcpt, kind, status):
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        results = await outbound.deliver("x.test", envelope("ok@x.test", rcpt), [0, 1], CONTENT)
+        await outbound.close()
+    assert [(r.kind, r.dsn_status) for r in results] == [(kind, status)] * 2
+
+
+async def test_connections_are_reused():
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        for n in range(3):
+            await outbound.deliver("x.test", envelope(f"ok{n}@x.test"), [0], CONTENT)
+        await outbound.close()
+        assert len(sink.messages) == 3
+        assert sink.connections == 1
+
+
+async def test_a_reused_connection_that_the_server_closed_is_replaced():
+    sink = Sink().start()
+    outbound = deliverer(sink.port)
+    await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+    port = sink.port
+    sink.stop()  # closes the idle connection from the server side
+    with Sink() as second:
+        outbound.settings = load_settings({"routes": {"*": f"127.0.0.1:{second.port}"}})
+        outbound.pool.settings = outbound.settings
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+        await outbound.close()
+    assert result.kind is Kind.DELIVERED, result
+    assert port != second.port
+
+
+async def test_connection_refused_defers():
+    port = free_port()
+    outbound = deliverer(port)
+    [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+    assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.1")
+    assert result.dsn_msg == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused"
+
+
+async def test_a_silent_server_times_out_and_defers():
+    with SilentServer() as silent:
+        outbound = deliverer(silent.port, timeouts={"connect": 0.5})
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+    assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.2")
+    assert "timed out" in result.dsn_msg
+
+
+async def test_a_server_that_hangs_in_data_times_out_and_defers():
+    with Sink(slow_seconds=10) as sink:
+        outbound = deliverer(sink.port, timeouts={"data": 0.5})
+        [result] = await outbound.deliver("x.test", envelope("slow@x.test"), [0], CONTENT)
+        await outbound.close()
+    assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.2")
+    assert result.dsn_msg.endswith("timed out while sending the message")
+
+
+async def test_a_connection_dropped_mid_data_defers():
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        results = await outbound.deliver("x.test", envelope("drop@x.test", "ok@x.test"), [0, 1],
+                                         CONTENT)
+        await outbound.close()
+    assert {(r.kind, r.dsn_status) for r in results} == {(Kind.DEFERRED, "4.4.2")}
+    assert results[0].dsn_msg == (f"lost connection with 127.0.0.1[127.0.0.1]:{sink.port} "
+                                  f"while sending the message")
+
+
+async def test_the_next_hop_is_tried_when_one_refuses():
+    dead = free_port()
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        hops = [Hop("mx1.test", "127.0.0.1", dead), Hop("mx2.test", "127.0.0.1", sink.port)]
+        [result] = await outbound.deliver_via(hops, envelope("ok@x.test"), [0], CONTENT)
+        await outbound.close()
+    assert result.kind is Kind.DELIVERED
+
+
+async def test_null_mx_and_missing_domains_bounce_without_connecting():
+    resolver = FakeResolver({"nomail.test": [(0, ".")]}, {})
+    outbound = Deliverer(load_settings({}), resolver)
+    [null_mx] = await outbound.deliver("nomail.test", envelope("a@nomail.test"), [0], CONTENT)
+    [missing] = await outbound.deliver("missing.test", envelope("a@missing.test"), [0], CONTENT)
+    assert (null_mx.kind, null_mx.dsn_status) == (Kind.BOUNCE, "5.1.10")
+    assert (missing.kind, missing.dsn_status) == (Kind.BOUNCE, "5.1.2")
+
+
+async def test_smtputf8_addresses_need_a_server_that_offers_it():
+    with Sink(smtputf8=False) as plain, Sink() as modern:
+        rcpt = "josé@x.test"
+        [refused] = await deliverer(plain.port).deliver(
+            "x.test", envelope(rcpt, smtputf8=True), [0], CONTENT)
+        outbound = deliverer(modern.port)
+        [accepted] = await outbound.deliver("x.test", envelope(rcpt, smtputf8=True), [0],
+                                            CONTENT)
+        await outbound.close()
+        assert (refused.kind, refused.dsn_status) == (Kind.BOUNCE, "5.6.7")
+        assert accepted.kind is Kind.DELIVERED
+        assert modern.messages[0].rcpts == (rcpt,)
+        assert "SMTPUTF8" in modern.messages[0].mail_options
+
+
+async def test_opportunistic_starttls(tmp_path):
+    files = make_certificate(tmp_path)
+    if files is None:
+        pytest.skip("openssl is not installed")
+    with Sink(tls_context=server_tls_context(*files)) as sink:
+        outbound = deliverer(sink.port)
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+        await outbound.close()
+        assert result.kind is Kind.DELIVERED
+        assert sink.messages[0].tls
+        without = deliverer(sink.port, starttls="off")
+        await without.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+        await without.close()
+        assert not sink.messages[1].tls

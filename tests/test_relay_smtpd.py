@@ -1,0 +1,130 @@
+"""The relay's fast paths give exactly what aiosmtpd's own code gives."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mta_logging.relay.smtpd import _PLAIN_ADDRESS, DataScanner, RelaySMTP
+
+line_bytes = st.binary(max_size=30).filter(lambda b: b"\r\n" not in b)
+# Lines from an alphabet that makes dots, bare CR and bare LF common.
+tricky_lines = st.lists(st.sampled_from([b".", b"\r", b"\n", b"a", b" "]), max_size=8).map(
+    b"".join).filter(lambda b: b"\r\n" not in b)
+
+
+def stuffed(lines: list[bytes]) -> bytes:
+    """What a client sends after DATA: dot-stuffed lines, then the end marker."""
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n"
+                    for line in lines) + b".\r\n"
+
+
+def scan(stream: bytes, cuts: list[int], size_limit: int = 0, line_limit: int = 1001
+         ) -> tuple[bytes | None, str | None, bytes]:
+    scanner = DataScanner(size_limit, line_limit)
+    points = sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]
+    start = 0
+    for point in points:
+        after = scanner.feed(stream[start:point]) if point > start else None
+        start = point
+        if after is not None:
+            content, error = scanner.result()
+            return content, error, after + stream[point:]
+    raise AssertionError("end of data not found")
+
+
+@given(lines=st.lists(line_bytes | tricky_lines, max_size=12),
+       cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+       extra=st.sampled_from([b"", b"QUIT\r\n", b"MAIL FROM:<a@b>\r\n"]))
+def test_any_chunking_gives_back_the_message_and_what_followed(lines, cuts, extra):
+    content, error, after = scan(stuffed(lines) + extra, cuts)
+    assert error is None
+    assert content == b"".join(line + b"\r\n" for line in lines)
+    assert after == extra
+
+
+@given(lines=st.lists(line_bytes, max_size=10), limit=st.integers(min_value=1, max_value=200),
+       cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=4))
+def test_size_limit_counts_the_bytes_sent(lines, limit, cuts):
+    sent = stuffed(lines)
+    _, error, _ = scan(sent, cuts, size_limit=limit)
+    too_much = len(sent) - 3 > limit  # the end marker does not count
+    assert (error == "552 Error: Too much mail data") == too_much
+
+
+def test_line_length_limit():
+    assert scan(stuffed([b"x" * 998]), [])[1] is None
+    assert scan(stuffed([b"x" * 1000]), [500])[1] == "500 Line too long (see RFC5321 4.5.3.1.6)"
+
+
+def test_an_empty_message():
+    assert scan(b".\r\n", []) == (b"", None, b"")
+    assert scan(b".\r\nQUIT\r\n", [1, 2]) == (b"", None, b"QUIT\r\n")
+
+
+@given(st.from_regex(_PLAIN_ADDRESS, fullmatch=True))
+def test_plain_addresses_parse_as_aiosmtpd_parses_them(arg):
+    fast = RelaySMTP.__new__(RelaySMTP)
+    fast.local_part_limit = 0
+    assert fast._getaddr(arg) == SMTP._getaddr(fast, arg)
+
+
+@pytest.mark.parametrize("arg", ["<>", '<"quoted local"@example.com>', "user@example.com",
+                                 "<@route:a@b.test>", "<a@[192.0.2.1]>", "<a@b..c>"])
+def test_other_addresses_still_use_the_full_parser(arg):
+    fast = RelaySMTP.__new__(RelaySMTP)
+    fast.local_part_limit = 0
+    assert fast._getaddr(arg) == SMTP._getaddr(fast, arg)
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.contents: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.contents.append(envelope.original_content)
+        return "250 OK"
+
+
+async def _session(protocol: type[SMTP], payload: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Send a whole SMTP session (as raw bytes) to ``protocol``; the replies and contents."""
+    handler = _Capture()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: protocol(handler, hostname="t", data_size_limit=200, loop=loop), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> bytes:
+        lines = [await asyncio.wait_for(reader.readline(), 5)]
+        while lines[-1][3:4] == b"-":
+            lines.append(await asyncio.wait_for(reader.readline(), 5))
+        return b"".join(lines)
+
+    replies = [await reply()]
+    for command in payload.split(b"\x00"):
+        writer.write(command)
+        replies.append(await reply())
+    writer.close()
+    server.close()
+    return replies, handler.contents
+
+
+@pytest.mark.parametrize("body", [
+    b"Subject: hi\r\n\r\nplain\r\n",
+    b"..leading dots\r\n.\r\n".replace(b"\r\n.\r\n", b"\r\n..\r\n"),
+    b"",
+    b"x" * 300 + b"\r\n",            # too much data for the 200-byte limit
+    b"y" * 150 + b"\r\n" + b"z" * 10 + b"\r\n",
+])
+async def test_same_replies_and_content_as_aiosmtpd(body):
+    session = (b"EHLO c\r\n\x00MAIL FROM:<a@b.test>\r\n\x00RCPT TO:<c@d.test>\r\n\x00DATA\r\n\x00"
+               + body + b".\r\n\x00NOOP\r\n")
+    ours = await _session(RelaySMTP, session)
+    theirs = await _session(SMTP, session)
+    assert ours == theirs
+    assert ours[0][-1] == b"250 OK\r\n"  # the session goes on normally after DATA

@@ -1,0 +1,100 @@
+"""The spool: what is stored comes back after a restart, with each recipient's progress."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mta_logging.relay.spool import Envelope, QueuedMessage, Spool, new_queue_id
+
+ENVELOPE = Envelope("sender@example.test", ("a@one.test", "b@two.test", "c@one.test"),
+                    1700000000.25, client_ip="127.0.0.1", client_helo="client.test")
+
+addresses = st.text(min_size=0, max_size=40)  # any text, lone surrogates included
+
+
+@given(mail_from=addresses, rcpts=st.lists(addresses, min_size=1, max_size=5),
+       time_queued=st.floats(min_value=0, max_value=4e9), helo=st.none() | addresses,
+       smtputf8=st.booleans(), body_8bit=st.booleans())
+def test_envelope_round_trip(mail_from, rcpts, time_queued, helo, smtputf8, body_8bit):
+    envelope = Envelope(mail_from, tuple(rcpts), time_queued, client_ip="::1", client_helo=helo,
+                        smtputf8=smtputf8, body_8bit=body_8bit)
+    line = envelope.to_json()
+    assert b"\n" not in line and line.isascii()
+    assert Envelope.from_json(line) == envelope
+
+
+def test_store_then_load(tmp_path):
+    spool = Spool.open(tmp_path)
+    queue_id = new_queue_id()
+    spool.store(queue_id, ENVELOPE, b"Subject: x\r\n\r\nbody\r\n")
+    assert os.listdir(spool.tmp_dir) == []
+    [message] = Spool.open(tmp_path).load()
+    assert message.queue_id == queue_id
+    assert message.envelope == ENVELOPE
+    assert message.pending() == [0, 1, 2]
+    assert spool.read_content(queue_id) == b"Subject: x\r\n\r\nbody\r\n"
+
+
+def test_journal_restores_progress(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    spool.journal("Q1", ["d 0", "b 2"])
+    spool.journal("Q1", ["a 3 1700000900.500"])
+    [message] = spool.load()
+    assert message.final == [True, False, True]
+    assert message.pending() == [1]
+    assert (message.failures, message.next_try) == (3, 1700000900.5)
+    assert message.journaled
+
+
+def test_a_torn_journal_line_is_ignored(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    spool.journal("Q1", ["d 1"])
+    with open(spool.state_dir / "Q1", "a") as journal:
+        journal.write("d")  # a crash in the middle of a write
+    [message] = spool.load()
+    assert message.pending() == [0, 2]
+
+
+def test_finished_and_unacknowledged_leftovers_are_removed(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("DONE", ENVELOPE, b"x\r\n")
+    spool.journal("DONE", ["d 0", "d 1", "b 2"])
+    (spool.tmp_dir / "HALF").write_bytes(b"half-written")
+    (spool.state_dir / "ORPHAN").write_text("d 0\n")
+    assert spool.load() == []
+    assert os.listdir(spool.queue_dir) == []
+    assert os.listdir(spool.state_dir) == []
+    assert os.listdir(spool.tmp_dir) == []
+
+
+def test_an_unreadable_queue_file_is_left_for_a_human(tmp_path):
+    spool = Spool.open(tmp_path)
+    (spool.queue_dir / "BROKEN").write_bytes(b"not json\nbody")
+    spool.store("GOOD", ENVELOPE, b"x\r\n")
+    assert [m.queue_id for m in spool.load()] == ["GOOD"]
+    assert (spool.queue_dir / "BROKEN").exists()
+
+
+def test_remove_forgets_message_and_journal(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    spool.journal("Q1", ["d 0"])
+    spool.remove("Q1")
+    assert not (spool.queue_dir / "Q1").exists()
+    assert not (spool.state_dir / "Q1").exists()
+
+
+def test_queue_ids_are_unique_and_sort_by_arrival():
+    ids = [new_queue_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+
+
+def test_a_new_message_has_every_recipient_pending():
+    message = QueuedMessage("Q", ENVELOPE)
+    assert message.pending() == [0, 1, 2] and not message.complete
