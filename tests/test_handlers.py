@@ -431,17 +431,23 @@ def run_worker(mode: str, directory: Path, *options: str) -> subprocess.Popen[st
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_with_one_config_lose_and_tear_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "compressed"])
+def test_two_processes_with_one_config_lose_and_tear_nothing(tmp_path: Path,
+                                                             compress: bool) -> None:
     directory = tmp_path / "delivered"
-    workers = [run_worker("write", directory, "--worker", str(n), "--count", "20000",
-                          "--max-size", "0.002", "--archiving") for n in range(2)]
+    options = ["--max-size", "0.002", "--archiving", *(["--compress"] if compress else [])]
+    workers = [run_worker("write", directory, "--worker", str(n), "--count", "20000", *options)
+               for n in range(2)]
     for worker in workers:
         out, err = worker.communicate(timeout=120)
         assert worker.returncode == 0 and err == "", err
     assert names(directory) == []  # both closed: everything is in the archive
     found = all_records(directory)
     assert found == Counter({f"w{w}-{n}@example.com": 1 for w in range(2) for n in range(20_000)})
-    assert max(p.stat().st_size for p in (directory / "archive").iterdir()) <= 2000
+    archive = list((directory / "archive").iterdir())
+    assert all(p.name.endswith(".gz") == compress for p in archive)
+    if not compress:
+        assert max(p.stat().st_size for p in archive) <= 2000
 
 
 def test_a_killed_writer_loses_nothing_and_its_file_is_archived_at_the_next_start(
