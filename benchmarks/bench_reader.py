@@ -138,7 +138,8 @@ def measure(directory: Path, summary: bool) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--keep", type=Path, help="generate into (and keep) this directory")
+    parser.add_argument("--keep", type=Path,
+                        help="generate into (and keep) this directory; reuse what it holds")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--summary", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,10 +148,14 @@ def main() -> int:
         return 0
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-reader-"))
     try:
-        started = time.perf_counter()
-        directories = generate(root, args.records)
-        print(f"generated {args.records:,} records per layout in "
-              f"{time.perf_counter() - started:.1f} s under {root}", file=sys.stderr)
+        directories = {layout: root / layout.replace(".", "-") for layout in LAYOUTS}
+        if args.keep is not None and all(d.is_dir() for d in directories.values()):
+            print(f"reading the records generated before under {root}", file=sys.stderr)
+        else:
+            started = time.perf_counter()
+            directories = generate(root, args.records)
+            print(f"generated {args.records:,} records per layout in "
+                  f"{time.perf_counter() - started:.1f} s under {root}", file=sys.stderr)
         runs = [(layout, directory, False) for layout, directory in directories.items()]
         runs.append(("report (tsv)", directories["tsv"], True))
         # CPU seconds too: on a shared machine they say more than the wall clock

@@ -128,10 +128,7 @@ class Record:
     @property
     def domain(self) -> str | None:
         """The recipient's domain, lower case, without angle brackets or a trailing dot."""
-        rcpt = self.get("rcpt")
-        if not rcpt or "@" not in rcpt:
-            return None
-        return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
+        return domain_of(self.get("rcpt"))
 
     @property
     def job_id(self) -> str | None:
@@ -164,6 +161,13 @@ class Record:
             return None
         queued = self.schema.times.seconds(self.get("timeQueued"))
         return None if queued is None else self.logged - queued
+
+
+def domain_of(rcpt: str | None) -> str | None:
+    """The domain of a recipient address, lower case, without ``>`` or a trailing dot."""
+    if not rcpt or "@" not in rcpt:
+        return None
+    return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mta_logging.outcome import Kind
-from mta_logging.report.reader import ReadStats, Record, Schema
+from mta_logging.report.reader import ReadStats, Record, Schema, domain_of
 from mta_logging.report.times import wall_time
 
 OTHER = "(other)"
@@ -24,7 +24,7 @@ KIND_LABELS = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUN
 _INDEX = {kind: index for index, kind in enumerate(KINDS)}
 PERCENTILES = (50, 90, 99)
 _OTHER_REASON = (OTHER, "")
-_SUMMARY_FIELDS = ("vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat")
+_SUMMARY_FIELDS = ("rcpt", "vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat", "timeQueued")
 DEFAULT_MAX_KEYS = 100_000
 
 _REPLY_START = re.compile(r"\s*(\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?)?(.*)\Z", re.DOTALL)
@@ -206,10 +206,10 @@ class Summary:
             positions = self._positions[schema] = tuple(
                 schema.index.get(name) for name in _SUMMARY_FIELDS)
         values, unknown = record.values, schema.unknown
-        vmta, src_ip, status, message, category = [
+        rcpt, vmta, src_ip, status, message, category, queued = [
             None if position is None or values[position] in unknown else values[position]
             for position in positions]
-        _count(self.domains, record.domain or UNKNOWN, index)
+        _count(self.domains, domain_of(rcpt) or UNKNOWN, index)
         _count(self.vmtas, vmta or UNKNOWN, index)
         _count(self.src_ips, src_ip or UNKNOWN, index)
         logged = record.logged
@@ -220,9 +220,10 @@ class Summary:
             if self.last_logged is None or logged > self.last_logged:
                 self.last_logged = logged
         if index == 0:
-            seconds = record.queue_seconds
-            if seconds is not None:
-                self.queue_delay.add(seconds)
+            if logged is not None and queued is not None:
+                queued_at = schema.times.seconds(queued)
+                if queued_at is not None:
+                    self.queue_delay.add(logged - queued_at)
             return
         reason = (status or "", self._normalized(message))
         if index == 1:
