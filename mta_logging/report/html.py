@@ -35,9 +35,10 @@ body { margin: 0 auto; max-width: 1040px; padding: 16px 24px 48px; background: #
 h1 { font-size: 1.5rem; margin: 8px 0 4px; } h2 { font-size: 1.1rem; margin: 28px 0 8px; }
 p.meta { color: #59636e; margin: 0 0 16px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 14px;
-        flex: 1 1 0; min-width: 96px; }
-.card b { display: block; font-size: 1.35rem; } .card span { color: #59636e; font-size: .85rem; }
+.card { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 10px 12px;
+        flex: 1 1 auto; min-width: 96px; }
+.card b { display: block; font-size: 1.25rem; white-space: nowrap; }
+.card span { color: #59636e; font-size: .85rem; white-space: nowrap; }
 .chart { background: #fff; border: 1px solid #d8dee4; border-radius: 6px; padding: 8px; }
 .chart svg { display: block; width: 100%; height: auto; }
 .chart text { font-size: 11px; fill: #59636e; }
@@ -98,8 +99,8 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
         ("bounced", number(totals["bounced"])),
         ("delivery rate", percent(report["delivery_rate"])),
         ("queue delay p50", duration(delay["p50"])),
-        ("p90", duration(delay["p90"])),
-        ("p99", duration(delay["p99"])),
+        ("queue delay p90", duration(delay["p90"])),
+        ("queue delay p99", duration(delay["p99"])),
     ]
     parts = [
         "<!DOCTYPE html>",
