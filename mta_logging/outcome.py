@@ -11,21 +11,19 @@ from typing import Any
 
 
 class Kind(enum.Enum):
-    """What happened to a recipient. The value is the code written in the ``type`` field."""
+    """What happened to a recipient. The value is the code written in the ``type`` field.
+
+    ``level`` is the ``logging`` level records of this kind are emitted at; ``directory`` the
+    default directory name (and config key) of the kind: delivered, deferred, bounce. Both are
+    plain attributes, not properties: they are read for every record.
+    """
+
+    level: int  # set below, for every member
+    directory: str
 
     DELIVERED = "d"
     DEFERRED = "df"
     BOUNCE = "b"
-
-    @property
-    def level(self) -> int:
-        """The ``logging`` level records of this kind are emitted at."""
-        return _LEVELS[self]
-
-    @property
-    def directory(self) -> str:
-        """Default directory name (and config key) of this kind: delivered, deferred, bounce."""
-        return _NAMES[self]
 
     @classmethod
     def parse(cls, value: str | Kind) -> Kind:
@@ -43,12 +41,14 @@ class Kind(enum.Enum):
         return kind
 
 
-_LEVELS = {Kind.DELIVERED: logging.INFO, Kind.DEFERRED: logging.WARNING, Kind.BOUNCE: logging.ERROR}
-_NAMES = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounce"}
 _BY_TEXT: dict[str, Kind] = {}
-for _kind in Kind:
+for _kind, _level, _directory in ((Kind.DELIVERED, logging.INFO, "delivered"),
+                                  (Kind.DEFERRED, logging.WARNING, "deferred"),
+                                  (Kind.BOUNCE, logging.ERROR, "bounce")):
+    _kind.level = _level
+    _kind.directory = _directory
     _BY_TEXT[_kind.value] = _kind
-    _BY_TEXT[_NAMES[_kind]] = _kind
+    _BY_TEXT[_directory] = _kind
 _BY_TEXT["bounced"] = Kind.BOUNCE
 _BY_TEXT["t"] = Kind.DEFERRED  # the Haraka plugin named deferred files t.*
 
