@@ -229,7 +229,25 @@ def header_fields(header_line: str, separator: str = TAB) -> list[str]:
 
 def join_values(values: Iterable[str | None], separator: str = TAB, placeholder: str = "") -> str:
     """Escape and join values the way AccountingFormatter does (for tools that rewrite files)."""
-    if separator == TAB:
-        return TAB.join(placeholder if v is None else escape_tsv(v) for v in values)
-    line = separator.join(placeholder if v is None else escape_csv(v, separator) for v in values)
-    return line or '""'  # as the csv module writes a row of one empty value: not a blank line
+    if not isinstance(values, list | tuple):
+        values = list(values)  # read twice when a value needs escaping
+    line = separator.join([placeholder if v is None else v for v in values])
+    if line.count(separator) != len(values) - 1 or not _is_plain(line, separator):
+        line = separator.join(  # some value needs escaping (most lines take the way above)
+            placeholder if v is None else _escape(v, separator) for v in values)
+    if separator == TAB or line:
+        return line
+    return '""'  # as the csv module writes a row of one empty value: not a blank line
+
+
+def _escape(value: str, separator: str) -> str:
+    return escape_tsv(value) if separator == TAB else escape_csv(value, separator)
+
+
+def _is_plain(line: str, separator: str) -> bool:
+    """True if no value in ``line`` needs escaping, given that it holds no extra separator."""
+    if line.isascii():  # O(1), and rules out surrogates: three quick scans are enough
+        plain = "\\" not in line and "\n" not in line and "\r" not in line
+    else:
+        plain = _CSV_SPECIAL.search(line) is None
+    return plain and (separator == TAB or '"' not in line)
