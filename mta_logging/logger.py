@@ -11,6 +11,7 @@ from typing import Any
 from mta_logging.outcome import Kind, Outcome
 
 DEFAULT_LOGGER = "mta.accounting"
+_MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
 
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]+([245]\.\d{1,3}\.\d{1,3}))?")
 
@@ -45,18 +46,16 @@ class AccountingLogger:
     def record(self, outcome: Outcome) -> Outcome:
         """Emit an outcome built elsewhere."""
         logger = self.logger
-        level = outcome.kind.level
-        if logger.isEnabledFor(level):
+        kind = outcome.kind
+        if logger.isEnabledFor(kind.level):
             # makeRecord + handle instead of logger.log: the caller's frame is never wanted in
             # an accounting record, and looking it up costs more than formatting the line.
-            logger.handle(
-                logger.makeRecord(
-                    logger.name, level, "(accounting)", 0, "%s %s job %s: %s",
-                    (outcome.kind.directory, outcome.rcpt, outcome.job_id or "-",
-                     outcome.dsn_msg or outcome.dsn_status or "-"),
-                    None, extra={"outcome": outcome},
-                )
-            )
+            logger.handle(logger.makeRecord(
+                logger.name, kind.level, "(accounting)", 0, _MESSAGE,
+                (kind.directory, outcome.rcpt, outcome.job_id or "-",
+                 outcome.dsn_msg or outcome.dsn_status or "-"),
+                None, extra={"outcome": outcome},
+            ))
         return outcome
 
     def delivered(self, rcpt: str, **fields: Any) -> Outcome:
