@@ -11,8 +11,9 @@ recipient's local part:
     slow*       DATA reply delayed by ``slow_seconds`` (a destination that hangs)
     anything else: accepted (250 2.0.0)
 
-``tempfail_all = True`` makes it answer 451 to every RCPT (a destination that is down for a
-while); switch it back to let the queued mail through.
+``tempfail_all = True`` makes it answer 451 to every RCPT, and ``defer`` (a set of addresses)
+to those recipients (a destination that is down for a while); change them to let queued mail
+through. An accepted message gets ``250 2.0.0 Ok: delivered to <n> recipient(s)``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class _SinkHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         local = address.partition("@")[0].lower()
-        if self.sink.tempfail_all or local.startswith("tempfail"):
+        if self.sink.tempfail_all or local.startswith("tempfail") or address in self.sink.defer:
             return f"451 4.2.0 <{address}>: Mailbox busy, try again later"
         if local.startswith("reject"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -72,7 +73,7 @@ class _SinkHandler:
             mail_from=str(envelope.mail_from), rcpts=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"", helo=session.host_name,
             tls=session.ssl is not None, mail_options=tuple(envelope.mail_options)))
-        return f"250 2.0.0 Ok: queued as sink{len(self.sink.messages)}"
+        return f"250 2.0.0 Ok: delivered to {len(envelope.rcpt_tos)} recipient(s)"
 
 
 class _LoopThread:
@@ -108,6 +109,7 @@ class Sink:
         self.slow_seconds = slow_seconds
         self.smtputf8 = smtputf8
         self.tempfail_all = False
+        self.defer: set[str] = set()
         self.connections = 0
         self._protocols: list[SMTP] = []
         self.messages: list[SinkMessage] = []

@@ -53,7 +53,7 @@ async def test_one_result_per_recipient():
     assert [(r.index, r.kind, r.dsn_status) for r in results] == [
         (0, Kind.DELIVERED, "2.0.0"), (1, Kind.DEFERRED, "4.2.0"), (2, Kind.BOUNCE, "5.1.1"),
         (3, Kind.DELIVERED, "2.0.0")]
-    assert results[0].dsn_msg == "250 2.0.0 Ok: queued as sink1"
+    assert results[0].dsn_msg == "250 2.0.0 Ok: delivered to 2 recipient(s)"
     assert results[2].dsn_msg.startswith("550 5.1.1 <reject@x.test>: Recipient address rejected")
     assert {r.dest_ip for r in results} == {"127.0.0.1"}
     assert received.rcpts == ("ok@x.test", "ok2@x.test")

@@ -1,0 +1,270 @@
+"""End to end: `mta-logging relay` as a subprocess, a sink, smtplib, the accounting files.
+
+Everything runs on 127.0.0.1; the relay listens on a port it picks (``listen: ...:0``) and
+announces on stderr. Every wait has a deadline, and every relay started here is killed by its
+PID at the end of its test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from relay_sink import Sink, make_certificate
+
+from mta_logging.classify import bounce_category
+from mta_logging.formatters import header_fields, split_line
+from mta_logging.relay.passwords import hash_password
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "mta-logging relay: listening on"
+MESSAGE = (b"From: sender@example.test\r\nTo: list@example.test\r\nSubject: e2e\r\n"
+           b"X-Campaign: spring-sale\r\n\r\nHello.\r\n.A line with a leading dot.\r\n")
+
+
+class RelayProcess:
+    """The relay in a subprocess, working in ``workdir`` with ``config`` as its relay.yaml."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.log = workdir / "relay.log"
+        (workdir / "relay.yaml").write_text(yaml.safe_dump(config))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mta_logging.cli", "relay", "--config", "relay.yaml"],
+                cwd=workdir, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        self.port = self._wait_ready(timeout=30)
+
+    def _wait_ready(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log.read_text().splitlines():
+                if line.startswith(READY):
+                    return int(line.split()[4].rsplit(":", 1)[1])
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.process.kill()
+        raise AssertionError(f"the relay did not start:\n{self.log.read_text()}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+        return self.process.wait(timeout)
+
+
+@contextmanager
+def relay(workdir: Path, config: dict[str, Any]) -> Iterator[RelayProcess]:
+    process = RelayProcess(workdir, config)
+    try:
+        yield process
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait(10)
+
+
+def base_config(sink_port: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "listen": "127.0.0.1:0", "hostname": "relay.example.test",
+        "relay_networks": ["127.0.0.0/8"], "spool_dir": "./spool", "vmta": "vmta-1",
+        "routes": {"*": f"127.0.0.1:{sink_port}"},
+        "retry": {"intervals": [60], "max_queue_lifetime": 432000},
+        "timeouts": {"connect": 5, "command": 5, "data": 5},
+        "accounting": {"path": "./accounting", "fields": {"delivered": [
+            "type", "timeLogged", "timeQueued", "rcpt", "srcMta", "srcIp", "destIp", "vmta",
+            "jobId", "dsnStatus", "dsnMsg", "custom_X-Campaign"]}},
+        **overrides,
+    }
+
+
+def send(port: int, rcpts: list[str], message: bytes = MESSAGE) -> str:
+    """Send one message; the relay's job id (from "250 ... queued as <id>")."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("sender@example.test")
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt)
+            assert code == 250, (rcpt, code, text)
+        code, text = client.data(message)
+    assert code == 250, text
+    match = re.search(rb"queued as ([0-9A-F]+)", text)
+    assert match, text
+    return match.group(1).decode()
+
+
+def records(workdir: Path) -> list[dict[str, str]]:
+    """Every accounting record written under workdir/accounting, as field → value."""
+    found = []
+    for path in sorted((workdir / "accounting").rglob("*.tsv")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        names = header_fields(lines[0])
+        found += [dict(zip(names, split_line(line), strict=True)) for line in lines[1:]]
+    return found
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def without_times(record: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in record.items() if k not in ("timeLogged", "timeQueued")}
+
+
+def test_mixed_outcomes_each_recipient_recorded_exactly(tmp_path):
+    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
+        job1 = send(running.port, ["ok1@a.test", "tempfail@a.test", "reject@a.test",
+                                   "ok2@b.test"])
+        job2 = send(running.port, ["ok3@a.test", "reject2@b.test"])
+        wait_until(lambda: len(records(tmp_path)) == 6, what="six accounting records")
+        assert running.stop() == 0  # SIGTERM drains and exits cleanly
+        delivered_to = sorted(sink.delivered())
+        received = list(sink.messages)
+
+    assert delivered_to == ["ok1@a.test", "ok2@b.test", "ok3@a.test"]
+    for message in received:
+        assert message.helo == "relay.example.test"
+        assert message.content.startswith(b"Received: from client.test ([127.0.0.1])\r\n"
+                                          b"\tby relay.example.test (mta-logging) with ESMTP id ")
+        assert message.content.endswith(MESSAGE)
+
+    found = records(tmp_path)
+    for record in found:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", record["timeQueued"])
+        assert record["timeLogged"] >= record["timeQueued"]
+    common = {"srcMta": "relay.example.test", "srcIp": "127.0.0.1", "vmta": "vmta-1"}
+    delivered = {"type": "d", "destIp": "127.0.0.1", "dsnStatus": "2.0.0",
+                 "custom_X-Campaign": "spring-sale", **common}
+
+    def bounce(rcpt: str, job: str) -> dict[str, str]:
+        text = f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+        return {"type": "b", "rcpt": rcpt, "jobId": job, "dsnStatus": "5.1.1", "dsnMsg": text,
+                "bounceCat": bounce_category(550, "5.1.1", text), **common}
+
+    expected = [
+        {**delivered, "rcpt": "ok1@a.test", "jobId": job1,
+         "dsnMsg": "250 2.0.0 Ok: delivered to 1 recipient(s)"},
+        {**delivered, "rcpt": "ok2@b.test", "jobId": job1,
+         "dsnMsg": "250 2.0.0 Ok: delivered to 1 recipient(s)"},
+        {**delivered, "rcpt": "ok3@a.test", "jobId": job2,
+         "dsnMsg": "250 2.0.0 Ok: delivered to 1 recipient(s)"},
+        {"type": "df", "rcpt": "tempfail@a.test", "jobId": job1, "dsnStatus": "4.2.0",
+         "dsnMsg": "451 4.2.0 <tempfail@a.test>: Mailbox busy, try again later", "delay": "60",
+         **common},
+        bounce("reject@a.test", job1),
+        bounce("reject2@b.test", job2),
+    ]
+    def by_kind_and_rcpt(record: dict[str, str]) -> tuple[str, str]:
+        return record["type"], record["rcpt"]
+
+    assert (sorted(map(without_times, found), key=by_kind_and_rcpt)
+            == sorted(expected, key=by_kind_and_rcpt))
+    # the deferred recipient stays queued across the clean shutdown
+    assert [p.name for p in (tmp_path / "spool" / "queue").iterdir()] == [job1]
+
+
+def test_after_a_crash_queued_mail_is_delivered_once(tmp_path):
+    with Sink() as sink:
+        config = base_config(sink.port, retry={"intervals": [0.5], "max_queue_lifetime": 3600})
+        sink.defer = {f"later{n}@x.test" for n in range(3)}
+        with relay(tmp_path, config) as first:
+            jobs = [send(first.port, [f"now{n}@x.test", f"later{n}@x.test"]) for n in range(3)]
+            wait_until(lambda: len(sink.delivered()) == 3, what="the first deliveries")
+            wait_until(lambda: sum(r["type"] == "df" for r in records(tmp_path)) >= 3,
+                       what="deferred records")
+            first.stop(signal.SIGKILL)  # a crash: no draining, nothing flushed on purpose
+        assert sorted(p.name for p in (tmp_path / "spool" / "queue").iterdir()) == sorted(jobs)
+
+        sink.defer = set()
+        with relay(tmp_path, config) as second:
+            wait_until(lambda: len(sink.delivered()) == 6, what="delivery after the restart")
+            assert second.stop() == 0
+        delivered_to = sink.delivered()
+
+    assert sorted(delivered_to) == sorted(
+        [f"now{n}@x.test" for n in range(3)] + [f"later{n}@x.test" for n in range(3)])
+    delivered_records = [r["rcpt"] for r in records(tmp_path) if r["type"] == "d"]
+    assert sorted(delivered_records) == sorted(delivered_to)  # once each, nothing twice
+    assert list((tmp_path / "spool" / "queue").iterdir()) == []
+
+
+def test_clients_outside_the_relay_networks_are_refused(tmp_path):
+    config = base_config(9, relay_networks=["10.0.0.0/8"])
+    with relay(tmp_path, config) as running, \
+            smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+        client.ehlo("outsider.test")
+        client.mail("spammer@example.test")
+        code, text = client.rcpt("victim@example.org")
+        assert (code, text) == (550, b"5.7.1 <victim@example.org>: Relay access denied")
+        assert "auth" not in client.esmtp_features  # no TLS configured: no AUTH either
+        assert client.noop()[0] == 250
+    assert not (tmp_path / "spool" / "queue").exists() or \
+        list((tmp_path / "spool" / "queue").iterdir()) == []
+
+
+def test_authenticated_clients_relay_from_anywhere_over_tls_only(tmp_path):
+    files = make_certificate(tmp_path)
+    if files is None:
+        pytest.skip("openssl is not installed")
+    cert, key = files
+    with Sink() as sink:
+        config = base_config(sink.port, relay_networks=["10.0.0.0/8"],
+                             tls={"cert": str(cert), "key": str(key)},
+                             auth_users={"alice": hash_password("s3cret", iterations=1000)})
+        with relay(tmp_path, config) as running, \
+                smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.ehlo("roaming.test")
+            assert "auth" not in client.esmtp_features  # not before STARTTLS
+            client.starttls(context=ssl._create_unverified_context())
+            client.ehlo("roaming.test")
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                client.login("alice", "wrong")
+            client.login("alice", "s3cret")
+            client.sendmail("alice@example.test", ["friend@example.org"], MESSAGE)
+            wait_until(lambda: sink.delivered() == ["friend@example.org"], what="delivery")
+        assert b" with ESMTPSA id " in sink.messages[0].content
+
+
+def test_bad_input_gets_clear_replies_and_the_relay_keeps_going(tmp_path):
+    config = base_config(0, max_message_size=2000)
+    with Sink() as sink, relay(tmp_path, {**config, "routes": {"*": f"127.0.0.1:{sink.port}"}}) \
+            as running, smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+        assert client.docmd("HELO")[0] == 501
+        assert client.docmd("FROBNICATE")[0] == 500
+        client.ehlo("client.test")
+        assert client.docmd("MAIL TO:<x@y.test>")[0] == 501
+        assert client.docmd("RCPT TO:<x@y.test>")[0] == 503
+        client.command_encoding = "utf-8"
+        assert client.docmd("MAIL FROM:<josé@example.test>") == (
+            553, b"5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter")
+        client.send(b"MAIL FROM:<\xff\xfe@example.test> SMTPUTF8\r\n")  # not UTF-8 at all
+        assert client.getreply() == (553, b"5.6.7 Error: address is not valid UTF-8")
+        assert client.docmd("MAIL FROM:<a@example.test> SIZE=999999")[0] == 552
+        client.mail("a@example.test")
+        assert client.rcpt("no-domain")[0] == 501
+        assert client.rcpt("ok@x.test")[0] == 250
+        code, _ = client.data(b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 40)
+        assert code == 552
+        client.rset()
+        client.mail("a@example.test", ["SMTPUTF8"])
+        client.rcpt("josé@x.test")
+        assert client.data(b"Subject: utf8\r\n\r\nol\xc3\xa1\r\n")[0] == 250
+        wait_until(lambda: sink.delivered() == ["josé@x.test"], what="the SMTPUTF8 delivery")
+        assert client.noop()[0] == 250
