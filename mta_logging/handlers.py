@@ -326,6 +326,12 @@ class AccountingFileHandler(logging.Handler):
             file = self._file
             assert file is not None
         self._file = None
+        if file.torn:
+            try:
+                os.ftruncate(file.fd, file.size)
+                file.torn = False
+            except OSError:
+                self._report(f"cutting a failed write back out of {file.path}")
         if not file.records and not self.archive_empty:
             file.path.unlink(missing_ok=True)  # nothing but a header: nothing to keep
             os.close(file.fd)
