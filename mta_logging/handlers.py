@@ -381,10 +381,13 @@ class AccountingFileHandler(logging.Handler):
             start=hint if hint_name == file.name else 0, hidden=self.compress)
         if number >= 0:
             self._archive_hint = (file.name, number + 1)
-        os.unlink(file.path)
+        file.path.unlink(missing_ok=True)  # (missing: someone removed it meanwhile; it is moved)
         if self.fsync != "never":
-            _archive.fsync_directory(self.archive_dir)
-            _archive.fsync_directory(file.path.parent)
+            try:
+                _archive.fsync_directory(self.archive_dir)
+                _archive.fsync_directory(file.path.parent)
+            except OSError:  # the move is done; only its durability is in doubt
+                self._report(f"saving the move of {file.path} to disk")
         return target
 
     def _prune(self, now: float) -> None:
