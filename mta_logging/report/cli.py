@@ -8,7 +8,12 @@ from pathlib import Path
 
 from mta_logging.errors import ConfigError
 from mta_logging.report import render
-from mta_logging.report.options import add_input_arguments, finish, reader_from_args
+from mta_logging.report.options import (
+    add_input_arguments,
+    finish,
+    reader_from_args,
+    stdout_reader_may_leave,
+)
 from mta_logging.report.summary import Summary
 
 
@@ -39,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
         Path(args.html).write_text(to_html(report), encoding="utf-8")
         print(f"mta-logging report: wrote {args.html}", file=sys.stderr)
-    elif args.json:
-        sys.stdout.write(render.to_json(report))
-    elif args.csv:
-        sys.stdout.write(render.to_csv(report))
     else:
-        sys.stdout.write(render.to_table(report))
+        text = (render.to_json(report) if args.json else render.to_csv(report) if args.csv
+                else render.to_table(report))
+        with stdout_reader_may_leave():
+            sys.stdout.write(text)
+            sys.stdout.flush()
     return 0

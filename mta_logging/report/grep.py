@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,12 @@ from typing import TextIO
 
 from mta_logging.fields import parse_fields
 from mta_logging.formatters import check_separator, join_values
-from mta_logging.report.options import add_input_arguments, finish, reader_from_args
+from mta_logging.report.options import (
+    add_input_arguments,
+    finish,
+    reader_from_args,
+    stdout_reader_may_leave,
+)
 from mta_logging.report.reader import Reader, Record
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -43,22 +47,18 @@ def run(args: argparse.Namespace) -> int:
     separator = check_separator(args.separator)
     fields = output_fields(reader, args.fields)
     try:
-        if args.count:
-            matched = sum(1 for _record in reader)
-            print(matched)
-        elif args.json:
-            matched = write_json(reader, fields, sys.stdout)
-        else:
-            matched = write_separated(reader, fields, separator, sys.stdout,
-                                      header=not args.no_header)
-    except BrokenPipeError:
-        # the reader of our output (head, less) has gone: stop quietly, as grep does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        with stdout_reader_may_leave():
+            if args.count:
+                print(sum(1 for _record in reader))
+            elif args.json:
+                write_json(reader, fields, sys.stdout)
+            else:
+                write_separated(reader, fields, separator, sys.stdout,
+                                header=not args.no_header)
+            sys.stdout.flush()
     finally:
         finish(reader, warnings)
-    return 0 if matched else 1
+    return 0 if reader.stats.matched else 1
 
 
 def value_of(record: Record, name: str) -> str | None:

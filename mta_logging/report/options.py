@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -123,3 +126,13 @@ def finish(reader: Reader, warnings: Warnings) -> None:
     if isinstance(reader.on_progress, Progress):
         reader.on_progress.finish()
     warnings.finish()
+
+
+@contextlib.contextmanager
+def stdout_reader_may_leave() -> Iterator[None]:
+    """When the reader of our output (``head``, ``less``) goes away, stop quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
