@@ -18,6 +18,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -348,6 +349,21 @@ def test_grep_count_and_exit_status(acct: Path, capsys: pytest.CaptureFixture[st
     assert run(capsys, "grep", "--count", "--kind", "deferred", str(acct))[:2] == (0, "8\n")
     assert run(capsys, "grep", "--count", "--domain", "nowhere.test", str(acct))[:2] == (
         1, "0\n")
+
+
+def test_grep_stops_quietly_when_its_reader_goes_away(tmp_path: Path) -> None:
+    handler = AccountingFileHandler(Kind.DELIVERED, path=tmp_path)
+    for index in range(5000):
+        emit(handler, Kind.DELIVERED, DAY, f"user{index}@example.com", dsn_msg="250 " + "x" * 80)
+    handler.close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    grep = subprocess.Popen([sys.executable, "-m", "mta_logging.cli", "grep", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert grep.stdout is not None and grep.stderr is not None
+    assert grep.stdout.readline().startswith(b"type\t")
+    grep.stdout.close()  # as `| head -1` does
+    assert grep.wait(timeout=60) == 0
+    assert grep.stderr.read() == b""
 
 
 def test_configure_and_accounting_logger_output_reads_back(
