@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta_logging.relay import spool as spool_module
 from mta_logging.relay.spool import Envelope, QueuedMessage, Spool, new_queue_id
 
 ENVELOPE = Envelope("sender@example.test", ("a@one.test", "b@two.test", "c@one.test"),
@@ -98,3 +102,38 @@ def test_queue_ids_are_unique_and_sort_by_arrival():
 def test_a_new_message_has_every_recipient_pending():
     message = QueuedMessage("Q", ENVELOPE)
     assert message.pending() == [0, 1, 2] and not message.complete
+
+
+def test_directory_sync_serves_many_threads_with_fewer_fsyncs(tmp_path, monkeypatch):
+
+    fsyncs = []
+
+    def slow_fsync(directory):
+        fsyncs.append(directory)
+        time.sleep(0.02)
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", slow_fsync)
+    syncer = spool_module.DirectorySync(tmp_path)
+    threads = [threading.Thread(target=syncer.sync) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert 1 <= len(fsyncs) < 20
+
+
+def test_a_failed_directory_sync_is_reported_and_the_next_caller_retries(tmp_path, monkeypatch):
+
+    outcomes = iter([OSError(5, "Input/output error"), None])
+
+    def flaky_fsync(directory):
+        error = next(outcomes)
+        if error is not None:
+            raise error
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", flaky_fsync)
+    syncer = spool_module.DirectorySync(tmp_path)
+    with pytest.raises(OSError):
+        syncer.sync()
+    syncer.sync()

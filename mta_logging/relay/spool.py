@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class Spool:
         self.tmp_dir = root / "tmp"
         self.queue_dir = root / "queue"
         self.state_dir = root / "state"
+        self._queue_dir_sync = DirectorySync(self.queue_dir)
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> Spool:
@@ -128,7 +130,7 @@ class Spool:
             raise
         os.close(fd)
         os.rename(tmp_path, self.queue_dir / queue_id)
-        _fsync_dir(self.queue_dir)
+        self._queue_dir_sync.sync()
 
     def read_content(self, queue_id: str) -> bytes:
         """The message bytes (after the envelope line)."""
@@ -215,6 +217,43 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+class DirectorySync:
+    """fsync of a directory shared by the threads that need one (group commit).
+
+    ``sync()`` returns once an fsync of the directory that *started after the call* has
+    finished, so every rename the caller made before is on disk. Threads that arrive while an
+    fsync is running wait for the next one, and one fsync then serves all of them.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._changed = threading.Condition()
+        self._requested = 0  # sync() calls so far
+        self._done = 0  # requests covered by a finished fsync
+        self._running = False
+
+    def sync(self) -> None:
+        with self._changed:
+            self._requested += 1
+            ticket = self._requested
+            while self._done < ticket:
+                if self._running:
+                    self._changed.wait()
+                    continue
+                self._running = True
+                covered = self._requested
+                try:
+                    self._changed.release()
+                    try:
+                        _fsync_dir(self.directory)
+                    finally:
+                        self._changed.acquire()
+                finally:
+                    self._running = False
+                    self._changed.notify_all()
+                self._done = max(self._done, covered)
 
 
 def _fsync_dir(directory: Path) -> None:
