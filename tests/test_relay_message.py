@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mta_logging.relay.message import parse_headers, protocol_name, received_header
+from mta_logging.relay.message import hop_count, parse_headers, protocol_name, received_header
 
 
 def test_headers_first_occurrence_unfolded():
@@ -45,3 +45,8 @@ def test_protocol_names():
     assert protocol_name(esmtp=False, tls=False, authenticated=False, smtputf8=False) == "SMTP"
     assert protocol_name(esmtp=True, tls=True, authenticated=True, smtputf8=False) == "ESMTPSA"
     assert protocol_name(esmtp=True, tls=False, authenticated=False, smtputf8=True) == "UTF8SMTP"
+
+
+def test_hop_count_reads_only_the_header():
+    content = b"Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: in the body\r\n"
+    assert hop_count(content) == 2

@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mta_logging.relay.config import RelaySettings
-from mta_logging.relay.message import protocol_name, received_header
+from mta_logging.relay.message import hop_count, protocol_name, received_header
 from mta_logging.relay.passwords import verify_password
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import RelaySMTP
@@ -28,6 +28,7 @@ from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 _log = logging.getLogger("mta_logging.relay.inbound")
 
 NULL_SENDER = "<>"
+MAX_HOPS = 100  # Received fields a message may already have (RFC 5321 §6.3 suggests 100)
 
 
 def address_problem(address: str, smtputf8: bool) -> str | None:
@@ -99,6 +100,10 @@ class RelayHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if hop_count(envelope.original_content or b"") >= MAX_HOPS:
+            _log.warning("refused a message with %d or more Received fields (a mail loop?)",
+                         MAX_HOPS)
+            return "554 5.4.6 Error: too many hops, this message is looping"
         queue_id = new_queue_id()
         now = self.clock()
         client_ip = str(session.peer[0]) if session.peer else None

@@ -6,6 +6,7 @@ import re
 from email.utils import formatdate
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
 
@@ -25,6 +26,12 @@ def parse_headers(content: bytes) -> dict[str, str]:
         if colon and name and name not in headers:
             headers[name] = value.strip()
     return headers
+
+
+def hop_count(content: bytes) -> int:
+    """How many ``Received:`` fields the message carries (RFC 5321 §6.3 loop detection)."""
+    end = _HEADER_END.search(content)
+    return len(_RECEIVED.findall(content, 0, end.start() if end else len(content)))
 
 
 def protocol_name(*, esmtp: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
