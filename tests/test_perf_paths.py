@@ -79,6 +79,20 @@ def test_kind_attributes() -> None:
     assert Kind("df") is Kind.DEFERRED is Kind.parse("t")
 
 
+def test_outcome_puts_every_argument_in_its_own_field() -> None:
+    headers, extra = {"X-Campaign": "spring"}, {"app": 1}
+    built = AccountingLogger.outcome(
+        "b", "rcpt@example.com", time_queued=1.0, src_mta="src_mta", src_ip="src_ip",
+        dest_ip="dest_ip", vmta="vmta", job_id=7, dsn_status="dsn_status", dsn_msg="dsn_msg",
+        delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
+    assert built == Outcome(
+        kind=Kind.BOUNCE, rcpt="rcpt@example.com", time_queued=1.0, src_mta="src_mta",
+        src_ip="src_ip", dest_ip="dest_ip", vmta="vmta", job_id="7", dsn_status="dsn_status",
+        dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
+    bare = AccountingLogger.outcome(Kind.DELIVERED, "a@example.com")
+    assert (bare.headers, bare.extra) == ({}, {}) and bare.headers is not bare.extra
+
+
 class Keep(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
