@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mta_logging.outcome import Kind, Outcome
+from mta_logging.relay import message
 from mta_logging.relay.message import hop_count, parse_headers, protocol_name, received_header
 
 
@@ -50,3 +52,20 @@ def test_protocol_names():
 def test_hop_count_reads_only_the_header():
     content = b"Received: a\r\nreceived: b\r\nSubject: x\r\n\r\nReceived: in the body\r\n"
     assert hop_count(content) == 2
+
+
+def test_message_headers_is_a_lazy_mapping_with_the_same_fields(monkeypatch):
+    content = b"Subject: hi\r\nX-Campaign: c1\r\n\r\nX-Body: no\r\n"
+    parsed = []
+    real_parse = message.parse_headers
+
+    def counting_parse(block: bytes) -> dict[str, str]:
+        parsed.append(1)
+        return real_parse(block)
+
+    monkeypatch.setattr(message, "parse_headers", counting_parse)
+    headers = message.MessageHeaders(content)
+    assert parsed == []  # nothing parsed until someone looks
+    assert Outcome(Kind.DELIVERED, "a@b", headers=headers).header("x-campaign") == "c1"
+    assert dict(headers) == {"Subject": "hi", "X-Campaign": "c1"}
+    assert parsed == [1]

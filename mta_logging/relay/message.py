@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from email.utils import formatdate
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -26,6 +27,36 @@ def parse_headers(content: bytes) -> dict[str, str]:
         if colon and name and name not in headers:
             headers[name] = value.strip()
     return headers
+
+
+class MessageHeaders(Mapping[str, str]):
+    """A message's header fields as a read-only mapping, parsed on first use.
+
+    Accounting records carry the headers for ``custom_<Header>`` fields, which most
+    configurations do not use; then the header block is never parsed at all.
+    """
+
+    __slots__ = ("_block", "_fields")
+
+    def __init__(self, content: bytes) -> None:
+        end = _HEADER_END.search(content)
+        self._block = content[: end.start()] if end else content
+        self._fields: dict[str, str] | None = None
+
+    def _parsed(self) -> dict[str, str]:
+        if self._fields is None:
+            self._fields = parse_headers(self._block)
+            self._block = b""
+        return self._fields
+
+    def __getitem__(self, name: str) -> str:
+        return self._parsed()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
 
 
 def hop_count(content: bytes) -> int:

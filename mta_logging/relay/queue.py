@@ -14,14 +14,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
-from mta_logging.relay.message import parse_headers
+from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool
 
@@ -125,9 +125,14 @@ class DeliveryQueue:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
         content = message.content
         if content is None:
-            content = await self._in_thread(self.spool.read_content, message.queue_id)
+            try:
+                content = await self._in_thread(self.spool.read_content, message.queue_id)
+            except FileNotFoundError:
+                _log.error("queue %s: the queue file is gone (removed by hand?); message "
+                           "dropped", message.queue_id)
+                return
         message.content = None
-        headers = parse_headers(content) if self.accounting is not None else {}
+        headers = MessageHeaders(content)
         retry = self.settings.retry
         remaining = message.envelope.time_queued + retry.max_queue_lifetime - self.clock()
         expired = remaining <= 0
@@ -156,7 +161,7 @@ class DeliveryQueue:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
-                      expired: bool, headers: dict[str, str]) -> None:
+                      expired: bool, headers: Mapping[str, str]) -> None:
         """Journal the final results (or remove a finished message), then record them all."""
         entries = []
         for result in results:
@@ -178,7 +183,7 @@ class DeliveryQueue:
             self._record(message, result, delay, headers, expired)
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
-                headers: dict[str, str], expired: bool) -> None:
+                headers: Mapping[str, str], expired: bool) -> None:
         rcpt = message.envelope.rcpts[result.index]
         _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
                    result.dsn_msg)
