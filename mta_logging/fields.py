@@ -150,7 +150,7 @@ def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extr
     names = parse_fields(fields)
     times = times or TimeText()
     namespace: dict[str, Any] = {
-        "logged": times,
+        "logged": times.__call__,  # a bound method is quicker to call than the instance
         # its own one-second cache: the queued time is rarely in the logged time's second
         "queued": TimeText(times.time_format, times.utc),
         "text": _text,

@@ -229,7 +229,7 @@ def header_fields(header_line: str, separator: str = TAB) -> list[str]:
 
 def join_values(values: Iterable[str | None], separator: str = TAB, placeholder: str = "") -> str:
     """Escape and join values the way AccountingFormatter does (for tools that rewrite files)."""
-    if not isinstance(values, list | tuple):
+    if not isinstance(values, (list, tuple)):
         values = list(values)  # read twice when a value needs escaping
     line = separator.join([placeholder if v is None else v for v in values])
     if line.count(separator) != len(values) - 1 or not _is_plain(line, separator):

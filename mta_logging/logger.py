@@ -50,12 +50,12 @@ class AccountingLogger:
         if logger.isEnabledFor(kind.level):
             # makeRecord + handle instead of logger.log: the caller's frame is never wanted in
             # an accounting record, and looking it up costs more than formatting the line.
-            logger.handle(logger.makeRecord(
+            record = logger.makeRecord(
                 logger.name, kind.level, "(accounting)", 0, _MESSAGE,
                 (kind.directory, outcome.rcpt, outcome.job_id or "-",
-                 outcome.dsn_msg or outcome.dsn_status or "-"),
-                None, extra={"outcome": outcome},
-            ))
+                 outcome.dsn_msg or outcome.dsn_status or "-"), None)
+            record.outcome = outcome  # what extra={"outcome": ...} does, without its checks
+            logger.handle(record)
         return outcome
 
     def delivered(self, rcpt: str, **fields: Any) -> Outcome:
