@@ -1,0 +1,245 @@
+"""What the benchmark scripts share: the record, the timing loop, child processes, the table.
+
+Every implementation writes the same 10-field delivered line (the default delivered fields)
+with the same values, one OS write per record (flushed before the call returns). Each
+implementation runs in a fresh interpreter (``--child NAME``), so that one library's imports,
+handlers or threads cannot slow another down, and so that peak RSS is its own. Rounds are
+interleaved (A B C, A B C, ...) and the best round of each implementation is reported: on a
+shared machine, the best round is the one least disturbed by other work.
+
+Competitors get the values ready-made as ``%`` arguments (the time text cached per second, as
+ours is), and nothing is escaped for them: the most favourable setup for them there is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from mta_logging.fields import DEFAULT_FIELDS, TimeText  # noqa: E402
+from mta_logging.outcome import Kind  # noqa: E402
+
+FIELDS = DEFAULT_FIELDS[Kind.DELIVERED]
+BASELINE = "stdlib RotatingFileHandler"
+BIG_FILE = 1000  # megabytes: rotation is on, but does not happen during a run
+ROTATE_EVERY = 3600  # seconds, for the implementations that also rotate by time
+BATCH = 1000
+
+SRC_MTA = "mx1.sender.example"
+SRC_IP = "192.0.2.10"
+DEST_IP = "203.0.113.7"
+VMTA = "pool-a"
+DSN_STATUS = "2.0.0"
+DSN_MSG = "250 2.0.0 OK queued as 4XyZ1AbCdEfGhIjK"  # 40 characters, like a real reply
+RECIPIENTS = tuple(f"user{i:04d}@example{i % 17}.com" for i in range(1000))
+JOB_IDS = tuple(f"job-{i:06d}" for i in range(100))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The values of record ``i``: a recipient and job from small rotating sets."""
+
+    time_queued: float
+
+    def rcpt(self, i: int) -> str:
+        return RECIPIENTS[i % len(RECIPIENTS)]
+
+    def job_id(self, i: int) -> str:
+        return JOB_IDS[i % len(JOB_IDS)]
+
+    def keywords(self, i: int) -> dict[str, Any]:
+        """Keyword arguments of ``AccountingLogger.delivered`` (besides the recipient)."""
+        return {"time_queued": self.time_queued, "src_mta": SRC_MTA, "src_ip": SRC_IP,
+                "dest_ip": DEST_IP, "vmta": VMTA, "job_id": self.job_id(i),
+                "dsn_status": DSN_STATUS, "dsn_msg": DSN_MSG}
+
+
+def sample() -> Sample:
+    return Sample(time_queued=float(int(time.time()) - 42))
+
+
+class LineValues:
+    """The 10 values of the delivered line as text, for implementations that are not ours."""
+
+    def __init__(self, data: Sample) -> None:
+        self.data = data
+        self.logged = TimeText()
+        self.queued = TimeText()(data.time_queued)
+
+    def __call__(self, i: int) -> tuple[str, ...]:
+        data = self.data
+        return ("d", self.logged(time.time()), self.queued, data.rcpt(i), SRC_MTA, SRC_IP, VMTA,
+                data.job_id(i), DSN_STATUS, DSN_MSG)
+
+
+Writer = Callable[[int], None]
+
+
+def stdlib_logger(handler: logging.Handler) -> logging.Logger:
+    """The logger "bench", writing only to ``handler``, the message alone."""
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("bench")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def configure_ours(directory: Path, **settings: Any) -> None:
+    """Our handlers on "mta.accounting": archiving on, size and time rotation on."""
+    import mta_logging
+
+    mta_logging.configure({"path": str(directory), "archiving": True,
+                           "archive_interval": ROTATE_EVERY, "max_size": BIG_FILE, **settings})
+
+
+PERCENT_LINE = "\t".join(["%s"] * len(FIELDS))
+BRACE_LINE = "\t".join(["{}"] * len(FIELDS))
+
+
+@dataclass
+class Measured:
+    count: int
+    elapsed: float  # wall-clock seconds
+    cpu: float  # CPU seconds of this process (all threads, user + system)
+
+
+def measure(write: Callable[[int], None], seconds: float) -> Measured:
+    """Call ``write(i)`` in batches until ``seconds`` have passed."""
+    for i in range(BATCH):  # warm-up: files open, caches filled
+        write(i)
+    count = 0
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for i in range(count, count + BATCH):
+            write(i)
+        count += BATCH
+        now = time.perf_counter()
+        if now >= deadline:
+            return Measured(count, now - start, time.process_time() - cpu_start)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def report_child(measured: Measured, **extra: Any) -> None:
+    """A child's result: one JSON line on stdout."""
+    print(json.dumps({**asdict(measured), "rss_mb": peak_rss_mb(), **extra}), flush=True)
+
+
+def run_child(script: str, name: str, seconds: float, *extra: str) -> dict[str, Any]:
+    """Run ``script --child name`` in a fresh interpreter; its JSON result."""
+    done = subprocess.run(
+        [sys.executable, script, "--child", name, "--seconds", str(seconds), *extra],
+        capture_output=True, text=True, check=False, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{done.stderr}")
+    if done.stderr.strip():
+        print(f"[{name}] {done.stderr.strip()}", file=sys.stderr)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@dataclass
+class Row:
+    name: str
+    rate: float  # records per wall-clock second
+    cpu_rate: float  # records per CPU second: less disturbed by other work on the machine
+    rss_mb: float
+
+
+def compare(script: str, names: Sequence[str], rounds: int, seconds: float) -> list[Row]:
+    """Interleaved rounds of every implementation; each one's best round."""
+    best: dict[str, Row] = {}
+    for round_number in range(1, rounds + 1):
+        for name in names:
+            result = run_child(script, name, seconds)
+            row = Row(name, result["count"] / result["elapsed"],
+                      result["count"] / max(result["cpu"], 1e-9), result["rss_mb"])
+            print(f"  round {round_number}: {name:<44} {row.rate:>10,.0f} records/s "
+                  f"{row.cpu_rate:>10,.0f} per CPU-s", file=sys.stderr)
+            if name not in best or row.rate > best[name].rate:
+                best[name] = row
+    return [best[name] for name in names]
+
+
+def table(rows: Sequence[Row], baseline: str = BASELINE) -> str:
+    """Markdown table: implementation, records/s, ratio to the baseline, peak RSS."""
+    base = next(row for row in rows if row.name == baseline)
+    lines = ["| implementation | records/s | × " + baseline + " | records/CPU-s | × (CPU) "
+             "| peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row.name} | {row.rate:,.0f} | {row.rate / base.rate:.2f} | "
+                     f"{row.cpu_rate:,.0f} | {row.cpu_rate / base.cpu_rate:.2f} | "
+                     f"{row.rss_mb:.1f} |")
+    return "\n".join(lines)
+
+
+def target(rows: Sequence[Row], ours: str, theirs: str, at_least: float) -> str:
+    """One line saying whether ``ours`` reaches ``at_least`` times ``theirs``."""
+    rates = {row.name: row.rate for row in rows}
+    ratio = rates[ours] / rates[theirs]
+    verdict = "met" if ratio >= at_least else "NOT met"
+    return f"- {ours} / {theirs} = {ratio:.2f} (target ≥ {at_least}): {verdict}"
+
+
+def machine() -> str:
+    """nproc, CPU model, Python version, date: the line to put above a table."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, {_dt.date.today().isoformat()}")
+
+
+def arguments(description: str, rounds: int, seconds: float,
+              child_options: Sequence[str] = ()) -> argparse.Namespace:
+    """Common options: ``--quick`` (or ``BENCH_QUICK=1``), ``--rounds``, ``--seconds``; and
+    hidden ``--child`` plus ``child_options`` (text) that a script passes to its children."""
+    parser = argparse.ArgumentParser(description=description)
+    for option in child_options:
+        parser.add_argument("--" + option.replace("_", "-"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true",
+                        default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+                        help="one short round (also: BENCH_QUICK=1)")
+    parser.add_argument("--rounds", type=int, default=None, help=f"default {rounds}")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help=f"seconds per implementation and round (default {seconds})")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else rounds
+    if args.seconds is None:
+        args.seconds = 0.4 if args.quick else seconds
+    return args
