@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import configure_ours, current_rss_mb, machine, sample
+from _common import current_rss_mb, machine
+from bench_write import ours_accounting_logger
 
 CHECKPOINTS = 20
 FLAT_MB = 1.0
@@ -35,16 +36,12 @@ def main() -> None:
     records = 200_000 if args.quick else args.records
     directory = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     try:
-        configure_ours(directory, max_size=20, retention_files=2)
-        from mta_logging import AccountingLogger
-
-        delivered = AccountingLogger().delivered
-        data = sample()
+        write = ours_accounting_logger(directory, max_size=20, retention_files=2)
         step = max(1, records // CHECKPOINTS)
         points: list[tuple[int, float]] = []
         start = time.perf_counter()
         for i in range(records):
-            delivered(data.rcpt(i), **data.keywords(i))
+            write(i)
             if (i + 1) % step == 0:
                 points.append((i + 1, current_rss_mb()))
         elapsed = time.perf_counter() - start

@@ -28,18 +28,16 @@ from pathlib import Path
 from _common import (
     BASELINE,
     ROOT,
-    Sample,
     Writer,
     arguments,
     machine,
     measure,
     report_child,
-    sample,
 )
 from bench_write import ours_accounting_logger, stdlib_rotating
 
 OURS = "ours: AccountingLogger.delivered"
-IMPLEMENTATIONS: dict[str, Callable[[Path, Sample], Writer]] = {
+IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     OURS: ours_accounting_logger,
     BASELINE: stdlib_rotating,
 }
@@ -50,7 +48,7 @@ def child(name: str, seconds: float, directory: Path, start_at: float) -> None:
     if name == BASELINE:  # a file of its own
         directory = directory / str(os.getpid())
         directory.mkdir()
-    write = IMPLEMENTATIONS[name](directory, sample())
+    write = IMPLEMENTATIONS[name](directory)
     time.sleep(max(0.0, start_at - time.time()))
     report_child(measure(write, seconds))
     logging.shutdown()

@@ -1,6 +1,6 @@
 """Records/s writing one 10-field delivered line per call, flushed to the OS each time.
 
-    .venv/bin/python benchmarks/bench_write.py           # 3 interleaved rounds, ~1 minute
+    .venv/bin/python benchmarks/bench_write.py           # 5 interleaved rounds, about a minute
     .venv/bin/python benchmarks/bench_write.py --quick   # one short round
 
 Rows: the standard library's RotatingFileHandler (the baseline) and FileHandler,
@@ -21,15 +21,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import (
     BASELINE,
     BIG_FILE,
     BRACE_LINE,
+    DEST_IP,
+    DSN_MSG,
+    DSN_STATUS,
+    JOB_IDS,
+    JOBS,
     PERCENT_LINE,
+    RCPTS,
+    RECIPIENTS,
     ROTATE_EVERY,
-    LineValues,
-    Sample,
+    SRC_IP,
+    SRC_MTA,
+    VMTA,
     Writer,
     arguments,
     compare,
@@ -37,75 +46,82 @@ from _common import (
     machine,
     measure,
     report_child,
-    sample,
     stdlib_logger,
     table,
     target,
+    time_queued,
 )
 
+from mta_logging.fields import TimeText
 
-def _percent_writer(logger: logging.Logger, data: Sample) -> Writer:
-    values = LineValues(data)
+
+def _percent_writer(logger: logging.Logger) -> Writer:
+    logged, queued = TimeText().text, TimeText().text(time_queued())
 
     def write(i: int) -> None:
-        logger.info(PERCENT_LINE, *values(i))
+        logger.info(PERCENT_LINE, "d", logged(time.time()), queued, RECIPIENTS[i % RCPTS],
+                    SRC_MTA, SRC_IP, VMTA, JOB_IDS[i % JOBS], DSN_STATUS, DSN_MSG)
 
     return write
 
 
-def stdlib_rotating(directory: Path, data: Sample) -> Writer:
+def stdlib_rotating(directory: Path) -> Writer:
     handler = logging.handlers.RotatingFileHandler(
         directory / "d.tsv", maxBytes=BIG_FILE * 10**6, backupCount=5)
-    return _percent_writer(stdlib_logger(handler), data)
+    return _percent_writer(stdlib_logger(handler))
 
 
-def stdlib_file(directory: Path, data: Sample) -> Writer:
-    return _percent_writer(stdlib_logger(logging.FileHandler(directory / "d.tsv")), data)
+def stdlib_file(directory: Path) -> Writer:
+    return _percent_writer(stdlib_logger(logging.FileHandler(directory / "d.tsv")))
 
 
-def concurrent_log_handler(directory: Path, data: Sample) -> Writer:
+def concurrent_log_handler(directory: Path) -> Writer:
     from concurrent_log_handler import ConcurrentTimedRotatingFileHandler
 
     handler = ConcurrentTimedRotatingFileHandler(
         str(directory / "d.tsv"), when="s", interval=ROTATE_EVERY, maxBytes=BIG_FILE * 10**6,
         backupCount=5)
-    return _percent_writer(stdlib_logger(handler), data)
+    return _percent_writer(stdlib_logger(handler))
 
 
-def loguru_file(directory: Path, data: Sample) -> Writer:
+def loguru_file(directory: Path) -> Writer:
     from loguru import logger
 
     limit, deadline = BIG_FILE * 10**6, time.time() + ROTATE_EVERY
 
-    def size_or_time(message: str, file: object) -> bool:
-        # what loguru's own size rotation does (seek to end, tell), plus a time limit
-        file.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
-        return file.tell() + len(message) > limit or time.time() >= deadline  # type: ignore
+    def size_or_time(message: str, file: Any) -> bool:
+        # what loguru's own size rotation does (seek to the end, tell), plus a time limit
+        file.seek(0, os.SEEK_END)
+        return bool(file.tell() + len(message) > limit or time.time() >= deadline)
 
     logger.remove()
     logger.add(directory / "d.tsv", format="{message}", rotation=size_or_time, catch=True,
                backtrace=False, diagnose=False)
-    values = LineValues(data)
+    logged, queued = TimeText().text, TimeText().text(time_queued())
 
     def write(i: int) -> None:
-        logger.info(BRACE_LINE, *values(i))
+        logger.info(BRACE_LINE, "d", logged(time.time()), queued, RECIPIENTS[i % RCPTS],
+                    SRC_MTA, SRC_IP, VMTA, JOB_IDS[i % JOBS], DSN_STATUS, DSN_MSG)
 
     return write
 
 
-def ours_accounting_logger(directory: Path, data: Sample) -> Writer:
+def ours_accounting_logger(directory: Path, **settings: Any) -> Writer:
     from mta_logging import AccountingLogger
 
-    configure_ours(directory)
+    configure_ours(directory, **settings)
     delivered = AccountingLogger().delivered
+    queued = time_queued()
 
     def write(i: int) -> None:
-        delivered(data.rcpt(i), **data.keywords(i))
+        delivered(RECIPIENTS[i % RCPTS], time_queued=queued, src_mta=SRC_MTA, src_ip=SRC_IP,
+                  dest_ip=DEST_IP, vmta=VMTA, job_id=JOB_IDS[i % JOBS], dsn_status=DSN_STATUS,
+                  dsn_msg=DSN_MSG)
 
     return write
 
 
-def ours_plain_logger(directory: Path, data: Sample) -> Writer:
+def ours_plain_logger(directory: Path) -> Writer:
     """The "reuse in any app logger" path: dictConfig, then ``logger.info(..., extra=...)``."""
     from mta_logging import Kind, Outcome, load, to_dict_config
 
@@ -113,27 +129,32 @@ def ours_plain_logger(directory: Path, data: Sample) -> Writer:
         "path": str(directory), "archiving": True, "archive_interval": ROTATE_EVERY,
         "max_size": BIG_FILE})))
     logger = logging.getLogger("mta.accounting")
+    queued = time_queued()
 
     def write(i: int) -> None:
-        rcpt = data.rcpt(i)
-        outcome = Outcome(kind=Kind.DELIVERED, rcpt=rcpt, **data.keywords(i))
+        rcpt = RECIPIENTS[i % RCPTS]
+        outcome = Outcome(kind=Kind.DELIVERED, rcpt=rcpt, time_queued=queued, src_mta=SRC_MTA,
+                          src_ip=SRC_IP, dest_ip=DEST_IP, vmta=VMTA, job_id=JOB_IDS[i % JOBS],
+                          dsn_status=DSN_STATUS, dsn_msg=DSN_MSG)
         logger.info("delivered %s", rcpt, extra={"outcome": outcome})
 
     return write
 
 
-def bare_write(directory: Path, data: Sample) -> Writer:
+def bare_write(directory: Path) -> Writer:
     file = open(directory / "d.tsv", "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
-    values = LineValues(data)
+    logged, queued = TimeText().text, TimeText().text(time_queued())
 
     def write(i: int) -> None:
-        file.write(PERCENT_LINE % values(i) + "\n")
+        file.write(PERCENT_LINE % ("d", logged(time.time()), queued, RECIPIENTS[i % RCPTS],
+                                   SRC_MTA, SRC_IP, VMTA, JOB_IDS[i % JOBS], DSN_STATUS,
+                                   DSN_MSG) + "\n")
         file.flush()
 
     return write
 
 
-IMPLEMENTATIONS: dict[str, Callable[[Path, Sample], Writer]] = {
+IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     BASELINE: stdlib_rotating,
     "stdlib FileHandler": stdlib_file,
     "concurrent-log-handler (size+time)": concurrent_log_handler,
@@ -147,7 +168,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Path, Sample], Writer]] = {
 def child(name: str, seconds: float) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-write-"))
     try:
-        write = IMPLEMENTATIONS[name](directory, sample())
+        write = IMPLEMENTATIONS[name](directory)
         report_child(measure(write, seconds))
         logging.shutdown()
     finally:
@@ -155,7 +176,7 @@ def child(name: str, seconds: float) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=3, seconds=2.0)
+    args = arguments(__doc__.splitlines()[0], rounds=5, seconds=1.0)
     if args.child:
         child(args.child, args.seconds)
         return

@@ -88,7 +88,8 @@ class TimeText:
         self._convert = time.gmtime if self.utc else time.localtime
         self._cache: tuple[int, str] = (-1, "")
 
-    def __call__(self, timestamp: float) -> str:
+    def text(self, timestamp: float) -> str:
+        """The text of a POSIX timestamp (the instance is also callable for this)."""
         second = int(timestamp)
         cached = self._cache
         if cached[0] == second:
@@ -97,13 +98,15 @@ class TimeText:
         self._cache = (second, text)
         return text
 
+    __call__ = text
+
     def of(self, value: datetime | float | None) -> str | None:
         """Format a datetime (naive = local time) or a timestamp; None stays None."""
         if value is None:
             return None
         if isinstance(value, datetime):
             value = value.timestamp()
-        return self(float(value))
+        return self.text(float(value))
 
 
 def format_delay(delay: float | None) -> str | None:
@@ -150,7 +153,7 @@ def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extr
     names = parse_fields(fields)
     times = times or TimeText()
     namespace: dict[str, Any] = {
-        "logged": times.__call__,  # a bound method is quicker to call than the instance
+        "logged": times.text,  # a bound method: quicker to call than the instance
         # its own one-second cache: the queued time is rarely in the logged time's second
         "queued": TimeText(times.time_format, times.utc),
         "text": _text,
