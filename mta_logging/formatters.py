@@ -17,6 +17,7 @@ Escaping contract (what every reader relies on; ``split_line`` undoes it exactly
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -201,10 +202,30 @@ class AccountingJsonFormatter(JsonFormatter):
         self.fields = selected
         self.times = TimeText(time_format, utc)
         self._extract = compile_fields(self.fields, self.times)
+        self._encoder: tuple[tuple[Any, ...], json.JSONEncoder] | None = None
 
     def header(self) -> None:
         """JSON lines files carry their field names in every record: no header line."""
         return None
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """As python-json-logger does it, but with one encoder for all records.
+
+        ``json.dumps(data, cls=..., ...)`` makes a new encoder for every record; the text
+        depends only on the encoder class and the options, so one encoder made for the current
+        options writes the same. Any other serializer is called as python-json-logger calls it.
+        """
+        if self.json_serializer is not json.dumps:
+            return super().jsonify_log_record(log_data)
+        options = (self.json_encoder, self.json_default, self.json_indent,
+                   self.json_ensure_ascii)
+        cached = self._encoder
+        if cached is None or cached[0] != options:
+            encoder_class = self.json_encoder or json.JSONEncoder
+            cached = self._encoder = (options, encoder_class(
+                default=self.json_default, indent=self.json_indent,
+                ensure_ascii=self.json_ensure_ascii))
+        return cached[1].encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
         values = self._extract(outcome_of(record), record.created)

@@ -5,17 +5,21 @@ Behaviour only: nothing here measures time (benchmarks/ does that).
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pythonjsonlogger.json import JsonFormatter
 
 import mta_logging
-from mta_logging import AccountingLogger, Kind, Outcome
+from mta_logging import AccountingJsonFormatter, AccountingLogger, Kind, Outcome
 from mta_logging.fields import TimeText, compile_fields
 from mta_logging.formatters import escape_csv, escape_tsv, join_values
 
@@ -83,14 +87,58 @@ def test_outcome_puts_every_argument_in_its_own_field() -> None:
     headers, extra = {"X-Campaign": "spring"}, {"app": 1}
     built = AccountingLogger.outcome(
         "b", "rcpt@example.com", time_queued=1.0, src_mta="src_mta", src_ip="src_ip",
-        dest_ip="dest_ip", vmta="vmta", job_id=7, dsn_status="dsn_status", dsn_msg="dsn_msg",
-        delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
+        dest_ip="dest_ip", vmta="vmta", job_id=7,  # type: ignore[arg-type] # made text
+        dsn_status="dsn_status", dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat",
+        headers=headers, extra=extra)
     assert built == Outcome(
         kind=Kind.BOUNCE, rcpt="rcpt@example.com", time_queued=1.0, src_mta="src_mta",
         src_ip="src_ip", dest_ip="dest_ip", vmta="vmta", job_id="7", dsn_status="dsn_status",
         dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
     bare = AccountingLogger.outcome(Kind.DELIVERED, "a@example.com")
     assert (bare.headers, bare.extra) == ({}, {}) and bare.headers is not bare.extra
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+class TaggedEncoder(json.JSONEncoder):
+    def default(self, o: object) -> object:
+        return {"point": o.x} if isinstance(o, Point) else super().default(o)
+
+
+def json_record(outcome: Outcome) -> logging.LogRecord:
+    record = logging.LogRecord("mta.accounting", logging.INFO, __file__, 1, "x", None, None)
+    record.created = T0
+    record.outcome = outcome
+    return record
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"json_ensure_ascii": False},
+    {"static_fields": {"where": Point(3)}, "json_default": lambda o: f"<{o.x}>"},
+    {"static_fields": {"where": Point(3)}, "json_encoder": TaggedEncoder},
+    {"json_serializer": lambda data, **kw: json.dumps(data, sort_keys=True, **kw)},
+    {"prefix": "acct: ", "rename_fields": {"rcpt": "to"}},
+])
+def test_json_lines_are_what_python_json_logger_would_write(options: dict[str, Any]) -> None:
+    outcome = Outcome(kind=Kind.DELIVERED, rcpt="zoë@example.com", dsn_msg='250 "ok"\n')
+    ours = AccountingJsonFormatter(kind="delivered", utc=True, **options)
+    plain = AccountingJsonFormatter(kind="delivered", utc=True, **options)
+    plain.jsonify_log_record = functools.partial(  # type: ignore[method-assign]
+        JsonFormatter.jsonify_log_record, plain)
+    for _ in range(2):  # the second record uses the encoder made for the first
+        assert ours.format(json_record(outcome)) == plain.format(json_record(outcome))
+
+
+def test_json_options_changed_after_construction_are_used() -> None:
+    formatter = AccountingJsonFormatter(kind="delivered", utc=True)
+    outcome = Outcome(kind=Kind.DELIVERED, rcpt="zoë@example.com")
+    assert "zo\\u00eb" in formatter.format(json_record(outcome))
+    formatter.json_ensure_ascii = False
+    assert "zoë" in formatter.format(json_record(outcome))
 
 
 class Keep(logging.Handler):
