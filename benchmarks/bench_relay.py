@@ -1,6 +1,6 @@
 """Messages per second through the relay to a local sink, accounting on and off, in one run.
 
-    .venv/bin/python benchmarks/bench_relay.py [--messages 3000] [--connections 8] [--rounds 2]
+    .venv/bin/python benchmarks/bench_relay.py [--messages 3000] [--connections 16] [--rounds 3]
 
 Three processes on 127.0.0.1: a lean SMTP sink (counts messages, keeps nothing), the relay
 (``mta-logging relay`` as a subprocess with a route to the sink; spool on disk with fsync), and
@@ -184,8 +184,8 @@ def measure(accounting: bool, messages: int, connections: int, sink_port: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     messages = args.messages - args.messages % args.connections
 
