@@ -1,6 +1,6 @@
 """Records/s writing the delivered record as one JSON line per call, flushed each time.
 
-    .venv/bin/python benchmarks/bench_json.py           # 5 interleaved rounds, under a minute
+    .venv/bin/python benchmarks/bench_json.py           # 7 interleaved rounds, under a minute
     .venv/bin/python benchmarks/bench_json.py --quick   # one short round
 
 Rows: the stdlib RotatingFileHandler writing the TSV line (the column every table shares),
@@ -117,7 +117,7 @@ def child(name: str, seconds: float) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=5, seconds=1.0)
+    args = arguments(__doc__.splitlines()[0], rounds=7, seconds=0.7)
     if args.child:
         child(args.child, args.seconds)
         return

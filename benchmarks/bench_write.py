@@ -1,6 +1,6 @@
 """Records/s writing one 10-field delivered line per call, flushed to the OS each time.
 
-    .venv/bin/python benchmarks/bench_write.py           # 5 interleaved rounds, about a minute
+    .venv/bin/python benchmarks/bench_write.py           # 7 interleaved rounds, about a minute
     .venv/bin/python benchmarks/bench_write.py --quick   # one short round
 
 Rows: the standard library's RotatingFileHandler (the baseline) and FileHandler,
@@ -176,7 +176,7 @@ def child(name: str, seconds: float) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=5, seconds=1.0)
+    args = arguments(__doc__.splitlines()[0], rounds=7, seconds=0.7)
     if args.child:
         child(args.child, args.seconds)
         return
