@@ -305,3 +305,26 @@ def test_json_format_setting_writes_json_lines(tmp_path: Path) -> None:
     (active,) = (tmp_path / "deferred").glob("df.*.jsonl")
     (line,) = active.read_text().splitlines()
     assert line.startswith('{"type": "df", "timeLogged": "') and line.endswith('"delay": "60"}')
+
+
+def test_check_config_understands_a_relay_config(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "relay.yaml", "listen: 127.0.0.1:2600\n"
+                                         "accounting: {path: /var/acct, archiving: true}\n")
+    out = subprocess.run([sys.executable, "-m", "mta_logging.cli", "check-config", str(cfg)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.startswith(f"{cfg}: OK (relay config)\n")
+    data = yaml.safe_load(out.split("\n", 1)[1])
+    assert data["relay"]["listen_port"] == 2600
+    assert data["accounting"]["path"] == "/var/acct" and data["accounting"]["archiving"] is True
+    shipped = subprocess.run(
+        [sys.executable, "-m", "mta_logging.cli", "check-config", str(ROOT / "configs/relay.yaml")],
+        capture_output=True, text=True, timeout=60)
+    assert shipped.returncode == 0, shipped.stderr
+
+
+def test_check_config_names_a_bad_relay_key(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "relay.yaml", "listen: 127.0.0.1:99999\n")
+    done = subprocess.run([sys.executable, "-m", "mta_logging.cli", "check-config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mta-logging check-config: {cfg}: listen: ")
