@@ -122,21 +122,30 @@ def load(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSettings
     if isinstance(source, Mapping):
         return from_mapping(source, "settings")
     path = Path(source)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return from_mapping(read_yaml_mapping(path, "settings"), str(path))
+    return from_mapping(parse_ini(read_text(path), str(path)), str(path))
+
+
+def read_text(path: Path) -> str:
+    """A config file's text; ConfigError naming the file when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("config file", str(path), f"cannot be read ({exc.strerror})") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError("config file", str(path), "expected a mapping of settings")
-        return from_mapping(data, str(path))
-    return from_mapping(parse_ini(text, str(path)), str(path))
+
+
+def read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
+    """A YAML config file that must hold a mapping of ``what`` (an empty file is {})."""
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("config file", str(path), f"expected a mapping of {what}")
+    return data
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "settings") -> AccountingSettings:

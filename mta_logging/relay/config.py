@@ -17,8 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from mta_logging.config import read_yaml_mapping
 from mta_logging.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -158,19 +157,7 @@ def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = No
     if isinstance(source, Mapping):
         return from_mapping(source, "relay settings")
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("config file", str(path), f"cannot be read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError("config file", str(path), "expected a mapping of relay settings")
-    return from_mapping(data, str(path))
+    return from_mapping(read_yaml_mapping(path, "relay settings"), str(path))
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "relay settings") -> RelaySettings:
