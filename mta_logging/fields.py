@@ -123,22 +123,29 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _plain_text(attribute: str) -> str:
+    """The expression of ``text(outcome.<attribute>)`` with the call left out when the value
+    is None or already a ``str`` (nearly always): a function call per field was a tenth of the
+    time of formatting a record."""
+    return (f"(v if (v := outcome.{attribute}) is None or v.__class__ is str else text(v))")
+
+
 # How each field's text is taken from ``outcome`` (and ``time_logged``), as an expression over
 # the helpers that compile_fields puts in its namespace. None means "not known".
 _EXPRESSIONS = {
     "type": "outcome.kind.value",
     "timeLogged": "logged(time_logged)",
     "timeQueued": "queued.of(outcome.time_queued)",
-    "rcpt": "text(outcome.rcpt)",
-    "srcMta": "text(outcome.src_mta)",
-    "srcIp": "text(outcome.src_ip)",
-    "destIp": "text(outcome.dest_ip)",
-    "vmta": "text(outcome.vmta)",
-    "jobId": "text(outcome.job_id)",
-    "dsnStatus": "text(outcome.dsn_status)",
-    "dsnMsg": "text(outcome.dsn_msg)",
+    "rcpt": _plain_text("rcpt"),
+    "srcMta": _plain_text("src_mta"),
+    "srcIp": _plain_text("src_ip"),
+    "destIp": _plain_text("dest_ip"),
+    "vmta": _plain_text("vmta"),
+    "jobId": _plain_text("job_id"),
+    "dsnStatus": _plain_text("dsn_status"),
+    "dsnMsg": _plain_text("dsn_msg"),
     "delay": "format_delay(outcome.delay)",
-    "bounceCat": "text(outcome.bounce_cat)",
+    "bounceCat": _plain_text("bounce_cat"),
 }
 
 

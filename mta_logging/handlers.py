@@ -191,6 +191,18 @@ class AccountingFileHandler(logging.Handler):
 
     # -- the write path ------------------------------------------------------------------------
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Turn away records of other kinds before the filter chain and the lock.
+
+        A logger set up by ``configure`` has one handler per kind, so two out of three records
+        reaching a handler are not its own; this check is what its KindFilter would decide,
+        at a fraction of the cost. The filters (KindFilter included, for dictConfig setups
+        that name it) still run for the records that pass.
+        """
+        if getattr(getattr(record, "outcome", None), "kind", None) is not self.kind:
+            return False
+        return super().handle(record)
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8")

@@ -104,9 +104,11 @@ class AccountingLogger:
             )
         if headers is not None and not isinstance(headers, Mapping):
             raise TypeError(f"headers must be a mapping of header name to value, not {headers!r}")
-        # positional, in field order: binding 14 keywords costs more than the checks above
+        # positional, in field order: binding 14 keywords costs more than the checks above;
+        # a Kind is taken as it is (the call to parse costs more than the test)
         return Outcome(
-            Kind.parse(kind), rcpt, time_queued, src_mta, src_ip, dest_ip, vmta,
+            kind if kind.__class__ is Kind else Kind.parse(kind), rcpt, time_queued, src_mta,
+            src_ip, dest_ip, vmta,
             None if job_id is None else str(job_id), dsn_status, dsn_msg, delay, bounce_cat,
             {} if headers is None else headers, {} if extra is None else extra,
         )
