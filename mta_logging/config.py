@@ -23,7 +23,7 @@ from mta_logging.archive import DEFAULT_FILE_NAME, check_template
 from mta_logging.errors import ConfigError
 from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT, TimeText, parse_fields
 from mta_logging.formatters import TAB, check_separator
-from mta_logging.handlers import FSYNC_POLICIES, AccountingFileHandler
+from mta_logging.handlers import FSYNC_POLICIES, AccountingFileHandler, parse_flag
 from mta_logging.logger import DEFAULT_LOGGER
 from mta_logging.outcome import Kind
 
@@ -203,15 +203,7 @@ def _text(values: Mapping[str, Any], key: str, default: str) -> str:
 
 
 def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = values.get(key, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise ConfigError(key, value, "expected true or false")
+    return parse_flag(key, values.get(key, default))
 
 
 def _choice(values: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:

@@ -143,7 +143,7 @@ class AccountingFileHandler(logging.Handler):
         if not isinstance(extension, str) or "/" in extension or not extension.strip("."):
             raise ConfigError("extension", extension, "expected a file extension such as tsv")
         self.namer = FileNamer(file_name, self.kind.value, extension.lstrip("."))
-        self.archiving = _flag("archiving", archiving)
+        self.archiving = parse_flag("archiving", archiving)
         self.archive_dir = self.directory / archive_to  # an absolute archive_to stays absolute
         self.archive_interval = _number(
             "archive_interval", archive_interval,
@@ -152,14 +152,14 @@ class AccountingFileHandler(logging.Handler):
             "max_size", max_size,
             "expected a size in megabytes (10^6 bytes) such as 200 or 0.5; 0 = no limit")
             * MEGABYTE) or sys.maxsize
-        self.compress = _flag("compress", compress)
+        self.compress = parse_flag("compress", compress)
         self.retention_days = None if retention_days is None else _number(
             "retention_days", retention_days, "expected a number of days greater than 0",
             strict=True)
         self.retention_files = None if retention_files is None else int(_number(
             "retention_files", retention_files, "expected a whole number of files, at least 1",
             minimum=1))
-        self.archive_empty = _flag("archive_empty", archive_empty)
+        self.archive_empty = parse_flag("archive_empty", archive_empty)
         if fsync not in FSYNC_POLICIES:
             raise ConfigError("fsync", fsync, "expected one of " + ", ".join(FSYNC_POLICIES))
         self.fsync = fsync
@@ -611,7 +611,8 @@ class AccountingFileHandler(logging.Handler):
         return f"<{type(self).__name__} {self.kind.directory} {self.directory}>"
 
 
-def _flag(key: str, value: Any) -> bool:
+def parse_flag(key: str, value: Any) -> bool:
+    """A boolean setting: a bool, or true/false, yes/no, on/off, 1/0 in any case."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
