@@ -22,10 +22,12 @@ import logging
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,15 @@ def arguments(description: str, rounds: int, seconds: float,
     if args.seconds is None:
         args.seconds = 0.4 if args.quick else seconds
     return args
+
+
+def child(implementations: Mapping[str, Callable[[Path], Callable[[int], None]]], name: str,
+          seconds: float) -> None:
+    """In a child process: build one implementation in a fresh directory, measure, report."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        write = implementations[name](directory)
+        report_child(measure(write, seconds))
+        logging.shutdown()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

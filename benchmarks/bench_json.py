@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +35,9 @@ from _common import (
     VMTA,
     Writer,
     arguments,
+    child,
     compare,
     machine,
-    measure,
-    report_child,
     stdlib_logger,
     table,
     target,
@@ -106,20 +103,10 @@ IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
 }
 
 
-def child(name: str, seconds: float) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="bench-json-"))
-    try:
-        write = IMPLEMENTATIONS[name](directory)
-        report_child(measure(write, seconds))
-        logging.shutdown()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], rounds=7, seconds=0.7)
     if args.child:
-        child(args.child, args.seconds)
+        child(IMPLEMENTATIONS, args.child, args.seconds)
         return
     rows = compare(__file__, list(IMPLEMENTATIONS), args.rounds, args.seconds)
     print(machine())
