@@ -164,7 +164,6 @@ class AccountingFileHandler(logging.Handler):
             raise ConfigError("fsync", fsync, "expected one of " + ", ".join(FSYNC_POLICIES))
         self.fsync = fsync
         self.formatter = AccountingFormatter(kind=self.kind)
-        self.addFilter(KindFilter(self.kind))
         self._pattern = self.namer.pattern()
         self._file: _File | None = None
         self._finished: list[_File] = []  # finished files that could not be archived yet
@@ -192,12 +191,12 @@ class AccountingFileHandler(logging.Handler):
     # -- the write path ------------------------------------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Turn away records of other kinds before the filter chain and the lock.
+        """Routing by kind: records of other kinds (and records without an outcome) are turned
+        away here, before the filter chain and the lock.
 
         A logger set up by ``configure`` has one handler per kind, so two out of three records
-        reaching a handler are not its own; this check is what its KindFilter would decide,
-        at a fraction of the cost. The filters (KindFilter included, for dictConfig setups
-        that name it) still run for the records that pass.
+        reaching a handler are not its own. Filters added to the handler still run for the
+        records that pass; ``KindFilter`` does the same routing for other handlers.
         """
         if getattr(getattr(record, "outcome", None), "kind", None) is not self.kind:
             return False

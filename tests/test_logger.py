@@ -168,3 +168,22 @@ def test_kind_parse_names_and_codes() -> None:
         Kind.DEFERRED]
     with pytest.raises(mta_logging.ConfigError, match="kind: 'x' is not valid; expected one of"):
         Kind.parse("x")
+
+
+def test_kind_filter_routes_records_to_any_handler(tmp_path: Path) -> None:
+    """KindFilter gives a stdlib handler the same routing the accounting handlers have."""
+    logger = logging.getLogger("my.app.bounces")
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(tmp_path / "bounces.log")
+    handler.addFilter(mta_logging.KindFilter("bounce"))
+    handler.setFormatter(mta_logging.AccountingFormatter(fields="type,rcpt,bounceCat"))
+    logger.addHandler(handler)
+    try:
+        acct = AccountingLogger(logger)
+        acct.delivered("a@example.com")
+        acct.bounced("b@example.com", bounce_cat="quota-issues")
+        logger.info("no outcome at all")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "bounces.log").read_text() == "b\tb@example.com\tquota-issues\n"
