@@ -98,11 +98,13 @@ def split_line(line: str, separator: str = TAB) -> list[str]:
     """
     if line.endswith("\n"):
         line = line[:-2] if line.endswith("\r\n") else line[:-1]
-    if separator == TAB:
-        parts = line.split(TAB)
+    if separator == TAB or (line and '"' not in line):
+        parts = line.split(separator)  # no quoting on the line: csv would split it the same way
     else:
         parts = next(csv.reader([line], delimiter=separator, quotechar='"', doublequote=True,
                                 strict=False))
+    if "\\" not in line:
+        return parts
     return [unescape(part) for part in parts]
 
 
