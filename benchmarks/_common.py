@@ -224,3 +224,15 @@ def child(implementations: Mapping[str, Callable[[Path], Callable[[int], None]]]
         logging.shutdown()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def delivered_writer(delivered: Callable[..., Any]) -> Callable[[int], None]:
+    """The benchmark's i-th record through an ``AccountingLogger.delivered`` bound method."""
+    queued = time_queued()
+
+    def write(i: int) -> None:
+        delivered(RECIPIENTS[i % RCPTS], time_queued=queued, src_mta=SRC_MTA, src_ip=SRC_IP,
+                  dest_ip=DEST_IP, vmta=VMTA, job_id=JOB_IDS[i % JOBS], dsn_status=DSN_STATUS,
+                  dsn_msg=DSN_MSG)
+
+    return write

@@ -22,7 +22,6 @@ from pathlib import Path
 from _common import (
     BASELINE,
     BIG_FILE,
-    DEST_IP,
     DSN_MSG,
     DSN_STATUS,
     FIELDS,
@@ -37,6 +36,7 @@ from _common import (
     arguments,
     child,
     compare,
+    delivered_writer,
     machine,
     stdlib_logger,
     table,
@@ -84,15 +84,7 @@ def ours_formatter_on_rotating(directory: Path) -> Writer:
     handler = _rotating(directory)
     stdlib_logger(handler)
     handler.setFormatter(AccountingJsonFormatter(kind="delivered"))
-    delivered = AccountingLogger("bench").delivered
-    queued = time_queued()
-
-    def write(i: int) -> None:
-        delivered(RECIPIENTS[i % RCPTS], time_queued=queued, src_mta=SRC_MTA, src_ip=SRC_IP,
-                  dest_ip=DEST_IP, vmta=VMTA, job_id=JOB_IDS[i % JOBS], dsn_status=DSN_STATUS,
-                  dsn_msg=DSN_MSG)
-
-    return write
+    return delivered_writer(AccountingLogger("bench").delivered)
 
 
 IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {

@@ -42,6 +42,7 @@ from _common import (
     child,
     compare,
     configure_ours,
+    delivered_writer,
     machine,
     stdlib_logger,
     table,
@@ -107,15 +108,7 @@ def ours_accounting_logger(directory: Path, **settings: Any) -> Writer:
     from mta_logging import AccountingLogger
 
     configure_ours(directory, **settings)
-    delivered = AccountingLogger().delivered
-    queued = time_queued()
-
-    def write(i: int) -> None:
-        delivered(RECIPIENTS[i % RCPTS], time_queued=queued, src_mta=SRC_MTA, src_ip=SRC_IP,
-                  dest_ip=DEST_IP, vmta=VMTA, job_id=JOB_IDS[i % JOBS], dsn_status=DSN_STATUS,
-                  dsn_msg=DSN_MSG)
-
-    return write
+    return delivered_writer(AccountingLogger().delivered)
 
 
 def ours_plain_logger(directory: Path) -> Writer:

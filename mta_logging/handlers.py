@@ -628,18 +628,8 @@ def _create_locked(path: Path) -> int | None:
         fd = os.open(path, _OPEN_FLAGS, 0o644)
     except FileExistsError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # a starting process may have taken our new, empty file for an orphan and removed it
-        if _is(path, fd):
-            return fd
-    except BlockingIOError:
-        pass
-    except BaseException:
-        os.close(fd)
-        raise
-    os.close(fd)
-    return None
+    # a starting process may have taken our new, empty file for an orphan and removed it
+    return _locked_at(path, fd)
 
 
 def _lock_orphan(path: Path) -> int | None:
@@ -648,14 +638,22 @@ def _lock_orphan(path: Path) -> int | None:
         fd = os.open(path, _ORPHAN_FLAGS)
     except (FileNotFoundError, IsADirectoryError):
         return None
+    # its owner may have archived it and a new file taken the name between open and lock
+    return _locked_at(path, fd)
+
+
+def _locked_at(path: Path, fd: int) -> int | None:
+    """Lock ``fd`` without waiting; keep it only if it is still the file named ``path``.
+    Otherwise (locked by someone else, or no longer at that name) close it and return None."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # still the file at that name? (its owner may have archived it and a new one taken
-        # the name between our open and our lock)
         if _is(path, fd):
             return fd
     except BlockingIOError:
         pass
+    except BaseException:
+        os.close(fd)
+        raise
     os.close(fd)
     return None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import ssl
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mta_logging import Outcome
 from mta_logging.relay.resolve import NoSuchDomain
 
 
@@ -257,3 +259,14 @@ class FakeResolver:
         if isinstance(answer, type) and issubclass(answer, Exception):
             raise answer(name)
         return answer
+
+
+class Outcomes(logging.Handler):
+    """Keeps the outcome of every accounting record it handles, for assertions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: list[Outcome] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.outcomes.append(record.outcome)  # type: ignore[attr-defined]

@@ -11,26 +11,17 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from relay_sink import FakeResolver, Sink
+from relay_sink import FakeResolver, Outcomes, Sink
 
 from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind, Outcome
+from mta_logging.outcome import Kind
 from mta_logging.relay.config import load_settings
 from mta_logging.relay.inbound import address_problem, recipient_problem
 from mta_logging.relay.message import hop_count
 from mta_logging.relay.server import Relay
 
 MESSAGE = b"Subject: inbound\r\n\r\nHello.\r\n"
-
-
-class Outcomes(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.outcomes: list[Outcome] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.outcomes.append(record.outcome)  # type: ignore[attr-defined]
 
 
 @contextlib.asynccontextmanager

@@ -8,8 +8,10 @@ import logging
 import time
 from collections.abc import Sequence
 
+from relay_sink import Outcomes
+
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind, Outcome
+from mta_logging.outcome import Kind
 from mta_logging.relay.config import load_settings
 from mta_logging.relay.outbound import RcptResult
 from mta_logging.relay.queue import DeliveryQueue
@@ -17,15 +19,6 @@ from mta_logging.relay.spool import Envelope, QueuedMessage, Spool
 
 CONTENT = b"Subject: hello\r\nX-Campaign: spring\r\n\r\nbody\r\n"
 _names = itertools.count()
-
-
-class Outcomes(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.outcomes: list[Outcome] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.outcomes.append(record.outcome)  # type: ignore[attr-defined]
 
 
 def accounting() -> tuple[AccountingLogger, Outcomes]:
