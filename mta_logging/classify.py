@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Final
@@ -444,12 +444,11 @@ def _lower_case(source: str, flags: int) -> re.Pattern[str] | None:
         return None
 
 
-def _top_level_alternatives(source: str) -> list[str]:
-    """The pattern split at each ``|`` outside groups and character classes."""
-    parts = []
+def _structure(source: str, position: int = 0) -> Iterator[tuple[int, str, int]]:
+    """``(position, character, depth)`` of each ``(``, ``)`` and ``|`` of a pattern from
+    ``position`` on, skipping escapes and character classes; depth is counted after the
+    character (a ``(`` at the top level has depth 1, its ``)`` depth 0)."""
     depth = 0
-    start = 0
-    position = 0
     while position < len(source):
         char = source[position]
         if char == "\\":
@@ -458,14 +457,20 @@ def _top_level_alternatives(source: str) -> list[str]:
         if char == "[":
             position = _end_of_class(source, position)
             continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
+        if char in "()|":
+            depth += 1 if char == "(" else -1 if char == ")" else 0
+            yield position, char, depth
+        position += 1
+
+
+def _top_level_alternatives(source: str) -> list[str]:
+    """The pattern split at each ``|`` outside groups and character classes."""
+    parts = []
+    start = 0
+    for position, char, depth in _structure(source):
+        if char == "|" and depth == 0:
             parts.append(source[start:position])
             start = position + 1
-        position += 1
     parts.append(source[start:])
     return parts
 
@@ -484,23 +489,10 @@ def _end_of_class(source: str, position: int) -> int:
 
 def _end_of_group(source: str, position: int) -> int:
     """The position after the group that starts at ``position``."""
-    depth = 0
-    while position < len(source):
-        char = source[position]
-        if char == "\\":
-            position += 2
-            continue
-        if char == "[":
-            position = _end_of_class(source, position)
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return position + 1
-        position += 1
-    return position
+    for at, char, depth in _structure(source, position):
+        if char == ")" and depth == 0:
+            return at + 1
+    return len(source)
 
 
 def _end_of_escape(source: str, position: int) -> int:
