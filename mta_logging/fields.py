@@ -119,23 +119,28 @@ def format_delay(delay: float | None) -> str | None:
     return f"{number:.3f}".rstrip("0")
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def _plain_text(attribute: str) -> str:
-    """The expression of ``text(outcome.<attribute>)`` with the call left out when the value
-    is None or already a ``str`` (nearly always): a function call per field was a tenth of the
-    time of formatting a record."""
-    return (f"(v if (v := outcome.{attribute}) is None or v.__class__ is str else text(v))")
+    """The expression of a field whose value is text already (nearly always), or None, or
+    anything else made text by ``str``: no call for the usual case (a function call per field
+    was a tenth of the time of formatting a record)."""
+    return _as_text(f"outcome.{attribute}")
+
+
+def _as_text(expression: str) -> str:
+    return f"(v if (v := {expression}).__class__ is str else missing if v is None else str(v))"
 
 
 # How each field's text is taken from ``outcome`` (and ``time_logged``), as an expression over
-# the helpers that compile_fields puts in its namespace. None means "not known".
+# the names that ``_compile`` puts in its namespace; ``missing`` is what an unknown value
+# becomes (None, or the placeholder when the line is joined right away). The two times read
+# their TimeText's one-second cache inline and call it only when the second changes.
 _EXPRESSIONS = {
     "type": "outcome.kind.value",
-    "timeLogged": "logged(time_logged)",
-    "timeQueued": "queued.of(outcome.time_queued)",
+    "timeLogged": ("(c[1] if (c := logged._cache)[0] == int(time_logged) "
+                   "else logged.text(time_logged))"),
+    "timeQueued": ("(c[1] if (v := outcome.time_queued).__class__ is float "
+                   "and (c := queued._cache)[0] == int(v) "
+                   "else missing if v is None else queued.of(v))"),
     "rcpt": _plain_text("rcpt"),
     "srcMta": _plain_text("src_mta"),
     "srcIp": _plain_text("src_ip"),
@@ -144,36 +149,48 @@ _EXPRESSIONS = {
     "jobId": _plain_text("job_id"),
     "dsnStatus": _plain_text("dsn_status"),
     "dsnMsg": _plain_text("dsn_msg"),
-    "delay": "format_delay(outcome.delay)",
+    "delay": "(missing if (v := outcome.delay) is None else format_delay(v))",
     "bounceCat": _plain_text("bounce_cat"),
 }
 
 
-def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
-    """One function that returns the values of ``fields`` for an outcome, in order.
-
-    The function is generated as a single list display (``[outcome.kind.value,
-    logged(time_logged), text(outcome.rcpt), ...]``), the way ``dataclasses`` generates
-    ``__init__``: formatting a record then costs no call per field beyond the conversions.
-    Only the constant expressions above become code; header names are passed as values.
-    """
+def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
+             result: str) -> Callable[[Outcome, float], Any]:
+    """``def extract(outcome, time_logged): return <result with the field expressions>``,
+    generated the way ``dataclasses`` generates ``__init__``: formatting a record then costs
+    no call per field beyond the conversions. Only the constant expressions above become code;
+    header names and the placeholder are passed as values."""
     names = parse_fields(fields)
     times = times or TimeText()
     namespace: dict[str, Any] = {
-        "logged": times.text,  # a bound method: quicker to call than the instance
+        "logged": times,
         # its own one-second cache: the queued time is rarely in the logged time's second
         "queued": TimeText(times.time_format, times.utc),
-        "text": _text,
         "format_delay": format_delay,
+        "missing": missing,
     }
     expressions = []
     for number, name in enumerate(names):
         if name.startswith(CUSTOM_PREFIX):
             namespace[f"header_{number}"] = name[len(CUSTOM_PREFIX):]
-            expressions.append(f"outcome.header(header_{number})")
+            expressions.append(_as_text(f"outcome.header(header_{number})"))
         else:
             expressions.append(_EXPRESSIONS[name])
-    source = "def extract(outcome, time_logged):\n    return [" + ", ".join(expressions) + "]\n"
-    exec(source, namespace)
-    extract: Extractor = namespace["extract"]
+    body = result.replace("VALUES", ", ".join(expressions))
+    exec(f"def extract(outcome, time_logged):\n    return {body}\n", namespace)
+    extract: Callable[[Outcome, float], Any] = namespace["extract"]
     return extract
+
+
+def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
+    """One function that returns the values of ``fields`` for an outcome, in order, as text
+    (None = not known)."""
+    return _compile(fields, times, None, "[VALUES]")
+
+
+def compile_line(fields: Sequence[str], times: TimeText | None, separator: str,
+                 placeholder: str) -> Callable[[Outcome, float], str]:
+    """One function that returns the values of ``fields`` joined by ``separator``, unknown
+    values as ``placeholder``, nothing escaped (the caller checks whether anything needs to
+    be)."""
+    return _compile(fields, times, placeholder, f"{separator!r}.join((VALUES,))")

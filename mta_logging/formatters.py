@@ -31,6 +31,7 @@ from mta_logging.fields import (
     DEFAULT_TIME_FORMAT,
     TimeText,
     compile_fields,
+    compile_line,
     parse_fields,
 )
 from mta_logging.outcome import Kind, Outcome
@@ -165,6 +166,8 @@ class AccountingFormatter(logging.Formatter):
         self.placeholder = placeholder
         self.times = TimeText(time_format, utc)
         self._extract = compile_fields(self.fields, self.times)
+        self._line = compile_line(self.fields, self.times, self.separator, placeholder)
+        self._separators = len(self.fields) - 1
 
     def header(self) -> str:
         """The header line (without line end): field names joined by the separator."""
@@ -175,9 +178,19 @@ class AccountingFormatter(logging.Formatter):
         return self._extract(outcome_of(record), record.created)
 
     def format(self, record: logging.LogRecord) -> str:
-        return join_values(
-            self._extract(outcome_of(record), record.created), self.separator, self.placeholder
-        )
+        outcome = getattr(record, "outcome", None)
+        if outcome.__class__ is not Outcome:
+            outcome = outcome_of(record)  # a subclass, or the error for a record without one
+        line = self._line(outcome, record.created)
+        separator = self.separator
+        # the values joined as they are, if none needs escaping (join_values checks the same)
+        if line.count(separator) == self._separators and (
+            ("\\" not in line and "\n" not in line and "\r" not in line
+             and (separator == TAB or ('"' not in line and line)))
+            if line.isascii() else _is_plain(line, separator)
+        ):
+            return line
+        return join_values(self._extract(outcome, record.created), separator, self.placeholder)
 
 
 class AccountingJsonFormatter(JsonFormatter):
