@@ -200,7 +200,17 @@ class AccountingFileHandler(logging.Handler):
         """
         if getattr(getattr(record, "outcome", None), "kind", None) is not self.kind:
             return False
-        return super().handle(record)
+        # Handler.handle, with the filter chain run only when there are filters, and the lock
+        # taken by its own context manager (two Python-level calls fewer per record)
+        if self.filters:
+            passed = self.filter(record)
+            if not passed:
+                return False
+            if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may replace it
+                record = passed
+        with self.lock:  # type: ignore[union-attr] # made by Handler.createLock
+            self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
