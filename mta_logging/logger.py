@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,6 +16,67 @@ from mta_logging.outcome import Kind, Outcome
 
 DEFAULT_LOGGER = "mta.accounting"
 _MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
+_PATHNAME = "(accounting)"  # a record's pathname: there is no caller's frame to name
+
+
+def _record_template() -> dict[str, Any] | None:
+    """The attributes of an accounting LogRecord, in the order ``LogRecord.__init__`` sets
+    them, if this Python's LogRecord is the one ``_new_record`` reproduces (3.11); else None."""
+    template = logging.LogRecord("", logging.INFO, _PATHNAME, 0, _MESSAGE, None, None).__dict__
+    known = {"name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+             "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+             "relativeCreated", "thread", "threadName", "processName", "process"}
+    if sys.version_info[:2] != (3, 11) or set(template) != known:
+        return None
+    return {**template, "outcome": None}  # where makeRecord(extra=) would put it: last
+
+
+_TEMPLATE = _record_template()
+_LogRecord = logging.LogRecord
+_new_object = object.__new__
+_current_thread = threading.current_thread
+_get_ident = threading.get_ident
+_now = time.time
+_getpid = os.getpid
+_MAKE_RECORD = logging.Logger.makeRecord
+
+
+def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
+                template: dict[str, Any]) -> logging.LogRecord:
+    """What ``Logger.makeRecord(name, level, "(accounting)", 0, _MESSAGE, args, None,
+    extra={"outcome": outcome})`` makes with the default record factory: the same class, the
+    same attributes in the same order with the same values, computed as Python 3.11's
+    ``LogRecord.__init__`` computes them. It copies the constant ones from a template instead
+    of deriving them again (file name and module from the path name, ...): a third of the cost
+    of making the record."""
+    created = _now()
+    record = _new_object(_LogRecord)
+    record.__dict__ = values = template.copy()
+    values["name"] = name
+    values["args"] = args
+    values["levelname"] = logging.getLevelName(level)
+    values["levelno"] = level
+    values["created"] = created
+    values["msecs"] = int((created - int(created)) * 1000) + 0.0
+    values["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    if logging.logThreads:
+        values["thread"] = _get_ident()
+        values["threadName"] = _current_thread().name
+    else:
+        values["thread"] = values["threadName"] = None
+    if logging.logMultiprocessing:
+        values["processName"] = "MainProcess"
+        multiprocessing = sys.modules.get("multiprocessing")
+        if multiprocessing is not None:
+            try:  # noqa: SIM105 - suppress() would cost a context manager per record
+                values["processName"] = multiprocessing.current_process().name
+            except Exception:  # as LogRecord: multiprocessing may be half imported
+                pass
+    else:
+        values["processName"] = None
+    values["process"] = _getpid() if logging.logProcesses else None
+    values["outcome"] = outcome
+    return record
 
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]+([245]\.\d{1,3}\.\d{1,3}))?")
 
@@ -47,33 +112,66 @@ class AccountingLogger:
         """Emit an outcome built elsewhere."""
         logger = self.logger
         kind = outcome.kind
-        if logger.isEnabledFor(kind.level):
-            # makeRecord + handle instead of logger.log: the caller's frame is never wanted in
-            # an accounting record, and looking it up costs more than formatting the line.
-            record = logger.makeRecord(
-                logger.name, kind.level, "(accounting)", 0, _MESSAGE,
-                (kind.directory, outcome.rcpt, outcome.job_id or "-",
-                 outcome.dsn_msg or outcome.dsn_status or "-"), None)
-            record.outcome = outcome  # what extra={"outcome": ...} does, without its checks
+        level = kind.level
+        if logger.isEnabledFor(level):
+            # not logger.log: the caller's frame is never wanted in an accounting record, and
+            # looking it up costs more than formatting the line
+            args = (kind.directory, outcome.rcpt, outcome.job_id or "-",
+                    outcome.dsn_msg or outcome.dsn_status or "-")
+            if (_TEMPLATE is not None and logging.getLogRecordFactory() is _LogRecord
+                    and getattr(logger.makeRecord, "__func__", None) is _MAKE_RECORD):
+                record = _new_record(logger.name, level, args, outcome, _TEMPLATE)
+            else:  # a record factory or makeRecord of the application's own: use it
+                record = logger.makeRecord(logger.name, level, _PATHNAME, 0, _MESSAGE, args,
+                                           None)
+                record.outcome = outcome  # what extra={"outcome": ...} does, without checks
             logger.handle(record)
         return outcome
 
-    def delivered(self, rcpt: str, **fields: Any) -> Outcome:
+    # delivered/deferred/bounced spell out their keywords (the same as ``outcome``'s) instead
+    # of passing **fields on: packing and unpacking a dict of keywords cost as much as building
+    # the Outcome itself
+
+    def delivered(
+        self, rcpt: str, *, time_queued: datetime | float | None = None,
+        src_mta: str | None = None, src_ip: str | None = None, dest_ip: str | None = None,
+        vmta: str | None = None, job_id: str | int | None = None, dsn_status: str | None = None,
+        dsn_msg: str | None = None, delay: float | None = None, bounce_cat: str | None = None,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
         """Record that ``rcpt`` was delivered. Keywords: see :meth:`outcome`."""
-        return self.record(self.outcome(Kind.DELIVERED, rcpt, **fields))
+        return self.record(_build(
+            Kind.DELIVERED, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
+            dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
-    def deferred(self, rcpt: str, **fields: Any) -> Outcome:
+    def deferred(
+        self, rcpt: str, *, time_queued: datetime | float | None = None,
+        src_mta: str | None = None, src_ip: str | None = None, dest_ip: str | None = None,
+        vmta: str | None = None, job_id: str | int | None = None, dsn_status: str | None = None,
+        dsn_msg: str | None = None, delay: float | None = None, bounce_cat: str | None = None,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
         """Record that delivery to ``rcpt`` was deferred (``delay`` = seconds to next try)."""
-        return self.record(self.outcome(Kind.DEFERRED, rcpt, **fields))
+        return self.record(_build(
+            Kind.DEFERRED, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
+            dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
-    def bounced(self, rcpt: str, **fields: Any) -> Outcome:
+    def bounced(
+        self, rcpt: str, *, time_queued: datetime | float | None = None,
+        src_mta: str | None = None, src_ip: str | None = None, dest_ip: str | None = None,
+        vmta: str | None = None, job_id: str | int | None = None, dsn_status: str | None = None,
+        dsn_msg: str | None = None, delay: float | None = None, bounce_cat: str | None = None,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+    ) -> Outcome:
         """Record a bounce; ``bounce_cat`` is classified from dsn_status/dsn_msg when not given."""
-        if fields.get("bounce_cat") is None:
+        if bounce_cat is None:
             from mta_logging.classify import bounce_category
 
-            code, enhanced = _reply_parts(fields.get("dsn_status"), fields.get("dsn_msg"))
-            fields["bounce_cat"] = bounce_category(code, enhanced, fields.get("dsn_msg") or "")
-        return self.record(self.outcome(Kind.BOUNCE, rcpt, **fields))
+            code, enhanced = _reply_parts(dsn_status, dsn_msg)
+            bounce_cat = bounce_category(code, enhanced, dsn_msg or "")
+        return self.record(_build(
+            Kind.BOUNCE, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
+            dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
     @staticmethod
     def outcome(
@@ -85,7 +183,7 @@ class AccountingLogger:
         src_ip: str | None = None,
         dest_ip: str | None = None,
         vmta: str | None = None,
-        job_id: str | None = None,
+        job_id: str | int | None = None,
         dsn_status: str | None = None,
         dsn_msg: str | None = None,
         delay: float | None = None,
@@ -94,21 +192,29 @@ class AccountingLogger:
         extra: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Build an Outcome, checking the arguments a caller is most likely to get wrong."""
-        if not isinstance(rcpt, str) or not rcpt:
-            raise TypeError(f"rcpt must be a non-empty string, not {rcpt!r}")
-        if delay is not None and not isinstance(delay, (int, float)):
-            raise TypeError(f"delay must be a number of seconds, not {delay!r}")
-        if time_queued is not None and not isinstance(time_queued, (datetime, int, float)):
-            raise TypeError(
-                f"time_queued must be a datetime or a POSIX timestamp, not {time_queued!r}"
-            )
-        if headers is not None and not isinstance(headers, Mapping):
-            raise TypeError(f"headers must be a mapping of header name to value, not {headers!r}")
-        # positional, in field order: binding 14 keywords costs more than the checks above;
-        # a Kind is taken as it is (the call to parse costs more than the test)
-        return Outcome(
-            kind if kind.__class__ is Kind else Kind.parse(kind), rcpt, time_queued, src_mta,
-            src_ip, dest_ip, vmta,
-            None if job_id is None else str(job_id), dsn_status, dsn_msg, delay, bounce_cat,
-            {} if headers is None else headers, {} if extra is None else extra,
+        return _build(Kind.parse(kind), rcpt, time_queued, src_mta, src_ip, dest_ip, vmta,
+                      job_id, dsn_status, dsn_msg, delay, bounce_cat, headers, extra)
+
+
+def _build(
+    kind: Kind, rcpt: str, time_queued: datetime | float | None, src_mta: str | None,
+    src_ip: str | None, dest_ip: str | None, vmta: str | None, job_id: str | int | None,
+    dsn_status: str | None, dsn_msg: str | None, delay: float | None, bounce_cat: str | None,
+    headers: Mapping[str, str] | None, extra: Mapping[str, Any] | None,
+) -> Outcome:
+    """The Outcome of ``AccountingLogger.outcome`` and friends, arguments checked."""
+    if not isinstance(rcpt, str) or not rcpt:
+        raise TypeError(f"rcpt must be a non-empty string, not {rcpt!r}")
+    if delay is not None and not isinstance(delay, (int, float)):
+        raise TypeError(f"delay must be a number of seconds, not {delay!r}")
+    if time_queued is not None and not isinstance(time_queued, (datetime, int, float)):
+        raise TypeError(
+            f"time_queued must be a datetime or a POSIX timestamp, not {time_queued!r}"
         )
+    if headers is not None and not isinstance(headers, Mapping):
+        raise TypeError(f"headers must be a mapping of header name to value, not {headers!r}")
+    return Outcome(  # positional, in field order: binding 14 keywords costs more
+        kind, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta,
+        None if job_id is None else str(job_id), dsn_status, dsn_msg, delay, bounce_cat,
+        {} if headers is None else headers, {} if extra is None else extra,
+    )

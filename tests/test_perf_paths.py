@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_outcome_puts_every_argument_in_its_own_field() -> None:
     headers, extra = {"X-Campaign": "spring"}, {"app": 1}
     built = AccountingLogger.outcome(
         "b", "rcpt@example.com", time_queued=1.0, src_mta="src_mta", src_ip="src_ip",
-        dest_ip="dest_ip", vmta="vmta", job_id=7,  # type: ignore[arg-type] # made text
+        dest_ip="dest_ip", vmta="vmta", job_id=7,  # made text
         dsn_status="dsn_status", dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat",
         headers=headers, extra=extra)
     assert built == Outcome(
@@ -184,3 +185,125 @@ def test_written_line_has_every_value_escaped(tmp_path: Path) -> None:
             logger.removeHandler(handler)
             handler.close()
     assert [line.split("\t")[9] for line in lines[1:]] == ["550\\tforged\\nd\\tx", "250 OK"]
+
+
+field_value = maybe_text | st.integers(-5, 5)
+
+
+@given(st.lists(st.sampled_from(
+           ["type", "timeLogged", "timeQueued", "rcpt", "srcMta", "srcIp", "destIp", "vmta",
+            "jobId", "dsnStatus", "dsnMsg", "delay", "bounceCat", "custom_X-Tag"]),
+           min_size=1, max_size=8),
+       st.fixed_dictionaries({
+           "src_mta": field_value, "src_ip": field_value, "vmta": field_value,
+           "dsn_msg": field_value, "dsn_status": field_value, "bounce_cat": field_value,
+           "time_queued": st.none() | st.sampled_from([T0 - 5, T0, 1_000_000_000, T0 + 0.5]),
+           "delay": st.none() | st.sampled_from([0, 2.5, 300])}),
+       st.one_of(st.none(), any_text), any_text.filter(lambda t: t != ""),
+       st.sampled_from(["\t", ",", ";", "|"]), st.sampled_from(["", "-", "undefined", "é"]))
+def test_format_is_the_values_escaped_one_by_one(
+        fields: list[str], values: dict[str, Any], tag: str | None, rcpt: str, separator: str,
+        placeholder: str) -> None:
+    """The formatter joins the values as they are when none needs escaping; whatever the
+    values, the line is what escaping each value on its own gives."""
+    if separator in placeholder:
+        placeholder = ""
+    formatter = mta_logging.AccountingFormatter(fields, separator=separator,
+                                                placeholder=placeholder, utc=True)
+    outcome = Outcome(Kind.BOUNCE, rcpt, headers={} if tag is None else {"x-tag": tag},
+                      **values)
+    record = json_record(outcome)
+    expected = escaped_one_by_one(formatter.values(record), separator, placeholder)
+    for _ in range(2):  # the second time from the time caches
+        assert formatter.format(record) == expected
+
+
+def test_a_record_of_ours_is_the_record_makerecord_makes(kept: Keep) -> None:
+    logger = logging.getLogger("test.perf.paths")
+    outcome = AccountingLogger("test.perf.paths").deferred(
+        "bob@example.com", job_id="7", dsn_msg="451 4.7.1 later", delay=60)
+    ours = kept.records[0]
+    theirs = logger.makeRecord(
+        logger.name, logging.WARNING, "(accounting)", 0, "%s %s job %s: %s",
+        ("deferred", "bob@example.com", "7", "451 4.7.1 later"), None,
+        extra={"outcome": outcome})
+    assert type(ours) is logging.LogRecord
+    if sys.version_info[:2] == (3, 11):  # the Python whose LogRecord the fast path reproduces
+        assert mta_logging.logger._TEMPLATE is not None
+    formatted = {"message", "asctime"}  # added by a Formatter that formatted the record
+    assert [k for k in vars(ours) if k not in formatted] == list(vars(theirs))  # same order
+    timed = {"created", "msecs", "relativeCreated"} | formatted
+    assert {k: v for k, v in vars(ours).items() if k not in timed} == {
+        k: v for k, v in vars(theirs).items() if k not in timed}
+    assert theirs.created - 5 < ours.created <= theirs.created
+    assert ours.msecs == int((ours.created - int(ours.created)) * 1000)
+    assert ours.relativeCreated == pytest.approx(
+        (ours.created - logging._startTime) * 1000)  # type: ignore[attr-defined]
+
+
+def test_records_name_the_thread_that_made_them(kept: Keep) -> None:
+    import threading
+
+    thread = threading.Thread(
+        target=lambda: AccountingLogger("test.perf.paths").delivered("a@example.com"),
+        name="sender-7")
+    thread.start()
+    thread.join()
+    (record,) = kept.records
+    assert (record.threadName, record.thread) == ("sender-7", thread.ident)
+
+
+def test_a_record_factory_of_the_application_is_used(kept: Keep) -> None:
+    class Tagged(logging.LogRecord):
+        pass
+
+    logging.setLogRecordFactory(Tagged)
+    try:
+        AccountingLogger("test.perf.paths").delivered("a@example.com")
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+    (record,) = kept.records
+    assert type(record) is Tagged
+    assert record.outcome.rcpt == "a@example.com"  # type: ignore[attr-defined]
+
+
+def test_a_makerecord_of_the_application_is_used(
+        kept: Keep, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger("test.perf.paths")
+    made: list[str] = []
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(args[0])
+        return logging.Logger.makeRecord(logger, *args, **kwargs)
+
+    monkeypatch.setattr(logger, "makeRecord", make_record)
+    AccountingLogger(logger).bounced("a@example.com", dsn_msg="550 5.1.1 no such user")
+    assert made == ["test.perf.paths"]
+    (record,) = kept.records
+    assert record.outcome.bounce_cat == "bad-mailbox"  # type: ignore[attr-defined]
+
+
+def test_a_keyword_that_is_not_a_field_is_named() -> None:
+    acct = AccountingLogger("test.perf.paths")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dsn_mesage'"):
+        acct.delivered("a@example.com", dsn_mesage="250 OK")  # type: ignore[call-arg]
+
+
+def test_outcomes_stay_frozen_values() -> None:
+    import copy
+    import dataclasses
+    import pickle
+
+    outcome = Outcome(Kind.DELIVERED, "a@example.com", job_id="1", headers={"X-A": "b"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        outcome.rcpt = "b@example.com"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del outcome.job_id
+    assert pickle.loads(pickle.dumps(outcome)) == outcome == copy.deepcopy(outcome)
+    changed = dataclasses.replace(outcome, job_id="2")
+    assert (changed.job_id, changed.rcpt, changed.headers) == ("2", "a@example.com", {"X-A": "b"})
+    assert repr(Outcome(Kind.BOUNCE, "c@example.com")).startswith(
+        "Outcome(kind=<Kind.BOUNCE: 'b'>, rcpt='c@example.com', time_queued=None")
+    assert [f.name for f in dataclasses.fields(Outcome)][:3] == ["kind", "rcpt", "time_queued"]
+    assert Outcome(Kind.DELIVERED, "a@example.com").headers is not Outcome(
+        Kind.DELIVERED, "a@example.com").headers
