@@ -9,7 +9,7 @@ order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -155,11 +155,12 @@ _EXPRESSIONS = {
 
 
 def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
-             result: str) -> Callable[[Outcome, float], Any]:
-    """``def extract(outcome, time_logged): return <result with the field expressions>``,
+             assemble: Callable[[list[str]], str],
+             helpers: Mapping[str, Any] | None = None) -> Callable[[Outcome, float], Any]:
+    """``def extract(outcome, time_logged): return <assemble(the field expressions)>``,
     generated the way ``dataclasses`` generates ``__init__``: formatting a record then costs
     no call per field beyond the conversions. Only the constant expressions above become code;
-    header names and the placeholder are passed as values."""
+    header names, the placeholder and ``helpers`` are passed as values."""
     names = parse_fields(fields)
     times = times or TimeText()
     namespace: dict[str, Any] = {
@@ -168,6 +169,7 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
         "queued": TimeText(times.time_format, times.utc),
         "format_delay": format_delay,
         "missing": missing,
+        **(helpers or {}),
     }
     expressions = []
     for number, name in enumerate(names):
@@ -176,8 +178,7 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
             expressions.append(_as_text(f"outcome.header(header_{number})"))
         else:
             expressions.append(_EXPRESSIONS[name])
-    body = result.replace("VALUES", ", ".join(expressions))
-    exec(f"def extract(outcome, time_logged):\n    return {body}\n", namespace)
+    exec(f"def extract(outcome, time_logged):\n    return {assemble(expressions)}\n", namespace)
     extract: Callable[[Outcome, float], Any] = namespace["extract"]
     return extract
 
@@ -185,7 +186,7 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
 def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
     """One function that returns the values of ``fields`` for an outcome, in order, as text
     (None = not known)."""
-    return _compile(fields, times, None, "[VALUES]")
+    return _compile(fields, times, None, lambda values: "[" + ", ".join(values) + "]")
 
 
 def compile_line(fields: Sequence[str], times: TimeText | None, separator: str,
@@ -193,4 +194,23 @@ def compile_line(fields: Sequence[str], times: TimeText | None, separator: str,
     """One function that returns the values of ``fields`` joined by ``separator``, unknown
     values as ``placeholder``, nothing escaped (the caller checks whether anything needs to
     be)."""
-    return _compile(fields, times, placeholder, f"{separator!r}.join((VALUES,))")
+    return _compile(fields, times, placeholder,
+                    lambda values: f"{separator!r}.join((" + ", ".join(values) + ",))")
+
+
+def compile_json_object(fields: Sequence[str], times: TimeText | None,
+                        quote: Callable[[str], str]) -> Callable[[Outcome, float], str]:
+    """One function that returns the JSON object text ``json.dumps`` gives for the dict of
+    ``fields`` (in order) to their values, unknown values ``null``; ``quote`` is the JSON
+    string encoder to use (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``).
+    Field names must be unique (as dict keys are)."""
+    names = parse_fields(fields)
+    keys = [("{" if number == 0 else ", ") + quote(name) + ": "
+            for number, name in enumerate(names)]
+
+    def assemble(values: list[str]) -> str:
+        items = [f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
+                 for key, value in zip(keys, values, strict=True)]
+        return "''.join((" + ", ".join(items) + ", '}'))"
+
+    return _compile(names, times, None, assemble, {"quote": quote})

@@ -307,3 +307,31 @@ def test_outcomes_stay_frozen_values() -> None:
     assert [f.name for f in dataclasses.fields(Outcome)][:3] == ["kind", "rcpt", "time_queued"]
     assert Outcome(Kind.DELIVERED, "a@example.com").headers is not Outcome(
         Kind.DELIVERED, "a@example.com").headers
+
+
+@given(st.fixed_dictionaries({
+           "src_mta": field_value, "src_ip": field_value, "vmta": field_value,
+           "dsn_msg": field_value, "bounce_cat": field_value,
+           "time_queued": st.none() | st.sampled_from([T0 - 5, 1_000_000_000])}),
+       any_text.filter(lambda t: t != ""), st.one_of(st.none(), any_text), st.booleans(),
+       st.sampled_from(["", "acct: "]))
+def test_json_objects_written_directly_are_what_json_dumps_writes(
+        values: dict[str, Any], rcpt: str, tag: str | None, ascii_only: bool,
+        prefix: str) -> None:
+    fields = ["type", "timeLogged", "timeQueued", "rcpt", "srcMta", "srcIp", "vmta", "dsnMsg",
+              "delay", "bounceCat", "custom_X-Tag"]
+    outcome = Outcome(Kind.BOUNCE, rcpt, headers={} if tag is None else {"x-tag": tag},
+                      **values)
+    ours = AccountingJsonFormatter(fields, utc=True, json_ensure_ascii=ascii_only,
+                                   prefix=prefix)
+    plain = AccountingJsonFormatter(fields, utc=True, json_ensure_ascii=ascii_only,
+                                    prefix=prefix)
+    plain.jsonify_log_record = functools.partial(  # type: ignore[method-assign]
+        JsonFormatter.jsonify_log_record, plain)
+    assert ours.format(json_record(outcome)) == plain.format(json_record(outcome))
+
+
+def test_json_with_a_field_twice_is_what_json_dumps_writes() -> None:
+    formatter = AccountingJsonFormatter(["rcpt", "jobId", "rcpt"])
+    outcome = Outcome(Kind.DELIVERED, "a@example.com", job_id="9")
+    assert formatter.format(json_record(outcome)) == '{"rcpt": "a@example.com", "jobId": "9"}'
