@@ -181,7 +181,10 @@ class AccountingFormatter(logging.Formatter):
         return self._extract(outcome_of(record), record.created)
 
     def format(self, record: logging.LogRecord) -> str:
-        outcome = getattr(record, "outcome", None)
+        try:
+            outcome = record.outcome  # type: ignore[attr-defined]
+        except AttributeError:
+            outcome = None
         if outcome.__class__ is not Outcome:
             outcome = outcome_of(record)  # a subclass, or the error for a record without one
         line = self._line(outcome, record.created)
@@ -260,7 +263,10 @@ class AccountingJsonFormatter(JsonFormatter):
         return cached[1].encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
-        outcome = getattr(record, "outcome", None)
+        try:
+            outcome = record.outcome  # type: ignore[attr-defined]
+        except AttributeError:
+            outcome = None
         if outcome.__class__ is not Outcome:
             outcome = outcome_of(record)  # a subclass, or the error for a record without one
         objects = self._objects

@@ -198,7 +198,10 @@ class AccountingFileHandler(logging.Handler):
         reaching a handler are not its own. Filters added to the handler still run for the
         records that pass; ``KindFilter`` does the same routing for other handlers.
         """
-        if getattr(getattr(record, "outcome", None), "kind", None) is not self.kind:
+        try:
+            if record.outcome.kind is not self.kind:  # type: ignore[attr-defined]
+                return False
+        except AttributeError:  # no outcome: not an accounting record
             return False
         # Handler.handle, with the filter chain run only when there are filters, and the lock
         # taken by its own context manager (two Python-level calls fewer per record)
