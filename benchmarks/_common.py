@@ -2,10 +2,14 @@
 
 Every implementation writes the same 10-field delivered line (the default delivered fields)
 with the same values, one OS write per record (flushed before the call returns). Each
-implementation runs in a fresh interpreter (``--child NAME``), so that one library's imports,
-handlers or threads cannot slow another down, and so that peak RSS is its own. Rounds are
-interleaved (A B C, A B C, ...) and the best round of each implementation is reported: on a
-shared machine, the best round is the one least disturbed by other work.
+implementation runs in a process of its own (``--child NAME``), so that one library's imports,
+handlers or threads cannot slow another down, and so that peak RSS is its own.
+
+The machine these run on is shared: its speed moves by up to 2x within seconds. So the
+children stay alive for the whole run and take turns in many short rounds (A B C, B C A, ...):
+every implementation is measured again and again, each round next to rounds of the others, and
+a ratio is the median over rounds of the two implementations' rates in the same round: a slow
+spell slows both sides of a pair.
 
 Every caller passes the values inline, as application code would: ours as keywords of
 ``AccountingLogger.delivered``, the others as ``%`` (or ``{}``) arguments of the line, with the
@@ -23,6 +27,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,10 +99,11 @@ class Measured:
     elapsed: float  # wall-clock seconds
 
 
-def measure(write: Callable[[int], None], seconds: float) -> Measured:
+def measure(write: Callable[[int], None], seconds: float, warm_up: bool = True) -> Measured:
     """Call ``write(i)`` in batches until ``seconds`` have passed."""
-    for i in range(BATCH):  # warm-up: files open, caches filled
-        write(i)
+    if warm_up:
+        for i in range(BATCH):  # files open, caches filled
+            write(i)
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -125,56 +131,84 @@ def report_child(measured: Measured, **extra: Any) -> None:
     print(json.dumps({**asdict(measured), "rss_mb": peak_rss_mb(), **extra}), flush=True)
 
 
-def run_child(script: str, name: str, seconds: float, *extra: str) -> dict[str, Any]:
-    """Run ``script --child name`` in a fresh interpreter; its JSON result."""
-    done = subprocess.run(
-        [sys.executable, script, "--child", name, "--seconds", str(seconds), *extra],
-        capture_output=True, text=True, check=False, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{done.stderr}")
-    if done.stderr.strip():
-        print(f"[{name}] {done.stderr.strip()}", file=sys.stderr)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 @dataclass
 class Row:
     name: str
-    rate: float  # records per wall-clock second
+    rates: list[float]  # records per wall-clock second, one per round
     rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
 
 
 def compare(script: str, names: Sequence[str], rounds: int, seconds: float) -> list[Row]:
-    """Interleaved rounds of every implementation; each one's best round."""
-    best: dict[str, Row] = {}
-    for round_number in range(1, rounds + 1):
-        for name in names:
-            result = run_child(script, name, seconds)
-            row = Row(name, result["count"] / result["elapsed"], result["rss_mb"])
-            print(f"  round {round_number}: {name:<48} {row.rate:>10,.0f} records/s",
-                  file=sys.stderr)
-            if name not in best or row.rate > best[name].rate:
-                best[name] = row
-    return [best[name] for name in names]
+    """Start ``script --child NAME`` for every implementation; then ``rounds`` rounds in which
+    each measures for ``seconds`` in turn (the order rotating from round to round)."""
+    children = {name: subprocess.Popen(
+        [sys.executable, script, "--child", name], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, cwd=ROOT) for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for round_number in range(rounds):
+            shift = round_number % len(names)
+            for name in [*names[shift:], *names[:shift]]:
+                result = _ask(children[name], name, f"{seconds}\n")
+                rates[name].append(result["count"] / result["elapsed"])
+            print(f"  round {round_number + 1}/{rounds}: " + ", ".join(
+                f"{rates[name][-1]:,.0f}" for name in names), file=sys.stderr)
+        return [Row(name, rates[name], _ask(children[name], name, "")["rss_mb"])
+                for name in names]
+    finally:
+        for process in children.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def _ask(process: subprocess.Popen[str], name: str, command: str) -> dict[str, Any]:
+    """Send one command to a child (seconds to measure; "" = done) and read its JSON answer."""
+    assert process.stdin is not None and process.stdout is not None
+    if command:
+        process.stdin.write(command)
+        process.stdin.flush()
+    else:
+        process.stdin.close()
+    answer = process.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"{name} ended early (exit status {process.wait()}); see above")
+    return dict(json.loads(answer))
+
+
+def ratios(ours: Row, theirs: Row) -> list[float]:
+    """The ratio of the two rates in each round."""
+    return [a / b for a, b in zip(ours.rates, theirs.rates, strict=True)]
 
 
 def table(rows: Sequence[Row], baseline: str = BASELINE) -> str:
-    """Markdown table: implementation, records/s, ratio to the baseline, peak RSS."""
-    base = next(row.rate for row in rows if row.name == baseline)
-    lines = ["| implementation | records/s | × " + baseline + " | peak RSS (MB) |",
-             "|---|---:|---:|---:|"]
+    """Markdown table: implementation, records/s (median round), ratio to the baseline (median
+    of the rounds' ratios, and the middle half of them), peak RSS."""
+    base = next(row for row in rows if row.name == baseline)
+    lines = ["| implementation | records/s | × " + baseline + " | middle half | peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row.name} | {row.rate:,.0f} | {row.rate / base:.2f} | "
-                     f"{row.rss_mb:.1f} |")
+        each = ratios(row, base)
+        low, _, high = statistics.quantiles(each, n=4) if len(each) > 1 else each * 3
+        lines.append(f"| {row.name} | {row.rate:,.0f} | {statistics.median(each):.2f} | "
+                     f"{low:.2f}–{high:.2f} | {row.rss_mb:.1f} |")
     return "\n".join(lines)
 
 
 def target(rows: Sequence[Row], ours: str, theirs: str, at_least: float) -> str:
-    """One line saying whether ``ours`` reaches ``at_least`` times ``theirs``."""
-    rates = {row.name: row.rate for row in rows}
-    ratio = rates[ours] / rates[theirs]
+    """One line saying whether ``ours`` reaches ``at_least`` times ``theirs`` (median of the
+    rounds' ratios), and in how many rounds it did."""
+    by_name = {row.name: row for row in rows}
+    each = ratios(by_name[ours], by_name[theirs])
+    ratio = statistics.median(each)
     verdict = "met" if ratio >= at_least else "NOT met"
-    return f"- {ours} / {theirs} = {ratio:.2f} (target ≥ {at_least}): {verdict}"
+    reached = sum(value >= at_least for value in each)
+    return (f"- {ours} / {theirs} = {ratio:.2f} (target ≥ {at_least}): {verdict}; "
+            f"reached in {reached} of {len(each)} rounds")
 
 
 def machine() -> str:
@@ -201,27 +235,37 @@ def arguments(description: str, rounds: int, seconds: float,
         parser.add_argument("--" + option.replace("_", "-"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true",
                         default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
-                        help="one short round (also: BENCH_QUICK=1)")
+                        help="three short rounds (also: BENCH_QUICK=1)")
     parser.add_argument("--rounds", type=int, default=None, help=f"default {rounds}")
     parser.add_argument("--seconds", type=float, default=None,
                         help=f"seconds per implementation and round (default {seconds})")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rounds is None:
-        args.rounds = 1 if args.quick else rounds
+        args.rounds = 3 if args.quick else rounds
     if args.seconds is None:
-        args.seconds = 0.4 if args.quick else seconds
+        args.seconds = 0.2 if args.quick else seconds
     return args
 
 
-def child(implementations: Mapping[str, Callable[[Path], Callable[[int], None]]], name: str,
-          seconds: float) -> None:
-    """In a child process: build one implementation in a fresh directory, measure, report."""
+def child(implementations: Mapping[str, Callable[[Path], Callable[[int], None]]],
+          name: str) -> None:
+    """In a child process: build one implementation in a fresh directory, warm it up, then
+    measure once per line read on stdin (the seconds to measure for), answering each with a
+    JSON line; at the end of input, answer with the peak RSS and leave."""
+    results = os.fdopen(os.dup(1), "w")  # answers only: anything else printed goes to stderr
+    os.dup2(2, 1)
     directory = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         write = implementations[name](directory)
-        report_child(measure(write, seconds))
+        warm_up = True
+        for line in sys.stdin:
+            results.write(json.dumps(asdict(measure(write, float(line), warm_up))) + "\n")
+            results.flush()
+            warm_up = False
         logging.shutdown()
+        results.write(json.dumps({"rss_mb": peak_rss_mb()}) + "\n")
+        results.flush()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -156,9 +156,9 @@ IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=7, seconds=0.7)
+    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
     if args.child:
-        child(IMPLEMENTATIONS, args.child, args.seconds)
+        child(IMPLEMENTATIONS, args.child)
         return
     rows = compare(__file__, list(IMPLEMENTATIONS), args.rounds, args.seconds)
     print(machine())
