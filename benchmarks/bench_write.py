@@ -1,7 +1,7 @@
 """Records/s writing one 10-field delivered line per call, flushed to the OS each time.
 
-    .venv/bin/python benchmarks/bench_write.py           # 7 interleaved rounds, about a minute
-    .venv/bin/python benchmarks/bench_write.py --quick   # one short round
+    .venv/bin/python benchmarks/bench_write.py           # 20 rounds of 0.25 s each, under a minute
+    .venv/bin/python benchmarks/bench_write.py --quick   # 3 short rounds
 
 Rows: the standard library's RotatingFileHandler (the baseline) and FileHandler,
 concurrent-log-handler and loguru (rotation on: size and time), ours through
