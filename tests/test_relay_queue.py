@@ -103,34 +103,6 @@ async def test_every_recipient_gets_its_record_and_retries_skip_finished_ones(tm
     assert list(spool.queue_dir.iterdir()) == [] and list(spool.state_dir.iterdir()) == []
 
 
-async def test_records_are_written_off_the_event_loop_after_the_spool(tmp_path):
-    """The event loop does no file I/O for accounting (a rollover can rename, fsync, open):
-    records are written in the spool's thread, each after the spool has been updated."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    spool = Spool.open(tmp_path)
-    logger, records = accounting()
-    seen: list[tuple[str, bool]] = []
-
-    class Where(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append((threading.current_thread().name,
-                         (spool.queue_dir / "Q1").exists()))
-
-    logger.logger.addHandler(Where())
-    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")]})
-    with ThreadPoolExecutor(1, thread_name_prefix="spool-thread") as executor:
-        queue = DeliveryQueue(settings(), spool, deliverer, logger,  # type: ignore[arg-type]
-                              executor=executor)
-        queue.start()
-        queue.submit(queued(spool, "a@one.test"))
-        await until(lambda: len(records.outcomes) == 1)
-        await queue.stop(5)
-    assert threading.current_thread().name == "MainThread"  # where the loop runs
-    assert seen == [("spool-thread_0", False)]  # message already removed when recorded
-
-
 async def test_backoff_then_expiry(tmp_path):
     spool = Spool.open(tmp_path)
     logger, records = accounting()

@@ -162,9 +162,7 @@ class DeliveryQueue:
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
                       expired: bool, headers: Mapping[str, str]) -> None:
-        """Journal the final results (or remove a finished message), then record them all:
-        both in one call to the spool's thread, so the event loop does no file I/O for them
-        (an accounting file's rollover, with its renames and fsyncs, included)."""
+        """Journal the final results (or remove a finished message), then record them all."""
         entries = []
         for result in results:
             if result.kind is Kind.DELIVERED:
@@ -174,18 +172,13 @@ class DeliveryQueue:
             else:
                 continue
             message.final[result.index] = True
-        await self._in_thread(self._conclude, message, entries, results, delay, expired,
-                              headers)
-        if entries and not message.complete:
-            message.journaled = True
-
-    def _conclude(self, message: QueuedMessage, entries: list[str], results: list[RcptResult],
-                  delay: float, expired: bool, headers: Mapping[str, str]) -> None:
-        """In the spool's thread: the spool first, then the records."""
         if message.complete:
-            self.spool.remove(message.queue_id, journaled=message.journaled)
+            if message.journaled:
+                await self._in_thread(self.spool.remove, message.queue_id)
+            else:
+                self.spool.remove(message.queue_id, journaled=False)
         elif entries:
-            self.spool.journal(message.queue_id, entries)
+            await self._journal(message, entries)
         for result in results:
             self._record(message, result, delay, headers, expired)
 
