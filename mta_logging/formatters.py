@@ -127,8 +127,11 @@ def check_separator(separator: Any) -> str:
 
 def outcome_of(record: logging.LogRecord) -> Outcome:
     """The Outcome attached to a record; TypeError if the record carries none."""
-    outcome = getattr(record, "outcome", None)
-    if not isinstance(outcome, Outcome):
+    try:
+        outcome = record.outcome  # type: ignore[attr-defined]
+    except AttributeError:
+        outcome = None
+    if outcome.__class__ is not Outcome and not isinstance(outcome, Outcome):
         raise TypeError(
             "this log record carries no accounting outcome (record.outcome); log through "
             "AccountingLogger or pass extra={'outcome': Outcome(...)}"
@@ -181,12 +184,7 @@ class AccountingFormatter(logging.Formatter):
         return self._extract(outcome_of(record), record.created)
 
     def format(self, record: logging.LogRecord) -> str:
-        try:
-            outcome = record.outcome  # type: ignore[attr-defined]
-        except AttributeError:
-            outcome = None
-        if outcome.__class__ is not Outcome:
-            outcome = outcome_of(record)  # a subclass, or the error for a record without one
+        outcome = outcome_of(record)
         line = self._line(outcome, record.created)
         separator = self.separator
         # the values joined as they are, if none needs escaping (join_values checks the same)
@@ -263,12 +261,7 @@ class AccountingJsonFormatter(JsonFormatter):
         return cached[1].encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
-        try:
-            outcome = record.outcome  # type: ignore[attr-defined]
-        except AttributeError:
-            outcome = None
-        if outcome.__class__ is not Outcome:
-            outcome = outcome_of(record)  # a subclass, or the error for a record without one
+        outcome = outcome_of(record)
         objects = self._objects
         if (objects is not None and self._hooks_plain and not self.rename_fields
                 and not self.static_fields and self.json_serializer is json.dumps
