@@ -223,7 +223,7 @@ class AccountingFileHandler(logging.Handler):
                 file = self._open()
             elif file.records and (file.size + len(data) > self.max_bytes
                                    or record.created >= file.rollover_at):
-                file = self._rollover()
+                file = self._rollover(prune=False)  # retention: at the next tick
             self._write(file, data)
             file.records += 1
             if self.fsync == "always":
@@ -325,8 +325,8 @@ class AccountingFileHandler(logging.Handler):
         file.header_size = file.size
         return file
 
-    def _rollover(self) -> _File:
-        self._finish_current()
+    def _rollover(self, prune: bool = True) -> _File:
+        self._finish_current(prune)
         return self._open()
 
     def doRollover(self) -> None:  # noqa: N802 - the name the stdlib's rotating handlers use
@@ -338,10 +338,12 @@ class AccountingFileHandler(logging.Handler):
         finally:
             self.release()
 
-    def _finish_current(self) -> None:
+    def _finish_current(self, prune: bool = True) -> None:
         """Finish the active file: fsync (policy), archive it (if on), release it. A file
         holding only its header is removed instead, unless ``archive_empty``. A failure to
-        archive is reported and the file kept (locked) to be archived later."""
+        archive is reported and the file kept (locked) to be archived later. ``prune=False``
+        leaves retention to the next maintenance tick (listing the archive can take
+        milliseconds: not on the write path)."""
         file = self._file
         if file is None:
             return
@@ -367,12 +369,13 @@ class AccountingFileHandler(logging.Handler):
                 self._report(f"saving {file.path} to disk")
         if self.archiving:
             self._finished.append(file)
-            self._archive_finished()
+            self._archive_finished(prune)
         else:
             os.close(file.fd)
 
-    def _archive_finished(self) -> list[Path]:
-        """Archive the finished files, oldest first; stop at the first failure (reported)."""
+    def _archive_finished(self, prune: bool = True) -> list[Path]:
+        """Archive the finished files, oldest first; stop at the first failure (reported);
+        then apply retention (``prune``), or have the next maintenance tick apply it."""
         archived: list[Path] = []
         while self._finished:
             file = self._finished[0]
@@ -390,7 +393,10 @@ class AccountingFileHandler(logging.Handler):
                 if self.compress:
                     self._add_pending(target)
         if archived:
-            self._prune(time.time())
+            if prune:
+                self._prune(time.time())
+            else:
+                self._next_prune = 0.0
         return archived
 
     def _archive(self, file: _File) -> Path | None:

@@ -336,6 +336,24 @@ def test_retention_files_keeps_the_newest(make: Callable[..., AccountingFileHand
     assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
 
 
+def test_a_rollover_by_a_record_leaves_retention_to_the_next_tick(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    """Listing and deleting in the archive is kept off the write path: the record that
+    crosses max_size archives the full file, and the maintenance tick applies retention."""
+    archived.mkdir(parents=True)
+    for day in (1, 2, 3):
+        path = archived / f"d.2024-04-0{day}-000000.tsv"
+        path.write_text("x")
+        os.utime(path, (T - (10 - day) * 86400,) * 2)
+    size = len(HEADER) + len(line("a@example.com"))
+    handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
+    log(handler, "a@example.com", "b@example.com")  # b crosses max_size
+    assert names(archived) == ["d.2024-04-01-000000.tsv", "d.2024-04-02-000000.tsv",
+                               "d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
+    handler.maintain()
+    assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
+
+
 # -- names that are taken ------------------------------------------------------------------------
 
 def test_a_taken_active_name_gets_a_suffix_and_the_other_file_is_untouched(
