@@ -86,7 +86,7 @@ class TimeText:
         self.time_format = time_format
         self.utc = bool(utc)
         self._convert = time.gmtime if self.utc else time.localtime
-        self._cache: tuple[int, str] = (-1, "")
+        self._cache: tuple[int | None, str] = (None, "")  # (second, its text)
 
     def text(self, timestamp: float) -> str:
         """The text of a POSIX timestamp (the instance is also callable for this)."""

@@ -164,16 +164,37 @@ class AccountingFormatter(logging.Formatter):
     ) -> None:
         super().__init__()
         self.fields = _resolve_fields(fields, kind)
-        self.separator = check_separator(separator)
-        if not isinstance(placeholder, str) or any(c in placeholder for c in "\r\n\\"):
-            raise ConfigError("placeholder", placeholder, "expected text without line breaks")
-        if self.separator in placeholder:
-            raise ConfigError("placeholder", placeholder, "must not contain the separator")
-        self.placeholder = placeholder
         self.times = TimeText(time_format, utc)
         self._extract = compile_fields(self.fields, self.times)
-        self._line = compile_line(self.fields, self.times, self.separator, placeholder)
         self._separators = len(self.fields) - 1
+        self._separator = TAB
+        self._placeholder = ""
+        self._compile(check_separator(separator), placeholder)
+
+    @property
+    def separator(self) -> str:
+        return self._separator
+
+    @separator.setter
+    def separator(self, value: str) -> None:
+        self._compile(check_separator(value), self._placeholder)
+
+    @property
+    def placeholder(self) -> str:
+        return self._placeholder
+
+    @placeholder.setter
+    def placeholder(self, value: str) -> None:
+        self._compile(self._separator, value)
+
+    def _compile(self, separator: str, placeholder: str) -> None:
+        """Check the placeholder against the separator; make the line function for both."""
+        if not isinstance(placeholder, str) or any(c in placeholder for c in "\r\n\\"):
+            raise ConfigError("placeholder", placeholder, "expected text without line breaks")
+        if separator in placeholder:
+            raise ConfigError("placeholder", placeholder, "must not contain the separator")
+        self._line = compile_line(self.fields, self.times, separator, placeholder)
+        self._separator, self._placeholder = separator, placeholder
 
     def header(self) -> str:
         """The header line (without line end): field names joined by the separator."""
@@ -231,11 +252,6 @@ class AccountingJsonFormatter(JsonFormatter):
             compile_json_object(selected, self.times, encode_basestring),
             compile_json_object(selected, self.times, encode_basestring_ascii),
         ) if len(set(selected)) == len(selected) else None
-        cls = type(self)
-        self._hooks_plain = (  # none of the steps of format overridden by a subclass
-            cls.process_log_record is BaseJsonFormatter.process_log_record
-            and cls.serialize_log_record is BaseJsonFormatter.serialize_log_record
-            and cls.jsonify_log_record is AccountingJsonFormatter.jsonify_log_record)
 
     def header(self) -> None:
         """JSON lines files carry their field names in every record: no header line."""
@@ -263,10 +279,13 @@ class AccountingJsonFormatter(JsonFormatter):
     def format(self, record: logging.LogRecord) -> str:
         outcome = outcome_of(record)
         objects = self._objects
-        if (objects is not None and self._hooks_plain and not self.rename_fields
+        cls = self.__class__
+        if (objects is not None and not self.rename_fields
                 and not self.static_fields and self.json_serializer is json.dumps
                 and self.json_indent is None and self.json_encoder in _PLAIN_ENCODERS
-                and _HOOKS.isdisjoint(self.__dict__)):
+                and _HOOKS.isdisjoint(self.__dict__)  # no step of format replaced
+                and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
+                and cls.jsonify_log_record is _JSONIFY):
             # Every value is text or None, so the encoder's default() is never asked and
             # json.dumps of the dict below would give exactly this, at a third of the cost.
             return self.prefix + objects[bool(self.json_ensure_ascii)](outcome, record.created)
@@ -314,3 +333,8 @@ def _is_plain(line: str, separator: str) -> bool:
     else:
         plain = _CSV_SPECIAL.search(line) is None
     return plain and (separator == TAB or '"' not in line)
+
+
+_PROCESS = BaseJsonFormatter.process_log_record
+_SERIALIZE = BaseJsonFormatter.serialize_log_record
+_JSONIFY = AccountingJsonFormatter.jsonify_log_record

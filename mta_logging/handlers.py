@@ -164,6 +164,7 @@ class AccountingFileHandler(logging.Handler):
             raise ConfigError("fsync", fsync, "expected one of " + ", ".join(FSYNC_POLICIES))
         self.fsync = fsync
         self.formatter = AccountingFormatter(kind=self.kind)
+        self._own_filter = type(self).filter is not logging.Filterer.filter
         self._pattern = self.namer.pattern()
         self._file: _File | None = None
         self._finished: list[_File] = []  # finished files that could not be archived yet
@@ -176,6 +177,7 @@ class AccountingFileHandler(logging.Handler):
         self._open_hint = ("", 0)  # (name, suffix) last used: skip names known to be taken
         self._archive_hint = ("", 0)
         self._next_prune = 0.0
+        self._prune_due = False  # a rollover left retention to the next tick
         self._reported: dict[str, str] = {}  # what failed → the error last reported for it
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.archiving:
@@ -203,16 +205,21 @@ class AccountingFileHandler(logging.Handler):
                 return False
         except AttributeError:  # no outcome: not an accounting record
             return False
-        # Handler.handle, with the filter chain run only when there are filters, and the lock
-        # taken by its own context manager (two Python-level calls fewer per record)
-        if self.filters:
+        # Handler.handle, with the filter chain run only when there are filters (or a
+        # subclass filters by itself), and the lock taken by its own context manager (two
+        # Python-level calls fewer per record)
+        if self.filters or self._own_filter:
             passed = self.filter(record)
             if not passed:
                 return False
             if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may replace it
                 record = passed
-        with self.lock:  # type: ignore[union-attr] # made by Handler.createLock
+        lock = self.lock
+        if lock is None:  # a subclass that wants no lock (Handler.acquire allows it)
             self.emit(record)
+        else:
+            with lock:
+                self.emit(record)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -396,7 +403,7 @@ class AccountingFileHandler(logging.Handler):
             if prune:
                 self._prune(time.time())
             else:
-                self._next_prune = 0.0
+                self._prune_due = True
         return archived
 
     def _archive(self, file: _File) -> Path | None:
@@ -421,6 +428,7 @@ class AccountingFileHandler(logging.Handler):
         return target
 
     def _prune(self, now: float) -> None:
+        self._prune_due = False
         if self.retention_days is None and self.retention_files is None:
             return
         self._next_prune = now + PRUNE_EVERY
@@ -487,7 +495,11 @@ class AccountingFileHandler(logging.Handler):
 
     def _maintain(self, now: float, stop: threading.Event | None) -> None:
         lock = self.lock
-        assert lock is not None
+        if lock is None:  # a subclass without a lock: it serialises its calls itself
+            if not self._closed:
+                self._maintain_locked(now)
+            self._compress()
+            return
         # the thread gives up waiting when it is told to stop: close() may hold our lock and
         # wait for the thread (logging.shutdown calls close with the handler lock held)
         while not lock.acquire(timeout=0.05):
@@ -516,7 +528,7 @@ class AccountingFileHandler(logging.Handler):
                     file.rollover_at = now + self.archive_interval  # reuse the empty file
         if self._finished:
             self._archive_finished()
-        if now >= self._next_prune and self.archiving:
+        if (now >= self._next_prune or self._prune_due) and self.archiving:
             self._prune(now)
 
     def _attempt(self, doing: str, action: Callable[[], object]) -> None:
@@ -606,6 +618,8 @@ class AccountingFileHandler(logging.Handler):
                     self._file = None
             if self._finished:
                 self._archive_finished()
+            if self._prune_due:
+                self._prune(time.time())  # retention a rollover left for a tick that never came
             for file in self._finished:
                 os.close(file.fd)  # unlocked: the next start archives it
             self._finished.clear()

@@ -8,7 +8,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +21,17 @@ _PATHNAME = "(accounting)"  # a record's pathname: there is no caller's frame to
 
 def _record_template() -> dict[str, Any] | None:
     """The attributes of an accounting LogRecord, in the order ``LogRecord.__init__`` sets
-    them, if this Python's LogRecord is the one ``_new_record`` reproduces (3.11); else None."""
-    template = logging.LogRecord("", logging.INFO, _PATHNAME, 0, _MESSAGE, None, None).__dict__
+    them, if this Python's LogRecord is the one ``_new_record`` reproduces (3.11, with the
+    ``msecs`` of gh-89047); else None."""
+    sample = logging.LogRecord("", logging.INFO, _PATHNAME, 0, _MESSAGE, None, None)
+    template = sample.__dict__
     known = {"name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
              "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
              "relativeCreated", "thread", "threadName", "processName", "process"}
-    if sys.version_info[:2] != (3, 11) or set(template) != known:
+    created = sample.created
+    if (sys.version_info[:2] != (3, 11) or set(template) != known
+            or sample.msecs != int((created - int(created)) * 1000) + 0.0
+            or sample.relativeCreated != (created - logging._startTime) * 1000):  # type: ignore[attr-defined]
         return None
     return {**template, "outcome": None}  # where makeRecord(extra=) would put it: last
 
@@ -34,10 +39,6 @@ def _record_template() -> dict[str, Any] | None:
 _TEMPLATE = _record_template()
 _LogRecord = logging.LogRecord
 _new_object = object.__new__
-_current_thread = threading.current_thread
-_get_ident = threading.get_ident
-_now = time.time
-_getpid = os.getpid
 _MAKE_RECORD = logging.Logger.makeRecord
 
 
@@ -49,7 +50,7 @@ def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
     ``LogRecord.__init__`` computes them. It copies the constant ones from a template instead
     of deriving them again (file name and module from the path name, ...): a third of the cost
     of making the record."""
-    created = _now()
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
     record = _new_object(_LogRecord)
     record.__dict__ = values = template.copy()
     values["name"] = name
@@ -60,8 +61,8 @@ def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
     values["msecs"] = int((created - int(created)) * 1000) + 0.0
     values["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
     if logging.logThreads:
-        values["thread"] = _get_ident()
-        values["threadName"] = _current_thread().name
+        values["thread"] = threading.get_ident()
+        values["threadName"] = threading.current_thread().name
     else:
         values["thread"] = values["threadName"] = None
     if logging.logMultiprocessing:
@@ -74,7 +75,7 @@ def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
                 pass
     else:
         values["processName"] = None
-    values["process"] = _getpid() if logging.logProcesses else None
+    values["process"] = os.getpid() if logging.logProcesses else None
     values["outcome"] = outcome
     return record
 
@@ -104,6 +105,15 @@ class AccountingLogger:
     """
 
     __slots__ = ("logger",)
+
+    # what delivered/deferred/bounced build their Outcome with: _build directly, or, in a
+    # subclass that overrides outcome(), that method (see __init_subclass__)
+    _outcome: Callable[..., Outcome]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.outcome is not AccountingLogger.outcome:
+            cls._outcome = _through_outcome
 
     def __init__(self, name: str | logging.Logger = DEFAULT_LOGGER) -> None:
         self.logger = name if isinstance(name, logging.Logger) else logging.getLogger(name)
@@ -140,7 +150,7 @@ class AccountingLogger:
         headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Record that ``rcpt`` was delivered. Keywords: see :meth:`outcome`."""
-        return self.record(_build(
+        return self.record(self._outcome(
             Kind.DELIVERED, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
@@ -152,7 +162,7 @@ class AccountingLogger:
         headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Record that delivery to ``rcpt`` was deferred (``delay`` = seconds to next try)."""
-        return self.record(_build(
+        return self.record(self._outcome(
             Kind.DEFERRED, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
@@ -169,7 +179,7 @@ class AccountingLogger:
 
             code, enhanced = _reply_parts(dsn_status, dsn_msg)
             bounce_cat = bounce_category(code, enhanced, dsn_msg or "")
-        return self.record(_build(
+        return self.record(self._outcome(
             Kind.BOUNCE, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
 
@@ -218,3 +228,20 @@ def _build(
         None if job_id is None else str(job_id), dsn_status, dsn_msg, delay, bounce_cat,
         {} if headers is None else headers, {} if extra is None else extra,
     )
+
+
+AccountingLogger._outcome = staticmethod(_build)
+
+
+def _through_outcome(
+    self: AccountingLogger, kind: Kind, rcpt: str, time_queued: datetime | float | None,
+    src_mta: str | None, src_ip: str | None, dest_ip: str | None, vmta: str | None,
+    job_id: str | int | None, dsn_status: str | None, dsn_msg: str | None,
+    delay: float | None, bounce_cat: str | None, headers: Mapping[str, str] | None,
+    extra: Mapping[str, Any] | None,
+) -> Outcome:
+    """``_outcome`` of a subclass that overrides ``outcome()``: its method, with keywords."""
+    return self.outcome(
+        kind, rcpt, time_queued=time_queued, src_mta=src_mta, src_ip=src_ip, dest_ip=dest_ip,
+        vmta=vmta, job_id=job_id, dsn_status=dsn_status, dsn_msg=dsn_msg, delay=delay,
+        bounce_cat=bounce_cat, headers=headers, extra=extra)

@@ -354,6 +354,48 @@ def test_a_rollover_by_a_record_leaves_retention_to_the_next_tick(
     assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
 
 
+def test_retention_left_for_a_tick_is_applied_at_close(
+        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
+    archived.mkdir(parents=True)
+    for day in (1, 2, 3):
+        path = archived / f"d.2024-04-0{day}-000000.tsv"
+        path.write_text("x")
+        os.utime(path, (T - (10 - day) * 86400,) * 2)
+    size = len(HEADER) + len(line("a@example.com"))
+    handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
+    log(handler, "a@example.com", "b@example.com")
+    handler.close()  # b's file goes too: two newest are b's and a's
+    assert names(archived) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+
+
+def test_a_subclass_that_filters_by_itself_is_asked(
+        make: Callable[..., AccountingFileHandler], active: Path, tmp_path: Path) -> None:
+    class SkipTests(AccountingFileHandler):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not record.outcome.rcpt.startswith("test")  # type: ignore[attr-defined]
+
+    handler = SkipTests("delivered", directory=active)
+    try:
+        log(handler, "test@example.com", "a@example.com")
+    finally:
+        handler.close()
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
+def test_a_subclass_without_a_lock_still_writes(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    class Unlocked(AccountingFileHandler):
+        def createLock(self) -> None:  # noqa: N802 - the stdlib's name
+            self.lock = None
+
+    handler = Unlocked("delivered", directory=active)
+    try:
+        log(handler, "a@example.com")
+    finally:
+        handler.close()
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
 # -- names that are taken ------------------------------------------------------------------------
 
 def test_a_taken_active_name_gets_a_suffix_and_the_other_file_is_untouched(

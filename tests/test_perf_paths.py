@@ -335,3 +335,55 @@ def test_json_with_a_field_twice_is_what_json_dumps_writes() -> None:
     formatter = AccountingJsonFormatter(["rcpt", "jobId", "rcpt"])
     outcome = Outcome(Kind.DELIVERED, "a@example.com", job_id="9")
     assert formatter.format(json_record(outcome)) == '{"rcpt": "a@example.com", "jobId": "9"}'
+
+
+# -- what the fast paths must still honour (from a review of them) ----------------------------
+
+def test_a_subclass_outcome_method_is_used_by_delivered(kept: Keep) -> None:
+    class Pooled(AccountingLogger):
+        @staticmethod
+        def outcome(kind: Kind | str, rcpt: str, **fields: Any) -> Outcome:
+            fields["vmta"] = fields.get("vmta") or "pool-a"
+            return AccountingLogger.outcome(kind, rcpt, **fields)
+
+    Pooled("test.perf.paths").delivered("a@example.com", job_id="1")
+    assert kept.records[0].outcome.vmta == "pool-a"  # type: ignore[attr-defined]
+
+
+def test_records_take_the_time_from_time_time_at_each_call(
+        kept: Keep, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: T0 + 0.25)
+    AccountingLogger("test.perf.paths").delivered("a@example.com")
+    (record,) = kept.records
+    assert (record.created, record.msecs) == (T0 + 0.25, 250.0)
+
+
+def test_separator_and_placeholder_changed_later_are_used_for_every_line() -> None:
+    formatter = mta_logging.AccountingFormatter(["type", "rcpt", "vmta", "dsnMsg"],
+                                                separator=",")
+    formatter.placeholder = "-"
+    plain = Outcome(Kind.DELIVERED, "a@example.com")
+    needs_quoting = Outcome(Kind.DELIVERED, "a@example.com", dsn_msg='250 "ok"')
+    assert formatter.format(json_record(plain)) == "d,a@example.com,-,-"
+    assert formatter.format(json_record(needs_quoting)) == 'd,a@example.com,-,"250 ""ok"""'
+    formatter.separator = ";"
+    assert formatter.format(json_record(plain)) == "d;a@example.com;-;-"
+    with pytest.raises(mta_logging.ConfigError, match="must not contain the separator"):
+        formatter.placeholder = "a;b"
+    assert formatter.format(json_record(plain)) == "d;a@example.com;-;-"
+
+
+def test_a_json_hook_set_on_the_class_later_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tagged(AccountingJsonFormatter):
+        pass
+
+    formatter = Tagged(["rcpt"])
+    record = json_record(Outcome(Kind.DELIVERED, "a@example.com"))
+    assert formatter.format(record) == '{"rcpt": "a@example.com"}'
+    monkeypatch.setattr(Tagged, "process_log_record",
+                        lambda self, data: {**data, "app": "mailer"}, raising=False)
+    assert formatter.format(record) == '{"rcpt": "a@example.com", "app": "mailer"}'
+
+
+def test_the_second_before_the_epoch_is_not_mistaken_for_the_empty_cache() -> None:
+    assert TimeText(utc=True).text(-1.5) == "1969-12-31 23:59:59"
