@@ -207,7 +207,7 @@ class AccountingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         outcome = outcome_of(record)
         line = self._line(outcome, record.created)
-        separator = self.separator
+        separator = self._separator
         # the values joined as they are, if none needs escaping (join_values checks the same)
         if line.count(separator) == self._separators and (
             ("\\" not in line and "\n" not in line and "\r" not in line
@@ -215,7 +215,7 @@ class AccountingFormatter(logging.Formatter):
             if line.isascii() else _is_plain(line, separator)
         ):
             return line
-        return join_values(self._extract(outcome, record.created), separator, self.placeholder)
+        return join_values(self._extract(outcome, record.created), separator, self._placeholder)
 
 
 _PLAIN_ENCODERS = (None, json.JSONEncoder, JsonEncoder)  # encode strings as JSONEncoder does
