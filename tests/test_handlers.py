@@ -323,13 +323,18 @@ def test_retention_days_deletes_old_archived_files_only(
     assert names(archived) == ["d.2024-04-29-000000.tsv", f"{NAME}.tsv", "notes.txt"]
 
 
-def test_retention_files_keeps_the_newest(make: Callable[..., AccountingFileHandler],
-                                          archived: Path) -> None:
+def three_old_archives(archived: Path) -> None:
+    """Archived files of April 1st, 2nd and 3rd (modified 9, 8 and 7 days before T)."""
     archived.mkdir(parents=True)
     for day in (1, 2, 3):
         path = archived / f"d.2024-04-0{day}-000000.tsv"
         path.write_text("x")
         os.utime(path, (T - (10 - day) * 86400,) * 2)
+
+
+def test_retention_files_keeps_the_newest(make: Callable[..., AccountingFileHandler],
+                                          archived: Path) -> None:
+    three_old_archives(archived)
     handler = make(archiving=True, retention_files=2)
     log(handler, "a@example.com")
     handler.doRollover()
@@ -340,11 +345,7 @@ def test_a_rollover_by_a_record_leaves_retention_to_the_next_tick(
         make: Callable[..., AccountingFileHandler], archived: Path) -> None:
     """Listing and deleting in the archive is kept off the write path: the record that
     crosses max_size archives the full file, and the maintenance tick applies retention."""
-    archived.mkdir(parents=True)
-    for day in (1, 2, 3):
-        path = archived / f"d.2024-04-0{day}-000000.tsv"
-        path.write_text("x")
-        os.utime(path, (T - (10 - day) * 86400,) * 2)
+    three_old_archives(archived)
     size = len(HEADER) + len(line("a@example.com"))
     handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
     log(handler, "a@example.com", "b@example.com")  # b crosses max_size
@@ -356,11 +357,7 @@ def test_a_rollover_by_a_record_leaves_retention_to_the_next_tick(
 
 def test_retention_left_for_a_tick_is_applied_at_close(
         make: Callable[..., AccountingFileHandler], archived: Path) -> None:
-    archived.mkdir(parents=True)
-    for day in (1, 2, 3):
-        path = archived / f"d.2024-04-0{day}-000000.tsv"
-        path.write_text("x")
-        os.utime(path, (T - (10 - day) * 86400,) * 2)
+    three_old_archives(archived)
     size = len(HEADER) + len(line("a@example.com"))
     handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
     log(handler, "a@example.com", "b@example.com")
