@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,14 +32,9 @@ from _common import (
     SRC_MTA,
     VMTA,
     Writer,
-    arguments,
-    child,
-    compare,
     delivered_writer,
-    machine,
+    run_comparison,
     stdlib_logger,
-    table,
-    target,
     time_queued,
 )
 from bench_write import ours_accounting_logger, stdlib_rotating
@@ -96,18 +90,8 @@ IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
-    if args.child:
-        child(IMPLEMENTATIONS, args.child)
-        return
-    rows = compare(__file__, list(IMPLEMENTATIONS), args.rounds, args.seconds)
-    print(machine())
-    print()
-    print(table(rows, baseline=BASELINE + " (TSV line)"))
-    print()
-    print(target(rows, OURS, PJL, 1.5))
-    print(target(rows, OURS_FORMATTER, PJL, 1.5))
-    sys.stdout.flush()
+    run_comparison(__file__, IMPLEMENTATIONS, BASELINE + " (TSV line)",
+                   [(OURS, PJL, 1.5), (OURS_FORMATTER, PJL, 1.5)])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import logging
 import logging.config
 import logging.handlers
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,15 +37,10 @@ from _common import (
     SRC_MTA,
     VMTA,
     Writer,
-    arguments,
-    child,
-    compare,
     configure_ours,
     delivered_writer,
-    machine,
+    run_comparison,
     stdlib_logger,
-    table,
-    target,
     time_queued,
 )
 
@@ -144,33 +138,26 @@ def bare_write(directory: Path) -> Writer:
     return write
 
 
+OURS = "ours: AccountingLogger.delivered"
 IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     BASELINE: stdlib_rotating,
     "stdlib FileHandler": stdlib_file,
     "concurrent-log-handler (size+time)": concurrent_log_handler,
     "loguru (size+time)": loguru_file,
-    "ours: AccountingLogger.delivered": ours_accounting_logger,
+    OURS: ours_accounting_logger,
     "ours: dictConfig + logger.info(extra=)": ours_plain_logger,
     "bare file.write + flush (ceiling)": bare_write,
 }
 
 
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
-    if args.child:
-        child(IMPLEMENTATIONS, args.child)
-        return
-    rows = compare(__file__, list(IMPLEMENTATIONS), args.rounds, args.seconds)
-    print(machine())
-    print()
-    print(table(rows))
-    print()
-    print(target(rows, "ours: AccountingLogger.delivered", BASELINE, 2.0))
-    print(target(rows, "ours: AccountingLogger.delivered", "stdlib FileHandler", 1.0))
-    for other in ("concurrent-log-handler (size+time)", "loguru (size+time)"):
-        print(target(rows, "ours: AccountingLogger.delivered", other, 1.0))
-    print(target(rows, "ours: dictConfig + logger.info(extra=)", BASELINE, 1.5))
-    sys.stdout.flush()
+    run_comparison(__file__, IMPLEMENTATIONS, BASELINE, [
+        (OURS, BASELINE, 2.0),
+        (OURS, "stdlib FileHandler", 1.0),
+        (OURS, "concurrent-log-handler (size+time)", 1.0),
+        (OURS, "loguru (size+time)", 1.0),
+        ("ours: dictConfig + logger.info(extra=)", BASELINE, 1.5),
+    ])
 
 
 if __name__ == "__main__":
