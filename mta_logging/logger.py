@@ -79,6 +79,7 @@ def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
     values["outcome"] = outcome
     return record
 
+
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]+([245]\.\d{1,3}\.\d{1,3}))?")
 
 
