@@ -494,22 +494,18 @@ class AccountingFileHandler(logging.Handler):
         self._maintain(time.time() if now is None else now, None)
 
     def _maintain(self, now: float, stop: threading.Event | None) -> None:
-        lock = self.lock
-        if lock is None:  # a subclass without a lock: it serialises its calls itself
-            if not self._closed:
-                self._maintain_locked(now)
-            self._compress()
-            return
+        lock = self.lock  # None: a subclass without a lock serialises its calls itself
         # the thread gives up waiting when it is told to stop: close() may hold our lock and
         # wait for the thread (logging.shutdown calls close with the handler lock held)
-        while not lock.acquire(timeout=0.05):
+        while lock is not None and not lock.acquire(timeout=0.05):
             if stop is not None and stop.is_set():
                 return
         try:
             if not self._closed:
                 self._maintain_locked(now)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
         self._compress()
 
     def _maintain_locked(self, now: float) -> None:
