@@ -282,12 +282,11 @@ def delivered_writer(delivered: Callable[..., Any]) -> Callable[[int], None]:
     return write
 
 
-def run_comparison(script: str, implementations: Mapping[str, Callable[[Path], Writer]],
-                   baseline: str, targets: Sequence[tuple[str, str, float]]) -> None:
+def run_comparison(script: str, description: str,
+                   implementations: Mapping[str, Callable[[Path], Writer]], baseline: str,
+                   targets: Sequence[tuple[str, str, float]]) -> None:
     """A comparison script's main(): in a child, serve one implementation; otherwise run the
     rounds and print the machine, the table and a line per (ours, theirs, at least) target."""
-    with open(script, encoding="utf-8") as source:
-        description = source.readline().strip('"\n')
     args = arguments(description, rounds=20, seconds=0.25)
     if args.child:
         child(implementations, args.child)

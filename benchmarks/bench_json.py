@@ -90,7 +90,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
 
 
 def main() -> None:
-    run_comparison(__file__, IMPLEMENTATIONS, BASELINE + " (TSV line)",
+    run_comparison(__file__, __doc__.splitlines()[0], IMPLEMENTATIONS, BASELINE + " (TSV line)",
                    [(OURS, PJL, 1.5), (OURS_FORMATTER, PJL, 1.5)])
 
 

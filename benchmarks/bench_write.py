@@ -151,7 +151,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
 
 
 def main() -> None:
-    run_comparison(__file__, IMPLEMENTATIONS, BASELINE, [
+    run_comparison(__file__, __doc__.splitlines()[0], IMPLEMENTATIONS, BASELINE, [
         (OURS, BASELINE, 2.0),
         (OURS, "stdlib FileHandler", 1.0),
         (OURS, "concurrent-log-handler (size+time)", 1.0),
