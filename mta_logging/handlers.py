@@ -21,14 +21,27 @@ Guarantees (see the README's "Nothing lost" section):
   recovers once the fault clears: directories and files are created again, a file deleted
   under it is written anew with what it held, a file that could not be archived is archived
   later, and a record that was not written is never counted as written.
+
+A rollover made by a logging call touches no file but the one it writes its record to. The
+maintenance thread keeps a *spare* ready — a hidden, locked, exclusively created file
+(``.<kind>.<pid>.<n>.spare``) holding the header — once the active file is half full, near its
+interval's end, or the handler has rolled over before; the logging call swaps it in and hands
+the finished file to that thread, which then gives the new file its visible name (rendered
+with the time of the swap), fsyncs (policy) and archives the finished one, and prepares the
+next spare. Without a spare ready the logging call creates one itself (the file is named by
+the thread all the same); a backlog of finished files is settled by the logging call.
 """
 
 from __future__ import annotations
 
+import collections
 import fcntl
+import functools
+import itertools
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -53,6 +66,10 @@ PRUNE_EVERY = 60.0  # seconds between retention runs while no file is archived
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 _ORPHAN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
 _MAX_SUFFIX = 100_000
+SPARE = ".spare"  # ending of a spare file's hidden name
+SPARE_AHEAD = 2.0  # seconds before its interval ends that a file gets a spare ready
+MAX_RETIRED = 32  # finished files waiting for the thread before a logging call settles them
+_spare_numbers = itertools.count(1)
 
 
 class KindFilter(logging.Filter):
@@ -79,6 +96,10 @@ class _File:
     header_size: int = 0
     rollover_at: float = math.inf
     torn: bool = False  # a failed write could not be cut back yet
+    named: bool = True  # False: a spare (hidden name)
+    header: bytes = b""  # a spare's header, to check it is still the formatter's
+    started: float = 0.0  # a spare in use: when (its name's {time}) ...
+    seq: int = 0  # ... and its {seq}
 
 
 def _number(key: str, value: Any, allowed: str, *, minimum: float = 0.0,
@@ -166,8 +187,15 @@ class AccountingFileHandler(logging.Handler):
         self.formatter = AccountingFormatter(kind=self.kind)
         self._own_filter = type(self).filter is not logging.Filterer.filter
         self._pattern = self.namer.pattern()
+        self._spare_pattern = re.compile(
+            r"\." + re.escape(self.kind.value) + r"\.(\d+)\.\d+" + re.escape(SPARE) + r"\Z")
         self._file: _File | None = None
-        self._finished: list[_File] = []  # finished files that could not be archived yet
+        self._spare: _File | None = None  # the next active file, ready (guarded by _spare_lock)
+        self._spare_lock = threading.Lock()  # held for no I/O
+        self._retired: collections.deque[_File] = collections.deque()  # written no more
+        self._settling = threading.RLock()  # naming, archiving, retention; inside self.lock
+        self._finished: list[_File] = []  # retired files not settled yet (oldest first)
+        self._rolled = False  # a logging call rolled over: keep a spare ready from now on
         self._pending: list[Path] = []  # archived files waiting for compression
         self._pending_lock = threading.Lock()  # guards _pending only; held for no I/O
         self._compressing = threading.Lock()  # one compression run at a time in this process
@@ -186,7 +214,11 @@ class AccountingFileHandler(logging.Handler):
 
     @property
     def path(self) -> Path | None:
-        """The active file, or None while none is open."""
+        """The active file, or None while none is open (a file started by a rollover gets its
+        visible name here if the maintenance thread has not given it yet)."""
+        file = self._file
+        if file is not None and not file.named:
+            self._settle()
         file = self._file
         return file.path if file is not None else None
 
@@ -226,15 +258,19 @@ class AccountingFileHandler(logging.Handler):
         try:
             data = (self.format(record) + "\n").encode("utf-8")
             file = self._file
+            rolled = False
             if file is None:
                 file = self._open()
             elif file.records and (file.size + len(data) > self.max_bytes
                                    or record.created >= file.rollover_at):
-                file = self._rollover(prune=False)  # retention: at the next tick
+                file = self._roll()
+                rolled = True
             self._write(file, data)
             file.records += 1
             if self.fsync == "always":
                 os.fsync(file.fd)
+            if rolled:
+                self._rolled_over()
         except Exception:
             self.handleError(record)
 
@@ -276,9 +312,11 @@ class AccountingFileHandler(logging.Handler):
         self.acquire()
         try:
             file = self._file if self._file is not None else self._open()
-            return file.path
         finally:
             self.release()
+        if not file.named:
+            self._settle()
+        return file.path
 
     def _open(self) -> _File:
         if not self._recovered:
@@ -295,116 +333,236 @@ class AccountingFileHandler(logging.Handler):
         self.directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
         if again is not None:
-            name = again.name
-            fd = _create_locked(self.directory / again.path.name)
+            name = again.name = again.name or self.namer.render(again.started, again.seq)
+            first = self.directory / (again.path.name if again.named else name)
+            fd = _create_locked(first)
             if fd is not None:
-                return self._start_file(fd, self.directory / again.path.name, name, now)
+                return self._start_file(fd, first, name, now)
         else:
             self._seq += 1
             name = self.namer.render(now, self._seq)
+        candidate, number, fd = self._free_name(name, _create_locked)
+        return self._start_file(fd, candidate, name, now)
+
+    def _free_name(self, name: str, take: Callable[[Path], int | None]) -> tuple[Path, int, int]:
+        """The first name (``name``, then with suffixes) that ``take`` succeeds with."""
         # names taken before are skipped; with archiving, finished files leave the directory
         # and free their names again
         hint_name, hint = self._open_hint
         start = hint if hint_name == name and not self.archiving else 0
         for number in range(start, start + _MAX_SUFFIX):
             candidate = self.directory / self.namer.suffixed(name, number)
-            fd = _create_locked(candidate)
-            if fd is not None:
-                break
-        else:
-            raise FileExistsError(f"no free file name for {name} in {self.directory}")
-        self._open_hint = (name, number + 1)
-        return self._start_file(fd, candidate, name, now)
+            result = take(candidate)
+            if result is not None:
+                self._open_hint = (name, number + 1)
+                return candidate, number, result
+        raise FileExistsError(f"no free file name for {name} in {self.directory}")
 
     def _start_file(self, fd: int, path: Path, name: str, now: float) -> _File:
         file = _File(fd, path, name,
                      rollover_at=now + self.archive_interval if self.archiving else math.inf)
-        try:
-            header = self._header_bytes()
-            if header:
-                self._write(file, header)
-            if self.fsync != "never":
+        self._begin(file, self._header_bytes())
+        if self.fsync != "never":
+            try:
                 _archive.fsync_directory(self.directory)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            os.close(fd)
-            raise
-        file.header_size = file.size
+            except BaseException:
+                path.unlink(missing_ok=True)
+                os.close(fd)
+                raise
         return file
 
-    def _rollover(self, prune: bool = True) -> _File:
-        self._finish_current(prune)
-        return self._open()
+    def _begin(self, file: _File, header: bytes) -> None:
+        """Write the header into a new file; on failure remove the file and close it."""
+        try:
+            if header:
+                self._write(file, header)
+        except BaseException:
+            file.path.unlink(missing_ok=True)
+            os.close(file.fd)
+            raise
+        file.header_size = file.size
+
+    # -- rollover: a spare swapped in, the finished file settled off the write path ---------
+
+    def _roll(self) -> _File:
+        """Start a new active file in place of the current one (lock held). With a spare ready
+        this makes no file system call; the finished file is left for ``_settle``."""
+        old = self._file
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare.header != self._header_bytes():  # formatter changed
+            self._discard(spare)
+            spare = None
+        if spare is None:
+            # none ready (the first rollover, or files filling faster than the thread looks):
+            # finish the old file and start the new one here, as a handler without the thread
+            if old is not None:
+                self._retired.append(old)
+                self._file = None
+            self._settle(prune=False)
+            self._file = self._create_file()
+            return self._file
+        now = time.time()
+        self._seq += 1
+        spare.started, spare.seq = now, self._seq  # its name is rendered off the write path
+        spare.rollover_at = now + self.archive_interval if self.archiving else math.inf
+        self._file = spare
+        if old is not None:
+            self._retired.append(old)
+        return spare
+
+    def _rolled_over(self) -> None:
+        """After a logging call's rollover and its record's write (lock held): the thread
+        settles the finished file and prepares the next spare within a tenth of a second."""
+        self._rolled = True
+        if self._closed or len(self._retired) > MAX_RETIRED:
+            self._settle(prune=False)  # no thread to do it, or it lags behind: do it here
+        else:
+            _maintenance.wake(self)
+
+    def _create_spare(self) -> _File:
+        """A new hidden file, created exclusively and locked, with the header written."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        header = self._header_bytes()
+        for _attempt in range(_MAX_SUFFIX):
+            path = self.directory / (
+                f".{self.kind.value}.{os.getpid()}.{next(_spare_numbers)}{SPARE}")
+            fd = _create_locked(path)
+            if fd is not None:
+                break
+        else:
+            raise FileExistsError(f"no free name for a spare file in {self.directory}")
+        spare = _File(fd, path, "", named=False, header=header)
+        self._begin(spare, header)
+        return spare
+
+    def _wants_spare(self, now: float) -> bool:
+        file = self._file
+        return file is not None and (self._rolled or 2 * file.size >= self.max_bytes
+                                     or now + SPARE_AHEAD >= file.rollover_at)
+
+    def _prepare_spare(self, now: float) -> None:
+        """Have a spare ready if the active file will need one soon (maintenance thread)."""
+        if self._closed or self._spare is not None or not self._wants_spare(now):
+            return
+        doing = f"preparing the next file in {self.directory}"
+        try:
+            spare: _File | None = self._create_spare()
+        except Exception:
+            self._report(doing)
+            return
+        self._reported.pop(doing, None)
+        with self._spare_lock:
+            if self._spare is None and not self._closed:
+                self._spare, spare = spare, None
+        if spare is not None:
+            self._discard(spare)
+
+    def _discard(self, spare: _File) -> None:
+        try:
+            spare.path.unlink(missing_ok=True)
+        except OSError:
+            self._report(f"removing the unused file {spare.path}")
+        os.close(spare.fd)
+
+    def _give_name(self, file: _File) -> None:
+        """Link a spare in use to its visible name (a free one) and drop the hidden one."""
+        hidden = file.path
+        file.name = file.name or self.namer.render(file.started, file.seq)
+        target, _number, _ = self._free_name(file.name, functools.partial(_link, hidden))
+        file.path, file.named = target, True
+        hidden.unlink(missing_ok=True)
+        if self.fsync != "never":
+            _archive.fsync_directory(self.directory)
 
     def doRollover(self) -> None:  # noqa: N802 - the name the stdlib's rotating handlers use
         """Finish the active file now (archive it when archiving); the next record starts a new
         one."""
         self.acquire()
         try:
-            self._finish_current()
+            if self._file is not None:
+                self._retired.append(self._file)
+                self._file = None
+            self._settle()
         finally:
             self.release()
 
-    def _finish_current(self, prune: bool = True) -> None:
-        """Finish the active file: fsync (policy), archive it (if on), release it. A file
-        holding only its header is removed instead, unless ``archive_empty``. A failure to
-        archive is reported and the file kept (locked) to be archived later. ``prune=False``
-        leaves retention to the next maintenance tick (listing the archive can take
-        milliseconds: not on the write path)."""
-        file = self._file
-        if file is None:
-            return
-        if os.fstat(file.fd).st_nlink == 0:
-            self._rewrite_deleted()  # raises if that fails: then the file stays current
-            file = self._file
-            assert file is not None
-        self._file = None
+    def flush(self) -> None:
+        """Records are written to the OS one by one; nothing is buffered here. What a rollover
+        left to the maintenance thread (naming the new file, archiving the finished one) is
+        done now."""
+        if self._retired or self._finished or (self._file is not None and not self._file.named):
+            self._settle()
+
+    def _settle(self, prune: bool = True) -> list[Path]:
+        """Finish the retired files, oldest first (stop at the first failure, reported), then
+        apply retention (``prune``, or leave it to the next tick); name the files that have no
+        visible name yet."""
+        with self._settling:
+            while self._retired:
+                self._finished.append(self._retired.popleft())
+            archived = self._archive_finished(prune)
+            # what could not be finished yet is given its visible name all the same, in the
+            # order the files were started (a file retired meanwhile before the active one)
+            active = self._file
+            while self._retired:
+                self._finished.append(self._retired.popleft())
+            for file in (*self._finished, active):
+                if file is not None and not file.named:
+                    self._attempt(f"naming {file.path}", functools.partial(self._give_name, file))
+            return archived
+
+    def _archive_finished(self, prune: bool = True) -> list[Path]:
+        archived: list[Path] = []
+        with self._settling:
+            while self._finished:
+                file = self._finished[0]
+                doing = f"archiving {file.path}" if self.archiving else f"finishing {file.path}"
+                try:
+                    target = self._finish(file)
+                except Exception:
+                    self._report(doing)
+                    break
+                self._reported.pop(doing, None)
+                self._finished.pop(0)
+                os.close(file.fd)
+                if target is not None:
+                    archived.append(target)
+                    if self.compress:
+                        self._add_pending(target)
+            if archived:
+                if prune:
+                    self._prune(time.time())
+                else:
+                    self._prune_due = True
+        return archived
+
+    def _finish(self, file: _File) -> Path | None:
+        """Finish a file nobody writes to any more: cut back a failed write, drop it if it holds
+        only its header (unless ``archive_empty``), write it anew if it was deleted under us,
+        name it, fsync (policy) and archive it (when archiving). Returns the archived path."""
         if file.torn:
             try:
                 os.ftruncate(file.fd, file.size)
                 file.torn = False
             except OSError:
                 self._report(f"cutting a failed write back out of {file.path}")
-        if not file.records and not self.archive_empty:
+        if file.size <= file.header_size and not self.archive_empty:
             file.path.unlink(missing_ok=True)  # nothing but a header: nothing to keep
+            return None
+        if os.fstat(file.fd).st_nlink == 0:
+            anew = self._copy_anew(file)
             os.close(file.fd)
-            return
+            file.fd, file.path, file.named = anew.fd, anew.path, True
+            file.size, file.header_size = anew.size, anew.header_size
+        if not file.named:
+            self._give_name(file)
         if self.fsync != "never":
             try:
                 os.fsync(file.fd)
             except OSError:
                 self._report(f"saving {file.path} to disk")
-        if self.archiving:
-            self._finished.append(file)
-            self._archive_finished(prune)
-        else:
-            os.close(file.fd)
-
-    def _archive_finished(self, prune: bool = True) -> list[Path]:
-        """Archive the finished files, oldest first; stop at the first failure (reported);
-        then apply retention (``prune``), or have the next maintenance tick apply it."""
-        archived: list[Path] = []
-        while self._finished:
-            file = self._finished[0]
-            doing = f"archiving {file.path}"
-            try:
-                target = self._archive(file)
-            except Exception:
-                self._report(doing)
-                break
-            self._reported.pop(doing, None)
-            self._finished.pop(0)
-            os.close(file.fd)
-            if target is not None:
-                archived.append(target)
-                if self.compress:
-                    self._add_pending(target)
-        if archived:
-            if prune:
-                self._prune(time.time())
-            else:
-                self._prune_due = True
-        return archived
+        return self._archive(file) if self.archiving else None
 
     def _archive(self, file: _File) -> Path | None:
         """Move a file whose lock we hold into the archive; None if it was there already."""
@@ -446,7 +604,9 @@ class AccountingFileHandler(logging.Handler):
         An active file nobody holds a lock on has no live owner: a last line cut short (by a
         crash mid-write, whose record was never acknowledged) is cut off; a file holding
         nothing but a header is removed; any other is archived (archiving on) or left where it
-        is. Archived files waiting for compression are compressed by the next maintenance tick.
+        is. A dead process's spare that had records (it crashed before naming it) gets its
+        visible name first, with the time of its last record. Archived files waiting for
+        compression are compressed by the next maintenance tick.
         """
         self.acquire()
         try:
@@ -457,27 +617,35 @@ class AccountingFileHandler(logging.Handler):
     def _recover(self) -> list[Path]:
         self.directory.mkdir(parents=True, exist_ok=True)
         header = self._header_bytes()
-        for entry in sorted(self.directory.iterdir()):
-            if not self._pattern.match(entry.name) or entry.name.endswith(".gz"):
-                continue
-            fd = _lock_orphan(entry)
-            if fd is None:
-                continue
-            try:
-                size = _cut_torn_line(fd)
-                if size == 0 or (size == len(header) and os.pread(fd, size, 0) == header):
-                    entry.unlink()
-                    os.close(fd)
+        with self._settling:
+            for entry in sorted(self.directory.iterdir()):
+                spare = self._spare_pattern.match(entry.name)
+                if spare is None and (not self._pattern.match(entry.name)
+                                      or entry.name.endswith(".gz")):
                     continue
-            except BaseException:
-                os.close(fd)
-                raise
-            if self.archiving:
-                self._finished.append(_File(fd, entry, entry.name, size=size))
-            else:
-                os.close(fd)
-        self._recovered = True
-        archived = self._archive_finished() if self._finished else []
+                fd = _lock_orphan(entry)
+                if fd is None:
+                    continue
+                try:
+                    last_written = os.fstat(fd).st_mtime
+                    size = _cut_torn_line(fd)
+                    if size == 0 or (size == len(header) and os.pread(fd, size, 0) == header):
+                        entry.unlink()
+                        os.close(fd)
+                        continue
+                    if spare is not None:
+                        name = self.namer.render(last_written, 0, pid=int(spare[1]))
+                        entry, _number, _ = self._free_name(name, functools.partial(_link, entry))
+                        os.unlink(self.directory / spare[0])
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if self.archiving:
+                    self._finished.append(_File(fd, entry, entry.name, size=size))
+                else:
+                    os.close(fd)
+            self._recovered = True
+            archived = self._archive_finished() if self._finished else []
         if self.archiving and self.compress and self.archive_dir.is_dir():
             for hidden in self.archive_dir.glob(".*" + _archive.PENDING):
                 if self._pattern.match(_archive.visible_name(hidden.name)):
@@ -494,6 +662,7 @@ class AccountingFileHandler(logging.Handler):
         self._maintain(time.time() if now is None else now, None)
 
     def _maintain(self, now: float, stop: threading.Event | None) -> None:
+        self._prepare_spare(now)  # first: an interval rollover below then creates no file
         lock = self.lock  # None: a subclass without a lock serialises its calls itself
         # the thread gives up waiting when it is told to stop: close() may hold our lock and
         # wait for the thread (logging.shutdown calls close with the handler lock held)
@@ -501,31 +670,41 @@ class AccountingFileHandler(logging.Handler):
             if stop is not None and stop.is_set():
                 return
         try:
-            if not self._closed:
-                self._maintain_locked(now)
+            if self._closed:
+                return
+            self._maintain_locked(now)
         finally:
             if lock is not None:
                 lock.release()
+        # the rest without the handler lock: records are written meanwhile
+        self._settle()
+        with self._settling:
+            if (now >= self._next_prune or self._prune_due) and self.archiving:
+                self._prune(now)
+        self._prepare_spare(now)
         self._compress()
 
     def _maintain_locked(self, now: float) -> None:
         if not self._recovered:
             self._attempt("taking care of files left behind", self._recover)
         file = self._file
-        if file is not None:
-            if os.fstat(file.fd).st_nlink == 0:
-                self._attempt(f"writing anew {file.path}, deleted under us",
-                              self._rewrite_deleted)
-            file = self._file
-            if file is not None and now >= file.rollover_at:
-                if file.records or self.archive_empty:
-                    self._attempt("rolling over", self._rollover)
-                else:
-                    file.rollover_at = now + self.archive_interval  # reuse the empty file
-        if self._finished:
-            self._archive_finished()
-        if (now >= self._next_prune or self._prune_due) and self.archiving:
-            self._prune(now)
+        if file is None:
+            return
+        if os.fstat(file.fd).st_nlink == 0:
+            self._attempt(f"writing anew {file.path}, deleted under us", self._rewrite_deleted)
+        file = self._file
+        if file is not None and now >= file.rollover_at:
+            if file.records or self.archive_empty:
+                self._attempt("rolling over", self._roll)
+            else:
+                file.rollover_at = now + self.archive_interval  # reuse the empty file
+
+    def _service(self) -> None:
+        """What the maintenance thread does at once after a logging call rolled over."""
+        if not self._closed:
+            self._settle()
+            self._prepare_spare(time.time())
+            self._compress()
 
     def _attempt(self, doing: str, action: Callable[[], object]) -> None:
         try:
@@ -566,8 +745,17 @@ class AccountingFileHandler(logging.Handler):
         """The active file was deleted under us: write what it held to a new file. If that
         fails, the deleted file stays the active one (its records are still readable through
         our descriptor) and the next attempt tries again."""
-        old = self._file
-        assert old is not None
+        with self._settling:  # not while the maintenance thread names it
+            old = self._file
+            assert old is not None
+            new = self._copy_anew(old)
+            new.records, new.rollover_at = old.records, old.rollover_at
+            self._file = new
+            os.close(old.fd)
+
+    def _copy_anew(self, old: _File) -> _File:
+        """A new file (under ``old``'s name if that is free) holding the records that ``old``,
+        deleted under us, still holds."""
         new = self._create_file(again=old)
         try:
             offset = old.header_size
@@ -581,9 +769,7 @@ class AccountingFileHandler(logging.Handler):
             new.path.unlink(missing_ok=True)
             os.close(new.fd)
             raise
-        new.records, new.rollover_at = old.records, old.rollover_at
-        self._file = new
-        os.close(old.fd)
+        return new
 
     def _report(self, doing: str) -> None:
         """handleError for a failure outside a record's write (call from an except block). The
@@ -594,9 +780,6 @@ class AccountingFileHandler(logging.Handler):
         self._reported[doing] = error
         self.handleError(_maintenance_record(self, doing))
 
-    def flush(self) -> None:
-        """Records are written to the OS one by one; nothing is buffered here."""
-
     def close(self) -> None:
         """Finish the active file (fsync per policy, archive it when archiving, compress it
         when compressing) and stop. A file that cannot be archived now is left in place for
@@ -605,20 +788,20 @@ class AccountingFileHandler(logging.Handler):
         self.acquire()
         try:
             self._closed = True
-            try:
-                self._finish_current()
-            except Exception:
-                self._report("closing")
-                if self._file is not None:
-                    os.close(self._file.fd)
-                    self._file = None
-            if self._finished:
-                self._archive_finished()
-            if self._prune_due:
-                self._prune(time.time())  # retention a rollover left for a tick that never came
-            for file in self._finished:
-                os.close(file.fd)  # unlocked: the next start archives it
-            self._finished.clear()
+            with self._spare_lock:
+                spare, self._spare = self._spare, None
+            if spare is not None:
+                self._discard(spare)
+            if self._file is not None:
+                self._retired.append(self._file)
+                self._file = None
+            with self._settling:
+                self._settle()
+                if self._prune_due:
+                    self._prune(time.time())  # retention a rollover left for a tick
+                for file in self._finished:
+                    os.close(file.fd)  # unlocked: the next start archives it
+                self._finished.clear()
         finally:
             self.release()
         self._compress()
@@ -626,14 +809,18 @@ class AccountingFileHandler(logging.Handler):
 
     def _after_fork(self) -> None:
         """In a forked child: leave the parent's files to the parent, start our own."""
-        for file in [self._file, *self._finished]:
+        for file in [self._file, self._spare, *self._retired, *self._finished]:
             if file is not None:
                 os.close(file.fd)
-        self._file = None
+        self._file = self._spare = None
+        self._retired = collections.deque()
         self._finished = []
         self._pending = []
         self._pending_lock = threading.Lock()
         self._compressing = threading.Lock()
+        self._spare_lock = threading.Lock()
+        self._settling = threading.RLock()
+        self._rolled = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind.directory} {self.directory}>"
@@ -659,6 +846,15 @@ def _create_locked(path: Path) -> int | None:
         return None
     # a starting process may have taken our new, empty file for an orphan and removed it
     return _locked_at(path, fd)
+
+
+def _link(source: Path, target: Path) -> int | None:
+    """Hard-link ``source`` as ``target``; None if ``target`` exists."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return None
+    return 0
 
 
 def _lock_orphan(path: Path) -> int | None:
@@ -736,14 +932,17 @@ def _maintenance_record(handler: AccountingFileHandler, doing: str) -> logging.L
 
 class _Maintenance:
     """One background thread per process that calls ``maintain()`` on every live handler once a
-    second, driven by a ``schedule.Scheduler``. It starts with the first handler and stops (and
-    is joined) when the last one is closed (``logging.shutdown()`` closes them all)."""
+    second, driven by a ``schedule.Scheduler``; ten times a second it settles the handlers a
+    logging call rolled over (``wake``) and prepares spares. It starts with the first handler
+    and stops (and is joined) when the last one is closed (``logging.shutdown()`` closes them
+    all)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handlers: weakref.WeakSet[AccountingFileHandler] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._woken: collections.deque[AccountingFileHandler] = collections.deque()
 
     def register(self, handler: AccountingFileHandler) -> None:
         with self._lock:
@@ -762,18 +961,49 @@ class _Maintenance:
         if thread is not threading.current_thread():
             thread.join()
 
+    def wake(self, handler: AccountingFileHandler) -> None:
+        """Have the thread settle ``handler``'s rollover at its next look (a tenth of a second
+        at most), not at the next tick. No system call: the thread looks for itself."""
+        self._woken.append(handler)
+
     def _start(self) -> None:
         self._stop = stop = threading.Event()
+        self._woken = collections.deque()
         scheduler = schedule.Scheduler()
         scheduler.every(1).seconds.do(self._tick, stop)
         self._thread = threading.Thread(target=self._run, args=(scheduler, stop),
                                         name=MAINTENANCE_THREAD, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _run(scheduler: schedule.Scheduler, stop: threading.Event) -> None:
+    def _run(self, scheduler: schedule.Scheduler, stop: threading.Event) -> None:
         while not stop.wait(0.1):
+            self._look(stop)
             scheduler.run_pending()
+
+    def _look(self, stop: threading.Event) -> None:
+        """Ten times a second: settle the handlers a logging call rolled over, and prepare a
+        spare for each handler whose active file will need one soon."""
+        if self._woken:
+            self._service(stop)
+        with self._lock:
+            handlers = list(self._handlers)
+        now = time.time()
+        for handler in handlers:
+            if stop.is_set():
+                return
+            if handler._spare is None and handler._wants_spare(now):
+                handler._prepare_spare(now)
+
+    def _service(self, stop: threading.Event) -> None:
+        done: set[int] = set()
+        while self._woken and not stop.is_set():
+            handler = self._woken.popleft()
+            if id(handler) not in done:
+                done.add(id(handler))
+                try:
+                    handler._service()
+                except Exception:  # a bug here must not end maintenance for every handler
+                    handler._report("maintenance")
 
     def _tick(self, stop: threading.Event) -> None:
         with self._lock:

@@ -54,6 +54,12 @@ def log(handler: logging.Handler, *rcpts: str) -> None:
 
 
 def names(directory: Path) -> list[str]:
+    """The files a reader sees (hidden ones, such as a spare or a pending file, left out)."""
+    return sorted(p.name for p in directory.iterdir() if p.is_file() and p.name[0] != ".")
+
+
+def everything(directory: Path) -> list[str]:
+    """Every file, hidden ones included."""
     return sorted(p.name for p in directory.iterdir() if p.is_file())
 
 
@@ -151,6 +157,7 @@ def test_max_size_is_decimal_megabytes_to_the_byte(
     rcpts[-1] += "y" * ((limit - len(HEADER)) - count * len(line("")) - count * pad)
     handler = make(max_size=max_size)
     log(handler, *rcpts, "next@example.com")
+    handler.flush()  # the file a rollover starts gets its name off the logging call
     first = active / f"{NAME}.tsv"
     assert first.stat().st_size == limit
     assert text(first) == HEADER + "".join(line(r) for r in rcpts)
@@ -227,6 +234,7 @@ def test_a_record_after_the_interval_goes_to_a_new_file(
     handler = make(archiving=True, archive_interval=60)
     log(handler, "early@example.com")
     handler.handle(record("late@example.com", created=T + 60))
+    handler.flush()  # archiving is left to the maintenance thread; flush() does it now
     assert names(archived) == [f"{NAME}.tsv"]
     assert text(archived / f"{NAME}.tsv") == HEADER + line("early@example.com")
     assert text(active / f"{NAME}.tsv") == HEADER + line(
@@ -260,7 +268,7 @@ def test_close_removes_a_header_only_file(make: Callable[..., AccountingFileHand
     assert names(active) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
     for handler in handlers:
         handler.close()
-    assert names(active) == [] and names(archived) == []
+    assert everything(active) == [] and everything(archived) == []
 
 
 def test_close_archives_a_header_only_file_with_archive_empty(
@@ -276,7 +284,7 @@ def test_close_archives_the_active_file(make: Callable[..., AccountingFileHandle
     handler = make(archiving=True)
     log(handler, "a@example.com")
     handler.close()
-    assert names(active) == []
+    assert everything(active) == []
     assert text(archived / f"{NAME}.tsv") == HEADER + line("a@example.com")
 
 
@@ -341,18 +349,77 @@ def test_retention_files_keeps_the_newest(make: Callable[..., AccountingFileHand
     assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
 
 
-def test_a_rollover_by_a_record_leaves_retention_to_the_next_tick(
-        make: Callable[..., AccountingFileHandler], archived: Path) -> None:
-    """Listing and deleting in the archive is kept off the write path: the record that
-    crosses max_size archives the full file, and the maintenance tick applies retention."""
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_rollover_by_a_record_is_settled_by_the_maintenance_thread(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming the new file, archiving the full one and retention are kept off the write path:
+    the maintenance thread does them at once, without a flush() or a tick."""
     three_old_archives(archived)
+    threads = []
+
+    def prune(*args: Any, **kwargs: Any) -> list[Path]:
+        threads.append(threading.current_thread().name)
+        return real_prune(*args, **kwargs)
+
+    real_prune = handlers_module._archive.prune
+    monkeypatch.setattr(handlers_module._archive, "prune", prune)
     size = len(HEADER) + len(line("a@example.com"))
     handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
     log(handler, "a@example.com", "b@example.com")  # b crosses max_size
-    assert names(archived) == ["d.2024-04-01-000000.tsv", "d.2024-04-02-000000.tsv",
-                               "d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
-    handler.maintain()
-    assert names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
+    assert wait_for(lambda: names(archived) == ["d.2024-04-03-000000.tsv", f"{NAME}.tsv"]
+                    and names(active) == [f"{NAME}.tsv"])
+    assert threads == ["mta-logging-maintenance"]
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("a@example.com")
+    assert text(active / f"{NAME}.tsv") == HEADER + line("b@example.com")
+
+
+def test_a_rollover_by_a_record_makes_no_file_system_call_but_the_write(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a handler has rolled over, the maintenance thread keeps a spare file ready: the
+    logging call that starts a new file swaps it in and writes its record with one os.write;
+    fsync, naming and archiving happen on the thread."""
+    handler = make(archiving=True, fsync="rollover", retention_files=5,
+                   max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com", "r001@example.com")  # the first rollover
+    handler.maintain()  # what the thread does at once: here now, so that the spare is ready
+    assert [n for n in everything(active) if n.endswith(".spare")] != []
+    calls: list[str] = []
+    main = threading.current_thread()
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is main:
+                calls.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    with monkeypatch.context() as spying:
+        for module, name in [(os, n) for n in (
+                "open", "write", "link", "unlink", "rename", "replace", "fsync", "close",
+                "mkdir", "stat", "lstat", "fstat", "ftruncate", "scandir", "listdir",
+                "pread")] + [(handlers_module.fcntl, "flock")]:
+            spying.setattr(module, name, spy(name, getattr(module, name)))
+        log(handler, "r002@example.com")
+    assert calls == ["write"]
+    handler.flush()
+    assert names(archived) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+    assert [text(archived / f"{NAME}{n}.tsv") for n in ("", ".1")] == [
+        HEADER + line("r000@example.com"), HEADER + line("r001@example.com")]
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+    handler.close()  # the spare made meanwhile is removed
+    assert everything(active) == [] and names(archived) == [f"{NAME}.1.tsv", f"{NAME}.2.tsv",
+                                                            f"{NAME}.tsv"]
 
 
 def test_retention_left_for_a_tick_is_applied_at_close(
@@ -499,7 +566,7 @@ def test_two_processes_with_one_config_lose_and_tear_nothing(tmp_path: Path,
     for worker in workers:
         out, err = worker.communicate(timeout=120)
         assert worker.returncode == 0 and err == "", err
-    assert names(directory) == []  # both closed: everything is in the archive
+    assert everything(directory) == []  # both closed: everything is in the archive (no spare)
     found = all_records(directory)
     assert found == Counter({f"w{w}-{n}@example.com": 1 for w in range(2) for n in range(20_000)})
     archive = list((directory / "archive").iterdir())
@@ -523,24 +590,23 @@ def test_a_killed_writer_loses_nothing_and_its_file_is_archived_at_the_next_star
     worker.stdout.close()
     if worker.stderr is not None:
         worker.stderr.close()
-    # the dead writer's active file (none if it died between archiving one and opening the
-    # next), its last line possibly cut short
-    leftovers = [text(directory / name) for name in names(directory)]
-    assert len(leftovers) <= 1
+    # the dead writer's active file (possibly a spare it had not named yet, its last line
+    # possibly cut short), finished files its maintenance thread had not archived yet, a spare
+    leftovers = [text(directory / name) for name in everything(directory)]
     before = {p.name for p in (directory / "archive").iterdir()}
     # the next start takes the file over: it is archived, nothing is lost or doubled
     handler = AccountingFileHandler("delivered", directory, archiving=True)
     handler.open()
     handler.close()
-    assert names(directory) == []
+    assert everything(directory) == []
     archive = list((directory / "archive").iterdir())
     taken_over = [text(p) for p in archive if p.name not in before]
     expected = [content[: content.rindex("\n") + 1] for content in leftovers
                 if content.count("\n") > 1]  # holding records; cut back to its last line end
-    if expected and not taken_over:  # it died between linking it into the archive and unlinking
-        assert expected[0] in [text(p) for p in archive]
-    else:
-        assert taken_over == expected
+    # each is archived now (or was already: it died between linking it into the archive and
+    # unlinking it), and only they were
+    assert all(content in [text(p) for p in archive] for content in expected)
+    assert all(content in expected for content in taken_over)
     found = all_records(directory)
     written = len(found)
     assert written >= acknowledged
@@ -605,6 +671,30 @@ def test_without_archiving_a_dead_writers_file_stays_but_is_mended(
     make().open()
     assert names(active) == [orphan.name, f"{NAME}.tsv"]
     assert text(orphan) == HEADER + line("a@example.com")
+
+
+@pytest.mark.parametrize(("file_name", "expected"), [
+    ("{kind}.{time}.{ext}", "d.2024-05-01-110000.tsv"),
+    ("{kind}.{pid}.{time}.{ext}", "d.4242.2024-05-01-110000.tsv"),
+])
+def test_a_dead_writers_spare_files_are_removed_or_named_and_archived(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path,
+        file_name: str, expected: str) -> None:
+    """A spare that a crash left unused is removed; one the dead process had begun to write
+    (it died before its maintenance thread named it) is named after the time of its last
+    record and the dead process's pid, has its cut-short line cut off, and is archived."""
+    active.mkdir()
+    (active / ".d.4242.1.spare").write_text(HEADER)
+    used = active / ".d.4242.2.spare"
+    used.write_text(HEADER + line("a@example.com") + line("b@example.com")[:9])
+    os.utime(used, (T - 3600, T - 3600))
+    (active / ".b.4242.3.spare").write_text("another kind's: not ours\n")
+    handler = make(archiving=True, file_name=file_name)
+    log(handler, "c@example.com")
+    assert everything(active) == [".b.4242.3.spare", file_name.format(
+        kind="d", pid=os.getpid(), time="2024-05-01-120000", ext="tsv")]
+    assert everything(archived) == [expected]
+    assert text(archived / expected) == HEADER + line("a@example.com")
 
 
 def test_a_live_writers_file_is_left_alone(make: Callable[..., AccountingFileHandler],
@@ -714,9 +804,15 @@ def test_disk_full_when_starting_a_new_file_leaves_no_headless_file(
     monkeypatch.setattr(handlers_module.os, "write", full)
     log(handler, "r001@example.com")  # rollover: the old file is archived, the new one fails
     monkeypatch.setattr(handlers_module.os, "write", real_write)
+    handler.flush()
     assert "No space left on device" in capsys.readouterr().err
-    assert names(active) == [] and names(archived) == [f"{NAME}.tsv"]
+    # no file without its header (a spare the thread had ready may hold just the header)
+    assert all(text(active / n) == HEADER for n in everything(active))
+    assert names(archived) == [f"{NAME}.tsv"]
+    assert text(archived / f"{NAME}.tsv") == HEADER + line("r000@example.com")
     log(handler, "r002@example.com")
+    handler.flush()
+    assert names(active) == [f"{NAME}.tsv"]
     assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
 
 
@@ -737,6 +833,7 @@ def test_an_archive_directory_that_is_a_file_loses_no_record(
     archived.rmdir()
     archived.write_text("in the way\n")
     log(handler, "r001@example.com", "r002@example.com")  # two rollovers that cannot archive
+    handler.flush()
     err = capsys.readouterr().err
     assert err.count("--- Logging error ---") == 1  # the same fault is reported once
     message = (f"accounting file handler for delivered records in {active} failed while "
