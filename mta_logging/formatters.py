@@ -205,7 +205,12 @@ class AccountingFormatter(logging.Formatter):
         return self._extract(outcome_of(record), record.created)
 
     def format(self, record: logging.LogRecord) -> str:
-        outcome = outcome_of(record)
+        try:  # outcome_of(record), its usual case inline
+            outcome = record.outcome  # type: ignore[attr-defined]
+        except AttributeError:
+            outcome = None
+        if outcome.__class__ is not Outcome:
+            outcome = outcome_of(record)
         line = self._line(outcome, record.created)
         separator = self._separator
         # the values joined as they are, if none needs escaping (join_values checks the same)

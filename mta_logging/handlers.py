@@ -186,6 +186,7 @@ class AccountingFileHandler(logging.Handler):
         self.fsync = fsync
         self.formatter = AccountingFormatter(kind=self.kind)
         self._own_filter = type(self).filter is not logging.Filterer.filter
+        self._own_format = type(self).format is not logging.Handler.format
         self._pattern = self.namer.pattern()
         self._spare_pattern = re.compile(
             r"\." + re.escape(self.kind.value) + r"\.(\d+)\.\d+" + re.escape(SPARE) + r"\Z")
@@ -256,7 +257,10 @@ class AccountingFileHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = (self.format(record) + "\n").encode("utf-8")
+            formatter = self.formatter
+            text = formatter.format(record) if formatter and not self._own_format else (
+                self.format(record))  # (Handler.format: the formatter's, or the default one)
+            data = (text + "\n").encode("utf-8")
             file = self._file
             rolled = False
             if file is None:
@@ -265,7 +269,14 @@ class AccountingFileHandler(logging.Handler):
                                    or record.created >= file.rollover_at):
                 file = self._roll()
                 rolled = True
-            self._write(file, data)
+            if file.torn:
+                self._write(file, data)
+            else:  # _write's usual case, inline: one whole write
+                written = os.write(file.fd, data)  # raising, it wrote nothing
+                if written == len(data):
+                    file.size += written
+                else:
+                    self._write(file, data, written)
             file.records += 1
             if self.fsync == "always":
                 os.fsync(file.fd)
@@ -274,16 +285,18 @@ class AccountingFileHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _write(self, file: _File, data: bytes) -> None:
+    def _write(self, file: _File, data: bytes, done: int = 0) -> None:
         """Append ``data`` to ``file`` whole, or not at all: a partial write is cut back before
-        the error goes up (and, if even that fails, before anything else is written)."""
+        the error goes up (and, if even that fails, before anything else is written).
+        ``done``: how much of ``data`` a first write of the caller's wrote already."""
         fd = file.fd
         if file.torn:
             os.ftruncate(fd, file.size)
             file.torn = False
-        written = 0
+        written = done
         try:
-            written = os.write(fd, data)
+            if not written:
+                written = os.write(fd, data)
             if written < len(data):
                 view = memoryview(data)
                 while written < len(data):

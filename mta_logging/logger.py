@@ -39,6 +39,7 @@ def _record_template() -> dict[str, Any] | None:
 _TEMPLATE = _record_template()
 _LogRecord = logging.LogRecord
 _new_object = object.__new__
+_set_attribute = object.__setattr__
 _MAKE_RECORD = logging.Logger.makeRecord
 
 
@@ -213,22 +214,31 @@ def _build(
     dsn_status: str | None, dsn_msg: str | None, delay: float | None, bounce_cat: str | None,
     headers: Mapping[str, str] | None, extra: Mapping[str, Any] | None,
 ) -> Outcome:
-    """The Outcome of ``AccountingLogger.outcome`` and friends, arguments checked."""
-    if not isinstance(rcpt, str) or not rcpt:
+    """The Outcome of ``AccountingLogger.outcome`` and friends, arguments checked.
+
+    It is made as ``Outcome(...)`` makes it (see ``outcome._compile_init``: the same dict of
+    the fields, in order, set as the instance's ``__dict__``), without the call of the class
+    and of ``__init__`` with fourteen arguments: a fifth of the cost of an Outcome."""
+    if (rcpt.__class__ is not str and not isinstance(rcpt, str)) or not rcpt:
         raise TypeError(f"rcpt must be a non-empty string, not {rcpt!r}")
     if delay is not None and not isinstance(delay, (int, float)):
         raise TypeError(f"delay must be a number of seconds, not {delay!r}")
-    if time_queued is not None and not isinstance(time_queued, (datetime, int, float)):
+    if (time_queued is not None and time_queued.__class__ is not float
+            and not isinstance(time_queued, (datetime, int, float))):
         raise TypeError(
             f"time_queued must be a datetime or a POSIX timestamp, not {time_queued!r}"
         )
     if headers is not None and not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a mapping of header name to value, not {headers!r}")
-    return Outcome(  # positional, in field order: binding 14 keywords costs more
-        kind, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta,
-        None if job_id is None else str(job_id), dsn_status, dsn_msg, delay, bounce_cat,
-        {} if headers is None else headers, {} if extra is None else extra,
-    )
+    outcome = _new_object(Outcome)
+    _set_attribute(outcome, "__dict__", {
+        "kind": kind, "rcpt": rcpt, "time_queued": time_queued, "src_mta": src_mta,
+        "src_ip": src_ip, "dest_ip": dest_ip, "vmta": vmta,
+        "job_id": job_id if job_id is None or job_id.__class__ is str else str(job_id),
+        "dsn_status": dsn_status, "dsn_msg": dsn_msg, "delay": delay, "bounce_cat": bounce_cat,
+        "headers": {} if headers is None else headers, "extra": {} if extra is None else extra,
+    })
+    return outcome
 
 
 AccountingLogger._outcome = staticmethod(_build)

@@ -446,6 +446,20 @@ def test_a_subclass_that_filters_by_itself_is_asked(
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
 
 
+def test_a_subclass_that_formats_by_itself_is_asked(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    class Upper(AccountingFileHandler):
+        def format(self, record: logging.LogRecord) -> str:
+            return super().format(record).upper()
+
+    handler = Upper("delivered", directory=active)
+    try:
+        log(handler, "a@example.com")
+    finally:
+        handler.close()
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com").upper()
+
+
 def test_a_subclass_without_a_lock_still_writes(
         make: Callable[..., AccountingFileHandler], active: Path) -> None:
     class Unlocked(AccountingFileHandler):
@@ -761,6 +775,28 @@ def test_disk_full_mid_record_cuts_the_partial_write_back_and_reports_the_record
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
     log(handler, "c@example.com")  # space again: writing goes on where it was
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("c@example.com")
+
+
+def test_a_short_write_is_completed(make: Callable[..., AccountingFileHandler], active: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may write less than it was given (a signal, a full pipe-like device): the
+    rest is written after it, and the record is whole, once."""
+    handler = make()
+    real_write = os.write
+    sizes: list[int] = []
+
+    def short(fd: int, data: bytes) -> int:
+        sizes.append(len(data))
+        return real_write(fd, bytes(data)[: max(1, len(data) // 3)])
+
+    log(handler, "a@example.com")
+    monkeypatch.setattr(handlers_module.os, "write", short)
+    log(handler, "b@example.com")
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    log(handler, "c@example.com")
+    assert len(sizes) > 2  # it took several writes
+    assert text(active / f"{NAME}.tsv") == HEADER + "".join(
+        line(f"{r}@example.com") for r in "abc")
 
 
 def test_a_torn_write_that_cannot_be_cut_back_is_cut_before_the_next_record(

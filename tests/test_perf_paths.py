@@ -5,6 +5,7 @@ Behaviour only: nothing here measures time (benchmarks/ does that).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -95,8 +96,10 @@ def test_outcome_puts_every_argument_in_its_own_field() -> None:
         kind=Kind.BOUNCE, rcpt="rcpt@example.com", time_queued=1.0, src_mta="src_mta",
         src_ip="src_ip", dest_ip="dest_ip", vmta="vmta", job_id="7", dsn_status="dsn_status",
         dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
+    assert list(vars(built)) == [f.name for f in dataclasses.fields(Outcome)]  # in field order
     bare = AccountingLogger.outcome(Kind.DELIVERED, "a@example.com")
     assert (bare.headers, bare.extra) == ({}, {}) and bare.headers is not bare.extra
+    assert vars(bare) == vars(Outcome(Kind.DELIVERED, "a@example.com"))
 
 
 class Point:
