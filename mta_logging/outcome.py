@@ -14,12 +14,14 @@ class Kind(enum.Enum):
     """What happened to a recipient. The value is the code written in the ``type`` field.
 
     ``level`` is the ``logging`` level records of this kind are emitted at; ``directory`` the
-    default directory name (and config key) of the kind: delivered, deferred, bounce. Both are
-    plain attributes, not properties: they are read for every record.
+    default directory name (and config key) of the kind: delivered, deferred, bounce; ``code``
+    the value again. All are plain attributes, not properties (as ``value`` is): they are read
+    for every record.
     """
 
     level: int  # set below, for every member
     directory: str
+    code: str
 
     DELIVERED = "d"
     DEFERRED = "df"
@@ -47,6 +49,7 @@ for _kind, _level, _directory in ((Kind.DELIVERED, logging.INFO, "delivered"),
                                   (Kind.BOUNCE, logging.ERROR, "bounce")):
     _kind.level = _level
     _kind.directory = _directory
+    _kind.code = _kind.value
     _BY_TEXT[_kind.value] = _kind
     _BY_TEXT[_directory] = _kind
 _BY_TEXT["bounced"] = Kind.BOUNCE

@@ -79,9 +79,9 @@ def test_values_that_are_not_text_are_written_as_text() -> None:
 
 
 def test_kind_attributes() -> None:
-    assert [(k.value, k.level, k.directory) for k in Kind] == [
-        ("d", logging.INFO, "delivered"), ("df", logging.WARNING, "deferred"),
-        ("b", logging.ERROR, "bounce")]
+    assert [(k.value, k.code, k.level, k.directory) for k in Kind] == [
+        ("d", "d", logging.INFO, "delivered"), ("df", "df", logging.WARNING, "deferred"),
+        ("b", "b", logging.ERROR, "bounce")]
     assert Kind("df") is Kind.DEFERRED is Kind.parse("t")
 
 
@@ -390,3 +390,14 @@ def test_a_json_hook_set_on_the_class_later_is_used(monkeypatch: pytest.MonkeyPa
 
 def test_the_second_before_the_epoch_is_not_mistaken_for_the_empty_cache() -> None:
     assert TimeText(utc=True).text(-1.5) == "1969-12-31 23:59:59"
+
+
+@given(st.lists(st.floats(min_value=-4e9, max_value=4e9) | st.sampled_from(
+    [0.0, -0.5, 0.5, 1.0, 0.999999, -1.0, T0, T0 + 0.999999, T0 + 1, T0 - 1e-6]),
+    min_size=1, max_size=20), st.booleans())
+def test_time_text_is_strftime_of_the_whole_second(stamps: list[float], utc: bool) -> None:
+    """The cache of the last second gives what strftime gives, in any order of timestamps."""
+    times = TimeText(utc=utc)
+    convert = time.gmtime if utc else time.localtime
+    for stamp in stamps:
+        assert times.text(stamp) == time.strftime("%Y-%m-%d %H:%M:%S", convert(int(stamp)))
