@@ -24,7 +24,7 @@ Guarantees (see the README's "Nothing lost" section):
 
 A rollover made by a logging call touches no file but the one it writes its record to. The
 maintenance thread keeps a *spare* ready — a hidden, locked, exclusively created file
-(``.<kind>.<pid>.<n>.spare``) holding the header — once the active file is half full, near its
+(``.<kind>.<pid>.<n>.<ext>.spare``) holding the header — once the active file is half full, near its
 interval's end, or the handler has rolled over before; the logging call swaps it in and hands
 the finished file to that thread, which then gives the new file its visible name (rendered
 with the time of the swap), fsyncs (policy) and archives the finished one, and prepares the
@@ -70,6 +70,9 @@ SPARE = ".spare"  # ending of a spare file's hidden name
 SPARE_AHEAD = 2.0  # seconds before its interval ends that a file gets a spare ready
 MAX_RETIRED = 32  # finished files waiting for the thread before a logging call settles them
 _spare_numbers = itertools.count(1)
+# held while a spare is made and put in place: close() and fork() wait for one in the making
+# (so that close removes it and a forked child sees its descriptor to close)
+_preparing = threading.Lock()
 
 
 class KindFilter(logging.Filter):
@@ -188,8 +191,9 @@ class AccountingFileHandler(logging.Handler):
         self._own_filter = type(self).filter is not logging.Filterer.filter
         self._own_format = type(self).format is not logging.Handler.format
         self._pattern = self.namer.pattern()
-        self._spare_pattern = re.compile(
-            r"\." + re.escape(self.kind.value) + r"\.(\d+)\.\d+" + re.escape(SPARE) + r"\Z")
+        self._spare_pattern = re.compile(  # .<kind>.<pid>.<n>.<ext>.spare
+            r"\." + re.escape(self.kind.value) + r"\.(\d+)\.\d+\." + re.escape(self.namer.extension)
+            + re.escape(SPARE) + r"\Z")
         self._file: _File | None = None
         self._spare: _File | None = None  # the next active file, ready (guarded by _spare_lock)
         self._spare_lock = threading.Lock()  # held for no I/O
@@ -438,8 +442,8 @@ class AccountingFileHandler(logging.Handler):
         self.directory.mkdir(parents=True, exist_ok=True)
         header = self._header_bytes()
         for _attempt in range(_MAX_SUFFIX):
-            path = self.directory / (
-                f".{self.kind.value}.{os.getpid()}.{next(_spare_numbers)}{SPARE}")
+            path = self.directory / (f".{self.kind.value}.{os.getpid()}.{next(_spare_numbers)}"
+                                     f".{self.namer.extension}{SPARE}")
             fd = _create_locked(path)
             if fd is not None:
                 break
@@ -455,21 +459,31 @@ class AccountingFileHandler(logging.Handler):
                                      or now + SPARE_AHEAD >= file.rollover_at)
 
     def _prepare_spare(self, now: float) -> None:
-        """Have a spare ready if the active file will need one soon (maintenance thread)."""
-        if self._closed or self._spare is not None or not self._wants_spare(now):
-            return
-        doing = f"preparing the next file in {self.directory}"
-        try:
-            spare: _File | None = self._create_spare()
-        except Exception:
-            self._report(doing)
-            return
-        self._reported.pop(doing, None)
-        with self._spare_lock:
-            if self._spare is None and not self._closed:
-                self._spare, spare = spare, None
-        if spare is not None:
-            self._discard(spare)
+        """Have a spare ready if the active file will need one soon (maintenance thread); a
+        spare deleted meanwhile (a cleanup job, the directory removed) is replaced."""
+        with _preparing:
+            if self._closed:
+                return
+            with self._spare_lock:  # (a logging call may take the spare meanwhile)
+                spare = self._spare
+                deleted = spare is not None and os.fstat(spare.fd).st_nlink == 0
+                if deleted:
+                    self._spare = None
+            if spare is not None:
+                if not deleted:
+                    return
+                self._discard(spare)
+            if not self._wants_spare(now):
+                return
+            doing = f"preparing the next file in {self.directory}"
+            try:
+                spare = self._create_spare()
+            except Exception:
+                self._report(doing)
+                return
+            self._reported.pop(doing, None)
+            with self._spare_lock:
+                self._spare = spare
 
     def _discard(self, spare: _File) -> None:
         try:
@@ -504,7 +518,8 @@ class AccountingFileHandler(logging.Handler):
         """Records are written to the OS one by one; nothing is buffered here. What a rollover
         left to the maintenance thread (naming the new file, archiving the finished one) is
         done now."""
-        if self._retired or self._finished or (self._file is not None and not self._file.named):
+        file = self._file
+        if self._retired or self._finished or (file is not None and not file.named):
             self._settle()
 
     def _settle(self, prune: bool = True) -> list[Path]:
@@ -640,21 +655,29 @@ class AccountingFileHandler(logging.Handler):
                 if fd is None:
                     continue
                 try:
-                    last_written = os.fstat(fd).st_mtime
-                    size = _cut_torn_line(fd)
-                    if size == 0 or (size == len(header) and os.pread(fd, size, 0) == header):
+                    info = os.fstat(fd)
+                    if spare is not None and info.st_nlink > 1:
+                        # it died between naming it and removing the hidden name: the visible
+                        # name (listed after this one) is taken care of as any other file
                         entry.unlink()
                         os.close(fd)
                         continue
-                    if spare is not None:
-                        name = self.namer.render(last_written, 0, pid=int(spare[1]))
+                    size = _cut_torn_line(fd)
+                    if (size == 0 or (spare is not None and _one_line(fd, size))
+                            or (size == len(header) and os.pread(fd, size, 0) == header)):
+                        entry.unlink()  # nothing but a header
+                        os.close(fd)
+                        continue
+                    name = entry.name
+                    if spare is not None:  # named after its last record's time
+                        name = self.namer.render(info.st_mtime, 0, pid=int(spare[1]))
                         entry, _number, _ = self._free_name(name, functools.partial(_link, entry))
                         os.unlink(self.directory / spare[0])
                 except BaseException:
                     os.close(fd)
                     raise
                 if self.archiving:
-                    self._finished.append(_File(fd, entry, entry.name, size=size))
+                    self._finished.append(_File(fd, entry, name, size=size))
                 else:
                     os.close(fd)
             self._recovered = True
@@ -712,12 +735,6 @@ class AccountingFileHandler(logging.Handler):
             else:
                 file.rollover_at = now + self.archive_interval  # reuse the empty file
 
-    def _service(self) -> None:
-        """What the maintenance thread does at once after a logging call rolled over."""
-        if not self._closed:
-            self._settle()
-            self._prepare_spare(time.time())
-            self._compress()
 
     def _attempt(self, doing: str, action: Callable[[], object]) -> None:
         try:
@@ -800,9 +817,10 @@ class AccountingFileHandler(logging.Handler):
         _maintenance.unregister(self)
         self.acquire()
         try:
-            self._closed = True
-            with self._spare_lock:
-                spare, self._spare = self._spare, None
+            with _preparing:  # a spare in the making is put in place first, then removed here
+                self._closed = True
+                with self._spare_lock:
+                    spare, self._spare = self._spare, None
             if spare is not None:
                 self._discard(spare)
             if self._file is not None:
@@ -914,6 +932,12 @@ def _linked_in(directory: Path, fd: int) -> bool:
                    and entry.stat(follow_symlinks=False).st_dev == mine.st_dev for entry in scan)
 
 
+def _one_line(fd: int, size: int) -> bool:
+    """True if the file holds one line (a spare's first line is its header), not more."""
+    head = os.pread(fd, min(size, 1 << 16), 0)
+    return head.find(b"\n") + 1 == size
+
+
 def _cut_torn_line(fd: int) -> int:
     """Cut off a last line that has no line end (its write was cut short); returns the size."""
     size = os.fstat(fd).st_size
@@ -1004,8 +1028,10 @@ class _Maintenance:
         for handler in handlers:
             if stop.is_set():
                 return
-            if handler._spare is None and handler._wants_spare(now):
+            try:
                 handler._prepare_spare(now)
+            except Exception:  # a bug here must not end maintenance for every handler
+                handler._report("maintenance")
 
     def _service(self, stop: threading.Event) -> None:
         done: set[int] = set()
@@ -1014,7 +1040,7 @@ class _Maintenance:
             if id(handler) not in done:
                 done.add(id(handler))
                 try:
-                    handler._service()
+                    handler._maintain(time.time(), stop)
                 except Exception:  # a bug here must not end maintenance for every handler
                     handler._report("maintenance")
 
@@ -1030,6 +1056,7 @@ class _Maintenance:
                 handler._report("maintenance")
 
     def after_fork_in_child(self) -> None:
+        _preparing.release()  # taken before the fork
         self._lock = threading.Lock()
         self._thread = None
         handlers = list(self._handlers)
@@ -1040,7 +1067,8 @@ class _Maintenance:
 
 
 _maintenance = _Maintenance()
-os.register_at_fork(after_in_child=_maintenance.after_fork_in_child)
+os.register_at_fork(before=_preparing.acquire, after_in_parent=_preparing.release,
+                    after_in_child=_maintenance.after_fork_in_child)
 
 __all__ = ["AccountingFileHandler", "KindFilter", "FSYNC_POLICIES", "MAINTENANCE_THREAD",
            "outcome_of"]

@@ -696,19 +696,55 @@ def test_a_dead_writers_spare_files_are_removed_or_named_and_archived(
         file_name: str, expected: str) -> None:
     """A spare that a crash left unused is removed; one the dead process had begun to write
     (it died before its maintenance thread named it) is named after the time of its last
-    record and the dead process's pid, has its cut-short line cut off, and is archived."""
+    record and the dead process's pid, has its cut-short line cut off, and is archived.
+    Spares of another kind or extension are not ours."""
     active.mkdir()
-    (active / ".d.4242.1.spare").write_text(HEADER)
-    used = active / ".d.4242.2.spare"
+    (active / ".d.4242.1.tsv.spare").write_text("any header\n")
+    used = active / ".d.4242.2.tsv.spare"
     used.write_text(HEADER + line("a@example.com") + line("b@example.com")[:9])
     os.utime(used, (T - 3600, T - 3600))
-    (active / ".b.4242.3.spare").write_text("another kind's: not ours\n")
+    (active / ".b.4242.3.tsv.spare").write_text("another kind's: not ours\n")
+    (active / ".d.4242.4.csv.spare").write_text("another extension's\nnot ours\n")
     handler = make(archiving=True, file_name=file_name)
     log(handler, "c@example.com")
-    assert everything(active) == [".b.4242.3.spare", file_name.format(
+    assert everything(active) == [".b.4242.3.tsv.spare", ".d.4242.4.csv.spare", file_name.format(
         kind="d", pid=os.getpid(), time="2024-05-01-120000", ext="tsv")]
     assert everything(archived) == [expected]
     assert text(archived / expected) == HEADER + line("a@example.com")
+
+
+def test_a_crash_while_a_spare_was_being_named_does_not_double_it(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    """The dead process had linked its spare to the visible name but not yet removed the
+    hidden one: the file is taken over once, under its visible name."""
+    active.mkdir()
+    spare = active / ".d.4242.2.tsv.spare"
+    spare.write_text(HEADER + line("a@example.com"))
+    os.link(spare, active / "d.2024-05-01-115959.tsv")
+    handler = make(archiving=True)
+    handler.open()
+    assert everything(active) == [f"{NAME}.tsv"]
+    assert everything(archived) == ["d.2024-05-01-115959.tsv"]
+    assert text(archived / "d.2024-05-01-115959.tsv") == HEADER + line("a@example.com")
+
+
+def test_a_spare_deleted_before_it_is_used_is_replaced(
+        make: Callable[..., AccountingFileHandler], active: Path, archived: Path) -> None:
+    """A cleanup job removes the hidden spare: the maintenance thread makes a new one, and the
+    next rollover's record is in a file that has a name."""
+    handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com", "r001@example.com")
+    handler.maintain()  # the spare is ready (the thread does this within a tenth of a second)
+    (spare,) = [active / n for n in everything(active) if n.endswith(".spare")]
+    spare.unlink()
+    handler.maintain()  # (ten times a second, the thread looks)
+    assert [n for n in everything(active) if n.endswith(".spare")] not in ([], [spare.name])
+    log(handler, "r002@example.com")
+    handler.flush()
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+    assert sorted(text(archived / n) for n in names(archived)) == [
+        HEADER + line(f"r00{n}@example.com") for n in range(2)]
 
 
 def test_a_live_writers_file_is_left_alone(make: Callable[..., AccountingFileHandler],
