@@ -74,7 +74,8 @@ def test_plain_addresses_parse_as_aiosmtpd_parses_them(arg):
 
 
 @pytest.mark.parametrize("arg", ["<>", '<"quoted local"@example.com>', "user@example.com",
-                                 "<@route:a@b.test>", "<a@[192.0.2.1]>", "<a@b..c>"])
+                                 "<@route:a@b.test>", "<a@[192.0.2.1]>", "<a@b..c>",
+                                 "<0@0> (", "<a@b.test> (comment) SIZE=10"])
 def test_other_addresses_still_use_the_full_parser(arg):
     fast = RelaySMTP.__new__(RelaySMTP)
     fast.local_part_limit = 0

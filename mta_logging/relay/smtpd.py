@@ -19,8 +19,10 @@ import re
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# parameters may not start with "(": the full parser reads that as a comment and drops it
 _PLAIN_ADDRESS = re.compile(
-    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+(\S(?:.*\S)?))?")
+    rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"(?:[ \t]+([^\s(](?:.*\S)?))?")
 END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so each read drains it and bytes after the end of DATA can be handed back.
