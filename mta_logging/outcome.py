@@ -118,7 +118,10 @@ def _compile_init() -> Callable[..., None]:
     entries = []
     for item in fields(Outcome):
         name = item.name
-        if item.default_factory is not MISSING:
+        if item.default_factory is dict:  # a dict display: no call of the type
+            parameters.append(f"{name}=FACTORY")
+            entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
+        elif item.default_factory is not MISSING:
             namespace[f"factory_{name}"] = item.default_factory
             parameters.append(f"{name}=FACTORY")
             entries.append(f"{name!r}: factory_{name}() if {name} is FACTORY else {name}")
