@@ -24,12 +24,13 @@ Guarantees (see the README's "Nothing lost" section):
 
 A rollover made by a logging call touches no file but the one it writes its record to. The
 maintenance thread keeps a *spare* ready — a hidden, locked, exclusively created file
-(``.<kind>.<pid>.<n>.<ext>.spare``) holding the header — once the active file is half full, near its
-interval's end, or the handler has rolled over before; the logging call swaps it in and hands
-the finished file to that thread, which then gives the new file its visible name (rendered
-with the time of the swap), fsyncs (policy) and archives the finished one, and prepares the
-next spare. Without a spare ready the logging call creates one itself (the file is named by
-the thread all the same); a backlog of finished files is settled by the logging call.
+(``.<kind>.<pid>.<n>.<ext>.spare``) holding the header — once the active file is half full,
+near its interval's end, or the handler has rolled over before; the logging call swaps it in
+and hands the finished file to that thread, which then (within a tenth of a second) gives the
+new file its visible name (rendered with the time of the swap), fsyncs (policy) and archives
+the finished one, and prepares the next spare. Without a spare ready, the logging call
+finishes the old file and creates the new one itself, as before; so it does when finished
+files pile up (``MAX_RETIRED``) or the handler is closed.
 """
 
 from __future__ import annotations
