@@ -143,7 +143,8 @@ def _as_text(expression: str) -> str:
 # becomes (None, or the placeholder when the line is joined right away). The two times read
 # their TimeText's one-second cache inline and call it only when the second changes.
 _EXPRESSIONS = {
-    "type": "outcome.kind.code",  # (not .value: an enum property, six times the cost)
+    # Kind.code, not .value (an enum property, six times the cost); .value for another enum
+    "type": "(k.code if (k := outcome.kind).__class__ is Kind else k.value)",
     "timeLogged": ("(c[2] if (c := logged._cache)[0] <= time_logged < c[1] "
                    "else logged.text(time_logged))"),
     "timeQueued": ("(c[2] if (v := outcome.time_queued).__class__ is float "
@@ -177,6 +178,7 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
         "queued": TimeText(times.time_format, times.utc),
         "format_delay": format_delay,
         "missing": missing,
+        "Kind": Kind,
         **(helpers or {}),
     }
     expressions = []

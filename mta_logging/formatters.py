@@ -131,6 +131,11 @@ def outcome_of(record: logging.LogRecord) -> Outcome:
         outcome = record.outcome  # type: ignore[attr-defined]
     except AttributeError:
         outcome = None
+    return _checked(outcome)
+
+
+def _checked(outcome: object) -> Outcome:
+    """``outcome`` if it is an Outcome; else the TypeError of a record that carries none."""
     if outcome.__class__ is not Outcome and not isinstance(outcome, Outcome):
         raise TypeError(
             "this log record carries no accounting outcome (record.outcome); log through "
@@ -210,7 +215,7 @@ class AccountingFormatter(logging.Formatter):
         except AttributeError:
             outcome = None
         if outcome.__class__ is not Outcome:
-            outcome = outcome_of(record)
+            outcome = _checked(outcome)
         line = self._line(outcome, record.created)
         separator = self._separator
         # the values joined as they are, if none needs escaping (join_values checks the same)

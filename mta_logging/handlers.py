@@ -118,6 +118,10 @@ def _number(key: str, value: Any, allowed: str, *, minimum: float = 0.0,
     return number
 
 
+_FILTER = logging.Filterer.filter
+_FORMAT = logging.Handler.format
+
+
 class AccountingFileHandler(logging.Handler):
     """Writes one kind of accounting record to size-and-time rotated files.
 
@@ -161,6 +165,7 @@ class AccountingFileHandler(logging.Handler):
         fsync: str = "never",
         level: int | str = logging.NOTSET,
     ) -> None:
+        self._filter_set = self._format_set = False  # (instance attributes: read per record)
         super().__init__(level)
         self.kind = Kind.parse(kind)
         self.directory = Path(directory) if directory is not None else (
@@ -189,8 +194,6 @@ class AccountingFileHandler(logging.Handler):
             raise ConfigError("fsync", fsync, "expected one of " + ", ".join(FSYNC_POLICIES))
         self.fsync = fsync
         self.formatter = AccountingFormatter(kind=self.kind)
-        self._own_filter = type(self).filter is not logging.Filterer.filter
-        self._own_format = type(self).format is not logging.Handler.format
         self._pattern = self.namer.pattern()
         self._spare_pattern = re.compile(  # .<kind>.<pid>.<n>.<ext>.spare
             r"\." + re.escape(self.kind.value) + r"\.(\d+)\.\d+\." + re.escape(self.namer.extension)
@@ -217,6 +220,22 @@ class AccountingFileHandler(logging.Handler):
         if self.archiving:
             self.archive_dir.mkdir(parents=True, exist_ok=True)
         _maintenance.register(self)
+
+    # ``filter``/``format`` set on the instance (``mock.patch.object`` does it) are noticed
+    # here, so that handle() and emit() use them; a subclass's or a patched class's are
+    # noticed by comparing the class attribute at each record
+    _filter_set = False
+    _format_set = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "filter" or name == "format":
+            object.__setattr__(self, f"_{name}_set", True)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        if name == "filter" or name == "format":
+            object.__setattr__(self, f"_{name}_set", False)
 
     @property
     def path(self) -> Path | None:
@@ -246,7 +265,7 @@ class AccountingFileHandler(logging.Handler):
         # Handler.handle, with the filter chain run only when there are filters (or a
         # subclass filters by itself), and the lock taken by its own context manager (two
         # Python-level calls fewer per record)
-        if self.filters or self._own_filter:
+        if self.filters or self._filter_set or self.__class__.filter is not _FILTER:
             passed = self.filter(record)
             if not passed:
                 return False
@@ -263,8 +282,10 @@ class AccountingFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             formatter = self.formatter
-            text = formatter.format(record) if formatter and not self._own_format else (
-                self.format(record))  # (Handler.format: the formatter's, or the default one)
+            if formatter and not self._format_set and self.__class__.format is _FORMAT:
+                text = formatter.format(record)  # what Handler.format does, one call less
+            else:
+                text = self.format(record)
             data = (text + "\n").encode("utf-8")
             file = self._file
             rolled = False

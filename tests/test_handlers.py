@@ -1001,3 +1001,28 @@ def test_fsync_policy(make: Callable[..., AccountingFileHandler], monkeypatch: p
     handler.doRollover()
     assert synced.count("file") == after_rollover
     assert synced.count("directory") == (0 if policy == "never" else 2)  # archive and active
+
+
+def test_filter_and_format_set_on_the_instance_or_the_class_later_are_used(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with any logging.Handler: mock.patch.object(handler, "format") and a method patched
+    on the class after the handler was made are used for the next record; taken away again,
+    the handler's own are used."""
+    handler = make()
+    with monkeypatch.context() as patched:
+        patched.setattr(handler, "format", lambda record: "formatted by the patch")
+        patched.setattr(handler, "filter", lambda record: record.outcome.rcpt != "skip@x.test")
+        log(handler, "a@example.com", "skip@x.test")
+    log(handler, "b@example.com", "skip@x.test")
+
+    class Later(AccountingFileHandler):
+        pass
+
+    later = make(directory=active / "later")
+    monkeypatch.setattr(Later, "format", lambda self, record: "patched on the class")
+    later.__class__ = Later
+    log(later, "c@example.com")
+    assert text(active / f"{NAME}.tsv") == (
+        HEADER + "formatted by the patch\n" + line("b@example.com") + line("skip@x.test"))
+    assert text(active / "later" / f"{NAME}.tsv") == HEADER + "patched on the class\n"

@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 from pythonjsonlogger.json import JsonFormatter
 
 import mta_logging
-from mta_logging import AccountingJsonFormatter, AccountingLogger, Kind, Outcome
+from mta_logging import (
+    AccountingFormatter,
+    AccountingJsonFormatter,
+    AccountingLogger,
+    Kind,
+    Outcome,
+)
 from mta_logging.fields import TimeText, compile_fields
 from mta_logging.formatters import escape_csv, escape_tsv, join_values
 
@@ -401,3 +407,14 @@ def test_time_text_is_strftime_of_the_whole_second(stamps: list[float], utc: boo
     convert = time.gmtime if utc else time.localtime
     for stamp in stamps:
         assert times.text(stamp) == time.strftime("%Y-%m-%d %H:%M:%S", convert(int(stamp)))
+
+
+def test_the_type_of_an_outcome_whose_kind_is_another_enum_is_its_value() -> None:
+    import enum
+
+    class Code(enum.Enum):
+        DELIVERED = "d"
+
+    outcome = Outcome(Code.DELIVERED, "a@example.com")  # type: ignore[arg-type]
+    record = json_record(outcome)
+    assert AccountingFormatter(fields="type,rcpt").format(record) == "d\ta@example.com"
