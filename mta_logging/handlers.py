@@ -977,6 +977,12 @@ def _cut_torn_line(fd: int) -> int:
     return end
 
 
+def _holds_logging_lock() -> bool:
+    """True if this thread holds the logging module's lock (a configuration is running)."""
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned()) if is_owned is not None else False
+
+
 def _maintenance_record(handler: AccountingFileHandler, doing: str) -> logging.LogRecord:
     """A record for handleError about a failure that is not one record's: its message names the
     handler, what it was doing and the error, readable as it is printed."""
@@ -1017,7 +1023,12 @@ class _Maintenance:
                 return
             self._thread = None
             self._stop.set()
-        if thread is not threading.current_thread():
+        # told to stop, it ends within a tenth of a second; wait for it, except when this
+        # thread holds the logging module's lock (dictConfig and fileConfig close the old
+        # handlers under it): the garbage collector running in the maintenance thread may
+        # need that lock to drop a handler's weak reference (CPython gh-96727's kind of
+        # deadlock), so waiting could be forever
+        if thread is not threading.current_thread() and not _holds_logging_lock():
             thread.join()
 
     def wake(self, handler: AccountingFileHandler) -> None:

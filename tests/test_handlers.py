@@ -1026,3 +1026,34 @@ def test_filter_and_format_set_on_the_instance_or_the_class_later_are_used(
     assert text(active / f"{NAME}.tsv") == (
         HEADER + "formatted by the patch\n" + line("b@example.com") + line("skip@x.test"))
     assert text(active / "later" / f"{NAME}.tsv") == HEADER + "patched on the class\n"
+
+
+DICTCONFIG_WHILE_THE_THREAD_COLLECTS = """
+import gc, logging, logging.config, sys, time
+from mta_logging import configure, load, to_dict_config
+from mta_logging import handlers
+configure({"path": sys.argv[1] + "/a"})
+orphan = logging.StreamHandler()
+orphan.cycle = orphan  # garbage only the cyclic collector frees: dropping it needs logging's lock
+del orphan
+gc.disable()
+look = handlers._Maintenance._look
+def collecting_look(self, stop):  # forces the interleaving: the thread collects while the
+    time.sleep(0.3)                # main thread closes the old handlers inside dictConfig
+    gc.collect()
+    return look(self, stop)
+handlers._Maintenance._look = collecting_look
+time.sleep(0.15)
+logging.config.dictConfig(to_dict_config(load({"path": sys.argv[1] + "/b"})))
+print("configured")
+"""
+
+
+def test_dictconfig_replacing_our_handlers_does_not_deadlock_with_the_thread(
+        tmp_path: Path) -> None:
+    """dictConfig closes the old handlers holding the logging module's lock; the maintenance
+    thread, told to stop, may need that lock (the garbage collector dropping a handler's weak
+    reference there): close() must not wait for it then."""
+    done = subprocess.run([sys.executable, "-c", DICTCONFIG_WHILE_THE_THREAD_COLLECTS,
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "configured\n"), done.stderr
