@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -426,7 +426,6 @@ class AccountingFileHandler(logging.Handler):
     def _roll(self) -> _File:
         """Start a new active file in place of the current one (lock held). With a spare ready
         this makes no file system call; the finished file is left for ``_settle``."""
-        old = self._file
         with self._spare_lock:
             spare, self._spare = self._spare, None
         if spare is not None and spare.header != self._header_bytes():  # formatter changed
@@ -435,9 +434,7 @@ class AccountingFileHandler(logging.Handler):
         if spare is None:
             # none ready (the first rollover, or files filling faster than the thread looks):
             # finish the old file and start the new one here, as a handler without the thread
-            if old is not None:
-                self._retired.append(old)
-                self._file = None
+            self._retire()
             self._settle(prune=False)
             self._file = self._create_file()
             return self._file
@@ -445,10 +442,19 @@ class AccountingFileHandler(logging.Handler):
         self._seq += 1
         spare.started, spare.seq = now, self._seq  # its name is rendered off the write path
         spare.rollover_at = now + self.archive_interval if self.archiving else math.inf
+        self._retire()
         self._file = spare
-        if old is not None:
-            self._retired.append(old)
         return spare
+
+    def _retire(self) -> None:
+        """Hand the active file (if any) to ``_settle``: nothing is written to it any more."""
+        if self._file is not None:
+            self._retired.append(self._file)
+            self._file = None
+
+    def _take_retired(self) -> None:
+        while self._retired:
+            self._finished.append(self._retired.popleft())
 
     def _rolled_over(self) -> None:
         """After a logging call's rollover and its record's write (lock held): the thread
@@ -529,9 +535,7 @@ class AccountingFileHandler(logging.Handler):
         one."""
         self.acquire()
         try:
-            if self._file is not None:
-                self._retired.append(self._file)
-                self._file = None
+            self._retire()
             self._settle()
         finally:
             self.release()
@@ -549,14 +553,12 @@ class AccountingFileHandler(logging.Handler):
         apply retention (``prune``, or leave it to the next tick); name the files that have no
         visible name yet."""
         with self._settling:
-            while self._retired:
-                self._finished.append(self._retired.popleft())
+            self._take_retired()
             archived = self._archive_finished(prune)
             # what could not be finished yet is given its visible name all the same, in the
             # order the files were started (a file retired meanwhile before the active one)
             active = self._file
-            while self._retired:
-                self._finished.append(self._retired.popleft())
+            self._take_retired()
             for file in (*self._finished, active):
                 if file is not None and not file.named:
                     self._attempt(f"naming {file.path}", functools.partial(self._give_name, file))
@@ -845,9 +847,7 @@ class AccountingFileHandler(logging.Handler):
                     spare, self._spare = self._spare, None
             if spare is not None:
                 self._discard(spare)
-            if self._file is not None:
-                self._retired.append(self._file)
-                self._file = None
+            self._retire()
             with self._settling:
                 self._settle()
                 if self._prune_due:
@@ -1055,36 +1055,32 @@ class _Maintenance:
         spare for each handler whose active file will need one soon."""
         if self._woken:
             self._service(stop)
-        with self._lock:
-            handlers = list(self._handlers)
         now = time.time()
-        for handler in handlers:
-            if stop.is_set():
-                return
-            try:
-                handler._prepare_spare(now)
-            except Exception:  # a bug here must not end maintenance for every handler
-                handler._report("maintenance")
+        self._each(self._registered(), stop, lambda handler: handler._prepare_spare(now))
 
     def _service(self, stop: threading.Event) -> None:
-        done: set[int] = set()
-        while self._woken and not stop.is_set():
+        woken: dict[int, AccountingFileHandler] = {}
+        while self._woken:
             handler = self._woken.popleft()
-            if id(handler) not in done:
-                done.add(id(handler))
-                try:
-                    handler._maintain(time.time(), stop)
-                except Exception:  # a bug here must not end maintenance for every handler
-                    handler._report("maintenance")
+            woken[id(handler)] = handler
+        self._each(woken.values(), stop, lambda handler: handler._maintain(time.time(), stop))
 
     def _tick(self, stop: threading.Event) -> None:
+        self._each(self._registered(), stop,
+                   lambda handler: handler._maintain(time.time(), stop))
+
+    def _registered(self) -> list[AccountingFileHandler]:
         with self._lock:
-            handlers = list(self._handlers)
+            return list(self._handlers)
+
+    @staticmethod
+    def _each(handlers: Iterable[AccountingFileHandler], stop: threading.Event,
+              work: Callable[[AccountingFileHandler], None]) -> None:
         for handler in handlers:
             if stop.is_set():
                 return
             try:
-                handler._maintain(time.time(), stop)
+                work(handler)
             except Exception:  # a bug here must not end maintenance for every handler
                 handler._report("maintenance")
 
