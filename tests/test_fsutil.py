@@ -1,0 +1,44 @@
+"""The small file-system helpers."""
+
+import errno
+import os
+from unittest import mock
+
+import pytest
+
+from mta_logging.fsutil import fsync_directory, write_all
+
+
+def test_write_all_completes_short_writes(tmp_path):
+    real_write = os.write
+    calls = []
+
+    def short_write(fd, data):
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:3]))
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        with mock.patch("os.write", short_write):
+            write_all(fd, b"0123456789")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"0123456789"
+    assert calls == [10, 7, 4, 1]
+
+
+def test_write_all_raises_the_error(tmp_path):
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        with mock.patch("os.write", side_effect=OSError(errno.ENOSPC, "No space left on device")):
+            with pytest.raises(OSError, match="No space left"):
+                write_all(fd, b"x")
+    finally:
+        os.close(fd)
+
+
+def test_fsync_directory(tmp_path):
+    fsync_directory(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        fsync_directory(tmp_path / "file")
