@@ -7,7 +7,6 @@ settings turn into a ``logging.config.dictConfig`` dictionary (``to_dict_config`
 
 from __future__ import annotations
 
-import argparse
 import logging
 import logging.config
 import math
@@ -410,60 +409,3 @@ def describe(settings: AccountingSettings) -> str:
         "archive": str(settings.archive_directory(kind)) if settings.archiving else None,
     } for kind in Kind}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-# -- mta-logging check-config ------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, or a "
-                                       "relay YAML file (configs/relay.yaml)")
-
-
-def run(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    if _relay_keys(path):
-        # a relay config: the relay validates its own keys, then its accounting source here
-        from mta_logging.relay.config import load_settings
-
-        relay = load_settings(path)
-        settings = load(relay.accounting) if relay.accounting_enabled else None
-        print(f"{path}: OK (relay config)")
-        print(yaml.safe_dump({"relay": _plain(relay)}, sort_keys=False, allow_unicode=True),
-              end="")
-        if settings is None:
-            print("accounting: off")
-        else:
-            print("accounting:")
-            print("  " + describe(settings).replace("\n", "\n  ").rstrip(" "), end="")
-        return 0
-    settings = load(path)
-    print(f"{path}: OK")
-    print(describe(settings), end="")
-    return 0
-
-
-def _relay_keys(path: Path) -> bool:
-    """True when ``path`` is a YAML file with keys that only a relay config has."""
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return False
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False  # load() reports it with the file named
-    from mta_logging.relay.config import TOP_LEVEL_KEYS
-
-    relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
-    return isinstance(data, Mapping) and any(key in relay_only for key in data)
-
-
-def _plain(value: Any) -> Any:
-    """Settings objects as YAML-friendly data (dataclasses, mappings, paths, networks)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
