@@ -188,7 +188,9 @@ def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
         if kind not in result:
             raise ConfigError(f"{key}.{name}", value,
                               "unknown kind; expected delivered, deferred or bounce")
-        result[kind] = check(f"{key}.{kind}", value)
+        checked = check(f"{key}.{kind}", value)
+        if checked is not None:  # None: the kind's default (a field list not given)
+            result[kind] = checked
     return result
 
 

@@ -36,7 +36,6 @@ from mta_logging.fields import (
     compile_fields,
     compile_json_object,
     compile_line,
-    parse_fields,
 )
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.settings import separator as check_separator  # (importable from here too)
@@ -134,8 +133,9 @@ def _checked(outcome: object) -> Outcome:
 
 
 def _resolve_fields(fields: str | Sequence[str] | None, kind: str | Kind | None) -> tuple[str, ...]:
-    if fields is not None:
-        return parse_fields(fields)
+    selected = _settings.fields(fields)
+    if selected is not None:
+        return selected
     return DEFAULT_FIELDS[Kind.parse(kind) if kind is not None else Kind.BOUNCE]
 
 

@@ -155,7 +155,8 @@ class AccountingFileHandler(logging.Handler):
         level: int | str = logging.NOTSET,
     ) -> None:
         self._filter_set = self._format_set = False  # (instance attributes: read per record)
-        super().__init__(level)
+        # every argument is checked before Handler.__init__ makes the handler known to logging:
+        # a refused one leaves no half-built handler for dictConfig or shutdown() to flush
         self.kind = Kind.parse(kind)
         self.directory = Path(_settings.path(directory, "directory")) if directory is not None \
             else Path(_settings.path(path)) / self.kind.directory
@@ -171,6 +172,7 @@ class AccountingFileHandler(logging.Handler):
         self.retention_files = _settings.retention_files(retention_files)
         self.archive_empty = _settings.archive_empty(archive_empty)
         self.fsync = _settings.fsync(fsync)
+        super().__init__(level)
         self.formatter = AccountingFormatter(kind=self.kind)
         self._pattern = self.namer.pattern()
         self._spare_pattern = re.compile(  # .<kind>.<pid>.<n>.<ext>.spare

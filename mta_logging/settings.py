@@ -167,8 +167,13 @@ def time_format(value: Any) -> str:
     return str(text)
 
 
-def fields(value: Any, key: str = "fields") -> tuple[str, ...]:
-    """A field list: comma-separated text or a list of names."""
+def fields(value: Any, key: str = "fields") -> tuple[str, ...] | None:
+    """A field list: comma-separated text or a list of names; None (not given) stands for the
+    kind's default list."""
+    if value is None:
+        return None
+    if not isinstance(value, str | list | tuple):
+        raise ConfigError(key, value, "expected field names, comma-separated or as a list")
     return parse_fields(value, key=key)
 
 
