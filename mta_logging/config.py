@@ -162,9 +162,9 @@ def from_mapping(data: Mapping[str, Any], source: str = "settings") -> Accountin
         checked: dict[str, Any] = {
             key: check(values[key]) for key, check in _settings.VALIDATORS.items()
             if key in values}
-        for key, check_kind in _PER_KIND.items():
+        for key, check_one in _PER_KIND.items():
             if key in values:
-                checked[key] = _per_kind(values, key, getattr(defaults, key), check_kind)
+                checked[key] = _per_kind(values, key, getattr(defaults, key), check_one)
         settings = replace(defaults, **checked)
         if settings.format == "separated":
             _settings.placeholder(settings.placeholder, beside=settings.separator)
@@ -176,7 +176,9 @@ def from_mapping(data: Mapping[str, Any], source: str = "settings") -> Accountin
 
 
 def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
-              check: Callable[[str, Any], Any]) -> dict[str, Any]:
+              check: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """The per-kind mapping of ``key``: the defaults, with each kind given checked by ``check``
+    (``archive_to`` may also be one value for every kind)."""
     given = values[key]
     result = dict(defaults)
     if key == "archive_to" and isinstance(given, str):
@@ -188,17 +190,17 @@ def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
         if kind not in result:
             raise ConfigError(f"{key}.{name}", value,
                               "unknown kind; expected delivered, deferred or bounce")
-        checked = check(f"{key}.{kind}", value)
+        checked = check(value, f"{key}.{kind}")
         if checked is not None:  # None: the kind's default (a field list not given)
             result[kind] = checked
     return result
 
 
 # the keys that hold one value per kind → the check of one value (its key names the kind)
-_PER_KIND: dict[str, Callable[[str, Any], Any]] = {
+_PER_KIND: dict[str, Callable[[Any, str], Any]] = {
     "location": _settings.directory_name,
     "archive_to": _settings.directory_name,
-    "fields": lambda key, value: _settings.fields(value, key=key),
+    "fields": _settings.fields,
 }
 
 

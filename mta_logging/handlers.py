@@ -164,7 +164,7 @@ class AccountingFileHandler(logging.Handler):
                                _settings.extension(extension))
         self.archiving = _settings.archiving(archiving)
         # an absolute archive_to stays absolute
-        self.archive_dir = self.directory / _settings.directory_name("archive_to", archive_to)
+        self.archive_dir = self.directory / _settings.directory_name(archive_to, "archive_to")
         self.archive_interval = _settings.archive_interval(archive_interval)
         self.max_bytes = round(_settings.max_size(max_size) * MEGABYTE) or sys.maxsize
         self.compress = _settings.compress(compress)

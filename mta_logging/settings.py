@@ -12,7 +12,8 @@ The rules, the same everywhere:
 * text (``path``, ``extension``, ``file_name``, ``logger``, ``placeholder``, ``separator``,
   ``time_format``, directories): a string, or a number, which stands for its text (an INI file
   has only text, so ``extension: 2026`` in YAML means what ``extension=2026`` means in INI);
-  names and paths lose surrounding white space and must not be empty;
+  names, paths and ``file_name`` lose surrounding white space and must not be empty
+  (``placeholder`` and ``time_format`` are taken as they are);
 * flags (``archiving``, ``compress``, ``archive_empty``, ``utc``, ``propagate``): a bool, or
   ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0`` in any case;
 * numbers (``archive_interval``, ``max_size``, ``retention_days``): a number or its text,
@@ -26,6 +27,7 @@ The rules, the same everywhere:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -85,10 +87,11 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...],
 
 def _number(key: str, value: Any, allowed: str, *, positive: bool = False) -> float:
     """A finite number (or its text), at least 0; greater than 0 when ``positive``."""
-    text = _as_text(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Number | str):
+        raise ConfigError(key, value, allowed)
     try:
-        number = float("" if text is None else text)
-    except ValueError:
+        number = float(value)  # type: ignore[arg-type]  # a complex number: TypeError
+    except (TypeError, ValueError):
         raise ConfigError(key, value, allowed) from None
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         raise ConfigError(key, value, allowed)
@@ -106,7 +109,7 @@ def path(value: Any, key: str = "path") -> str:
     return _name(key, value, "expected a directory path such as accounting_files")
 
 
-def directory_name(key: str, value: Any) -> str:
+def directory_name(value: Any, key: str) -> str:
     """A kind's directory (``location.<kind>``, ``archive_to`` / ``archive_to.<kind>``): a name
     or path, relative to its parent unless absolute."""
     return _name(key, value, "expected a directory name or path")
@@ -124,9 +127,10 @@ def extension(value: Any) -> str:
 def file_name(value: Any) -> str:
     """A file name template (see :func:`mta_logging.archive.check_template`)."""
     text = _as_text(value)
-    if text is None:
-        raise ConfigError("file_name", value, "expected a template such as {kind}.{time}.{ext}")
-    return check_template(text.strip())
+    try:
+        return check_template("" if text is None else text.strip())
+    except ConfigError as exc:  # named with the value as written
+        raise ConfigError("file_name", value, exc.allowed) from None
 
 
 def logger(value: Any) -> str:
@@ -163,8 +167,10 @@ def placeholder(value: Any, *, beside: str | None = None) -> str:
 def time_format(value: Any) -> str:
     """A strftime format (as :class:`~mta_logging.fields.TimeText` takes it)."""
     text = _as_text(value)
-    TimeText(value if text is None else text)  # raises ConfigError for a bad format
-    return str(text)
+    if text is None:
+        raise ConfigError("time_format", value, "expected a strftime format")
+    TimeText(text)  # raises ConfigError for a bad format
+    return text
 
 
 def fields(value: Any, key: str = "fields") -> tuple[str, ...] | None:
@@ -212,12 +218,14 @@ def retention_files(value: Any) -> int | None:
     """Archived files kept per kind: a whole number, at least 1, or empty (None) for no limit."""
     if _empty(value):
         return None
-    text = None if isinstance(value, bool | float) else _as_text(value)
-    if text is None or not _WHOLE.fullmatch(text.strip()) or int(text) < 1:
+    whole = (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+             or isinstance(value, str) and _WHOLE.fullmatch(value.strip()) is not None)
+    count = int(value) if whole else 0
+    if count < 1:
         raise ConfigError("retention_files", value,
                           "expected a whole number of files such as 10, at least 1, "
                           "or empty for no limit")
-    return int(text)
+    return count
 
 
 def _flag(key: str) -> Callable[[Any], bool]:
