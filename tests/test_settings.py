@@ -8,6 +8,8 @@ bad one the same ConfigError (key, what is allowed) on each, naming the value as
 
 A value's INI form is its text (``true``/``false`` for a bool, nothing for None); a value
 marked ``Given`` has none (a list, or a bool where text is expected) and skips the INI path.
+The INI format's own rules (values trimmed, a leading ``/`` in ``[location]``/``[archive_to]``
+meaning inside ``path``, as in Haraka) are tested in test_config.py; values here avoid them.
 """
 
 from __future__ import annotations
@@ -145,8 +147,8 @@ def _handler_of(settings: mta_logging.AccountingSettings) -> AccountingFileHandl
     return handler
 
 
-def _closing_configured(settings: mta_logging.AccountingSettings) -> Iterator[
-        AccountingFileHandler]:
+def _closing_configured(
+        settings: mta_logging.AccountingSettings) -> Iterator[AccountingFileHandler]:
     logger = logging.getLogger(settings.logger)
     try:
         yield _handler_of(settings)
@@ -214,10 +216,10 @@ def via_constructor(key: Key, entry: Any, _: Path) -> Iterator[AccountingFileHan
 
 CONFIG_PATHS = {"configure": via_configure, "ini": via_ini, "yaml": via_yaml}
 PATHS = {**CONFIG_PATHS, "dictConfig": via_dict_config, "constructor": via_constructor}
-Path_ = Callable[[Key, Any, Path], Iterator[AccountingFileHandler]]
+Way = Callable[[Key, Any, Path], Iterator[AccountingFileHandler]]
 
 
-def paths_of(key: Key, entry: Any) -> dict[str, Path_]:
+def paths_of(key: Key, entry: Any) -> dict[str, Way]:
     paths = CONFIG_PATHS if key.on == "config" else PATHS
     return {name: run for name, run in paths.items()
             if name != "ini" or _ini_text(entry) is not None}
@@ -226,7 +228,7 @@ def paths_of(key: Key, entry: Any) -> dict[str, Path_]:
 _cases = itertools.count()
 
 
-def outcome(run: Path_, key: Key, entry: Any, tmp_path: Path) -> Any:
+def outcome(run: Way, key: Key, entry: Any, tmp_path: Path) -> Any:
     """What the handler holds for the key, or the ConfigError raised, in a fresh directory."""
     directory = tmp_path / str(next(_cases))
     directory.mkdir()
