@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
-    "check-config": ("mta_logging.config", "validate a config file and print the settings"),
+    "check-config": ("mta_logging.check_config", "validate a config file and print the settings"),
 }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
+from mta_logging import settings as _settings
 from mta_logging.errors import ConfigError
 from mta_logging.fields import (
     DEFAULT_FIELDS,
@@ -35,9 +36,9 @@ from mta_logging.fields import (
     compile_fields,
     compile_json_object,
     compile_line,
-    parse_fields,
 )
 from mta_logging.outcome import Kind, Outcome
+from mta_logging.settings import separator as check_separator  # (importable from here too)
 
 TAB = "\t"
 
@@ -112,19 +113,6 @@ def split_line(line: str, separator: str = TAB) -> list[str]:
     return [unescape(part) for part in parts]
 
 
-def check_separator(separator: Any) -> str:
-    """Validate a separator: one character, not a quote, backslash, CR or LF."""
-    if isinstance(separator, str) and separator.lower() in ("\\t", "tab"):
-        return TAB
-    if not isinstance(separator, str) or len(separator) != 1 or separator in '"\\\r\n':
-        raise ConfigError(
-            "separator", separator,
-            "expected one character such as ',' or ';', or '\\t'/'tab' for a tab "
-            "(not a quote, backslash or line break)",
-        )
-    return separator
-
-
 def outcome_of(record: logging.LogRecord) -> Outcome:
     """The Outcome attached to a record; TypeError if the record carries none."""
     try:
@@ -145,8 +133,9 @@ def _checked(outcome: object) -> Outcome:
 
 
 def _resolve_fields(fields: str | Sequence[str] | None, kind: str | Kind | None) -> tuple[str, ...]:
-    if fields is not None:
-        return parse_fields(fields)
+    selected = _settings.fields(fields)
+    if selected is not None:
+        return selected
     return DEFAULT_FIELDS[Kind.parse(kind) if kind is not None else Kind.BOUNCE]
 
 
@@ -169,7 +158,7 @@ class AccountingFormatter(logging.Formatter):
     ) -> None:
         super().__init__()
         self.fields = _resolve_fields(fields, kind)
-        self.times = TimeText(time_format, utc)
+        self.times = TimeText(_settings.time_format(time_format), _settings.utc(utc))
         self._extract = compile_fields(self.fields, self.times)
         self._separators = len(self.fields) - 1
         self._separator = TAB
@@ -194,10 +183,7 @@ class AccountingFormatter(logging.Formatter):
 
     def _compile(self, separator: str, placeholder: str) -> None:
         """Check the placeholder against the separator; make the line function for both."""
-        if not isinstance(placeholder, str) or any(c in placeholder for c in "\r\n\\"):
-            raise ConfigError("placeholder", placeholder, "expected text without line breaks")
-        if separator in placeholder:
-            raise ConfigError("placeholder", placeholder, "must not contain the separator")
+        placeholder = _settings.placeholder(placeholder, beside=separator)
         self._line = compile_line(self.fields, self.times, separator, placeholder)
         self._separator, self._placeholder = separator, placeholder
 
@@ -254,7 +240,7 @@ class AccountingJsonFormatter(JsonFormatter):
         selected = _resolve_fields(fields, kind)
         super().__init__(list(selected), **kwargs)
         self.fields = selected
-        self.times = TimeText(time_format, utc)
+        self.times = TimeText(_settings.time_format(time_format), _settings.utc(utc))
         self._extract = compile_fields(self.fields, self.times)
         self._encoder: tuple[tuple[Any, ...], json.JSONEncoder] | None = None
         # the object text json.dumps would give, written directly (see format)

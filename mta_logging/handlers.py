@@ -55,12 +55,13 @@ from typing import Any
 import schedule
 
 from mta_logging import archive as _archive
+from mta_logging import settings as _settings
 from mta_logging.archive import FileNamer
-from mta_logging.errors import ConfigError
 from mta_logging.formatters import AccountingFormatter, outcome_of
 from mta_logging.outcome import Kind
+from mta_logging.settings import FSYNC_POLICIES as FSYNC_POLICIES  # (importable from here too)
+from mta_logging.settings import parse_flag as parse_flag  # (importable from here too)
 
-FSYNC_POLICIES = ("never", "rollover", "always")
 MEGABYTE = 1_000_000
 MAINTENANCE_THREAD = "mta-logging-maintenance"
 PRUNE_EVERY = 60.0  # seconds between retention runs while no file is archived
@@ -104,18 +105,6 @@ class _File:
     header: bytes = b""  # a spare's header, to check it is still the formatter's
     started: float = 0.0  # a spare in use: when (its name's {time}) ...
     seq: int = 0  # ... and its {seq}
-
-
-def _number(key: str, value: Any, allowed: str, *, minimum: float = 0.0,
-            strict: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, allowed) from None
-    if isinstance(value, bool) or not math.isfinite(number) or number < minimum or (
-            strict and number == minimum):
-        raise ConfigError(key, value, allowed)
-    return number
 
 
 _FILTER = logging.Filterer.filter
@@ -166,33 +155,24 @@ class AccountingFileHandler(logging.Handler):
         level: int | str = logging.NOTSET,
     ) -> None:
         self._filter_set = self._format_set = False  # (instance attributes: read per record)
-        super().__init__(level)
+        # every argument is checked before Handler.__init__ makes the handler known to logging:
+        # a refused one leaves no half-built handler for dictConfig or shutdown() to flush
         self.kind = Kind.parse(kind)
-        self.directory = Path(directory) if directory is not None else (
-            Path(path) / self.kind.directory)
-        if not isinstance(extension, str) or "/" in extension or not extension.strip("."):
-            raise ConfigError("extension", extension, "expected a file extension such as tsv")
-        self.namer = FileNamer(file_name, self.kind.value, extension.lstrip("."))
-        self.archiving = parse_flag("archiving", archiving)
-        self.archive_dir = self.directory / archive_to  # an absolute archive_to stays absolute
-        self.archive_interval = _number(
-            "archive_interval", archive_interval,
-            "expected a number of seconds greater than 0, such as 86400", strict=True)
-        self.max_bytes = round(_number(
-            "max_size", max_size,
-            "expected a size in megabytes (10^6 bytes) such as 200 or 0.5; 0 = no limit")
-            * MEGABYTE) or sys.maxsize
-        self.compress = parse_flag("compress", compress)
-        self.retention_days = None if retention_days is None else _number(
-            "retention_days", retention_days, "expected a number of days greater than 0",
-            strict=True)
-        self.retention_files = None if retention_files is None else int(_number(
-            "retention_files", retention_files, "expected a whole number of files, at least 1",
-            minimum=1))
-        self.archive_empty = parse_flag("archive_empty", archive_empty)
-        if fsync not in FSYNC_POLICIES:
-            raise ConfigError("fsync", fsync, "expected one of " + ", ".join(FSYNC_POLICIES))
-        self.fsync = fsync
+        self.directory = Path(_settings.path(directory, "directory")) if directory is not None \
+            else Path(_settings.path(path)) / self.kind.directory
+        self.namer = FileNamer(_settings.file_name(file_name), self.kind.value,
+                               _settings.extension(extension))
+        self.archiving = _settings.archiving(archiving)
+        # an absolute archive_to stays absolute
+        self.archive_dir = self.directory / _settings.directory_name(archive_to, "archive_to")
+        self.archive_interval = _settings.archive_interval(archive_interval)
+        self.max_bytes = round(_settings.max_size(max_size) * MEGABYTE) or sys.maxsize
+        self.compress = _settings.compress(compress)
+        self.retention_days = _settings.retention_days(retention_days)
+        self.retention_files = _settings.retention_files(retention_files)
+        self.archive_empty = _settings.archive_empty(archive_empty)
+        self.fsync = _settings.fsync(fsync)
+        super().__init__(level)
         self.formatter = AccountingFormatter(kind=self.kind)
         self._pattern = self.namer.pattern()
         self._spare_pattern = re.compile(  # .<kind>.<pid>.<n>.<ext>.spare
@@ -877,18 +857,6 @@ class AccountingFileHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind.directory} {self.directory}>"
-
-
-def parse_flag(key: str, value: Any) -> bool:
-    """A boolean setting: a bool, or true/false, yes/no, on/off, 1/0 in any case."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise ConfigError(key, value, "expected true or false")
 
 
 def _create_locked(path: Path) -> int | None:

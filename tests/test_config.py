@@ -160,7 +160,7 @@ def test_yaml_accepts_lists_single_archive_to_and_absolute_paths(tmp_path: Path)
     ({"file_name": "{kind}.{date}.tsv"},
      "file_name: '{kind}.{date}.tsv' is not valid; unknown placeholder {date}; allowed: "
      "{ext}, {host}, {kind}, {pid}, {seq}, {time}"),
-    ({"time_format": 5}, "time_format: 5 is not valid; expected a strftime format"),
+    ({"time_format": ["%H"]}, "time_format: ['%H'] is not valid; expected a strftime format"),
     ({"colour": "blue"}, "colour: 'blue' is not valid; unknown setting; allowed: path, extension"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(settings: dict[str, object],
