@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from mta_logging.outcome import Kind, Outcome
+from mta_logging.reply import parse_reply
 
 DEFAULT_LOGGER = "mta.accounting"
 _MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
@@ -79,21 +79,6 @@ def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
     values["process"] = os.getpid() if logging.logProcesses else None
     values["outcome"] = outcome
     return record
-
-
-_REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]+([245]\.\d{1,3}\.\d{1,3}))?")
-
-
-def _reply_parts(dsn_status: str | None, dsn_msg: str | None) -> tuple[int | None, str | None]:
-    """SMTP code and enhanced status, from the reply text and/or the DSN status."""
-    code: int | None = None
-    enhanced = dsn_status or None
-    if dsn_msg:
-        match = _REPLY_CODE.match(dsn_msg)
-        if match:
-            code = int(match.group(1))
-            enhanced = enhanced or match.group(2)
-    return code, enhanced
 
 
 class AccountingLogger:
@@ -179,8 +164,8 @@ class AccountingLogger:
         if bounce_cat is None:
             from mta_logging.classify import bounce_category
 
-            code, enhanced = _reply_parts(dsn_status, dsn_msg)
-            bounce_cat = bounce_category(code, enhanced, dsn_msg or "")
+            reply = parse_reply(dsn_msg)
+            bounce_cat = bounce_category(reply.code, dsn_status or reply.enhanced, dsn_msg or "")
         return self.record(self._outcome(
             Kind.BOUNCE, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra))

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mta_logging.outcome import Kind
+from mta_logging.reply import parse_reply
 from mta_logging.report.reader import ReadStats, Record, Schema, domain_of
 from mta_logging.report.times import wall_time
 
@@ -27,7 +28,6 @@ _OTHER_REASON = (OTHER, "")
 _SUMMARY_FIELDS = ("rcpt", "vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat", "timeQueued")
 DEFAULT_MAX_KEYS = 100_000
 
-_REPLY_START = re.compile(r"\s*(\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?)?(.*)\Z", re.DOTALL)
 _EDGES = "<>()[]{}\"',;:."  # punctuation around a word that is kept as it is
 _DIGIT = re.compile(r"\d")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
@@ -44,10 +44,9 @@ def normalize_reason(message: str | None) -> str:
     """
     if not message:
         return ""
-    match = _REPLY_START.match(message)
-    code, rest = (match.group(1) or "", match.group(2)) if match else ("", message)
-    rest = " ".join(_normalize_word(word) for word in rest.split())
-    text = f"{code} {rest}".strip() if code else rest
+    reply = parse_reply(message)
+    rest = " ".join(_normalize_word(word) for word in reply.text.split())
+    text = f"{reply.head} {rest}".strip() if reply.head else rest
     if len(text) > REASON_LENGTH:
         text = text[: REASON_LENGTH - 1] + "…"
     return text
