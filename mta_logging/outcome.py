@@ -13,14 +13,16 @@ from typing import Any
 class Kind(enum.Enum):
     """What happened to a recipient. The value is the code written in the ``type`` field.
 
-    ``level`` is the ``logging`` level records of this kind are emitted at; ``directory`` the
-    default directory name (and config key) of the kind: delivered, deferred, bounce; ``code``
-    the value again. All are plain attributes, not properties (as ``value`` is): they are read
-    for every record.
+    This is the one place that names the kinds. ``level`` is the ``logging`` level records of
+    this kind are emitted at; ``directory`` the default directory name (and config key) of the
+    kind: delivered, deferred, bounce; ``label`` the word reports use: delivered, deferred,
+    bounced; ``code`` the value again. All are plain attributes, not properties (as ``value``
+    is): they are read for every record.
     """
 
     level: int  # set below, for every member
     directory: str
+    label: str
     code: str
 
     DELIVERED = "d"
@@ -28,12 +30,19 @@ class Kind(enum.Enum):
     BOUNCE = "b"
 
     @classmethod
+    def find(cls, text: str | None) -> Kind | None:
+        """The kind ``text`` names (see :data:`KIND_NAMES`; case and surrounding white space
+        ignored); None when it names none."""
+        if text is None:
+            return None
+        return KIND_NAMES.get(str(text).strip().lower())
+
+    @classmethod
     def parse(cls, value: str | Kind) -> Kind:
         """Accept a Kind, its code (``d``/``df``/``b``) or its name (``delivered``/...)."""
         if isinstance(value, Kind):
             return value
-        text = str(value).strip().lower()
-        kind = _BY_TEXT.get(text)
+        kind = cls.find(value)
         if kind is None:
             from mta_logging.errors import ConfigError
 
@@ -43,17 +52,19 @@ class Kind(enum.Enum):
         return kind
 
 
-_BY_TEXT: dict[str, Kind] = {}
-for _kind, _level, _directory in ((Kind.DELIVERED, logging.INFO, "delivered"),
-                                  (Kind.DEFERRED, logging.WARNING, "deferred"),
-                                  (Kind.BOUNCE, logging.ERROR, "bounce")):
+# every text that names a kind, lower case: its code, directory name and label, and ``t``
+# (the Haraka plugin named deferred files t.*)
+_names = {"t": Kind.DEFERRED}
+for _kind, _level, _directory, _label in (
+        (Kind.DELIVERED, logging.INFO, "delivered", "delivered"),
+        (Kind.DEFERRED, logging.WARNING, "deferred", "deferred"),
+        (Kind.BOUNCE, logging.ERROR, "bounce", "bounced")):
     _kind.level = _level
     _kind.directory = _directory
+    _kind.label = _label
     _kind.code = _kind.value
-    _BY_TEXT[_kind.value] = _kind
-    _BY_TEXT[_directory] = _kind
-_BY_TEXT["bounced"] = Kind.BOUNCE
-_BY_TEXT["t"] = Kind.DEFERRED  # the Haraka plugin named deferred files t.*
+    _names |= {_kind.value: _kind, _directory: _kind, _label: _kind}
+KIND_NAMES: Mapping[str, Kind] = _names
 
 
 @dataclass(frozen=True)

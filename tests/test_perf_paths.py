@@ -85,10 +85,13 @@ def test_values_that_are_not_text_are_written_as_text() -> None:
 
 
 def test_kind_attributes() -> None:
-    assert [(k.value, k.code, k.level, k.directory) for k in Kind] == [
-        ("d", "d", logging.INFO, "delivered"), ("df", "df", logging.WARNING, "deferred"),
-        ("b", "b", logging.ERROR, "bounce")]
+    assert [(k.value, k.code, k.level, k.directory, k.label) for k in Kind] == [
+        ("d", "d", logging.INFO, "delivered", "delivered"),
+        ("df", "df", logging.WARNING, "deferred", "deferred"),
+        ("b", "b", logging.ERROR, "bounce", "bounced")]
     assert Kind("df") is Kind.DEFERRED is Kind.parse("t")
+    assert [Kind.find(text) for text in (" Bounced ", "bounce", "b", "t", "x", "", None)] == [
+        Kind.BOUNCE, Kind.BOUNCE, Kind.BOUNCE, Kind.DEFERRED, None, None, None]
 
 
 def test_outcome_puts_every_argument_in_its_own_field() -> None:

@@ -21,7 +21,7 @@ from mta_logging.report.times import wall_time
 OTHER = "(other)"
 UNKNOWN = "(unknown)"
 KINDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
-KIND_LABELS = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
+_LABELS = tuple(kind.label for kind in KINDS)
 _INDEX = {kind: index for index, kind in enumerate(KINDS)}
 PERCENTILES = (50, 90, 99)
 _OTHER_REASON = (OTHER, "")
@@ -259,7 +259,6 @@ class Summary:
 
     def report(self, top: int = 10, stats: ReadStats | None = None) -> dict[str, Any]:
         """The summary as plain data (dicts, lists, strings, numbers)."""
-        delivered, deferred, bounced = self.totals
         report: dict[str, Any] = {}
         if stats is not None:
             report["input"] = {
@@ -277,9 +276,7 @@ class Summary:
             "last": _time_text(self.last_logged),
         }
         report["totals"] = {
-            "delivered": delivered,
-            "deferred": deferred,
-            "bounced": bounced,
+            **dict(zip(_LABELS, self.totals, strict=True)),
             "unknown": self.unknown_kind,
             "total": self.records,
         }
@@ -321,10 +318,8 @@ class Summary:
 
 
 def _keyed_rows(name: str, items: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
-    return [
-        {name: key, "delivered": d, "deferred": df, "bounced": b, "total": d + df + b}
-        for key, (d, df, b) in items
-    ]
+    return [{name: key, **dict(zip(_LABELS, counts, strict=True)), "total": sum(counts)}
+            for key, counts in items]
 
 
 def _reason_rows(items: list[tuple[tuple[str, str], int]]) -> list[dict[str, Any]]:
