@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from mta_logging.address import domain_of
 from mta_logging.errors import FormatError
 from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
 from mta_logging.formatters import header_fields, split_line
@@ -149,13 +150,6 @@ class Record:
             return None
         queued = self.schema.times.seconds(self.get("timeQueued"))
         return None if queued is None else self.logged - queued
-
-
-def domain_of(rcpt: str | None) -> str | None:
-    """The domain of a recipient address, lower case, without ``>`` or a trailing dot."""
-    if not rcpt or "@" not in rcpt:
-        return None
-    return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from mta_logging.address import domain_of
 from mta_logging.outcome import Kind
 from mta_logging.reply import parse_reply
-from mta_logging.report.reader import ReadStats, Record, Schema, domain_of
+from mta_logging.report.reader import ReadStats, Record, Schema
 from mta_logging.report.times import wall_time
 
 OTHER = "(other)"
