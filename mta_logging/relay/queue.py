@@ -52,11 +52,6 @@ class DeliveryQueue:
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
-    @property
-    def waiting(self) -> int:
-        """Messages ready to be attempted now plus messages waiting for a retry."""
-        return self._ready.qsize() + len(self._timers)
-
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work(), name=f"delivery-{n}")
