@@ -192,7 +192,6 @@ class Summary:
         self.last_logged: int | None = None
         self._reasons: dict[str, str] = {}  # dsnMsg → normalized, for the most recent messages
         self._positions: dict[Schema, tuple[int | None, ...]] = {}
-        self._max_keys = max_keys
 
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
