@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,7 @@ class Outcome:
     ``delay`` is seconds until the next attempt (deferred) or any number the caller chooses.
     ``headers`` holds message headers for ``custom_<Header>`` fields (looked up
     case-insensitively); ``extra`` holds anything else an application wants to carry along.
+    (``speedups`` gives it an ``__init__`` that sets the fields in one step.)
     """
 
     kind: Kind
@@ -103,52 +104,3 @@ class Outcome:
             if key.lower() == wanted:
                 return value
         return None
-
-
-class _Factory:
-    """The default of a field with a default factory (shown as the dataclass shows it)."""
-
-    def __repr__(self) -> str:
-        return "<factory>"
-
-
-_FACTORY = _Factory()
-
-
-def _compile_init() -> Callable[..., None]:
-    """``Outcome.__init__`` with the dataclass's signature, setting all fields at once.
-
-    The frozen dataclass ``__init__`` sets each field with ``object.__setattr__(self, name,
-    value)``: fourteen calls, the larger part of the cost of building an Outcome, for every
-    record. This one sets the instance's ``__dict__`` once, to a dict display of the fields in
-    order; same signature, defaults and default factories (a new dict per Outcome). The class
-    stays the dataclass it is (fields, equality, hash, repr, frozen, pickling).
-    """
-    namespace: dict[str, Any] = {"FACTORY": _FACTORY, "set_attribute": object.__setattr__}
-    parameters = []
-    entries = []
-    for item in fields(Outcome):
-        name = item.name
-        if item.default_factory is dict:  # a dict display: no call of the type
-            parameters.append(f"{name}=FACTORY")
-            entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
-        elif item.default_factory is not MISSING:
-            namespace[f"factory_{name}"] = item.default_factory
-            parameters.append(f"{name}=FACTORY")
-            entries.append(f"{name!r}: factory_{name}() if {name} is FACTORY else {name}")
-        elif item.default is not MISSING:
-            namespace[f"default_{name}"] = item.default
-            parameters.append(f"{name}=default_{name}")
-            entries.append(f"{name!r}: {name}")
-        else:
-            parameters.append(name)
-            entries.append(f"{name!r}: {name}")
-    source = (f"def __init__(self, {', '.join(parameters)}):\n"
-              f"    set_attribute(self, '__dict__', {{{', '.join(entries)}}})\n")
-    exec(source, namespace)
-    init: Callable[..., None] = namespace["__init__"]
-    init.__qualname__ = "Outcome.__init__"
-    return init
-
-
-Outcome.__init__ = _compile_init()  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ logger or formatter is made (never per record), by the ``*_for`` functions of ea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -35,7 +36,9 @@ from mta_logging.fields import (
 from mta_logging.outcome import Kind, Outcome
 
 __all__ = [
-    "RECORD_MESSAGE", "RECORD_PATHNAME", "VERIFIED_PYTHONS", "enabled",
+    "VERIFIED_PYTHONS", "enabled",
+    "DATACLASS_INIT", "one_step_init", "outcome_init_for",
+    "RECORD_MESSAGE", "RECORD_PATHNAME",
     "plain_record", "template_record", "record_maker_for",
     "plain_extractor", "plain_line", "compiled_extractor", "compiled_line",
     "compiled_json_object", "extractor_for", "line_for", "json_objects_for",
@@ -48,6 +51,67 @@ VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
 def enabled() -> bool:
     """True if this Python (major, minor) is one the tricks were verified on."""
     return sys.version_info[:2] in VERIFIED_PYTHONS
+
+
+# == Outcome.__init__ in one step (outcome.py) ================================================
+
+
+class _Factory:
+    """The default of a field with a default factory (shown as the dataclass shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def one_step_init(cls: type) -> Callable[..., None]:
+    """``cls.__init__`` (a frozen dataclass without slots) with the dataclass's signature,
+    setting all fields at once.
+
+    The frozen dataclass ``__init__`` that CPython 3.11's ``Lib/dataclasses.py`` generates
+    sets each field with ``object.__setattr__(self, name, value)``: for an Outcome fourteen
+    calls, the larger part of the cost of building one, for every record. This one sets the
+    instance's ``__dict__`` once, to a dict display of the fields in order; same signature,
+    defaults and default factories (a new dict per instance). The class stays the dataclass it
+    is (fields, equality, hash, repr, frozen, pickling)."""
+    namespace: dict[str, Any] = {"FACTORY": _FACTORY, "set_attribute": object.__setattr__}
+    parameters = []
+    entries = []
+    for item in dataclasses.fields(cls):
+        name = item.name
+        if item.default_factory is dict:  # a dict display: no call of the type
+            parameters.append(f"{name}=FACTORY")
+            entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
+        elif item.default_factory is not dataclasses.MISSING:
+            namespace[f"factory_{name}"] = item.default_factory
+            parameters.append(f"{name}=FACTORY")
+            entries.append(f"{name!r}: factory_{name}() if {name} is FACTORY else {name}")
+        elif item.default is not dataclasses.MISSING:
+            namespace[f"default_{name}"] = item.default
+            parameters.append(f"{name}=default_{name}")
+            entries.append(f"{name!r}: {name}")
+        else:
+            parameters.append(name)
+            entries.append(f"{name!r}: {name}")
+    source = (f"def __init__(self, {', '.join(parameters)}):\n"
+              f"    set_attribute(self, '__dict__', {{{', '.join(entries)}}})\n")
+    exec(source, namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+DATACLASS_INIT: Callable[..., None] = Outcome.__init__  # the plain version: the dataclass's own
+
+
+def outcome_init_for() -> Callable[..., None]:
+    """:func:`one_step_init` of Outcome on a verified Python, else :data:`DATACLASS_INIT`."""
+    return one_step_init(Outcome) if enabled() else DATACLASS_INIT
+
+
+Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
 
 
 # == LogRecord from a template (AccountingLogger.record) =====================================

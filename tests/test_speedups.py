@@ -74,6 +74,40 @@ def record_of(outcome: Outcome) -> logging.LogRecord:
     return record
 
 
+# == Outcome.__init__ in one step ===========================================================
+
+@pytest.mark.parametrize("arguments", [
+    ((Kind.DELIVERED, "a@example.com"), {}),
+    ((Kind.BOUNCE, "b@example.com", 1.5, "mta", "192.0.2.1", "192.0.2.2", "v", "7", "5.1.1",
+      "550 no", 2.5, "bad-mailbox", {"X-A": "b"}, {"app": 1}), {}),
+    ((Kind.DEFERRED,), {"rcpt": "c@example.com", "delay": 60, "extra": {"k": "v"}}),
+])
+def test_one_step_init_sets_what_the_dataclass_init_sets(
+        arguments: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
+    args, kwargs = arguments
+    fast, plain = object.__new__(Outcome), object.__new__(Outcome)
+    speedups.one_step_init(Outcome)(fast, *args, **kwargs)
+    speedups.DATACLASS_INIT(plain, *args, **kwargs)
+    assert list(vars(fast).items()) == list(vars(plain).items())
+    assert fast == plain and repr(fast) == repr(plain)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rcpt_to'"):
+        speedups.one_step_init(Outcome)(object.__new__(Outcome), Kind.DELIVERED, rcpt_to="x")
+
+
+def test_each_outcome_gets_its_own_default_mappings() -> None:
+    first, second = (Outcome(Kind.DELIVERED, "a@example.com") for _ in range(2))
+    assert first.headers is not second.headers and first.extra is not second.extra
+
+
+@BOTH
+def test_the_outcome_init_is_chosen_only_where_verified(on: bool) -> None:
+    with tricks(on):
+        init = speedups.outcome_init_for()
+    assert (init is speedups.DATACLASS_INIT) is not on
+    assert Outcome.__init__.__qualname__ == "Outcome.__init__"
+    assert (Outcome.__init__ is speedups.DATACLASS_INIT) is not speedups.enabled()
+
+
 # == LogRecord from a template ===============================================================
 
 class Keep(logging.Handler):
