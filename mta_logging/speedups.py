@@ -404,7 +404,7 @@ def json_written_directly(plain: JsonFormat) -> JsonFormat:
         if (objects is not None and outcome.__class__ is Outcome and not self.rename_fields
                 and not self.static_fields and self.json_serializer is json.dumps
                 and self.json_indent is None and self.json_encoder in _PLAIN_ENCODERS
-                and _HOOKS.isdisjoint(self.__dict__)  # no step of format replaced
+                and self.__dict__.keys().isdisjoint(_HOOKS)  # no step of format replaced
                 and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
                 and cls.jsonify_log_record is jsonify_with_one_encoder):
             return self.prefix + objects[bool(self.json_ensure_ascii)](
