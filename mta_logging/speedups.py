@@ -3,8 +3,9 @@
 A trick here gives exactly what the plain version next to it gives, with fewer Python calls
 per record; most reproduce what some stdlib or third-party code does, and say which code, in
 which versions. They are used only on the Pythons they were verified on
-(:data:`VERIFIED_PYTHONS`); elsewhere the plain version is. The choice is made once, when a
-logger or formatter is made (never per record), by the ``*_for`` functions of each section.
+(:data:`VERIFIED_PYTHONS`); elsewhere the plain version is. The choice is made once, never
+per record, by the ``*_for`` function of each section: when a logger or formatter is made,
+and for ``Outcome.__init__`` when this module is imported (the package imports it).
 ``tests/test_speedups.py`` checks each trick against its plain version, both ways.
 """
 
@@ -53,7 +54,7 @@ def enabled() -> bool:
     return sys.version_info[:2] in VERIFIED_PYTHONS
 
 
-# == Outcome.__init__ in one step (outcome.py) ================================================
+# == Outcome.__init__ in one step (outcome.py) ====================================================
 
 
 class _Factory:
@@ -114,7 +115,7 @@ def outcome_init_for() -> Callable[..., None]:
 Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
 
 
-# == LogRecord from a template (AccountingLogger.record) =====================================
+# == LogRecord from a template (AccountingLogger.record) ==========================================
 
 RECORD_MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
 RECORD_PATHNAME = "(accounting)"  # a record's pathname: there is no caller's frame to name
@@ -202,7 +203,7 @@ def record_maker_for() -> RecordMaker:
     return template_record if enabled() and _TEMPLATE is not None else plain_record
 
 
-# == Field values compiled into one function (fields.py, formatters.py) ======================
+# == Field values compiled into one function (fields.py, formatters.py) ===========================
 #
 # The plain version asks fields.field_text for each field in turn. The compiled one is the
 # ``dataclasses`` technique (its generated ``__init__``, CPython 3.11 Lib/dataclasses.py
@@ -336,7 +337,7 @@ def line_for(fields: Sequence[str], times: TimeText | None, separator: str,
     return (compiled_line if enabled() else plain_line)(fields, times, separator, placeholder)
 
 
-# == JSON lines without python-json-logger's steps (AccountingJsonFormatter) =================
+# == JSON lines without python-json-logger's steps (AccountingJsonFormatter) ======================
 #
 # Both reproduce python-json-logger 3.1-4.2 (``pythonjsonlogger/json.py``
 # ``JsonFormatter.jsonify_log_record``; ``core.py`` ``BaseJsonFormatter``'s

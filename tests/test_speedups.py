@@ -30,6 +30,7 @@ from mta_logging import (
     AccountingLogger,
     Kind,
     Outcome,
+    fields,
     speedups,
 )
 from mta_logging.fields import FIELD_NAMES, TimeText
@@ -74,7 +75,7 @@ def record_of(outcome: Outcome) -> logging.LogRecord:
     return record
 
 
-# == Outcome.__init__ in one step ===========================================================
+# == Outcome.__init__ in one step =================================================================
 
 @pytest.mark.parametrize("arguments", [
     ((Kind.DELIVERED, "a@example.com"), {}),
@@ -108,7 +109,7 @@ def test_the_outcome_init_is_chosen_only_where_verified(on: bool) -> None:
     assert (Outcome.__init__ is speedups.DATACLASS_INIT) is not speedups.enabled()
 
 
-# == LogRecord from a template ===============================================================
+# == LogRecord from a template ====================================================================
 
 class Keep(logging.Handler):
     def __init__(self) -> None:
@@ -260,7 +261,11 @@ def test_records_take_the_time_from_time_time_at_each_call(
     assert (record.created, record.msecs) == (T0 + 0.25, 250.0)
 
 
-# == Field values compiled into one function ================================================
+# == Field values compiled into one function ======================================================
+
+def test_every_field_of_the_catalogue_has_its_compiled_expression() -> None:
+    assert list(speedups._EXPRESSIONS) == list(FIELD_NAMES) == list(fields._FIELD_TEXT)
+
 
 @given(some_fields, outcome_values, st.one_of(st.none(), any_text),
        any_text.filter(lambda t: t != ""), st.sampled_from(["\t", ",", "|"]),
@@ -362,7 +367,7 @@ def test_format_is_the_values_escaped_one_by_one(
         assert formatter.format(record) == expected
 
 
-# == JSON lines without python-json-logger's steps ===========================================
+# == JSON lines without python-json-logger's steps ================================================
 
 class Point:
     def __init__(self, x: int) -> None:
