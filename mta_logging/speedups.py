@@ -339,11 +339,11 @@ def line_for(fields: Sequence[str], times: TimeText | None, separator: str,
 
 # == JSON lines without python-json-logger's steps (AccountingJsonFormatter) ======================
 #
-# Both reproduce python-json-logger 3.1-4.2 (``pythonjsonlogger/json.py``
+# Both reproduce python-json-logger (``pythonjsonlogger/json.py``
 # ``JsonFormatter.jsonify_log_record``; ``core.py`` ``BaseJsonFormatter``'s
-# ``process_log_record`` and ``serialize_log_record``) with the stdlib ``json`` encoder of
-# CPython 3.11; pyproject.toml bounds python-json-logger accordingly. The formatter is passed
-# as ``self: Any``: these are its methods, defined here.
+# ``process_log_record`` and ``serialize_log_record``), verified with 4.2 and the stdlib
+# ``json`` encoder of CPython 3.11; pyproject.toml bounds python-json-logger below 4.3.
+# The formatter is passed as ``self: Any``: these are its methods, defined here.
 
 JsonObjects = tuple[Callable[[Outcome, float], str], Callable[[Outcome, float], str]]
 
@@ -358,7 +358,8 @@ def json_objects_for(fields: Sequence[str], times: TimeText | None) -> JsonObjec
 
 
 def jsonify_with_one_encoder(self: Any, log_data: dict[str, Any]) -> str:
-    """``JsonFormatter.jsonify_log_record``, with one encoder for all records.
+    """python-json-logger 4.2's ``JsonFormatter.jsonify_log_record``, with one encoder for all
+    records.
 
     ``json.dumps(data, cls=..., ...)`` makes a new encoder for every record; the text depends
     only on the encoder class and the options, so one encoder made for the current options
@@ -387,7 +388,8 @@ JsonFormat = Callable[[Any, logging.LogRecord], str]
 
 def json_written_directly(plain: JsonFormat) -> JsonFormat:
     """The formatter's ``format``: the JSON object text written directly when python-json-logger
-    would give exactly that text, else ``plain`` (the python-json-logger way).
+    (4.2, with CPython 3.11's ``json``) would give exactly that text, else ``plain`` (the
+    python-json-logger way).
 
     That is when the formatter has its object functions (``self._objects``, see
     :func:`json_objects_for`) and none of ``rename_fields``, ``static_fields``, another
