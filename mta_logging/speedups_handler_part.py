@@ -54,21 +54,17 @@ def handle_routed(handler: RoutedHandler, record: logging.LogRecord) -> bool:
     """``handle_plain`` with ``logging.Handler.handle`` of CPython 3.11 written out: the filter
     chain is run only when there are filters (or the handler filters by itself), and the lock
     is taken by its own context manager (two Python-level calls fewer per record). Written
-    after, and checked against, ``Handler.handle`` and ``Filterer.filter`` of CPython 3.11.7
-    (unchanged throughout 3.11); the handler uses it on 3.11 only. A filter that returns a
-    record in place of the one it was given (which 3.12's ``Filterer.filter`` passes on) has
-    that record emitted."""
+    after, and checked against, ``Handler.handle`` and ``Filterer.filter`` of CPython 3.11.7;
+    the handler uses it on Python 3.11 only (3.12 changed ``Handler.handle``: a filter may
+    return a record to emit in place of the one it was given)."""
     try:
         if record.outcome.kind is not handler.kind:  # type: ignore[attr-defined]
             return False
     except AttributeError:  # no outcome: not an accounting record
         return False
-    if handler.filters or handler._filter_set or handler.__class__.filter is not FILTER:
-        passed = handler.filter(record)
-        if not passed:
-            return False
-        if isinstance(passed, logging.LogRecord):
-            record = passed
+    if (handler.filters or handler._filter_set or handler.__class__.filter is not FILTER) and (
+            not handler.filter(record)):
+        return False
     lock = handler.lock
     if lock is None:  # a subclass that wants no lock (Handler.acquire allows it)
         handler.emit(record)
