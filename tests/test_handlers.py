@@ -449,6 +449,58 @@ def test_a_subclass_that_filters_by_itself_is_asked(
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
 
 
+def test_a_subclass_decides_when_a_new_file_starts(active: Path, frozen: None) -> None:
+    """shouldRollover is the stdlib's hook: a subclass that overrides it is asked at each
+    record (here: a new file for every record to a new customer)."""
+    class ByCustomer(AccountingFileHandler):
+        def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802
+            return record.outcome.rcpt.startswith("new")  # type: ignore[attr-defined]
+
+    handler = ByCustomer("delivered", directory=active)
+    try:
+        log(handler, "a@example.com", "new-b@example.com", "c@example.com")
+    finally:
+        handler.close()
+    assert names(active) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+    assert [text(active / f"{NAME}{n}.tsv") for n in ("", ".1")] == [
+        HEADER + line("a@example.com"), HEADER + line("new-b@example.com") + line("c@example.com")]
+
+
+def test_should_rollover_answers_as_the_handler_acts(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    handler = make(archiving=True, archive_interval=60,
+                   max_size=(len(HEADER) + 2 * RECORD) / 1_000_000)
+    assert handler.shouldRollover(record("r000@example.com")) is False  # no file yet
+    log(handler, "r000@example.com")
+    assert handler.shouldRollover(record("r001@example.com")) is False  # it still fits
+    assert handler.shouldRollover(record("r001@example.com", created=T + 60)) is True  # late
+    log(handler, "r001@example.com")
+    assert handler.shouldRollover(record("r002@example.com")) is True  # it would not fit
+    log(handler, "r002@example.com")
+    handler.flush()
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+
+
+def test_reading_path_moves_no_file(make: Callable[..., AccountingFileHandler],
+                                    active: Path) -> None:
+    """Right after a rollover that swapped in a spare, path is the spare's hidden name until
+    the new file is given its visible name (by the thread within a tenth of a second, or by
+    flush())."""
+    handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com", "r001@example.com")
+    handler.maintain()  # a spare is ready
+    with handler.lock:  # the thread settles only with this lock: it cannot name the file now
+        log(handler, "r002@example.com")  # (handle() takes the lock again: it is an RLock)
+        before = everything(active)
+        path = handler.path
+        assert path is not None and path.name.endswith(".spare") and path.name in before
+        assert everything(active) == before
+    handler.flush()
+    assert handler.path == active / f"{NAME}.tsv"
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+
+
 def test_a_subclass_that_formats_by_itself_is_asked(
         make: Callable[..., AccountingFileHandler], active: Path) -> None:
     class Upper(AccountingFileHandler):
