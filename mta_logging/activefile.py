@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mta_logging.fsutil import fsync_directory
+from mta_logging.fsutil import fsync_directory, write_all
 from mta_logging.naming import FileNamer
 
 OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
@@ -52,22 +52,15 @@ def write_whole(file: ActiveFile, data: bytes, done: int = 0) -> None:
     if file.torn:
         os.ftruncate(fd, file.size)
         file.torn = False
-    written = done
     try:
-        if not written:
-            written = os.write(fd, data)
-        if written < len(data):
-            view = memoryview(data)
-            while written < len(data):
-                written += os.write(fd, view[written:])
+        write_all(fd, data[done:] if done else data)
     except BaseException:
-        if written:
-            try:
-                os.ftruncate(fd, file.size)
-            except OSError:
-                file.torn = True
+        try:
+            os.ftruncate(fd, file.size)  # whatever part of data was written
+        except OSError:
+            file.torn = True
         raise
-    file.size += written
+    file.size += len(data)
 
 
 def begin(file: ActiveFile, header: bytes) -> None:
