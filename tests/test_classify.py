@@ -21,6 +21,7 @@ from mta_logging.classify import (
     normalise_text,
 )
 from mta_logging.errors import ConfigError
+from mta_logging.reply import parse_status
 
 DATA = Path(__file__).parent / "data"
 
@@ -296,19 +297,19 @@ def test_the_index_of_phrases_never_changes_which_rule_applies(
     code: int, status: str, text: str
 ) -> None:
     classifier = default_classifier()
+    verdict = classifier.explain(code, status, text)
     normalised = normalise_text(text)
-    klass, subject, detail = status.split(".")
-    parsed = (klass, subject, detail)
+    seen = parse_status(verdict.enhanced)
     expected = next(
         (
             rule
             for rule in classifier.rules
-            if rule.applies_to_status(str(code), parsed)
+            if rule.applies_to_status(str(code), seen)
             and (rule.text is None or rule.text.search(normalised))
         ),
         None,
     )
-    assert classifier.rule_for(code, status, text) is expected
+    assert verdict.rule is expected
 
 
 def test_classifying_is_fast() -> None:
