@@ -73,8 +73,9 @@ _FIELDS: Final = ("category", "code", "enhanced", "text")
 _ANY: Final = "-"
 _NO_REPLY: Final = "none"
 
-# A status pattern is (class, subject, detail); None stands for the wildcard "x".
-_StatusPattern = tuple[str | None, str | None, str | None]
+# A status pattern is (class, subject, detail), None standing for the wildcard "x"; or None for
+# "none", a failure without a status.
+_StatusPattern = tuple[str | None, str | None, str | None] | None
 _Status = tuple[str, str, str]
 
 _FIELD_SEPARATOR = re.compile(r"\t+")
@@ -87,8 +88,9 @@ class Rule:
     """One line of a rules file: when it applies, the failure belongs to ``category``.
 
     ``codes`` and ``statuses`` are ``None`` when the line said ``-`` (any); ``text`` is ``None``
-    likewise. ``origin`` names the file and line, for error messages and debugging; ``line`` is
-    the rule as written.
+    likewise. A status pattern ``None`` stands for ``none``: the failure has no status.
+    ``origin`` names the file and line, for error messages and debugging; ``line`` is the rule
+    as written.
     """
 
     category: str
@@ -317,15 +319,18 @@ def _parse_codes(field: str, origin: str) -> tuple[str, ...] | None:
 def _parse_statuses(field: str, origin: str) -> tuple[_StatusPattern, ...] | None:
     if field == _ANY:
         return None
-    patterns = []
+    patterns: list[_StatusPattern] = []
     for part in field.split(","):
+        if part.strip().lower() == _NO_REPLY:
+            patterns.append(None)
+            continue
         matched = _STATUS_PATTERN.fullmatch(part.strip().lower())
         if matched is None:
             raise ConfigError(
                 "enhanced",
                 field,
-                f"expected '{_ANY}' (any) or RFC 3463 status codes such as 5.1.1, x.1.1,"
-                " 4.7.x, separated by commas",
+                f"expected '{_ANY}' (any), '{_NO_REPLY}' (no status) or RFC 3463 status codes"
+                " such as 5.1.1, x.1.1, 4.7.x, separated by commas",
                 source=origin,
             )
         klass, subject, detail = (None if p == "x" else str(int(p)) for p in matched.groups())
@@ -360,6 +365,6 @@ def _code_matches(pattern: str, code: str | None) -> bool:
 
 
 def _status_matches(pattern: _StatusPattern, status: _Status | None) -> bool:
-    if status is None:
-        return False
+    if pattern is None or status is None:
+        return pattern is None and status is None
     return all(p is None or p == s for p, s in zip(pattern, status, strict=True))
