@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import re
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from mta_logging import cli
 from mta_logging.classify import (
     CATEGORIES,
     Classifier,
@@ -417,3 +420,98 @@ def test_classifying_is_fast() -> None:
     elapsed = time.perf_counter() - started
     # About 0.05 ms a reply when written; a generous bound, for slow and busy machines.
     assert elapsed / len(replies) < 0.001
+
+
+# --- mta-logging classify ----------------------------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(["classify", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def builtin_line(text: str) -> int:
+    """The line number of the built-in rule whose pattern is ``text``."""
+    rules = [rule for rule in builtin_rules()
+             if rule.text is not None and rule.text.pattern == text]
+    return int(rules[0].origin.rsplit(" ", 1)[1])
+
+
+def test_cli_prints_the_category_the_rule_and_what_was_pulled_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = ("host mx.example.org[192.0.2.5] said: 550 5.1.1 <jane@example.org>: User unknown "
+            "(in reply to RCPT TO command)")
+    status, out, err = run_cli(capsys, text)
+    line = builtin_line(r"\buser ?unknown")
+    assert (status, err) == (0, "")
+    assert out == (
+        "category: bad-mailbox\n"
+        f"rule:     bounce_rules.tsv (built-in), line {line}: bad-mailbox\t-\t-\t\\buser ?unknown\n"
+        "code:     550\n"
+        "status:   5.1.1\n"
+        "reply:    <jane@example.org>: User unknown\n"
+        "wrapper:  postfix\n"
+        "command:  rcpt\n"
+        "host:     mx.example.org\n"
+    )
+
+
+def test_cli_reads_standard_input_and_takes_code_and_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Rejected (S1234)\n"))
+    status, out, _ = run_cli(capsys, "--code", "550", "--status", "5.2.1", "-")
+    assert status == 0
+    rule = next(rule for rule in builtin_rules() if rule.line.startswith("inactive-mailbox\t")
+                and rule.text is None)
+    assert out == (
+        "category: inactive-mailbox\n"
+        f"rule:     {rule.origin}: inactive-mailbox\t-\tx.2.1\t-\n"
+        "code:     550\n"
+        "status:   5.2.1\n"
+        "reply:    Rejected (S1234)\n"
+        "wrapper:  -\n"
+        "command:  -\n"
+        "host:     -\n"
+    )
+
+
+def test_cli_json_and_a_failure_no_rule_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(capsys, "--json", "--code", "554", "Rejected (S1234)")
+    assert status == 0
+    assert out == (
+        '{"category": "other", "rule": null, "code": 554, "status": null, "reply": '
+        '{"code": null, "status": null, "text": "Rejected (S1234)"}, "wrapper": null, '
+        '"command": null, "host": null}\n'
+    )
+
+
+def test_cli_user_rules_go_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = write(tmp_path / "site.tsv", "# Orange", "spam-related\t-\t-\t\\bOFR_506\\b")
+    status, out, _ = run_cli(capsys, "--rules", str(rules), "--json",
+                             "550 5.2.0 Mail rejete. Mail rejected. OFR_506 [506]")
+    assert status == 0
+    assert json.loads(out)["rule"] == {"origin": f"{rules}, line 2",
+                                       "line": "spam-related\t-\t-\t\\bOFR_506\\b"}
+    assert json.loads(out)["category"] == "spam-related"
+
+
+def test_cli_refuses_bad_options_and_bad_rules_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, "--status", "5.1", "x")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "mta-logging classify: error: argument --status: '5.1' is not valid; expected an RFC "
+        "3463 status such as 5.1.1\n")
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "--code", "5500", "x")
+    assert "argument --code: '5500' is not valid; expected an SMTP reply code such as 550" in (
+        capsys.readouterr().err)
+    missing = tmp_path / "nowhere.tsv"
+    assert run_cli(capsys, "--rules", str(missing), "x") == (
+        2, "", f"mta-logging classify: rules file: '{missing}' is not valid; it cannot be read: "
+               "No such file or directory\n")
