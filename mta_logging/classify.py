@@ -24,8 +24,14 @@ from importlib import resources
 from typing import Final
 
 from mta_logging.errors import ConfigError
-from mta_logging.prefilter import PatternIndex
-from mta_logging.reply import EmbeddedReply, find_reply, parse_status, without_continuations
+from mta_logging.prefilter import PatternIndex, Selection
+from mta_logging.reply import (
+    EmbeddedReply,
+    find_reply,
+    has_status,
+    parse_status,
+    without_continuations,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -125,10 +131,11 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """Which rules can apply for one reply code and status: the text rules among them and the
-    first rule without a text condition, which applies when none of those does."""
+    """Which rules can apply for one reply code and status: the text rules among them (those
+    before the first rule without a text condition) and that rule, which applies when none of
+    those does."""
 
-    text_rules: frozenset[int]
+    text_rules: Selection
     fallback: int | None
 
 
@@ -177,44 +184,53 @@ class Classifier:
     def explain(self, code: int | None, enhanced: str | None, text: str) -> Verdict:
         """The category of this failure, the rule that gave it and what was read from the
         text. Never raises."""
-        found = find_reply(text)
-        if code is None:
-            code = found.reply.code
-        status = parse_status(enhanced)
-        embedded = parse_status(found.reply.enhanced)
-        if embedded is not None and (status is None or status[1:] == ("0", "0")):
-            status = embedded
-        plan = self._plan_for(None if code is None else str(code), status)
-        last = len(self._rules) if plan.fallback is None else plan.fallback
-        whole = normalise_text(text)
-        number = self._index.first_match(whole, plan.text_rules, last)
-        if number is not None:
-            return self._verdict(number, found, code, status, whole)
-        if plan.fallback is None:
-            return Verdict(OTHER, None, found, code, _status_text(status), "")
-        return self._verdict(plan.fallback, found, code, status, "")
+        number, code, status, searched = self._decide(code, enhanced, text)
+        rule = None if number is None else self._rules[number]
+        return Verdict(OTHER if rule is None else rule.category, rule, find_reply(text), code,
+                       None if status is None else ".".join(status),
+                       searched if rule is not None and rule.text is not None else "")
 
     def rule_for(self, code: int | None, enhanced: str | None, text: str) -> Rule | None:
         """The first rule that applies to this failure, or ``None`` when none does."""
-        return self.explain(code, enhanced, text).rule
+        number = self._decide(code, enhanced, text)[0]
+        return None if number is None else self._rules[number]
 
     def classify(self, code: int | None, enhanced: str | None, text: str) -> str:
         """The category of this failure: one of :data:`CATEGORIES`."""
-        return self.explain(code, enhanced, text).category
+        number = self._decide(code, enhanced, text)[0]
+        return OTHER if number is None else self._rules[number].category
 
-    def _verdict(self, number: int, found: EmbeddedReply, code: int | None,
-                 status: _Status | None, text: str) -> Verdict:
-        rule = self._rules[number]
-        return Verdict(rule.category, rule, found, code, _status_text(status), text)
+    def _decide(
+        self, code: int | None, enhanced: str | None, text: str
+    ) -> tuple[int | None, int | None, _Status | None, str]:
+        """The number of the rule that applies (``None``: none does), the code and status the
+        rules were given, and the text searched. The text is searched for an embedded reply
+        only for what the caller did not give and the text can have: the usual cases, a code
+        and a specific status given, or a code given and no status in the text, cost no
+        search."""
+        status = parse_status(enhanced)
+        if code is None or (
+            (status is None or status[1:] == ("0", "0")) and has_status(text)
+        ):
+            found = find_reply(text).reply
+            if code is None:
+                code = found.code
+            embedded = parse_status(found.enhanced)
+            if embedded is not None and (status is None or status[1:] == ("0", "0")):
+                status = embedded
+        plan = self._plan_for(None if code is None else str(code), status)
+        whole = normalise_text(text)
+        number = self._index.first_match(whole, plan.text_rules)
+        return (plan.fallback if number is None else number), code, status, whole
 
     def _make_plan(self, code: str | None, status: _Status | None) -> _Plan:
         text_rules: set[int] = set()
         for index, rule in enumerate(self._rules):
             if rule.applies_to_status(code, status):
                 if rule.text is None:
-                    return _Plan(frozenset(text_rules), index)
+                    return _Plan(self._index.select(text_rules), index)
                 text_rules.add(index)
-        return _Plan(frozenset(text_rules), None)
+        return _Plan(self._index.select(text_rules), None)
 
 
 @functools.cache
@@ -350,10 +366,6 @@ def _parse_text(field: str, origin: str) -> re.Pattern[str] | None:
 
 
 # Codes and statuses ---------------------------------------------------------------------------
-
-
-def _status_text(status: _Status | None) -> str | None:
-    return None if status is None else ".".join(status)
 
 
 def _code_matches(pattern: str, code: str | None) -> bool:

@@ -12,17 +12,18 @@ are tried on every text. The answer is always the one the patterns themselves gi
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["PatternIndex"]
+__all__ = ["PatternIndex", "Selection"]
 
 
 class PatternIndex:
     """Numbered regular expressions, searched in the order of their numbers.
 
     ``patterns`` maps a number the caller chooses (a rule's position, say) to a compiled
-    pattern; :meth:`first_match` gives the smallest number whose pattern matches a text.
+    pattern; :meth:`first_match` gives the smallest number whose pattern matches a text,
+    among all of them or among those a :meth:`select` chose.
     """
 
     def __init__(self, patterns: Mapping[int, re.Pattern[str]]) -> None:
@@ -42,20 +43,23 @@ class PatternIndex:
         self._unanchored = frozenset(
             number for number, probe in enumerate(self._probes) if probe.anchors is None
         )
+        self._all = frozenset(range(len(self._probes)))
 
-    def first_match(
-        self, text: str, among: Collection[int] | None = None, below: int | None = None
-    ) -> int | None:
-        """The smallest number whose pattern searches ``text`` with success, considering only
-        the numbers in ``among`` (all when ``None``) that are smaller than ``below`` (no bound
-        when ``None``); ``None`` when there is none."""
+    def select(self, keys: Iterable[int]) -> Selection:
+        """The patterns numbered ``keys``, for :meth:`first_match` to consider alone (worth
+        keeping when the same choice comes back: making it costs a pass over the patterns)."""
+        wanted = frozenset(keys)
+        return Selection(frozenset(
+            number for number, probe in enumerate(self._probes) if probe.key in wanted
+        ))
+
+    def first_match(self, text: str, selection: Selection | None = None) -> int | None:
+        """The smallest number whose pattern searches ``text`` with success, among the
+        patterns of ``selection`` (all when ``None``); ``None`` when there is none."""
+        probes = self._all if selection is None else selection.probes
         lowered = text.lower() if text.isascii() else None
-        for number in self._candidates(lowered):
+        for number in self._candidates(lowered, probes):
             probe = self._probes[number]
-            if below is not None and probe.key >= below:
-                break
-            if among is not None and probe.key not in among:
-                continue
             if lowered is not None and probe.lowered is not None:
                 matched = probe.lowered.search(lowered)
             else:
@@ -64,23 +68,31 @@ class PatternIndex:
                 return probe.key
         return None
 
-    def _candidates(self, lowered: str | None) -> list[int] | range:
-        """Numbers of the probes that can match a text, in order, given the text in lower
+    def _candidates(self, lowered: str | None, probes: frozenset[int]) -> list[int]:
+        """Numbers of the ``probes`` that can match a text, in order, given the text in lower
         case, or ``None`` if it is not ASCII: case-insensitive matching pairs some non-ASCII
         letters with ASCII ones (the Kelvin sign with "k"), which lower() does not reproduce,
         so such a text is tried against every probe."""
         if lowered is None:
-            return range(len(self._probes))
+            return sorted(probes)
         by_trigram = self._by_trigram
-        found = set(self._unanchored)
-        for trigram in {lowered[i : i + 3] for i in range(len(lowered) - 2)}:
-            entries = by_trigram.get(trigram)
-            if entries is not None:
-                for anchor, number in entries:
-                    if anchor in lowered:
-                        found.add(number)
+        trigrams = {lowered[i : i + 3] for i in range(len(lowered) - 2)}
+        found = {
+            number
+            for trigram in trigrams & by_trigram.keys()
+            for anchor, number in by_trigram[trigram]
+            if anchor in lowered
+        }
+        found |= self._unanchored
+        found &= probes
         return sorted(found)
 
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Some of a :class:`PatternIndex`'s patterns, as :meth:`PatternIndex.select` chose them."""
+
+    probes: frozenset[int]
 
 
 @dataclass(frozen=True, slots=True)

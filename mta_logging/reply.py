@@ -16,6 +16,7 @@ __all__ = [
     "EmbeddedReply",
     "Reply",
     "find_reply",
+    "has_status",
     "one_line",
     "parse_reply",
     "parse_status",
@@ -118,7 +119,8 @@ class EmbeddedReply:
 @dataclass(frozen=True, slots=True)
 class _Wrapper:
     name: str
-    marker: str  # a lower-case literal every text of this shape contains: a cheap first test
+    markers: tuple[str, ...]  # lower-case literals, one of which every text of this shape
+    # contains: a cheap first test, so that most texts are searched by no pattern at all
     pattern: re.Pattern[str]  # its match ends where the reply starts
 
 
@@ -129,18 +131,18 @@ _WRAPPERS: tuple[_Wrapper, ...] = (
     # Exim: "SMTP error from remote mail server after RCPT TO:<jane@example.org>: host
     # mx.example.org [192.0.2.1]: 550 ...", the host line first in newer versions, also
     # quoted in a delay warning ("Delay reason: SMTP error ...").
-    _Wrapper("exim", "smtp error from remote", re.compile(
+    _Wrapper("exim", ("smtp error from remote",), re.compile(
         r"(?:host " + _HOST + r" \[[^\]]*\]:? )?SMTP error from remote (?:mail server|mailer"
         r"|server) after (?P<command>.+?):? (?:host (?P<host2>[\w.-]+) \[[^\]]*\]: )?"
         + _REPLY_START, re.IGNORECASE)),
     # Postfix: "host mx.example.org[192.0.2.1] said: 550 ... (in reply to RCPT TO command)",
     # "host mx.example.org[192.0.2.1] refused to talk to me: 554 ...".
-    _Wrapper("postfix", "host ", re.compile(
+    _Wrapper("postfix", ("] said: ", "] refused to talk to me: "), re.compile(
         r"\bhost " + _HOST + r"\[[^\]]*\] (?:said|(?P<greeting>refused to talk to me)): "
         + _REPLY_START, re.IGNORECASE)),
     # qmail: "192.0.2.1 does not like recipient. Remote host said: 550 ... Giving up on
     # 192.0.2.1."; Yahoo's DSN texts alike: "Remote host said: 550 ... [RCPT_TO]".
-    _Wrapper("qmail", "remote host said:", re.compile(
+    _Wrapper("qmail", ("remote host said: ",), re.compile(
         r"(?:(?:" + _HOST + r" (?P<recipient>does not like recipient)|Connected to (?P<host2>\S+)"
         r" but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
         r"|(?P<helo>my name was rejected))|(?P<host3>\S+) (?P<data>failed after I sent the"
@@ -148,28 +150,33 @@ _WRAPPERS: tuple[_Wrapper, ...] = (
     # Exchange and Office 365: "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound;
     # not found'", "Remote Server returned '<mx.example.org #5.0.0 smtp; 550 ...>'", and the
     # older "<mx.example.org #5.1.1 smtp;550 5.1.1 User unknown>", "#550 5.1.1 ... ##".
-    _Wrapper("exchange", "returned '", re.compile(
+    _Wrapper("exchange", ("returned '",), re.compile(
         r"Remote Server returned '(?:<" + _HOST + r" #[245]\.[0-9]{1,3}\.[0-9]{1,3} \w+; ?)?"
         + _REPLY_START, re.IGNORECASE)),
-    _Wrapper("exchange", " #", re.compile(
+    _Wrapper("exchange", (" smtp;", " #"), re.compile(
         r"<" + _HOST + r" #[245]\.[0-9]{1,3}\.[0-9]{1,3} smtp; ?" + _REPLY_START
         + r"|(?<![\w#])#(?=[2-5][0-9]{2} [245]\.)", re.IGNORECASE)),
     # Gmail and Google Workspace: "The error that the other server returned was: 550 ...",
     # "The response from the remote server was: 550 ...", "The response was: 550 ...".
-    _Wrapper("gmail", "the ", re.compile(
+    _Wrapper("gmail", (" was: ",), re.compile(
         r"The (?:error that the other server returned|response from the remote server"
         r"|response) was: " + _REPLY_START, re.IGNORECASE)),
     # Sendmail's transcript: ">>> RCPT To:<jane@example.org> <<< 550 5.1.1 ...".
-    _Wrapper("sendmail", "<<< ", re.compile(
+    _Wrapper("sendmail", ("<<< ",), re.compile(
         r"(?:>>> (?P<command>[A-Za-z]+(?: (?:To|From))?)\S* )?<<< " + _REPLY_START)),
     # RFC 3464 Diagnostic-Code, as most DSN texts quote it: "smtp; 550 5.1.1 ...".
-    _Wrapper("diagnostic-code", ";", re.compile(
+    _Wrapper("diagnostic-code", ("smtp;",), re.compile(
         r"(?:Diagnostic-Code: ?)?\bsmtp; ?" + _REPLY_START, re.IGNORECASE)),
     # Any other "...said: 550 ...", "... replied: 550 ...".
-    _Wrapper("said", ": ", re.compile(
-        r"\b(?:said|says|replied|responded|answered|returned|reported|response)(?: was)?:? "
+    _Wrapper("said", ("said: ", "says: ", "replied: ", "responded: ", "answered: ", "returned: ",
+                      "reported: ", "response: ", "response was: "), re.compile(
+        r"\b(?:said|says|replied|responded|answered|returned|reported|response)(?: was)?: "
         + _REPLY_START, re.IGNORECASE)),
 )
+
+_ANY_MARKER = re.compile("|".join(
+    re.escape(marker) for marker in sorted({m for wrapper in _WRAPPERS for m in wrapper.markers})
+))
 
 WRAPPERS: tuple[str, ...] = tuple(dict.fromkeys(wrapper.name for wrapper in _WRAPPERS))
 """The names :func:`find_reply` gives the wrapper shapes it knows, in the order it tries them."""
@@ -202,8 +209,9 @@ def find_reply(text: str | None) -> EmbeddedReply:
     status gives ``EmbeddedReply(Reply(None, None, text))``, the text on one line."""
     line = " ".join(str(text or "").split())
     lowered = line.lower()
-    for wrapper in _WRAPPERS:
-        if wrapper.marker not in lowered:
+    wrappers = _WRAPPERS if _ANY_MARKER.search(lowered) else ()
+    for wrapper in wrappers:
+        if not any(marker in lowered for marker in wrapper.markers):
             continue
         matched = wrapper.pattern.search(line)
         if matched is None:
@@ -227,6 +235,12 @@ def find_reply(text: str | None) -> EmbeddedReply:
     if reply.enhanced is None:
         reply = Reply(reply.code, _status_in(reply.text), reply.text, reply.head)
     return EmbeddedReply(reply)
+
+
+def has_status(text: str) -> bool:
+    """Whether ``text`` holds something that reads as an enhanced status (``5.1.1``, not part
+    of an IP address): a cheap test before :func:`find_reply`, which finds none without it."""
+    return _STATUS_IN_TEXT.search(text) is not None
 
 
 def _reply_at(line: str) -> Reply:

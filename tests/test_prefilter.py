@@ -22,11 +22,12 @@ def test_the_smallest_number_that_matches_wins() -> None:
     assert index.first_match("nothing known") is None
 
 
-def test_among_and_below_restrict_the_numbers_considered() -> None:
-    index = PatternIndex(compiled(r"full", r"mailbox", r"box"))
-    assert index.first_match("mailbox full", among={10, 20}) == 10
-    assert index.first_match("mailbox full", below=10) == 0
-    assert index.first_match("mailbox full", among={20}, below=20) is None
+def test_a_selection_restricts_the_patterns_considered() -> None:
+    index = PatternIndex(compiled(r"full", r"mailbox", r"box|mail"))
+    assert index.first_match("mailbox full", index.select([10, 20])) == 10
+    assert index.first_match("mailbox full", index.select([20])) == 20
+    assert index.first_match("mailbox full", index.select([])) is None
+    assert index.first_match("no such words", index.select([0, 10, 20])) is None
 
 
 def test_patterns_that_cannot_be_split_are_kept_whole_and_still_match() -> None:
@@ -55,10 +56,15 @@ texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", 
                  max_size=10).map(" ".join) | st.text(max_size=30)
 
 
-@given(patterns, texts)
+@given(patterns, texts, st.sets(st.integers(0, 7)))
 def test_the_index_gives_what_trying_every_pattern_in_order_gives(
-    sources: list[str], text: str
+    sources: list[str], text: str, chosen: set[int]
 ) -> None:
     table = compiled(*sources)
+    index = PatternIndex(table)
     expected = next((number for number in sorted(table) if table[number].search(text)), None)
-    assert PatternIndex(table).first_match(text) == expected
+    assert index.first_match(text) == expected
+    keys = {number * 10 for number in chosen}
+    expected = next((number for number in sorted(table)
+                     if number in keys and table[number].search(text)), None)
+    assert index.first_match(text, index.select(keys)) == expected
