@@ -151,12 +151,17 @@ class Classifier:
     and status.
     """
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(self, rules: Iterable[Rule], *, remember: int = 4096) -> None:
+        """``remember``: how many of the last distinct failures (code, status, text) keep their
+        answer, so that the same reply for many recipients is classified once; ``0`` for
+        none."""
         self._rules = tuple(rules)
         self._index = PatternIndex(
             {index: rule.text for index, rule in enumerate(self._rules) if rule.text is not None}
         )
         self._plan_for = functools.lru_cache(maxsize=4096)(self._make_plan)
+        self._decided = (functools.lru_cache(maxsize=remember)(self._decide) if remember > 0
+                         else self._decide)
 
     @classmethod
     def builtin(cls) -> Classifier:
@@ -184,7 +189,7 @@ class Classifier:
     def explain(self, code: int | None, enhanced: str | None, text: str) -> Verdict:
         """The category of this failure, the rule that gave it and what was read from the
         text. Never raises."""
-        number, code, status, searched = self._decide(code, enhanced, text)
+        number, code, status, searched = self._decided(code, enhanced, text)
         rule = None if number is None else self._rules[number]
         return Verdict(OTHER if rule is None else rule.category, rule, find_reply(text), code,
                        None if status is None else ".".join(status),
@@ -192,12 +197,12 @@ class Classifier:
 
     def rule_for(self, code: int | None, enhanced: str | None, text: str) -> Rule | None:
         """The first rule that applies to this failure, or ``None`` when none does."""
-        number = self._decide(code, enhanced, text)[0]
+        number = self._decided(code, enhanced, text)[0]
         return None if number is None else self._rules[number]
 
     def classify(self, code: int | None, enhanced: str | None, text: str) -> str:
         """The category of this failure: one of :data:`CATEGORIES`."""
-        number = self._decide(code, enhanced, text)[0]
+        number = self._decided(code, enhanced, text)[0]
         return OTHER if number is None else self._rules[number].category
 
     def _decide(

@@ -411,6 +411,16 @@ def test_the_index_of_phrases_never_changes_which_rule_applies(
     assert verdict.rule is expected
 
 
+def test_remembered_answers_are_the_answers() -> None:
+    forgetful = Classifier(builtin_rules(), remember=0)
+    remembering = Classifier(builtin_rules(), remember=2)
+    replies = [arguments(row) for row in SAMPLES] * 2
+    assert [remembering.rule_for(*reply) for reply in replies] == [
+        forgetful.rule_for(*reply) for reply in replies]
+    assert [remembering.explain(*reply) for reply in replies] == [
+        forgetful.explain(*reply) for reply in replies]
+
+
 def test_classifying_is_fast() -> None:
     classifier = default_classifier()
     replies = [arguments(row) for row in SAMPLES + SISIMAI + EXTRA]
