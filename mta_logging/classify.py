@@ -1,16 +1,20 @@
 """Bounce classification: which PowerMTA-style category a failed delivery belongs to.
 
-A failure is described by the SMTP reply code (``None`` when it happened before any reply: a refused
-connection, a DNS failure, a time-out), the RFC 3463 enhanced status code (``"5.1.1"``; ``None`` or
-``""`` when absent) and the reply text, or the local description of the failure. Ordered rules,
-read from tab-separated files, map them to one of :data:`CATEGORIES`; the built-in rules ship in
-``mta_logging/data/bounce_rules.tsv``, whose header documents the format. The first rule whose
-fields all match wins, so a user's own rules file goes in front of the built-in one::
+A failure is described by the SMTP reply code (``None`` when it happened before any reply: a
+refused connection, a DNS failure, a time-out), the RFC 3463 enhanced status code (``"5.1.1"``;
+``None`` or ``""`` when absent) and the reply text, the local description of the failure, or a
+mail system's bounce text around the remote server's reply (pulled out first by
+:func:`mta_logging.reply.find_reply`). Ordered rules, read from tab-separated files, map them to
+one of :data:`CATEGORIES`; the built-in rules ship in ``mta_logging/data/bounce_rules.tsv``,
+whose header documents the format. The first rule whose fields all match wins, so a user's own
+rules file goes in front of the built-in one::
 
     classifier = Classifier.from_files(["/etc/mta-logging/bounce_rules.tsv"])
     classifier.classify(550, "5.7.1", "Message rejected: listed at example-rbl.org")
+    classifier.explain(550, "5.7.1", "...")  # the category, the rule, what was read
 
-:func:`bounce_category` classifies with the built-in rules alone.
+:func:`bounce_category` classifies with the built-in rules alone. The search for phrases is
+:mod:`mta_logging.prefilter`'s.
 """
 
 from __future__ import annotations

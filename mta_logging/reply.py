@@ -198,6 +198,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("initial connection", "connect"), ("connect", "connect"), ("greeting", "connect"),
     ("banner", "connect"), ("helo", "helo"), ("ehlo", "helo"), ("lhlo", "helo"),
     ("mail", "mail"), ("rcpt", "rcpt"), ("data", "data"), ("body", "data"),
+    ("end of data", "data"), ("sending data", "data"),
 )
 
 
@@ -273,7 +274,7 @@ def _command_named(matched: re.Match[str]) -> str:
 
 
 def _normal_command(words: str) -> str:
-    lowered = words.lower()
+    lowered = words.lower().removeprefix("pipelined ")
     return next((stage for word, stage in _COMMANDS if lowered.startswith(word)), "")
 
 

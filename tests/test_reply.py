@@ -92,6 +92,17 @@ def test_never_raises_and_text_is_one_line(message):
          "(in reply to RCPT TO command)",
          EmbeddedReply(Reply(550, "5.1.1", "<jane@example.org>: User unknown", "550 5.1.1"),
                        "postfix", "rcpt", "mx.example.org")),
+        ("host mx.example.org [192.0.2.1] SMTP error from remote mail server after end of "
+         "data: 552 5.3.4 Message size exceeds fixed limit",
+         EmbeddedReply(Reply(552, "5.3.4", "Message size exceeds fixed limit", "552 5.3.4"),
+                       "exim", "data", "mx.example.org")),
+        ("SMTP error from remote mail server after pipelined RCPT TO:<jane@example.org>: 550 "
+         "5.1.1 No such user",
+         EmbeddedReply(Reply(550, "5.1.1", "No such user", "550 5.1.1"), "exim", "rcpt")),
+        ("host mx.example.org[192.0.2.5] said: 552 5.3.4 Message too big (in reply to end of "
+         "DATA command)",
+         EmbeddedReply(Reply(552, "5.3.4", "Message too big", "552 5.3.4"), "postfix", "data",
+                       "mx.example.org")),
         ("host mx.example.org[192.0.2.5] refused to talk to me: 554 Access denied",
          EmbeddedReply(Reply(554, None, "Access denied", "554"), "postfix", "connect",
                        "mx.example.org")),
