@@ -33,13 +33,17 @@ class PatternIndex:
         by_trigram: dict[str, list[tuple[str, int]]] = {}
         for number, probe in enumerate(self._probes):
             for anchor in probe.anchors or ():
-                # File each anchor under its least crowded trigram: fewer anchors to check.
+                # File each anchor under the trigram least likely to be in a text (rare letters)
+                # and least crowded: fewer anchors to check per text.
                 trigram = min(
                     (anchor[i : i + 3] for i in range(len(anchor) - 2)),
-                    key=lambda key: len(by_trigram.get(key, ())),
+                    key=lambda key: _commonness(key) * (1 + len(by_trigram.get(key, ()))),
                 )
                 by_trigram.setdefault(trigram, []).append((anchor, number))
         self._by_trigram = {key: tuple(entries) for key, entries in by_trigram.items()}
+        # A frozenset, not the dict's keys view: "set & keys view" copies the view into a set
+        # on every call, "set & frozenset" walks the smaller of the two.
+        self._trigrams = frozenset(self._by_trigram)
         self._unanchored = frozenset(
             number for number, probe in enumerate(self._probes) if probe.anchors is None
         )
@@ -79,13 +83,31 @@ class PatternIndex:
         trigrams = {lowered[i : i + 3] for i in range(len(lowered) - 2)}
         found = {
             number
-            for trigram in trigrams & by_trigram.keys()
+            for trigram in trigrams & self._trigrams
             for anchor, number in by_trigram[trigram]
             if anchor in lowered
         }
         found |= self._unanchored
         found &= probes
         return sorted(found)
+
+
+# How often each character occurs in English prose, in per cent (space and letters; anything
+# else is rare in the words that rules look for).
+_FREQUENCY: dict[str, float] = {
+    " ": 18.0, "e": 10.0, "t": 7.5, "a": 6.5, "o": 6.2, "i": 5.7, "n": 5.7, "s": 5.3, "r": 5.0,
+    "h": 4.1, "l": 3.3, "d": 3.4, "c": 2.3, "u": 2.3, "m": 2.0, "w": 1.6, "f": 1.8, "g": 1.6,
+    "y": 1.4, "p": 1.6, "b": 1.2, "v": 0.8, "k": 0.6, "j": 0.1, "x": 0.2, "q": 0.1, "z": 0.1,
+}
+
+
+def _commonness(trigram: str) -> float:
+    """How likely ``trigram`` is to occur in a text, roughly: the product of its characters'
+    frequencies."""
+    product = 1.0
+    for char in trigram:
+        product *= _FREQUENCY.get(char, 0.5)
+    return product
 
 
 @dataclass(frozen=True, slots=True)

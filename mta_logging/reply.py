@@ -229,13 +229,14 @@ def find_reply(text: str | None) -> EmbeddedReply:
             reply = Reply(reply.code, _status_in(reply.text), reply.text, reply.head)
         return EmbeddedReply(reply, wrapper.name, command, _host_named(matched))
     reply = _reply_at(line)
-    if reply.code is None:
-        code = _CODE_IN_TEXT.search(reply.text)
-        if code is not None:
-            reply = Reply(int(code.group(0)[:3]), None, reply.text)
-    if reply.enhanced is None:
-        reply = Reply(reply.code, _status_in(reply.text), reply.text, reply.head)
-    return EmbeddedReply(reply)
+    if reply.code is not None and reply.enhanced is not None:
+        return EmbeddedReply(reply)
+    code = reply.code
+    if code is None:
+        found = _CODE_IN_TEXT.search(reply.text)
+        code = None if found is None else int(found.group(0)[:3])
+    return EmbeddedReply(Reply(code, reply.enhanced or _status_in(reply.text), reply.text,
+                               reply.head))
 
 
 def has_status(text: str) -> bool:
@@ -248,9 +249,10 @@ def _reply_at(line: str) -> Reply:
     """The reply that starts ``line``, its text without continuation prefixes and without a
     repetition of its head (``"550 5.1.1 550 5.1.1 <x>: ..."``, as some DSN texts quote it)."""
     reply = parse_reply(line)
-    inner = parse_reply(reply.text)
-    if reply.code is not None and inner.code == reply.code:
-        reply = Reply(reply.code, reply.enhanced or inner.enhanced, inner.text, reply.head)
+    if reply.code is not None and reply.text[:3] == str(reply.code):
+        inner = parse_reply(reply.text)
+        if inner.code == reply.code:
+            reply = Reply(reply.code, reply.enhanced or inner.enhanced, inner.text, reply.head)
     text = without_continuations(reply.text)
     if "-" in reply.head:  # the last line of a multi-line reply: "550 5.7.1 " in the text
         last = re.escape(str(reply.code)) + (f" {re.escape(reply.enhanced)}" if reply.enhanced
