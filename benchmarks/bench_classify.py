@@ -12,7 +12,7 @@ turn with the code and status each row gives. Rows:
 * ``bounce_category(code, status, text)``: the same through the shared default classifier,
   which remembers the answers for the last 4,096 distinct replies (the same reply for many
   recipients, as large providers send it, is classified once): the replies taken in turn
-  (630 when written) are all remembered after the warm-up, so this row is the cost of a reply
+  (666 when written) are all remembered after the warm-up, so this row is the cost of a reply
   seen before;
 * ``find_reply(text)``: pulling the reply out of a wrapper text alone (the classifier does it
   only when the caller does not give the code or a specific status);

@@ -76,7 +76,7 @@ def test_replies_from_real_sisimai_bounces_are_mostly_right() -> None:
 
 
 def test_replies_collected_from_other_public_sources_are_mostly_right() -> None:
-    # 468 of 472 when written (see the source column of tests/data/bounce_extra.tsv).
+    # 469 of 472 when written (see the source column of tests/data/bounce_extra.tsv).
     wrong = misclassified(EXTRA)
     assert 1 - len(wrong) / len(EXTRA) >= 0.97, accuracy_report(EXTRA, wrong)
 
