@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -23,8 +22,7 @@ from mta_logging.report.options import (
     stdout_reader_may_leave,
 )
 from mta_logging.report.reader import Reader, Record
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+from mta_logging.report.text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,12 +88,16 @@ def write_separated(records: Iterable[Record], fields: Sequence[str], separator:
 
 
 def write_json(records: Iterable[Record], fields: Sequence[str], out: TextIO) -> int:
-    """Write records as JSON lines (every field of ``fields``, null when unknown)."""
+    """Write records as JSON lines (every field of ``fields``, null when unknown).
+
+    The output is valid UTF-8 that any JSON parser accepts: a byte of the input that was not
+    UTF-8 is written as the text ``\\xNN``.
+    """
     count = 0
     for record in records:
-        line = json.dumps({name: value_of(record, name) for name in fields}, ensure_ascii=False)
-        if _SURROGATE.search(line):  # bytes that were not UTF-8: keep them, as \udcXX escapes
-            line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        values = {name: value_of(record, name) for name in fields}
+        line = json.dumps({name: None if value is None else visible(value)
+                           for name, value in values.items()}, ensure_ascii=False)
         out.write(line + "\n")
         count += 1
     return count
