@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from mta_logging.errors import FormatError
 from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
@@ -47,6 +48,7 @@ _KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
 _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
+_BLOCK = 1 << 20  # bytes the pre-filter searches at a time
 _SCHEMA_CACHE_SIZE = 64
 _KIND_CODES: dict[str, Kind] = {
     "d": Kind.DELIVERED, "delivered": Kind.DELIVERED,
@@ -196,6 +198,12 @@ class ReadStats:
     damaged_files: int = 0  # read up to a damage (a cut-short or corrupt .gz, a read error)
     issues: int = 0
     bytes_done: int = 0
+    passed_over: int = 0  # lines (in ``lines``) the byte-level pre-filter ruled out unsplit
+
+    def add(self, other: ReadStats) -> None:
+        """Add the counters of another pass (over other files)."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +332,7 @@ class Reader:
         self.paths = [Path(p) for p in paths]
         self.filters = filters if filters is not None else Filters()
         self.time_format = time_format
+        self.placeholder = placeholder
         self.unknown: frozenset[str | None] = frozenset(
             {None, ""} if placeholder is None else {None, "", placeholder})
         self.strict = strict
@@ -331,6 +340,7 @@ class Reader:
         self.on_progress = on_progress
         self.stats = ReadStats()
         self._times = TimeParser(time_format)
+        self._needles = self.filters.needles()
 
     def files(self) -> Iterator[Path]:
         """The files this reader reads, in order."""
@@ -370,11 +380,16 @@ class Reader:
         return ordered + [name for name in seen if name not in FIELD_NAMES]
 
     def __iter__(self) -> Iterator[Record]:
+        return self.read(self.files())
+
+    def read(self, files: Iterable[Path]) -> Iterator[Record]:
+        """The matching records of ``files``: those of :meth:`files`, or a share of them (what
+        one worker process reads). ``stats`` starts again from zero."""
         self.stats = ReadStats()
         seen_inodes: set[tuple[int, int]] = set()
         matches = self.filters.matches if self.filters.active else None
         stats = self.stats
-        for path in self.files():
+        for path in files:
             for record in self._read_file(path, seen_inodes):
                 if matches is None or matches(record):
                     stats.matched += 1
@@ -409,17 +424,17 @@ class Reader:
         seen_inodes.add(inode)
         self.stats.files += 1
         done_before = self.stats.bytes_done
-        with raw, _text_stream(raw) as stream:
-            yield from self._read_stream(path, stream, raw, done_before)
+        with raw, _binary_stream(raw) as binary:
+            yield from self._read_stream(path, binary, raw, done_before)
         self.stats.bytes_done = done_before + info.st_size
         if self.on_progress is not None:
             self.on_progress(self.stats.bytes_done)
 
-    def _read_stream(self, path: Path, stream: IO[str], raw: IO[bytes],
+    def _read_stream(self, path: Path, binary: IO[bytes], raw: IO[bytes],
                      done_before: int) -> Iterator[Record]:
         number = 1
         try:
-            first = stream.readline()
+            first = binary.readline().decode("utf-8", "surrogateescape")
             if not first:
                 return  # an empty file: just created, nothing written yet
             layout = detect_layout(first)
@@ -431,11 +446,16 @@ class Reader:
             file_kind = kind_from_path(path)
             name = str(path)
             times = self._times
+            needles = self._needles
+            lines: Iterable[tuple[int, str]]
+            if needles:
+                lines = _lines_holding(binary, needles, self.stats)
+            else:
+                lines = enumerate(_text(binary), start=2)
             if layout.separator is None:
-                lines: Iterable[tuple[int, str]] = _numbered(first, stream)
+                lines = itertools.chain([(1, first)], lines)
                 parse = self._json_parser(name)
             else:
-                lines = enumerate(stream, start=2)
                 parse = self._separated_parser(name, layout)
             stats = self.stats
             on_progress = self.on_progress
@@ -533,23 +553,66 @@ def _json_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _numbered(first: str, rest: Iterable[str]) -> Iterator[tuple[int, str]]:
-    yield 1, first
-    yield from enumerate(rest, start=2)
+def _lines_holding(binary: IO[bytes], needles: Sequence[bytes], stats: ReadStats
+                   ) -> Iterator[tuple[int, str]]:
+    """The numbered lines (from 2) of ``binary`` that hold one of ``needles`` (compared in
+    ASCII lower case), found in large blocks of bytes; the others are only counted."""
+    number = 2  # of the first line of the block
+    carry = b""
+    while True:
+        chunk = binary.read(_BLOCK)
+        data = carry + chunk
+        end = len(data) if not chunk else data.rfind(b"\n") + 1
+        if not chunk and not data:
+            return
+        block, carry = data[:end], data[end:]
+        if not block:
+            continue
+        lowered = block.lower()
+        starts: set[int] = set()
+        for needle in needles:
+            found = lowered.find(needle)
+            while found != -1:
+                start = block.rfind(b"\n", 0, found) + 1
+                stop = block.find(b"\n", found) + 1 or len(block)
+                starts.add(start)
+                found = lowered.find(needle, stop)
+        done = 0
+        for start in sorted(starts):
+            skipped = block.count(b"\n", done, start)
+            number += skipped
+            stats.lines += skipped
+            stats.passed_over += skipped
+            stop = block.find(b"\n", start) + 1 or len(block)
+            yield number, block[start:stop].decode("utf-8", "surrogateescape")
+            number += 1
+            done = stop
+        rest = block.count(b"\n", done)
+        if done < len(block) and not block.endswith(b"\n"):
+            rest += 1  # a last line without a line end
+        number += rest
+        stats.lines += rest
+        stats.passed_over += rest
+        if not chunk:
+            return
 
 
-def _text_stream(raw: IO[bytes]) -> io.TextIOWrapper:
-    binary: IO[bytes] | gzip.GzipFile = raw
+def _binary_stream(raw: IO[bytes]) -> IO[bytes]:
+    """``raw``, or its decompressed content when it is gzip data."""
     peek = getattr(raw, "peek", None)
     head = peek(2)[:2] if peek is not None else b""
     if head == _GZIP_MAGIC:
-        binary = gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def _text(binary: IO[bytes]) -> io.TextIOWrapper:
     # newline="\n": split on LF only and keep line ends (a Haraka CR stays with its line)
     return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
 
 
 def _open_text(path: Path) -> io.TextIOWrapper:
-    return _text_stream(open(path, "rb"))  # noqa: SIM115 (the wrapper closes it)
+    return _text(_binary_stream(open(path, "rb")))  # noqa: SIM115 (the wrapper closes it)
 
 
 def _log_issue(issue: Issue) -> None:
