@@ -1,0 +1,97 @@
+"""A summary of many files on several cores: the files shared among worker processes.
+
+Each worker reads its share of the files with the same settings as the caller's
+:class:`~mta_logging.report.reader.Reader` and sends back its :class:`Summary` (counts only,
+memory bounded as in one process); the caller merges them. A file is known by device and inode,
+so one under two names while it is being archived (a hard link) is read once. Issues come back
+too: the first ``MAX_ISSUES`` of each share go to the caller's ``on_issue``, and all of them
+are counted in ``stats.issues``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mta_logging.report.reader import Issue, Reader, ReadStats
+from mta_logging.report.summary import Summary
+
+MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
+MAX_ISSUES = 100  # issues a worker sends back in full; the rest are counted
+
+
+@dataclass(slots=True)
+class _Collected:
+    """The first issues a worker saw (its ``stats.issues`` counts them all)."""
+
+    issues: list[Issue] = field(default_factory=list)
+
+    def __call__(self, issue: Issue) -> None:
+        if len(self.issues) < MAX_ISSUES:
+            self.issues.append(issue)
+
+
+def default_jobs(reader: Reader) -> int:
+    """How many processes are worth starting for the reader's input: one per usable core, at
+    most one per ``MIN_BYTES_PER_JOB`` of input."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, reader.total_bytes() // MIN_BYTES_PER_JOB))
+
+
+def shares(reader: Reader, jobs: int) -> list[list[str]]:
+    """The reader's files in ``jobs`` groups of about equal size (each file once)."""
+    sized: list[tuple[int, str]] = []
+    seen: set[tuple[int, int]] = set()
+    for path in reader.files():
+        try:
+            info = path.stat()
+        except OSError:
+            sized.append((0, str(path)))  # its worker reports why it cannot be read
+            continue
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            sized.append((info.st_size, str(path)))
+    groups: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(sized))))]
+    loads = [0] * len(groups)
+    for size, name in sorted(sized, key=lambda item: -item[0]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(name)
+        loads[lightest] += size
+    return groups
+
+
+def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
+    """``Summary(**summary_options)`` of every record the reader yields, read by ``jobs``
+    worker processes. ``reader.stats`` holds the counters of all of them afterwards and each
+    issue goes to ``reader.on_issue`` (the first FormatError, with ``strict``, is raised)."""
+    groups = shares(reader, jobs)
+    settings = (reader.paths, reader.filters, reader.time_format, reader.placeholder,
+                reader.strict)
+    total = Summary(**summary_options)
+    stats = ReadStats()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
+        futures = [pool.submit(_summarize_share, settings, group, summary_options)
+                   for group in groups]
+        for future in futures:
+            summary, share_stats, collected = future.result()
+            total.merge(summary)
+            stats.add(share_stats)
+            for issue in collected.issues:
+                reader.on_issue(issue)
+    reader.stats = stats
+    return total
+
+
+def _summarize_share(settings: tuple[Any, ...], files: list[str],
+                     summary_options: dict[str, Any]) -> tuple[Summary, ReadStats, _Collected]:
+    paths, filters, time_format, placeholder, strict = settings
+    collected = _Collected()
+    reader = Reader(paths, filters=filters, time_format=time_format, placeholder=placeholder,
+                    strict=strict, on_issue=collected)
+    summary = Summary(**summary_options).add_all(reader.read(Path(name) for name in files))
+    return summary, reader.stats, collected
