@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
+    "export": ("mta_logging.report.export", "copy accounting records into Parquet files"),
+    "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
     "check-config": ("mta_logging.config", "validate a config file and print the settings"),
 }
 

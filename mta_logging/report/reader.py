@@ -286,6 +286,12 @@ def _walk(directory: Path) -> Iterator[Path]:
 _COLLISION_SUFFIX = re.compile(r"(.+?)(?:\.(\d+))?(\.[^.]+(?:\.gz)?)\Z")
 
 
+def base_name(name: str) -> str:
+    """A file's name without a collision suffix ``.N`` and without ``.gz`` (``d.T.2.tsv.gz``
+    → ``d.T.tsv``): the same for a file before and after it was archived and compressed."""
+    return _written_order(name)[0]
+
+
 def _written_order(name: str) -> tuple[str, int, str]:
     """``d.T.tsv`` before ``d.T.1.tsv`` before ``d.T.2.tsv.gz`` (a taken name got ``.N``)."""
     match = _COLLISION_SUFFIX.match(name)
@@ -361,7 +367,7 @@ class Reader:
         seen: dict[str, None] = {}
         for path in self.files():
             try:
-                with _open_text(path) as stream:
+                with open_text(path) as stream:
                     first = stream.readline()
             except (OSError, EOFError, zlib.error):
                 continue
@@ -611,7 +617,9 @@ def _text(binary: IO[bytes]) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
 
 
-def _open_text(path: Path) -> io.TextIOWrapper:
+def open_text(path: Path) -> io.TextIOWrapper:
+    """A file's text (gzip data decompressed), lines split on LF only, bytes that are not
+    UTF-8 kept as lone surrogates."""
     return _text(_binary_stream(open(path, "rb")))  # noqa: SIM115 (the wrapper closes it)
 
 
