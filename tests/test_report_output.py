@@ -151,8 +151,8 @@ def test_shares_hold_each_file_once_balanced_by_size(acct: Path) -> None:
     reader = Reader([acct])
     files = [str(path) for path in reader.files()]
     groups = shares(reader, 2)
-    assert sorted(name for group in groups for name in group) == sorted(files)
-    sizes = [sum(Path(name).stat().st_size for name in group) for group in groups]
+    assert sorted(name for group in groups for name, _inode in group) == sorted(files)
+    sizes = [sum(Path(name).stat().st_size for name, _inode in group) for group in groups]
     assert abs(sizes[0] - sizes[1]) <= max(Path(name).stat().st_size for name in files)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.report.reader import Issue, Reader, ReadStats
+from mta_logging.report.reader import Issue, Reader, ReadStats, found_files
 from mta_logging.report.summary import Summary
 
 MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
@@ -42,24 +42,26 @@ def default_jobs(reader: Reader) -> int:
     return max(1, min(cores or 1, reader.total_bytes() // MIN_BYTES_PER_JOB))
 
 
-def shares(reader: Reader, jobs: int) -> list[list[str]]:
-    """The reader's files in ``jobs`` groups of about equal size (each file once)."""
-    sized: list[tuple[int, str]] = []
+def shares(reader: Reader, jobs: int) -> list[list[tuple[str, int | None]]]:
+    """The reader's files (path, inode when listed) in ``jobs`` groups of about equal size,
+    each file once."""
+    sized: list[tuple[int, tuple[str, int | None]]] = []
     seen: set[tuple[int, int]] = set()
-    for path in reader.files():
+    for path, listed in found_files(reader.paths):
         try:
             info = path.stat()
         except OSError:
-            sized.append((0, str(path)))  # its worker reports why it cannot be read
+            sized.append((0, (str(path), listed)))  # its worker says why it cannot be read
             continue
         if (info.st_dev, info.st_ino) not in seen:
             seen.add((info.st_dev, info.st_ino))
-            sized.append((info.st_size, str(path)))
-    groups: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(sized))))]
+            sized.append((info.st_size, (str(path), listed)))
+    groups: list[list[tuple[str, int | None]]] = [
+        [] for _ in range(max(1, min(jobs, len(sized))))]
     loads = [0] * len(groups)
-    for size, name in sorted(sized, key=lambda item: -item[0]):
+    for size, item in sorted(sized, key=lambda item: -item[0]):
         lightest = loads.index(min(loads))
-        groups[lightest].append(name)
+        groups[lightest].append(item)
         loads[lightest] += size
     return groups
 
@@ -87,11 +89,12 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
     return total
 
 
-def _summarize_share(settings: tuple[Any, ...], files: list[str],
+def _summarize_share(settings: tuple[Any, ...], files: list[tuple[str, int | None]],
                      summary_options: dict[str, Any]) -> tuple[Summary, ReadStats, _Collected]:
     paths, filters, time_format, placeholder, strict = settings
     collected = _Collected()
     reader = Reader(paths, filters=filters, time_format=time_format, placeholder=placeholder,
                     strict=strict, on_issue=collected)
-    summary = Summary(**summary_options).add_all(reader.read(Path(name) for name in files))
+    summary = Summary(**summary_options).add_all(
+        reader.read((Path(name), listed) for name, listed in files))
     return summary, reader.stats, collected

@@ -30,9 +30,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
+from mta_logging.archive import PENDING, visible_name
 from mta_logging.errors import FormatError
 from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
 from mta_logging.formatters import header_fields, split_line
+from mta_logging.handlers import SPARE
 from mta_logging.outcome import Kind
 from mta_logging.report.filters import Filters
 from mta_logging.report.times import TimeParser, wall_time
@@ -256,31 +258,91 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 
     Directories are searched recursively, subdirectories (archives: the older files) before
     the files beside them, files in the order they were written (by name, a collision suffix
-    ``.N`` after the name without it). Hidden files and directories (leading ``.``:
-    temporaries such as pending compressions) are left out.
+    ``.N`` after the name without it). Hidden files and directories (leading ``.``: the
+    writer's working files) are left out, except those that can hold records no other file
+    holds yet: files waiting in an archive to be compressed (``.NAME.pending``) and the
+    spare a writer has swapped in as its active file and not yet named (``....spare``), which
+    come after the visible files of their directory.
     """
+    return (path for path, _inode in found_files(paths))
+
+
+def found_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, int | None]]:
+    """:func:`find_files` with the inode each file found in a directory had when listed
+    (None for a file named): a reader that then finds another file under that name knows
+    the one listed has moved."""
     for item in paths:
         path = Path(item)
         if path.is_dir():
             yield from _walk(path)
         else:
-            yield path
+            yield path, None
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    try:
-        with os.scandir(directory) as scan:
-            entries = [entry for entry in scan if not entry.name.startswith(".")]
-    except OSError as exc:
-        log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
-        return
-    entries.sort(key=lambda entry: _written_order(entry.name))
+def _walk(directory: Path) -> Iterator[tuple[Path, int | None]]:
+    entries = _listing(directory)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path))
     for entry in entries:
         if entry.is_file():
-            yield Path(entry.path)
+            yield Path(entry.path), entry.inode()
+
+
+def _listing(directory: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory that may hold records, in the order they were written."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = [entry for entry in scan if _hidden_rank(entry.name) is not None]
+    except OSError as exc:
+        log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
+        return []
+    entries.sort(key=lambda entry: (_hidden_rank(entry.name),
+                                    _written_order(_shown_name(entry.name))))
+    return entries
+
+
+def _hidden_rank(name: str) -> int | None:
+    """0 for a visible name, 1 for a pending file, 2 for a spare; None: not to be read."""
+    if not name.startswith("."):
+        return 0
+    if _is_pending(name):
+        return 1
+    if name.endswith(SPARE) and len(name) > len(SPARE) + 1:
+        return 2
+    return None
+
+
+def _is_pending(name: str) -> bool:
+    return name.startswith(".") and name.endswith(PENDING) and len(name) > len(PENDING) + 1
+
+
+def _shown_name(name: str) -> str:
+    """The name a file is known by: a pending file's visible name, else its own."""
+    return visible_name(name) if _is_pending(name) else name
+
+
+def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:
+    """What stays the same when a file is archived and compressed: its first name (see
+    :func:`base_name`) and its first two lines (header and first record), decompressed;
+    None while it has no whole record line. ``raw`` is read from its start and left there.
+    """
+    raw.seek(0)
+    head = b""
+    try:
+        if raw.read(2) == _GZIP_MAGIC:
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unpacked:
+                head = unpacked.readline() + unpacked.readline()
+        else:
+            raw.seek(0)
+            head = raw.readline() + raw.readline()
+    except (OSError, EOFError, zlib.error):
+        pass  # damaged: the read that follows reports it
+    raw.seek(0)
+    if head.count(b"\n") < 2:
+        return None
+    return base_name(_shown_name(path.name)), head
 
 
 _COLLISION_SUFFIX = re.compile(r"(.+?)(?:\.(\d+))?(\.[^.]+(?:\.gz)?)\Z")
@@ -386,17 +448,25 @@ class Reader:
         return ordered + [name for name in seen if name not in FIELD_NAMES]
 
     def __iter__(self) -> Iterator[Record]:
-        return self.read(self.files())
+        return self.read(found_files(self.paths))
 
-    def read(self, files: Iterable[Path]) -> Iterator[Record]:
+    def read(self, files: Iterable[Path | tuple[Path, int | None]]) -> Iterator[Record]:
         """The matching records of ``files``: those of :meth:`files`, or a share of them (what
-        one worker process reads). ``stats`` starts again from zero."""
+        one worker process reads), each a path or a ``(path, inode)`` of
+        :func:`found_files`. ``stats`` starts again from zero.
+
+        Each file is read once even when the writer moves it meanwhile: a file is known by
+        device and inode (an archived file is briefly under two names) and by
+        :func:`file_identity` (its compressed copy), and a file that is gone when its turn
+        comes is looked for where it went (beside it, or in a directory below: the archive).
+        """
         self.stats = ReadStats()
-        seen_inodes: set[tuple[int, int]] = set()
+        seen = _Seen()
         matches = self.filters.matches if self.filters.active else None
         stats = self.stats
-        for path in files:
-            for record in self._read_file(path, seen_inodes):
+        for item in files:
+            path, inode = item if isinstance(item, tuple) else (item, None)
+            for record in self._read_file(path, seen, listed=inode):
                 if matches is None or matches(record):
                     stats.matched += 1
                     yield record
@@ -409,32 +479,63 @@ class Reader:
             raise FormatError(str(found))
         self.on_issue(found)
 
-    def _read_file(self, path: Path, seen_inodes: set[tuple[int, int]]) -> Iterator[Record]:
+    def _read_file(self, path: Path, seen: _Seen, moves: int = 0,
+                   listed: int | None = None) -> Iterator[Record]:
         try:
-            info = path.stat()
             raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             if path in self.paths:
                 self.issue(path, 0, "no such file")
-            else:  # moved into the archive while we looked: read there
+            elif moves < _MAX_MOVES:  # archived or compressed while we looked: read it there
+                yield from self._read_moved(path, seen, moves + 1)
+            else:
                 log.debug("%s: gone before it was read", path)
             return
         except OSError as exc:
             self.issue(path, 0, f"cannot open: {exc.strerror or exc}")
             return
-        # a file being archived is briefly under two names (hard link): read it once
-        inode = (info.st_dev, info.st_ino)
-        if inode in seen_inodes:
-            raw.close()
-            return
-        seen_inodes.add(inode)
-        self.stats.files += 1
-        done_before = self.stats.bytes_done
-        with raw, _binary_stream(raw) as binary:
-            yield from self._read_stream(path, binary, raw, done_before)
+        with raw:
+            info = os.fstat(raw.fileno())
+            if listed is not None and info.st_ino != listed and moves < _MAX_MOVES:
+                raw.close()  # the file listed moved, and another one took its name
+                yield from self._read_moved(path, seen, moves + 1)
+                return
+            inode = (info.st_dev, info.st_ino)
+            if inode in seen.inodes:
+                return
+            seen.inodes.add(inode)
+            identity = file_identity(raw, path)
+            if identity is not None and seen.is_copy(identity, path.parent):
+                return  # the compressed copy of a file already read
+            # a file without a whole record yet may have one once read: look again then
+            again = None if identity is not None else os.dup(raw.fileno())
+            self.stats.files += 1
+            done_before = self.stats.bytes_done
+            try:
+                with _binary_stream(raw) as binary:
+                    yield from self._read_stream(path, binary, raw, done_before)
+                if again is not None:
+                    with open(again, "rb", closefd=False) as reopened:
+                        identity = file_identity(reopened, path)
+            finally:
+                if again is not None:
+                    os.close(again)
+        if identity is not None:
+            seen.remember(identity, path.parent)
         self.stats.bytes_done = done_before + info.st_size
         if self.on_progress is not None:
             self.on_progress(self.stats.bytes_done)
+
+    def _read_moved(self, path: Path, seen: _Seen, moves: int) -> Iterator[Record]:
+        """The records of a file that left ``path`` (archived, compressed, or a spare given its
+        name): every file not read yet beside it or one directory below (the archive); each
+        file is still read once, known by inode and identity."""
+        directories = [path.parent] + [Path(entry.path) for entry in _listing(path.parent)
+                                       if entry.is_dir(follow_symlinks=False)]
+        for directory in directories:
+            for entry in _listing(directory):
+                if entry.is_file():
+                    yield from self._read_file(Path(entry.path), seen, moves)
 
     def _read_stream(self, path: Path, binary: IO[bytes], raw: IO[bytes],
                      done_before: int) -> Iterator[Record]:
@@ -553,6 +654,24 @@ class Reader:
 
 
 Parser = Callable[[int, str], "tuple[Schema, list[str | None]] | None"]
+_MAX_MOVES = 3  # a file looked for where it went, and that one too, ... at most this often
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The files one pass has read: by device and inode, and by :func:`file_identity`."""
+
+    inodes: set[tuple[int, int]] = field(default_factory=set)
+    contents: dict[tuple[str, bytes], list[Path]] = field(default_factory=dict)
+
+    def is_copy(self, identity: tuple[str, bytes], directory: Path) -> bool:
+        """True if a file of this identity was read in ``directory``, the one above it or one
+        below it (where the writer moves files: into the archive)."""
+        return any(directory in (seen, seen.parent) or seen == directory.parent
+                   for seen in self.contents.get(identity, ()))
+
+    def remember(self, identity: tuple[str, bytes], directory: Path) -> None:
+        self.contents.setdefault(identity, []).append(directory)
 
 
 def _json_text(value: object) -> str:
@@ -639,8 +758,12 @@ __all__ = [
     "Reader",
     "Record",
     "Schema",
+    "base_name",
     "detect_layout",
+    "file_identity",
     "find_files",
+    "found_files",
     "kind_from_path",
+    "open_text",
     "read_records",
 ]
