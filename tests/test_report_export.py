@@ -253,3 +253,17 @@ def test_readme_polars_recipe(written: dict[str, str]) -> None:
     frame = scope["frame"]
     rows = frame.select("rcpt", "dsnMsg").rows()  # type: ignore[attr-defined]
     assert dict(rows) == written and len(rows) == 41
+
+
+def test_export_in_worker_processes_writes_the_same_parts(acct: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(capsys, "export", "--jobs", "1", "--parquet", str(one), str(acct))
+    code, _out, err = run(capsys, "export", "--jobs", "2", "--parquet", str(two), str(acct))
+    assert code == 0 and "(30 records)" in err
+    assert sorted(p.name for p in one.glob("*.parquet")) == sorted(
+        p.name for p in two.glob("*.parquet"))
+    for part in one.glob("*.parquet"):
+        assert pq.read_table(part).equals(pq.read_table(two / part.name))
+    assert err.count("warning:") == 2  # the damaged files' warnings come back from workers

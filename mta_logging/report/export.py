@@ -2,8 +2,9 @@
 
 Built on the :class:`~mta_logging.report.reader.Reader`, so the numbers agree with ``report``
 and ``grep`` by construction: values are unescaped text, times are typed timestamps, numbers
-are numbers, and every row has the columns ``kind``, ``domain`` and ``reason`` (the normalised
-dsnMsg that ``report`` counts by), plus ``file`` and ``line`` saying where it was read.
+are numbers, and every row has the columns ``kind``, ``domain`` and ``reason`` (for deferrals
+and bounces: the normalised dsnMsg that ``report`` counts by), plus ``file`` and ``line``
+saying where it was read. Large input is written by one worker process per core.
 
 OUT is a directory holding one Parquet file per accounting file (see :func:`part_name`) and
 ``_exported.json``, which says what was exported from where. Exporting again is incremental:
@@ -35,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from mta_logging.errors import ConfigError
 from mta_logging.fsutil import fsync_directory
+from mta_logging.outcome import Kind
+from mta_logging.report import parallel
 from mta_logging.report.options import add_input_arguments, finish, reader_from_args
 from mta_logging.report.reader import (
     Reader,
@@ -58,6 +61,7 @@ TIME_FIELDS = ("timeLogged", "timeQueued")
 INTEGER_FIELDS = frozenset({"dlvSize"})
 FLOAT_FIELDS = frozenset({"delay"})
 DERIVED = ("kind", "domain", "reason", "file", "line")
+_REASON_KINDS = frozenset({Kind.DEFERRED, Kind.BOUNCE})  # the kinds report counts reasons of
 _OFFSET = re.compile(r"(?:[+-]\d\d:?\d\d|Z)\s*\Z")
 _INSTALL = "pip install 'mta-logging[analytics]'"
 
@@ -66,12 +70,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parquet", required=True, metavar="OUT",
                         help="directory of Parquet files to create or bring up to date")
     add_input_arguments(parser)
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="worker processes (default: one per core for large input)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs < 0:
+        raise ConfigError("--jobs", args.jobs, "expected a number of processes, 0 for one per "
+                          "core")
     reader, warnings = reader_from_args(args, "export")
     try:
-        result = export_parquet(reader, Path(args.parquet))
+        result = export_parquet(reader, Path(args.parquet),
+                                jobs=args.jobs or parallel.default_jobs(reader))
     finally:
         finish(reader, warnings)
     print(f"mta-logging export: {result.exported} files exported ({result.records:,} records), "
@@ -99,8 +109,9 @@ class ExportResult:
     parts: tuple[Path, ...]  # every part the manifest lists, after this run
 
 
-def export_parquet(reader: Reader, out: Path) -> ExportResult:
-    """Bring the Parquet export in ``out`` up to date with the reader's files.
+def export_parquet(reader: Reader, out: Path, jobs: int = 1) -> ExportResult:
+    """Bring the Parquet export in ``out`` up to date with the reader's files, written by
+    ``jobs`` worker processes (1: by this one).
 
     The reader's filters apply; a change of filters, time format or placeholder since the
     last run exports every file again. ``reader.stats`` counts what was read this time.
@@ -114,8 +125,9 @@ def export_parquet(reader: Reader, out: Path) -> ExportResult:
     manifest = _load_manifest(out)
     entries: dict[str, dict[str, Any]] = (
         manifest.get("files", {}) if manifest.get("settings") == settings else {})
-    stats = ReadStats()
-    exported = records = unchanged = 0
+    unchanged = 0
+    todo: list[tuple[int, tuple[str, str]]] = []  # (size, (file, part name))
+    sources: dict[str, dict[str, Any]] = {}
     seen: set[tuple[int, int]] = set()
     for path in reader.files():
         try:
@@ -133,14 +145,31 @@ def export_parquet(reader: Reader, out: Path) -> ExportResult:
                 and entry["size"] == info.st_size and entry["mtime_ns"] == info.st_mtime_ns):
             unchanged += 1
             continue
-        count = _write_part(pa, reader, path, out / name)
-        stats.add(reader.stats)
-        entries[name] = {"source": str(path), "size": info.st_size,
-                         "mtime_ns": info.st_mtime_ns, "records": count}
-        exported += 1
-        records += count
+        todo.append((info.st_size, (str(path), name)))
+        sources[name] = {"source": str(path), "size": info.st_size,
+                         "mtime_ns": info.st_mtime_ns}
+    stats = ReadStats()
+    counts: dict[str, int] = {}
+    if jobs > 1 and len(todo) > 1:
+        settings_for_workers = parallel.settings_of(reader)
+        with parallel.pool(min(jobs, len(todo))) as workers:
+            futures = [workers.submit(_export_share, settings_for_workers, group, out)
+                       for group in parallel.balanced(todo, jobs)]
+            for future in futures:
+                share_counts, share_stats, collected = future.result()
+                counts.update(share_counts)
+                stats.add(share_stats)
+                for issue in collected.issues:
+                    reader.on_issue(issue)
+    else:
+        for _size, (source, name) in todo:
+            counts[name] = _write_part(pa, reader, Path(source), out / name)
+            stats.add(reader.stats)
+    for name, count in counts.items():
+        entries[name] = {**sources[name], "records": count}
     _save_manifest(out, {"settings": settings, "files": entries})
     reader.stats = stats
+    exported, records = len(counts), sum(counts.values())
     return ExportResult(exported, records, unchanged,
                         tuple(out / name for name in entries))
 
@@ -159,6 +188,20 @@ def part_name(path: Path) -> str | None:
         return None
     digest = hashlib.sha256(first.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return f"{base_name(path.name)}.{digest}.parquet"
+
+
+def _export_share(settings: tuple[Any, ...], files: list[tuple[str, str]], out: Path
+                  ) -> tuple[dict[str, int], ReadStats, parallel.Collected]:
+    """A worker's share: (file, part name) pairs; returns records per part, counters, issues."""
+    pa = import_pyarrow()
+    collected = parallel.Collected()
+    reader = parallel.worker_reader(settings, collected)
+    stats = ReadStats()
+    counts: dict[str, int] = {}
+    for source, name in files:
+        counts[name] = _write_part(pa, reader, Path(source), out / name)
+        stats.add(reader.stats)
+    return counts, stats, collected
 
 
 def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
@@ -223,8 +266,9 @@ def _row(record: Record, names: tuple[str, ...], where: list[int | None]) -> lis
             row.append(_number(value, name in INTEGER_FIELDS))
         else:
             row.append(value)
-    message = record.get("dsnMsg")
-    row += [None if record.kind is None else record.kind.value, domain_of(record.get("rcpt")),
+    kind = record.kind
+    message = record.get("dsnMsg") if kind in _REASON_KINDS else None
+    row += [None if kind is None else kind.value, domain_of(record.get("rcpt")),
             normalize_reason(message) if message else None, record.path, record.line]
     return row
 

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mta_logging.report.reader import Issue, Reader, ReadStats, found_files
 from mta_logging.report.summary import Summary
 
 MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
 MAX_ISSUES = 100  # issues a worker sends back in full; the rest are counted
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
-class _Collected:
+class Collected:
     """The first issues a worker saw (its ``stats.issues`` counts them all)."""
 
     issues: list[Issue] = field(default_factory=list)
@@ -56,14 +58,37 @@ def shares(reader: Reader, jobs: int) -> list[list[tuple[str, int | None]]]:
         if (info.st_dev, info.st_ino) not in seen:
             seen.add((info.st_dev, info.st_ino))
             sized.append((info.st_size, (str(path), listed)))
-    groups: list[list[tuple[str, int | None]]] = [
-        [] for _ in range(max(1, min(jobs, len(sized))))]
+    return balanced(sized, jobs)
+
+
+def balanced(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
+    """Items of the given sizes in at most ``jobs`` groups of about equal total size (the
+    largest first into the lightest group)."""
+    groups: list[list[T]] = [[] for _ in range(max(1, min(jobs, len(sized))))]
     loads = [0] * len(groups)
-    for size, item in sorted(sized, key=lambda item: -item[0]):
+    for size, item in sorted(sized, key=lambda pair: -pair[0]):
         lightest = loads.index(min(loads))
         groups[lightest].append(item)
         loads[lightest] += size
     return groups
+
+
+def settings_of(reader: Reader) -> tuple[Any, ...]:
+    """What a worker needs to read as ``reader`` does (picklable)."""
+    return (reader.paths, reader.filters, reader.time_format, reader.placeholder,
+            reader.strict)
+
+
+def worker_reader(settings: tuple[Any, ...], on_issue: Callable[[Issue], None]) -> Reader:
+    """The Reader of a worker process, from :func:`settings_of`."""
+    paths, filters, time_format, placeholder, strict = settings
+    return Reader(paths, filters=filters, time_format=time_format, placeholder=placeholder,
+                  strict=strict, on_issue=on_issue)
+
+
+def pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes, forked (they start at once and share what is loaded)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
@@ -71,13 +96,11 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
     worker processes. ``reader.stats`` holds the counters of all of them afterwards and each
     issue goes to ``reader.on_issue`` (the first FormatError, with ``strict``, is raised)."""
     groups = shares(reader, jobs)
-    settings = (reader.paths, reader.filters, reader.time_format, reader.placeholder,
-                reader.strict)
+    settings = settings_of(reader)
     total = Summary(**summary_options)
     stats = ReadStats()
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-        futures = [pool.submit(_summarize_share, settings, group, summary_options)
+    with pool(len(groups)) as workers:
+        futures = [workers.submit(_summarize_share, settings, group, summary_options)
                    for group in groups]
         for future in futures:
             summary, share_stats, collected = future.result()
@@ -90,11 +113,9 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
 
 
 def _summarize_share(settings: tuple[Any, ...], files: list[tuple[str, int | None]],
-                     summary_options: dict[str, Any]) -> tuple[Summary, ReadStats, _Collected]:
-    paths, filters, time_format, placeholder, strict = settings
-    collected = _Collected()
-    reader = Reader(paths, filters=filters, time_format=time_format, placeholder=placeholder,
-                    strict=strict, on_issue=collected)
+                     summary_options: dict[str, Any]) -> tuple[Summary, ReadStats, Collected]:
+    collected = Collected()
+    reader = worker_reader(settings, collected)
     summary = Summary(**summary_options).add_all(
         reader.read((Path(name), listed) for name, listed in files))
     return summary, reader.stats, collected
