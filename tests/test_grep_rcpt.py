@@ -127,3 +127,15 @@ def test_normalized_address() -> None:
     assert Filters.build(rcpts=["<Bob@Example.COM.>"]).rcpts == frozenset({"Bob@example.com"})
     with pytest.raises(ConfigError):
         Filters.build(rcpts=["bob"])
+
+
+@pytest.mark.parametrize("style", [[], ["--json"], ["--count"], ["--no-header"]])
+def test_worker_processes_print_the_same_in_the_same_order(
+        files: Path, style: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    _code, one, _err = run(capsys, "grep", "--jobs", "1", *style, "--rcpt-like", "bob@%",
+                           str(files))
+    code, two, _err = run(capsys, "grep", "--jobs", "2", *style, "--rcpt-like", "bob@%",
+                          str(files))
+    assert code == 0
+    assert two == one
+    assert len(one.splitlines()) > 1000 if style != ["--count"] else int(one) > 1000

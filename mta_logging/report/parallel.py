@@ -47,18 +47,7 @@ def default_jobs(reader: Reader) -> int:
 def shares(reader: Reader, jobs: int) -> list[list[tuple[str, int | None]]]:
     """The reader's files (path, inode when listed) in ``jobs`` groups of about equal size,
     each file once."""
-    sized: list[tuple[int, tuple[str, int | None]]] = []
-    seen: set[tuple[int, int]] = set()
-    for path, listed in found_files(reader.paths):
-        try:
-            info = path.stat()
-        except OSError:
-            sized.append((0, (str(path), listed)))  # its worker says why it cannot be read
-            continue
-        if (info.st_dev, info.st_ino) not in seen:
-            seen.add((info.st_dev, info.st_ino))
-            sized.append((info.st_size, (str(path), listed)))
-    return balanced(sized, jobs)
+    return balanced(sized_files(reader), jobs)
 
 
 def balanced(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
@@ -71,6 +60,36 @@ def balanced(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
         groups[lightest].append(item)
         loads[lightest] += size
     return groups
+
+
+def in_order(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
+    """Items in their order, cut into at most ``jobs`` runs of about equal total size (for
+    output that must keep the order: the runs are printed one after the other)."""
+    total = sum(size for size, _item in sized) or 1
+    runs: list[list[T]] = [[]]
+    done = 0
+    for size, item in sized:
+        if runs[-1] and done >= total * len(runs) / jobs and len(runs) < jobs:
+            runs.append([])
+        runs[-1].append(item)
+        done += size
+    return runs
+
+
+def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
+    """The reader's files in order, each once: (size, (path, inode when listed))."""
+    sized: list[tuple[int, tuple[str, int | None]]] = []
+    seen: set[tuple[int, int]] = set()
+    for path, listed in found_files(reader.paths):
+        try:
+            info = path.stat()
+        except OSError:
+            sized.append((0, (str(path), listed)))  # its worker says why it cannot be read
+            continue
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            sized.append((info.st_size, (str(path), listed)))
+    return sized
 
 
 def settings_of(reader: Reader) -> tuple[Any, ...]:

@@ -325,8 +325,11 @@ def _shown_name(name: str) -> str:
 def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:
     """What stays the same when a file is archived and compressed: its first name (see
     :func:`base_name`) and its first two lines (header and first record), decompressed;
-    None while it has no whole record line. ``raw`` is read from its start and left there.
+    None while it has no whole record line (or ``raw`` cannot seek: a pipe). ``raw`` is read
+    from its start and left there.
     """
+    if not raw.seekable():
+        return None
     raw.seek(0)
     head = b""
     try:
