@@ -109,7 +109,7 @@ def split_line(line: str, separator: str = TAB) -> list[str]:
                                 strict=False))
     if "\\" not in line:
         return parts
-    return [unescape(part) for part in parts]
+    return [unescape(part) if "\\" in part else part for part in parts]
 
 
 def check_separator(separator: Any) -> str:
