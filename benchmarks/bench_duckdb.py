@@ -15,6 +15,8 @@ and its workers):
 - sql: the same query by ``mta-logging sql`` over the export and by DuckDB over its copy.
 
 Every pair is checked to give the same numbers; the table says ``yes`` or what differed.
+"vs ours" is the other tool's wall time over ours (above 1: ours is faster). On a shared
+machine the CPU seconds are the steadier figures.
 
     .venv/bin/python benchmarks/bench_duckdb.py [--records N] [--keep DIR]
 """
@@ -75,9 +77,10 @@ SELECT json_object(
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """One command's run: wall seconds, peak RSS (MB) and what it printed."""
+    """One command's run: wall seconds, CPU seconds, peak RSS (MB) and what it printed."""
 
     seconds: float
+    cpu: float
     peak_mb: float
     output: str
 
@@ -115,7 +118,8 @@ def generate(root: Path, count: int) -> str:
 
 
 def timed(argv: list[str], env: dict[str, str]) -> Timing:
-    """Run ``argv`` in a fresh process; its wall time and peak RSS (workers included)."""
+    """Run ``argv`` in a fresh process; its wall time, CPU time and peak RSS (those of its
+    worker processes and threads included)."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=env)
@@ -126,7 +130,7 @@ def timed(argv: list[str], env: dict[str, str]) -> Timing:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode not in (0, 1):
         raise SystemExit(f"{argv[:4]} failed with status {process.returncode}")
-    return Timing(seconds, usage.ru_maxrss / 1024, output)
+    return Timing(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output)
 
 
 def duck(script: str, env: dict[str, str]) -> Timing:
@@ -214,12 +218,13 @@ def main() -> None:
     print(f"{args.records:,} records in {len(files)} files ({gzipped} gzipped), "
           f"{sum(Path(f).stat().st_size for f in files) / 1e6:,.0f} MB on disk; "
           f"{os.cpu_count()} CPUs; each command in a fresh process\n")
-    print(f"{'task':<15} {'tool':<27} {'seconds':>8} {'peak RSS':>9} {'vs ours':>8}  agree")
+    print(f"{'task':<15} {'tool':<27} {'seconds':>8} {'CPU s':>6} {'peak RSS':>9} "
+          f"{'vs ours':>8}  agree")
     for task, tool, timing, agreement in rows:
         first = next(t for k, _tool, t, _a in rows if k == task)
         ratio = f"{timing.seconds / first.seconds:.2f}x" if timing is not first else ""
-        print(f"{task:<15} {tool:<27} {timing.seconds:8.2f} {timing.peak_mb:7.0f} MB "
-              f"{ratio:>8}  {agreement}")
+        print(f"{task:<15} {tool:<27} {timing.seconds:8.2f} {timing.cpu:6.2f} "
+              f"{timing.peak_mb:6.0f} MB {ratio:>8}  {agreement}")
     if not args.keep:
         shutil.rmtree(work)
 

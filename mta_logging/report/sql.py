@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mta_logging.errors import ConfigError
-from mta_logging.report.export import DERIVED, MANIFEST, export_parquet, import_pyarrow
+from mta_logging.report.export import DERIVED, MANIFEST, export_parquet
 from mta_logging.report.options import (
     add_input_arguments,
     finish,
@@ -49,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     duckdb = _import_duckdb()
-    import_pyarrow()
     parquet = [Path(p) for p in args.paths if _is_parquet(Path(p))]
     accounting = [p for p in args.paths if not _is_parquet(Path(p))]
     with tempfile.TemporaryDirectory(prefix="mta-logging-sql-") as scratch:
