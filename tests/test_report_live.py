@@ -20,6 +20,7 @@ from mta_logging.archive import pending_name
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.outcome import Kind
 from mta_logging.report import Reader
+from mta_logging.report.reader import Seen, found_files
 
 START = datetime(2026, 11, 26, 6, 0)
 HEADER = "type\ttimeLogged\trcpt\n"
@@ -117,3 +118,23 @@ def test_a_running_writer_sampled_many_times(tmp_path: Path) -> None:
     reader = Reader([tmp_path])
     assert rcpts(reader) == sorted(f"u{index}@example.com" for index in range(written))
     shutil.rmtree(tmp_path / "delivered")
+
+
+def test_a_worker_notes_a_moved_file_for_the_caller_to_read(tmp_path: Path) -> None:
+    """A worker process does not look for a file that moved (two workers could both find
+    it); the caller reads it afterwards, knowing what every worker read."""
+    kind = tmp_path / "delivered"
+    (kind / "archive").mkdir(parents=True)
+    active = kind / "d.2026-11-26-060000.tsv"
+    active.write_text(HEADER + records(2), encoding="utf-8")
+    older = kind / "archive" / "d.2026-11-26-050000.tsv"
+    older.write_text(HEADER + records(1, first=5), encoding="utf-8")
+    reader = Reader([tmp_path])
+    listed = [(path, inode) for path, inode in found_files([tmp_path])]
+    active.rename(kind / "archive" / pending_name(active.name))
+    worker = Seen(follow=False)
+    assert rcpts(reader.read(listed, worker)) == ["u5@example.com"]
+    assert worker.vanished == [active]
+    caller = Seen()
+    caller.merge(worker)
+    assert rcpts(reader.read_vanished(caller)) == ["u0@example.com", "u1@example.com"]

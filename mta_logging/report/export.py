@@ -44,6 +44,7 @@ from mta_logging.report.reader import (
     ReadStats,
     Record,
     Schema,
+    Seen,
     base_name,
     domain_of,
     open_text,
@@ -212,7 +213,8 @@ def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
     writer: pq.ParquetWriter | None = None
     count = 0
     try:
-        for batch in _batches(pa, reader.read([path])):
+        # one file per part: a file that moved meanwhile is exported at its new place next time
+        for batch in _batches(pa, reader.read([path], Seen(follow=False))):
             if writer is None:
                 writer = pq.ParquetWriter(staged, batch.schema, compression="zstd")
             writer.write_batch(batch)

@@ -27,7 +27,7 @@ from mta_logging.report.options import (
     reader_from_args,
     stdout_reader_may_leave,
 )
-from mta_logging.report.reader import Reader, ReadStats, Record
+from mta_logging.report.reader import Reader, ReadStats, Record, Seen
 from mta_logging.report.text import visible
 
 
@@ -91,30 +91,35 @@ def _in_workers(reader: Reader, jobs: int, style: str, fields: Sequence[str], se
     runs = parallel.in_order(parallel.sized_files(reader), jobs)
     settings = parallel.settings_of(reader)
     stats = ReadStats()
+    seen = Seen()
     count = 0
     with parallel.pool(len(runs)) as workers:
         futures = [workers.submit(_grep_run, settings, files, style, fields, separator)
                    for files in runs]
         for future in futures:
-            text, run_count, run_stats, collected = future.result()
+            text, run_count, run_stats, collected, run_seen = future.result()
             out.write(text)
             count += run_count
             stats.add(run_stats)
+            seen.merge(run_seen)
             for issue in collected.issues:
                 reader.on_issue(issue)
+    count += write(reader.read_vanished(seen), style, fields, separator, out)  # moved meanwhile
+    stats.add(reader.stats)
     reader.stats = stats
     return count
 
 
 def _grep_run(settings: tuple[Any, ...], files: list[tuple[str, int | None]], style: str,
               fields: Sequence[str], separator: str
-              ) -> tuple[str, int, ReadStats, parallel.Collected]:
+              ) -> tuple[str, int, ReadStats, parallel.Collected, Seen]:
     collected = parallel.Collected()
     reader = parallel.worker_reader(settings, collected)
     out = io.StringIO()
-    count = write(reader.read((Path(name), listed) for name, listed in files), style, fields,
-                  separator, out)
-    return out.getvalue(), count, reader.stats, collected
+    seen = Seen(follow=False)
+    count = write(reader.read(((Path(name), listed) for name, listed in files), seen), style,
+                  fields, separator, out)
+    return out.getvalue(), count, reader.stats, collected, seen
 
 
 def value_of(record: Record, name: str) -> str | None:

@@ -5,7 +5,9 @@ Each worker reads its share of the files with the same settings as the caller's
 memory bounded as in one process); the caller merges them. A file is known by device and inode,
 so one under two names while it is being archived (a hard link) is read once. Issues come back
 too: the first ``MAX_ISSUES`` of each share go to the caller's ``on_issue``, and all of them
-are counted in ``stats.issues``.
+are counted in ``stats.issues``. A file the writer moves while a worker reads is not looked
+for by the worker (two could find it) but read by the caller afterwards, with what all
+workers read known (:class:`~mta_logging.report.reader.Seen`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mta_logging.report.reader import Issue, Reader, ReadStats, found_files
+from mta_logging.report.reader import Issue, Reader, ReadStats, Seen, found_files
 from mta_logging.report.summary import Summary
 
 MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
@@ -118,23 +120,29 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
     settings = settings_of(reader)
     total = Summary(**summary_options)
     stats = ReadStats()
+    seen = Seen()
     with pool(len(groups)) as workers:
         futures = [workers.submit(_summarize_share, settings, group, summary_options)
                    for group in groups]
         for future in futures:
-            summary, share_stats, collected = future.result()
+            summary, share_stats, collected, share_seen = future.result()
             total.merge(summary)
             stats.add(share_stats)
+            seen.merge(share_seen)
             for issue in collected.issues:
                 reader.on_issue(issue)
+    total.add_all(reader.read_vanished(seen))  # files the writer moved while workers read
+    stats.add(reader.stats)
     reader.stats = stats
     return total
 
 
 def _summarize_share(settings: tuple[Any, ...], files: list[tuple[str, int | None]],
-                     summary_options: dict[str, Any]) -> tuple[Summary, ReadStats, Collected]:
+                     summary_options: dict[str, Any]
+                     ) -> tuple[Summary, ReadStats, Collected, Seen]:
     collected = Collected()
     reader = worker_reader(settings, collected)
+    seen = Seen(follow=False)
     summary = Summary(**summary_options).add_all(
-        reader.read((Path(name), listed) for name, listed in files))
-    return summary, reader.stats, collected
+        reader.read(((Path(name), listed) for name, listed in files), seen))
+    return summary, reader.stats, collected, seen

@@ -453,7 +453,8 @@ class Reader:
     def __iter__(self) -> Iterator[Record]:
         return self.read(found_files(self.paths))
 
-    def read(self, files: Iterable[Path | tuple[Path, int | None]]) -> Iterator[Record]:
+    def read(self, files: Iterable[Path | tuple[Path, int | None]],
+             seen: Seen | None = None) -> Iterator[Record]:
         """The matching records of ``files``: those of :meth:`files`, or a share of them (what
         one worker process reads), each a path or a ``(path, inode)`` of
         :func:`found_files`. ``stats`` starts again from zero.
@@ -461,18 +462,32 @@ class Reader:
         Each file is read once even when the writer moves it meanwhile: a file is known by
         device and inode (an archived file is briefly under two names) and by
         :func:`file_identity` (its compressed copy), and a file that is gone when its turn
-        comes is looked for where it went (beside it, or in a directory below: the archive).
+        comes is looked for where it went (beside it, or in a directory below: the archive),
+        unless ``seen`` (what the pass has read so far) says not to follow: then it is only
+        noted in ``seen.vanished``, for :meth:`read_vanished`.
         """
         self.stats = ReadStats()
-        seen = _Seen()
-        matches = self.filters.matches if self.filters.active else None
-        stats = self.stats
+        seen = Seen() if seen is None else seen
         for item in files:
             path, inode = item if isinstance(item, tuple) else (item, None)
-            for record in self._read_file(path, seen, listed=inode):
-                if matches is None or matches(record):
-                    stats.matched += 1
-                    yield record
+            yield from self._matching(self._read_file(path, seen, listed=inode))
+
+    def read_vanished(self, seen: Seen) -> Iterator[Record]:
+        """The matching records of the files noted in ``seen.vanished`` (by passes that did
+        not follow them, in worker processes), read where they went, once. ``stats`` starts
+        again from zero."""
+        self.stats = ReadStats()
+        seen.follow = True
+        for path in seen.vanished:
+            yield from self._matching(self._read_moved(path, seen, 1))
+
+    def _matching(self, records: Iterator[Record]) -> Iterator[Record]:
+        matches = self.filters.matches if self.filters.active else None
+        stats = self.stats
+        for record in records:
+            if matches is None or matches(record):
+                stats.matched += 1
+                yield record
 
     def issue(self, path: Path | str, line: int, message: str) -> None:
         """Report input that cannot be read (raises FormatError when strict)."""
@@ -482,26 +497,24 @@ class Reader:
             raise FormatError(str(found))
         self.on_issue(found)
 
-    def _read_file(self, path: Path, seen: _Seen, moves: int = 0,
+    def _read_file(self, path: Path, seen: Seen, moves: int = 0,
                    listed: int | None = None) -> Iterator[Record]:
         try:
             raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             if path in self.paths:
                 self.issue(path, 0, "no such file")
-            elif moves < _MAX_MOVES:  # archived or compressed while we looked: read it there
-                yield from self._read_moved(path, seen, moves + 1)
-            else:
-                log.debug("%s: gone before it was read", path)
+            else:  # archived or compressed while we looked: read it there
+                yield from self._moved(path, seen, moves)
             return
         except OSError as exc:
             self.issue(path, 0, f"cannot open: {exc.strerror or exc}")
             return
         with raw:
             info = os.fstat(raw.fileno())
-            if listed is not None and info.st_ino != listed and moves < _MAX_MOVES:
+            if listed is not None and info.st_ino != listed:
                 raw.close()  # the file listed moved, and another one took its name
-                yield from self._read_moved(path, seen, moves + 1)
+                yield from self._moved(path, seen, moves)
                 return
             inode = (info.st_dev, info.st_ino)
             if inode in seen.inodes:
@@ -529,7 +542,15 @@ class Reader:
         if self.on_progress is not None:
             self.on_progress(self.stats.bytes_done)
 
-    def _read_moved(self, path: Path, seen: _Seen, moves: int) -> Iterator[Record]:
+    def _moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
+        if not seen.follow:
+            seen.vanished.append(path)
+        elif moves < _MAX_MOVES:
+            yield from self._read_moved(path, seen, moves + 1)
+        else:
+            log.debug("%s: gone before it was read", path)
+
+    def _read_moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
         """The records of a file that left ``path`` (archived, compressed, or a spare given its
         name): every file not read yet beside it or one directory below (the archive); each
         file is still read once, known by inode and identity."""
@@ -661,11 +682,25 @@ _MAX_MOVES = 3  # a file looked for where it went, and that one too, ... at most
 
 
 @dataclass(slots=True)
-class _Seen:
-    """The files one pass has read: by device and inode, and by :func:`file_identity`."""
+class Seen:
+    """The files one pass has read: by device and inode, and by :func:`file_identity`.
 
+    ``follow``: look for a file that moved where it went at once; else note it in
+    ``vanished`` (a worker process does, so that two workers never read one file: the
+    caller merges what they saw and reads the vanished files afterwards).
+    """
+
+    follow: bool = True
     inodes: set[tuple[int, int]] = field(default_factory=set)
     contents: dict[tuple[str, bytes], list[Path]] = field(default_factory=dict)
+    vanished: list[Path] = field(default_factory=list)
+
+    def merge(self, other: Seen) -> None:
+        """Add what another pass (a worker's, over other files) saw."""
+        self.inodes |= other.inodes
+        for identity, directories in other.contents.items():
+            self.contents.setdefault(identity, []).extend(directories)
+        self.vanished += other.vanished
 
     def is_copy(self, identity: tuple[str, bytes], directory: Path) -> bool:
         """True if a file of this identity was read in ``directory``, the one above it or one
@@ -761,6 +796,7 @@ __all__ = [
     "Reader",
     "Record",
     "Schema",
+    "Seen",
     "base_name",
     "detect_layout",
     "file_identity",
