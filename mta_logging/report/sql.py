@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mta_logging.errors import ConfigError
+from mta_logging.report import parallel
 from mta_logging.report.export import DERIVED, MANIFEST, export_parquet
 from mta_logging.report.options import (
     add_input_arguments,
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             args.paths = accounting
             reader, warnings = reader_from_args(args, "sql")
             try:
-                export_parquet(reader, Path(args.cache or scratch))
+                export_parquet(reader, Path(args.cache or scratch),
+                               jobs=parallel.default_jobs(reader))
             finally:
                 finish(reader, warnings)
             parquet.append(Path(args.cache or scratch))
