@@ -267,3 +267,24 @@ def test_export_in_worker_processes_writes_the_same_parts(acct: Path, tmp_path: 
     for part in one.glob("*.parquet"):
         assert pq.read_table(part).equals(pq.read_table(two / part.name))
     assert err.count("warning:") == 2  # the damaged files' warnings come back from workers
+
+
+def test_a_file_waiting_for_compression_is_exported_once(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    archive = tmp_path / "acct" / "delivered" / "archive"
+    archive.mkdir(parents=True)
+    content = HEADER + "d\t2026-11-26 06:00:00\t\ta@example.com\tok\t\t\n"
+    pending = archive / ".d.2026-11-26-060000.tsv.pending"
+    pending.write_text(content, encoding="utf-8")
+    (archive.parent / ".d.123.1.tsv.spare").write_text(content.replace("a@", "s@"),
+                                                        encoding="utf-8")
+    out = tmp_path / "pq"
+    run(capsys, "export", "--parquet", str(out), str(tmp_path / "acct"))
+    with gzip.open(archive / "d.2026-11-26-060000.tsv.gz", "wb") as gz:  # compressed now
+        gz.write(content.encode())
+    pending.unlink()
+    run(capsys, "export", "--parquet", str(out), str(tmp_path / "acct"))
+    assert query(out, "SELECT rcpt FROM records") == [("a@example.com",)]
+    (part,) = out.glob("*.parquet")
+    assert part.name.startswith("d.2026-11-26-060000.tsv.")

@@ -47,7 +47,9 @@ from mta_logging.report.reader import (
     Seen,
     base_name,
     domain_of,
+    is_pending,
     open_text,
+    shown_name,
 )
 from mta_logging.report.summary import normalize_reason
 from mta_logging.report.text import visible
@@ -138,6 +140,8 @@ def export_parquet(reader: Reader, out: Path, jobs: int = 1) -> ExportResult:
         if (info.st_dev, info.st_ino) in seen:
             continue
         seen.add((info.st_dev, info.st_ino))
+        if path.name.startswith(".") and not is_pending(path.name):
+            continue  # a spare not yet named: exported under its name next time
         name = part_name(path)
         if name is None:
             continue
@@ -188,7 +192,7 @@ def part_name(path: Path) -> str | None:
     if not first.endswith("\n"):
         return None
     digest = hashlib.sha256(first.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return f"{base_name(path.name)}.{digest}.parquet"
+    return f"{base_name(shown_name(path.name))}.{digest}.parquet"
 
 
 def _export_share(settings: tuple[Any, ...], files: list[tuple[str, str]], out: Path

@@ -298,7 +298,7 @@ def _listing(directory: Path) -> list[os.DirEntry[str]]:
         log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
         return []
     entries.sort(key=lambda entry: (_hidden_rank(entry.name),
-                                    _written_order(_shown_name(entry.name))))
+                                    _written_order(shown_name(entry.name))))
     return entries
 
 
@@ -306,20 +306,21 @@ def _hidden_rank(name: str) -> int | None:
     """0 for a visible name, 1 for a pending file, 2 for a spare; None: not to be read."""
     if not name.startswith("."):
         return 0
-    if _is_pending(name):
+    if is_pending(name):
         return 1
     if name.endswith(SPARE) and len(name) > len(SPARE) + 1:
         return 2
     return None
 
 
-def _is_pending(name: str) -> bool:
+def is_pending(name: str) -> bool:
+    """True for the hidden name of a file waiting in an archive to be compressed."""
     return name.startswith(".") and name.endswith(PENDING) and len(name) > len(PENDING) + 1
 
 
-def _shown_name(name: str) -> str:
+def shown_name(name: str) -> str:
     """The name a file is known by: a pending file's visible name, else its own."""
-    return visible_name(name) if _is_pending(name) else name
+    return visible_name(name) if is_pending(name) else name
 
 
 def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:
@@ -345,7 +346,7 @@ def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:
     raw.seek(0)
     if head.count(b"\n") < 2:
         return None
-    return base_name(_shown_name(path.name)), head
+    return base_name(shown_name(path.name)), head
 
 
 _COLLISION_SUFFIX = re.compile(r"(.+?)(?:\.(\d+))?(\.[^.]+(?:\.gz)?)\Z")
@@ -798,6 +799,7 @@ __all__ = [
     "Schema",
     "Seen",
     "base_name",
+    "is_pending",
     "detect_layout",
     "file_identity",
     "find_files",
@@ -805,4 +807,5 @@ __all__ = [
     "kind_from_path",
     "open_text",
     "read_records",
+    "shown_name",
 ]
