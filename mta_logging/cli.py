@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("mta_logging.check_config", "validate a config file and print the settings"),
     "classify": ("mta_logging.classify_cli", "print the bounce category of a reply and the rule"
                  " that gave it"),
+    "export": ("mta_logging.report.export", "copy accounting records into Parquet files"),
+    "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
 }
 
 
