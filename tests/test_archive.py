@@ -225,6 +225,22 @@ def test_with_compression_a_moved_file_waits_hidden_until_compressed(
     assert gzip.decompress((archiver.archive_dir / "d.X.tsv.gz").read_bytes()) == CONTENT
 
 
+def test_a_file_still_locked_when_compression_runs_is_compressed_the_next_time(
+        tmp_path: Path, active_dir: Path) -> None:
+    """The handler closes its descriptor (and with it the lock) after the move; the maintenance
+    thread may run compression in between. The file is not dropped: the next run compresses
+    it, and no hidden file (which readers skip) is left behind."""
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv")
+    archiver.move(fd, path, "d.X.tsv")
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == [".d.X.tsv.pending"]
+    os.close(fd)
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+    assert gzip.decompress((archiver.archive_dir / "d.X.tsv.gz").read_bytes()) == CONTENT
+
+
 def test_a_failed_compression_is_reported_once_and_tried_again(
         tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
