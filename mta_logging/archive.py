@@ -236,7 +236,9 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
         target = _published(staged)
         if target is None:
             _write_gzip(fd, staged, name, source, fsync)
-            target, _number = link_exclusive(staged, directory, name + ".gz", namer)
+            # a suffixed name that is taken gets another suffix, not a second one
+            target, _number = link_exclusive(staged, directory, namer.unsuffixed(name + ".gz"),
+                                             namer, prefer=name + ".gz")
         os.unlink(pending)
         staged.unlink(missing_ok=True)
         if fsync:

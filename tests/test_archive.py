@@ -83,6 +83,17 @@ def test_a_taken_gz_name_gets_a_suffix(pending: Path, tmp_path: Path) -> None:
     assert (tmp_path / "d.X.tsv.gz").read_bytes() == b"older"
 
 
+def test_a_suffixed_file_whose_gz_name_is_taken_gets_another_suffix_not_a_second_one(
+        tmp_path: Path) -> None:
+    """``d.<time>.1.1.tsv.gz`` would be a name that retention does not recognise."""
+    stem = "d.2024-05-01-120000"
+    pending = tmp_path / pending_name(f"{stem}.1.tsv")
+    pending.write_bytes(CONTENT)
+    for taken in (f"{stem}.tsv.gz", f"{stem}.1.tsv.gz"):
+        (tmp_path / taken).write_bytes(b"older")
+    assert compress_pending(pending, NAMER) == tmp_path / f"{stem}.2.tsv.gz"
+
+
 def test_compression_cut_short_leaves_no_visible_file(
         pending: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(*_args: object) -> None:
