@@ -125,8 +125,9 @@ class Archiver:
             finish_staged(staged)
 
     def compress_pending(self) -> None:
-        """Compress the archived files waiting for it, oldest first (a failure is reported and
-        the file tried again next time)."""
+        """Compress the archived files waiting for it, oldest first. A failure is reported and
+        the file tried again next time; so is a file that is still locked (its handler closes
+        its descriptor after the move) or still linked in an active directory."""
         with self._pending_lock:
             pending = self._pending[:]
         if not pending:
@@ -135,13 +136,15 @@ class Archiver:
             for file in pending:
                 doing = f"compressing {file}"
                 try:
-                    compress_pending(file, self.namer, fsync=self.fsync)
+                    compressed = compress_pending(file, self.namer, fsync=self.fsync)
                 except FileNotFoundError:
-                    pass  # compressed and removed by another process meanwhile
+                    compressed = None  # compressed and removed by another process meanwhile
                 except Exception:
                     self.faults.report(doing)
                     continue
                 self.faults.clear(doing)
+                if compressed is None and os.path.lexists(file):
+                    continue  # not compressed, not gone: next time
                 with self._pending_lock:
                     if file in self._pending:
                         self._pending.remove(file)
@@ -233,7 +236,9 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
         target = _published(staged)
         if target is None:
             _write_gzip(fd, staged, name, source, fsync)
-            target, _number = link_exclusive(staged, directory, name + ".gz", namer)
+            # a suffixed name that is taken gets another suffix, not a second one
+            target, _number = link_exclusive(staged, directory, namer.unsuffixed(name + ".gz"),
+                                             namer, prefer=name + ".gz")
         os.unlink(pending)
         staged.unlink(missing_ok=True)
         if fsync:

@@ -34,7 +34,7 @@ finished files pile up (``MAX_RETIRED``) or the handler is closed.
 Locks, in the order they are taken: the handler lock (``Handler.lock``, held by ``handle``
 while a record is written), then ``_settling`` (naming, archiving, retention; an RLock). The
 spares' lock is a leaf, held for no I/O; ``spares.PREPARING`` is held while a spare is made and
-is taken by ``close()`` and at fork.
+is taken at fork (not by ``close()``, which may run under the logging module's lock).
 """
 
 from __future__ import annotations
@@ -498,7 +498,7 @@ class AccountingFileHandler(RoutedHandler):
         self.acquire()
         try:
             self._closed = True
-            self._spares.close()  # a spare in the making is put in place first, then removed
+            self._spares.close()  # (a spare in the making is removed by its maker)
             self._retire()
             with self._settling:
                 self._settle()
