@@ -58,6 +58,7 @@ from mta_logging import archive as _archive
 from mta_logging.archive import FileNamer
 from mta_logging.errors import ConfigError
 from mta_logging.formatters import AccountingFormatter, outcome_of
+from mta_logging.logger import WRITE_FAILED
 from mta_logging.outcome import Kind
 
 FSYNC_POLICIES = ("never", "rollover", "always")
@@ -310,6 +311,12 @@ class AccountingFileHandler(logging.Handler):
                 self._rolled_over()
         except Exception:
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """``Handler.handleError``, after marking the record ``write_failed`` (the signal that
+        ``AccountingLogger(on_write_error=...)`` passes to its caller)."""
+        record.__dict__[WRITE_FAILED] = True
+        super().handleError(record)
 
     def _write(self, file: _File, data: bytes, done: int = 0) -> None:
         """Append ``data`` to ``file`` whole, or not at all: a partial write is cut back before
