@@ -1,9 +1,15 @@
 """The delivery queue: workers, attempts, retries with backoff, and the accounting records.
 
-One attempt delivers a message to each destination domain of its pending recipients. After
-each domain's transaction the final states (delivered, bounced) are written to the spool
-journal, and only then recorded in the accounting files, so a crash can never make the relay
-deliver again to a recipient it has recorded. Recipients that failed temporarily are tried
+One attempt delivers a message to each destination domain of its pending recipients.
+
+The accounting contract: after each domain's transaction every result is recorded first (the
+``AccountingLogger`` call returns once the record is handed to the OS), and only then are the
+final states (delivered, bounced) written to the spool journal, or the message removed when
+every recipient is final. So a crash between the two leaves a recipient recorded and still
+queued: it is delivered again after the restart and recorded again (SMTP is at-least-once
+after a crash; both records are true), but never delivered without a record. A recipient
+whose record could not be written, or whose final state could not be journaled, is not
+marked final: it stays queued and is tried again. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 ``message-expired``.
 """
@@ -19,8 +25,9 @@ from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind
+from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool
@@ -47,8 +54,12 @@ class DeliveryQueue:
         self.executor = executor
         self.spool = spool
         self.deliverer = deliverer
-        self.accounting = accounting
+        self._unwritten: list[Outcome] = []  # outcomes the accounting call could not write
+        # the caller's logger, with the write-failure signal the contract needs
+        self.accounting = None if accounting is None else AccountingLogger(
+            accounting.logger, on_write_error=self._unwritten.append)
         self.clock = clock
+        self.faults = FaultLog(_log)
         self._ready: asyncio.Queue[QueuedMessage] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -110,8 +121,11 @@ class DeliveryQueue:
             self._busy.add(task)
             try:
                 await self.attempt(message)
-            except Exception:
-                _log.exception("queue %s: attempt failed; will try again", message.queue_id)
+                self.faults.succeeded("delivery attempt")
+            except Exception as exc:
+                self.faults.failed("delivery attempt",
+                                   f"queue {message.queue_id}: {exc!r}; will try again",
+                                   exc_info=True)
                 self._retry_later(message)
             finally:
                 self._busy.discard(task)
@@ -149,47 +163,75 @@ class DeliveryQueue:
             return
         message.failures += 1
         message.next_try = self.clock() + delay
+        # Without this line a restart tries again sooner and counts fewer failures: no loss.
         await self._journal(message, [f"a {message.failures} {message.next_try:.3f}"])
         if not self._stopping:
             self.schedule(message)
 
-    async def _journal(self, message: QueuedMessage, entries: list[str]) -> None:
-        await self._in_thread(self.spool.journal, message.queue_id, entries)
+    async def _journal(self, message: QueuedMessage, entries: list[str]) -> bool:
+        """Append ``entries`` to the message's journal; False (reported) if the write failed."""
+        try:
+            await self._in_thread(self.spool.journal, message.queue_id, entries)
+        except OSError as exc:
+            self.faults.failed("journal write", f"queue {message.queue_id}: {exc}")
+            return False
+        self.faults.succeeded("journal write")
         message.journaled = True
+        return True
+
+    async def _remove(self, message: QueuedMessage) -> bool:
+        """Remove a finished message from the spool; False (reported) if that failed."""
+        try:
+            if message.journaled:
+                await self._in_thread(self.spool.remove, message.queue_id)
+            else:
+                self.spool.remove(message.queue_id, journaled=False)
+        except OSError as exc:
+            self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}")
+            return False
+        self.faults.succeeded("queue file removal")
+        return True
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
                       expired: bool, headers: Mapping[str, str]) -> None:
-        """Journal the final results (or remove a finished message), then record them all."""
+        """Record every result, then journal the final ones that were recorded (or remove the
+        message when that makes every recipient final); only then are they final in memory."""
         entries = []
+        settled = []
         for result in results:
+            recorded = self._record(message, result, delay, headers, expired)
             if result.kind is Kind.DELIVERED:
-                entries.append(f"{DELIVERED} {result.index}")
+                state = DELIVERED
             elif result.kind is Kind.BOUNCE or expired:
-                entries.append(f"{BOUNCED} {result.index}")
+                state = BOUNCED
             else:
                 continue
-            message.final[result.index] = True
-        if message.complete:
-            if message.journaled:
-                await self._in_thread(self.spool.remove, message.queue_id)
+            if recorded:
+                entries.append(f"{state} {result.index}")
+                settled.append(result.index)
             else:
-                self.spool.remove(message.queue_id, journaled=False)
-        elif entries:
-            await self._journal(message, entries)
-        for result in results:
-            self._record(message, result, delay, headers, expired)
+                _log.error("queue %s: the %s record of <%s> could not be written; the "
+                           "recipient stays queued and will be tried again", message.queue_id,
+                           result.kind.directory, message.envelope.rcpts[result.index])
+        if not settled:
+            return
+        complete = len(settled) == len(message.pending())
+        if await (self._remove(message) if complete else self._journal(message, entries)):
+            for index in settled:
+                message.final[index] = True
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
-                headers: Mapping[str, str], expired: bool) -> None:
+                headers: Mapping[str, str], expired: bool) -> bool:
+        """Write the accounting record of one result; False if the logger could not write it."""
         rcpt = message.envelope.rcpts[result.index]
         _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
                    result.dsn_msg)
         accounting = self.accounting
         if accounting is None:
-            return
+            return True
         fields: dict[str, Any] = {
             "time_queued": message.envelope.time_queued,
             "src_mta": self.settings.hostname,
@@ -212,3 +254,7 @@ class DeliveryQueue:
             accounting.bounced(rcpt, bounce_cat=EXPIRED, **fields)
         else:
             accounting.deferred(rcpt, delay=delay, **fields)
+        if self._unwritten:
+            self._unwritten.clear()
+            return False
+        return True
