@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
-from collections.abc import AsyncIterator
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -20,6 +25,9 @@ from mta_logging.relay.config import load_settings
 from mta_logging.relay.inbound import address_problem, recipient_problem
 from mta_logging.relay.message import hop_count
 from mta_logging.relay.server import Relay
+from mta_logging.relay.spool import Envelope as SpoolEnvelope
+from mta_logging.relay.spool import Spool
+from mta_logging.relay.storage import FreeSpace
 
 MESSAGE = b"Subject: inbound\r\n\r\nHello.\r\n"
 
@@ -154,3 +162,79 @@ def test_address_checks(address, smtputf8, reply):
 @pytest.mark.parametrize("address", ["nodomain", "@b.test", "a@", "a@.b", "a@b..c"])
 def test_recipients_need_a_domain(address):
     assert recipient_problem(address, False).startswith("501 5.1.3")  # type: ignore[union-attr]
+
+
+async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    spool.store("0000000000001ABC", SpoolEnvelope("a@example.test", ("queued@x.test",),
+                                                  time.time()), MESSAGE)
+    more_than_there_is = shutil.disk_usage(tmp_path).free + 1024**3
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port, min_free_space=more_than_there_is) as (
+                relay, records):
+            smtp = await client(relay)
+            refusals = []
+            for _ in range(3):
+                with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+                    await smtp.mail("a@example.test")
+                refusals.append((caught.value.code, caught.value.message))
+            await smtp.quit()
+            await until(lambda: records.outcomes)
+    assert refusals == [(452, "4.3.1 Insufficient system storage")] * 3
+    assert sink.delivered() == ["queued@x.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "queued@x.test")]
+    assert caplog.text.count("free space check failed: ") == 1
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    directory.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(directory)], capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True, timeout=10)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full; the file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_a_full_spool_disk_gets_451_reported_once_then_452_then_mail_again(
+        tmp_path, caplog):
+    with small_tmpfs(tmp_path / "small", "1m") as small, Sink() as sink:
+        async with running_relay(small, sink.port, min_free_space=0) as (relay, records):
+            filler = fill(small)
+            smtp = await client(relay)
+            codes = []
+            for _ in range(3):
+                with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+                    await smtp.sendmail("a@example.test", ["b@x.test"], MESSAGE * 200)
+                codes.append((caught.value.code, caught.value.message))
+            assert codes == [(451, "4.3.0 Error: queue file write error, try again later")] * 3
+            assert caplog.text.count("queue file write failed: ") == 1
+            assert "No space left on device" in caplog.text
+            relay.handler.free_space = FreeSpace([small], 256 * 1024, relay.handler.faults)
+            with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+                await smtp.mail("a@example.test")
+            assert refused.value.code == 452
+            await smtp.rset()
+            filler.unlink()
+            relay.handler.free_space = None
+            await smtp.sendmail("a@example.test", ["b@x.test"], MESSAGE)
+            await smtp.quit()
+            await until(lambda: records.outcomes)
+        assert sink.delivered() == ["b@x.test"]
+    assert "queue file write works again after 3 failure(s)" in caplog.text

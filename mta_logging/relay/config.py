@@ -112,6 +112,10 @@ class RelaySettings:
     accounting: AccountingSource = None
     shutdown_timeout: float = 30.0
     log_level: str = "INFO"
+    min_free_space: int = 50 * 1024 * 1024
+    listen_backlog: int = 1024
+    max_connections: int = 200
+    max_connections_per_ip: int = 50
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -144,6 +148,7 @@ TOP_LEVEL_KEYS = (
     "listen", "hostname", "relay_networks", "auth_users", "tls", "max_message_size",
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
+    "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -207,6 +212,15 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                   defaults.shutdown_timeout, allow_zero=True),
         log_level=_choice("log_level", _upper(data.get("log_level")), LOG_LEVELS,
                           defaults.log_level),
+        min_free_space=_size("min_free_space", data.get("min_free_space"),
+                             defaults.min_free_space),
+        listen_backlog=_count("listen_backlog", data.get("listen_backlog"),
+                              defaults.listen_backlog),
+        max_connections=_count("max_connections", data.get("max_connections"),
+                               defaults.max_connections),
+        max_connections_per_ip=_count("max_connections_per_ip",
+                                      data.get("max_connections_per_ip"),
+                                      defaults.max_connections_per_ip),
     )
 
 

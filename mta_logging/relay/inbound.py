@@ -18,12 +18,14 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import hop_count, protocol_name, received_header
 from mta_logging.relay.passwords import verify_password
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
 
 _log = logging.getLogger("mta_logging.relay.inbound")
 
@@ -51,15 +53,20 @@ def recipient_problem(address: str, smtputf8: bool) -> str | None:
 
 
 class RelayHandler:
-    """aiosmtpd handler: relay permission, address checks, durable spooling."""
+    """aiosmtpd handler: relay permission, address checks, free space, durable spooling.
+
+    ``free_space``: below its minimum, MAIL gets ``452 4.3.1`` (None: no check).
+    """
 
     def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue, *,
-                 executor: Executor | None = None,
+                 executor: Executor | None = None, free_space: FreeSpace | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.executor = executor
         self.spool = spool
         self.queue = queue
+        self.free_space = free_space
+        self.faults = FaultLog(_log)
         self.clock = clock
         self.draining = False
         self.spooling = 0
@@ -77,6 +84,8 @@ class RelayHandler:
                           address: str, mail_options: list[str]) -> str:
         if self.draining:
             return f"421 4.3.2 {self.settings.hostname} Service shutting down, try again later"
+        if self.free_space is not None and self.free_space.low():
+            return INSUFFICIENT_STORAGE
         problem = address_problem(address, envelope.smtp_utf8)
         if problem is not None:
             return problem
@@ -124,10 +133,11 @@ class RelayHandler:
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.spool.store, queue_id, spool_envelope, content)
         except OSError as exc:
-            _log.error("cannot write queue file %s: %s", queue_id, exc)
+            self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
         finally:
             self.spooling -= 1
+        self.faults.succeeded("queue file write")
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
         _log.debug("queued %s from %s for %d recipient(s)", queue_id, client_ip, len(rcpts))
         return f"250 2.0.0 Ok: queued as {queue_id}"

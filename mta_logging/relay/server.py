@@ -14,19 +14,22 @@ import logging
 import signal
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import Spool
+from mta_logging.relay.storage import FreeSpace
 
 _log = logging.getLogger("mta_logging.relay")
 
@@ -37,7 +40,10 @@ class Relay:
     """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
 
     def __init__(self, settings: RelaySettings, *, accounting: AccountingLogger | None,
-                 resolver: Resolver | None = None) -> None:
+                 resolver: Resolver | None = None, accounting_dirs: Iterable[Path] = ()
+                 ) -> None:
+        """``accounting_dirs``: where the accounting files are written; with ``spool_dir``,
+        the directories whose free space ``min_free_space`` is about."""
         self.settings = settings
         try:
             self.spool = Spool.open(settings.spool_dir)
@@ -50,7 +56,10 @@ class Relay:
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
         self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting,
                                    executor=self.executor)
-        self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor)
+        free_space = FreeSpace((self.spool.root, *accounting_dirs), settings.min_free_space,
+                               FaultLog(_log))
+        self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
+                                    free_space=free_space)
         self._server: asyncio.base_events.Server | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
