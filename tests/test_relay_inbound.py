@@ -21,8 +21,8 @@ from relay_sink import FakeResolver, Outcomes, Sink
 from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
+from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import load_settings
-from mta_logging.relay.inbound import address_problem, recipient_problem
 from mta_logging.relay.message import hop_count
 from mta_logging.relay.server import Relay
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
@@ -154,6 +154,14 @@ async def test_a_busy_port_is_a_clear_error(tmp_path):
     ("josé@b.test", True, None),
     ("josé@b.test", False, "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"),
     ("\udcff@b.test", True, "553 5.6.7 Error: address is not valid UTF-8"),
+    ("a\0b@x.test", False, "553 5.1.7 Error: address contains a control character"),
+    ('"a\tb"@x.test', False, "553 5.1.7 Error: address contains a control character"),
+    ("a\x7f@x.test", False, "553 5.1.7 Error: address contains a control character"),
+    ("l" * 64 + "@x.test", False, None),
+    ("l" * 65 + "@x.test", False, "553 5.1.7 Error: local part longer than 64 octets"),
+    ("é" * 33 + "@x.test", True, "553 5.1.7 Error: local part longer than 64 octets"),
+    ("a@" + "d" * 250, False, None),
+    ("a@" + "d" * 253, False, "501 5.1.7 Error: path longer than 256 octets"),
 ])
 def test_address_checks(address, smtputf8, reply):
     assert address_problem(address, smtputf8) == reply
@@ -162,6 +170,42 @@ def test_address_checks(address, smtputf8, reply):
 @pytest.mark.parametrize("address", ["nodomain", "@b.test", "a@", "a@.b", "a@b..c"])
 def test_recipients_need_a_domain(address):
     assert recipient_problem(address, False).startswith("501 5.1.3")  # type: ignore[union-attr]
+
+
+def test_a_recipient_with_a_control_character_is_refused_as_a_recipient():
+    assert recipient_problem("acceptev\0il@y.test", False) == (
+        "553 5.1.3 Error: address contains a control character")
+
+
+async def talk(relay: Relay, lines: list[bytes]) -> list[bytes]:
+    """Send each line raw (what aiosmtplib would refuse to send) and read its reply's last line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+    replies = [await reader.readline()]
+    for line in lines:
+        writer.write(line + b"\r\n")
+        reply = await reader.readline()
+        while reply[3:4] == b"-":
+            reply = await reader.readline()
+        replies.append(reply.rstrip())
+    writer.close()
+    return replies[1:]
+
+
+async def test_addresses_the_relay_could_not_send_on_are_refused_and_the_rest_go(tmp_path):
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as (relay, records):
+            replies = await talk(relay, [
+                b"EHLO client.test", b"MAIL FROM:<a\0b@x.test>", b"MAIL FROM:<a@x.test>",
+                b"RCPT TO:<acceptev\0il@y.test>", b'RCPT TO:<"tab\there"@y.test>',
+                b"RCPT TO:<good@y.test>", b"DATA", MESSAGE + b".", b"QUIT"])
+            await until(lambda: records.outcomes)
+    assert replies[1:6] == [
+        b"553 5.1.7 Error: address contains a control character", b"250 2.1.0 Ok",
+        b"553 5.1.3 Error: address contains a control character",
+        b"553 5.1.3 Error: address contains a control character", b"250 2.1.5 Ok"]
+    assert replies[7].startswith(b"250 2.0.0 Ok: queued as ")
+    assert sink.delivered() == ["good@y.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "good@y.test")]
 
 
 async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tmp_path, caplog):

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import hop_count, protocol_name, received_header
@@ -31,25 +32,6 @@ _log = logging.getLogger("mta_logging.relay.inbound")
 
 NULL_SENDER = "<>"
 MAX_HOPS = 100  # Received fields a message may already have (RFC 5321 §6.3 suggests 100)
-
-
-def address_problem(address: str, smtputf8: bool) -> str | None:
-    """Why an envelope address cannot be accepted, as an SMTP reply; None if it can."""
-    if not address.isascii():
-        try:
-            address.encode("utf-8")
-        except UnicodeEncodeError:
-            return "553 5.6.7 Error: address is not valid UTF-8"
-        if not smtputf8:
-            return "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"
-    return None
-
-
-def recipient_problem(address: str, smtputf8: bool) -> str | None:
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or domain.startswith(".") or ".." in domain:
-        return "501 5.1.3 Error: bad recipient address syntax (expected local@domain)"
-    return address_problem(address, smtputf8)
 
 
 class RelayHandler:
