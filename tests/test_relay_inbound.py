@@ -282,3 +282,57 @@ async def test_a_full_spool_disk_gets_451_reported_once_then_452_then_mail_again
             await until(lambda: records.outcomes)
         assert sink.delivered() == ["b@x.test"]
     assert "queue file write works again after 3 failure(s)" in caplog.text
+
+
+async def greeting(relay: Relay) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+    return (await asyncio.wait_for(reader.readline(), 5)).rstrip(), reader, writer
+
+
+async def test_connections_past_the_limits_hear_421_and_are_closed(tmp_path, caplog):
+    async with running_relay(tmp_path, 9, max_connections=3, max_connections_per_ip=2) as (
+            relay, _):
+        first, second = [await greeting(relay) for _ in range(2)]
+        third_from_the_same_ip, reader, _ = await greeting(relay)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the relay
+        first[2].close()
+        await asyncio.sleep(0.1)
+        again, _, writer = await greeting(relay)
+        writer.close()
+        second[2].close()
+    assert first[0].startswith(b"220 relay.example.test ") and again.startswith(b"220 ")
+    assert third_from_the_same_ip == (b"421 4.7.0 relay.example.test Too many connections "
+                                      b"from your address, try again later")
+    assert caplog.text.count("refused a connection from 127.0.0.1") == 1
+
+
+async def test_all_connections_past_max_connections_hear_421(tmp_path, caplog):
+    async with running_relay(tmp_path, 9, max_connections=2) as (relay, _):
+        opened = [await greeting(relay) for _ in range(5)]
+        for _, _, writer in opened:
+            writer.close()
+    assert [line for line, _, _ in opened][2:] == [
+        b"421 4.7.0 relay.example.test Too many connections, try again later"] * 3
+    warnings = [r.getMessage() for r in caplog.records if "refused a connection" in r.message]
+    assert warnings == ["refused a connection from 127.0.0.1: max_connections (2) are open "
+                        "(1 time(s) since the last report; reported at most once every 60 s)"]
+
+
+async def test_an_idle_client_is_disconnected_at_the_inbound_timeout(tmp_path):
+    async with running_relay(tmp_path, 9, timeouts={"inbound": 0.3}) as (relay, _):
+        line, reader, writer = await greeting(relay)
+        started = time.monotonic()
+        rest = await asyncio.wait_for(reader.read(), 10)
+        waited = time.monotonic() - started
+        writer.close()
+    assert line.startswith(b"220 ")
+    assert rest == b"" and waited >= 0.25  # closed, and not before the timeout
+
+
+async def test_the_listen_backlog_is_the_configured_one(tmp_path):
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    async with running_relay(tmp_path, 9, listen_backlog=777) as (relay, _):
+        shown = subprocess.run(["ss", "-ltnH", f"sport = :{relay.address[1]}"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    assert shown.split()[2] == "777"  # a listening socket's Send-Q is its backlog

@@ -1,4 +1,4 @@
-"""Storage faults reported once per episode, not once per retry.
+"""Faults reported once per episode, not once per retry; warnings at most once a minute.
 
 A full disk makes every spool write, journal write and accounting record fail until space is
 freed; logging each failure would bury the one line that matters (and fill the disk that holds
@@ -9,6 +9,8 @@ the ones that follow, and logs the first success after them ("recovered after N 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 
 class FaultLog:
@@ -37,3 +39,25 @@ class FaultLog:
             count = self._failures.pop(operation, 0)
             if count:
                 self.logger.warning("%s works again after %d failure(s)", operation, count)
+
+
+class Throttled:
+    """A warning that may happen many times a second, logged at most once per ``interval``
+    seconds with how many times it happened since the last line."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._count = 0
+        self._next = 0.0
+
+    def warn(self, message: str) -> None:
+        self._count += 1
+        now = self.clock()
+        if now >= self._next:
+            self.logger.warning("%s (%d time(s) since the last report; reported at most once "
+                                "every %.0f s)", message, self._count, self.interval)
+            self._count = 0
+            self._next = now + self.interval

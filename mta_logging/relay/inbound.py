@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
+from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.message import hop_count, protocol_name, received_header
 from mta_logging.relay.passwords import verify_password
 from mta_logging.relay.queue import DeliveryQueue
@@ -166,12 +167,15 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
 
 def smtp_factory(settings: RelaySettings, handler: RelayHandler,
                  context: ssl.SSLContext | None) -> Callable[[], SMTP]:
-    """Builds one aiosmtpd protocol per client connection."""
+    """Builds one aiosmtpd protocol per client connection, within the connection limits."""
     authenticator = PasswordAuthenticator(settings.auth_users)
+    limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
+                              settings.hostname)
 
     def factory() -> SMTP:
         return RelaySMTP(
-            handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
+            handler, limits=limits, data_size_limit=settings.max_message_size,
+            enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,
             authenticator=authenticator, loop=asyncio.get_running_loop(),

@@ -25,6 +25,7 @@ from mta_logging.logger import AccountingLogger
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
+from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
@@ -61,11 +62,14 @@ class Relay:
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
                                     free_space=free_space)
         self._server: asyncio.base_events.Server | None = None
+        self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
         messages = await loop.run_in_executor(None, self.spool.load)
         self.queue.start()
         now = time.time()
@@ -85,7 +89,8 @@ class Relay:
 
         host, port = self.settings.listen_host, self.settings.listen_port
         try:
-            self._server = await loop.create_server(factory, host, port)
+            self._server = await loop.create_server(factory, host, port,
+                                                    backlog=self.settings.listen_backlog)
         except OSError as exc:
             await self.queue.stop(0)
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -107,6 +112,7 @@ class Relay:
                 client.transport.close()
         await self.queue.stop(max(0.0, deadline - time.monotonic()))
         self.executor.shutdown(wait=True)
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
 
     def spool_ids(self) -> list[str]:
@@ -114,11 +120,15 @@ class Relay:
 
 
 async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -> None:
-    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain."""
+    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. SIGHUP is logged
+    and otherwise ignored (the relay does not reload yet, and must not die of it)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _log.warning,
+                            "SIGHUP received: reloading is not supported yet; the relay goes "
+                            "on with its current settings")
     await relay.start()
     if on_ready is not None:
         on_ready(relay)
@@ -126,6 +136,6 @@ async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -
         await stop.wait()
         _log.info("signal received; draining")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await relay.stop()

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
+
+from mta_logging.relay.limits import ConnectionLimits
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # parameters may not start with "(": the full parser reads that as a comment and drops it
@@ -84,7 +87,48 @@ class DataScanner:
 
 
 class RelaySMTP(SMTP):
-    """The relay's SMTP protocol (see the module docstring)."""
+    """The relay's SMTP protocol (see the module docstring).
+
+    ``limits``: a connection past them hears the refusal (``421 4.7.0``) and is closed at once,
+    before a session exists.
+    """
+
+    _refused = False
+    _client_ip: str | None = None  # counted in limits while the connection is open
+
+    def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.limits is not None and self.transport is None:  # not the STARTTLS hand-over
+            peer = transport.get_extra_info("peername")
+            client_ip = str(peer[0]) if peer else ""
+            refusal = self.limits.admit(client_ip)
+            if refusal is not None:
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(refusal.encode("ascii") + b"\r\n")
+                transport.close()
+                return
+            self._client_ip = client_ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self.limits is not None and self._client_ip is not None:
+            self.limits.release(self._client_ip)
+            self._client_ip = None
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_ADDRESS.fullmatch(arg)
