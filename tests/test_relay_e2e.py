@@ -8,11 +8,14 @@ PID at the end of its test.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import os
 import re
+import resource
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,7 +43,8 @@ MESSAGE = (b"From: sender@example.test\r\nTo: list@example.test\r\nSubject: e2e\
 class RelayProcess:
     """The relay in a subprocess, working in ``workdir`` with ``config`` as its relay.yaml."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], *,
+                 max_open_files: int | None = None) -> None:
         self.workdir = workdir
         self.log = workdir / "relay.log"
         (workdir / "relay.yaml").write_text(yaml.safe_dump(config))
@@ -49,7 +53,10 @@ class RelayProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mta_logging.cli", "relay", "--config", "relay.yaml"],
-                cwd=workdir, stdout=subprocess.DEVNULL, stderr=log, env=env)
+                cwd=workdir, stdout=subprocess.DEVNULL, stderr=log, env=env,
+                preexec_fn=None if max_open_files is None else functools.partial(
+                    resource.setrlimit, resource.RLIMIT_NOFILE,
+                    (max_open_files, max_open_files)))
         self.port = self._wait_ready(timeout=30)
 
     def _wait_ready(self, timeout: float) -> int:
@@ -71,8 +78,9 @@ class RelayProcess:
 
 
 @contextmanager
-def relay(workdir: Path, config: dict[str, Any]) -> Iterator[RelayProcess]:
-    process = RelayProcess(workdir, config)
+def relay(workdir: Path, config: dict[str, Any], *, max_open_files: int | None = None
+          ) -> Iterator[RelayProcess]:
+    process = RelayProcess(workdir, config, max_open_files=max_open_files)
     try:
         yield process
     finally:
@@ -346,3 +354,40 @@ def test_repeated_sigkill_never_leaves_a_delivery_without_a_record(tmp_path):
     assert [r for r in at_sink if recorded[r] == 0] == []  # delivered, never recorded: none
     assert [r for r in recorded if recorded[r] > at_sink[r]] == []  # every record true
     assert {r["type"] for r in found} == {"d"}
+
+
+def test_sighup_is_logged_and_the_relay_goes_on(tmp_path):
+    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
+        os.kill(running.process.pid, signal.SIGHUP)
+        wait_until(lambda: "SIGHUP received" in running.log.read_text(), timeout=10,
+                   what="the SIGHUP line")
+        send(running.port, ["after-hup@x.test"])
+        wait_until(lambda: sink.delivered() == ["after-hup@x.test"], what="delivery")
+        assert running.stop() == 0
+    assert ("SIGHUP received: reloading is not supported yet; the relay goes on with its "
+            "current settings") in running.log.read_text()
+
+
+def test_out_of_file_descriptors_the_relay_pauses_accepting_and_logs_once(tmp_path):
+    """With 64 descriptors and no connection limit that protects them, 100 idle clients make
+    accept fail (EMFILE): one line in the log, no tracebacks, and mail flows once they go."""
+    config = base_config(9, max_connections=1000, max_connections_per_ip=1000)
+    idle: list[socket.socket] = []
+    with relay(tmp_path, config, max_open_files=64) as running:
+        try:
+            for _ in range(100):
+                idle.append(socket.create_connection(("127.0.0.1", running.port), timeout=10))
+            time.sleep(2.5)  # a few accept retries, one a second
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_until(lambda: _greets(running.port), timeout=10, what="a greeting again")
+        assert running.process.poll() is None
+        log = running.log.read_text()
+    assert log.count("cannot accept connections: Too many open files") == 1
+    assert "Traceback" not in log
+
+
+def _greets(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        return sock.recv(100).startswith(b"220 ")
