@@ -110,6 +110,7 @@ def test_sizes_accept_units():
     ({"listen_backlog": 0}, "listen_backlog", "at least 1"),
     ({"max_connections": 1.5}, "max_connections", "whole number"),
     ({"max_connections_per_ip": "ten"}, "max_connections_per_ip", "whole number"),
+    ({"max_per_destination": 0}, "max_per_destination", "at least 1"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from relay_sink import Outcomes
+from relay_sink import FakeResolver, Outcomes, Sink
 
 from mta_logging import handlers as handlers_module
 from mta_logging.handlers import AccountingFileHandler
@@ -19,7 +19,7 @@ from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay.config import load_settings
-from mta_logging.relay.outbound import RcptResult
+from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.spool import Envelope, QueuedMessage, Spool
 
@@ -290,3 +290,25 @@ async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_o
                       "(further failures of this kind are counted, not logged, until one "
                       "succeeds)"]
     assert "journal write works again after 3 failure(s)" in caplog.text
+
+
+async def test_a_hanging_destination_holds_its_share_of_workers_and_the_rest_flows(tmp_path):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    with Sink(slow_seconds=30) as sink:
+        relay_settings = settings(concurrency=4, max_per_destination=2,
+                                  routes={"*": f"127.0.0.1:{sink.port}"},
+                                  timeouts={"connect": 5, "command": 5, "data": 20})
+        queue = DeliveryQueue(relay_settings, spool, Deliverer(relay_settings, FakeResolver(
+            {}, {})), logger)
+        queue.start()
+        for n in range(6):  # first in line: six messages to a sink that hangs after DATA
+            queue.submit(queued(spool, f"slow{n}@tarpit.test", queue_id=f"T{n}"))
+        healthy = [f"ok{n}@healthy.test" for n in range(12)]
+        for n, rcpt in enumerate(healthy):
+            queue.submit(queued(spool, rcpt, queue_id=f"H{n:02}"))
+        await until(lambda: len(sink.delivered()) == 12)
+        await queue.stop(0)  # the tarpit's transactions are cut off; their mail stays queued
+        assert sorted(sink.delivered()) == sorted(healthy)
+    assert sorted(o.rcpt for o in records.outcomes) == sorted(healthy)
+    assert sorted(m.queue_id for m in spool.load()) == [f"T{n}" for n in range(6)]

@@ -105,6 +105,7 @@ class RelaySettings:
     routes: Mapping[str, Route] = field(default_factory=lambda: _EMPTY)
     retry: RetrySettings = RetrySettings()
     concurrency: int = 20
+    max_per_destination: int = 10
     timeouts: Timeouts = Timeouts()
     connection_reuse: ConnectionReuse = ConnectionReuse()
     starttls: str = "opportunistic"
@@ -149,6 +150,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
+    "max_per_destination",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -203,6 +205,8 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         routes=_routes(data.get("routes")),
         retry=_retry(data.get("retry")),
         concurrency=_count("concurrency", data.get("concurrency"), defaults.concurrency),
+        max_per_destination=_count("max_per_destination", data.get("max_per_destination"),
+                                   defaults.max_per_destination),
         timeouts=_timeouts(data.get("timeouts")),
         connection_reuse=_reuse(data.get("connection_reuse")),
         starttls=_choice("starttls", data.get("starttls"), STARTTLS_MODES, defaults.starttls),

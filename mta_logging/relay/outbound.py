@@ -276,6 +276,9 @@ class Deliverer:
                 reusable = True
             results.update(dict.fromkeys(accepted, reply))
             return self._finish(conn, indexes, results)
+        except asyncio.CancelledError:
+            smtp.close()  # cut off mid-transaction (shutdown): no QUIT to wait for
+            raise
         except _CONNECTION_ERRORS as exc:
             if reused and stage == "sending MAIL FROM":
                 raise _StaleConnection(str(exc)) from exc

@@ -17,6 +17,7 @@ again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -45,7 +46,13 @@ def domain_of(address: str) -> str:
 
 
 class DeliveryQueue:
-    """Runs ``settings.concurrency`` delivery workers over the messages of the spool."""
+    """Runs ``settings.concurrency`` delivery workers over the messages of the spool.
+
+    At most ``settings.max_per_destination`` of them deliver to one destination domain at a
+    time, so a destination that hangs holds that many workers, never all of them: an attempt
+    skips a destination at its limit, and a message left with nothing but such recipients
+    waits (no retry counted) until a delivery there ends.
+    """
 
     def __init__(self, settings: RelaySettings, spool: Spool, deliverer: Deliverer,
                  accounting: AccountingLogger | None, *, executor: Executor | None = None,
@@ -60,6 +67,9 @@ class DeliveryQueue:
             accounting.logger, on_write_error=self._unwritten.append)
         self.clock = clock
         self.faults = FaultLog(_log)
+        self._in_progress: dict[str, int] = {}  # destination domain → deliveries under way
+        # messages whose only pending recipients are at busy destinations, by destination
+        self._parked: dict[str, collections.deque[QueuedMessage]] = {}
         self._ready: asyncio.Queue[QueuedMessage] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -156,10 +166,18 @@ class DeliveryQueue:
         by_domain: dict[str, list[int]] = {}
         for index in message.pending():
             by_domain.setdefault(domain_of(message.envelope.rcpts[index]), []).append(index)
+        limit = self.settings.max_per_destination
+        busy = []
         for domain, indexes in by_domain.items():
-            results = await self.deliverer.deliver(domain, message.envelope, indexes, content)
+            if self._in_progress.get(domain, 0) >= limit:
+                busy.append(domain)
+                continue
+            results = await self._deliver(domain, message, indexes, content)
             await self._settle(message, results, delay, expired, headers)
         if message.complete:
+            return
+        if busy and all(domain_of(message.envelope.rcpts[i]) in busy for i in message.pending()):
+            self._park(message, busy[0])  # nothing failed: no retry counted, no backoff
             return
         message.failures += 1
         message.next_try = self.clock() + delay
@@ -167,6 +185,36 @@ class DeliveryQueue:
         await self._journal(message, [f"a {message.failures} {message.next_try:.3f}"])
         if not self._stopping:
             self.schedule(message)
+
+    async def _deliver(self, domain: str, message: QueuedMessage, indexes: list[int],
+                       content: bytes) -> list[RcptResult]:
+        """One transaction to ``domain``, counted against ``max_per_destination``; when it
+        ends, a message parked for that destination gets its turn."""
+        self._in_progress[domain] = self._in_progress.get(domain, 0) + 1
+        try:
+            return await self.deliverer.deliver(domain, message.envelope, indexes, content)
+        finally:
+            left = self._in_progress[domain] - 1
+            if left:
+                self._in_progress[domain] = left
+            else:
+                del self._in_progress[domain]
+            parked = self._parked.get(domain)
+            if parked:
+                waiting = parked.popleft()
+                if not parked:
+                    del self._parked[domain]
+                if not self._stopping:
+                    self.submit(waiting)
+
+    def _park(self, message: QueuedMessage, domain: str) -> None:
+        """Hold ``message`` until a delivery to ``domain`` ends (it stays in the spool)."""
+        if self._stopping:
+            return
+        if self._in_progress.get(domain, 0) < self.settings.max_per_destination:
+            self.submit(message)  # the destination freed up while the rest was delivered
+        else:
+            self._parked.setdefault(domain, collections.deque()).append(message)
 
     async def _journal(self, message: QueuedMessage, entries: list[str]) -> bool:
         """Append ``entries`` to the message's journal; False (reported) if the write failed."""
