@@ -7,22 +7,20 @@ fsync'd in the spool; the id is the queue id, which becomes ``jobId`` in the acc
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.message import hop_count, protocol_name, received_header
-from mta_logging.relay.passwords import verify_password
+from mta_logging.relay.passwords import PasswordChecker
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
@@ -126,36 +124,6 @@ class RelayHandler:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
-class PasswordAuthenticator:
-    """aiosmtpd authenticator for LOGIN/PLAIN against ``auth_users`` hashes.
-
-    Hashing is slow on purpose; a successful (user, password) is remembered for the life of the
-    process (as a digest, never the password) so that clients that log in for every message
-    cost one hash, not one per message.
-    """
-
-    def __init__(self, users: Mapping[str, str]) -> None:
-        self.users = users
-        self._verified: set[bytes] = set()
-
-    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                 auth_data: Any) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = auth_data.login.decode("utf-8", "replace")
-        hashed = self.users.get(user)
-        if hashed is None:
-            return AuthResult(success=False, handled=False)
-        key = hashlib.sha256(b"\0".join((auth_data.login, auth_data.password,
-                                         hashed.encode()))).digest()
-        if key not in self._verified:
-            if not verify_password(auth_data.password.decode("utf-8", "replace"), hashed):
-                _log.info("AUTH failed for user %r from %s", user, session.peer)
-                return AuthResult(success=False, handled=False)
-            self._verified.add(key)
-        return AuthResult(success=True, auth_data=user)
-
-
 def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
     """The server-side context for STARTTLS, when a certificate is configured."""
     if settings.tls is None:
@@ -168,7 +136,7 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
 def smtp_factory(settings: RelaySettings, handler: RelayHandler,
                  context: ssl.SSLContext | None) -> Callable[[], SMTP]:
     """Builds one aiosmtpd protocol per client connection, within the connection limits."""
-    authenticator = PasswordAuthenticator(settings.auth_users)
+    passwords = PasswordChecker(settings.auth_users)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
                               settings.hostname)
 
@@ -178,7 +146,7 @@ def smtp_factory(settings: RelaySettings, handler: RelayHandler,
             enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,
-            authenticator=authenticator, loop=asyncio.get_running_loop(),
+            passwords=passwords, loop=asyncio.get_running_loop(),
         )
 
     return factory
