@@ -4,7 +4,8 @@ Start: the spool is loaded (mail left by a stopped or crashed relay is queued ag
 messages first), delivery workers start, then the SMTP listener opens. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
-``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool. SIGHUP
+is logged and otherwise ignored (no reload yet).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Relay:
                                                     backlog=self.settings.listen_backlog)
         except OSError as exc:
             await self.queue.stop(0)
+            loop.set_exception_handler(self._previous_handler)
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
