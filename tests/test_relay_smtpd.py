@@ -129,4 +129,3 @@ async def test_same_replies_and_content_as_aiosmtpd(body):
     theirs = await _session(SMTP, session)
     assert ours == theirs
     assert ours[0][-1] == b"250 OK\r\n"  # the session goes on normally after DATA
-
