@@ -96,3 +96,10 @@ async def test_the_third_auth_failure_on_a_connection_is_answered_421_and_closed
         await relay.stop()
     assert replies == [(535, "5.7.8 Authentication credentials invalid")] * 2 + [
         (421, "4.7.0 relay.example.test Too many authentication failures")]
+
+
+async def test_without_users_every_attempt_fails_and_backs_off():
+    sleeps = Sleeps()
+    checker = PasswordChecker({}, sleep=sleeps)
+    assert await checker.check("192.0.2.1", b"alice", b"s3cret") is None
+    assert sleeps.seconds == [0.5]

@@ -142,11 +142,11 @@ def smtp_factory(settings: RelaySettings, handler: RelayHandler,
 
     def factory() -> SMTP:
         return RelaySMTP(
-            handler, limits=limits, data_size_limit=settings.max_message_size,
-            enable_SMTPUTF8=True,
+            handler, limits=limits, passwords=passwords,
+            data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,
-            passwords=passwords, loop=asyncio.get_running_loop(),
+            loop=asyncio.get_running_loop(),
         )
 
     return factory

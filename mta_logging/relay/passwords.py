@@ -78,9 +78,9 @@ class PasswordChecker:
         self.users = users
         self.sleep = sleep
         self.clock = clock
-        iterations = max((int(h.split("$")[1]) for h in users.values()),
-                         default=DEFAULT_ITERATIONS)
-        self._dummy = hash_password(secrets.token_urlsafe(16), iterations=iterations)
+        # what an unknown user's password is checked against (no users: nothing to hide)
+        self._dummy = hash_password(secrets.token_urlsafe(16), iterations=max(
+            int(hashed.split("$")[1]) for hashed in users.values())) if users else None
         self._verified: set[bytes] = set()
         self._failures: dict[str, tuple[int, float]] = {}  # address → (failures, last one)
         self._hashing: asyncio.Semaphore | None = None  # made on the running loop
@@ -94,12 +94,14 @@ class PasswordChecker:
         if hashed is not None and key in self._verified and (not authzid or authzid == login):
             self._failures.pop(client_ip, None)
             return user
-        if self._hashing is None:
-            self._hashing = asyncio.Semaphore(HASH_THREADS)
-        async with self._hashing:
-            matches = await asyncio.get_running_loop().run_in_executor(
-                None, verify_password, password.decode("utf-8", "replace"),
-                hashed or self._dummy)
+        against = hashed or self._dummy
+        matches = False
+        if against is not None:
+            if self._hashing is None:
+                self._hashing = asyncio.Semaphore(HASH_THREADS)
+            async with self._hashing:
+                matches = await asyncio.get_running_loop().run_in_executor(
+                    None, verify_password, password.decode("utf-8", "replace"), against)
         if matches and hashed is not None and (not authzid or authzid == login):
             self._verified.add(key)
             self._failures.pop(client_ip, None)
