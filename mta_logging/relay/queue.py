@@ -147,6 +147,13 @@ class DeliveryQueue:
 
     async def attempt(self, message: QueuedMessage) -> None:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
+        by_domain: dict[str, list[int]] = {}
+        for index in message.pending():
+            by_domain.setdefault(domain_of(message.envelope.rcpts[index]), []).append(index)
+        limit = self.settings.max_per_destination
+        if by_domain and all(self._in_progress.get(domain, 0) >= limit for domain in by_domain):
+            self._park(message, next(iter(by_domain)))  # before reading it: kept as it is
+            return
         content = message.content
         if content is None:
             try:
@@ -163,10 +170,6 @@ class DeliveryQueue:
         # The last retry is due when the lifetime ends (whole seconds), never after it.
         delay = 0.0 if expired else min(retry.interval(message.failures + 1),
                                         float(math.ceil(remaining)))
-        by_domain: dict[str, list[int]] = {}
-        for index in message.pending():
-            by_domain.setdefault(domain_of(message.envelope.rcpts[index]), []).append(index)
-        limit = self.settings.max_per_destination
         busy = []
         for domain, indexes in by_domain.items():
             if self._in_progress.get(domain, 0) >= limit:
@@ -213,8 +216,10 @@ class DeliveryQueue:
             return
         if self._in_progress.get(domain, 0) < self.settings.max_per_destination:
             self.submit(message)  # the destination freed up while the rest was delivered
-        else:
-            self._parked.setdefault(domain, collections.deque()).append(message)
+            return
+        if sum(map(len, self._parked.values())) >= MAX_CACHED:
+            message.content = None  # read back from the spool when its turn comes
+        self._parked.setdefault(domain, collections.deque()).append(message)
 
     async def _journal(self, message: QueuedMessage, entries: list[str]) -> bool:
         """Append ``entries`` to the message's journal; False (reported) if the write failed."""
