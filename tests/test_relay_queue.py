@@ -153,7 +153,8 @@ async def test_after_a_restart_only_unfinished_recipients_are_tried(tmp_path):
     assert records.outcomes[-1].kind is Kind.DELIVERED
 
 
-async def test_an_unexpected_error_keeps_the_message_queued(tmp_path):
+async def test_an_unexpected_error_keeps_the_message_queued_and_is_logged_once(
+        tmp_path, caplog):
     spool = Spool.open(tmp_path)
     logger, records = accounting()
 
@@ -166,10 +167,15 @@ async def test_an_unexpected_error_keeps_the_message_queued(tmp_path):
     queue = DeliveryQueue(settings(), spool, broken, logger)  # type: ignore[arg-type]
     queue.start()
     queue.submit(queued(spool, "a@x.test"))
-    await until(lambda: len(broken.asked) >= 2)  # tried again after the first interval
+    await until(lambda: len(broken.asked) >= 3)  # tried again after each interval
     await queue.stop(5)
     assert records.outcomes == []
     assert [m.queue_id for m in spool.load()] == ["Q1"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "queue Q1: delivery attempt failed: RuntimeError('bug'); will try again (further "
+        "failures of this kind are counted, not logged, until one succeeds)"]
+    assert errors[0].exc_info is not None  # the traceback, once
 
 
 async def test_accounting_off_still_delivers(tmp_path):

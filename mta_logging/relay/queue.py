@@ -129,13 +129,13 @@ class DeliveryQueue:
         while not self._stopping:
             message = await self._ready.get()
             self._busy.add(task)
+            # an episode per message: another message's success does not end this one's
+            operation = f"queue {message.queue_id}: delivery attempt"
             try:
                 await self.attempt(message)
-                self.faults.succeeded("delivery attempt")
+                self.faults.succeeded(operation)
             except Exception as exc:
-                self.faults.failed("delivery attempt",
-                                   f"queue {message.queue_id}: {exc!r}; will try again",
-                                   exc_info=True)
+                self.faults.failed(operation, f"{exc!r}; will try again", exc_info=True)
                 self._retry_later(message)
             finally:
                 self._busy.discard(task)
