@@ -3,7 +3,9 @@
 A full disk makes every spool write, journal write and accounting record fail until space is
 freed; logging each failure would bury the one line that matters (and fill the disk that holds
 the log). :class:`FaultLog` logs the first failure of each kind of operation at ERROR, counts
-the ones that follow, and logs the first success after them ("recovered after N failures").
+the ones that follow, and logs the first success after them ("... works again after N
+failure(s)"). :class:`Throttled` is for warnings that are not about an operation that
+succeeds again (a connection refused past a limit): at most one line a minute.
 """
 
 from __future__ import annotations

@@ -184,8 +184,8 @@ class RelaySMTP(SMTP):
         if self._auth_failures < MAX_AUTH_FAILURES:
             return AuthResult(success=False, handled=False)  # 535 5.7.8
         await self.push(f"421 4.7.0 {self.hostname} Too many authentication failures")
-        assert self.transport is not None
-        self.transport.close()
+        if self.transport is not None:  # None: the client left during the backoff
+            self.transport.close()
         return AuthResult(success=False, handled=True)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
