@@ -56,6 +56,7 @@ from mta_logging.activefile import ActiveDirectory, ActiveFile, write_whole
 from mta_logging.archive import Archiver
 from mta_logging.faults import Faults
 from mta_logging.formatters import AccountingFormatter
+from mta_logging.logger import WRITE_FAILED
 from mta_logging.maintenance import MAINTENANCE_THREAD, maintenance
 from mta_logging.naming import DEFAULT_FILE_NAME, FileNamer
 from mta_logging.outcome import Kind
@@ -234,6 +235,12 @@ class AccountingFileHandler(RoutedHandler):
             return False
         size = len((self.format(record) + "\n").encode("utf-8"))
         return file.size + size > self.max_bytes or record.created >= file.rollover_at
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """``Handler.handleError``, after marking the record ``write_failed`` (the signal that
+        ``AccountingLogger(on_write_error=...)`` passes to its caller)."""
+        record.__dict__[WRITE_FAILED] = True
+        super().handleError(record)
 
     def header(self) -> str | None:
         """The first line of every new file (the formatter's ``header()``), or None."""
