@@ -1,0 +1,228 @@
+"""Real servers for the ship tests: a 3-node nats-server JetStream cluster and a PostgreSQL
+cluster from ``initdb``, each on 127.0.0.1 ports in a temporary directory, started by the test
+(session fixtures) and stopped by the PIDs they were started with. PostgreSQL refuses to run
+as root, so as root it runs as the ``postgres`` user (``setpriv``) in a directory chowned to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a server we started, by its PID."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass
+class NatsNode:
+    name: str
+    port: int
+    cluster_port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+@dataclass
+class NatsCluster:
+    """Three JetStream nodes; ``kill(i)`` SIGKILLs one, ``start(i)`` brings it back."""
+
+    nodes: list[NatsNode]
+    binary: str
+    log: list[Path] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def start(self, index: int) -> None:
+        node = self.nodes[index]
+        routes = ", ".join(f"nats-route://127.0.0.1:{other.cluster_port}"
+                           for other in self.nodes if other is not node)
+        config = node.directory / "nats.conf"
+        config.write_text(
+            f'server_name: {node.name}\nlisten: "127.0.0.1:{node.port}"\n'
+            f'jetstream {{ store_dir: "{node.directory / "js"}", max_memory_store: 64MB, '
+            f"max_file_store: 2GB }}\n"
+            f'cluster {{ name: testc, listen: "127.0.0.1:{node.cluster_port}", '
+            f"routes: [{routes}] }}\n")
+        log = open(node.directory / "nats.log", "ab")  # noqa: SIM115 (the server owns it)
+        node.process = subprocess.Popen([self.binary, "-c", str(config)], stdout=log,
+                                        stderr=subprocess.STDOUT)
+        log.close()
+        wait_for_port(node.port)
+
+    def kill(self, index: int) -> None:
+        process = self.nodes[index].process
+        assert process is not None
+        stop(process, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.process is not None:
+                stop(node.process)
+
+
+def start_nats_cluster(directory: Path) -> NatsCluster:
+    binary = shutil.which("nats-server")
+    if binary is None:
+        pytest.skip("nats-server is not installed (Debian package nats-server; .ci/run "
+                    "installs it)")
+    nodes = []
+    for number in range(3):
+        node_dir = directory / f"n{number}"
+        node_dir.mkdir(parents=True)
+        nodes.append(NatsNode(f"n{number}", free_port(), free_port(), node_dir))
+    cluster = NatsCluster(nodes, binary)
+    try:
+        for index in range(3):
+            cluster.start(index)
+    except BaseException:
+        cluster.stop_all()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    cluster = start_nats_cluster(tmp_path_factory.mktemp("nats"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster in a temporary directory; ``restart()`` stops and starts it."""
+
+    bin_dir: Path
+    directory: Path
+    port: int
+    user: str | None  # run as this user (we are root), or as ourselves
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _command(self, *argv: str) -> list[str]:
+        if self.user is None:
+            return list(argv)
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups",
+                "--", *argv]
+
+    def initdb(self) -> None:
+        subprocess.run(self._command(str(self.bin_dir / "initdb"), "-D",
+                                     str(self.directory / "data"), "-U", "postgres", "-A",
+                                     "trust", "--no-sync", "-E", "UTF8"),
+                       check=True, capture_output=True)
+
+    def start(self) -> None:
+        log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 (the server owns it)
+        self.process = subprocess.Popen(
+            self._command(str(self.bin_dir / "postgres"), "-D", str(self.directory / "data"),
+                          "-p", str(self.port), "-k", str(self.directory), "-c",
+                          "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            ready = subprocess.run([str(self.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p",
+                                    str(self.port)], capture_output=True)
+            if ready.returncode == 0:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError("postgres exited: "
+                                   + (self.directory / "postgres.log").read_text())
+            time.sleep(0.1)
+        raise TimeoutError("postgres did not become ready")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def start_postgres() -> Postgres:
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql; .ci/run "
+                    "installs it)")
+    user = None
+    directory = Path(tempfile.mkdtemp(prefix="mta-pg-"))
+    if os.geteuid() == 0:  # initdb refuses root: hand the directory to postgres (or nobody)
+        user = "postgres" if _has_user("postgres") else "nobody"
+        entry = pwd.getpwnam(user)
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    server = Postgres(bin_dir, directory, free_port(), user)
+    server.initdb()
+    server.start()
+    return server
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
