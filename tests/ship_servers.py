@@ -6,21 +6,26 @@ as root, so as root it runs as the ``postgres`` user (``setpriv``) in a director
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 START_TIMEOUT = 30.0
 
@@ -226,3 +231,42 @@ def postgres() -> Iterator[Postgres]:
     finally:
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
+
+
+async def stream_messages(urls: list[str], stream: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every message the stream holds: (subject, Nats-Msg-Id, JSON body), in order (waiting,
+    within START_TIMEOUT, for a stream that is electing a leader)."""
+    import nats
+    import nats.errors
+
+    client = await nats.connect(urls)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        js = client.jetstream(timeout=5)
+        while True:
+            try:
+                info = await js.stream_info(stream)
+                found = []
+                for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+                    message = await js.get_msg(stream, sequence)
+                    found.append((message.subject,
+                                  (message.headers or {}).get("Nats-Msg-Id", ""),
+                                  json.loads(message.data or b"{}")))
+                return found
+            except nats.errors.Error:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+
+
+def ship_config(directory: Path, **sections: Any) -> Path:
+    """A ship config file in ``directory`` with the given top-level sections."""
+    path = directory / "ship.yaml"
+    path.write_text(yaml.safe_dump(sections), encoding="utf-8")
+    return path
+
+
+def mta_logging_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mta_logging.cli", *args]

@@ -78,7 +78,7 @@ class IngestSettings:
 class ShipSettings:
     """Validated settings of ``mta-logging ship`` and ``mta-logging ingest``."""
 
-    paths: tuple[Path, ...]
+    paths: tuple[Path, ...]  # empty for a host that only ingests
     state_dir: Path
     host: str
     nats: NatsSettings | None = None
@@ -123,10 +123,10 @@ _INGEST_KEYS = ("dsn", "durable", "table", "batch", "ack_wait")
 
 def _build(data: Mapping[str, Any]) -> ShipSettings:
     _check_keys("", data, _KEYS)
-    paths = data.get("paths")
+    paths = data.get("paths", [])
     if isinstance(paths, str):
         paths = [paths]
-    if not isinstance(paths, list) or not paths:
+    if not isinstance(paths, list):
         raise ConfigError("paths", paths, "expected a list of accounting files or directories")
     hold = data.get("hold_archives", True)
     if not isinstance(hold, bool):

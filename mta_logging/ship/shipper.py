@@ -171,6 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_ship_settings(args.config)
+    if not settings.paths:
+        raise ConfigError("paths", [], "expected a list of accounting files or directories",
+                          source=args.config)
     sinks = sinks_for(settings)
     if not sinks:
         raise ConfigError("nats", None, "expected at least one sink: nats or webhooks",
