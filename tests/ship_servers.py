@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -270,3 +271,54 @@ def ship_config(directory: Path, **sections: Any) -> Path:
 
 def mta_logging_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mta_logging.cli", *args]
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 (its own thread) that checks each POST's signature and
+    keeps the records of every batch it acknowledged. ``fail_first`` requests get a 503, and
+    a request whose signature is wrong a 401."""
+
+    def __init__(self, secret: str, fail_first: int = 0) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from mta_logging.ship.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+
+        self.records: list[dict[str, Any]] = []
+        self.requests = 0
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server hook's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = signature(secret, self.headers[TIMESTAMP_HEADER] or "", body)
+                with lock:
+                    receiver.requests += 1
+                    if self.headers[SIGNATURE_HEADER] != expected:
+                        receiver.bad_signatures += 1
+                        status = 401
+                    elif receiver.requests <= fail_first:
+                        status = 503
+                    else:
+                        receiver.records.extend(json.loads(body))
+                        status = 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
