@@ -72,13 +72,15 @@ def schema_statements(table: str) -> list[sql.Composed]:
     return statements
 
 
-def row_for(fields: dict[str, Any], stream_seq: int | None, times: TimeParser) -> tuple[Any, ...]:
-    """The table row of one shipped record (the JSON object of a message)."""
+def row_for(fields: dict[str, Any], kind_token: str | None, stream_seq: int | None,
+            times: TimeParser) -> tuple[Any, ...]:
+    """The table row of one shipped record (the JSON object of a message); the kind is the
+    subject's kind token (how the shipper's reader took the record), else the ``type``."""
     def text(name: str) -> str | None:
         value = fields.get(name)
         return None if value is None or value == "" else str(value)
 
-    kind = kind_of(text("type"))
+    kind = kind_of(kind_token) or kind_of(text("type"))
     logged = times.seconds(text("timeLogged"))
     return (
         text("eventId"), kind.code if kind is not None else None, text("host"),
@@ -192,7 +194,9 @@ class Ingester:
         if not fields.get("eventId"):  # not from mta-logging ship: the message id will do
             fields["eventId"] = ((message.headers or {}).get("Nats-Msg-Id")
                                  or f"{self.nats.stream}:{message.metadata.sequence.stream}")
-        return row_for(fields, message.metadata.sequence.stream, self.times)
+        tokens = message.subject.split(".")
+        kind_token = tokens[-2] if len(tokens) >= 3 else None  # <prefix>.<kind>.<host>
+        return row_for(fields, kind_token, message.metadata.sequence.stream, self.times)
 
     @staticmethod
     async def _drained(subscription: Any) -> bool:

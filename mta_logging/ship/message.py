@@ -22,7 +22,8 @@ _SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """What a sink sends for one record: id, kind token (for the subject) and JSON body."""
+    """What a sink sends for one record: id, kind token (the subject's second-last token)
+    and JSON body."""
 
     id: str
     kind: str
@@ -37,9 +38,10 @@ def derived_id(host: str, fingerprint: str, offset: int) -> str:
 def message_for(record: Record, host: str, fingerprint: str, offset: int) -> Message:
     """The message of ``record``: its fields (unknown values as null), ``type`` from the
     record's kind when the file has no such field, ``eventId`` (its own or derived) and
-    ``host``."""
+    ``host``. The kind token is the kind as the reader takes it (the ``type`` value, or the
+    file's name or directory when that is not a known kind): the report counts it so."""
     fields: dict[str, str | None] = record.fields
-    kind = fields.get("type") or (record.kind.code if record.kind is not None else None)
+    kind = record.kind.code if record.kind is not None else fields.get("type")
     if "type" not in fields:
         fields["type"] = kind
     event_id = fields.get(EVENT_ID) or derived_id(host, fingerprint, offset)
