@@ -61,7 +61,7 @@ def test_report_from_postgresql_equals_the_file_report(
     assert from_sql["queue_delay"]["count"] == 2 * 274 + 1
 
 
-def test_report_from_postgresql_takes_no_paths_or_filters(tmp_path: Path) -> None:
+def test_report_from_postgresql_takes_no_paths_or_filters() -> None:
     done = subprocess.run(mta_logging_command("report", "--from", "postgresql://127.0.0.1:1/x",
                                               "--domain", "example.org"),
                           capture_output=True, text=True, timeout=60)
