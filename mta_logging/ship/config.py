@@ -45,7 +45,7 @@ class NatsSettings:
     retention: str = "limits"
     max_age: float = 0.0  # seconds a message is kept; 0 = no limit
     duplicate_window: float = 120.0  # seconds the server remembers a Nats-Msg-Id
-    window: int = 256  # unacknowledged publishes at most
+    window: int = 1024  # unacknowledged publishes at most (and the batch size)
     ack_timeout: float = 5.0  # seconds to wait for one acknowledgement before publishing again
 
 

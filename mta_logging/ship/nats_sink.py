@@ -11,6 +11,7 @@ fails or times out is retried, with the same id, until the stream acknowledges i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 
 from mta_logging.ship.config import NatsSettings
 from mta_logging.ship.message import Message
@@ -80,29 +81,45 @@ class NatsSink:
 
     async def start(self) -> None:
         self._client = await connect(self.settings, f"mta-logging ship {self.host}")
-        self._js = self._client.jetstream()
+        self._js = self._client.jetstream(
+            publish_async_max_pending=self.settings.window)
         await ensure_stream(self._js, self.settings)
 
     async def send(self, messages: Sequence[Message]) -> None:
-        """Publish ``messages`` (at most ``window``) concurrently; return when all are
-        acknowledged by the stream."""
-        await asyncio.gather(*(self._publish(message) for message in messages))
+        """Publish ``messages`` (at most ``window``) without waiting for each other; return
+        when all are acknowledged. Those not acknowledged within ``ack_timeout`` (or refused:
+        no responders, a leader election) are published again, with the same ids."""
+        assert self._js is not None, "start() first"
+        pending = list(messages)
+        delay = 0.1
+        while True:
+            acks: list[asyncio.Future[PubAck]] = []
+            problem: BaseException | None = None
+            try:
+                for message in pending:
+                    acks.append(await self._js.publish_async(
+                        f"{self.settings.subject_prefix}.{message.kind}.{self.host}",
+                        message.body, headers={"Nats-Msg-Id": message.id}))
+                done, _waiting = await asyncio.wait(acks, timeout=self.settings.ack_timeout)
+            except nats.errors.Error as exc:  # the connection is down: reconnecting
+                done, problem = set(), exc
+            failed = []
+            for message, ack in itertools.zip_longest(pending, acks):
+                if ack in done and not ack.cancelled() and ack.exception() is None:
+                    continue
+                failed.append(message)
+                if ack is not None and ack not in done:
+                    ack.cancel()  # frees its place in the window; published again below
+                elif ack is not None and not ack.cancelled():
+                    problem = ack.exception()
+            if not failed:
+                return
+            log.warning("nats: %d of %d publishes not acknowledged (%s); publishing them again",
+                        len(failed), len(pending), problem or "no acknowledgement in time")
+            pending = failed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
-
-    async def _publish(self, message: Message) -> None:
-        assert self._js is not None, "start() first"
-        subject = f"{self.settings.subject_prefix}.{message.kind}.{self.host}"
-        delay = 0.1
-        while True:
-            try:
-                await self._js.publish(subject, message.body, timeout=self.settings.ack_timeout,
-                                       headers={"Nats-Msg-Id": message.id})
-                return
-            except nats.errors.Error as exc:  # timeouts, no responders, leader elections
-                log.warning("nats: publish of %s not acknowledged (%s); publishing it again",
-                            message.id, exc or type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)

@@ -3,10 +3,11 @@
 Each sink (JetStream, each webhook) follows the files on its own, with its own checkpoints, so
 a sink that is down holds back only itself. For each file (active, archived, ``.gz``, left by
 a dead process; found under the configured paths in the order they were written) a sink reads
-from its checkpoint on, sends the records in batches of at most its window, waits until the
-batch is acknowledged and only then moves the checkpoint. After ``kill -9`` at any moment the
-next run starts at the checkpoint: nothing is skipped, and what is sent again (at most one
-window per sink) carries the same ``eventId``.
+from its checkpoint on and sends the records in batches, the next batch while the one before
+is being acknowledged (JetStream's ``window`` caps the unacknowledged publishes); a checkpoint
+moves past a batch only once it and every batch before it is acknowledged. After ``kill -9``
+at any moment the next run starts at the checkpoint: nothing is skipped, and what is sent
+again (at most two batches per sink) carries the same ``eventId``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gzip
 import logging
 import os
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -141,25 +143,42 @@ class Shipper:
 
     async def _ship_from_checkpoint(self, sink: Sink, store: CheckpointStore, path: Path,
                                     identity: FileIdentity) -> None:
+        """Send batches while the one before is still being acknowledged (two in flight at
+        most); save each batch's checkpoint once it and every batch before it is done."""
         fingerprint = identity.fingerprint
         checkpoint = store.get(fingerprint)
         offset, line = (checkpoint.offset, checkpoint.line) if checkpoint else (0, 0)
         host = self.settings.host
         batch: list[Message] = []
-        for entry in read_entries(path, self.reader, offset, line):
-            if entry.record is not None:
-                batch.append(message_for(entry.record, host, fingerprint, entry.offset))
-            offset, line = entry.end, entry.line
-            if len(batch) >= sink.batch:
-                await sink.send(batch)
-                batch = []
-                store.save(Checkpoint(fingerprint, offset, line, identity.device,
-                                      identity.inode, -1, str(path)))
-        if batch:
-            await sink.send(batch)
-        # read to the end at this size: done until the file grows
-        store.save(Checkpoint(fingerprint, offset, line, identity.device, identity.inode,
-                              identity.size, str(path)))
+        in_flight: deque[tuple[asyncio.Task[None], Checkpoint]] = deque()
+
+        def reached(size: int) -> Checkpoint:
+            return Checkpoint(fingerprint, offset, line, identity.device, identity.inode, size,
+                              str(path))
+
+        async def settle(keep: int) -> None:
+            while len(in_flight) > keep:
+                sending, checkpoint = in_flight[0]
+                await sending
+                in_flight.popleft()
+                store.save(checkpoint)
+
+        try:
+            for entry in read_entries(path, self.reader, offset, line):
+                if entry.record is not None:
+                    batch.append(message_for(entry.record, host, fingerprint, entry.offset))
+                offset, line = entry.end, entry.line
+                if len(batch) >= sink.batch:
+                    in_flight.append((asyncio.create_task(sink.send(batch)), reached(-1)))
+                    batch = []
+                    await settle(1)
+            if batch:
+                in_flight.append((asyncio.create_task(sink.send(batch)), reached(-1)))
+            await settle(0)
+        finally:
+            for sending, _checkpoint in in_flight:
+                sending.cancel()  # not acknowledged: sent again from the last checkpoint
+        store.save(reached(identity.size))  # read to its end at this size: done until it grows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
