@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ship_servers import WebhookReceiver, mta_logging_command, ship_config
 
+from mta_logging.archive import HOLD_MARKER, shipped_marker
+from mta_logging.report.reader import Reader
 from mta_logging.ship.webhook import signature
 
 WORKERS = Path(__file__).parent / "ship_workers.py"
@@ -39,6 +41,10 @@ def test_batches_are_retried_until_acknowledged_and_each_record_arrives(tmp_path
         assert {record["host"] for record in receiver.records} == {"app1"}
         assert sorted(r["rcpt"] for r in receiver.records) == sorted(
             f"w0-{n}@d{n % 4}.example" for n in range(300))
+        files = list(Reader([accounting]).files())
+        assert files and all((file.parent / HOLD_MARKER).exists() for file in files)
+        assert all(shipped_marker(file).read_text() == str(file.stat().st_size)
+                   for file in files)  # every file acknowledged to its end: retention may go
     finally:
         receiver.close()
 
