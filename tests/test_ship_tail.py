@@ -122,12 +122,12 @@ def test_message_id_without_event_id_is_derived_from_where_the_record_is(
 def test_checkpoints_survive_a_restart_and_a_failed_write_keeps_the_old_one(
         tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path, "nats")
-    store.save(Checkpoint("abc", 100, 5, 1, 2, -1, "d.tsv"))
+    store.save(Checkpoint("abc", 100, 5, 1, 2, -1, 0, "d.tsv"))
     with mock.patch("os.fsync", side_effect=OSError(errno.ENOSPC, "No space left")), \
             pytest.raises(OSError):
-        store.save(Checkpoint("abc", 200, 9, 1, 2, -1, "d.tsv"))
+        store.save(Checkpoint("abc", 200, 9, 1, 2, -1, 0, "d.tsv"))
     reloaded = CheckpointStore(tmp_path, "nats")
-    assert reloaded.get("abc") == Checkpoint("abc", 100, 5, 1, 2, -1, "d.tsv")
+    assert reloaded.get("abc") == Checkpoint("abc", 100, 5, 1, 2, -1, 0, "d.tsv")
     assert reloaded.by_inode(1, 2) == reloaded.get("abc")
     assert [p.name for p in (tmp_path / "nats").iterdir() if not p.name.startswith(".")] == [
         "abc.json"]

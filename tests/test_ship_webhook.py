@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,5 +65,27 @@ def test_a_batch_is_given_up_after_retry_for(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "gave up a batch of" in done.stderr and "(HTTP 401)" in done.stderr
         assert receiver.records == [] and receiver.bad_signatures >= 2
+    finally:
+        receiver.close()
+
+
+def test_a_new_file_on_a_reused_inode_with_the_same_size_is_shipped(tmp_path: Path) -> None:
+    accounting = tmp_path / "acct" / "delivered"
+    accounting.mkdir(parents=True)
+    path = accounting / "d.1.tsv"
+    receiver = WebhookReceiver("s3cret")
+    try:
+        config = ship_config(tmp_path, paths=[str(accounting)], state_dir=str(tmp_path / "st"),
+                             host="app1", webhooks=[{"url": receiver.url, "secret": "s3cret"}])
+        for round_number, letter in enumerate("ab"):
+            # the same inode and size, other records (as when a pruned file's inode is reused)
+            with open(path, "r+b" if path.exists() else "wb") as file:
+                file.write(f"rcpt\n{letter}1@x.org\n{letter}2@x.org\n".encode())
+            os.utime(path, ns=(10**18 + round_number, 10**18 + round_number))
+            done = subprocess.run(mta_logging_command("ship", "--config", str(config), "--once"),
+                                  capture_output=True, text=True, timeout=90)
+            assert done.returncode == 0, done.stderr
+        assert [record["rcpt"] for record in receiver.records] == [
+            "a1@x.org", "a2@x.org", "b1@x.org", "b2@x.org"]
     finally:
         receiver.close()

@@ -23,8 +23,9 @@ log = logging.getLogger("mta_logging.ship")
 class Checkpoint:
     """Everything before byte ``offset`` (uncompressed) of the file with ``fingerprint`` is
     acknowledged; ``line`` is the number of the line that ends there. ``device``/``inode`` name
-    the file last read; ``size`` is its size on disk when it was read to its end with nothing
-    unacknowledged (-1 otherwise): such a file is done until it grows. ``path`` is for people.
+    the file last read; ``size`` and ``mtime_ns`` are its size on disk and modification time
+    when it was read to its end with nothing unacknowledged (size -1 otherwise): such a file is
+    done until it changes (the time tells a new file on a reused inode). ``path`` is for people.
     """
 
     fingerprint: str
@@ -33,11 +34,14 @@ class Checkpoint:
     device: int
     inode: int
     size: int
+    mtime_ns: int
     path: str
 
-    def done(self, device: int, inode: int, size: int) -> bool:
-        """True when the file (device, inode) was read to its end at this size, all acknowledged."""
-        return (self.device, self.inode, self.size) == (device, inode, size) and size >= 0
+    def done(self, info: os.stat_result) -> bool:
+        """True when the file ``info`` describes was read to its end as it is now, all of it
+        acknowledged."""
+        return self.size >= 0 and (self.device, self.inode, self.size, self.mtime_ns) == (
+            info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class CheckpointStore:

@@ -109,8 +109,7 @@ class Shipper:
     @staticmethod
     def _done(store: CheckpointStore, info: os.stat_result) -> bool:
         checkpoint = store.by_inode(info.st_dev, info.st_ino)
-        return checkpoint is not None and checkpoint.done(info.st_dev, info.st_ino,
-                                                          info.st_size)
+        return checkpoint is not None and checkpoint.done(info)
 
     async def _follow(self, sink: Sink, once: bool) -> None:
         store = self.stores[sink.name]
@@ -154,7 +153,7 @@ class Shipper:
 
         def reached(size: int) -> Checkpoint:
             return Checkpoint(fingerprint, offset, line, identity.device, identity.inode, size,
-                              str(path))
+                              identity.mtime_ns, str(path))
 
         async def settle(keep: int) -> None:
             while len(in_flight) > keep:

@@ -34,6 +34,7 @@ class FileIdentity:
     device: int
     inode: int
     size: int  # bytes on disk when it was looked at
+    mtime_ns: int  # and its modification time then
     compressed: bool
 
 
@@ -89,7 +90,7 @@ def identify(path: Path) -> FileIdentity | None:
     if head is None:
         return None
     return FileIdentity(hashlib.sha256(head[1]).hexdigest()[:32], info.st_dev, info.st_ino,
-                        info.st_size, compressed)
+                        info.st_size, info.st_mtime_ns, compressed)
 
 
 def read_entries(path: Path, reader: Reader, offset: int, line: int) -> Iterator[Entry]:
