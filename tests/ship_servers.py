@@ -254,7 +254,7 @@ async def stream_messages(urls: list[str], stream: str) -> list[tuple[str, str, 
                                   (message.headers or {}).get("Nats-Msg-Id", ""),
                                   json.loads(message.data or b"{}")))
                 return found
-            except nats.errors.Error:
+            except (nats.errors.Error, TimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)

@@ -3,10 +3,12 @@ through a SIGKILLed ingester and a restarted database."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -20,6 +22,8 @@ from ship_servers import (
 )
 
 from mta_logging.report.reader import Reader
+from mta_logging.report.times import TimeParser
+from mta_logging.ship.ingest import COLUMNS, row_for
 
 __all__ = ["nats_cluster", "postgres"]  # the session fixtures, used by name
 
@@ -82,3 +86,16 @@ def test_ingest_writes_every_record_once_through_crashes(
         postgres, "SELECT indexname FROM pg_indexes WHERE tablename = 'ingest_records'")}
     assert {"ingest_records_pkey", "ingest_records_time_logged", "ingest_records_rcpt_domain",
             "ingest_records_job_id"} <= indexes
+
+
+def test_a_row_takes_the_kind_from_the_subject_and_leaves_out_nul() -> None:
+    row = dict(zip([name for name, _type in COLUMNS], row_for(
+        {"eventId": "e1", "type": "x", "timeLogged": "2026-12-01 10:00:05",
+         "timeQueued": "2026-12-01 10:00:00", "rcpt": "<Bob@Example.ORG.>", "dsnMsg":
+         "451 4.2.0 queue 8F3A1 full\0", "host": "relay1"}, "df", 7, TimeParser()),
+        strict=True))
+    assert (row["type"], row["rcpt_domain"], row["dsn_msg"], row["reason"]) == (
+        "df", "example.org", "451 4.2.0 queue 8F3A1 full", "451 4.2.0 queue # full")
+    assert row["logged_seconds"] - row["queued_seconds"] == 5
+    assert row["time_logged"] == datetime(2026, 12, 1, 10, 0, 5)
+    assert json.loads(row["fields"])["dsnMsg"] == "451 4.2.0 queue 8F3A1 full"

@@ -75,7 +75,11 @@ def schema_statements(table: str) -> list[sql.Composed]:
 def row_for(fields: dict[str, Any], kind_token: str | None, stream_seq: int | None,
             times: TimeParser) -> tuple[Any, ...]:
     """The table row of one shipped record (the JSON object of a message); the kind is the
-    subject's kind token (how the shipper's reader took the record), else the ``type``."""
+    subject's kind token (how the shipper's reader took the record), else the ``type``. NUL
+    characters, which PostgreSQL text cannot hold, are left out."""
+    fields = {name: value.replace("\0", "") if isinstance(value, str) else value
+              for name, value in fields.items()}
+
     def text(name: str) -> str | None:
         value = fields.get(name)
         return None if value is None or value == "" else str(value)
@@ -169,7 +173,7 @@ class Ingester:
             while True:
                 try:
                     messages = await subscription.fetch(self.settings.batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises its own and asyncio's
                     if once and await self._drained(subscription):
                         return
                     continue
@@ -202,7 +206,7 @@ class Ingester:
     async def _drained(subscription: Any) -> bool:
         try:
             info = await subscription.consumer_info()
-        except nats.errors.Error:
+        except (nats.errors.Error, TimeoutError):
             return False
         return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 

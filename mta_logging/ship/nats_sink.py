@@ -46,18 +46,20 @@ async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
     """Create the stream when it is missing (an existing stream is used as it is)."""
     while True:
         try:
-            await js.stream_info(settings.stream)
-            return
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(StreamConfig(
-                name=settings.stream, subjects=[f"{settings.subject_prefix}.>"],
-                num_replicas=settings.replicas, retention=RetentionPolicy(settings.retention),
-                storage=StorageType.FILE, max_age=settings.max_age or None,
-                duplicate_window=settings.duplicate_window))
-            log.info("nats: created stream %s (%s.>, %d replicas)", settings.stream,
-                     settings.subject_prefix, settings.replicas)
-            return
-        except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+            try:
+                await js.stream_info(settings.stream)
+                return
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(StreamConfig(
+                    name=settings.stream, subjects=[f"{settings.subject_prefix}.>"],
+                    num_replicas=settings.replicas,
+                    retention=RetentionPolicy(settings.retention), storage=StorageType.FILE,
+                    max_age=settings.max_age or None,
+                    duplicate_window=settings.duplicate_window))
+                log.info("nats: created stream %s (%s.>, %d replicas)", settings.stream,
+                         settings.subject_prefix, settings.replicas)
+                return
+        except (TimeoutError, nats.js.errors.ServiceUnavailableError,
                 nats.errors.NoRespondersError) as exc:
             log.warning("nats: JetStream not ready (%s); trying again",
                         exc or type(exc).__name__)
