@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
     "ship": ("mta_logging.ship.shipper", "ship accounting records to NATS JetStream and webhooks"),
     "ingest": ("mta_logging.ship.ingest", "write records from NATS JetStream into PostgreSQL"),
-    "check-config": ("mta_logging.config", "validate a config file and print the settings"),
+    "check-config": ("mta_logging.check_config", "validate a config file and print the settings"),
 }
 
 

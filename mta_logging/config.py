@@ -7,27 +7,25 @@ settings turn into a ``logging.config.dictConfig`` dictionary (``to_dict_config`
 
 from __future__ import annotations
 
-import argparse
 import logging
 import logging.config
-import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mta_logging.archive import DEFAULT_FILE_NAME, check_template
+from mta_logging import settings as _settings
 from mta_logging.errors import ConfigError
-from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT, TimeText, parse_fields
-from mta_logging.formatters import TAB, check_separator
-from mta_logging.handlers import FSYNC_POLICIES, AccountingFileHandler, parse_flag
+from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT
+from mta_logging.formatters import TAB
+from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import DEFAULT_LOGGER
+from mta_logging.naming import DEFAULT_FILE_NAME
 from mta_logging.outcome import Kind
 
-FORMATS = ("separated", "json")
 KIND_SECTIONS = ("location", "archive_to", "fields")
 _LEGACY = {"move": "archiving", "move_interval": "archive_interval", "move_to": "archive_to"}
 _log = logging.getLogger("mta_logging")
@@ -149,7 +147,11 @@ def read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
 
 
 def from_mapping(data: Mapping[str, Any], source: str = "settings") -> AccountingSettings:
-    """Validate a mapping of settings (the YAML form); ConfigError names key, value, rule."""
+    """Validate a mapping of settings (the YAML form); ConfigError names key, value, rule.
+
+    Every key is checked by its function in :mod:`mta_logging.settings`, the same that the
+    handler and the formatters use, so a value means here what it means under ``dictConfig``.
+    """
     unknown = [k for k in data if _LEGACY.get(k, k) not in SETTING_KEYS]
     if unknown:
         raise ConfigError(unknown[0], data[unknown[0]],
@@ -157,122 +159,28 @@ def from_mapping(data: Mapping[str, Any], source: str = "settings") -> Accountin
     values = {_LEGACY.get(k, k): v for k, v in data.items()}
     defaults = AccountingSettings()
     try:
-        settings = AccountingSettings(
-            path=_text(values, "path", defaults.path),
-            extension=_text(values, "extension", defaults.extension).lstrip("."),
-            separator=check_separator(values.get("separator", defaults.separator)),
-            format=_choice(values, "format", FORMATS, defaults.format),
-            archiving=_bool(values, "archiving", defaults.archiving),
-            archive_interval=_number(values, "archive_interval", defaults.archive_interval,
-                                     "a number of seconds greater than 0, such as 86400",
-                                     positive=True),
-            max_size=_number(values, "max_size", defaults.max_size,
-                             "a size in megabytes (10^6 bytes) such as 200 or 0.5; 0 = no limit"),
-            compress=_bool(values, "compress", defaults.compress),
-            retention_days=_optional_number(values, "retention_days",
-                                            "a number of days greater than 0, or empty for none"),
-            retention_files=_optional_count(values, "retention_files"),
-            archive_empty=_bool(values, "archive_empty", defaults.archive_empty),
-            fsync=_choice(values, "fsync", FSYNC_POLICIES, defaults.fsync),
-            file_name=check_template(_text(values, "file_name", defaults.file_name)),
-            placeholder=_placeholder(values.get("placeholder", defaults.placeholder)),
-            time_format=_time_format(values, defaults.time_format),
-            utc=_bool(values, "utc", defaults.utc),
-            logger=_text(values, "logger", defaults.logger),
-            propagate=_bool(values, "propagate", defaults.propagate),
-            location=_per_kind(values, "location", defaults.location, _relative_dir),
-            archive_to=_per_kind(values, "archive_to", defaults.archive_to, _relative_dir),
-            fields=_per_kind(values, "fields", defaults.fields,
-                             lambda key, value: parse_fields(value, key=key)),
-        )
+        checked: dict[str, Any] = {
+            key: check(values[key]) for key, check in _settings.VALIDATORS.items()
+            if key in values}
+        for key, check_one in _PER_KIND.items():
+            if key in values:
+                checked[key] = _per_kind(values, key, getattr(defaults, key), check_one)
+        settings = replace(defaults, **checked)
+        if settings.format == "separated":
+            _settings.placeholder(settings.placeholder, beside=settings.separator)
     except ConfigError as exc:
         if exc.source is None:
             raise ConfigError(exc.key, exc.value, exc.allowed, source=source) from None
         raise
-    if settings.format == "separated" and settings.separator in settings.placeholder:
-        raise ConfigError("placeholder", settings.placeholder, "must not contain the separator",
-                          source=source)
     return settings
 
 
-def _text(values: Mapping[str, Any], key: str, default: str) -> str:
-    value = values.get(key, default)
-    if value is None or isinstance(value, Mapping | list) or not str(value).strip():
-        raise ConfigError(key, value, "expected a non-empty text value")
-    return str(value).strip()
-
-
-def _bool(values: Mapping[str, Any], key: str, default: bool) -> bool:
-    return parse_flag(key, values.get(key, default))
-
-
-def _choice(values: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
-    value = values.get(key, default)
-    text = str(value).strip().lower()
-    if key == "format" and text in ("tsv", "csv", "text"):
-        text = "separated"
-    if text not in allowed:
-        raise ConfigError(key, value, "expected one of " + ", ".join(allowed))
-    return text
-
-
-def _number(values: Mapping[str, Any], key: str, default: float, allowed: str,
-            positive: bool = False) -> float:
-    value = values.get(key, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, "expected " + allowed) from None
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
-            positive and number == 0):
-        raise ConfigError(key, value, "expected " + allowed)
-    return number
-
-
-def _optional_number(values: Mapping[str, Any], key: str, allowed: str) -> float | None:
-    if values.get(key) in (None, ""):
-        return None
-    return _number(values, key, 0, allowed, positive=True)
-
-
-def _optional_count(values: Mapping[str, Any], key: str) -> int | None:
-    value = values.get(key)
-    if value in (None, ""):
-        return None
-    allowed = "expected a whole number of files, at least 1, or empty for no limit"
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(key, value, allowed) from None
-    if isinstance(value, bool) or number < 1:
-        raise ConfigError(key, value, allowed)
-    return number
-
-
-def _placeholder(value: Any) -> str:
-    if not isinstance(value, str) or any(c in value for c in "\r\n\\"):
-        raise ConfigError("placeholder", value, "expected text without line breaks or backslash")
-    return value
-
-
-def _time_format(values: Mapping[str, Any], default: str) -> str:
-    value = values.get("time_format", default)
-    TimeText(value)  # raises ConfigError for a bad format
-    return str(value)
-
-
-def _relative_dir(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise ConfigError(key, value, "expected a directory name or path")
-    return value.strip()
-
-
 def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
-              check: Any) -> dict[str, Any]:
-    given = values.get(key)
+              check: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """The per-kind mapping of ``key``: the defaults, with each kind given checked by ``check``
+    (``archive_to`` may also be one value for every kind)."""
+    given = values[key]
     result = dict(defaults)
-    if given is None:
-        return result
     if key == "archive_to" and isinstance(given, str):
         given = {kind.directory: given for kind in Kind}
     if not isinstance(given, Mapping):
@@ -282,8 +190,18 @@ def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
         if kind not in result:
             raise ConfigError(f"{key}.{name}", value,
                               "unknown kind; expected delivered, deferred or bounce")
-        result[kind] = check(f"{key}.{kind}", value)
+        checked = check(value, f"{key}.{kind}")
+        if checked is not None:  # None: the kind's default (a field list not given)
+            result[kind] = checked
     return result
+
+
+# the keys that hold one value per kind → the check of one value (its key names the kind)
+_PER_KIND: dict[str, Callable[[Any, str], Any]] = {
+    "location": _settings.directory_name,
+    "archive_to": _settings.directory_name,
+    "fields": _settings.fields,
+}
 
 
 # -- dictConfig --------------------------------------------------------------------------------
@@ -410,60 +328,3 @@ def describe(settings: AccountingSettings) -> str:
         "archive": str(settings.archive_directory(kind)) if settings.archiving else None,
     } for kind in Kind}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-# -- mta-logging check-config ------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, or a "
-                                       "relay YAML file (configs/relay.yaml)")
-
-
-def run(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    if _relay_keys(path):
-        # a relay config: the relay validates its own keys, then its accounting source here
-        from mta_logging.relay.config import load_settings
-
-        relay = load_settings(path)
-        settings = load(relay.accounting) if relay.accounting_enabled else None
-        print(f"{path}: OK (relay config)")
-        print(yaml.safe_dump({"relay": _plain(relay)}, sort_keys=False, allow_unicode=True),
-              end="")
-        if settings is None:
-            print("accounting: off")
-        else:
-            print("accounting:")
-            print("  " + describe(settings).replace("\n", "\n  ").rstrip(" "), end="")
-        return 0
-    settings = load(path)
-    print(f"{path}: OK")
-    print(describe(settings), end="")
-    return 0
-
-
-def _relay_keys(path: Path) -> bool:
-    """True when ``path`` is a YAML file with keys that only a relay config has."""
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return False
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False  # load() reports it with the file named
-    from mta_logging.relay.config import TOP_LEVEL_KEYS
-
-    relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
-    return isinstance(data, Mapping) and any(key in relay_only for key in data)
-
-
-def _plain(value: Any) -> Any:
-    """Settings objects as YAML-friendly data (dataclasses, mappings, paths, networks)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)

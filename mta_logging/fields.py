@@ -1,18 +1,17 @@
 """The field catalogue: how each accounting field's text is taken from an Outcome.
 
-Each field's text is a pure expression of the outcome and the time the record was logged
-(``_EXPRESSIONS``); None means "not known" and is written as the configured placeholder.
-``compile_fields`` turns a field list into one function returning all values of a record in
-order.
+Each field's text is a pure function of the outcome and the time the record was logged
+(:func:`field_text`); None means "not known" and is written as the configured placeholder.
+``speedups.extractor_for`` turns a field list into one function returning all values of a
+record in order.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
 from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind, Outcome
@@ -127,100 +126,33 @@ def format_delay(delay: float | None) -> str | None:
     return f"{number:.3f}".rstrip("0")
 
 
-def _plain_text(attribute: str) -> str:
-    """The expression of a field whose value is text already (nearly always), or None, or
-    anything else made text by ``str``: no call for the usual case (a function call per field
-    was a tenth of the time of formatting a record)."""
-    return _as_text(f"outcome.{attribute}")
+def _text(value: object) -> str | None:
+    """A value as field text: None stays None (not known), anything else is made text."""
+    return None if value is None else str(value)
 
 
-def _as_text(expression: str) -> str:
-    return f"(v if (v := {expression}).__class__ is str else missing if v is None else str(v))"
-
-
-# How each field's text is taken from ``outcome`` (and ``time_logged``), as an expression over
-# the names that ``_compile`` puts in its namespace; ``missing`` is what an unknown value
-# becomes (None, or the placeholder when the line is joined right away). The two times read
-# their TimeText's one-second cache inline and call it only when the second changes.
-_EXPRESSIONS = {
-    # Kind.code, not .value (an enum property, six times the cost); .value for another enum
-    "type": "(k.code if (k := outcome.kind).__class__ is Kind else k.value)",
-    "timeLogged": ("(c[2] if (c := logged._cache)[0] <= time_logged < c[1] "
-                   "else logged.text(time_logged))"),
-    "timeQueued": ("(c[2] if (v := outcome.time_queued).__class__ is float "
-                   "and (c := queued._cache)[0] <= v < c[1] "
-                   "else missing if v is None else queued.of(v))"),
-    "rcpt": _plain_text("rcpt"),
-    "srcMta": _plain_text("src_mta"),
-    "srcIp": _plain_text("src_ip"),
-    "destIp": _plain_text("dest_ip"),
-    "vmta": _plain_text("vmta"),
-    "jobId": _plain_text("job_id"),
-    "dsnStatus": _plain_text("dsn_status"),
-    "dsnMsg": _plain_text("dsn_msg"),
-    "delay": "(missing if (v := outcome.delay) is None else format_delay(v))",
-    "bounceCat": _plain_text("bounce_cat"),
+# How each field's text is taken from an outcome, the time it was logged and the TimeText of
+# the file (speedups.py compiles the same into one function per field list)
+_FIELD_TEXT: dict[str, Callable[[Outcome, float, TimeText], str | None]] = {
+    "type": lambda outcome, logged, times: outcome.kind.value,
+    "timeLogged": lambda outcome, logged, times: times.text(logged),
+    "timeQueued": lambda outcome, logged, times: times.of(outcome.time_queued),
+    "rcpt": lambda outcome, logged, times: _text(outcome.rcpt),
+    "srcMta": lambda outcome, logged, times: _text(outcome.src_mta),
+    "srcIp": lambda outcome, logged, times: _text(outcome.src_ip),
+    "destIp": lambda outcome, logged, times: _text(outcome.dest_ip),
+    "vmta": lambda outcome, logged, times: _text(outcome.vmta),
+    "jobId": lambda outcome, logged, times: _text(outcome.job_id),
+    "dsnStatus": lambda outcome, logged, times: _text(outcome.dsn_status),
+    "dsnMsg": lambda outcome, logged, times: _text(outcome.dsn_msg),
+    "delay": lambda outcome, logged, times: format_delay(outcome.delay),
+    "bounceCat": lambda outcome, logged, times: _text(outcome.bounce_cat),
 }
 
 
-def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
-             assemble: Callable[[list[str]], str],
-             helpers: Mapping[str, Any] | None = None) -> Callable[[Outcome, float], Any]:
-    """``def extract(outcome, time_logged): return <assemble(the field expressions)>``,
-    generated the way ``dataclasses`` generates ``__init__``: formatting a record then costs
-    no call per field beyond the conversions. Only the constant expressions above become code;
-    header names, the placeholder and ``helpers`` are passed as values."""
-    names = parse_fields(fields)
-    times = times or TimeText()
-    namespace: dict[str, Any] = {
-        "logged": times,
-        # its own one-second cache: the queued time is rarely in the logged time's second
-        "queued": TimeText(times.time_format, times.utc),
-        "format_delay": format_delay,
-        "missing": missing,
-        "Kind": Kind,
-        **(helpers or {}),
-    }
-    expressions = []
-    for number, name in enumerate(names):
-        if name.startswith(CUSTOM_PREFIX):
-            namespace[f"header_{number}"] = name[len(CUSTOM_PREFIX):]
-            expressions.append(_as_text(f"outcome.header(header_{number})"))
-        else:
-            expressions.append(_EXPRESSIONS[name])
-    exec(f"def extract(outcome, time_logged):\n    return {assemble(expressions)}\n", namespace)
-    extract: Callable[[Outcome, float], Any] = namespace["extract"]
-    return extract
-
-
-def compile_fields(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
-    """One function that returns the values of ``fields`` for an outcome, in order, as text
-    (None = not known)."""
-    return _compile(fields, times, None, lambda values: "[" + ", ".join(values) + "]")
-
-
-def compile_line(fields: Sequence[str], times: TimeText | None, separator: str,
-                 placeholder: str) -> Callable[[Outcome, float], str]:
-    """One function that returns the values of ``fields`` joined by ``separator``, unknown
-    values as ``placeholder``, nothing escaped (the caller checks whether anything needs to
-    be)."""
-    return _compile(fields, times, placeholder,
-                    lambda values: f"{separator!r}.join((" + ", ".join(values) + ",))")
-
-
-def compile_json_object(fields: Sequence[str], times: TimeText | None,
-                        quote: Callable[[str], str]) -> Callable[[Outcome, float], str]:
-    """One function that returns the JSON object text ``json.dumps`` gives for the dict of
-    ``fields`` (in order) to their values, unknown values ``null``; ``quote`` is the JSON
-    string encoder to use (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``).
-    Field names must be unique (as dict keys are)."""
-    names = parse_fields(fields)
-    keys = [("{" if number == 0 else ", ") + quote(name) + ": "
-            for number, name in enumerate(names)]
-
-    def assemble(values: list[str]) -> str:
-        items = [f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
-                 for key, value in zip(keys, values, strict=True)]
-        return "''.join((" + ", ".join(items) + ", '}'))"
-
-    return _compile(names, times, None, assemble, {"quote": quote})
+def field_text(name: str, outcome: Outcome, time_logged: float, times: TimeText) -> str | None:
+    """The text of field ``name`` (a valid field name, see :func:`parse_fields`) of the record
+    of ``outcome`` logged at ``time_logged``, times written by ``times``; None = not known."""
+    if name.startswith(CUSTOM_PREFIX):
+        return _text(outcome.header(name[len(CUSTOM_PREFIX):]))
+    return _FIELD_TEXT[name](outcome, time_logged, times)

@@ -21,23 +21,16 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
-from pythonjsonlogger.core import BaseJsonFormatter
-from pythonjsonlogger.json import JsonEncoder, JsonFormatter
+from pythonjsonlogger.json import JsonFormatter
 
+from mta_logging import settings as _settings
+from mta_logging import speedups
 from mta_logging.errors import ConfigError
-from mta_logging.fields import (
-    DEFAULT_FIELDS,
-    DEFAULT_TIME_FORMAT,
-    TimeText,
-    compile_fields,
-    compile_json_object,
-    compile_line,
-    parse_fields,
-)
+from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT, TimeText
 from mta_logging.outcome import Kind, Outcome
+from mta_logging.settings import separator as check_separator  # (importable from here too)
 
 TAB = "\t"
 
@@ -112,19 +105,6 @@ def split_line(line: str, separator: str = TAB) -> list[str]:
     return [unescape(part) for part in parts]
 
 
-def check_separator(separator: Any) -> str:
-    """Validate a separator: one character, not a quote, backslash, CR or LF."""
-    if isinstance(separator, str) and separator.lower() in ("\\t", "tab"):
-        return TAB
-    if not isinstance(separator, str) or len(separator) != 1 or separator in '"\\\r\n':
-        raise ConfigError(
-            "separator", separator,
-            "expected one character such as ',' or ';', or '\\t'/'tab' for a tab "
-            "(not a quote, backslash or line break)",
-        )
-    return separator
-
-
 def outcome_of(record: logging.LogRecord) -> Outcome:
     """The Outcome attached to a record; TypeError if the record carries none."""
     try:
@@ -145,8 +125,9 @@ def _checked(outcome: object) -> Outcome:
 
 
 def _resolve_fields(fields: str | Sequence[str] | None, kind: str | Kind | None) -> tuple[str, ...]:
-    if fields is not None:
-        return parse_fields(fields)
+    selected = _settings.fields(fields)
+    if selected is not None:
+        return selected
     return DEFAULT_FIELDS[Kind.parse(kind) if kind is not None else Kind.BOUNCE]
 
 
@@ -169,8 +150,8 @@ class AccountingFormatter(logging.Formatter):
     ) -> None:
         super().__init__()
         self.fields = _resolve_fields(fields, kind)
-        self.times = TimeText(time_format, utc)
-        self._extract = compile_fields(self.fields, self.times)
+        self.times = TimeText(_settings.time_format(time_format), _settings.utc(utc))
+        self._extract = speedups.extractor_for(self.fields, self.times)
         self._separators = len(self.fields) - 1
         self._separator = TAB
         self._placeholder = ""
@@ -194,11 +175,8 @@ class AccountingFormatter(logging.Formatter):
 
     def _compile(self, separator: str, placeholder: str) -> None:
         """Check the placeholder against the separator; make the line function for both."""
-        if not isinstance(placeholder, str) or any(c in placeholder for c in "\r\n\\"):
-            raise ConfigError("placeholder", placeholder, "expected text without line breaks")
-        if separator in placeholder:
-            raise ConfigError("placeholder", placeholder, "must not contain the separator")
-        self._line = compile_line(self.fields, self.times, separator, placeholder)
+        placeholder = _settings.placeholder(placeholder, beside=separator)
+        self._line = speedups.line_for(self.fields, self.times, separator, placeholder)
         self._separator, self._placeholder = separator, placeholder
 
     def header(self) -> str:
@@ -228,10 +206,6 @@ class AccountingFormatter(logging.Formatter):
         return join_values(self._extract(outcome, record.created), separator, self._placeholder)
 
 
-_PLAIN_ENCODERS = (None, json.JSONEncoder, JsonEncoder)  # encode strings as JSONEncoder does
-_HOOKS = frozenset(("process_log_record", "serialize_log_record", "jsonify_log_record"))
-
-
 class AccountingJsonFormatter(JsonFormatter):
     """JSON lines with the same field names (unknown values are ``null``).
 
@@ -254,51 +228,25 @@ class AccountingJsonFormatter(JsonFormatter):
         selected = _resolve_fields(fields, kind)
         super().__init__(list(selected), **kwargs)
         self.fields = selected
-        self.times = TimeText(time_format, utc)
-        self._extract = compile_fields(self.fields, self.times)
+        self.times = TimeText(_settings.time_format(time_format), _settings.utc(utc))
+        self._extract = speedups.extractor_for(self.fields, self.times)
+        # the state of the speedups of jsonify_log_record and format
+        self._speedups = speedups.enabled()
         self._encoder: tuple[tuple[Any, ...], json.JSONEncoder] | None = None
-        # the object text json.dumps would give, written directly (see format)
-        self._objects = (
-            compile_json_object(selected, self.times, encode_basestring),
-            compile_json_object(selected, self.times, encode_basestring_ascii),
-        ) if len(set(selected)) == len(selected) else None
+        self._objects = speedups.json_objects_for(selected, self.times)
 
     def header(self) -> None:
         """JSON lines files carry their field names in every record: no header line."""
         return None
 
-    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        """As python-json-logger does it, but with one encoder for all records.
+    jsonify_log_record = speedups.jsonify_with_one_encoder
 
-        ``json.dumps(data, cls=..., ...)`` makes a new encoder for every record; the text
-        depends only on the encoder class and the options, so one encoder made for the current
-        options writes the same. Any other serializer is called as python-json-logger calls it.
-        """
-        if self.json_serializer is not json.dumps:
-            return super().jsonify_log_record(log_data)
-        options = (self.json_encoder, self.json_default, self.json_indent,
-                   self.json_ensure_ascii)
-        cached = self._encoder
-        if cached is None or cached[0] != options:
-            encoder_class = self.json_encoder or json.JSONEncoder
-            cached = self._encoder = (options, encoder_class(
-                default=self.json_default, indent=self.json_indent,
-                ensure_ascii=self.json_ensure_ascii))
-        return cached[1].encode(log_data)
-
+    @speedups.json_written_directly
     def format(self, record: logging.LogRecord) -> str:
+        """The record's values as a python-json-logger ``JsonFormatter`` writes a dict of them:
+        renamed, with the static fields, through its ``process_log_record`` and
+        ``serialize_log_record``."""
         outcome = outcome_of(record)
-        objects = self._objects
-        cls = self.__class__
-        if (objects is not None and not self.rename_fields
-                and not self.static_fields and self.json_serializer is json.dumps
-                and self.json_indent is None and self.json_encoder in _PLAIN_ENCODERS
-                and _HOOKS.isdisjoint(self.__dict__)  # no step of format replaced
-                and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
-                and cls.jsonify_log_record is _JSONIFY):
-            # Every value is text or None, so the encoder's default() is never asked and
-            # json.dumps of the dict below would give exactly this, at a third of the cost.
-            return self.prefix + objects[bool(self.json_ensure_ascii)](outcome, record.created)
         values = self._extract(outcome, record.created)
         rename = self.rename_fields
         if rename:
@@ -344,7 +292,3 @@ def _is_plain(line: str, separator: str) -> bool:
         plain = _CSV_SPECIAL.search(line) is None
     return plain and (separator == TAB or '"' not in line)
 
-
-_PROCESS = BaseJsonFormatter.process_log_record
-_SERIALIZE = BaseJsonFormatter.serialize_log_record
-_JSONIFY = AccountingJsonFormatter.jsonify_log_record

@@ -3,97 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
-import sys
-import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from mta_logging import speedups
 from mta_logging.outcome import Kind, Outcome
+from mta_logging.reply import parse_reply
 
 DEFAULT_LOGGER = "mta.accounting"
-_MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
-_PATHNAME = "(accounting)"  # a record's pathname: there is no caller's frame to name
-
-
-def _record_template() -> dict[str, Any] | None:
-    """The attributes of an accounting LogRecord, in the order ``LogRecord.__init__`` sets
-    them, if this Python's LogRecord is the one ``_new_record`` reproduces (3.11, with the
-    ``msecs`` of gh-89047); else None."""
-    sample = logging.LogRecord("", logging.INFO, _PATHNAME, 0, _MESSAGE, None, None)
-    template = sample.__dict__
-    known = {"name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
-             "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
-             "relativeCreated", "thread", "threadName", "processName", "process"}
-    created = sample.created
-    if (sys.version_info[:2] != (3, 11) or set(template) != known
-            or sample.msecs != int((created - int(created)) * 1000) + 0.0
-            or sample.relativeCreated != (created - logging._startTime) * 1000):  # type: ignore[attr-defined]
-        return None
-    return {**template, "outcome": None}  # where makeRecord(extra=) would put it: last
-
-
-_TEMPLATE = _record_template()
-_LogRecord = logging.LogRecord
 _new_object = object.__new__
 _set_attribute = object.__setattr__
-_MAKE_RECORD = logging.Logger.makeRecord
-
-
-def _new_record(name: str, level: int, args: tuple[str, ...], outcome: Outcome,
-                template: dict[str, Any]) -> logging.LogRecord:
-    """What ``Logger.makeRecord(name, level, "(accounting)", 0, _MESSAGE, args, None,
-    extra={"outcome": outcome})`` makes with the default record factory: the same class, the
-    same attributes in the same order with the same values, computed as Python 3.11's
-    ``LogRecord.__init__`` computes them. It copies the constant ones from a template instead
-    of deriving them again (file name and module from the path name, ...): a third of the cost
-    of making the record."""
-    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
-    record = _new_object(_LogRecord)
-    record.__dict__ = values = template.copy()
-    values["name"] = name
-    values["args"] = args
-    values["levelname"] = logging.getLevelName(level)
-    values["levelno"] = level
-    values["created"] = created
-    values["msecs"] = int((created - int(created)) * 1000) + 0.0
-    values["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
-    if logging.logThreads:
-        values["thread"] = threading.get_ident()
-        values["threadName"] = threading.current_thread().name
-    else:
-        values["thread"] = values["threadName"] = None
-    if logging.logMultiprocessing:
-        values["processName"] = "MainProcess"
-        multiprocessing = sys.modules.get("multiprocessing")
-        if multiprocessing is not None:
-            try:  # noqa: SIM105 - suppress() would cost a context manager per record
-                values["processName"] = multiprocessing.current_process().name
-            except Exception:  # as LogRecord: multiprocessing may be half imported
-                pass
-    else:
-        values["processName"] = None
-    values["process"] = os.getpid() if logging.logProcesses else None
-    values["outcome"] = outcome
-    return record
-
-
-_REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]+([245]\.\d{1,3}\.\d{1,3}))?")
-
-
-def _reply_parts(dsn_status: str | None, dsn_msg: str | None) -> tuple[int | None, str | None]:
-    """SMTP code and enhanced status, from the reply text and/or the DSN status."""
-    code: int | None = None
-    enhanced = dsn_status or None
-    if dsn_msg:
-        match = _REPLY_CODE.match(dsn_msg)
-        if match:
-            code = int(match.group(1))
-            enhanced = enhanced or match.group(2)
-    return code, enhanced
 
 
 class AccountingLogger:
@@ -106,7 +26,7 @@ class AccountingLogger:
     any application log the record propagates to.
     """
 
-    __slots__ = ("logger",)
+    __slots__ = ("logger", "_make_record")
 
     # what delivered/deferred/bounced build their Outcome with: _build directly, or, in a
     # subclass that overrides outcome(), that method (see __init_subclass__)
@@ -119,6 +39,7 @@ class AccountingLogger:
 
     def __init__(self, name: str | logging.Logger = DEFAULT_LOGGER) -> None:
         self.logger = name if isinstance(name, logging.Logger) else logging.getLogger(name)
+        self._make_record = speedups.record_maker_for()
 
     def record(self, outcome: Outcome) -> Outcome:
         """Emit an outcome built elsewhere."""
@@ -130,14 +51,7 @@ class AccountingLogger:
             # looking it up costs more than formatting the line
             args = (kind.directory, outcome.rcpt, outcome.job_id or "-",
                     outcome.dsn_msg or outcome.dsn_status or "-")
-            if (_TEMPLATE is not None and logging.getLogRecordFactory() is _LogRecord
-                    and getattr(logger.makeRecord, "__func__", None) is _MAKE_RECORD):
-                record = _new_record(logger.name, level, args, outcome, _TEMPLATE)
-            else:  # a record factory or makeRecord of the application's own: use it
-                record = logger.makeRecord(logger.name, level, _PATHNAME, 0, _MESSAGE, args,
-                                           None)
-                record.outcome = outcome  # what extra={"outcome": ...} does, without checks
-            logger.handle(record)
+            logger.handle(self._make_record(logger, level, args, outcome))
         return outcome
 
     # delivered/deferred/bounced spell out their keywords (the same as ``outcome``'s) instead
@@ -179,8 +93,8 @@ class AccountingLogger:
         if bounce_cat is None:
             from mta_logging.classify import bounce_category
 
-            code, enhanced = _reply_parts(dsn_status, dsn_msg)
-            bounce_cat = bounce_category(code, enhanced, dsn_msg or "")
+            reply = parse_reply(dsn_msg)
+            bounce_cat = bounce_category(reply.code, dsn_status or reply.enhanced, dsn_msg or "")
         return self.record(self._outcome(
             Kind.BOUNCE, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra))
@@ -216,7 +130,7 @@ def _build(
 ) -> Outcome:
     """The Outcome of ``AccountingLogger.outcome`` and friends, arguments checked.
 
-    It is made as ``Outcome(...)`` makes it (see ``outcome._compile_init``: the same dict of
+    It is made as ``Outcome(...)`` makes it (see ``speedups.one_step_init``: the same dict of
     the fields, in order, set as the instance's ``__dict__``), without the call of the class
     and of ``__init__`` with fourteen arguments: a fifth of the cost of an Outcome."""
     if (rcpt.__class__ is not str and not isinstance(rcpt, str)) or not rcpt:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +13,16 @@ from typing import Any
 class Kind(enum.Enum):
     """What happened to a recipient. The value is the code written in the ``type`` field.
 
-    ``level`` is the ``logging`` level records of this kind are emitted at; ``directory`` the
-    default directory name (and config key) of the kind: delivered, deferred, bounce; ``code``
-    the value again. All are plain attributes, not properties (as ``value`` is): they are read
-    for every record.
+    This is the one place that names the kinds. ``level`` is the ``logging`` level records of
+    this kind are emitted at; ``directory`` the default directory name (and config key) of the
+    kind: delivered, deferred, bounce; ``label`` the word reports use: delivered, deferred,
+    bounced; ``code`` the value again. All are plain attributes, not properties (as ``value``
+    is): they are read for every record.
     """
 
     level: int  # set below, for every member
     directory: str
+    label: str
     code: str
 
     DELIVERED = "d"
@@ -28,12 +30,19 @@ class Kind(enum.Enum):
     BOUNCE = "b"
 
     @classmethod
+    def find(cls, text: str | None) -> Kind | None:
+        """The kind ``text`` names (see :data:`KIND_NAMES`; case and surrounding white space
+        ignored); None when it names none."""
+        if text is None:
+            return None
+        return KIND_NAMES.get(str(text).strip().lower())
+
+    @classmethod
     def parse(cls, value: str | Kind) -> Kind:
         """Accept a Kind, its code (``d``/``df``/``b``) or its name (``delivered``/...)."""
         if isinstance(value, Kind):
             return value
-        text = str(value).strip().lower()
-        kind = _BY_TEXT.get(text)
+        kind = cls.find(value)
         if kind is None:
             from mta_logging.errors import ConfigError
 
@@ -43,17 +52,19 @@ class Kind(enum.Enum):
         return kind
 
 
-_BY_TEXT: dict[str, Kind] = {}
-for _kind, _level, _directory in ((Kind.DELIVERED, logging.INFO, "delivered"),
-                                  (Kind.DEFERRED, logging.WARNING, "deferred"),
-                                  (Kind.BOUNCE, logging.ERROR, "bounce")):
+# every text that names a kind, lower case: its code, directory name and label, and ``t``
+# (the Haraka plugin named deferred files t.*)
+_names = {"t": Kind.DEFERRED}
+for _kind, _level, _directory, _label in (
+        (Kind.DELIVERED, logging.INFO, "delivered", "delivered"),
+        (Kind.DEFERRED, logging.WARNING, "deferred", "deferred"),
+        (Kind.BOUNCE, logging.ERROR, "bounce", "bounced")):
     _kind.level = _level
     _kind.directory = _directory
+    _kind.label = _label
     _kind.code = _kind.value
-    _BY_TEXT[_kind.value] = _kind
-    _BY_TEXT[_directory] = _kind
-_BY_TEXT["bounced"] = Kind.BOUNCE
-_BY_TEXT["t"] = Kind.DEFERRED  # the Haraka plugin named deferred files t.*
+    _names |= {_kind.value: _kind, _directory: _kind, _label: _kind}
+KIND_NAMES: Mapping[str, Kind] = _names
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class Outcome:
     ``delay`` is seconds until the next attempt (deferred) or any number the caller chooses.
     ``headers`` holds message headers for ``custom_<Header>`` fields (looked up
     case-insensitively); ``extra`` holds anything else an application wants to carry along.
+    (``speedups`` gives it an ``__init__`` that sets the fields in one step.)
     """
 
     kind: Kind
@@ -92,52 +104,3 @@ class Outcome:
             if key.lower() == wanted:
                 return value
         return None
-
-
-class _Factory:
-    """The default of a field with a default factory (shown as the dataclass shows it)."""
-
-    def __repr__(self) -> str:
-        return "<factory>"
-
-
-_FACTORY = _Factory()
-
-
-def _compile_init() -> Callable[..., None]:
-    """``Outcome.__init__`` with the dataclass's signature, setting all fields at once.
-
-    The frozen dataclass ``__init__`` sets each field with ``object.__setattr__(self, name,
-    value)``: fourteen calls, the larger part of the cost of building an Outcome, for every
-    record. This one sets the instance's ``__dict__`` once, to a dict display of the fields in
-    order; same signature, defaults and default factories (a new dict per Outcome). The class
-    stays the dataclass it is (fields, equality, hash, repr, frozen, pickling).
-    """
-    namespace: dict[str, Any] = {"FACTORY": _FACTORY, "set_attribute": object.__setattr__}
-    parameters = []
-    entries = []
-    for item in fields(Outcome):
-        name = item.name
-        if item.default_factory is dict:  # a dict display: no call of the type
-            parameters.append(f"{name}=FACTORY")
-            entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
-        elif item.default_factory is not MISSING:
-            namespace[f"factory_{name}"] = item.default_factory
-            parameters.append(f"{name}=FACTORY")
-            entries.append(f"{name!r}: factory_{name}() if {name} is FACTORY else {name}")
-        elif item.default is not MISSING:
-            namespace[f"default_{name}"] = item.default
-            parameters.append(f"{name}=default_{name}")
-            entries.append(f"{name!r}: {name}")
-        else:
-            parameters.append(name)
-            entries.append(f"{name!r}: {name}")
-    source = (f"def __init__(self, {', '.join(parameters)}):\n"
-              f"    set_attribute(self, '__dict__', {{{', '.join(entries)}}})\n")
-    exec(source, namespace)
-    init: Callable[..., None] = namespace["__init__"]
-    init.__qualname__ = "Outcome.__init__"
-    return init
-
-
-Outcome.__init__ = _compile_init()  # type: ignore[method-assign]

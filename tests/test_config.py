@@ -160,7 +160,7 @@ def test_yaml_accepts_lists_single_archive_to_and_absolute_paths(tmp_path: Path)
     ({"file_name": "{kind}.{date}.tsv"},
      "file_name: '{kind}.{date}.tsv' is not valid; unknown placeholder {date}; allowed: "
      "{ext}, {host}, {kind}, {pid}, {seq}, {time}"),
-    ({"time_format": 5}, "time_format: 5 is not valid; expected a strftime format"),
+    ({"time_format": ["%H"]}, "time_format: ['%H'] is not valid; expected a strftime format"),
     ({"colour": "blue"}, "colour: 'blue' is not valid; unknown setting; allowed: path, extension"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(settings: dict[str, object],
@@ -283,7 +283,8 @@ def test_every_key_reaches_the_handlers_through_dict_config(tmp_path: Path) -> N
         assert logger.propagate is False and logger.level == logging.INFO
         assert df.directory == tmp_path / "later"
         assert b.archive_dir == tmp_path / "bounce" / "old"
-        assert (d.namer.template, d.namer.extension, d.archiving, d.archive_interval) == (
+        assert (d.file_names.template, d.file_names.extension, d.archiving,
+                d.archive_interval) == (
             "{kind}-{seq}.{ext}", "log", True, 600.0)
         assert (d.max_bytes, d.compress, d.retention_days, d.retention_files) == (
             1_500_000, True, 7.0, 10)

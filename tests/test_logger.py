@@ -187,3 +187,74 @@ def test_kind_filter_routes_records_to_any_handler(tmp_path: Path) -> None:
         logger.removeHandler(handler)
         handler.close()
     assert (tmp_path / "bounces.log").read_text() == "b\tb@example.com\tquota-issues\n"
+
+
+# -- the Outcome fields, spelled out for speed, stay the dataclass's --------------------------
+
+def _field_defaults() -> list[tuple[str, object]]:
+    """(name, default) of each Outcome field; a default factory's default is None (what the
+    signatures take for "an empty mapping"), a field without a default has Parameter.empty."""
+    import dataclasses
+    import inspect
+
+    return [(item.name, None if item.default_factory is not dataclasses.MISSING
+             else inspect.Parameter.empty if item.default is dataclasses.MISSING
+             else item.default)
+            for item in dataclasses.fields(Outcome)]
+
+
+@pytest.mark.parametrize("function", [
+    AccountingLogger.delivered, AccountingLogger.deferred, AccountingLogger.bounced,
+])
+def test_the_kind_methods_take_the_outcome_fields_after_the_kind(function: object) -> None:
+    import inspect
+
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # after self
+    assert [(p.name, p.default) for p in parameters] == _field_defaults()[1:]
+    assert parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert {p.kind for p in parameters[1:]} == {inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_outcome_takes_the_outcome_fields() -> None:
+    import inspect
+
+    parameters = inspect.signature(AccountingLogger.outcome).parameters.values()
+    assert [(p.name, p.default) for p in parameters] == _field_defaults()
+
+
+@pytest.mark.parametrize(("function", "skip"), [
+    (mta_logging.logger._build, 0), (mta_logging.logger._through_outcome, 1),
+])
+def test_the_internal_builders_take_every_field_in_order(function: object, skip: int) -> None:
+    import inspect
+
+    parameters = list(inspect.signature(function).parameters.values())[skip:]
+    assert [p.name for p in parameters] == [name for name, _ in _field_defaults()]
+    assert {p.default for p in parameters} == {inspect.Parameter.empty}
+
+
+@pytest.mark.parametrize("method", ["delivered", "deferred", "bounced"])
+def test_every_keyword_lands_in_its_own_field(method: str) -> None:
+    import dataclasses
+
+    class Keep(logging.Handler):
+        outcomes: list[Outcome] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.outcomes.append(record.outcome)  # type: ignore[attr-defined]
+
+    logger = logging.getLogger("test.logger.fields")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = Keep()
+    logger.addHandler(handler)
+    values: dict[str, object] = {
+        name: f"{name}-value" for name, _ in _field_defaults()[2:]}
+    values.update(time_queued=1.5, delay=2.5, headers={"X-A": "b"}, extra={"app": 1})
+    try:
+        returned = getattr(AccountingLogger(logger), method)("rcpt@example.com", **values)
+    finally:
+        logger.removeHandler(handler)
+    assert handler.outcomes == [returned]
+    assert dataclasses.asdict(returned) == {
+        "kind": Kind.parse(method), "rcpt": "rcpt@example.com", **values}

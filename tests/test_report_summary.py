@@ -97,6 +97,8 @@ def test_report_says_what_was_counted_as_other(tmp_path: Path) -> None:
      "connect to <ip>: Connection timed out"),
     ("554 5.7.1 see https://example.com/policy?id=99 blocked",
      "554 5.7.1 see <url> blocked"),
+    ("550-5.7.1 spam\r\n550 5.7.1 bye", "550-5.7.1 spam # # bye"),
+    ("1234 messages queued", "# messages queued"),  # not a reply code: a number like others
     ("", ""),
 ])
 def test_normalized_reasons(message: str, normalized: str) -> None:

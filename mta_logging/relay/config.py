@@ -36,10 +36,6 @@ class Route:
     host: str | None = None
     port: int = 25
 
-    @property
-    def is_mx(self) -> bool:
-        return self.host is None
-
     def __str__(self) -> str:
         if self.host is None:
             return "mx"

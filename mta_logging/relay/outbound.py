@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.resolve import Hop, Resolver, Unroutable, next_hops
 from mta_logging.relay.spool import Envelope
+from mta_logging.reply import one_line, parse_reply
 
 _log = logging.getLogger("mta_logging.relay.outbound")
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, EOFError)
 
@@ -52,13 +51,16 @@ class Reply:
 
 def reply_of(code: int, message: str) -> Reply:
     """Kind, enhanced status and one-line text of a server reply (``250 2.0.0 Ok``)."""
-    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    match = _ENHANCED.match(text)
-    status = match.group(0) if match else f"{code // 100}.0.0"
+    text = one_line(message)
+    enhanced = parse_reply(f"{code} {text}").enhanced  # aiosmtplib hands the code over apart
     kind = Kind.DELIVERED if 200 <= code < 300 else (
         Kind.BOUNCE if 500 <= code < 600 else Kind.DEFERRED)
-    if not match and kind is Kind.DEFERRED and not 400 <= code < 500:
+    if enhanced is not None:
+        status = enhanced
+    elif kind is Kind.DEFERRED and not 400 <= code < 500:
         status = "4.0.0"
+    else:
+        status = f"{code // 100}.0.0"
     return Reply(kind, status, f"{code} {text}".rstrip())
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from mta_logging.address import domain_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
@@ -31,10 +32,6 @@ EXPIRED = "message-expired"
 # Messages waiting beyond this many are read back from the spool when their turn comes,
 # instead of being held in memory.
 MAX_CACHED = 1000
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
 
 
 class DeliveryQueue:
@@ -54,11 +51,6 @@ class DeliveryQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
-
-    @property
-    def waiting(self) -> int:
-        """Messages ready to be attempted now plus messages waiting for a retry."""
-        return self._ready.qsize() + len(self._timers)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,7 +133,7 @@ class DeliveryQueue:
                                         float(math.ceil(remaining)))
         by_domain: dict[str, list[int]] = {}
         for index in message.pending():
-            by_domain.setdefault(domain_of(message.envelope.rcpts[index]), []).append(index)
+            by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "", []).append(index)
         for domain, indexes in by_domain.items():
             results = await self.deliverer.deliver(domain, message.envelope, indexes, content)
             await self._settle(message, results, delay, expired, headers)

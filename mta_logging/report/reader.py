@@ -29,10 +29,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from mta_logging.address import domain_of
 from mta_logging.errors import FormatError
 from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
 from mta_logging.formatters import header_fields, split_line
-from mta_logging.outcome import Kind
+from mta_logging.outcome import KIND_NAMES, Kind
 from mta_logging.report.filters import Filters
 from mta_logging.report.times import TimeParser, wall_time
 
@@ -48,18 +49,6 @@ _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
 _SCHEMA_CACHE_SIZE = 64
-_KIND_CODES: dict[str, Kind] = {
-    "d": Kind.DELIVERED, "delivered": Kind.DELIVERED,
-    "df": Kind.DEFERRED, "t": Kind.DEFERRED, "deferred": Kind.DEFERRED,
-    "b": Kind.BOUNCE, "bounce": Kind.BOUNCE, "bounced": Kind.BOUNCE,
-}
-
-
-def kind_of(text: str | None) -> Kind | None:
-    """The Kind a ``type`` value, file prefix or directory name stands for; None if none."""
-    if text is None:
-        return None
-    return _KIND_CODES.get(text.strip().lower())
 
 
 class Schema:
@@ -161,13 +150,6 @@ class Record:
             return None
         queued = self.schema.times.seconds(self.get("timeQueued"))
         return None if queued is None else self.logged - queued
-
-
-def domain_of(rcpt: str | None) -> str | None:
-    """The domain of a recipient address, lower case, without ``>`` or a trailing dot."""
-    if not rcpt or "@" not in rcpt:
-        return None
-    return rcpt.rpartition("@")[2].strip().rstrip(">.").lower() or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +270,11 @@ def _written_order(name: str) -> tuple[str, int, str]:
 
 def kind_from_path(path: Path) -> Kind | None:
     """The kind a file holds by its name (``d.``, ``df.``, ``t.``, ``b.``) or directory."""
-    kind = kind_of(path.name.partition(".")[0])
+    kind = Kind.find(path.name.partition(".")[0])
     if kind is not None:
         return kind
     for parent in path.parents[:3]:
-        kind = kind_of(parent.name)
+        kind = Kind.find(parent.name)
         if kind is not None:
             return kind
     return None
@@ -480,7 +462,7 @@ class Reader:
                 stats.records += 1
                 index = schema.index
                 position = index.get("type")
-                kind = (_KIND_CODES.get(values[position] or "") if position is not None
+                kind = (KIND_NAMES.get(values[position] or "") if position is not None
                         else None) or file_kind
                 position = index.get("timeLogged")
                 logged_text = values[position] if position is not None else None

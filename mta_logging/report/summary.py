@@ -13,21 +13,22 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from mta_logging.address import domain_of
 from mta_logging.outcome import Kind
-from mta_logging.report.reader import ReadStats, Record, Schema, domain_of
+from mta_logging.reply import parse_reply
+from mta_logging.report.reader import ReadStats, Record, Schema
 from mta_logging.report.times import wall_time
 
 OTHER = "(other)"
 UNKNOWN = "(unknown)"
 KINDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
-KIND_LABELS = {Kind.DELIVERED: "delivered", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
+_LABELS = tuple(kind.label for kind in KINDS)
 _INDEX = {kind: index for index, kind in enumerate(KINDS)}
 PERCENTILES = (50, 90, 99)
 _OTHER_REASON = (OTHER, "")
 _SUMMARY_FIELDS = ("rcpt", "vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat", "timeQueued")
 DEFAULT_MAX_KEYS = 100_000
 
-_REPLY_START = re.compile(r"\s*(\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?)?(.*)\Z", re.DOTALL)
 _EDGES = "<>()[]{}\"',;:."  # punctuation around a word that is kept as it is
 _DIGIT = re.compile(r"\d")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
@@ -44,10 +45,9 @@ def normalize_reason(message: str | None) -> str:
     """
     if not message:
         return ""
-    match = _REPLY_START.match(message)
-    code, rest = (match.group(1) or "", match.group(2)) if match else ("", message)
-    rest = " ".join(_normalize_word(word) for word in rest.split())
-    text = f"{code} {rest}".strip() if code else rest
+    reply = parse_reply(message)
+    rest = " ".join(_normalize_word(word) for word in reply.text.split())
+    text = f"{reply.head} {rest}".strip() if reply.head else rest
     if len(text) > REASON_LENGTH:
         text = text[: REASON_LENGTH - 1] + "…"
     return text
@@ -192,7 +192,6 @@ class Summary:
         self.last_logged: int | None = None
         self._reasons: dict[str, str] = {}  # dsnMsg → normalized, for the most recent messages
         self._positions: dict[Schema, tuple[int | None, ...]] = {}
-        self._max_keys = max_keys
 
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
@@ -260,7 +259,6 @@ class Summary:
 
     def report(self, top: int = 10, stats: ReadStats | None = None) -> dict[str, Any]:
         """The summary as plain data (dicts, lists, strings, numbers)."""
-        delivered, deferred, bounced = self.totals
         report: dict[str, Any] = {}
         if stats is not None:
             report["input"] = {
@@ -278,9 +276,7 @@ class Summary:
             "last": _time_text(self.last_logged),
         }
         report["totals"] = {
-            "delivered": delivered,
-            "deferred": deferred,
-            "bounced": bounced,
+            **dict(zip(_LABELS, self.totals, strict=True)),
             "unknown": self.unknown_kind,
             "total": self.records,
         }
@@ -322,10 +318,8 @@ class Summary:
 
 
 def _keyed_rows(name: str, items: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
-    return [
-        {name: key, "delivered": d, "deferred": df, "bounced": b, "total": d + df + b}
-        for key, (d, df, b) in items
-    ]
+    return [{name: key, **dict(zip(_LABELS, counts, strict=True)), "total": sum(counts)}
+            for key, counts in items]
 
 
 def _reason_rows(items: list[tuple[tuple[str, str], int]]) -> list[dict[str, Any]]:

@@ -1,0 +1,72 @@
+"""``mta-logging check-config``: validate a config file and print the settings it resolves to.
+
+The file is an accounting config (``accounting_files.ini`` or accounting YAML), read by
+:mod:`mta_logging.config`, or a relay config (YAML with relay keys), read by
+:mod:`mta_logging.relay.config` together with its accounting source. This command is the one
+place that knows both, so that the accounting core knows nothing of the relay.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mta_logging.config import SETTING_KEYS, describe, load
+from mta_logging.relay.config import TOP_LEVEL_KEYS, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``mta-logging check-config``: one config file."""
+    parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, or a "
+                                       "relay YAML file (configs/relay.yaml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print ``<file>: OK`` and the resolved settings (0); a bad file raises ConfigError."""
+    path = Path(args.config)
+    if _relay_keys(path):
+        # a relay config: the relay validates its own keys, then its accounting source here
+        relay = load_settings(path)
+        settings = load(relay.accounting) if relay.accounting_enabled else None
+        print(f"{path}: OK (relay config)")
+        print(yaml.safe_dump({"relay": _plain(relay)}, sort_keys=False, allow_unicode=True),
+              end="")
+        if settings is None:
+            print("accounting: off")
+        else:
+            print("accounting:")
+            print("  " + describe(settings).replace("\n", "\n  ").rstrip(" "), end="")
+        return 0
+    settings = load(path)
+    print(f"{path}: OK")
+    print(describe(settings), end="")
+    return 0
+
+
+def _relay_keys(path: Path) -> bool:
+    """True when ``path`` is a YAML file with keys that only a relay config has."""
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # load() reports it with the file named
+    relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
+    return isinstance(data, Mapping) and any(key in relay_only for key in data)
+
+
+def _plain(value: Any) -> Any:
+    """Settings objects as YAML-friendly data (dataclasses, mappings, paths, networks)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,490 @@
+"""Every speed trick of the write path, each beside the plain code it stands in for.
+
+A trick here gives exactly what the plain version next to it gives, with fewer Python calls
+per record; most reproduce what some stdlib or third-party code does, and say which code, in
+which versions. They are used only on the Pythons they were verified on
+(:data:`VERIFIED_PYTHONS`); elsewhere the plain version is. The choice is made once, never
+per record, by the ``*_for`` function of each section: when a logger or formatter is made,
+and for ``Outcome.__init__`` when this module is imported (the package imports it).
+``tests/test_speedups.py`` checks each trick against its plain version, both ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from json.encoder import encode_basestring, encode_basestring_ascii
+from typing import Any
+
+from pythonjsonlogger.core import BaseJsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
+
+from mta_logging.fields import (
+    CUSTOM_PREFIX,
+    Extractor,
+    TimeText,
+    field_text,
+    format_delay,
+    parse_fields,
+)
+from mta_logging.outcome import Kind, Outcome
+
+__all__ = [
+    "VERIFIED_PYTHONS", "enabled",
+    "DATACLASS_INIT", "one_step_init", "outcome_init_for",
+    "RECORD_MESSAGE", "RECORD_PATHNAME",
+    "plain_record", "template_record", "record_maker_for",
+    "plain_extractor", "plain_line", "compiled_extractor", "compiled_line",
+    "compiled_json_object", "extractor_for", "line_for", "json_objects_for",
+    "jsonify_with_one_encoder", "json_written_directly",
+    "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
+]
+
+VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
+
+
+def enabled() -> bool:
+    """True if this Python (major, minor) is one the tricks were verified on."""
+    return sys.version_info[:2] in VERIFIED_PYTHONS
+
+
+# == Outcome.__init__ in one step (outcome.py) ====================================================
+
+
+class _Factory:
+    """The default of a field with a default factory (shown as the dataclass shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def one_step_init(cls: type) -> Callable[..., None]:
+    """``cls.__init__`` (a frozen dataclass without slots) with the dataclass's signature,
+    setting all fields at once.
+
+    The frozen dataclass ``__init__`` that CPython 3.11's ``Lib/dataclasses.py`` generates
+    sets each field with ``object.__setattr__(self, name, value)``: for an Outcome fourteen
+    calls, the larger part of the cost of building one, for every record. This one sets the
+    instance's ``__dict__`` once, to a dict display of the fields in order; same signature,
+    defaults and default factories (a new dict per instance). The class stays the dataclass it
+    is (fields, equality, hash, repr, frozen, pickling)."""
+    namespace: dict[str, Any] = {"FACTORY": _FACTORY, "set_attribute": object.__setattr__}
+    parameters = []
+    entries = []
+    for item in dataclasses.fields(cls):
+        name = item.name
+        if item.default_factory is dict:  # a dict display: no call of the type
+            parameters.append(f"{name}=FACTORY")
+            entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
+        elif item.default_factory is not dataclasses.MISSING:
+            namespace[f"factory_{name}"] = item.default_factory
+            parameters.append(f"{name}=FACTORY")
+            entries.append(f"{name!r}: factory_{name}() if {name} is FACTORY else {name}")
+        elif item.default is not dataclasses.MISSING:
+            namespace[f"default_{name}"] = item.default
+            parameters.append(f"{name}=default_{name}")
+            entries.append(f"{name!r}: {name}")
+        else:
+            parameters.append(name)
+            entries.append(f"{name!r}: {name}")
+    source = (f"def __init__(self, {', '.join(parameters)}):\n"
+              f"    set_attribute(self, '__dict__', {{{', '.join(entries)}}})\n")
+    exec(source, namespace)
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
+DATACLASS_INIT: Callable[..., None] = Outcome.__init__  # the plain version: the dataclass's own
+
+
+def outcome_init_for() -> Callable[..., None]:
+    """:func:`one_step_init` of Outcome on a verified Python, else :data:`DATACLASS_INIT`."""
+    return one_step_init(Outcome) if enabled() else DATACLASS_INIT
+
+
+Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
+
+
+# == LogRecord from a template (AccountingLogger.record) ==========================================
+
+RECORD_MESSAGE = "%s %s job %s: %s"  # formatted only if a handler asks for the message
+RECORD_PATHNAME = "(accounting)"  # a record's pathname: there is no caller's frame to name
+
+RecordMaker = Callable[[logging.Logger, int, tuple[str, ...], Outcome], logging.LogRecord]
+
+
+def plain_record(logger: logging.Logger, level: int, args: tuple[str, ...],
+                 outcome: Outcome) -> logging.LogRecord:
+    """The accounting record as ``logger.makeRecord`` makes it (the application's record
+    factory and ``makeRecord`` included), with ``record.outcome`` set."""
+    record = logger.makeRecord(logger.name, level, RECORD_PATHNAME, 0, RECORD_MESSAGE, args,
+                               None)
+    record.outcome = outcome  # what extra={"outcome": ...} does, without its checks
+    return record
+
+
+def _record_template() -> dict[str, Any] | None:
+    """The attributes of an accounting LogRecord, in the order ``LogRecord.__init__`` sets
+    them, if this Python's LogRecord sets the ones ``template_record`` reproduces (with the
+    ``msecs`` of gh-89047); else None."""
+    sample = logging.LogRecord("", logging.INFO, RECORD_PATHNAME, 0, RECORD_MESSAGE, None, None)
+    template = sample.__dict__
+    known = {"name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+             "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+             "relativeCreated", "thread", "threadName", "processName", "process"}
+    created = sample.created
+    if (set(template) != known
+            or sample.msecs != int((created - int(created)) * 1000) + 0.0
+            or sample.relativeCreated != (created - logging._startTime) * 1000):  # type: ignore[attr-defined]
+        return None
+    return {**template, "outcome": None}  # where makeRecord(extra=) would put it: last
+
+
+_TEMPLATE = _record_template()
+_LogRecord = logging.LogRecord
+_MAKE_RECORD = logging.Logger.makeRecord
+_new_object = object.__new__
+
+
+def template_record(logger: logging.Logger, level: int, args: tuple[str, ...],
+                    outcome: Outcome) -> logging.LogRecord:
+    """What :func:`plain_record` makes with the default record factory and ``makeRecord``:
+    the same class, the same attributes in the same order with the same values, computed as
+    CPython 3.11's ``LogRecord.__init__`` (``Lib/logging/__init__.py``) computes them. The
+    constant ones are copied from a template instead of being derived again (file name and
+    module from the path name, ...): a third of the cost of making the record. An application
+    that set its own record factory or ``makeRecord`` gets :func:`plain_record`."""
+    if (logging.getLogRecordFactory() is not _LogRecord
+            or getattr(logger.makeRecord, "__func__", None) is not _MAKE_RECORD):
+        return plain_record(logger, level, args, outcome)
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+    record = _new_object(_LogRecord)
+    record.__dict__ = values = _TEMPLATE.copy()  # type: ignore[union-attr]
+    values["name"] = logger.name
+    values["args"] = args
+    values["levelname"] = logging.getLevelName(level)
+    values["levelno"] = level
+    values["created"] = created
+    values["msecs"] = int((created - int(created)) * 1000) + 0.0
+    values["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+    if logging.logThreads:
+        values["thread"] = threading.get_ident()
+        values["threadName"] = threading.current_thread().name
+    else:
+        values["thread"] = values["threadName"] = None
+    if logging.logMultiprocessing:
+        values["processName"] = "MainProcess"
+        multiprocessing = sys.modules.get("multiprocessing")
+        if multiprocessing is not None:
+            try:  # noqa: SIM105 - suppress() would cost a context manager per record
+                values["processName"] = multiprocessing.current_process().name
+            except Exception:  # as LogRecord: multiprocessing may be half imported
+                pass
+    else:
+        values["processName"] = None
+    values["process"] = os.getpid() if logging.logProcesses else None
+    values["outcome"] = outcome
+    return record
+
+
+def record_maker_for() -> RecordMaker:
+    """:func:`template_record` on a verified Python whose LogRecord matches the template,
+    else :func:`plain_record`."""
+    return template_record if enabled() and _TEMPLATE is not None else plain_record
+
+
+# == Field values compiled into one function (fields.py, formatters.py) ===========================
+#
+# The plain version asks fields.field_text for each field in turn. The compiled one is the
+# ``dataclasses`` technique (its generated ``__init__``, CPython 3.11 Lib/dataclasses.py
+# ``_create_fn``): one function generated per field list whose body holds every field's
+# expression, so that a record costs no call per field beyond the conversions.
+
+
+def plain_extractor(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
+    """The values of ``fields`` for an outcome and its logging time, in order, as text
+    (None = not known), one :func:`~mta_logging.fields.field_text` per field."""
+    names = parse_fields(fields)
+    times = times or TimeText()
+
+    def extract(outcome: Outcome, time_logged: float) -> list[str | None]:
+        return [field_text(name, outcome, time_logged, times) for name in names]
+
+    return extract
+
+
+def plain_line(fields: Sequence[str], times: TimeText | None, separator: str,
+               placeholder: str) -> Callable[[Outcome, float], str]:
+    """The values of ``fields`` joined by ``separator``, unknown values as ``placeholder``,
+    nothing escaped."""
+    extract = plain_extractor(fields, times)
+
+    def line(outcome: Outcome, time_logged: float) -> str:
+        return separator.join(placeholder if value is None else value
+                              for value in extract(outcome, time_logged))
+
+    return line
+
+
+def _as_text(expression: str) -> str:
+    """The value of ``expression`` as field_text makes it text: no call for the usual case
+    (text already), ``missing`` for None, else ``str()``."""
+    return f"(v if (v := {expression}).__class__ is str else missing if v is None else str(v))"
+
+
+# Each field's expression over the names ``_compile`` puts in its namespace; ``missing`` is
+# what an unknown value becomes (None, or the placeholder when the line is joined right away).
+# The two times read their TimeText's one-second cache inline and call it only when the second
+# changes.
+_EXPRESSIONS = {
+    # Kind.code, not .value (an enum property, six times the cost); .value for another enum
+    "type": "(k.code if (k := outcome.kind).__class__ is Kind else k.value)",
+    "timeLogged": ("(c[2] if (c := logged._cache)[0] <= time_logged < c[1] "
+                   "else logged.text(time_logged))"),
+    "timeQueued": ("(c[2] if (v := outcome.time_queued).__class__ is float "
+                   "and (c := queued._cache)[0] <= v < c[1] "
+                   "else missing if v is None else queued.of(v))"),
+    "rcpt": _as_text("outcome.rcpt"),
+    "srcMta": _as_text("outcome.src_mta"),
+    "srcIp": _as_text("outcome.src_ip"),
+    "destIp": _as_text("outcome.dest_ip"),
+    "vmta": _as_text("outcome.vmta"),
+    "jobId": _as_text("outcome.job_id"),
+    "dsnStatus": _as_text("outcome.dsn_status"),
+    "dsnMsg": _as_text("outcome.dsn_msg"),
+    "delay": "(missing if (v := outcome.delay) is None else format_delay(v))",
+    "bounceCat": _as_text("outcome.bounce_cat"),
+}
+
+
+def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
+             assemble: Callable[[list[str]], str],
+             helpers: Mapping[str, Any] | None = None) -> Callable[[Outcome, float], Any]:
+    """``def extract(outcome, time_logged): return <assemble(the field expressions)>``. Only
+    the constant expressions above become code; header names, the placeholder and ``helpers``
+    are passed as values."""
+    names = parse_fields(fields)
+    times = times or TimeText()
+    namespace: dict[str, Any] = {
+        "logged": times,
+        # its own one-second cache: the queued time is rarely in the logged time's second
+        "queued": TimeText(times.time_format, times.utc),
+        "format_delay": format_delay,
+        "missing": missing,
+        "Kind": Kind,
+        **(helpers or {}),
+    }
+    expressions = []
+    for number, name in enumerate(names):
+        if name.startswith(CUSTOM_PREFIX):
+            namespace[f"header_{number}"] = name[len(CUSTOM_PREFIX):]
+            expressions.append(_as_text(f"outcome.header(header_{number})"))
+        else:
+            expressions.append(_EXPRESSIONS[name])
+    exec(f"def extract(outcome, time_logged):\n    return {assemble(expressions)}\n", namespace)
+    extract: Callable[[Outcome, float], Any] = namespace["extract"]
+    return extract
+
+
+def compiled_extractor(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
+    """What :func:`plain_extractor` gives, from one generated function."""
+    return _compile(fields, times, None, lambda values: "[" + ", ".join(values) + "]")
+
+
+def compiled_line(fields: Sequence[str], times: TimeText | None, separator: str,
+                  placeholder: str) -> Callable[[Outcome, float], str]:
+    """What :func:`plain_line` gives, from one generated function."""
+    return _compile(fields, times, placeholder,
+                    lambda values: f"{separator!r}.join((" + ", ".join(values) + ",))")
+
+
+def compiled_json_object(fields: Sequence[str], times: TimeText | None,
+                         quote: Callable[[str], str]) -> Callable[[Outcome, float], str]:
+    """One function that returns the JSON object text ``json.dumps`` gives for the dict of
+    ``fields`` (in order) to their values, unknown values ``null``; ``quote`` is the JSON
+    string encoder to use (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``).
+    Field names must be unique (as dict keys are)."""
+    names = parse_fields(fields)
+    keys = [("{" if number == 0 else ", ") + quote(name) + ": "
+            for number, name in enumerate(names)]
+
+    def assemble(values: list[str]) -> str:
+        items = [f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
+                 for key, value in zip(keys, values, strict=True)]
+        return "''.join((" + ", ".join(items) + ", '}'))"
+
+    return _compile(names, times, None, assemble, {"quote": quote})
+
+
+def extractor_for(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
+    """:func:`compiled_extractor` on a verified Python, else :func:`plain_extractor`."""
+    return (compiled_extractor if enabled() else plain_extractor)(fields, times)
+
+
+def line_for(fields: Sequence[str], times: TimeText | None, separator: str,
+             placeholder: str) -> Callable[[Outcome, float], str]:
+    """:func:`compiled_line` on a verified Python, else :func:`plain_line`."""
+    return (compiled_line if enabled() else plain_line)(fields, times, separator, placeholder)
+
+
+# == JSON lines without python-json-logger's steps (AccountingJsonFormatter) ======================
+#
+# Both reproduce python-json-logger (``pythonjsonlogger/json.py``
+# ``JsonFormatter.jsonify_log_record``; ``core.py`` ``BaseJsonFormatter``'s
+# ``process_log_record`` and ``serialize_log_record``), verified with 4.2 and the stdlib
+# ``json`` encoder of CPython 3.11; pyproject.toml bounds python-json-logger below 4.3.
+# The formatter is passed as ``self: Any``: these are its methods, defined here.
+
+JsonObjects = tuple[Callable[[Outcome, float], str], Callable[[Outcome, float], str]]
+
+
+def json_objects_for(fields: Sequence[str], times: TimeText | None) -> JsonObjects | None:
+    """The object functions of :func:`json_written_directly` (``ensure_ascii`` off, on), on a
+    verified Python and for fields named once each; else None (the plain path)."""
+    if not enabled() or len(set(fields)) != len(fields):
+        return None
+    return (compiled_json_object(fields, times, encode_basestring),
+            compiled_json_object(fields, times, encode_basestring_ascii))
+
+
+def jsonify_with_one_encoder(self: Any, log_data: dict[str, Any]) -> str:
+    """python-json-logger 4.2's ``JsonFormatter.jsonify_log_record``, with one encoder for all
+    records.
+
+    ``json.dumps(data, cls=..., ...)`` makes a new encoder for every record; the text depends
+    only on the encoder class and the options, so one encoder made for the current options
+    (kept in ``self._encoder``, None at first) writes the same. Any other serializer, or a
+    formatter made on a Python the trick was not verified on (``self._speedups`` false), goes
+    to python-json-logger's own method."""
+    if not self._speedups or self.json_serializer is not json.dumps:
+        return JsonFormatter.jsonify_log_record(self, log_data)
+    cached = self._encoder
+    options = (self.json_encoder, self.json_default, self.json_indent, self.json_ensure_ascii)
+    if cached is None or cached[0] != options:
+        encoder_class = self.json_encoder or json.JSONEncoder
+        cached = self._encoder = (options, encoder_class(
+            default=self.json_default, indent=self.json_indent,
+            ensure_ascii=self.json_ensure_ascii))
+    return cached[1].encode(log_data)
+
+
+_PLAIN_ENCODERS = (None, json.JSONEncoder, JsonEncoder)  # encode strings as JSONEncoder does
+_HOOKS = frozenset(("process_log_record", "serialize_log_record", "jsonify_log_record"))
+_PROCESS = BaseJsonFormatter.process_log_record
+_SERIALIZE = BaseJsonFormatter.serialize_log_record
+
+JsonFormat = Callable[[Any, logging.LogRecord], str]
+
+
+def json_written_directly(plain: JsonFormat) -> JsonFormat:
+    """The formatter's ``format``: the JSON object text written directly when python-json-logger
+    (4.2, with CPython 3.11's ``json``) would give exactly that text, else ``plain`` (the
+    python-json-logger way).
+
+    That is when the formatter has its object functions (``self._objects``, see
+    :func:`json_objects_for`) and none of ``rename_fields``, ``static_fields``, another
+    serializer, an indent, an encoder that may encode strings otherwise, or a replaced
+    ``process_log_record``/``serialize_log_record``/``jsonify_log_record`` (on the instance or
+    its class, checked at each record: they may be set later): every value is text or None,
+    so the encoder's ``default()`` is never asked and ``json.dumps`` of the values' dict would
+    give this text, at a third of the cost."""
+
+    @functools.wraps(plain)
+    def format(self: Any, record: logging.LogRecord) -> str:
+        objects = self._objects
+        cls = self.__class__
+        outcome = getattr(record, "outcome", None)
+        if (objects is not None and outcome.__class__ is Outcome and not self.rename_fields
+                and not self.static_fields and self.json_serializer is json.dumps
+                and self.json_indent is None and self.json_encoder in _PLAIN_ENCODERS
+                and self.__dict__.keys().isdisjoint(_HOOKS)  # no step of format replaced
+                and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
+                and cls.jsonify_log_record is jsonify_with_one_encoder):
+            return self.prefix + objects[bool(self.json_ensure_ascii)](
+                outcome, record.created)
+        return plain(self, record)
+
+    return format
+
+# == Handler.handle for a handler of one kind (AccountingFileHandler) ==============================
+# ``handle_routed`` is ``logging.Handler.handle`` of CPython 3.11 for a handler that takes only
+# records of its own kind; ``handle_plain`` is the same routing in front of the stdlib's own
+# ``Handler.handle``. ``RoutedHandler`` notices ``filter``/``format`` set on an instance (as
+# ``mock.patch.object`` does), so that the tricks, here and in the handler's ``emit``, step
+# aside for them.
+
+FILTER = logging.Filterer.filter  # a subclass or a patched class that filters differs
+FORMAT = logging.Handler.format  # a subclass or a patched class that formats differs
+
+
+class RoutedHandler(logging.Handler):
+    """A handler for records of one ``kind`` (``record.outcome.kind``)."""
+
+    kind: Kind
+    # ``filter``/``format`` set on the instance are noticed here; a subclass's or a patched
+    # class's are noticed by comparing the class attribute with FILTER/FORMAT at each record
+    _filter_set = False
+    _format_set = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "filter" or name == "format":
+            object.__setattr__(self, f"_{name}_set", True)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        if name == "filter" or name == "format":
+            object.__setattr__(self, f"_{name}_set", False)
+
+
+def handle_plain(handler: RoutedHandler, record: logging.LogRecord) -> bool:
+    """Routing by kind: records of other kinds (and records without an outcome) are turned
+    away, before the filter chain and the lock; the rest go to ``logging.Handler.handle``."""
+    try:
+        if record.outcome.kind is not handler.kind:  # type: ignore[attr-defined]
+            return False
+    except AttributeError:  # no outcome: not an accounting record
+        return False
+    return bool(logging.Handler.handle(handler, record))
+
+
+def handle_routed(handler: RoutedHandler, record: logging.LogRecord) -> bool:
+    """``handle_plain`` with ``logging.Handler.handle`` of CPython 3.11 written out: the filter
+    chain is run only when there are filters (or the handler filters by itself), and the lock
+    is taken by its own context manager (two Python-level calls fewer per record). Written
+    after, and checked against, ``Handler.handle`` and ``Filterer.filter`` of CPython 3.11.7;
+    the handler uses it on Python 3.11 only (3.12 changed ``Handler.handle``: a filter may
+    return a record to emit in place of the one it was given)."""
+    try:
+        if record.outcome.kind is not handler.kind:  # type: ignore[attr-defined]
+            return False
+    except AttributeError:  # no outcome: not an accounting record
+        return False
+    if (handler.filters or handler._filter_set or handler.__class__.filter is not FILTER) and (
+            not handler.filter(record)):
+        return False
+    lock = handler.lock
+    if lock is None:  # a subclass that wants no lock (Handler.acquire allows it)
+        handler.emit(record)
+    else:
+        with lock:
+            handler.emit(record)
+    return True
+
+
+def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
+    """The ``handle`` of a handler of one kind: ``handle_routed`` where the tricks are verified,
+    else ``handle_plain``."""
+    return handle_routed if enabled() else handle_plain
+
