@@ -383,7 +383,7 @@ class Reader:
                 return None
             schema, values = parsed
             position = schema.index.get("type")
-            kind = (_KIND_CODES.get(values[position] or "") if position is not None
+            kind = (KIND_NAMES.get(values[position] or "") if position is not None
                     else None) or file_kind
             position = schema.index.get("timeLogged")
             logged = times.seconds(values[position] if position is not None else None)

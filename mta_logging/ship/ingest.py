@@ -26,8 +26,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 from psycopg import sql
 
+from mta_logging.address import domain_of
 from mta_logging.errors import ConfigError
-from mta_logging.report.reader import domain_of, kind_of
+from mta_logging.outcome import Kind
 from mta_logging.report.summary import normalize_reason
 from mta_logging.report.times import TimeParser
 from mta_logging.ship.config import IngestSettings, NatsSettings, load_ship_settings
@@ -84,7 +85,7 @@ def row_for(fields: dict[str, Any], kind_token: str | None, stream_seq: int | No
         value = fields.get(name)
         return None if value is None or value == "" else str(value)
 
-    kind = kind_of(kind_token) or kind_of(text("type"))
+    kind = Kind.find(kind_token) or Kind.find(text("type"))
     logged = times.seconds(text("timeLogged"))
     return (
         text("eventId"), kind.code if kind is not None else None, text("host"),
