@@ -171,24 +171,32 @@ class Ingester:
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
                                       ack_wait=self.settings.ack_wait,
                                       max_ack_pending=self.settings.batch * 4))
-            while True:
-                try:
-                    messages = await subscription.fetch(self.settings.batch, timeout=1.0)
-                except TimeoutError:  # nats-py raises its own and asyncio's
-                    if once and await self._drained(subscription):
-                        return
-                    continue
-                except nats.errors.Error as exc:
-                    log.warning("ingest: fetch failed (%s); trying again",
-                                exc or type(exc).__name__)
-                    await asyncio.sleep(1.0)
-                    continue
-                await self.database.write([self._row(message) for message in messages])
-                for message in messages:  # buffered publishes: no round trip each
-                    await message.ack()
+            # the next batch is fetched while this one is written (both within max_ack_pending)
+            fetching = asyncio.create_task(self._fetch(subscription, once))
+            try:
+                while (messages := await fetching) is not None:
+                    fetching = asyncio.create_task(self._fetch(subscription, once))
+                    await self.database.write([self._row(message) for message in messages])
+                    for message in messages:  # buffered publishes: no round trip each
+                        await message.ack()
+            finally:
+                fetching.cancel()  # a batch fetched but not written is delivered again
         finally:
             await self.database.close()
             await client.close()
+
+    async def _fetch(self, subscription: Any, once: bool) -> list[Msg] | None:
+        """The next batch; None (with ``once``) when the consumer has nothing pending."""
+        while True:
+            try:
+                messages: list[Msg] = await subscription.fetch(self.settings.batch, timeout=1.0)
+                return messages
+            except TimeoutError:  # nats-py raises its own and asyncio's
+                if once and await self._drained(subscription):
+                    return None
+            except nats.errors.Error as exc:
+                log.warning("ingest: fetch failed (%s); trying again", exc or type(exc).__name__)
+                await asyncio.sleep(1.0)
 
     def _row(self, message: Msg) -> tuple[Any, ...]:
         try:
