@@ -72,7 +72,7 @@ def test_every_record_of_every_writer_reaches_postgresql_once_through_failures(
 
     try:
         writers = [start(sys.executable, str(WORKERS), str(accounting), "--worker", str(n),
-                         "--count", str(RECORDS_PER_WRITER), "--pause", "0.002")
+                         "--count", str(RECORDS_PER_WRITER), "--pause", "0.004")
                    for n in (1, 2)]
         shipper = start(*mta_logging_command("ship", "--config", str(config)))
         ingester = start(*mta_logging_command("ingest", "--config", str(config)))

@@ -97,7 +97,7 @@ def test_kill_9_of_the_shipper_and_of_a_nats_node_loses_and_doubles_nothing(
                          host="relay1", poll_interval=0.2,
                          nats=nats_section(nats_cluster, "kill", window=64))
     writer = subprocess.Popen([sys.executable, str(WORKERS), str(accounting), "--count", "3000",
-                               "--pause", "0.001"])
+                               "--pause", "0.002"])
     shipper = subprocess.Popen(mta_logging_command("ship", "--config", str(config)),
                                stderr=subprocess.DEVNULL)
     try:
