@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,6 +152,8 @@ def main() -> None:
                 process.wait(timeout=20)
         cluster.stop_all()
         database.stop()
+        shutil.rmtree(database.directory, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
     print("| step | records | seconds | records/s | ratio to local write |")
     print("|---|---:|---:|---:|---:|")
