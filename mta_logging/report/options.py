@@ -19,8 +19,8 @@ from mta_logging.report.reader import Issue, Reader
 MAX_WARNINGS = 20  # warnings printed one by one; the rest are only counted
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH",
+def add_input_arguments(parser: argparse.ArgumentParser, paths_required: bool = True) -> None:
+    parser.add_argument("paths", nargs="+" if paths_required else "*", metavar="PATH",
                         help="accounting files or directories (searched recursively, archives "
                              "and .gz included)")
     group = parser.add_argument_group("filters (repeat an option or separate values by commas)")

@@ -472,6 +472,35 @@ class Reader:
                 stats.matched += 1
                 yield record
 
+    def line_parser(self, path: Path, first_line: str) -> LineParser | None:
+        """Records from the lines of one file that the caller reads itself (a tailer that keeps
+        byte offsets): the function returned turns line ``number`` (text with its line end)
+        into a Record, or None for a blank line or one skipped as an :class:`Issue`. Returns
+        None when ``first_line`` is not a header. In a JSON lines file line 1 is a record too.
+        """
+        layout = detect_layout(first_line)
+        if layout is None:
+            return None
+        name = str(path)
+        parse = (self._json_parser(name) if layout.separator is None
+                 else self._separated_parser(name, layout))
+        file_kind = kind_from_path(path)
+        times = self._times
+
+        def record(number: int, line: str) -> Record | None:
+            parsed = parse(number, line)
+            if parsed is None:
+                return None
+            schema, values = parsed
+            position = schema.index.get("type")
+            kind = (KIND_NAMES.get(values[position] or "") if position is not None
+                    else None) or file_kind
+            position = schema.index.get("timeLogged")
+            logged = times.seconds(values[position] if position is not None else None)
+            return Record(kind, logged, name, number, values, schema)
+
+        return record
+
     def issue(self, path: Path | str, line: int, message: str) -> None:
         """Report input that cannot be read (raises FormatError when strict)."""
         found = Issue(str(path), line, message)
@@ -693,6 +722,9 @@ class Seen:
 
     def remember(self, identity: tuple[str, bytes], directory: Path) -> None:
         self.contents.setdefault(identity, []).append(directory)
+
+
+LineParser = Callable[[int, str], "Record | None"]
 
 
 def _json_text(value: object) -> str:
