@@ -6,7 +6,9 @@ top-level alternatives and files each alternative under a literal that every mat
 contain (its *anchor*, found by a plain scan of the pattern's syntax); a text is matched only
 against the alternatives whose anchor occurs in it, in the patterns' order. Alternatives with
 no anchor of three characters or more, and patterns whose splitting could change their meaning,
-are tried on every text. The answer is always the one the patterns themselves give.
+are tried on every text. Anchors are found through the words of a text (see
+:class:`PatternIndex`), which rule phrases each distinct word holds worked out once. The answer
+is always the one the patterns themselves give.
 """
 
 from __future__ import annotations
