@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+import classify_golden
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -525,3 +526,19 @@ def test_cli_refuses_bad_options_and_bad_rules_files(
     assert run_cli(capsys, "--rules", str(missing), "x") == (
         2, "", f"mta-logging classify: rules file: '{missing}' is not valid; it cannot be read: "
                "No such file or directory\n")
+
+
+def test_the_recorded_answers_are_still_given() -> None:
+    # tests/data/classify_golden.tsv: made by tests/classify_golden.py (see there) with the
+    # classifier as it was before it was made faster; every answer must stay the same.
+    classifier = Classifier(builtin_rules(), remember=0)
+    with open(classify_golden.GOLDEN, encoding="utf-8") as stream:
+        recorded = [line.rstrip("\n").split("\t") for line in stream]
+    cases = classify_golden.cases()
+    assert len(cases) == len(recorded)
+    changed = [
+        f"case {number}: recorded {expected[1:]}, now {got}: {cases[number]!r:.200}"
+        for number, expected in enumerate(recorded)
+        if (got := classify_golden.answer(classifier, cases[number])) != expected[1:]
+    ]
+    assert not changed, f"{len(changed)} answers changed:\n" + "\n".join(changed[:20])
