@@ -62,7 +62,8 @@ class Archiver:
         self._hint = ("", 0)  # (name, suffix) last used: skip names known to be taken
         self._next_prune = 0.0
         self._prune_due = False  # a rollover left retention for later
-        self._pending: list[Path] = []  # archived files waiting for compression
+        self._pending: list[Path] = []  # archived files waiting for compression (a name may
+        # be there twice: a file of a name just compressed was archived under it again)
         self._pending_lock = threading.Lock()  # guards _pending only; held for no I/O
         self._compressing = threading.Lock()  # one compression run at a time in this process
 
@@ -88,7 +89,10 @@ class Archiver:
             except OSError:  # the move is done; only its durability is in doubt
                 self.faults.report(f"saving the move of {path} to disk")
         if self.compress:
-            self._add_pending(target)
+            # queued even if its name is queued already: compression may have removed a file
+            # of that name and not yet taken it off the queue (each run takes off one entry)
+            with self._pending_lock:
+                self._pending.append(target)
         return target
 
     def prune(self, now: float) -> None:
@@ -158,7 +162,7 @@ class Archiver:
                     continue  # not compressed, not gone: next time
                 with self._pending_lock:
                     if file in self._pending:
-                        self._pending.remove(file)
+                        self._pending.remove(file)  # (one entry: see move)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent compresses what it archived."""

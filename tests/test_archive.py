@@ -377,3 +377,32 @@ def test_no_glob_for_visible_files_matches_a_working_file(
     for name in hidden:
         assert not any(fnmatch.fnmatch(name, glob) for glob in ("*.tsv*", "*.gz", "*.jsonl*"))
     assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+
+
+def test_a_file_archived_under_a_pending_name_just_freed_is_compressed_too(
+        tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compression removes a pending file, then takes it off its queue; a rollover (or close())
+    that archives the next file of that name in between gets the pending name just freed. That
+    file is queued too, and compressed: not left hidden (the leftover pending file after a
+    clean shutdown of issue 20)."""
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv", b"first\n")
+    archiver.move(fd, path, "d.X.tsv")
+    os.close(fd)
+    real_compress = archive_module.compress_pending
+
+    def rollover_meanwhile(pending: Path, *args: Any, **kwargs: Any) -> Path | None:
+        compressed = real_compress(pending, *args, **kwargs)
+        monkeypatch.undo()
+        fd, path = finished(active_dir, "d.X.tsv", b"second\n")
+        assert archiver.move(fd, path, "d.X.tsv") == pending  # the name just freed
+        os.close(fd)
+        return compressed
+
+    monkeypatch.setattr(archive_module, "compress_pending", rollover_meanwhile)
+    archiver.compress_pending()
+    archiver.compress_pending()
+    archive = archiver.archive_dir
+    assert listing(archive) == ["d.X.1.tsv.gz", "d.X.tsv.gz"]
+    assert [gzip.decompress((archive / n).read_bytes()) for n in ("d.X.tsv.gz", "d.X.1.tsv.gz")
+            ] == [b"first\n", b"second\n"]

@@ -851,6 +851,34 @@ def test_files_waiting_for_compression_are_compressed_at_the_next_start(
     assert text(archived / "d.2024-04-30-235959.tsv.gz") == HEADER + line("a@example.com")
 
 
+def test_nothing_is_left_hidden_when_handlers_close_while_the_thread_compresses(
+        make: Callable[..., AccountingFileHandler], tmp_path: Path) -> None:
+    """Issue 20's leftover pending file after a clean shutdown: handlers that roll over at every
+    record (all in one second, so names are used again as soon as compression frees them) are
+    closed while the maintenance thread compresses their files. After each close every record
+    is in a visible ``.gz`` and nothing hidden is left. (A stress test: 25 rounds, a few
+    seconds; before the fix it failed in 4 of 6 runs.)"""
+    keeper = make(directory=tmp_path / "keeper", archiving=True)  # the thread runs throughout
+    log(keeper, "keeper@example.com")
+    for round_ in range(25):
+        handler = make(directory=tmp_path / f"d{round_}", archiving=True, compress=True,
+                       fsync="rollover", max_size=(len(HEADER) + RECORD) / 1_000_000)
+        rcpts = [f"r{index:03}@example.com" for index in range(12)]
+        for rcpt in rcpts:
+            log(handler, rcpt)
+            time.sleep(0.004)  # the thread gets to compress meanwhile
+        handler.close()
+        archive = tmp_path / f"d{round_}" / "archive"
+        assert [name for name in everything(archive) if name.startswith(".")] == [], round_
+        written = Counter(rcpt_of(line_) for name in names(archive)
+                          for line_ in text(archive / name).splitlines()[1:])
+        assert written == Counter(rcpts), round_
+
+
+def rcpt_of(record_line: str) -> str:
+    return record_line.split("\t")[3]
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 def test_disk_full_mid_record_cuts_the_partial_write_back_and_reports_the_record(
