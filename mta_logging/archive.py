@@ -345,9 +345,14 @@ def _is(path: Path, info: os.stat_result) -> bool:
 HOLD_MARKER = ".ship-hold"
 
 
+SHIPPED = "shipped"  # role of the hidden file by which the shipper marks a file shipped
+
+
 def shipped_marker(file: Path) -> Path:
-    """The hidden file by which the shipper marks ``file`` shipped (it holds the file's size)."""
-    return file.with_name(f".{file.name}.shipped")
+    """The hidden file by which the shipper marks ``file`` shipped (it holds the file's size):
+    ``.shipped-<name>``, named as the other hidden working files (no glob of visible files
+    matches it)."""
+    return file.with_name(hidden_name(SHIPPED, file.name))
 
 
 def held_for_shipping(file: Path, size: int) -> bool:
