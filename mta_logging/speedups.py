@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -26,13 +27,19 @@ from typing import Any
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
+from mta_logging.eventid import new_event_id
 from mta_logging.fields import (
-    CUSTOM_PREFIX,
+    DSN_ACTIONS,
+    NUMBER_FIELDS,
     Extractor,
     TimeText,
+    dsn_diag,
     field_text,
     format_delay,
+    header_name,
+    json_number,
     parse_fields,
+    seconds_queued,
 )
 from mta_logging.outcome import Kind, Outcome
 
@@ -264,6 +271,27 @@ _EXPRESSIONS = {
     "dsnMsg": _as_text("outcome.dsn_msg"),
     "delay": "(missing if (v := outcome.delay) is None else format_delay(v))",
     "bounceCat": _as_text("outcome.bounce_cat"),
+    "orig": _as_text("outcome.orig"),
+    "orcpt": _as_text("(outcome.rcpt if (o := outcome.orcpt) is None else o)"),
+    "envId": _as_text("outcome.env_id"),
+    "dsnAction": _as_text("(actions.get(outcome.kind) if (a := outcome.dsn_action) is None "
+                          "else a)"),
+    "dsnDiag": "(missing if (v := dsn_diag(outcome)) is None else v)",
+    "dsnMta": _as_text("outcome.dsn_mta"),
+    "dlvSize": _as_text("outcome.size"),
+    "dlvTlsProtocol": _as_text("outcome.tls_protocol"),
+    "dlvTlsCipher": _as_text("outcome.tls_cipher"),
+    "timeFirstAttempt": ("(missing if (v := outcome.time_first_attempt) is None "
+                         "else first.of(v))"),
+    "totalSecondsQueued": ("(missing if outcome.time_queued is None "
+                           "else seconds_queued(outcome, time_logged))"),
+    "eventId": ("(new_event_id(time_logged) if (v := outcome.event_id) is None "
+                "else v if v.__class__ is str else str(v))"),
+    "rcvSourceIp": _as_text("outcome.rcv_ip"),
+    "rcvHelo": _as_text("outcome.rcv_helo"),
+    "rcvAuthUser": _as_text("outcome.rcv_auth_user"),
+    "rcvTlsProtocol": _as_text("outcome.rcv_tls_protocol"),
+    "rcvTlsCipher": _as_text("outcome.rcv_tls_cipher"),
 }
 
 
@@ -279,15 +307,21 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
         "logged": times,
         # its own one-second cache: the queued time is rarely in the logged time's second
         "queued": TimeText(times.time_format, times.utc),
+        "first": TimeText(times.time_format, times.utc),
         "format_delay": format_delay,
+        "actions": DSN_ACTIONS,
+        "dsn_diag": dsn_diag,
+        "seconds_queued": seconds_queued,
+        "new_event_id": new_event_id,
         "missing": missing,
         "Kind": Kind,
         **(helpers or {}),
     }
     expressions = []
     for number, name in enumerate(names):
-        if name.startswith(CUSTOM_PREFIX):
-            namespace[f"header_{number}"] = name[len(CUSTOM_PREFIX):]
+        header = header_name(name) if name not in _EXPRESSIONS else None
+        if header is not None:
+            namespace[f"header_{number}"] = header
             expressions.append(_as_text(f"outcome.header(header_{number})"))
         else:
             expressions.append(_EXPRESSIONS[name])
@@ -311,19 +345,32 @@ def compiled_line(fields: Sequence[str], times: TimeText | None, separator: str,
 def compiled_json_object(fields: Sequence[str], times: TimeText | None,
                          quote: Callable[[str], str]) -> Callable[[Outcome, float], str]:
     """One function that returns the JSON object text ``json.dumps`` gives for the dict of
-    ``fields`` (in order) to their values, unknown values ``null``; ``quote`` is the JSON
-    string encoder to use (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``).
-    Field names must be unique (as dict keys are)."""
+    ``fields`` (in order) to their values, unknown values ``null``, number fields as numbers
+    (:func:`~mta_logging.fields.json_number`); ``quote`` is the JSON string encoder to use
+    (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``). Field names must be
+    unique (as dict keys are). Values are written as they are: see :func:`json_written_directly`
+    for those that need escaping first."""
     names = parse_fields(fields)
     keys = [("{" if number == 0 else ", ") + quote(name) + ": "
             for number, name in enumerate(names)]
 
     def assemble(values: list[str]) -> str:
-        items = [f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
-                 for key, value in zip(keys, values, strict=True)]
+        items = [f"{key!r}, ('null' if (w := {value}) is None else number(w, quote))"
+                 if name in NUMBER_FIELDS else
+                 f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
+                 for name, key, value in zip(names, keys, values, strict=True)]
         return "''.join((" + ", ".join(items) + ", '}'))"
 
-    return _compile(names, times, None, assemble, {"quote": quote})
+    return _compile(names, times, None, assemble, {"quote": quote, "number": _number_json})
+
+
+def _number_json(text: str, quote: Callable[[str], str]) -> str:
+    """The JSON text ``json.dumps`` gives for :func:`~mta_logging.fields.json_number` of
+    ``text`` (a float as ``float.__repr__``, as the stdlib encoder writes it)."""
+    number = json_number(text)
+    if number.__class__ is str:
+        return quote(text)
+    return str(number) if number.__class__ is int else repr(number)
 
 
 def extractor_for(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
@@ -384,6 +431,7 @@ _PROCESS = BaseJsonFormatter.process_log_record
 _SERIALIZE = BaseJsonFormatter.serialize_log_record
 
 JsonFormat = Callable[[Any, logging.LogRecord], str]
+_MAY_NEED_ESCAPING = re.compile("\\\\\\\\|\\\\ud[89a-f]|[\ud800-\udfff]")
 
 
 def json_written_directly(plain: JsonFormat) -> JsonFormat:
@@ -410,8 +458,12 @@ def json_written_directly(plain: JsonFormat) -> JsonFormat:
                 and self.__dict__.keys().isdisjoint(_HOOKS)  # no step of format replaced
                 and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
                 and cls.jsonify_log_record is jsonify_with_one_encoder):
-            return self.prefix + objects[bool(self.json_ensure_ascii)](
-                outcome, record.created)
+            text = objects[bool(self.json_ensure_ascii)](outcome, record.created)
+            # a value with a backslash or text that is not Unicode is written escaped
+            # (AccountingJsonFormatter.format): the JSON text shows it as \\, \udcXX or the
+            # surrogate itself
+            if ("\\" not in text and text.isascii()) or _MAY_NEED_ESCAPING.search(text) is None:
+                return self.prefix + text
         return plain(self, record)
 
     return format

@@ -43,13 +43,22 @@ any_text = st.text(st.characters(codec=None, categories=None), max_size=30) | st
     ["", "\\", "\t", "\n", "\r", '"', ",", ";", "a\udcffb", "\ud800", "é", "plain"])
 maybe_text = st.none() | any_text
 field_value = maybe_text | st.integers(-5, 5)
-some_fields = st.lists(st.sampled_from([*FIELD_NAMES, "custom_X-Tag"]), min_size=1,
-                       max_size=8)
+some_fields = st.lists(st.sampled_from([*FIELD_NAMES, "custom_X-Tag", "header_x-TAG"]),
+                       min_size=1, max_size=8)
+some_time = st.none() | st.sampled_from([T0 - 5, T0, 1_000_000_000, T0 + 0.5])
 outcome_values = st.fixed_dictionaries({
     "src_mta": field_value, "src_ip": field_value, "vmta": field_value,
-    "dsn_msg": field_value, "dsn_status": field_value, "bounce_cat": field_value,
-    "time_queued": st.none() | st.sampled_from([T0 - 5, T0, 1_000_000_000, T0 + 0.5]),
-    "delay": st.none() | st.sampled_from([0, 2.5, 300])})
+    "dsn_msg": field_value | st.sampled_from(["550 5.1.1 no", "421-4.4.2 wait"]),
+    "dsn_status": field_value, "bounce_cat": field_value,
+    "time_queued": some_time,
+    "delay": st.none() | st.sampled_from([0, 2.5, 300]),
+    "orig": field_value, "orcpt": field_value, "env_id": field_value,
+    "dsn_action": field_value, "dsn_diag": field_value, "dsn_mta": field_value,
+    "size": st.none() | st.integers(0, 10**9), "tls_protocol": field_value,
+    "tls_cipher": field_value, "time_first_attempt": some_time,
+    "event_id": any_text,  # a given id: a generated one differs at each call (tested apart)
+    "rcv_ip": field_value, "rcv_helo": field_value, "rcv_auth_user": field_value,
+    "rcv_tls_protocol": field_value, "rcv_tls_cipher": field_value})
 
 
 @contextlib.contextmanager
