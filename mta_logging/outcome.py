@@ -53,6 +53,8 @@ class Kind(enum.Enum):
         return kind
 
 
+RECEIVED_LEVEL = 15  # between DEBUG and INFO; no level name is registered for it
+
 # every text that names a kind, lower case: its code, directory name and label, and ``t``
 # (the Haraka plugin named deferred files t.*)
 _names = {"t": Kind.DEFERRED}
@@ -60,7 +62,7 @@ for _kind, _level, _directory, _label in (
         (Kind.DELIVERED, logging.INFO, "delivered", "delivered"),
         (Kind.DEFERRED, logging.WARNING, "deferred", "deferred"),
         (Kind.BOUNCE, logging.ERROR, "bounce", "bounced"),
-        (Kind.RECEIVED, logging.INFO, "received", "received")):
+        (Kind.RECEIVED, RECEIVED_LEVEL, "received", "received")):
     _kind.level = _level
     _kind.directory = _directory
     _kind.label = _label
