@@ -216,10 +216,13 @@ def dsn_diag(outcome: Outcome) -> str | None:
     diag = outcome.dsn_diag
     if diag is not None:
         return str(diag)
-    message = outcome.dsn_msg
-    if message is None or parse_reply(text := str(message)).code is None:
-        return None
-    return f"smtp; {text}"
+    return None if outcome.dsn_msg is None else diagnostic_of(str(outcome.dsn_msg))
+
+
+def diagnostic_of(message: str) -> str | None:
+    """RFC 3464's Diagnostic-Code of a server's reply, ``smtp; <reply>``; None for a text that
+    is not an SMTP reply (a local error)."""
+    return f"smtp; {message}" if parse_reply(message).code is not None else None
 
 
 def seconds_queued(outcome: Outcome, time_logged: float) -> str | None:

@@ -361,3 +361,40 @@ def test_check_config_names_a_bad_relay_key(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith(f"mta-logging check-config: {cfg}: listen: ")
+
+
+def test_a_haraka_ini_writes_the_same_bytes_whatever_details_are_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new fields are written only where configured: the Haraka defaults stay the lines
+    they were, byte for byte, when a caller (the relay) gives every detail."""
+    import time
+
+    t0 = 1_764_138_000.25
+    monkeypatch.setattr(time, "time", lambda: t0)
+    ini = write(tmp_path, "accounting_files.ini", f"path={tmp_path / 'acct'}\n")
+    mta_logging.configure(ini)
+    details = {"orig": "s@example.com", "orcpt": "rfc822;b@example.com", "env_id": "E1",
+               "dsn_mta": "mx.example.net", "size": 99, "tls_protocol": "TLSv1.3",
+               "tls_cipher": "TLS_AES_128_GCM_SHA256", "time_first_attempt": t0 - 5,
+               "event_id": "id-1"}
+    common = {"time_queued": t0 - 60, "src_mta": "relay.example", "src_ip": "192.0.2.1",
+              "dest_ip": "192.0.2.9", "vmta": "pool", "job_id": "Q1", **details}
+    acct = mta_logging.AccountingLogger()
+    acct.delivered("b@example.com", dsn_status="2.0.0", dsn_msg="250 2.0.0 Ok", **common)
+    acct.deferred("b@example.com", dsn_status="4.2.0", dsn_msg="451 4.2.0 busy", delay=300,
+                  **common)
+    acct.bounced("b@example.com", dsn_status="5.1.1", dsn_msg="550 5.1.1 unknown",
+                 bounce_cat="bad-mailbox", **common)
+    logged, queued = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in (t0, t0 - 60))
+    start = f"{logged}\t{queued}\tb@example.com\trelay.example\t192.0.2.1\tpool\tQ1"
+    header = "type\ttimeLogged\ttimeQueued\trcpt\tsrcMta\tsrcIp\tvmta\tjobId\tdsnStatus\tdsnMsg"
+    expected = {
+        "delivered": f"{header}\nd\t{start}\t2.0.0\t250 2.0.0 Ok\n",
+        "deferred": f"{header}\tdelay\ndf\t{start}\t4.2.0\t451 4.2.0 busy\t300\n",
+        "bounce": f"{header}\tbounceCat\nb\t{start}\t5.1.1\t550 5.1.1 unknown\tbad-mailbox\n",
+    }
+    for kind, text in expected.items():
+        (path,) = (tmp_path / "acct" / kind).glob("*.tsv")
+        assert path.read_bytes() == text.encode()
+    assert sorted(p.name for p in (tmp_path / "acct").iterdir()) == [
+        "bounce", "deferred", "delivered"]  # no received records unless asked for

@@ -5,7 +5,7 @@ each domain's transaction the final states (delivered, bounced) are written to t
 journal, and only then recorded in the accounting files, so a crash can never make the relay
 deliver again to a recipient it has recorded. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
-``message-expired``.
+``message-expired``, with RFC 3463's ``5.4.7`` (delivery time expired) and the last error.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.address import domain_of
+from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
@@ -29,6 +30,7 @@ from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool
 _log = logging.getLogger("mta_logging.relay.queue")
 
 EXPIRED = "message-expired"
+EXPIRED_STATUS = "5.4.7"
 # Messages waiting beyond this many are read back from the spool when their turn comes,
 # instead of being held in memory.
 MAX_CACHED = 1000
@@ -136,7 +138,7 @@ class DeliveryQueue:
             by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "", []).append(index)
         for domain, indexes in by_domain.items():
             results = await self.deliverer.deliver(domain, message.envelope, indexes, content)
-            await self._settle(message, results, delay, expired, headers)
+            await self._settle(message, results, delay, expired, headers, len(content))
         if message.complete:
             return
         message.failures += 1
@@ -153,7 +155,7 @@ class DeliveryQueue:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
-                      expired: bool, headers: Mapping[str, str]) -> None:
+                      expired: bool, headers: Mapping[str, str], size: int) -> None:
         """Journal the final results (or remove a finished message), then record them all."""
         entries = []
         for result in results:
@@ -172,10 +174,10 @@ class DeliveryQueue:
         elif entries:
             await self._journal(message, entries)
         for result in results:
-            self._record(message, result, delay, headers, expired)
+            self._record(message, result, delay, headers, expired, size)
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
-                headers: Mapping[str, str], expired: bool) -> None:
+                headers: Mapping[str, str], expired: bool, size: int) -> None:
         rcpt = message.envelope.rcpts[result.index]
         _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
                    result.dsn_msg)
@@ -192,6 +194,11 @@ class DeliveryQueue:
             "dsn_status": result.dsn_status,
             "dsn_msg": result.dsn_msg,
             "headers": headers,
+            "orig": message.envelope.mail_from,
+            "size": size,
+            "dsn_mta": result.dsn_mta,
+            "tls_protocol": result.tls_protocol,
+            "tls_cipher": result.tls_cipher,
         }
         if result.kind is Kind.DELIVERED:
             accounting.delivered(rcpt, **fields)
@@ -199,8 +206,10 @@ class DeliveryQueue:
             accounting.bounced(rcpt, **fields)
         elif expired:
             age = self.clock() - message.envelope.time_queued
+            fields["dsn_status"] = EXPIRED_STATUS
             fields["dsn_msg"] = (f"message expired after {age:.0f} s in the queue; "
                                  f"last error: {result.dsn_msg}")
+            fields["dsn_diag"] = diagnostic_of(result.dsn_msg)
             accounting.bounced(rcpt, bounce_cat=EXPIRED, **fields)
         else:
             accounting.deferred(rcpt, delay=delay, **fields)
