@@ -1,4 +1,4 @@
-"""Finished accounting files: naming, moving into the archive, compressing, pruning.
+"""Finished accounting files: moving into the archive, compressing, pruning.
 
 Everything here works on paths and is safe against other processes doing the same at the same
 time: a file appears under its final name only when it is complete (link, never overwrite), and
@@ -21,98 +21,149 @@ import itertools
 import os
 import re
 import shutil
-import socket
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from mta_logging.errors import ConfigError
+from mta_logging.faults import Faults
+from mta_logging.fsutil import fsync_directory
+from mta_logging.naming import DEFAULT_FILE_NAME, FileNamer, check_template
 
-DEFAULT_FILE_NAME = "{kind}.{time}.{ext}"
-TIME_IN_NAME = "%Y-%m-%d-%H%M%S"
 PENDING = ".pending"  # hidden name of a file waiting in the archive directory to be compressed
 STAGED = PENDING + ".gz"  # its compressed copy, before it gets its visible name
-_PLACEHOLDERS = ("ext", "host", "kind", "pid", "seq", "time")
-_PLACEHOLDER = re.compile(r"\{(\w*)\}")
+PRUNE_EVERY = 60.0  # seconds between retention runs while no file is archived
 _MAX_SUFFIX = 100_000
 
 
-def check_template(template: str) -> str:
-    """Validate a file name template; ConfigError naming an unknown placeholder."""
-    if not isinstance(template, str) or not template.strip():
-        raise ConfigError("file_name", template, "expected a template such as {kind}.{time}.{ext}")
-    for name in _PLACEHOLDER.findall(template):
-        if name not in _PLACEHOLDERS:
-            raise ConfigError(
-                "file_name", template,
-                f"unknown placeholder {{{name}}}; allowed: "
-                + ", ".join("{" + p + "}" for p in _PLACEHOLDERS),
-            )
-    if "/" in template or template.startswith("."):
-        raise ConfigError("file_name", template,
-                          "must be a plain file name (no '/', not starting with '.')")
-    if not any(p in template for p in ("{time}", "{seq}", "{pid}")):
-        raise ConfigError("file_name", template,
-                          "must contain {time}, {seq} or {pid} so that new files get new names")
-    return template
+class Archiver:
+    """Moves one handler's finished files into ``archive_dir`` (under the name each had, or a
+    free one), compresses them (``compress``: off the handler lock, one run at a time) and
+    deletes old ones (``retention_days`` / ``retention_files``). ``fsync``: make each move
+    durable. Failures that do not undo a move go to ``faults``."""
+
+    def __init__(self, archive_dir: Path, namer: FileNamer, faults: Faults, *, compress: bool,
+                 fsync: bool, retention_days: float | None, retention_files: int | None,
+                 ) -> None:
+        self.archive_dir = archive_dir
+        self.namer = namer
+        self.faults = faults
+        self.compress = compress
+        self.fsync = fsync
+        self.retention_days = retention_days
+        self.retention_files = retention_files
+        self.pattern = namer.pattern()
+        self._hint = ("", 0)  # (name, suffix) last used: skip names known to be taken
+        self._next_prune = 0.0
+        self._prune_due = False  # a rollover left retention for later
+        self._pending: list[Path] = []  # archived files waiting for compression
+        self._pending_lock = threading.Lock()  # guards _pending only; held for no I/O
+        self._compressing = threading.Lock()  # one compression run at a time in this process
+
+    def move(self, fd: int, path: Path, name: str) -> Path | None:
+        """Move the file at ``path`` (open as ``fd``, its lock held) into the archive, named
+        after ``name``; returns where it went, or None if it was there already (a crash came
+        between linking it there and unlinking it here)."""
+        self.archive_dir.mkdir(parents=True, exist_ok=True)
+        if os.fstat(fd).st_nlink > 1 and _linked_in(self.archive_dir, fd):
+            os.unlink(path)
+            return None
+        hint_name, hint = self._hint
+        target, number = link_exclusive(  # under the name it had, if that is free
+            path, self.archive_dir, name, self.namer, prefer=path.name,
+            start=hint if hint_name == name else 0, hidden=self.compress)
+        if number >= 0:
+            self._hint = (name, number + 1)
+        path.unlink(missing_ok=True)  # (missing: someone removed it meanwhile; it is moved)
+        if self.fsync:
+            try:
+                fsync_directory(self.archive_dir)
+                fsync_directory(path.parent)
+            except OSError:  # the move is done; only its durability is in doubt
+                self.faults.report(f"saving the move of {path} to disk")
+        if self.compress:
+            self._add_pending(target)
+        return target
+
+    def prune(self, now: float) -> None:
+        """Apply retention now (``now``: the time ages are measured from)."""
+        self._prune_due = False
+        if self.retention_days is None and self.retention_files is None:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            prune(self.archive_dir, self.pattern, max_age_days=self.retention_days,
+                  max_files=self.retention_files, now=now)
+        except FileNotFoundError:
+            pass  # no archive directory (yet): nothing to prune
+        except Exception:
+            self.faults.report(f"deleting old files in {self.archive_dir}")
+
+    def prune_later(self) -> None:
+        """Files were archived: leave retention to the next ``prune_when_due`` or
+        ``prune_if_left`` (off the logging call that archived them)."""
+        self._prune_due = True
+
+    def prune_when_due(self, now: float) -> None:
+        """Apply retention if it was left for later or ``PRUNE_EVERY`` seconds have passed."""
+        if self._prune_due or now >= self._next_prune:
+            self.prune(now)
+
+    def prune_if_left(self, now: float) -> None:
+        """Apply retention if it was left for later."""
+        if self._prune_due:
+            self.prune(now)
+
+    def take_over_pending(self) -> None:
+        """Queue for compression the files that a dead process left waiting (``.NAME.pending``
+        of this namer's names) and remove staged files it published already."""
+        if not (self.compress and self.archive_dir.is_dir()):
+            return
+        for hidden in self.archive_dir.glob(".*" + PENDING):
+            if self.pattern.match(visible_name(hidden.name)):
+                self._add_pending(hidden)
+        for staged in self.archive_dir.glob(".*" + STAGED):
+            finish_staged(staged)
+
+    def compress_pending(self) -> None:
+        """Compress the archived files waiting for it, oldest first (a failure is reported and
+        the file tried again next time)."""
+        with self._pending_lock:
+            pending = self._pending[:]
+        if not pending:
+            return
+        with self._compressing:
+            for file in pending:
+                doing = f"compressing {file}"
+                try:
+                    compress_pending(file, self.namer, fsync=self.fsync)
+                except FileNotFoundError:
+                    pass  # compressed and removed by another process meanwhile
+                except Exception:
+                    self.faults.report(doing)
+                    continue
+                self.faults.clear(doing)
+                with self._pending_lock:
+                    if file in self._pending:
+                        self._pending.remove(file)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the parent compresses what it archived."""
+        self._pending = []
+        self._pending_lock = threading.Lock()
+        self._compressing = threading.Lock()
+
+    def _add_pending(self, file: Path) -> None:
+        with self._pending_lock:
+            if file not in self._pending:
+                self._pending.append(file)
 
 
-@dataclass(frozen=True, slots=True)
-class FileNamer:
-    """Renders file names from a template with ``{kind} {time} {host} {pid} {seq} {ext}``."""
-
-    template: str
-    kind: str
-    extension: str
-
-    def __post_init__(self) -> None:
-        check_template(self.template)
-
-    def render(self, timestamp: float, seq: int, pid: int | None = None) -> str:
-        return self.template.format(
-            kind=self.kind,
-            time=time.strftime(TIME_IN_NAME, time.localtime(timestamp)),
-            host=socket.gethostname().split(".")[0],
-            pid=os.getpid() if pid is None else pid,
-            seq=seq,
-            ext=self.extension,
-        )
-
-    def suffixed(self, name: str, number: int) -> str:
-        """The name to use when ``name`` is taken: ``d.X.tsv`` → ``d.X.1.tsv`` (``.N`` goes
-        before the extension when the template ends with ``.{ext}``, else at the end)."""
-        if number == 0:
-            return name
-        stem, gz = (name[:-3], ".gz") if name.endswith(".gz") else (name, "")
-        tail = "." + self.extension
-        if self.template.endswith(".{ext}") and stem.endswith(tail):
-            return f"{stem[: -len(tail)]}.{number}{tail}{gz}"
-        return f"{stem}.{number}{gz}"
-
-    def pattern(self) -> re.Pattern[str]:
-        """Matches every name this namer can produce, with a collision suffix and ``.gz``."""
-        parts = {
-            "kind": re.escape(self.kind),
-            "time": r"\d{4}-\d{2}-\d{2}-\d{6}",
-            "host": r"[^/]+?",
-            "pid": r"\d+",
-            "seq": r"\d+",
-            "ext": re.escape(self.extension),
-        }
-        template = self.template
-        ends_with_ext = template.endswith(".{ext}")
-        if ends_with_ext:
-            template = template[: -len(".{ext}")]
-        out, last = [], 0
-        for match in _PLACEHOLDER.finditer(template):
-            out.append(re.escape(template[last:match.start()]))
-            out.append(parts[match.group(1)])
-            last = match.end()
-        out.append(re.escape(template[last:]))
-        out.append(r"(?:\.\d+)?")
-        if ends_with_ext:
-            out.append(r"\." + parts["ext"])
-        return re.compile("".join(out) + r"(?:\.gz)?\Z")
+def _linked_in(directory: Path, fd: int) -> bool:
+    """True if ``directory`` holds a link to the file open as ``fd``."""
+    mine = os.fstat(fd)
+    with os.scandir(directory) as scan:
+        return any(entry.inode() == mine.st_ino
+                   and entry.stat(follow_symlinks=False).st_dev == mine.st_dev for entry in scan)
 
 
 def pending_name(name: str) -> str:
@@ -155,14 +206,6 @@ def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer, *
             finally:
                 staged.unlink(missing_ok=True)
     raise FileExistsError(errno.EEXIST, f"no free name for {name} in {directory}")
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Path | None:
@@ -269,3 +312,8 @@ def prune(directory: Path, pattern: re.Pattern[str], *, max_age_days: float | No
             file.unlink(missing_ok=True)
             doomed.append(file)
     return doomed
+
+
+__all__ = ["DEFAULT_FILE_NAME", "PENDING", "PRUNE_EVERY", "STAGED", "Archiver", "FileNamer",
+           "check_template", "compress_pending", "finish_staged", "link_exclusive",
+           "pending_name", "prune", "visible_name"]

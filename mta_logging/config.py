@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 
 from mta_logging import settings as _settings
-from mta_logging.archive import DEFAULT_FILE_NAME
 from mta_logging.errors import ConfigError
 from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT
 from mta_logging.formatters import TAB
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import DEFAULT_LOGGER
+from mta_logging.naming import DEFAULT_FILE_NAME
 from mta_logging.outcome import Kind
 
 KIND_SECTIONS = ("location", "archive_to", "fields")

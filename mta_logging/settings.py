@@ -35,9 +35,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mta_logging.archive import check_template
 from mta_logging.errors import ConfigError
 from mta_logging.fields import TimeText, parse_fields
+from mta_logging.naming import check_template
 from mta_logging.outcome import Kind
 
 FSYNC_POLICIES = ("never", "rollover", "always")
@@ -128,7 +128,7 @@ def extension(value: Any) -> str:
 
 
 def file_name(value: Any) -> str:
-    """A file name template (see :func:`mta_logging.archive.check_template`)."""
+    """A file name template (see :func:`mta_logging.naming.check_template`)."""
     text = _as_text(value)
     try:
         return check_template("" if text is None else text.strip())

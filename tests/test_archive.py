@@ -1,27 +1,31 @@
-"""Finished files: names, exclusive moves, compression that survives crashes, retention."""
+"""Finished files: exclusive moves, compression that survives crashes, retention, and the
+Archiver that does them for one handler."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
+import logging
 import os
-import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mta_logging import ConfigError
 from mta_logging import archive as archive_module
 from mta_logging.archive import (
-    FileNamer,
-    check_template,
+    PRUNE_EVERY,
+    Archiver,
     compress_pending,
     finish_staged,
     link_exclusive,
     pending_name,
     prune,
 )
+from mta_logging.faults import Faults
+from mta_logging.naming import FileNamer
 
 T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
 NAMER = FileNamer("{kind}.{time}.{ext}", "d", "tsv")
@@ -30,44 +34,6 @@ CONTENT = b"type\trcpt\nd\ta@example.com\n"
 
 def listing(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
-
-
-# -- names ---------------------------------------------------------------------------------------
-
-def test_render_fills_every_placeholder() -> None:
-    namer = FileNamer("{kind}_{host}_{pid}_{seq}_{time}.{ext}", "df", "csv")
-    host = socket.gethostname().split(".")[0]
-    assert namer.render(T, 7, pid=42) == f"df_{host}_42_7_2024-05-01-120000.csv"
-
-
-def test_suffix_goes_before_the_extension() -> None:
-    assert [NAMER.suffixed("d.2024-05-01-120000.tsv", n) for n in (0, 1, 12)] == [
-        "d.2024-05-01-120000.tsv", "d.2024-05-01-120000.1.tsv", "d.2024-05-01-120000.12.tsv"]
-    assert NAMER.suffixed("d.2024-05-01-120000.tsv.gz", 2) == "d.2024-05-01-120000.2.tsv.gz"
-    assert FileNamer("{kind}-{seq}", "d", "tsv").suffixed("d-3", 1) == "d-3.1"
-
-
-def test_pattern_matches_what_the_namer_writes_and_nothing_else() -> None:
-    pattern = NAMER.pattern()
-    for name in ("d.2024-05-01-120000.tsv", "d.2024-05-01-120000.3.tsv",
-                 "d.2024-05-01-120000.tsv.gz", "d.2024-05-01-120000.3.tsv.gz"):
-        assert pattern.match(name), name
-    for name in ("df.2024-05-01-120000.tsv", ".d.2024-05-01-120000.tsv.pending",
-                 "d.2024-05-01-120000.csv", "d.2024-05-01-120000.tsv.tmp", "notes.txt"):
-        assert not pattern.match(name), name
-
-
-@pytest.mark.parametrize("template, complaint", [
-    ("{kind}.{date}.{ext}", "unknown placeholder {date}"),
-    ("logs/{kind}.{time}", "must be a plain file name"),
-    (".{kind}.{time}", "must be a plain file name"),
-    ("{kind}.{ext}", "must contain {time}, {seq} or {pid}"),
-    ("", "expected a template"),
-])
-def test_bad_templates_are_named(template: str, complaint: str) -> None:
-    with pytest.raises(ConfigError, match="file_name") as caught:
-        check_template(template)
-    assert complaint in str(caught.value)
 
 
 # -- exclusive links -----------------------------------------------------------------------------
@@ -193,3 +159,137 @@ def test_prune_by_age_and_count_touches_only_matching_files(tmp_path: Path) -> N
     prune(tmp_path, NAMER.pattern(), max_age_days=None, max_files=2, now=T)
     assert listing(tmp_path) == [".d.2024-04-01-000000.tsv.pending", "d.2024-04-30-000000.1.tsv",
                                  "d.2024-04-30-000000.tsv", "notes.txt"]
+
+
+# -- the Archiver of one handler -----------------------------------------------------------------
+
+@pytest.fixture
+def active_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "delivered"
+    directory.mkdir()
+    return directory
+
+
+def make_archiver(tmp_path: Path, **options: Any) -> Archiver:
+    settings: dict[str, Any] = {"compress": False, "fsync": False, "retention_days": None,
+                                "retention_files": None}
+    settings.update(options)
+    faults = Faults(logging.Handler(), "accounting file handler for delivered records")
+    return Archiver(tmp_path / "delivered" / "archive", NAMER, faults, **settings)
+
+
+def finished(directory: Path, name: str, content: bytes = CONTENT) -> tuple[int, Path]:
+    """A finished file in the active directory, open and locked as its handler holds it."""
+    path = directory / name
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, path
+
+
+def test_the_archiver_moves_a_file_under_its_name_or_a_free_one(
+        tmp_path: Path, active_dir: Path) -> None:
+    archiver = make_archiver(tmp_path)
+    moved = []
+    for content in (b"first\n", b"second\n"):
+        fd, path = finished(active_dir, "d.X.tsv", content)
+        moved.append(archiver.move(fd, path, "d.X.tsv"))
+        os.close(fd)
+    archive = archiver.archive_dir
+    assert moved == [archive / "d.X.tsv", archive / "d.X.1.tsv"]
+    assert listing(active_dir) == ["archive"]
+    assert [(archive / n).read_bytes() for n in ("d.X.tsv", "d.X.1.tsv")] == [b"first\n",
+                                                                             b"second\n"]
+
+
+def test_a_file_already_linked_in_the_archive_is_not_moved_twice(
+        tmp_path: Path, active_dir: Path) -> None:
+    """A crash came between linking the file into the archive and unlinking it here."""
+    archiver = make_archiver(tmp_path)
+    archiver.archive_dir.mkdir()
+    fd, path = finished(active_dir, "d.X.tsv")
+    os.link(path, archiver.archive_dir / "d.X.3.tsv")
+    assert archiver.move(fd, path, "d.X.tsv") is None
+    os.close(fd)
+    assert listing(active_dir) == ["archive"] and listing(archiver.archive_dir) == ["d.X.3.tsv"]
+
+
+def test_with_compression_a_moved_file_waits_hidden_until_compressed(
+        tmp_path: Path, active_dir: Path) -> None:
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv")
+    assert archiver.move(fd, path, "d.X.tsv") == archiver.archive_dir / ".d.X.tsv.pending"
+    os.close(fd)
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+    assert gzip.decompress((archiver.archive_dir / "d.X.tsv.gz").read_bytes()) == CONTENT
+
+
+def test_a_failed_compression_is_reported_once_and_tried_again(
+        tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv")
+    archiver.move(fd, path, "d.X.tsv")
+    os.close(fd)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(archive_module, "compress_pending", disk_full)
+        archiver.compress_pending()
+        archiver.compress_pending()
+    errors = capsys.readouterr().err
+    assert errors.count("--- Logging error ---") == 1
+    assert ("accounting file handler for delivered records failed while compressing "
+            f"{archiver.archive_dir / '.d.X.tsv.pending'}: OSError: [Errno 28] No space left "
+            "on device") in errors
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+
+
+def test_a_move_whose_durability_is_in_doubt_is_done_and_reported(
+        tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    archiver = make_archiver(tmp_path, fsync=True)
+
+    def broken(directory: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(archive_module, "fsync_directory", broken)
+    fd, path = finished(active_dir, "d.X.tsv")
+    assert archiver.move(fd, path, "d.X.tsv") == archiver.archive_dir / "d.X.tsv"
+    os.close(fd)
+    assert f"failed while saving the move of {path} to disk: OSError" in capsys.readouterr().err
+
+
+def test_retention_left_for_later_runs_when_due(tmp_path: Path, active_dir: Path) -> None:
+    archiver = make_archiver(tmp_path, retention_files=1)
+    archiver.archive_dir.mkdir()
+    for age, name in ((2, "d.2024-04-29-000000.tsv"), (1, "d.2024-04-30-000000.tsv")):
+        (archiver.archive_dir / name).write_text(name)
+        os.utime(archiver.archive_dir / name, (T - age * 86400,) * 2)
+    archiver.prune_if_left(T)  # nothing was left for later
+    assert len(listing(archiver.archive_dir)) == 2
+    archiver.prune_later()
+    archiver.prune_if_left(T)
+    assert listing(archiver.archive_dir) == ["d.2024-04-30-000000.tsv"]
+    (archiver.archive_dir / "d.2024-04-28-000000.tsv").write_text("old")
+    os.utime(archiver.archive_dir / "d.2024-04-28-000000.tsv", (T - 3 * 86400,) * 2)
+    archiver.prune_when_due(T + PRUNE_EVERY / 2)  # ran at T: not due yet
+    assert len(listing(archiver.archive_dir)) == 2
+    archiver.prune_when_due(T + PRUNE_EVERY)
+    assert listing(archiver.archive_dir) == ["d.2024-04-30-000000.tsv"]
+
+
+def test_files_a_dead_process_left_waiting_are_taken_over(
+        tmp_path: Path, active_dir: Path) -> None:
+    archiver = make_archiver(tmp_path, compress=True)
+    archiver.archive_dir.mkdir()
+    name = "d.2024-04-30-235959.tsv"
+    (archiver.archive_dir / pending_name(name)).write_bytes(CONTENT)
+    (archiver.archive_dir / pending_name("other.log")).write_bytes(b"not ours")
+    archiver.take_over_pending()
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == [pending_name("other.log"), f"{name}.gz"]

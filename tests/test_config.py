@@ -284,7 +284,8 @@ def test_every_key_reaches_the_handlers_through_dict_config(tmp_path: Path) -> N
         assert logger.propagate is False and logger.level == logging.INFO
         assert df.directory == tmp_path / "later"
         assert b.archive_dir == tmp_path / "bounce" / "old"
-        assert (d.namer.template, d.namer.extension, d.archiving, d.archive_interval) == (
+        assert (d.file_names.template, d.file_names.extension, d.archiving,
+                d.archive_interval) == (
             "{kind}-{seq}.{ext}", "log", True, 600.0)
         assert (d.max_bytes, d.compress, d.retention_days, d.retention_files) == (
             1_500_000, True, 7.0, 10)

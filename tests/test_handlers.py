@@ -9,6 +9,7 @@ in advance; records carry ``T`` as their time too.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 
 from mta_logging import AccountingFileHandler, AccountingLogger
+from mta_logging import archive as archive_module
 from mta_logging import handlers as handlers_module
 
 T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
@@ -224,6 +226,7 @@ def test_idle_file_is_archived_after_archive_interval_by_the_maintenance_thread(
         assert text(archive / first.name).startswith(HEADER)
         assert text(archive / first.name).endswith("\tidle@example.com\t\t\t\tj1\t\t\n")
         # a fresh file with its header took its place
+        handler.flush()  # (its visible name, if the thread has not given it yet)
         assert handler.path is not None and handler.path.read_text() == HEADER
     finally:
         handler.close()
@@ -370,8 +373,8 @@ def test_a_rollover_by_a_record_is_settled_by_the_maintenance_thread(
         threads.append(threading.current_thread().name)
         return real_prune(*args, **kwargs)
 
-    real_prune = handlers_module._archive.prune
-    monkeypatch.setattr(handlers_module._archive, "prune", prune)
+    real_prune = archive_module.prune
+    monkeypatch.setattr(archive_module, "prune", prune)
     size = len(HEADER) + len(line("a@example.com"))
     handler = make(archiving=True, retention_files=2, max_size=size / 1e6)
     log(handler, "a@example.com", "b@example.com")  # b crosses max_size
@@ -407,7 +410,7 @@ def test_a_rollover_by_a_record_makes_no_file_system_call_but_the_write(
         for module, name in [(os, n) for n in (
                 "open", "write", "link", "unlink", "rename", "replace", "fsync", "close",
                 "mkdir", "stat", "lstat", "fstat", "ftruncate", "scandir", "listdir",
-                "pread")] + [(handlers_module.fcntl, "flock")]:
+                "pread")] + [(fcntl, "flock")]:
             spying.setattr(module, name, spy(name, getattr(module, name)))
         log(handler, "r002@example.com")
     assert calls == ["write"]
@@ -444,6 +447,58 @@ def test_a_subclass_that_filters_by_itself_is_asked(
     finally:
         handler.close()
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
+
+
+def test_a_subclass_decides_when_a_new_file_starts(active: Path, frozen: None) -> None:
+    """shouldRollover is the stdlib's hook: a subclass that overrides it is asked at each
+    record (here: a new file for every record to a new customer)."""
+    class ByCustomer(AccountingFileHandler):
+        def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802
+            return record.outcome.rcpt.startswith("new")  # type: ignore[attr-defined]
+
+    handler = ByCustomer("delivered", directory=active)
+    try:
+        log(handler, "a@example.com", "new-b@example.com", "c@example.com")
+    finally:
+        handler.close()
+    assert names(active) == [f"{NAME}.1.tsv", f"{NAME}.tsv"]
+    assert [text(active / f"{NAME}{n}.tsv") for n in ("", ".1")] == [
+        HEADER + line("a@example.com"), HEADER + line("new-b@example.com") + line("c@example.com")]
+
+
+def test_should_rollover_answers_as_the_handler_acts(
+        make: Callable[..., AccountingFileHandler], active: Path) -> None:
+    handler = make(archiving=True, archive_interval=60,
+                   max_size=(len(HEADER) + 2 * RECORD) / 1_000_000)
+    assert handler.shouldRollover(record("r000@example.com")) is False  # no file yet
+    log(handler, "r000@example.com")
+    assert handler.shouldRollover(record("r001@example.com")) is False  # it still fits
+    assert handler.shouldRollover(record("r001@example.com", created=T + 60)) is True  # late
+    log(handler, "r001@example.com")
+    assert handler.shouldRollover(record("r002@example.com")) is True  # it would not fit
+    log(handler, "r002@example.com")
+    handler.flush()
+    assert names(active) == [f"{NAME}.tsv"]
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
+
+
+def test_reading_path_moves_no_file(make: Callable[..., AccountingFileHandler],
+                                    active: Path) -> None:
+    """Right after a rollover that swapped in a spare, path is the spare's hidden name until
+    the new file is given its visible name (by the thread within a tenth of a second, or by
+    flush())."""
+    handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
+    log(handler, "r000@example.com", "r001@example.com")
+    handler.maintain()  # a spare is ready
+    with handler.lock:  # the thread settles only with this lock: it cannot name the file now
+        log(handler, "r002@example.com")  # (handle() takes the lock again: it is an RLock)
+        before = everything(active)
+        path = handler.path
+        assert path is not None and path.name.endswith(".spare") and path.name in before
+        assert everything(active) == before
+    handler.flush()
+    assert handler.path == active / f"{NAME}.tsv"
+    assert text(active / f"{NAME}.tsv") == HEADER + line("r002@example.com")
 
 
 def test_a_subclass_that_formats_by_itself_is_asked(
@@ -1031,18 +1086,18 @@ def test_filter_and_format_set_on_the_instance_or_the_class_later_are_used(
 DICTCONFIG_WHILE_THE_THREAD_COLLECTS = """
 import gc, logging, logging.config, sys, time
 from mta_logging import configure, load, to_dict_config
-from mta_logging import handlers
+from mta_logging import maintenance
 configure({"path": sys.argv[1] + "/a"})
 orphan = logging.StreamHandler()
 orphan.cycle = orphan  # garbage only the cyclic collector frees: dropping it needs logging's lock
 del orphan
 gc.disable()
-look = handlers._Maintenance._look
+look = maintenance.Maintenance._look
 def collecting_look(self, stop):  # forces the interleaving: the thread collects while the
     time.sleep(0.3)                # main thread closes the old handlers inside dictConfig
     gc.collect()
     return look(self, stop)
-handlers._Maintenance._look = collecting_look
+maintenance.Maintenance._look = collecting_look
 time.sleep(0.15)
 logging.config.dictConfig(to_dict_config(load({"path": sys.argv[1] + "/b"})))
 print("configured")

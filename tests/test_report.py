@@ -106,6 +106,7 @@ def build_dataset(root: Path) -> Path:
     handler = AccountingFileHandler(Kind.DELIVERED, path=acct, archiving=True,
                                     max_size=0.0005)
     delivered(handler)
+    handler.flush()  # the active file under its visible name (path moves no file)
     active = handler.path
     handler.close()  # archives the active file too ...
     assert active is not None

@@ -1,0 +1,123 @@
+"""The handler's handle() fast path gives what the plain path (routing by kind in front of the
+stdlib's Handler.handle) gives: the same answer, the same records emitted, the same files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mta_logging import AccountingFileHandler, AccountingLogger
+from mta_logging.outcome import Kind
+from mta_logging.speedups import RoutedHandler, handle_plain, handle_routed
+
+HANDLES = [handle_routed, handle_plain]
+T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
+
+
+class Kept(RoutedHandler):
+    """Keeps what it is given to emit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kind = Kind.DELIVERED
+        self.emitted: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.emitted.append(record)
+
+
+class Picky(Kept):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "skip" not in record.outcome.rcpt  # type: ignore[attr-defined]
+
+
+class Replacing(Kept):
+    """A filter that hands back another record (3.12's Handler.handle would emit that)."""
+
+    def filter(self, record: logging.LogRecord) -> logging.LogRecord:  # type: ignore[override]
+        return logging.makeLogRecord({"msg": "replaced", "outcome": record.outcome})
+
+
+class Lockless(Kept):
+    def createLock(self) -> None:  # noqa: N802 - the stdlib's name
+        self.lock = None  # type: ignore[assignment]
+
+
+def record(rcpt: str, kind: str = "delivered") -> logging.LogRecord:
+    made = logging.makeLogRecord({"msg": rcpt})
+    made.outcome = AccountingLogger.outcome(kind, rcpt, job_id="j1")
+    return made
+
+
+def no_outcome() -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": "not an accounting record"})
+
+
+def odd_outcome() -> logging.LogRecord:
+    made = logging.makeLogRecord({"msg": "an outcome without a kind"})
+    made.outcome = object()
+    return made
+
+
+def rejecting(handler: Kept) -> None:
+    handler.addFilter(lambda r: "skip" not in r.getMessage())
+
+
+def on_the_instance(handler: Kept) -> None:
+    handler.filter = lambda r: "skip" not in r.getMessage()  # type: ignore[method-assign]
+
+
+SETUPS: dict[str, tuple[Callable[[], Kept], Callable[[Kept], None]]] = {
+    "plain": (Kept, lambda handler: None),
+    "filter added": (Kept, rejecting),
+    "filter set on the instance": (Kept, on_the_instance),
+    "subclass filters": (Picky, lambda handler: None),
+    "filter returns a record": (Replacing, lambda handler: None),
+    "no lock": (Lockless, lambda handler: None),
+}
+
+
+def outcome_of_handling(handle: Callable[[RoutedHandler, logging.LogRecord], bool],
+                        setup: str) -> tuple[list[bool], list[str]]:
+    make, prepare = SETUPS[setup]
+    handler = make()
+    prepare(handler)
+    records = [record("a@example.com"), record("b@example.com", "bounce"), no_outcome(),
+               odd_outcome(), record("skip@example.com"), record("c@example.com")]
+    answers = [handle(handler, r) for r in records]
+    return answers, [r.getMessage() for r in handler.emitted]
+
+
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_the_fast_path_answers_and_emits_as_the_plain_one(setup: str) -> None:
+    fast, plain = (outcome_of_handling(handle, setup) for handle in HANDLES)
+    assert fast == plain
+    answers, _emitted = fast
+    assert answers[1:4] == [False, False, False]  # other kinds and non-accounting records
+
+
+def test_both_paths_write_the_same_files(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch (the class's ``handle``) set either way: the files a user reads agree."""
+    written = []
+    for handle in HANDLES:
+        with monkeypatch.context() as switched:
+            switched.setattr(AccountingFileHandler, "handle", handle)
+            directory = tmp_path / handle.__name__
+            handler = AccountingFileHandler("delivered", directory)
+            handler.addFilter(lambda r: "skip" not in r.outcome.rcpt)
+            for rcpt, kind in [("a@example.com", "delivered"), ("b@example.com", "deferred"),
+                               ("skip@example.com", "delivered"), ("c@example.com", "delivered")]:
+                made = record(rcpt, kind)
+                made.created = T
+                handler.handle(made)
+            handler.close()
+        (path,) = directory.iterdir()
+        written.append((path.name, path.read_text()))
+    assert written[0] == written[1]
+    assert [line.split("\t")[3] for line in written[0][1].splitlines()[1:]] == [
+        "a@example.com", "c@example.com"]
