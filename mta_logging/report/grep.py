@@ -2,7 +2,9 @@
 
 Output is an accounting file (a header, then one escaped line per record, the way the writer
 writes them, so the output is valid input again), or JSON lines with ``--json``. Like grep,
-the exit status is 0 when something matched, 1 when nothing did, 2 on error.
+the exit status is 0 when something matched, 1 when nothing did, 2 on error. ``--sort time``
+(the default for the history of one job, ``--job-id`` with one id) merges the kinds in time
+order; ``--sort file`` prints the records file by file.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from mta_logging.fields import parse_fields
+from mta_logging.fields import header_name, parse_fields
 from mta_logging.formatters import check_separator, join_values
 from mta_logging.report.options import (
+    Warnings,
     add_input_arguments,
     finish,
     reader_from_args,
     stdout_reader_may_leave,
 )
-from mta_logging.report.reader import Reader, Record
+from mta_logging.report.reader import Issue, Reader, Record
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -40,20 +43,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--no-header", action="store_true", help="leave out the header line")
     output.add_argument("--count", action="store_true",
                         help="print only the number of matching records")
+    output.add_argument("--sort", choices=("time", "file"),
+                        help="time: the kinds merged in timeLogged order (the default with one "
+                             "--job-id); file: file by file, as stored (the default otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
     reader, warnings = reader_from_args(args, "grep")
     separator = check_separator(args.separator)
-    fields = output_fields(reader, args.fields)
+    fields = output_fields(reader, args.fields, warnings)
+    sort = args.sort or ("time" if len(reader.filters.job_ids) == 1 else "file")
+    records = reader.in_time_order() if sort == "time" else iter(reader)
     try:
         with stdout_reader_may_leave():
             if args.count:
-                print(sum(1 for _record in reader))
+                print(sum(1 for _record in records))
             elif args.json:
-                write_json(reader, fields, sys.stdout)
+                write_json(records, fields, sys.stdout)
             else:
-                write_separated(reader, fields, separator, sys.stdout,
+                write_separated(records, fields, separator, sys.stdout,
                                 header=not args.no_header)
             sys.stdout.flush()
     finally:
@@ -69,12 +77,25 @@ def value_of(record: Record, name: str) -> str | None:
     return value
 
 
-def output_fields(reader: Reader, chosen: str | None) -> list[str]:
-    """The fields to print: ``chosen``, or every field of the input with ``type`` first."""
-    if chosen:
-        return list(parse_fields(chosen, key="--fields"))
+def output_fields(reader: Reader, chosen: str | None, warnings: Warnings | None = None,
+                  ) -> list[str]:
+    """The fields to print: ``chosen``, or every field of the input with ``type`` first.
+    Each chosen field that no input file has is named in a warning (its values are empty);
+    header fields are compared in any case and spelling, as the reader finds them."""
     names = reader.field_names()
+    if chosen:
+        fields = list(parse_fields(chosen, key="--fields"))
+        if warnings is not None:
+            headers = {header.lower() for header in map(header_name, names) if header}
+            for name in fields:
+                header = header_name(name)
+                if name != "type" and name not in names and (
+                        header is None or header.lower() not in headers):
+                    warnings(Issue("--fields", 0, f"{name!r} is a field of no input file; its "
+                                                  "values are empty"))
+        return fields
     return names if "type" in names else ["type", *names]
+
 
 
 def write_separated(records: Iterable[Record], fields: Sequence[str], separator: str,
