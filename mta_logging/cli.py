@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
     "check-config": ("mta_logging.check_config", "validate a config file and print the settings"),
+    "classify": ("mta_logging.classify_cli", "print the bounce category of a reply and the rule"
+                 " that gave it"),
 }
 
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Reply", "one_line", "parse_reply", "parse_status"]
+__all__ = [
+    "WRAPPERS",
+    "EmbeddedReply",
+    "Reply",
+    "find_reply",
+    "has_status",
+    "one_line",
+    "parse_reply",
+    "parse_status",
+    "without_continuations",
+]
 
 # a reply starts with its code, then (optionally) the enhanced status, each followed by a space,
 # a hyphen (a continuation line) or the end; "550 5.1.1" but not "550 5.1.10.2" (an address)
@@ -73,3 +83,203 @@ def parse_status(enhanced: str | None) -> tuple[str, str, str] | None:
         return None
     klass, subject, detail = matched.groups()
     return klass, str(int(subject)), str(int(detail))
+
+
+# "550-5.7.1 " at the start of each continuation line of a multi-line reply, once the reply has
+# been joined into one line, splits phrases apart: "this message is 550-5.7.1 likely spam".
+_CONTINUATION = re.compile(r"(?<![\w.-])[245][0-9]{2}-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} )?")
+
+
+def without_continuations(text: str) -> str:
+    """``text`` without the ``550-5.7.1`` prefixes of a multi-line reply's continuation lines,
+    once its lines are joined: ``"this message is 550-5.7.1 likely spam"`` becomes ``"this
+    message is likely spam"``."""
+    return _CONTINUATION.sub("", text) if "-" in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedReply:
+    """A remote server's reply found in the text a mail system wrapped around it.
+
+    ``reply`` is the remote server's reply (its ``text`` on one line, without continuation
+    prefixes and without the wrapper's own words). ``wrapper`` names the shape it was found in
+    (see :data:`WRAPPERS`); ``""`` when the text is the reply itself, or holds no reply at all
+    (then ``reply.code`` is ``None`` and ``reply.text`` is the whole text). ``command`` is the
+    SMTP step the reply answered, as the wrapper says it, in one vocabulary: ``connect``,
+    ``helo``, ``mail``, ``rcpt``, ``data``; ``""`` when the wrapper does not say. ``host`` is
+    the remote host the wrapper names, ``""`` when none.
+    """
+
+    reply: Reply
+    wrapper: str = ""
+    command: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Wrapper:
+    name: str
+    markers: tuple[str, ...]  # lower-case literals, one of which every text of this shape
+    # contains: a cheap first test, so that most texts are searched by no pattern at all
+    pattern: re.Pattern[str]  # its match ends where the reply starts
+
+
+_REPLY_START = r"(?=[2-5][0-9]{2}(?![0-9])|[245]\.[0-9]{1,3}\.[0-9]{1,3}\b)"
+_HOST = r"(?P<host>[\w.-]+)"
+
+_WRAPPERS: tuple[_Wrapper, ...] = (
+    # Exim: "SMTP error from remote mail server after RCPT TO:<jane@example.org>: host
+    # mx.example.org [192.0.2.1]: 550 ...", the host line first in newer versions, also
+    # quoted in a delay warning ("Delay reason: SMTP error ...").
+    _Wrapper("exim", ("smtp error from remote",), re.compile(
+        r"(?:host " + _HOST + r" \[[^\]]*\]:? )?SMTP error from remote (?:mail server|mailer"
+        r"|server) after (?P<command>.+?):? (?:host (?P<host2>[\w.-]+) \[[^\]]*\]: )?"
+        + _REPLY_START, re.IGNORECASE)),
+    # Postfix: "host mx.example.org[192.0.2.1] said: 550 ... (in reply to RCPT TO command)",
+    # "host mx.example.org[192.0.2.1] refused to talk to me: 554 ...".
+    _Wrapper("postfix", ("] said: ", "] refused to talk to me: "), re.compile(
+        r"\bhost " + _HOST + r"\[[^\]]*\] (?:said|(?P<greeting>refused to talk to me)): "
+        + _REPLY_START, re.IGNORECASE)),
+    # qmail: "192.0.2.1 does not like recipient. Remote host said: 550 ... Giving up on
+    # 192.0.2.1."; Yahoo's DSN texts alike: "Remote host said: 550 ... [RCPT_TO]".
+    _Wrapper("qmail", ("remote host said: ",), re.compile(
+        r"(?:(?:" + _HOST + r" (?P<recipient>does not like recipient)|Connected to (?P<host2>\S+)"
+        r" but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
+        r"|(?P<helo>my name was rejected))|(?P<host3>\S+) (?P<data>failed after I sent the"
+        r" message))\. )?Remote host said: " + _REPLY_START, re.IGNORECASE)),
+    # Exchange and Office 365: "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound;
+    # not found'", "Remote Server returned '<mx.example.org #5.0.0 smtp; 550 ...>'", and the
+    # older "<mx.example.org #5.1.1 smtp;550 5.1.1 User unknown>", "#550 5.1.1 ... ##".
+    _Wrapper("exchange", ("returned '",), re.compile(
+        r"Remote Server returned '(?:<" + _HOST + r" #[245]\.[0-9]{1,3}\.[0-9]{1,3} \w+; ?)?"
+        + _REPLY_START, re.IGNORECASE)),
+    _Wrapper("exchange", (" smtp;", " #"), re.compile(
+        r"<" + _HOST + r" #[245]\.[0-9]{1,3}\.[0-9]{1,3} smtp; ?" + _REPLY_START
+        + r"|(?<![\w#])#(?=[2-5][0-9]{2} [245]\.)", re.IGNORECASE)),
+    # Gmail and Google Workspace: "The error that the other server returned was: 550 ...",
+    # "The response from the remote server was: 550 ...", "The response was: 550 ...".
+    _Wrapper("gmail", (" was: ",), re.compile(
+        r"The (?:error that the other server returned|response from the remote server"
+        r"|response) was: " + _REPLY_START, re.IGNORECASE)),
+    # Sendmail's transcript: ">>> RCPT To:<jane@example.org> <<< 550 5.1.1 ...".
+    _Wrapper("sendmail", ("<<< ",), re.compile(
+        r"(?:>>> (?P<command>[A-Za-z]+(?: (?:To|From))?)\S* )?<<< " + _REPLY_START)),
+    # RFC 3464 Diagnostic-Code, as most DSN texts quote it: "smtp; 550 5.1.1 ...".
+    _Wrapper("diagnostic-code", ("smtp;",), re.compile(
+        r"(?:Diagnostic-Code: ?)?\bsmtp; ?" + _REPLY_START, re.IGNORECASE)),
+    # Any other "...said: 550 ...", "... replied: 550 ...".
+    _Wrapper("said", ("said: ", "says: ", "replied: ", "responded: ", "answered: ", "returned: ",
+                      "reported: ", "response: ", "response was: "), re.compile(
+        r"\b(?:said|says|replied|responded|answered|returned|reported|response)(?: was)?: "
+        + _REPLY_START, re.IGNORECASE)),
+)
+
+_ANY_MARKER = re.compile("|".join(
+    re.escape(marker) for marker in sorted({m for wrapper in _WRAPPERS for m in wrapper.markers})
+))
+
+WRAPPERS: tuple[str, ...] = tuple(dict.fromkeys(wrapper.name for wrapper in _WRAPPERS))
+"""The names :func:`find_reply` gives the wrapper shapes it knows, in the order it tries them."""
+
+# Where a reply ends inside a wrapper: Postfix's "(in reply to RCPT TO command)", qmail's
+# "Giving up on 192.0.2.1.", Yahoo's "[RCPT_TO]", Exchange's closing quote, ">" or "##".
+_TRAILER = re.compile(
+    r" ?\(in reply to (?P<command>.+?) command\)| Giving up on \S+| I'm not going to try again"
+    r"| ?\[(?P<stage>RCPT_TO|MAIL_FROM|DATA|BODY|CONNECT|HELO|EHLO)\] ?\Z|'\. | ##"
+    r"|(?:>'?|'>?)\.? ?\Z")
+# A reply code inside prose: "... connect to 10.4.2.1: 550 Rejected" but not an IP address,
+# a port or "after 450 seconds".
+_CODE_IN_TEXT = re.compile(
+    r"(?<![\w.:/\[#-])[45][0-9]{2}(?:-| (?=[45]\.[0-9]|[A-Z<#(\[]))")
+# An enhanced status anywhere: qmail's "(#5.1.1)", Exchange's "#5.0.0"; not part of an IP
+# address ("10.4.2.1").
+_STATUS_IN_TEXT = re.compile(r"(?<![\w.])([45])\.([0-9]{1,3})\.([0-9]{1,3})(?!\.?[0-9])")
+_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("initial connection", "connect"), ("connect", "connect"), ("greeting", "connect"),
+    ("banner", "connect"), ("helo", "helo"), ("ehlo", "helo"), ("lhlo", "helo"),
+    ("mail", "mail"), ("rcpt", "rcpt"), ("data", "data"), ("body", "data"),
+    ("end of data", "data"), ("sending data", "data"),
+)
+
+
+def find_reply(text: str | None) -> EmbeddedReply:
+    """The remote server's reply in ``text``: a reply itself (``"550 5.1.1 ..."``), a reply
+    wrapped by a mail system's bounce text (Exim, Postfix, qmail, Sendmail, Exchange and
+    Office 365, Gmail, Yahoo, RFC 3464 ``smtp;`` diagnostic codes), or prose with a code or an
+    enhanced status in it (``"... (#5.1.2)"``). Never raises; a text with no code and no
+    status gives ``EmbeddedReply(Reply(None, None, text))``, the text on one line."""
+    line = " ".join(str(text or "").split())
+    lowered = line.lower()
+    wrappers = _WRAPPERS if _ANY_MARKER.search(lowered) else ()
+    for wrapper in wrappers:
+        if not any(marker in lowered for marker in wrapper.markers):
+            continue
+        matched = wrapper.pattern.search(line)
+        if matched is None:
+            continue
+        reply = _reply_at(line[matched.end():])
+        command = _command_named(matched)
+        trailer = _TRAILER.search(reply.text)
+        if trailer is not None:
+            command = command or _normal_command(trailer.group("command") or
+                                                 trailer.group("stage") or "")
+            reply = Reply(reply.code, reply.enhanced, reply.text[:trailer.start()].rstrip(),
+                          reply.head)
+        if reply.enhanced is None:
+            reply = Reply(reply.code, _status_in(reply.text), reply.text, reply.head)
+        return EmbeddedReply(reply, wrapper.name, command, _host_named(matched))
+    reply = _reply_at(line)
+    if reply.code is not None and reply.enhanced is not None:
+        return EmbeddedReply(reply)
+    code = reply.code
+    if code is None:
+        found = _CODE_IN_TEXT.search(reply.text)
+        code = None if found is None else int(found.group(0)[:3])
+    return EmbeddedReply(Reply(code, reply.enhanced or _status_in(reply.text), reply.text,
+                               reply.head))
+
+
+def has_status(text: str) -> bool:
+    """Whether ``text`` holds something that reads as an enhanced status (``5.1.1``, not part
+    of an IP address): a cheap test before :func:`find_reply`, which finds none without it."""
+    return _STATUS_IN_TEXT.search(text) is not None
+
+
+def _reply_at(line: str) -> Reply:
+    """The reply that starts ``line``, its text without continuation prefixes and without a
+    repetition of its head (``"550 5.1.1 550 5.1.1 <x>: ..."``, as some DSN texts quote it)."""
+    reply = parse_reply(line)
+    if reply.code is not None and reply.text[:3] == str(reply.code):
+        inner = parse_reply(reply.text)
+        if inner.code == reply.code:
+            reply = Reply(reply.code, reply.enhanced or inner.enhanced, inner.text, reply.head)
+    text = without_continuations(reply.text)
+    if "-" in reply.head:  # the last line of a multi-line reply: "550 5.7.1 " in the text
+        last = re.escape(str(reply.code)) + (f" {re.escape(reply.enhanced)}" if reply.enhanced
+                                             else "")
+        text = re.sub(rf"(?<![\w.-]){last} ", "", text)
+    return Reply(reply.code, reply.enhanced, text, reply.head)
+
+
+def _status_in(text: str) -> str | None:
+    found = _STATUS_IN_TEXT.search(text)
+    return None if found is None else found.group(0)
+
+
+def _command_named(matched: re.Match[str]) -> str:
+    groups = matched.groupdict()
+    for stage, flag in (("rcpt", "recipient"), ("mail", "sender"), ("connect", "greeting"),
+                        ("helo", "helo"), ("data", "data")):
+        if groups.get(flag):
+            return stage
+    return _normal_command(groups.get("command") or "")
+
+
+def _normal_command(words: str) -> str:
+    lowered = words.lower().removeprefix("pipelined ")
+    return next((stage for word, stage in _COMMANDS if lowered.startswith(word)), "")
+
+
+def _host_named(matched: re.Match[str]) -> str:
+    groups = matched.groupdict()
+    return next((groups[name] for name in ("host", "host2", "host3") if groups.get(name)), "")

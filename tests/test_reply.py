@@ -1,9 +1,18 @@
 """The SMTP reply, taken apart once for every part that reads one."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mta_logging.reply import Reply, one_line, parse_reply, parse_status
+from mta_logging.reply import (
+    EmbeddedReply,
+    Reply,
+    find_reply,
+    one_line,
+    parse_reply,
+    parse_status,
+    without_continuations,
+)
 
 
 def test_code_status_and_text():
@@ -59,3 +68,107 @@ def test_never_raises_and_text_is_one_line(message):
     reply = parse_reply(message)
     assert "\n" not in reply.text and "\r" not in reply.text
     assert reply.code is None or 200 <= reply.code < 600
+
+
+# --- The remote server's reply inside a mail system's bounce text ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("SMTP error from remote mail server after RCPT TO:<jane@example.org>: host "
+         "mx.example.org [192.0.2.1]: 550 5.1.1 <jane@example.org>: Recipient address rejected",
+         EmbeddedReply(Reply(550, "5.1.1", "<jane@example.org>: Recipient address rejected",
+                             "550 5.1.1"), "exim", "rcpt", "mx.example.org")),
+        ("host mx.example.org [192.0.2.1]\n    SMTP error from remote mail server after MAIL "
+         "FROM:<bob@example.com> SIZE=1834:\n    550-5.7.1 Sender rejected\n    550 5.7.1 see "
+         "https://mx.example.org/policy",
+         EmbeddedReply(Reply(550, "5.7.1", "Sender rejected see https://mx.example.org/policy",
+                             "550-5.7.1"), "exim", "mail", "mx.example.org")),
+        ("Delay reason: SMTP error from remote mail server after initial connection: "
+         "421 Too many connections",
+         EmbeddedReply(Reply(421, None, "Too many connections", "421"), "exim", "connect")),
+        ("host mx.example.org[192.0.2.5] said: 550 5.1.1 <jane@example.org>: User unknown "
+         "(in reply to RCPT TO command)",
+         EmbeddedReply(Reply(550, "5.1.1", "<jane@example.org>: User unknown", "550 5.1.1"),
+                       "postfix", "rcpt", "mx.example.org")),
+        ("host mx.example.org [192.0.2.1] SMTP error from remote mail server after end of "
+         "data: 552 5.3.4 Message size exceeds fixed limit",
+         EmbeddedReply(Reply(552, "5.3.4", "Message size exceeds fixed limit", "552 5.3.4"),
+                       "exim", "data", "mx.example.org")),
+        ("SMTP error from remote mail server after pipelined RCPT TO:<jane@example.org>: 550 "
+         "5.1.1 No such user",
+         EmbeddedReply(Reply(550, "5.1.1", "No such user", "550 5.1.1"), "exim", "rcpt")),
+        ("host mx.example.org[192.0.2.5] said: 552 5.3.4 Message too big (in reply to end of "
+         "DATA command)",
+         EmbeddedReply(Reply(552, "5.3.4", "Message too big", "552 5.3.4"), "postfix", "data",
+                       "mx.example.org")),
+        ("host mx.example.org[192.0.2.5] refused to talk to me: 554 Access denied",
+         EmbeddedReply(Reply(554, None, "Access denied", "554"), "postfix", "connect",
+                       "mx.example.org")),
+        ("192.0.2.135 does not like recipient. Remote host said: 550 5.1.1 <jane@example.jp>: "
+         "No such user Giving up on 192.0.2.135.",
+         EmbeddedReply(Reply(550, "5.1.1", "<jane@example.jp>: No such user", "550 5.1.1"),
+                       "qmail", "rcpt", "192.0.2.135")),
+        ("Connected to 192.0.2.7 but sender was rejected. Remote host said: 553 sorry, your "
+         "envelope sender domain must exist (#5.7.1)",
+         EmbeddedReply(Reply(553, "5.7.1", "sorry, your envelope sender domain must exist "
+                             "(#5.7.1)", "553"), "qmail", "mail", "192.0.2.7")),
+        ("Sorry, we were unable to deliver your message to the following address. "
+         "<jane@yahoo.com>: Remote host said: 554 delivery error: dd Not a valid recipient - "
+         "atlas117.free.mail.ne1.yahoo.com [RCPT_TO]",
+         EmbeddedReply(Reply(554, None, "delivery error: dd Not a valid recipient - "
+                             "atlas117.free.mail.ne1.yahoo.com", "554"), "qmail", "rcpt")),
+        ("Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not "
+         "found by SMTP address lookup'",
+         EmbeddedReply(Reply(550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipient not "
+                             "found by SMTP address lookup", "550 5.1.10"), "exchange")),
+        ("Remote Server returned '<mx.example.org #5.0.0 smtp; 550 5.7.1 Access denied>'",
+         EmbeddedReply(Reply(550, "5.7.1", "Access denied", "550 5.7.1"), "exchange", "",
+                       "mx.example.org")),
+        ("jane@example.com #550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##",
+         EmbeddedReply(Reply(550, "5.1.1", "RESOLVER.ADR.RecipNotFound; not found",
+                             "550 5.1.1"), "exchange")),
+        ("The error that the other server returned was: 550 5.2.1 The email account that you "
+         "tried to reach is disabled.",
+         EmbeddedReply(Reply(550, "5.2.1", "The email account that you tried to reach is "
+                             "disabled.", "550 5.2.1"), "gmail")),
+        (">>> RCPT To:<jane@example.org> <<< 550 5.1.1 <jane@example.org>... User unknown",
+         EmbeddedReply(Reply(550, "5.1.1", "<jane@example.org>... User unknown", "550 5.1.1"),
+                       "sendmail", "rcpt")),
+        ("Diagnostic-Code: smtp; 552 5.2.2 Quota exceeded",
+         EmbeddedReply(Reply(552, "5.2.2", "Quota exceeded", "552 5.2.2"), "diagnostic-code")),
+    ],
+    ids=lambda value: value.wrapper if isinstance(value, EmbeddedReply) else "",
+)
+def test_the_reply_is_pulled_out_of_the_wrapper(text: str, found: EmbeddedReply) -> None:
+    assert find_reply(text) == found
+
+
+def test_a_text_that_is_a_reply_has_no_wrapper() -> None:
+    assert find_reply("550 5.1.1 550 5.1.1 <jane@example.org>: inactive") == EmbeddedReply(
+        Reply(550, "5.1.1", "<jane@example.org>: inactive", "550 5.1.1"))
+    assert find_reply("550-5.7.1 this message is\n550-5.7.1 likely spam\n550 5.7.1 bye") == (
+        EmbeddedReply(Reply(550, "5.7.1", "this message is likely spam bye", "550-5.7.1")))
+
+
+def test_prose_gives_the_code_and_status_it_holds() -> None:
+    found = find_reply("Sorry, I couldn't find any host named example.com. (#5.1.2)")
+    assert found == EmbeddedReply(
+        Reply(None, "5.1.2", "Sorry, I couldn't find any host named example.com. (#5.1.2)"))
+    assert find_reply("connect to 10.4.2.1: Rejected after 450 seconds") == EmbeddedReply(
+        Reply(None, None, "connect to 10.4.2.1: Rejected after 450 seconds"))
+    assert find_reply(None) == EmbeddedReply(Reply(None, None, ""))
+
+
+def test_without_continuations() -> None:
+    assert without_continuations("this message is 550-5.7.1 likely spam") == (
+        "this message is likely spam")
+    assert without_continuations("see 10.0.0.1-550 here") == "see 10.0.0.1-550 here"
+
+
+@given(st.text())
+def test_find_reply_never_raises_and_its_text_is_one_line(text):
+    found = find_reply(text)
+    assert "\n" not in found.reply.text and "\r" not in found.reply.text
+    assert found.reply.code is None or 200 <= found.reply.code < 600

@@ -1,0 +1,126 @@
+"""µs per bounce classification, next to the cost of writing the bounce record it goes into.
+
+    .venv/bin/python benchmarks/bench_classify.py           # 20 rounds of 0.25 s each, ~25 s
+    .venv/bin/python benchmarks/bench_classify.py --quick   # 3 short rounds
+
+The replies are every row of the three labelled files in ``tests/data`` (hand-labelled samples,
+real Sisimai bounces, replies from public sources; wrapped bounce texts among them), taken in
+turn with the code and status each row gives. Rows:
+
+* ``Classifier(builtin_rules(), remember=0).classify(...)``: the built-in rules, every reply
+  classified as if never seen: the cost of a new reply;
+* ``bounce_category(code, status, text)``: the same through the shared default classifier,
+  which remembers the answers for the last 4,096 distinct replies (the same reply for many
+  recipients, as large providers send it, is classified once): the replies taken in turn
+  (666 when written) are all remembered after the warm-up, so this row is the cost of a reply
+  seen before;
+* ``find_reply(text)``: pulling the reply out of a wrapper text alone (the classifier does it
+  only when the caller does not give the code or a specific status);
+* ``bounced(..., bounce_cat=...)``: writing the bounce record with its category given, through
+  ``AccountingLogger`` to a real file (archiving on, the writer of ``bench_write.py``);
+* ``bounced(...)``: the same record with the category left to the classifier, as the relay and
+  most callers write it.
+
+Everything runs in this one process, in turns within each round, so that a slow spell of the
+shared machine slows every row of that round: a ratio is the median of the same-round ratios.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import ROOT, arguments, configure_ours, machine, measure
+
+from mta_logging import AccountingLogger, bounce_category
+from mta_logging.classify import Classifier, builtin_rules
+from mta_logging.reply import find_reply
+
+DATA = ROOT / "tests" / "data"
+FILES = ("bounce_samples.tsv", "bounce_sisimai_train.tsv", "bounce_extra.tsv")
+WRITE = "bounced(..., bounce_cat=...): write the record"
+
+
+def replies() -> list[tuple[int | None, str | None, str]]:
+    found = []
+    for name in FILES:
+        with open(DATA / name, encoding="utf-8", newline="") as stream:
+            for row in csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE):
+                code = row["code"].strip()
+                found.append((int(code) if code else None, row["enhanced"].strip() or None,
+                              row["text"]))
+    return found
+
+
+def dsn_message(code: int | None, enhanced: str | None, text: str) -> str:
+    """The reply as a relay would record it in ``dsnMsg``: code and status in front."""
+    return " ".join(part for part in (str(code) if code else "", enhanced or "", text) if part)
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
+    cases = replies()
+    messages = [dsn_message(*case) for case in cases]
+    statuses = [case[1] or "5.0.0" for case in cases]
+    count = len(cases)
+    directory = Path(tempfile.mkdtemp(prefix="bench-classify-"))
+    try:
+        configure_ours(directory)
+        acct = AccountingLogger()
+        forgetful = Classifier(builtin_rules(), remember=0)
+
+        def classify_new(i: int) -> None:
+            forgetful.classify(*cases[i % count])
+
+        def classify(i: int) -> None:
+            bounce_category(*cases[i % count])
+
+        def pull_out(i: int) -> None:
+            find_reply(cases[i % count][2])
+
+        def write_given(i: int) -> None:
+            n = i % count
+            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
+                         dsn_msg=messages[n], bounce_cat="other")
+
+        def write_classified(i: int) -> None:
+            n = i % count
+            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
+                         dsn_msg=messages[n])
+
+        rows: dict[str, Callable[[int], None]] = {
+            "classify a new reply (remember=0)": classify_new,
+            "bounce_category(code, status, text): a reply seen before": classify,
+            "find_reply(text)": pull_out,
+            WRITE: write_given,
+            "bounced(...): write the record, category classified (seen before)": write_classified,
+        }
+        micros: dict[str, list[float]] = {name: [] for name in rows}
+        names = list(rows)
+        for round_number in range(args.rounds):
+            turn = names[round_number % len(names):] + names[:round_number % len(names)]
+            for name in turn:
+                measured = measure(rows[name], args.seconds, warm_up=round_number == 0)
+                micros[name].append(measured.elapsed / measured.count * 1e6)
+    finally:
+        logging.shutdown()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    print(f"Machine: {machine()}; {count} replies, {args.rounds} rounds of {args.seconds} s.")
+    print()
+    print("| what | µs per call (median round) | middle half of rounds | × writing the record |")
+    print("|---|---:|---:|---:|")
+    for name, values in micros.items():
+        ratios = sorted(a / b for a, b in zip(values, micros[WRITE], strict=True))
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        print(f"| {name} | {statistics.median(values):.1f} | {quartiles[0]:.1f}–{quartiles[-1]:.1f}"
+              f" | {statistics.median(ratios):.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The pre-filter: numbered patterns, the first that matches, found without trying them all."""
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mta_logging.prefilter import PatternIndex
+
+
+def compiled(*sources: str) -> dict[int, re.Pattern[str]]:
+    return {number * 10: re.compile(source, re.IGNORECASE) for number, source in
+            enumerate(sources)}
+
+
+def test_the_smallest_number_that_matches_wins() -> None:
+    index = PatternIndex(compiled(r"mailbox (?:is )?full", r"user unknown|no such user",
+                                  r"full"))
+    assert index.first_match("Mailbox is FULL") == 0
+    assert index.first_match("550 No such user here") == 10
+    assert index.first_match("disk full") == 20
+    assert index.first_match("nothing known") is None
+
+
+def test_a_selection_restricts_the_patterns_considered() -> None:
+    index = PatternIndex(compiled(r"full", r"mailbox", r"box|mail"))
+    assert index.first_match("mailbox full", index.select([10, 20])) == 10
+    assert index.first_match("mailbox full", index.select([20])) == 20
+    assert index.first_match("mailbox full", index.select([])) is None
+    assert index.first_match("no such words", index.select([0, 10, 20])) is None
+
+
+def test_patterns_that_cannot_be_split_are_kept_whole_and_still_match() -> None:
+    index = PatternIndex(compiled(r"(?x) account \s+ (on\ hold)", r"(\w+)-\1 full",
+                                  r"(?P<list>BADLIST)|\x41BUSE", r"a|b"))
+    assert index.first_match("Account on hold") == 0
+    assert index.first_match("box-box full") == 10
+    assert index.first_match("reported for abuse") == 20
+    assert index.first_match("zzz b") == 30
+
+
+def test_non_ascii_text_is_matched_like_the_patterns_match_it() -> None:
+    # case-insensitive matching pairs the Kelvin sign with "k"; lower() does not
+    index = PatternIndex(compiled(r"blocked"))
+    assert index.first_match("bloc\u212aed") == 0
+    assert index.first_match("BLOCKÉD") is None
+
+
+PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
+          r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K"]
+patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
+                    .map(lambda parts: "|".join(parts.split(" x? "))),
+                    min_size=1, max_size=8)
+texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", "a", "b", "9",
+                                  ".", "over", "quota", "\u212a", "no such", "invalid"]),
+                 max_size=10).map(" ".join) | st.text(max_size=30)
+
+
+@given(patterns, texts, st.sets(st.integers(0, 7)))
+def test_the_index_gives_what_trying_every_pattern_in_order_gives(
+    sources: list[str], text: str, chosen: set[int]
+) -> None:
+    table = compiled(*sources)
+    index = PatternIndex(table)
+    expected = next((number for number in sorted(table) if table[number].search(text)), None)
+    assert index.first_match(text) == expected
+    keys = {number * 10 for number in chosen}
+    expected = next((number for number in sorted(table)
+                     if number in keys and table[number].search(text)), None)
+    assert index.first_match(text, index.select(keys)) == expected
