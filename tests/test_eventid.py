@@ -49,9 +49,14 @@ def test_a_forked_child_draws_its_own_random_bits() -> None:
 def test_a_counter_that_wraps_around_takes_new_random_bits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eventid, "_state",
-                        ("000000000000", itertools.count(eventid._COUNTER_MASK)))
+                        ("-000000000000", itertools.count(eventid._COUNTER_MASK)))
     last = new_event_id(T0)
     wrapped = new_event_id(T0)
-    assert last.endswith("-7fff-bfff-000000000000")
-    assert wrapped[14:] == "7000-8000-" + eventid._state[0]
-    assert eventid._state[0] != "000000000000"
+    assert last.endswith("-7fff-8fff-000000000000")
+    assert wrapped[14:] == "7000-8000" + eventid._state[0]
+    assert eventid._state[0] != "-000000000000"
+
+
+def test_ids_of_a_new_millisecond_take_its_time() -> None:
+    first, later = new_event_id(T0), new_event_id(T0 + 0.001)
+    assert int(later[:8] + later[9:13], 16) == int(first[:8] + first[9:13], 16) + 1
