@@ -125,8 +125,9 @@ class Archiver:
             finish_staged(staged)
 
     def compress_pending(self) -> None:
-        """Compress the archived files waiting for it, oldest first (a failure is reported and
-        the file tried again next time)."""
+        """Compress the archived files waiting for it, oldest first. A failure is reported and
+        the file tried again next time; so is a file that is still locked (its handler closes
+        its descriptor after the move) or still linked in an active directory."""
         with self._pending_lock:
             pending = self._pending[:]
         if not pending:
@@ -135,13 +136,15 @@ class Archiver:
             for file in pending:
                 doing = f"compressing {file}"
                 try:
-                    compress_pending(file, self.namer, fsync=self.fsync)
+                    compressed = compress_pending(file, self.namer, fsync=self.fsync)
                 except FileNotFoundError:
-                    pass  # compressed and removed by another process meanwhile
+                    compressed = None  # compressed and removed by another process meanwhile
                 except Exception:
                     self.faults.report(doing)
                     continue
                 self.faults.clear(doing)
+                if compressed is None and os.path.lexists(file):
+                    continue  # not compressed, not gone: next time
                 with self._pending_lock:
                     if file in self._pending:
                         self._pending.remove(file)
@@ -233,7 +236,9 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
         target = _published(staged)
         if target is None:
             _write_gzip(fd, staged, name, source, fsync)
-            target, _number = link_exclusive(staged, directory, name + ".gz", namer)
+            # a suffixed name that is taken gets another suffix, not a second one
+            target, _number = link_exclusive(staged, directory, namer.unsuffixed(name + ".gz"),
+                                             namer, prefer=name + ".gz")
         os.unlink(pending)
         staged.unlink(missing_ok=True)
         if fsync:
@@ -291,25 +296,50 @@ def _is(path: Path, info: os.stat_result) -> bool:
     return (there.st_ino, there.st_dev) == (info.st_ino, info.st_dev)
 
 
+# The retention interlock with ``mta-logging ship``: in a directory holding HOLD_MARKER, an
+# archived file is deleted by retention only once the shipper marked it shipped, i.e. wrote its
+# size (the size it had when every sink had acknowledged all of it) to shipped_marker(file).
+HOLD_MARKER = ".ship-hold"
+
+
+def shipped_marker(file: Path) -> Path:
+    """The hidden file by which the shipper marks ``file`` shipped (it holds the file's size)."""
+    return file.with_name(f".{file.name}.shipped")
+
+
+def held_for_shipping(file: Path, size: int) -> bool:
+    """True when retention must keep ``file`` (of ``size`` bytes): its directory is held by a
+    shipper and the file is not marked shipped at that size."""
+    if not (file.parent / HOLD_MARKER).exists():
+        return False
+    try:
+        return shipped_marker(file).read_text(encoding="ascii").strip() != str(size)
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
 def prune(directory: Path, pattern: re.Pattern[str], *, max_age_days: float | None,
           max_files: int | None, now: float | None = None) -> list[Path]:
     """Delete archived files (matching ``pattern``) older than ``max_age_days`` or beyond the
-    ``max_files`` newest. Returns what was deleted."""
+    ``max_files`` newest, except those held for shipping (``held_for_shipping``). Returns what
+    was deleted."""
     if max_age_days is None and max_files is None:
         return []
-    entries: list[tuple[float, str, Path]] = []
+    entries: list[tuple[float, str, int, Path]] = []
     with os.scandir(directory) as scan:
         for entry in scan:
             if pattern.match(entry.name) and entry.is_file(follow_symlinks=False):
-                entries.append((entry.stat().st_mtime, entry.name, Path(entry.path)))
+                info = entry.stat()
+                entries.append((info.st_mtime, entry.name, info.st_size, Path(entry.path)))
     entries.sort(reverse=True)
     now = time.time() if now is None else now
     doomed = []
-    for index, (mtime, _name, file) in enumerate(entries):
+    for index, (mtime, _name, size, file) in enumerate(entries):
         too_old = max_age_days is not None and now - mtime > max_age_days * 86400
         too_many = max_files is not None and index >= max_files
-        if too_old or too_many:
+        if (too_old or too_many) and not held_for_shipping(file, size):
             file.unlink(missing_ok=True)
+            shipped_marker(file).unlink(missing_ok=True)
             doomed.append(file)
     return doomed
 

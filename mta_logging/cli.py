@@ -20,9 +20,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
+    "ship": ("mta_logging.ship.shipper", "ship accounting records to NATS JetStream and webhooks"),
+    "ingest": ("mta_logging.ship.ingest", "write records from NATS JetStream into PostgreSQL"),
     "check-config": ("mta_logging.check_config", "validate a config file and print the settings"),
     "classify": ("mta_logging.classify_cli", "print the bounce category of a reply and the rule"
                  " that gave it"),
+    "export": ("mta_logging.report.export", "copy accounting records into Parquet files"),
+    "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
 }
 
 

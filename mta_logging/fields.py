@@ -126,10 +126,12 @@ class TimeText:
     """Formats POSIX timestamps with a strftime format, in UTC or local time.
 
     The text of the last second is cached: many records share a second, and strftime is the
-    most expensive step of formatting a record.
+    most expensive step of formatting a record. ``last_second`` is that cache, ``(start, end,
+    text)``: the text of the timestamps from start up to end (``speedups``' compiled line
+    functions read it inline, and call ``text`` only when the second changes).
     """
 
-    __slots__ = ("time_format", "utc", "_convert", "_cache")
+    __slots__ = ("time_format", "utc", "_convert", "last_second")
 
     def __init__(self, time_format: str = DEFAULT_TIME_FORMAT, utc: bool = False) -> None:
         if not isinstance(time_format, str) or not time_format:
@@ -145,18 +147,18 @@ class TimeText:
         self._convert = time.gmtime if self.utc else time.localtime
         # (start, end, text): the text of the timestamps from start up to end, one second;
         # compared as floats, which costs less than int() of the timestamp at each record
-        self._cache: tuple[float, float, str] = _NO_SECOND
+        self.last_second: tuple[float, float, str] = _NO_SECOND
 
     def text(self, timestamp: float) -> str:
         """The text of a POSIX timestamp (the instance is also callable for this)."""
-        cached = self._cache
+        cached = self.last_second
         if cached[0] <= timestamp < cached[1]:
             return cached[2]
         second = int(timestamp)
         text = time.strftime(self.time_format, self._convert(second))
         # the second of timestamps t with int(t) == second (before 1970, int() rounds up:
         # not cached)
-        self._cache = (float(second), second + 1.0, text) if second > 0 else _NO_SECOND
+        self.last_second = (float(second), second + 1.0, text) if second > 0 else _NO_SECOND
         return text
 
     __call__ = text

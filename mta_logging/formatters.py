@@ -121,7 +121,7 @@ def split_line(line: str, separator: str = TAB) -> list[str]:
                                 strict=False))
     if "\\" not in line:
         return parts
-    return [unescape(part) for part in parts]
+    return [unescape(part) if "\\" in part else part for part in parts]
 
 
 def outcome_of(record: logging.LogRecord) -> Outcome:

@@ -34,7 +34,7 @@ finished files pile up (``MAX_RETIRED``) or the handler is closed.
 Locks, in the order they are taken: the handler lock (``Handler.lock``, held by ``handle``
 while a record is written), then ``_settling`` (naming, archiving, retention; an RLock). The
 spares' lock is a leaf, held for no I/O; ``spares.PREPARING`` is held while a spare is made and
-is taken by ``close()`` and at fork.
+is taken at fork (not by ``close()``, which may run under the logging module's lock).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from mta_logging.activefile import ActiveDirectory, ActiveFile, write_whole
 from mta_logging.archive import Archiver
 from mta_logging.faults import Faults
 from mta_logging.formatters import AccountingFormatter
+from mta_logging.logger import WRITE_FAILED
 from mta_logging.maintenance import MAINTENANCE_THREAD, maintenance
 from mta_logging.naming import DEFAULT_FILE_NAME, FileNamer
 from mta_logging.outcome import Kind
@@ -234,6 +235,12 @@ class AccountingFileHandler(RoutedHandler):
             return False
         size = len((self.format(record) + "\n").encode("utf-8"))
         return file.size + size > self.max_bytes or record.created >= file.rollover_at
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """``Handler.handleError``, after marking the record ``write_failed`` (the signal that
+        ``AccountingLogger(on_write_error=...)`` passes to its caller)."""
+        record.__dict__[WRITE_FAILED] = True
+        super().handleError(record)
 
     def header(self) -> str | None:
         """The first line of every new file (the formatter's ``header()``), or None."""
@@ -498,7 +505,7 @@ class AccountingFileHandler(RoutedHandler):
         self.acquire()
         try:
             self._closed = True
-            self._spares.close()  # a spare in the making is put in place first, then removed
+            self._spares.close()  # (a spare in the making is removed by its maker)
             self._retire()
             with self._settling:
                 self._settle()

@@ -12,6 +12,7 @@ from mta_logging.outcome import DETAIL_NAMES, Kind, Outcome
 from mta_logging.reply import parse_reply
 
 DEFAULT_LOGGER = "mta.accounting"
+WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
 _new_object = object.__new__
 _set_attribute = object.__setattr__
 
@@ -51,9 +52,15 @@ class AccountingLogger:
 
     Beyond the Haraka plugin's fields, every method takes the keywords of :class:`Details`
     (``orig=``, ``size=``, ``tls_protocol=``, ...); an outcome holds only those given.
+
+    ``on_write_error``: called with the Outcome, after the handlers ran, when a handler
+    reported that it could not write the record (an :class:`~mta_logging.AccountingFileHandler`
+    whose write failed marks the record ``write_failed`` in ``handleError``). A program that
+    must not forget what it could not record (the relay) learns it here; the failure itself
+    still goes to ``handleError`` and never into the caller.
     """
 
-    __slots__ = ("logger", "_make_record")
+    __slots__ = ("logger", "_make_record", "on_write_error")
 
     # what delivered/deferred/bounced build their Outcome with: _build directly, or, in a
     # subclass that overrides outcome(), that method (see __init_subclass__)
@@ -64,9 +71,11 @@ class AccountingLogger:
         if cls.outcome is not AccountingLogger.outcome:
             cls._outcome = _through_outcome
 
-    def __init__(self, name: str | logging.Logger = DEFAULT_LOGGER) -> None:
+    def __init__(self, name: str | logging.Logger = DEFAULT_LOGGER, *,
+                 on_write_error: Callable[[Outcome], None] | None = None) -> None:
         self.logger = name if isinstance(name, logging.Logger) else logging.getLogger(name)
         self._make_record = speedups.record_maker_for()
+        self.on_write_error = on_write_error
 
     def record(self, outcome: Outcome) -> Outcome:
         """Emit an outcome built elsewhere."""
@@ -78,7 +87,10 @@ class AccountingLogger:
             # looking it up costs more than formatting the line
             args = (kind.directory, outcome.rcpt, outcome.job_id or "-",
                     outcome.dsn_msg or outcome.dsn_status or "-")
-            logger.handle(self._make_record(logger, level, args, outcome))
+            record = self._make_record(logger, level, args, outcome)
+            logger.handle(record)
+            if self.on_write_error is not None and WRITE_FAILED in record.__dict__:
+                self.on_write_error(outcome)
         return outcome
 
     # delivered/deferred/bounced spell out their keywords (the same as ``outcome``'s) instead

@@ -69,8 +69,17 @@ class FileNamer:
             return f"{stem[: -len(tail)]}.{number}{tail}{gz}"
         return f"{stem}.{number}{gz}"
 
+    def unsuffixed(self, name: str) -> str:
+        """The name ``suffixed`` made ``name`` from: ``d.X.1.tsv`` → ``d.X.tsv`` (``name``
+        itself if it has no suffix or is not a name of this namer's)."""
+        match = self.pattern().match(name)
+        if match is None or match["suffix"] is None:
+            return name
+        return name[: match.start("suffix")] + name[match.end("suffix"):]
+
     def pattern(self) -> re.Pattern[str]:
-        """Matches every name this namer can produce, with a collision suffix and ``.gz``."""
+        """Matches every name this namer can produce, with a collision suffix (group
+        ``suffix``) and ``.gz``."""
         parts = {
             "kind": re.escape(self.kind),
             "time": r"\d{4}-\d{2}-\d{2}-\d{6}",
@@ -89,7 +98,7 @@ class FileNamer:
             out.append(parts[match.group(1)])
             last = match.end()
         out.append(re.escape(template[last:]))
-        out.append(r"(?:\.\d+)?")
+        out.append(r"(?P<suffix>\.\d+)?")
         if ends_with_ext:
             out.append(r"\." + parts["ext"])
         return re.compile("".join(out) + r"(?:\.gz)?\Z")

@@ -47,7 +47,7 @@ def recover(files: ActiveDirectory, header: bytes, found: list[ActiveFile] | Non
                 entry.unlink()  # nothing but a header
                 os.close(fd)
                 continue
-            name = entry.name
+            name = namer.unsuffixed(entry.name)  # what the archive is named after
             if spare is not None:  # named after its last record's time
                 hidden = entry
                 name = namer.render(info.st_mtime, 0, pid=int(spare[1]))

@@ -4,10 +4,11 @@ A spare is a hidden file ``.<kind>.<pid>.<n>.<ext>.spare`` beside the active fil
 exclusively, locked, with the header written. A logging call that rolls over takes it (no
 file system call) instead of creating a file; the maintenance thread makes the next one.
 
-Locks: ``PREPARING`` (one per process) is held while a spare is made and put in place; closing
-and forking take it, so that a spare in the making is either in place (and removed by close, or
-seen by the forked child to close its descriptor) or not begun. A ``Spares``' own lock is a
-leaf, held for no I/O.
+Locks: ``PREPARING`` (one per process) is held while a spare is made and put in place; forking
+takes it, so that a spare in the making is either in place (seen by the forked child to close
+its descriptor) or not begun. Closing does not take it (``os.fork`` takes it before the logging
+module's lock, and dictConfig closes handlers under that lock): a spare that a close overtook
+while it was made is removed by its maker. A ``Spares``' own lock is a leaf, held for no I/O.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ class Spares:
         """Have a spare holding ``header`` ready if one is ``wanted``; a spare deleted
         meanwhile (a cleanup job, the directory removed) is replaced."""
         with PREPARING:
-            if self._closed:
-                return
             with self._lock:  # (a logging call may take the spare meanwhile)
+                if self._closed:
+                    return
                 spare = self._spare
                 deleted = spare is not None and os.fstat(spare.fd).st_nlink == 0
                 if deleted:
@@ -90,14 +91,17 @@ class Spares:
                 return
             self.faults.clear(doing)
             with self._lock:
-                self._spare = spare
+                closed = self._closed
+                if not closed:
+                    self._spare = spare
+            if closed:  # closed while it was made
+                self._discard(spare)
 
     def close(self) -> None:
-        """Remove the spare (waiting for one in the making) and make no more."""
-        with PREPARING:
+        """Remove the spare and make no more (one in the making is removed by its maker)."""
+        with self._lock:
             self._closed = True
-            with self._lock:
-                spare, self._spare = self._spare, None
+            spare, self._spare = self._spare, None
         if spare is not None:
             self._discard(spare)
 

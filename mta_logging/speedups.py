@@ -265,15 +265,15 @@ def _as_text(expression: str) -> str:
 
 # Each field's expression over the names ``_compile`` puts in its namespace; ``missing`` is
 # what an unknown value becomes (None, or the placeholder when the line is joined right away).
-# The two times read their TimeText's one-second cache inline and call it only when the second
-# changes.
+# The two times read their TimeText's one-second cache (``last_second``) inline and call it
+# only when the second changes.
 _EXPRESSIONS = {
     # Kind.code, not .value (an enum property, six times the cost); .value for another enum
     "type": "(k.code if (k := outcome.kind).__class__ is Kind else k.value)",
-    "timeLogged": ("(c[2] if (c := logged._cache)[0] <= time_logged < c[1] "
+    "timeLogged": ("(c[2] if (c := logged.last_second)[0] <= time_logged < c[1] "
                    "else logged.text(time_logged))"),
     "timeQueued": ("(c[2] if (v := outcome.time_queued).__class__ is float "
-                   "and (c := queued._cache)[0] <= v < c[1] "
+                   "and (c := queued.last_second)[0] <= v < c[1] "
                    "else missing if v is None else queued.of(v))"),
     "rcpt": _as_text("outcome.rcpt"),
     "srcMta": _as_text("outcome.src_mta"),

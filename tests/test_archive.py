@@ -83,6 +83,17 @@ def test_a_taken_gz_name_gets_a_suffix(pending: Path, tmp_path: Path) -> None:
     assert (tmp_path / "d.X.tsv.gz").read_bytes() == b"older"
 
 
+def test_a_suffixed_file_whose_gz_name_is_taken_gets_another_suffix_not_a_second_one(
+        tmp_path: Path) -> None:
+    """``d.<time>.1.1.tsv.gz`` would be a name that retention does not recognise."""
+    stem = "d.2024-05-01-120000"
+    pending = tmp_path / pending_name(f"{stem}.1.tsv")
+    pending.write_bytes(CONTENT)
+    for taken in (f"{stem}.tsv.gz", f"{stem}.1.tsv.gz"):
+        (tmp_path / taken).write_bytes(b"older")
+    assert compress_pending(pending, NAMER) == tmp_path / f"{stem}.2.tsv.gz"
+
+
 def test_compression_cut_short_leaves_no_visible_file(
         pending: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(*_args: object) -> None:
@@ -219,6 +230,22 @@ def test_with_compression_a_moved_file_waits_hidden_until_compressed(
     archiver = make_archiver(tmp_path, compress=True)
     fd, path = finished(active_dir, "d.X.tsv")
     assert archiver.move(fd, path, "d.X.tsv") == archiver.archive_dir / ".d.X.tsv.pending"
+    os.close(fd)
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+    assert gzip.decompress((archiver.archive_dir / "d.X.tsv.gz").read_bytes()) == CONTENT
+
+
+def test_a_file_still_locked_when_compression_runs_is_compressed_the_next_time(
+        tmp_path: Path, active_dir: Path) -> None:
+    """The handler closes its descriptor (and with it the lock) after the move; the maintenance
+    thread may run compression in between. The file is not dropped: the next run compresses
+    it, and no hidden file (which readers skip) is left behind."""
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv")
+    archiver.move(fd, path, "d.X.tsv")
+    archiver.compress_pending()
+    assert listing(archiver.archive_dir) == [".d.X.tsv.pending"]
     os.close(fd)
     archiver.compress_pending()
     assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]

@@ -27,6 +27,14 @@ def test_suffix_goes_before_the_extension() -> None:
     assert FileNamer("{kind}-{seq}", "d", "tsv").suffixed("d-3", 1) == "d-3.1"
 
 
+def test_unsuffixed_gives_back_the_name_a_suffix_was_added_to() -> None:
+    for name in ("d.2024-05-01-120000.tsv", "d.2024-05-01-120000.tsv.gz"):
+        assert [NAMER.unsuffixed(NAMER.suffixed(name, n)) for n in (0, 1, 12)] == [name] * 3
+    seq = FileNamer("{kind}-{seq}", "d", "tsv")
+    assert [seq.unsuffixed("d-3"), seq.unsuffixed("d-3.1")] == ["d-3", "d-3"]  # 3 is the seq
+    assert NAMER.unsuffixed("notes.txt") == "notes.txt"
+
+
 def test_pattern_matches_what_the_namer_writes_and_nothing_else() -> None:
     pattern = NAMER.pattern()
     for name in ("d.2024-05-01-120000.tsv", "d.2024-05-01-120000.3.tsv",

@@ -57,6 +57,17 @@ def test_an_orphan_with_records_is_handed_over_locked_with_its_torn_line_cut(
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # recovery holds it now
 
 
+def test_an_orphan_with_a_collision_suffix_is_archived_after_its_name_without_it(
+        directory: Path, found: list[ActiveFile]) -> None:
+    """The archive names it after ``name``: with the suffix kept, a taken name there became
+    ``d.X.1.1.tsv``, a name retention and the pickup of pending files do not recognise."""
+    suffixed = NAMER.suffixed(ORPHAN, 1)
+    (directory / suffixed).write_bytes(HEADER + RECORD)
+    run(directory, found)
+    (file,) = found
+    assert (file.path.name, file.name) == (suffixed, ORPHAN)
+
+
 def test_without_archiving_an_orphan_stays_where_it_is(directory: Path) -> None:
     (directory / ORPHAN).write_bytes(HEADER + RECORD + b"d\tb@exam")
     run(directory, None)

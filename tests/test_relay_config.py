@@ -85,6 +85,7 @@ def test_ipv4_mapped_clients_match_ipv4_networks():
 
 def test_sizes_accept_units():
     assert load_settings({"max_message_size": "25M"}).max_message_size == 25 * 1024 * 1024
+    assert load_settings({"min_free_space": "1G"}).min_free_space == 1024**3
     assert load_settings({"max_message_size": 0}).max_message_size == 0
 
 
@@ -105,6 +106,11 @@ def test_sizes_accept_units():
     ({"auth_users": {"alice": "secret"}}, "auth_users.alice", "pbkdf2_sha256"),
     ({"tls": {"cert": "/nonexistent.pem", "key": "/nonexistent.key"}}, "tls.cert", "PEM"),
     ({"listn": "127.0.0.1:25"}, "listn", "unknown setting; allowed: listen"),
+    ({"min_free_space": "lots"}, "min_free_space", "size in bytes"),
+    ({"listen_backlog": 0}, "listen_backlog", "at least 1"),
+    ({"max_connections": 1.5}, "max_connections", "whole number"),
+    ({"max_connections_per_ip": "ten"}, "max_connections_per_ip", "whole number"),
+    ({"max_per_destination": 0}, "max_per_destination", "at least 1"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:

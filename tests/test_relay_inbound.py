@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
-from collections.abc import AsyncIterator
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -16,10 +21,13 @@ from relay_sink import FakeResolver, Outcomes, Sink
 from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
+from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import load_settings
-from mta_logging.relay.inbound import address_problem, recipient_problem
 from mta_logging.relay.message import hop_count
 from mta_logging.relay.server import Relay
+from mta_logging.relay.spool import Envelope as SpoolEnvelope
+from mta_logging.relay.spool import Spool
+from mta_logging.relay.storage import FreeSpace
 
 MESSAGE = b"Subject: inbound\r\n\r\nHello.\r\n"
 
@@ -146,6 +154,14 @@ async def test_a_busy_port_is_a_clear_error(tmp_path):
     ("josé@b.test", True, None),
     ("josé@b.test", False, "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"),
     ("\udcff@b.test", True, "553 5.6.7 Error: address is not valid UTF-8"),
+    ("a\0b@x.test", False, "553 5.1.7 Error: address contains a control character"),
+    ('"a\tb"@x.test', False, "553 5.1.7 Error: address contains a control character"),
+    ("a\x7f@x.test", False, "553 5.1.7 Error: address contains a control character"),
+    ("l" * 64 + "@x.test", False, None),
+    ("l" * 65 + "@x.test", False, "553 5.1.7 Error: local part longer than 64 octets"),
+    ("é" * 33 + "@x.test", True, "553 5.1.7 Error: local part longer than 64 octets"),
+    ("a@" + "d" * 250, False, None),
+    ("a@" + "d" * 253, False, "501 5.1.7 Error: path longer than 256 octets"),
 ])
 def test_address_checks(address, smtputf8, reply):
     assert address_problem(address, smtputf8) == reply
@@ -154,3 +170,169 @@ def test_address_checks(address, smtputf8, reply):
 @pytest.mark.parametrize("address", ["nodomain", "@b.test", "a@", "a@.b", "a@b..c"])
 def test_recipients_need_a_domain(address):
     assert recipient_problem(address, False).startswith("501 5.1.3")  # type: ignore[union-attr]
+
+
+def test_a_recipient_with_a_control_character_is_refused_as_a_recipient():
+    assert recipient_problem("acceptev\0il@y.test", False) == (
+        "553 5.1.3 Error: address contains a control character")
+
+
+async def talk(relay: Relay, lines: list[bytes]) -> list[bytes]:
+    """Send each line raw (what aiosmtplib would refuse to send) and read its reply's last line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+    replies = [await reader.readline()]
+    for line in lines:
+        writer.write(line + b"\r\n")
+        reply = await reader.readline()
+        while reply[3:4] == b"-":
+            reply = await reader.readline()
+        replies.append(reply.rstrip())
+    writer.close()
+    return replies[1:]
+
+
+async def test_addresses_the_relay_could_not_send_on_are_refused_and_the_rest_go(tmp_path):
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as (relay, records):
+            replies = await talk(relay, [
+                b"EHLO client.test", b"MAIL FROM:<a\0b@x.test>", b"MAIL FROM:<a@x.test>",
+                b"RCPT TO:<acceptev\0il@y.test>", b'RCPT TO:<"tab\there"@y.test>',
+                b"RCPT TO:<good@y.test>", b"DATA", MESSAGE + b".", b"QUIT"])
+            await until(lambda: records.outcomes)
+    assert replies[1:6] == [
+        b"553 5.1.7 Error: address contains a control character", b"250 2.1.0 Ok",
+        b"553 5.1.3 Error: address contains a control character",
+        b"553 5.1.3 Error: address contains a control character", b"250 2.1.5 Ok"]
+    assert replies[7].startswith(b"250 2.0.0 Ok: queued as ")
+    assert sink.delivered() == ["good@y.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "good@y.test")]
+
+
+async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    spool.store("0000000000001ABC", SpoolEnvelope("a@example.test", ("queued@x.test",),
+                                                  time.time()), MESSAGE)
+    more_than_there_is = shutil.disk_usage(tmp_path).free + 1024**3
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port, min_free_space=more_than_there_is) as (
+                relay, records):
+            smtp = await client(relay)
+            refusals = []
+            for _ in range(3):
+                with pytest.raises(aiosmtplib.SMTPSenderRefused) as caught:
+                    await smtp.mail("a@example.test")
+                refusals.append((caught.value.code, caught.value.message))
+            await smtp.quit()
+            await until(lambda: records.outcomes)
+    assert refusals == [(452, "4.3.1 Insufficient system storage")] * 3
+    assert sink.delivered() == ["queued@x.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "queued@x.test")]
+    assert caplog.text.count("free space check failed: ") == 1
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    directory.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(directory)], capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=True, timeout=10)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full; the file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_a_full_spool_disk_gets_451_reported_once_then_452_then_mail_again(
+        tmp_path, caplog):
+    with small_tmpfs(tmp_path / "small", "1m") as small, Sink() as sink:
+        async with running_relay(small, sink.port, min_free_space=0) as (relay, records):
+            filler = fill(small)
+            smtp = await client(relay)
+            codes = []
+            for _ in range(3):
+                with pytest.raises(aiosmtplib.SMTPDataError) as caught:
+                    await smtp.sendmail("a@example.test", ["b@x.test"], MESSAGE * 200)
+                codes.append((caught.value.code, caught.value.message))
+            assert codes == [(451, "4.3.0 Error: queue file write error, try again later")] * 3
+            assert caplog.text.count("queue file write failed: ") == 1
+            assert "No space left on device" in caplog.text
+            relay.handler.free_space = FreeSpace([small], 256 * 1024, relay.handler.faults)
+            with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+                await smtp.mail("a@example.test")
+            assert refused.value.code == 452
+            await smtp.rset()
+            filler.unlink()
+            relay.handler.free_space = None
+            await smtp.sendmail("a@example.test", ["b@x.test"], MESSAGE)
+            await smtp.quit()
+            await until(lambda: records.outcomes)
+        assert sink.delivered() == ["b@x.test"]
+    assert "queue file write works again after 3 failure(s)" in caplog.text
+
+
+async def greeting(relay: Relay) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+    return (await asyncio.wait_for(reader.readline(), 5)).rstrip(), reader, writer
+
+
+async def test_connections_past_the_limits_hear_421_and_are_closed(tmp_path, caplog):
+    async with running_relay(tmp_path, 9, max_connections=3, max_connections_per_ip=2) as (
+            relay, _):
+        first, second = [await greeting(relay) for _ in range(2)]
+        third_from_the_same_ip, reader, _ = await greeting(relay)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the relay
+        first[2].close()
+        await asyncio.sleep(0.1)
+        again, _, writer = await greeting(relay)
+        writer.close()
+        second[2].close()
+    assert first[0].startswith(b"220 relay.example.test ") and again.startswith(b"220 ")
+    assert third_from_the_same_ip == (b"421 4.7.0 relay.example.test Too many connections "
+                                      b"from your address, try again later")
+    assert caplog.text.count("refused a connection from 127.0.0.1") == 1
+
+
+async def test_all_connections_past_max_connections_hear_421(tmp_path, caplog):
+    async with running_relay(tmp_path, 9, max_connections=2) as (relay, _):
+        opened = [await greeting(relay) for _ in range(5)]
+        for _, _, writer in opened:
+            writer.close()
+    assert [line for line, _, _ in opened][2:] == [
+        b"421 4.7.0 relay.example.test Too many connections, try again later"] * 3
+    warnings = [r.getMessage() for r in caplog.records if "refused a connection" in r.message]
+    assert warnings == ["refused a connection from 127.0.0.1: max_connections (2) are open "
+                        "(1 time(s) since the last report; reported at most once every 60 s)"]
+
+
+async def test_an_idle_client_is_disconnected_at_the_inbound_timeout(tmp_path):
+    async with running_relay(tmp_path, 9, timeouts={"inbound": 0.3}) as (relay, _):
+        line, reader, writer = await greeting(relay)
+        started = time.monotonic()
+        rest = await asyncio.wait_for(reader.read(), 10)
+        waited = time.monotonic() - started
+        writer.close()
+    assert line.startswith(b"220 ")
+    assert rest == b"" and waited >= 0.25  # closed, and not before the timeout
+
+
+async def test_the_listen_backlog_is_the_configured_one(tmp_path):
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    async with running_relay(tmp_path, 9, listen_backlog=777) as (relay, _):
+        shown = subprocess.run(["ss", "-ltnH", f"sport = :{relay.address[1]}"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    assert shown.split()[2] == "777"  # a listening socket's Send-Q is its backlog

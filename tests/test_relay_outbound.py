@@ -182,3 +182,21 @@ async def test_opportunistic_starttls(tmp_path):
         await without.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
         await without.close()
         assert not sink.messages[1].tls
+
+
+async def test_a_queued_address_with_a_control_character_bounces_alone():
+    """Mail queued before such addresses were refused at RCPT: that recipient bounces, the
+    others of its domain are delivered; a sender like that bounces the message."""
+    with Sink() as sink:
+        outbound = deliverer(sink.port)
+        results = await outbound.deliver("y.test", envelope("bad\0one@y.test", "good@y.test"),
+                                         [0, 1], CONTENT)
+        bad_sender = Envelope("a\tb@example.test", ("good2@y.test",), 1700000000.0)
+        [from_bad] = await outbound.deliver("y.test", bad_sender, [0], CONTENT)
+        await outbound.close()
+    assert [(r.kind, r.dsn_status, r.dsn_msg) for r in results] == [
+        (Kind.BOUNCE, "5.1.3",
+         "the recipient address contains a control character; no SMTP client can send it"),
+        (Kind.DELIVERED, "2.0.0", "250 2.0.0 Ok: delivered to 1 recipient(s)")]
+    assert (from_bad.kind, from_bad.dsn_status) == (Kind.BOUNCE, "5.1.7")
+    assert sink.delivered() == ["good@y.test"]

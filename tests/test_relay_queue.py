@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from relay_sink import Outcomes
+from relay_sink import FakeResolver, Outcomes, Sink
 
+from mta_logging import handlers as handlers_module
+from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
+from mta_logging.relay import spool as spool_module
 from mta_logging.relay.config import load_settings
-from mta_logging.relay.outbound import RcptResult
+from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.spool import Envelope, QueuedMessage, Spool
 
@@ -149,7 +155,8 @@ async def test_after_a_restart_only_unfinished_recipients_are_tried(tmp_path):
     assert records.outcomes[-1].kind is Kind.DELIVERED
 
 
-async def test_an_unexpected_error_keeps_the_message_queued(tmp_path):
+async def test_an_unexpected_error_keeps_the_message_queued_and_is_logged_once(
+        tmp_path, caplog):
     spool = Spool.open(tmp_path)
     logger, records = accounting()
 
@@ -162,10 +169,15 @@ async def test_an_unexpected_error_keeps_the_message_queued(tmp_path):
     queue = DeliveryQueue(settings(), spool, broken, logger)  # type: ignore[arg-type]
     queue.start()
     queue.submit(queued(spool, "a@x.test"))
-    await until(lambda: len(broken.asked) >= 2)  # tried again after the first interval
+    await until(lambda: len(broken.asked) >= 3)  # tried again after each interval
     await queue.stop(5)
     assert records.outcomes == []
     assert [m.queue_id for m in spool.load()] == ["Q1"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "queue Q1: delivery attempt failed: RuntimeError('bug'); will try again (further "
+        "failures of this kind are counted, not logged, until one succeeds)"]
+    assert errors[0].exc_info is not None  # the traceback, once
 
 
 async def test_accounting_off_still_delivers(tmp_path):
@@ -177,3 +189,134 @@ async def test_accounting_off_still_delivers(tmp_path):
     await until(lambda: not list(spool.queue_dir.iterdir()))
     await queue.stop(5)
     assert deliverer.asked == ["a@x.test"]
+
+
+class Snapshots(Outcomes):
+    """Outcomes, and what the spool held about the message when each record was written."""
+
+    def __init__(self, spool: Spool) -> None:
+        super().__init__()
+        self.spool = spool
+        self.seen: list[tuple[str, bool, str]] = []  # (rcpt, queue file there, journal)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        outcome = record.outcome  # type: ignore[attr-defined]
+        journal = self.spool.state_dir / outcome.job_id
+        self.seen.append((outcome.rcpt, (self.spool.queue_dir / outcome.job_id).exists(),
+                          journal.read_text() if journal.exists() else ""))
+
+
+async def test_a_recipient_is_recorded_before_it_is_journaled_or_its_message_removed(tmp_path):
+    spool = Spool.open(tmp_path)
+    logger, _ = accounting()
+    snapshots = Snapshots(spool)
+    logger.logger.addHandler(snapshots)
+    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "b@two.test": [(Kind.BOUNCE, "5.1.1")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "a@one.test", "b@two.test"))
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    # a's record came before its "d 0"; b's (the last) before the message was removed
+    assert snapshots.seen == [("a@one.test", True, ""), ("b@two.test", True, "d 0\n")]
+
+
+def file_records(directory: Path) -> list[str]:
+    return [line for path in sorted(directory.glob("*.tsv"))
+            for line in path.read_text().splitlines()[1:]]
+
+
+async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
+        tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = AccountingFileHandler("delivered", tmp_path / "delivered")
+    logger.addHandler(handler)
+    real_write = os.write
+    failed: list[bytes] = []
+
+    def full_once(fd: int, data: bytes) -> int:
+        if b"once@x.test" in data and not failed:
+            failed.append(bytes(data))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(handlers_module.os, "write", full_once)
+    deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "other@x.test": [(Kind.DEFERRED, "4.2.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer,
+                          AccountingLogger(logger))  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "once@x.test", "other@x.test"))
+    await until(lambda: "d 0\n" in (spool.state_dir / "Q1").read_text()
+                if (spool.state_dir / "Q1").exists() else False)
+    await queue.stop(5)
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    handler.close()
+    assert failed  # the first record of once@x.test met a full disk
+    assert deliverer.asked.count("once@x.test") == 2  # so it was delivered again, and then
+    [record] = file_records(tmp_path / "delivered")  # recorded: one record, the second one
+    assert "\tonce@x.test\t" in record
+    assert ("queue Q1: the delivered record of <once@x.test> could not be written; the "
+            "recipient stays queued and will be tried again") in caplog.text
+
+
+async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_once(
+        tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "b@two.test": [(Kind.DEFERRED, "4.2.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    message = queued(spool, "a@one.test", "b@two.test")
+    real_write_all = spool_module.write_all
+    faults = iter(range(3))  # the first three journal writes meet a full disk
+
+    def full_at_first(fd: int, data: bytes) -> None:
+        if next(faults, None) is not None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(spool_module, "write_all", full_at_first)
+    queue.start()
+    queue.submit(message)
+    await until(lambda: deliverer.asked.count("b@two.test") >= 5)
+    await queue.stop(5)
+    delivered = [o.rcpt for o in records.outcomes if o.kind is Kind.DELIVERED]
+    # attempt 1: "d 0" and "a 1" fail; attempt 2: "d 0" fails; attempt 3: "d 0" is journaled
+    assert deliverer.asked.count("a@one.test") == 3
+    assert delivered == ["a@one.test"] * 3  # every delivery has its record
+    assert (spool.state_dir / "Q1").read_text().count("d 0\n") == 1
+    [reloaded] = Spool.open(tmp_path).load()
+    assert reloaded.pending() == [1]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["journal write failed: queue Q1: [Errno 28] No space left on device "
+                      "(further failures of this kind are counted, not logged, until one "
+                      "succeeds)"]
+    assert "journal write works again after 3 failure(s)" in caplog.text
+
+
+async def test_a_hanging_destination_holds_its_share_of_workers_and_the_rest_flows(tmp_path):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    with Sink(slow_seconds=30) as sink:
+        relay_settings = settings(concurrency=4, max_per_destination=2,
+                                  routes={"*": f"127.0.0.1:{sink.port}"},
+                                  timeouts={"connect": 5, "command": 5, "data": 20})
+        queue = DeliveryQueue(relay_settings, spool, Deliverer(relay_settings, FakeResolver(
+            {}, {})), logger)
+        queue.start()
+        for n in range(6):  # first in line: six messages to a sink that hangs after DATA
+            queue.submit(queued(spool, f"slow{n}@tarpit.test", queue_id=f"T{n}"))
+        healthy = [f"ok{n}@healthy.test" for n in range(12)]
+        for n, rcpt in enumerate(healthy):
+            queue.submit(queued(spool, rcpt, queue_id=f"H{n:02}"))
+        await until(lambda: len(sink.delivered()) == 12)
+        await queue.stop(0)  # the tarpit's transactions are cut off; their mail stays queued
+        assert sorted(sink.delivered()) == sorted(healthy)
+    assert sorted(o.rcpt for o in records.outcomes) == sorted(healthy)
+    assert sorted(m.queue_id for m in spool.load()) == [f"T{n}" for n in range(6)]

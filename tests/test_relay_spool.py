@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -64,6 +65,35 @@ def test_a_torn_journal_line_is_ignored(tmp_path):
     assert message.pending() == [0, 2]
 
 
+def test_a_journal_line_cut_short_after_its_number_does_not_count(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    with open(spool.state_dir / "Q1", "a") as journal:
+        journal.write("d 0\nd 2")  # "d 2" was about to be "d 21\n" when the relay died
+    [message] = spool.load()
+    assert message.pending() == [1, 2]
+
+
+def test_a_journal_write_that_fails_part_way_is_cut_back(tmp_path, monkeypatch):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    spool.journal("Q1", ["d 0"])
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        real_write(fd, bytes(data)[:2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(spool_module.os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        spool.journal("Q1", ["d 1", "b 2"])
+    monkeypatch.setattr(spool_module.os, "write", real_write)
+    assert (spool.state_dir / "Q1").read_text() == "d 0\n"
+    spool.journal("Q1", ["b 2"])
+    [message] = spool.load()
+    assert message.pending() == [1]
+
+
 def test_finished_and_unacknowledged_leftovers_are_removed(tmp_path):
     spool = Spool.open(tmp_path)
     spool.store("DONE", ENVELOPE, b"x\r\n")
@@ -112,7 +142,7 @@ def test_directory_sync_serves_many_threads_with_fewer_fsyncs(tmp_path, monkeypa
         fsyncs.append(directory)
         time.sleep(0.02)
 
-    monkeypatch.setattr(spool_module, "_fsync_dir", slow_fsync)
+    monkeypatch.setattr(spool_module, "fsync_directory", slow_fsync)
     syncer = spool_module.DirectorySync(tmp_path)
     threads = [threading.Thread(target=syncer.sync) for _ in range(20)]
     for thread in threads:
@@ -132,7 +162,7 @@ def test_a_failed_directory_sync_is_reported_and_the_next_caller_retries(tmp_pat
         if error is not None:
             raise error
 
-    monkeypatch.setattr(spool_module, "_fsync_dir", flaky_fsync)
+    monkeypatch.setattr(spool_module, "fsync_directory", flaky_fsync)
     syncer = spool_module.DirectorySync(tmp_path)
     with pytest.raises(OSError):
         syncer.sync()

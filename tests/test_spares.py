@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mta_logging import spares as spares_module
 from mta_logging.activefile import ActiveFile
 from mta_logging.faults import Faults
-from mta_logging.spares import SPARE_AHEAD, Spares, spare_pattern, wants_spare
+from mta_logging.spares import PREPARING, SPARE_AHEAD, Spares, spare_pattern, wants_spare
 
 HEADER = b"type\trcpt\n"
 
@@ -72,6 +74,33 @@ def test_a_deleted_spare_is_replaced(spares: Spares, tmp_path: Path) -> None:
 def test_close_removes_the_spare_and_no_more_are_made(spares: Spares, tmp_path: Path) -> None:
     spares.prepare(True, HEADER)
     spares.close()
+    spares.prepare(True, HEADER)
+    assert listing(tmp_path / "delivered") == [] and spares.take(HEADER) is None
+
+
+def test_close_does_not_wait_for_the_lock_a_fork_holds(spares: Spares, tmp_path: Path) -> None:
+    """``os.fork`` takes PREPARING and then the logging module's lock; dictConfig closes the
+    old handlers under that lock. A close that waited for PREPARING deadlocked the two."""
+    spares.prepare(True, HEADER)
+    closing = threading.Thread(target=spares.close)
+    with PREPARING:  # as a fork in another thread holds it
+        closing.start()
+        closing.join(timeout=30)
+        waited = closing.is_alive()
+    closing.join()
+    assert not waited
+    assert listing(tmp_path / "delivered") == []
+
+
+def test_a_spare_that_close_overtook_while_it_was_made_is_removed_by_its_maker(
+        spares: Spares, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_header = spares_module.begin
+
+    def closed_meanwhile(file: ActiveFile, header: bytes) -> None:
+        write_header(file, header)
+        spares.close()
+
+    monkeypatch.setattr(spares_module, "begin", closed_meanwhile)
     spares.prepare(True, HEADER)
     assert listing(tmp_path / "delivered") == [] and spares.take(HEADER) is None
 

@@ -290,6 +290,12 @@ def test_every_field_of_the_catalogue_has_its_compiled_expression() -> None:
     assert list(speedups._EXPRESSIONS) == list(FIELD_NAMES) == list(fields._FIELD_TEXT)
 
 
+def test_time_text_shows_the_second_it_formatted_last_which_the_compiled_times_read() -> None:
+    times = TimeText("%H:%M:%S", utc=True)
+    assert times.text(3600.25) == "01:00:00"
+    assert times.last_second == (3600.0, 3601.0, "01:00:00")
+
+
 @given(some_fields, outcome_values, st.one_of(st.none(), any_text),
        any_text.filter(lambda t: t != ""), st.sampled_from(["\t", ",", "|"]),
        st.sampled_from(["", "-", "é"]))

@@ -7,9 +7,11 @@ import asyncio
 import getpass
 import logging
 import sys
+from pathlib import Path
 
 import mta_logging
 from mta_logging.logger import AccountingLogger
+from mta_logging.outcome import Kind
 from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
 from mta_logging.relay.passwords import hash_password
 from mta_logging.relay.server import Relay, serve
@@ -38,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _setup_logging(args.log_level or settings.log_level)
     accounting = None
+    accounting_dirs: list[Path] = []
     if settings.accounting_enabled:
         configured = mta_logging.configure(settings.accounting)
         accounting = AccountingLogger(configured.logger)
-    asyncio.run(serve(Relay(settings, accounting=accounting), on_ready=_announce))
+        accounting_dirs = [configured.directory(kind) for kind in Kind]
+    asyncio.run(serve(Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs),
+                      on_ready=_announce))
     return 0
 
 

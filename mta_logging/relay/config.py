@@ -101,6 +101,7 @@ class RelaySettings:
     routes: Mapping[str, Route] = field(default_factory=lambda: _EMPTY)
     retry: RetrySettings = RetrySettings()
     concurrency: int = 20
+    max_per_destination: int = 10
     timeouts: Timeouts = Timeouts()
     connection_reuse: ConnectionReuse = ConnectionReuse()
     starttls: str = "opportunistic"
@@ -108,6 +109,10 @@ class RelaySettings:
     accounting: AccountingSource = None
     shutdown_timeout: float = 30.0
     log_level: str = "INFO"
+    min_free_space: int = 50 * 1024 * 1024
+    listen_backlog: int = 1024
+    max_connections: int = 200
+    max_connections_per_ip: int = 50
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -140,6 +145,8 @@ TOP_LEVEL_KEYS = (
     "listen", "hostname", "relay_networks", "auth_users", "tls", "max_message_size",
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
+    "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
+    "max_per_destination",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -194,6 +201,8 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         routes=_routes(data.get("routes")),
         retry=_retry(data.get("retry")),
         concurrency=_count("concurrency", data.get("concurrency"), defaults.concurrency),
+        max_per_destination=_count("max_per_destination", data.get("max_per_destination"),
+                                   defaults.max_per_destination),
         timeouts=_timeouts(data.get("timeouts")),
         connection_reuse=_reuse(data.get("connection_reuse")),
         starttls=_choice("starttls", data.get("starttls"), STARTTLS_MODES, defaults.starttls),
@@ -203,6 +212,15 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                   defaults.shutdown_timeout, allow_zero=True),
         log_level=_choice("log_level", _upper(data.get("log_level")), LOG_LEVELS,
                           defaults.log_level),
+        min_free_space=_size("min_free_space", data.get("min_free_space"),
+                             defaults.min_free_space),
+        listen_backlog=_count("listen_backlog", data.get("listen_backlog"),
+                              defaults.listen_backlog),
+        max_connections=_count("max_connections", data.get("max_connections"),
+                               defaults.max_connections),
+        max_connections_per_ip=_count("max_connections_per_ip",
+                                      data.get("max_connections_per_ip"),
+                                      defaults.max_connections_per_ip),
     )
 
 

@@ -8,23 +8,25 @@ Just before the 250, each recipient gets a received (``r``) record, when ``recor
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
+from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.message import hop_count, protocol_name, received_header
-from mta_logging.relay.passwords import verify_password
+from mta_logging.relay.passwords import PasswordChecker
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
 
 _log = logging.getLogger("mta_logging.relay.inbound")
 
@@ -32,35 +34,21 @@ NULL_SENDER = "<>"
 MAX_HOPS = 100  # Received fields a message may already have (RFC 5321 §6.3 suggests 100)
 
 
-def address_problem(address: str, smtputf8: bool) -> str | None:
-    """Why an envelope address cannot be accepted, as an SMTP reply; None if it can."""
-    if not address.isascii():
-        try:
-            address.encode("utf-8")
-        except UnicodeEncodeError:
-            return "553 5.6.7 Error: address is not valid UTF-8"
-        if not smtputf8:
-            return "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"
-    return None
-
-
-def recipient_problem(address: str, smtputf8: bool) -> str | None:
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or domain.startswith(".") or ".." in domain:
-        return "501 5.1.3 Error: bad recipient address syntax (expected local@domain)"
-    return address_problem(address, smtputf8)
-
-
 class RelayHandler:
-    """aiosmtpd handler: relay permission, address checks, durable spooling."""
+    """aiosmtpd handler: relay permission, address checks, free space, durable spooling.
+
+    ``free_space``: below its minimum, MAIL gets ``452 4.3.1`` (None: no check).
+    """
 
     def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue, *,
-                 executor: Executor | None = None,
+                 executor: Executor | None = None, free_space: FreeSpace | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.executor = executor
         self.spool = spool
         self.queue = queue
+        self.free_space = free_space
+        self.faults = FaultLog(_log)
         self.clock = clock
         self.draining = False
         self.spooling = 0
@@ -78,6 +66,8 @@ class RelayHandler:
                           address: str, mail_options: list[str]) -> str:
         if self.draining:
             return f"421 4.3.2 {self.settings.hostname} Service shutting down, try again later"
+        if self.free_space is not None and self.free_space.low():
+            return INSUFFICIENT_STORAGE
         problem = address_problem(address, envelope.smtp_utf8)
         if problem is not None:
             return problem
@@ -125,16 +115,16 @@ class RelayHandler:
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.spool.store, queue_id, spool_envelope, content)
         except OSError as exc:
-            _log.error("cannot write queue file %s: %s", queue_id, exc)
+            self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
         finally:
             self.spooling -= 1
+        self.faults.succeeded("queue file write")
         self._record_received(queue_id, spool_envelope, session,
                               len(envelope.original_content or b""))
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
         _log.debug("queued %s from %s for %d recipient(s)", queue_id, client_ip, len(rcpts))
         return f"250 2.0.0 Ok: queued as {queue_id}"
-
 
     def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
                          size: int) -> None:
@@ -153,36 +143,6 @@ class RelayHandler:
                 rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0])
 
 
-class PasswordAuthenticator:
-    """aiosmtpd authenticator for LOGIN/PLAIN against ``auth_users`` hashes.
-
-    Hashing is slow on purpose; a successful (user, password) is remembered for the life of the
-    process (as a digest, never the password) so that clients that log in for every message
-    cost one hash, not one per message.
-    """
-
-    def __init__(self, users: Mapping[str, str]) -> None:
-        self.users = users
-        self._verified: set[bytes] = set()
-
-    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                 auth_data: Any) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = auth_data.login.decode("utf-8", "replace")
-        hashed = self.users.get(user)
-        if hashed is None:
-            return AuthResult(success=False, handled=False)
-        key = hashlib.sha256(b"\0".join((auth_data.login, auth_data.password,
-                                         hashed.encode()))).digest()
-        if key not in self._verified:
-            if not verify_password(auth_data.password.decode("utf-8", "replace"), hashed):
-                _log.info("AUTH failed for user %r from %s", user, session.peer)
-                return AuthResult(success=False, handled=False)
-            self._verified.add(key)
-        return AuthResult(success=True, auth_data=user)
-
-
 def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
     """The server-side context for STARTTLS, when a certificate is configured."""
     if settings.tls is None:
@@ -194,15 +154,18 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
 
 def smtp_factory(settings: RelaySettings, handler: RelayHandler,
                  context: ssl.SSLContext | None) -> Callable[[], SMTP]:
-    """Builds one aiosmtpd protocol per client connection."""
-    authenticator = PasswordAuthenticator(settings.auth_users)
+    """Builds one aiosmtpd protocol per client connection, within the connection limits."""
+    passwords = PasswordChecker(settings.auth_users)
+    limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
+                              settings.hostname)
 
     def factory() -> SMTP:
         return RelaySMTP(
-            handler, data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
+            handler, limits=limits, passwords=passwords,
+            data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,
-            authenticator=authenticator, loop=asyncio.get_running_loop(),
+            loop=asyncio.get_running_loop(),
         )
 
     return factory

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from mta_logging.outcome import Kind
+from mta_logging.relay.addresses import CONTROL, RECIPIENT_STATUS, SENDER_STATUS
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.resolve import Hop, Resolver, Unroutable, next_hops
 from mta_logging.relay.spool import Envelope
@@ -26,6 +27,7 @@ from mta_logging.reply import one_line, parse_reply
 _log = logging.getLogger("mta_logging.relay.outbound")
 
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, EOFError)
+UNSENDABLE = "the {} address contains a control character; no SMTP client can send it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,8 @@ class Deliverer:
         reusable = False
         try:
             options, encoding, refusal = _mail_options(smtp, envelope, len(content), conn.label)
+            if CONTROL.search(envelope.mail_from):  # queued before such senders were refused
+                refusal = Reply(Kind.BOUNCE, SENDER_STATUS, UNSENDABLE.format("sender"))
             if refusal is not None:
                 results = dict.fromkeys(indexes, refusal)
                 reusable = True
@@ -258,6 +262,10 @@ class Deliverer:
                 return self._finish(conn, indexes, results)
             stage = "sending RCPT TO"
             for index in indexes:
+                if CONTROL.search(envelope.rcpts[index]):  # the others of the domain still go
+                    results[index] = Reply(Kind.BOUNCE, RECIPIENT_STATUS,
+                                           UNSENDABLE.format("recipient"))
+                    continue
                 response = await smtp.execute_command(
                     b"RCPT", b"TO:<" + envelope.rcpts[index].encode(encoding) + b">",
                     timeout=timeouts.command)
@@ -279,6 +287,9 @@ class Deliverer:
                 reusable = True
             results.update(dict.fromkeys(accepted, reply))
             return self._finish(conn, indexes, results)
+        except asyncio.CancelledError:
+            smtp.close()  # cut off mid-transaction (shutdown): no QUIT to wait for
+            raise
         except _CONNECTION_ERRORS as exc:
             if reused and stage == "sending MAIL FROM":
                 raise _StaleConnection(str(exc)) from exc

@@ -1,9 +1,15 @@
 """The delivery queue: workers, attempts, retries with backoff, and the accounting records.
 
-One attempt delivers a message to each destination domain of its pending recipients. After
-each domain's transaction the final states (delivered, bounced) are written to the spool
-journal, and only then recorded in the accounting files, so a crash can never make the relay
-deliver again to a recipient it has recorded. Recipients that failed temporarily are tried
+One attempt delivers a message to each destination domain of its pending recipients.
+
+The accounting contract: after each domain's transaction every result is recorded first (the
+``AccountingLogger`` call returns once the record is handed to the OS), and only then are the
+final states (delivered, bounced) written to the spool journal, or the message removed when
+every recipient is final. So a crash between the two leaves a recipient recorded and still
+queued: it is delivered again after the restart and recorded again (SMTP is at-least-once
+after a crash; both records are true), but never delivered without a record. A recipient
+whose record could not be written, or whose final state could not be journaled, is not
+marked final: it stays queued and is tried again. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 ``message-expired``, with RFC 3463's ``5.4.7`` (delivery time expired) and the last error.
 """
@@ -11,6 +17,7 @@ again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -21,8 +28,9 @@ from typing import Any
 from mta_logging.address import domain_of
 from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind
+from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool
@@ -37,7 +45,13 @@ MAX_CACHED = 1000
 
 
 class DeliveryQueue:
-    """Runs ``settings.concurrency`` delivery workers over the messages of the spool."""
+    """Runs ``settings.concurrency`` delivery workers over the messages of the spool.
+
+    At most ``settings.max_per_destination`` of them deliver to one destination domain at a
+    time, so a destination that hangs holds that many workers, never all of them: an attempt
+    skips a destination at its limit, and a message left with nothing but such recipients
+    waits (no retry counted) until a delivery there ends.
+    """
 
     def __init__(self, settings: RelaySettings, spool: Spool, deliverer: Deliverer,
                  accounting: AccountingLogger | None, *, executor: Executor | None = None,
@@ -46,8 +60,15 @@ class DeliveryQueue:
         self.executor = executor
         self.spool = spool
         self.deliverer = deliverer
-        self.accounting = accounting
+        self._unwritten: list[Outcome] = []  # outcomes the accounting call could not write
+        # the caller's logger, with the write-failure signal the contract needs
+        self.accounting = None if accounting is None else AccountingLogger(
+            accounting.logger, on_write_error=self._unwritten.append)
         self.clock = clock
+        self.faults = FaultLog(_log)
+        self._in_progress: dict[str, int] = {}  # destination domain → deliveries under way
+        # messages whose only pending recipients are at busy destinations, by destination
+        self._parked: dict[str, collections.deque[QueuedMessage]] = {}
         self._ready: asyncio.Queue[QueuedMessage] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -102,10 +123,13 @@ class DeliveryQueue:
         while not self._stopping:
             message = await self._ready.get()
             self._busy.add(task)
+            # an episode per message: another message's success does not end this one's
+            operation = f"queue {message.queue_id}: delivery attempt"
             try:
                 await self.attempt(message)
-            except Exception:
-                _log.exception("queue %s: attempt failed; will try again", message.queue_id)
+                self.faults.succeeded(operation)
+            except Exception as exc:
+                self.faults.failed(operation, f"{exc!r}; will try again", exc_info=True)
                 self._retry_later(message)
             finally:
                 self._busy.discard(task)
@@ -117,6 +141,13 @@ class DeliveryQueue:
 
     async def attempt(self, message: QueuedMessage) -> None:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
+        by_domain: dict[str, list[int]] = {}
+        for index in message.pending():
+            by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "", []).append(index)
+        limit = self.settings.max_per_destination
+        if by_domain and all(self._in_progress.get(domain, 0) >= limit for domain in by_domain):
+            self._park(message, next(iter(by_domain)))  # before reading it: kept as it is
+            return
         content = message.content
         if content is None:
             try:
@@ -133,57 +164,122 @@ class DeliveryQueue:
         # The last retry is due when the lifetime ends (whole seconds), never after it.
         delay = 0.0 if expired else min(retry.interval(message.failures + 1),
                                         float(math.ceil(remaining)))
-        by_domain: dict[str, list[int]] = {}
-        for index in message.pending():
-            by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "", []).append(index)
+        busy = []
         for domain, indexes in by_domain.items():
-            results = await self.deliverer.deliver(domain, message.envelope, indexes, content)
+            if self._in_progress.get(domain, 0) >= limit:
+                busy.append(domain)
+                continue
+            results = await self._deliver(domain, message, indexes, content)
             await self._settle(message, results, delay, expired, headers, len(content))
         if message.complete:
             return
+        if busy and all((domain_of(message.envelope.rcpts[i]) or "") in busy
+                        for i in message.pending()):
+            self._park(message, busy[0])  # nothing failed: no retry counted, no backoff
+            return
         message.failures += 1
         message.next_try = self.clock() + delay
+        # Without this line a restart tries again sooner and counts fewer failures: no loss.
         await self._journal(message, [f"a {message.failures} {message.next_try:.3f}"])
         if not self._stopping:
             self.schedule(message)
 
-    async def _journal(self, message: QueuedMessage, entries: list[str]) -> None:
-        await self._in_thread(self.spool.journal, message.queue_id, entries)
+    async def _deliver(self, domain: str, message: QueuedMessage, indexes: list[int],
+                       content: bytes) -> list[RcptResult]:
+        """One transaction to ``domain``, counted against ``max_per_destination``; when it
+        ends, a message parked for that destination gets its turn."""
+        self._in_progress[domain] = self._in_progress.get(domain, 0) + 1
+        try:
+            return await self.deliverer.deliver(domain, message.envelope, indexes, content)
+        finally:
+            left = self._in_progress[domain] - 1
+            if left:
+                self._in_progress[domain] = left
+            else:
+                del self._in_progress[domain]
+            parked = self._parked.get(domain)
+            if parked:
+                waiting = parked.popleft()
+                if not parked:
+                    del self._parked[domain]
+                if not self._stopping:
+                    self.submit(waiting)
+
+    def _park(self, message: QueuedMessage, domain: str) -> None:
+        """Hold ``message`` until a delivery to ``domain`` ends (it stays in the spool)."""
+        if self._stopping:
+            return
+        if self._in_progress.get(domain, 0) < self.settings.max_per_destination:
+            self.submit(message)  # the destination freed up while the rest was delivered
+            return
+        if sum(map(len, self._parked.values())) >= MAX_CACHED:
+            message.content = None  # read back from the spool when its turn comes
+        self._parked.setdefault(domain, collections.deque()).append(message)
+
+    async def _journal(self, message: QueuedMessage, entries: list[str]) -> bool:
+        """Append ``entries`` to the message's journal; False (reported) if the write failed."""
+        try:
+            await self._in_thread(self.spool.journal, message.queue_id, entries)
+        except OSError as exc:
+            self.faults.failed("journal write", f"queue {message.queue_id}: {exc}")
+            return False
+        self.faults.succeeded("journal write")
         message.journaled = True
+        return True
+
+    async def _remove(self, message: QueuedMessage) -> bool:
+        """Remove a finished message from the spool; False (reported) if that failed."""
+        try:
+            if message.journaled:
+                await self._in_thread(self.spool.remove, message.queue_id)
+            else:
+                self.spool.remove(message.queue_id, journaled=False)
+        except OSError as exc:
+            self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}")
+            return False
+        self.faults.succeeded("queue file removal")
+        return True
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
                       expired: bool, headers: Mapping[str, str], size: int) -> None:
-        """Journal the final results (or remove a finished message), then record them all."""
+        """Record every result, then journal the final ones that were recorded (or remove the
+        message when that makes every recipient final); only then are they final in memory."""
         entries = []
+        settled = []
         for result in results:
+            recorded = self._record(message, result, delay, headers, expired, size)
             if result.kind is Kind.DELIVERED:
-                entries.append(f"{DELIVERED} {result.index}")
+                state = DELIVERED
             elif result.kind is Kind.BOUNCE or expired:
-                entries.append(f"{BOUNCED} {result.index}")
+                state = BOUNCED
             else:
                 continue
-            message.final[result.index] = True
-        if message.complete:
-            if message.journaled:
-                await self._in_thread(self.spool.remove, message.queue_id)
+            if recorded:
+                entries.append(f"{state} {result.index}")
+                settled.append(result.index)
             else:
-                self.spool.remove(message.queue_id, journaled=False)
-        elif entries:
-            await self._journal(message, entries)
-        for result in results:
-            self._record(message, result, delay, headers, expired, size)
+                _log.error("queue %s: the %s record of <%s> could not be written; the "
+                           "recipient stays queued and will be tried again", message.queue_id,
+                           result.kind.directory, message.envelope.rcpts[result.index])
+        if not settled:
+            return
+        complete = len(settled) == len(message.pending())
+        if await (self._remove(message) if complete else self._journal(message, entries)):
+            for index in settled:
+                message.final[index] = True
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
-                headers: Mapping[str, str], expired: bool, size: int) -> None:
+                headers: Mapping[str, str], expired: bool, size: int) -> bool:
+        """Write the accounting record of one result; False if the logger could not write it."""
         rcpt = message.envelope.rcpts[result.index]
         _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
                    result.dsn_msg)
         accounting = self.accounting
         if accounting is None:
-            return
+            return True
         fields: dict[str, Any] = {
             "time_queued": message.envelope.time_queued,
             "src_mta": self.settings.hostname,
@@ -213,3 +309,7 @@ class DeliveryQueue:
             accounting.bounced(rcpt, bounce_cat=EXPIRED, **fields)
         else:
             accounting.deferred(rcpt, delay=delay, **fields)
+        if self._unwritten:
+            self._unwritten.clear()
+            return False
+        return True

@@ -4,7 +4,8 @@ Start: the spool is loaded (mail left by a stopped or crashed relay is queued ag
 messages first), delivery workers start, then the SMTP listener opens. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
-``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool. SIGHUP
+is logged and otherwise ignored (no reload yet).
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import logging
 import signal
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
+from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import Spool
+from mta_logging.relay.storage import FreeSpace
 
 _log = logging.getLogger("mta_logging.relay")
 
@@ -37,7 +42,10 @@ class Relay:
     """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
 
     def __init__(self, settings: RelaySettings, *, accounting: AccountingLogger | None,
-                 resolver: Resolver | None = None) -> None:
+                 resolver: Resolver | None = None, accounting_dirs: Iterable[Path] = ()
+                 ) -> None:
+        """``accounting_dirs``: where the accounting files are written; with ``spool_dir``,
+        the directories whose free space ``min_free_space`` is about."""
         self.settings = settings
         try:
             self.spool = Spool.open(settings.spool_dir)
@@ -50,13 +58,19 @@ class Relay:
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
         self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting,
                                    executor=self.executor)
-        self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor)
+        free_space = FreeSpace((self.spool.root, *accounting_dirs), settings.min_free_space,
+                               FaultLog(_log))
+        self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
+                                    free_space=free_space)
         self._server: asyncio.base_events.Server | None = None
+        self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
         messages = await loop.run_in_executor(None, self.spool.load)
         self.queue.start()
         now = time.time()
@@ -76,9 +90,11 @@ class Relay:
 
         host, port = self.settings.listen_host, self.settings.listen_port
         try:
-            self._server = await loop.create_server(factory, host, port)
+            self._server = await loop.create_server(factory, host, port,
+                                                    backlog=self.settings.listen_backlog)
         except OSError as exc:
             await self.queue.stop(0)
+            loop.set_exception_handler(self._previous_handler)
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
@@ -98,6 +114,7 @@ class Relay:
                 client.transport.close()
         await self.queue.stop(max(0.0, deadline - time.monotonic()))
         self.executor.shutdown(wait=True)
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
 
     def spool_ids(self) -> list[str]:
@@ -105,11 +122,15 @@ class Relay:
 
 
 async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -> None:
-    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain."""
+    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. SIGHUP is logged
+    and otherwise ignored (the relay does not reload yet, and must not die of it)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _log.warning,
+                            "SIGHUP received: reloading is not supported yet; the relay goes "
+                            "on with its current settings")
     await relay.start()
     if on_ready is not None:
         on_ready(relay)
@@ -117,6 +138,6 @@ async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -
         await stop.wait()
         _log.info("signal received; draining")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await relay.stop()

@@ -14,9 +14,15 @@ Both measured as the largest costs of the relay's inbound side.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import re
+from base64 import b64decode
+from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+
+from mta_logging.relay.limits import ConnectionLimits
+from mta_logging.relay.passwords import PasswordChecker
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # parameters may not start with "(": the full parser reads that as a comment and drops it
@@ -27,6 +33,7 @@ END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so each read drains it and bytes after the end of DATA can be handed back.
 _READ_SIZE = 1 << 20
+MAX_AUTH_FAILURES = 3  # per connection; the last one is answered 421 and the connection closed
 
 
 class DataScanner:
@@ -84,7 +91,102 @@ class DataScanner:
 
 
 class RelaySMTP(SMTP):
-    """The relay's SMTP protocol (see the module docstring)."""
+    """The relay's SMTP protocol (see the module docstring).
+
+    ``limits``: a connection past them hears the refusal (``421 4.7.0``) and is closed at once,
+    before a session exists. ``passwords``: checks AUTH credentials; after
+    :data:`MAX_AUTH_FAILURES` failures the client hears ``421 4.7.0`` and is disconnected.
+    """
+
+    _refused = False
+    _client_ip: str | None = None  # counted in limits while the connection is open
+    _auth_failures = 0
+
+    def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None,
+                 passwords: PasswordChecker | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+        self.passwords = passwords
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.limits is not None and self.transport is None:  # not the STARTTLS hand-over
+            peer = transport.get_extra_info("peername")
+            client_ip = str(peer[0]) if peer else ""
+            refusal = self.limits.admit(client_ip)
+            if refusal is not None:
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(refusal.encode("ascii") + b"\r\n")
+                transport.close()
+                return
+            self._client_ip = client_ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self.limits is not None and self._client_ip is not None:
+            self.limits.release(self._client_ip)
+            self._client_ip = None
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
+
+    # AUTH: aiosmtpd's PLAIN and LOGIN exchanges, with the credentials checked by
+    # ``passwords`` (off the event loop, see PasswordChecker) and MAX_AUTH_FAILURES per
+    # connection; no checker: every attempt fails.
+
+    async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        blob = await self._auth_response(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        return await self._check(login, password, authzid)
+
+    async def auth_LOGIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        login = await self._auth_response(args, self.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self._auth_response(args[:1], self.AuthLoginPasswordChallenge)
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._check(login, password)
+
+    async def _auth_response(self, args: list[str], challenge: str) -> bytes | None:
+        """The client's decoded answer (the initial response, or one to ``challenge``); None
+        when it was refused (aborted, not base64) and the reply is sent."""
+        if len(args) == 1:
+            answer = await self.challenge_auth(challenge)
+            return None if answer is MISSING else answer
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def _check(self, login: bytes, password: bytes, authzid: bytes = b"") -> AuthResult:
+        assert self.session is not None
+        client_ip = str(self.session.peer[0]) if self.session.peer else ""
+        user = None if self.passwords is None else await self.passwords.check(
+            client_ip, login, password, authzid)
+        if user is not None:
+            return AuthResult(success=True, auth_data=user)
+        self._auth_failures += 1
+        if self._auth_failures < MAX_AUTH_FAILURES:
+            return AuthResult(success=False, handled=False)  # 535 5.7.8
+        await self.push(f"421 4.7.0 {self.hostname} Too many authentication failures")
+        if self.transport is not None:  # None: the client left during the backoff
+            self.transport.close()
+        return AuthResult(success=False, handled=True)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_ADDRESS.fullmatch(arg)

@@ -8,9 +8,10 @@ Layout under ``spool_dir``::
                  bounced (final), "a <failures> <next_try>" = attempts failed so far, next try
 
 A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
-fsync'd. Final recipient states are journaled before they are recorded in the accounting files,
-so a restart never delivers again to a recipient already recorded as delivered or bounced. When
-every recipient is final the message's files are removed.
+fsync'd. Final recipient states are journaled only after they are recorded in the accounting
+files (see ``queue``), so a crash can make a restart deliver again to a recipient that is
+recorded, never leave a delivered recipient without a record. When every recipient is final
+the message's files are removed (after their records, likewise).
 
 All methods here do blocking file I/O: the relay calls them in a thread executor.
 """
@@ -27,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mta_logging.fsutil import fsync_directory, write_all
 
 _log = logging.getLogger("mta_logging.relay.spool")
 
@@ -122,7 +125,7 @@ class Spool:
         tmp_path = self.tmp_dir / queue_id
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _write_all(fd, envelope.to_json() + b"\n" + content)
+            write_all(fd, envelope.to_json() + b"\n" + content)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -138,11 +141,20 @@ class Spool:
         return data[data.index(b"\n") + 1:]
 
     def journal(self, queue_id: str, entries: Iterable[str], *, sync: bool = True) -> None:
-        """Append progress entries (``d 0``, ``b 1``, ``a 2 1700000000.0``) in one write."""
+        """Append progress entries (``d 0``, ``b 1``, ``a 2 1700000000.0``) in one write.
+
+        All or nothing: a write that fails part-way (ENOSPC, EIO) is cut back before the error
+        goes up, and a line cut short anyway (a crash mid-write) is ignored when loaded.
+        """
         data = "".join(f"{entry}\n" for entry in entries).encode("ascii")
         fd = os.open(self.state_dir / queue_id, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            _write_all(fd, data)
+            size = os.fstat(fd).st_size
+            try:
+                write_all(fd, data)
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
             if sync:
                 os.fsync(fd)
         finally:
@@ -198,7 +210,11 @@ class Spool:
 
 
 def _apply_journal(message: QueuedMessage, text: str) -> None:
-    for line in text.splitlines():
+    *lines, unfinished = text.split("\n")
+    if unfinished:
+        _log.warning("queue %s: ignoring a journal line cut short %r", message.queue_id,
+                     unfinished)
+    for line in lines:
         parts = line.split()
         try:
             if len(parts) == 2 and parts[0] in _FINAL:
@@ -210,13 +226,6 @@ def _apply_journal(message: QueuedMessage, text: str) -> None:
                 raise ValueError(line)
         except (ValueError, IndexError):
             _log.warning("queue %s: ignoring unreadable journal line %r", message.queue_id, line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 class DirectorySync:
@@ -247,7 +256,7 @@ class DirectorySync:
                 try:
                     self._changed.release()
                     try:
-                        _fsync_dir(self.directory)
+                        fsync_directory(self.directory)
                     finally:
                         self._changed.acquire()
                 finally:
@@ -255,10 +264,3 @@ class DirectorySync:
                     self._changed.notify_all()
                 self._done = max(self._done, covered)
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

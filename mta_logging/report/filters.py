@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
@@ -38,7 +39,9 @@ class Filters:
     ``since`` is inclusive and ``until`` exclusive, compared with timeLogged (a record whose
     timeLogged is unknown fails a time filter). Domains, vmtas, job ids and bounce categories
     match exactly (domains and categories ignoring case); ``dsn_status`` holds prefixes
-    (``5.1`` matches ``5.1.1``).
+    (``5.1`` matches ``5.1.1``). ``rcpts`` are addresses, matched exactly except for the case
+    of the domain part; ``rcpt_like`` are SQL ``LIKE`` patterns over the whole address
+    (``%`` any run of characters, ``_`` one character), ignoring case.
     """
 
     kinds: frozenset[Kind] = frozenset()
@@ -49,6 +52,8 @@ class Filters:
     vmtas: frozenset[str] = frozenset()
     dsn_status: tuple[str, ...] = ()
     bounce_cats: frozenset[str] = frozenset()
+    rcpts: frozenset[str] = frozenset()
+    rcpt_like: tuple[str, ...] = ()
     _checks: tuple[Check, ...] = field(init=False, repr=False, compare=False)
 
     @classmethod
@@ -63,6 +68,8 @@ class Filters:
         vmtas: Iterable[str] = (),
         dsn_status: Iterable[str] = (),
         bounce_cats: Iterable[str] = (),
+        rcpts: Iterable[str] = (),
+        rcpt_like: Iterable[str] = (),
     ) -> Filters:
         """Filters from loose input (as typed on a command line); ConfigError on bad values.
 
@@ -77,6 +84,8 @@ class Filters:
             vmtas=frozenset(_items(vmtas)),
             dsn_status=tuple(_items(dsn_status)),
             bounce_cats=frozenset(item.lower() for item in _items(bounce_cats)),
+            rcpts=frozenset(normalize_address("rcpt", item) for item in _items(rcpts)),
+            rcpt_like=tuple(dict.fromkeys(_items(rcpt_like))),
         )
 
     def __post_init__(self) -> None:
@@ -84,6 +93,10 @@ class Filters:
             raise ConfigError("until", str(self.until),
                               f"must be later than since ({self.since})")
         object.__setattr__(self, "_checks", tuple(self._compile()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by value (for worker processes); the compiled checks are rebuilt."""
+        return (Filters, tuple(getattr(self, item.name) for item in fields(self) if item.init))
 
     @property
     def active(self) -> bool:
@@ -93,6 +106,22 @@ class Filters:
     def matches(self, record: RecordView) -> bool:
         """True when ``record`` passes every filter."""
         return all(check(record) for check in self._checks)
+
+    def needles(self) -> tuple[bytes, ...]:
+        """Byte strings of which every matching line holds at least one, ASCII lower case.
+
+        A reader may pass over a line (compared in lower case) that holds none of them without
+        splitting it into fields. Empty when no filter gives such a guarantee.
+        """
+        if self.rcpts:
+            candidates = list(self.rcpts)
+        elif self.rcpt_like:
+            candidates = [max(re.split("[%_]", pattern), key=len) for pattern in self.rcpt_like]
+        else:
+            return ()
+        needles = tuple(text.lower().encode("ascii") for text in candidates
+                        if _LITERAL_SAFE.fullmatch(text))
+        return needles if len(needles) == len(candidates) else ()
 
     def _compile(self) -> Iterable[Check]:
         if self.kinds:
@@ -119,6 +148,42 @@ class Filters:
         if self.bounce_cats:
             categories = self.bounce_cats
             yield lambda record: (record.get("bounceCat") or "").lower() in categories
+        if self.rcpts:
+            rcpts = self.rcpts
+            yield lambda record: _address(record.get("rcpt")) in rcpts
+        if self.rcpt_like:
+            like = re.compile("|".join(_like_regex(pattern) for pattern in self.rcpt_like),
+                              re.IGNORECASE | re.DOTALL)
+            yield lambda record: like.fullmatch(record.get("rcpt") or "") is not None
+
+
+# text that every writer (TSV, CSV, JSON) writes as these very bytes: printable ASCII without
+# the characters an escape or quoting could change
+_LITERAL_SAFE = re.compile(r"[!#-\[\]-~]+")
+
+
+def normalize_address(key: str, address: str) -> str:
+    """``Bob@Example.COM`` → ``Bob@example.com`` (``<>`` and a trailing dot removed)."""
+    normalized = _address(address)
+    if normalized is None:
+        raise ConfigError(key, address, "expected an address such as bob@example.com, with a "
+                          "local part and a domain")
+    return normalized
+
+
+def _address(rcpt: str | None) -> str | None:
+    if not rcpt:
+        return None
+    local, at, domain = rcpt.strip().strip("<>").rpartition("@")
+    domain = domain.rstrip(".").lower()
+    if not at or not local or not domain:
+        return None
+    return f"{local}@{domain}"
+
+
+def _like_regex(pattern: str) -> str:
+    return "".join(".*" if char == "%" else "." if char == "_" else re.escape(char)
+                   for char in pattern)
 
 
 def parse_time_bound(key: str, value: str | datetime | None) -> datetime | None:

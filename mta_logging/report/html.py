@@ -22,12 +22,13 @@ from mta_logging.report.render import (
     input_summary,
     number,
     percent,
+    series_title,
 )
+from mta_logging.report.summary import BUCKET_FORMATS, BUCKETS
 
 COLORS = {"delivered": "#2e7d32", "deferred": "#f9a825", "bounced": "#c62828"}
 STACK = ("delivered", "deferred", "bounced")
-MAX_BARS = 1500  # beyond this many hours, the chart shows days
-_HOUR = "%Y-%m-%d %H:00"
+MAX_BARS = 1500  # beyond this many buckets, the chart shows days
 
 _STYLE = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2329; }
@@ -113,9 +114,12 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
         *(f'<div class="card"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
           for label, value in cards),
         "</div>",
-        "<h2>Outcomes per hour</h2>",
+        *(f'<p class="warning">Warning: {escape(text)}</p>'
+          for text in report.get("warnings", [])),
+        f"<h2>Outcomes {escape(series_title(report)[0].split(' (')[0].lower())}</h2>",
         _legend(),
-        f'<div class="chart" id="chart-hours">{hours_chart(report["hours"])}</div>',
+        f'<div class="chart" id="chart-hours">'
+        f'{hours_chart(report["hours"], report.get("bucket", "1h"))}</div>',
         "<h2>Bounce categories</h2>",
         f'<div class="chart" id="chart-bounce-categories">'
         f'{bar_chart(report["bounce_categories"])}</div>',
@@ -124,6 +128,8 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
         if section == "hours":
             continue
         parts += [f"<h2>{escape(heading)}</h2>", _keyed_table(report[section], key, key_title)]
+    for name, rows in report.get("by", {}).items():
+        parts += [f"<h2>By {escape(name)}</h2>", _keyed_table(rows, name, name)]
     for section, heading in (("deferral_reasons", "Top deferral reasons"),
                              ("bounce_reasons", "Top bounce reasons")):
         parts += [f"<h2>{heading}</h2>", _table(
@@ -131,9 +137,10 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
             [[(number(row["count"]), row["count"]), row["dsnStatus"] or "-",
               row["dsnMsg"] or "-"] for row in report[section]],
         )]
+    title, column = series_title(report)
     parts += [
-        "<h2>Per hour</h2><details><summary>table of every hour</summary>",
-        _keyed_table(report["hours"], "hour", "hour"),
+        f"<h2>{escape(title.split(' (')[0])}</h2><details><summary>the table</summary>",
+        _keyed_table(report["hours"], "hour", column),
         "</details>",
         f'<script type="application/json" id="report-data">{_json_for_script(report)}</script>',
         f"<script>{_SCRIPT}</script>",
@@ -190,23 +197,28 @@ def _nice_step(maximum: int, ticks: int = 5) -> int:
     return int(10 * power)  # pragma: no cover
 
 
-def time_buckets(hours: list[dict[str, Any]]) -> tuple[str, list[tuple[str, list[int]]]]:
-    """Continuous buckets from the first to the last hour (empty hours included); whole days
-    when that would be more than MAX_BARS bars. Returns (unit, [(label, [d, df, b])])."""
-    if not hours:
+def time_buckets(hours: list[dict[str, Any]], bucket: str = "1h"
+                 ) -> tuple[str, list[tuple[str, list[int]]]]:
+    """Continuous buckets from the first to the last one (empty ones included); whole days
+    when that would be more than MAX_BARS bars. Returns (unit, [(label, [d, df, b])]), the
+    unit being ``hour`` (``--bucket`` 15m or 1h) or ``day``."""
+    text_format = BUCKET_FORMATS[bucket]
+    counts = {row["hour"]: [row[name] for name in STACK] for row in hours
+              if row["hour"][:1].isdigit()}  # not (other)
+    if not counts:
         return "hour", []
-    counts = {row["hour"]: [row[name] for name in STACK] for row in hours}
-    start = datetime.strptime(hours[0]["hour"], _HOUR)
-    end = datetime.strptime(hours[-1]["hour"], _HOUR)
-    span = int((end - start).total_seconds() // 3600) + 1
-    if span <= MAX_BARS:
+    start = datetime.strptime(min(counts), text_format)
+    end = datetime.strptime(max(counts), text_format)
+    width = timedelta(seconds=BUCKETS[bucket])
+    span = (end - start) // width + 1
+    if span <= MAX_BARS and bucket != "1d":
         buckets = []
         for step in range(span):
-            label = (start + timedelta(hours=step)).strftime(_HOUR)
+            label = (start + step * width).strftime(text_format)
             buckets.append((label, counts.get(label, [0, 0, 0])))
         return "hour", buckets
     days: dict[str, list[int]] = {}
-    day = start.replace(hour=0)
+    day = start.replace(hour=0, minute=0)
     while day <= end:
         days[day.strftime("%Y-%m-%d")] = [0, 0, 0]
         day += timedelta(days=1)
@@ -217,9 +229,10 @@ def time_buckets(hours: list[dict[str, Any]]) -> tuple[str, list[tuple[str, list
     return "day", list(days.items())
 
 
-def hours_chart(hours: list[dict[str, Any]], width: int = 960, height: int = 280) -> str:
-    """Stacked bars of delivered/deferred/bounced per hour (per day for long periods)."""
-    unit, buckets = time_buckets(hours)
+def hours_chart(hours: list[dict[str, Any]], bucket: str = "1h", width: int = 960,
+                height: int = 280) -> str:
+    """Stacked bars of delivered/deferred/bounced per bucket (per day for long periods)."""
+    unit, buckets = time_buckets(hours, bucket)
     if not buckets:
         return '<svg viewBox="0 0 960 40" role="img"><text x="8" y="24">no records</text></svg>'
     left, right, top, bottom = 56, 12, 12, 44

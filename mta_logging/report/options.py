@@ -19,8 +19,8 @@ from mta_logging.report.reader import Issue, Reader
 MAX_WARNINGS = 20  # warnings printed one by one; the rest are only counted
 
 
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH",
+def add_input_arguments(parser: argparse.ArgumentParser, paths_required: bool = True) -> None:
+    parser.add_argument("paths", nargs="+" if paths_required else "*", metavar="PATH",
                         help="accounting files or directories (searched recursively, archives "
                              "and .gz included)")
     group = parser.add_argument_group("filters (repeat an option or separate values by commas)")
@@ -31,6 +31,11 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--until", metavar="TIME", help="timeLogged before TIME")
     group.add_argument("--domain", action="append", default=[], metavar="DOMAIN",
                        help="recipient domain")
+    group.add_argument("--rcpt", action="append", default=[], metavar="ADDR",
+                       help="recipient address (exact; the domain part in any case)")
+    group.add_argument("--rcpt-like", action="append", default=[], metavar="PATTERN",
+                       help="recipient address like PATTERN, in any case: %% any run of "
+                            "characters, _ one character ('%%@example.%%')")
     group.add_argument("--job-id", action="append", default=[], metavar="ID", help="jobId")
     group.add_argument("--vmta", action="append", default=[], metavar="NAME", help="vmta")
     group.add_argument("--dsn-status", action="append", default=[], metavar="PREFIX",
@@ -53,7 +58,7 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
     return Filters.build(
         kinds=args.kind, since=args.since, until=args.until, domains=args.domain,
         job_ids=args.job_id, vmtas=args.vmta, dsn_status=args.dsn_status,
-        bounce_cats=args.bounce_cat,
+        bounce_cats=args.bounce_cat, rcpts=args.rcpt, rcpt_like=args.rcpt_like,
     )
 
 
@@ -72,9 +77,11 @@ class Warnings:
         if self.count <= self.limit:
             print(f"mta-logging {self.command}: warning: {issue}", file=self.stream or sys.stderr)
 
-    def finish(self) -> None:
-        if self.count > self.limit:
-            print(f"mta-logging {self.command}: {self.count - self.limit} more warnings not "
+    def finish(self, total: int = 0) -> None:
+        """Say how many warnings were not shown, of ``total`` (or of those received)."""
+        total = max(total, self.count)
+        if total > self.limit:
+            print(f"mta-logging {self.command}: {total - self.limit} more warnings not "
                   "shown", file=self.stream or sys.stderr)
 
 
@@ -125,7 +132,7 @@ def reader_from_args(args: argparse.Namespace, command: str) -> tuple[Reader, Wa
 def finish(reader: Reader, warnings: Warnings) -> None:
     if isinstance(reader.on_progress, Progress):
         reader.on_progress.finish()
-    warnings.finish()
+    warnings.finish(reader.stats.issues)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import heapq
 import io
+import itertools
 import json
 import logging
 import os
@@ -31,15 +32,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from mta_logging.address import domain_of
+from mta_logging.archive import PENDING, visible_name
 from mta_logging.errors import FormatError
 from mta_logging.fields import DEFAULT_TIME_FORMAT, FIELD_NAMES, header_name
 from mta_logging.formatters import header_fields, split_line, unescape
 from mta_logging.outcome import KIND_NAMES, Kind
 from mta_logging.report.filters import Filters
 from mta_logging.report.times import TimeParser, wall_time
+from mta_logging.spares import SPARE
 
 log = logging.getLogger("mta_logging.report")
 
@@ -52,6 +55,7 @@ _KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
 _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
+_BLOCK = 1 << 20  # bytes the pre-filter searches at a time
 _SCHEMA_CACHE_SIZE = 64
 
 
@@ -198,6 +202,12 @@ class ReadStats:
     damaged_files: int = 0  # read up to a damage (a cut-short or corrupt .gz, a read error)
     issues: int = 0
     bytes_done: int = 0
+    passed_over: int = 0  # lines (in ``lines``) the byte-level pre-filter ruled out unsplit
+
+    def add(self, other: ReadStats) -> None:
+        """Add the counters of another pass (over other files)."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,34 +264,104 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 
     Directories are searched recursively, subdirectories (archives: the older files) before
     the files beside them, files in the order they were written (by name, a collision suffix
-    ``.N`` after the name without it). Hidden files and directories (leading ``.``:
-    temporaries such as pending compressions) are left out.
+    ``.N`` after the name without it). Hidden files and directories (leading ``.``: the
+    writer's working files) are left out, except those that can hold records no other file
+    holds yet: files waiting in an archive to be compressed (``.NAME.pending``) and the
+    spare a writer has swapped in as its active file and not yet named (``....spare``), which
+    come after the visible files of their directory.
     """
+    return (path for path, _inode in found_files(paths))
+
+
+def found_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, int | None]]:
+    """:func:`find_files` with the inode each file found in a directory had when listed
+    (None for a file named): a reader that then finds another file under that name knows
+    the one listed has moved."""
     for item in paths:
         path = Path(item)
         if path.is_dir():
             yield from _walk(path)
         else:
-            yield path
+            yield path, None
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    try:
-        with os.scandir(directory) as scan:
-            entries = [entry for entry in scan if not entry.name.startswith(".")]
-    except OSError as exc:
-        log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
-        return
-    entries.sort(key=lambda entry: _written_order(entry.name))
+def _walk(directory: Path) -> Iterator[tuple[Path, int | None]]:
+    entries = _listing(directory)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path))
     for entry in entries:
         if entry.is_file():
-            yield Path(entry.path)
+            yield Path(entry.path), entry.inode()
+
+
+def _listing(directory: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory that may hold records, in the order they were written."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = [entry for entry in scan if _hidden_rank(entry.name) is not None]
+    except OSError as exc:
+        log.warning("%s: cannot list the directory (%s)", directory, exc.strerror or exc)
+        return []
+    entries.sort(key=lambda entry: (_hidden_rank(entry.name),
+                                    _written_order(shown_name(entry.name))))
+    return entries
+
+
+def _hidden_rank(name: str) -> int | None:
+    """0 for a visible name, 1 for a pending file, 2 for a spare; None: not to be read."""
+    if not name.startswith("."):
+        return 0
+    if is_pending(name):
+        return 1
+    if name.endswith(SPARE) and len(name) > len(SPARE) + 1:
+        return 2
+    return None
+
+
+def is_pending(name: str) -> bool:
+    """True for the hidden name of a file waiting in an archive to be compressed."""
+    return name.startswith(".") and name.endswith(PENDING) and len(name) > len(PENDING) + 1
+
+
+def shown_name(name: str) -> str:
+    """The name a file is known by: a pending file's visible name, else its own."""
+    return visible_name(name) if is_pending(name) else name
+
+
+def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:
+    """What stays the same when a file is archived and compressed: its first name (see
+    :func:`base_name`) and its first two lines (header and first record), decompressed;
+    None while it has no whole record line (or ``raw`` cannot seek: a pipe). ``raw`` is read
+    from its start and left there.
+    """
+    if not raw.seekable():
+        return None
+    raw.seek(0)
+    head = b""
+    try:
+        if raw.read(2) == _GZIP_MAGIC:
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unpacked:
+                head = unpacked.readline() + unpacked.readline()
+        else:
+            raw.seek(0)
+            head = raw.readline() + raw.readline()
+    except (OSError, EOFError, zlib.error):
+        pass  # damaged: the read that follows reports it
+    raw.seek(0)
+    if head.count(b"\n") < 2:
+        return None
+    return base_name(shown_name(path.name)), head
 
 
 _COLLISION_SUFFIX = re.compile(r"(.+?)(?:\.(\d+))?(\.[^.]+(?:\.gz)?)\Z")
+
+
+def base_name(name: str) -> str:
+    """A file's name without a collision suffix ``.N`` and without ``.gz`` (``d.T.2.tsv.gz``
+    → ``d.T.tsv``): the same for a file before and after it was archived and compressed."""
+    return _written_order(name)[0]
 
 
 def _written_order(name: str) -> tuple[str, int, str]:
@@ -330,6 +410,7 @@ class Reader:
         self.paths = [Path(p) for p in paths]
         self.filters = filters if filters is not None else Filters()
         self.time_format = time_format
+        self.placeholder = placeholder
         self.unknown: frozenset[str | None] = frozenset(
             {None, ""} if placeholder is None else {None, "", placeholder})
         self.strict = strict
@@ -337,6 +418,7 @@ class Reader:
         self.on_progress = on_progress
         self.stats = ReadStats()
         self._times = TimeParser(time_format)
+        self._needles = self.filters.needles()
 
     def files(self) -> Iterator[Path]:
         """The files this reader reads, in order."""
@@ -357,7 +439,7 @@ class Reader:
         seen: dict[str, None] = {}
         for path in self.files():
             try:
-                with _open_text(path) as stream:
+                with open_text(path) as stream:
                     first = stream.readline()
             except (OSError, EOFError, zlib.error):
                 continue
@@ -376,8 +458,23 @@ class Reader:
         return ordered + [name for name in seen if name not in FIELD_NAMES]
 
     def __iter__(self) -> Iterator[Record]:
+        return self.read(found_files(self.paths))
+
+    def read(self, files: Iterable[Path | tuple[Path, int | None]],
+             seen: Seen | None = None) -> Iterator[Record]:
+        """The matching records of ``files``: those of :meth:`files`, or a share of them (what
+        one worker process reads), each a path or a ``(path, inode)`` of
+        :func:`found_files`. ``stats`` starts again from zero.
+
+        Each file is read once even when the writer moves it meanwhile: a file is known by
+        device and inode (an archived file is briefly under two names) and by
+        :func:`file_identity` (its compressed copy), and a file that is gone when its turn
+        comes is looked for where it went (beside it, or in a directory below: the archive),
+        unless ``seen`` (what the pass has read so far) says not to follow: then it is only
+        noted in ``seen.vanished``, for :meth:`read_vanished`.
+        """
         self.stats = ReadStats()
-        return self._matching(self.files(), set())
+        yield from self._read_files(files, Seen() if seen is None else seen)
 
     def in_time_order(self) -> Iterator[Record]:
         """The records of iterating, in timeLogged order (unknown times first).
@@ -387,22 +484,64 @@ class Reader:
         with the input. Records of one time keep the order of their kinds' first files.
         """
         self.stats = ReadStats()
-        by_kind: dict[Kind | None, list[Path]] = {}
-        for path in self.files():
-            by_kind.setdefault(kind_from_path(path), []).append(path)
-        seen_inodes: set[tuple[int, int]] = set()
-        return heapq.merge(*(self._matching(paths, seen_inodes) for paths in by_kind.values()),
+        by_kind: dict[Kind | None, list[tuple[Path, int | None]]] = {}
+        for item in found_files(self.paths):
+            by_kind.setdefault(kind_from_path(item[0]), []).append(item)
+        seen = Seen()
+        return heapq.merge(*(self._read_files(items, seen) for items in by_kind.values()),
                            key=_time_logged)
 
-    def _matching(self, paths: Iterable[Path], seen_inodes: set[tuple[int, int]],
-                  ) -> Iterator[Record]:
+    def _read_files(self, files: Iterable[Path | tuple[Path, int | None]], seen: Seen,
+                    ) -> Iterator[Record]:
+        for item in files:
+            path, inode = item if isinstance(item, tuple) else (item, None)
+            yield from self._matching(self._read_file(path, seen, listed=inode))
+
+    def read_vanished(self, seen: Seen) -> Iterator[Record]:
+        """The matching records of the files noted in ``seen.vanished`` (by passes that did
+        not follow them, in worker processes), read where they went, once. ``stats`` starts
+        again from zero."""
+        self.stats = ReadStats()
+        seen.follow = True
+        for path in seen.vanished:
+            yield from self._matching(self._read_moved(path, seen, 1))
+
+    def _matching(self, records: Iterator[Record]) -> Iterator[Record]:
         matches = self.filters.matches if self.filters.active else None
         stats = self.stats
-        for path in paths:
-            for record in self._read_file(path, seen_inodes):
-                if matches is None or matches(record):
-                    stats.matched += 1
-                    yield record
+        for record in records:
+            if matches is None or matches(record):
+                stats.matched += 1
+                yield record
+
+    def line_parser(self, path: Path, first_line: str) -> LineParser | None:
+        """Records from the lines of one file that the caller reads itself (a tailer that keeps
+        byte offsets): the function returned turns line ``number`` (text with its line end)
+        into a Record, or None for a blank line or one skipped as an :class:`Issue`. Returns
+        None when ``first_line`` is not a header. In a JSON lines file line 1 is a record too.
+        """
+        layout = detect_layout(first_line)
+        if layout is None:
+            return None
+        name = str(path)
+        parse = (self._json_parser(name) if layout.separator is None
+                 else self._separated_parser(name, layout))
+        file_kind = kind_from_path(path)
+        times = self._times
+
+        def record(number: int, line: str) -> Record | None:
+            parsed = parse(number, line)
+            if parsed is None:
+                return None
+            schema, values = parsed
+            position = schema.index.get("type")
+            kind = (KIND_NAMES.get(values[position] or "") if position is not None
+                    else None) or file_kind
+            position = schema.index.get("timeLogged")
+            logged = times.seconds(values[position] if position is not None else None)
+            return Record(kind, logged, name, number, values, schema)
+
+        return record
 
     def issue(self, path: Path | str, line: int, message: str) -> None:
         """Report input that cannot be read (raises FormatError when strict)."""
@@ -412,38 +551,75 @@ class Reader:
             raise FormatError(str(found))
         self.on_issue(found)
 
-    def _read_file(self, path: Path, seen_inodes: set[tuple[int, int]]) -> Iterator[Record]:
+    def _read_file(self, path: Path, seen: Seen, moves: int = 0,
+                   listed: int | None = None) -> Iterator[Record]:
         try:
-            info = path.stat()
             raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             if path in self.paths:
                 self.issue(path, 0, "no such file")
-            else:  # moved into the archive while we looked: read there
-                log.debug("%s: gone before it was read", path)
+            else:  # archived or compressed while we looked: read it there
+                yield from self._moved(path, seen, moves)
             return
         except OSError as exc:
             self.issue(path, 0, f"cannot open: {exc.strerror or exc}")
             return
-        # a file being archived is briefly under two names (hard link): read it once
-        inode = (info.st_dev, info.st_ino)
-        if inode in seen_inodes:
-            raw.close()
-            return
-        seen_inodes.add(inode)
-        self.stats.files += 1
-        done_before = self.stats.bytes_done
-        with raw, _text_stream(raw) as stream:
-            yield from self._read_stream(path, stream, raw, done_before)
+        with raw:
+            info = os.fstat(raw.fileno())
+            if listed is not None and info.st_ino != listed:
+                raw.close()  # the file listed moved, and another one took its name
+                yield from self._moved(path, seen, moves)
+                return
+            inode = (info.st_dev, info.st_ino)
+            if inode in seen.inodes:
+                return
+            seen.inodes.add(inode)
+            identity = file_identity(raw, path)
+            if identity is not None and seen.is_copy(identity, path.parent):
+                return  # the compressed copy of a file already read
+            # a file without a whole record yet may have one once read: look again then
+            again = None if identity is not None else os.dup(raw.fileno())
+            self.stats.files += 1
+            done_before = self.stats.bytes_done
+            try:
+                with _binary_stream(raw) as binary:
+                    yield from self._read_stream(path, binary, raw, done_before)
+                if again is not None:
+                    with open(again, "rb", closefd=False) as reopened:
+                        identity = file_identity(reopened, path)
+            finally:
+                if again is not None:
+                    os.close(again)
+        if identity is not None:
+            seen.remember(identity, path.parent)
         self.stats.bytes_done = done_before + info.st_size
         if self.on_progress is not None:
             self.on_progress(self.stats.bytes_done)
 
-    def _read_stream(self, path: Path, stream: IO[str], raw: IO[bytes],
+    def _moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
+        if not seen.follow:
+            seen.vanished.append(path)
+        elif moves < _MAX_MOVES:
+            yield from self._read_moved(path, seen, moves + 1)
+        else:
+            log.debug("%s: gone before it was read", path)
+
+    def _read_moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
+        """The records of a file that left ``path`` (archived, compressed, or a spare given its
+        name): every file not read yet beside it or one directory below (the archive); each
+        file is still read once, known by inode and identity."""
+        directories = [path.parent] + [Path(entry.path) for entry in _listing(path.parent)
+                                       if entry.is_dir(follow_symlinks=False)]
+        for directory in directories:
+            for entry in _listing(directory):
+                if entry.is_file():
+                    yield from self._read_file(Path(entry.path), seen, moves)
+
+    def _read_stream(self, path: Path, binary: IO[bytes], raw: IO[bytes],
                      done_before: int) -> Iterator[Record]:
         number = 1
         try:
-            first = stream.readline()
+            first = binary.readline().decode("utf-8", "surrogateescape")
             if not first:
                 return  # an empty file: just created, nothing written yet
             layout = detect_layout(first)
@@ -455,11 +631,16 @@ class Reader:
             file_kind = kind_from_path(path)
             name = str(path)
             times = self._times
+            needles = self._needles
+            lines: Iterable[tuple[int, str]]
+            if needles:
+                lines = _lines_holding(binary, needles, self.stats)
+            else:
+                lines = enumerate(_text(binary), start=2)
             if layout.separator is None:
-                lines: Iterable[tuple[int, str]] = _numbered(first, stream)
+                lines = itertools.chain([(1, first)], lines)
                 parse = self._json_parser(name)
             else:
-                lines = enumerate(stream, start=2)
                 parse = self._separated_parser(name, layout)
             stats = self.stats
             on_progress = self.on_progress
@@ -551,6 +732,41 @@ class Reader:
 
 
 Parser = Callable[[int, str], "tuple[Schema, list[str | None]] | None"]
+_MAX_MOVES = 3  # a file looked for where it went, and that one too, ... at most this often
+
+
+@dataclass(slots=True)
+class Seen:
+    """The files one pass has read: by device and inode, and by :func:`file_identity`.
+
+    ``follow``: look for a file that moved where it went at once; else note it in
+    ``vanished`` (a worker process does, so that two workers never read one file: the
+    caller merges what they saw and reads the vanished files afterwards).
+    """
+
+    follow: bool = True
+    inodes: set[tuple[int, int]] = field(default_factory=set)
+    contents: dict[tuple[str, bytes], list[Path]] = field(default_factory=dict)
+    vanished: list[Path] = field(default_factory=list)
+
+    def merge(self, other: Seen) -> None:
+        """Add what another pass (a worker's, over other files) saw."""
+        self.inodes |= other.inodes
+        for identity, directories in other.contents.items():
+            self.contents.setdefault(identity, []).extend(directories)
+        self.vanished += other.vanished
+
+    def is_copy(self, identity: tuple[str, bytes], directory: Path) -> bool:
+        """True if a file of this identity was read in ``directory``, the one above it or one
+        below it (where the writer moves files: into the archive)."""
+        return any(directory in (seen, seen.parent) or seen == directory.parent
+                   for seen in self.contents.get(identity, ()))
+
+    def remember(self, identity: tuple[str, bytes], directory: Path) -> None:
+        self.contents.setdefault(identity, []).append(directory)
+
+
+LineParser = Callable[[int, str], "Record | None"]
 
 
 def _json_text(value: object) -> str:
@@ -563,23 +779,68 @@ def _time_logged(record: Record) -> int:
     return -1 if record.logged is None else record.logged
 
 
-def _numbered(first: str, rest: Iterable[str]) -> Iterator[tuple[int, str]]:
-    yield 1, first
-    yield from enumerate(rest, start=2)
+def _lines_holding(binary: IO[bytes], needles: Sequence[bytes], stats: ReadStats
+                   ) -> Iterator[tuple[int, str]]:
+    """The numbered lines (from 2) of ``binary`` that hold one of ``needles`` (compared in
+    ASCII lower case), found in large blocks of bytes; the others are only counted."""
+    number = 2  # of the first line of the block
+    carry = b""
+    while True:
+        chunk = binary.read(_BLOCK)
+        data = carry + chunk
+        end = len(data) if not chunk else data.rfind(b"\n") + 1
+        if not chunk and not data:
+            return
+        block, carry = data[:end], data[end:]
+        if not block:
+            continue
+        lowered = block.lower()
+        starts: set[int] = set()
+        for needle in needles:
+            found = lowered.find(needle)
+            while found != -1:
+                start = block.rfind(b"\n", 0, found) + 1
+                stop = block.find(b"\n", found) + 1 or len(block)
+                starts.add(start)
+                found = lowered.find(needle, stop)
+        done = 0
+        for start in sorted(starts):
+            skipped = block.count(b"\n", done, start)
+            number += skipped
+            stats.lines += skipped
+            stats.passed_over += skipped
+            stop = block.find(b"\n", start) + 1 or len(block)
+            yield number, block[start:stop].decode("utf-8", "surrogateescape")
+            number += 1
+            done = stop
+        rest = block.count(b"\n", done)
+        if done < len(block) and not block.endswith(b"\n"):
+            rest += 1  # a last line without a line end
+        number += rest
+        stats.lines += rest
+        stats.passed_over += rest
+        if not chunk:
+            return
 
 
-def _text_stream(raw: IO[bytes]) -> io.TextIOWrapper:
-    binary: IO[bytes] | gzip.GzipFile = raw
+def _binary_stream(raw: IO[bytes]) -> IO[bytes]:
+    """``raw``, or its decompressed content when it is gzip data."""
     peek = getattr(raw, "peek", None)
     head = peek(2)[:2] if peek is not None else b""
     if head == _GZIP_MAGIC:
-        binary = gzip.GzipFile(fileobj=raw, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
+    return raw
+
+
+def _text(binary: IO[bytes]) -> io.TextIOWrapper:
     # newline="\n": split on LF only and keep line ends (a Haraka CR stays with its line)
     return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
 
 
-def _open_text(path: Path) -> io.TextIOWrapper:
-    return _text_stream(open(path, "rb"))  # noqa: SIM115 (the wrapper closes it)
+def open_text(path: Path) -> io.TextIOWrapper:
+    """A file's text (gzip data decompressed), lines split on LF only, bytes that are not
+    UTF-8 kept as lone surrogates."""
+    return _text(_binary_stream(open(path, "rb")))  # noqa: SIM115 (the wrapper closes it)
 
 
 def _log_issue(issue: Issue) -> None:
@@ -598,8 +859,15 @@ __all__ = [
     "Reader",
     "Record",
     "Schema",
+    "Seen",
+    "base_name",
+    "is_pending",
     "detect_layout",
+    "file_identity",
     "find_files",
+    "found_files",
     "kind_from_path",
+    "open_text",
     "read_records",
+    "shown_name",
 ]

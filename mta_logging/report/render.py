@@ -17,6 +17,14 @@ KEYED_SECTIONS = (
 )
 KIND_COLUMNS = ("delivered", "deferred", "bounced", "total")
 REASON_WIDTH = 72
+# --bucket → (title of the time series, title of its key column)
+SERIES_TITLES = {"15m": ("Per 15 minutes (timeLogged)", "from"),
+                 "1h": ("Per hour (timeLogged)", "hour"), "1d": ("Per day (timeLogged)", "day")}
+
+
+def series_title(report: dict[str, Any]) -> tuple[str, str]:
+    """The titles of the time series and of its key column for the report's bucket."""
+    return SERIES_TITLES.get(report.get("bucket", "1h"), SERIES_TITLES["1h"])
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -39,11 +47,17 @@ def csv_rows(report: dict[str, Any]) -> Iterator[list[Any]]:
         for row in report[section]:
             for metric in KIND_COLUMNS:
                 yield [section, row[key], "", metric, row[metric]]
+    for name, rows in report.get("by", {}).items():
+        for row in rows:
+            for metric in KIND_COLUMNS:
+                yield ["by", row[name], name, metric, row[metric]]
     for row in report["bounce_categories"]:
         yield ["bounce_categories", row["category"], "", "count", row["count"]]
     for section in ("deferral_reasons", "bounce_reasons"):
         for row in report[section]:
             yield [section, row["dsnStatus"], row["dsnMsg"], "count", row["count"]]
+    for warning in report.get("warnings", []):
+        yield ["warnings", "", warning, "", ""]
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -126,6 +140,7 @@ def to_table(report: dict[str, Any]) -> str:
     period = report["period"]
     if period["first"]:
         out.append(f"Logged from {period['first']} to {period['last']}.")
+    out += [f"Warning: {warning}" for warning in report.get("warnings", [])]
     out.append("")
     out.append("Totals")
     rows = [[name, number(totals[name])] for name in ("delivered", "deferred", "bounced")]
@@ -147,6 +162,9 @@ def to_table(report: dict[str, Any]) -> str:
         if section == "hours":
             continue
         out += _keyed(report, section, title, key, key_title)
+    for name in report.get("by", {}):
+        out += _keyed_rows(report["by"][name], f"By {name}", name, name,
+                           report.get("distinct", {}).get(f"by.{name}"))
     out += ["", "Bounce categories"]
     out += table(["category", "bounces"],
                  [[row["category"], number(row["count"])] for row in report["bounce_categories"]],
@@ -158,14 +176,18 @@ def to_table(report: dict[str, Any]) -> str:
                      [[number(row["count"]), row["dsnStatus"] or "-",
                        shorten(row["dsnMsg"]) or "-"] for row in report[section]],
                      [True, False, False])
-    out += _keyed(report, "hours", "Per hour (timeLogged)", "hour", "hour")
+    out += _keyed(report, "hours", series_title(report)[0], "hour", series_title(report)[1])
     return "\n".join(out) + "\n"
 
 
 def _keyed(report: dict[str, Any], section: str, title: str, key: str,
            key_title: str) -> list[str]:
-    rows = report[section]
-    distinct = report.get("distinct", {}).get(section)
+    return _keyed_rows(report[section], title, key, key_title,
+                       report.get("distinct", {}).get(section))
+
+
+def _keyed_rows(rows: list[dict[str, Any]], title: str, key: str, key_title: str,
+                distinct: int | None) -> list[str]:
     if distinct is not None and distinct > len(rows):
         title += f" (top {len(rows)} of {number(distinct)})"
     return ["", title, *table(

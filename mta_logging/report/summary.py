@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from mta_logging.address import domain_of
+from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
 from mta_logging.reply import parse_reply
 from mta_logging.report.reader import ReadStats, Record, Schema
-from mta_logging.report.times import wall_time
+from mta_logging.report.text import visible_data
+from mta_logging.report.times import offset_changes, wall_time
 
 OTHER = "(other)"
 UNKNOWN = "(unknown)"
@@ -28,6 +30,9 @@ PERCENTILES = (50, 90, 99)
 _OTHER_REASON = (OTHER, "")
 _SUMMARY_FIELDS = ("rcpt", "vmta", "srcIp", "dsnStatus", "dsnMsg", "bounceCat", "timeQueued")
 DEFAULT_MAX_KEYS = 100_000
+# --bucket: width of the time series' buckets, in seconds
+BUCKETS = {"15m": 900, "1h": 3600, "1d": 86400}
+DEFAULT_BUCKET = "1h"
 
 _EDGES = "<>()[]{}\"',;:."  # punctuation around a word that is kept as it is
 _DIGIT = re.compile(r"\d")
@@ -95,6 +100,20 @@ class KeyedCounts:
                 counts = self.counts[key] = [0, 0, 0]
         counts[index] += 1
 
+    def merge(self, other: KeyedCounts) -> None:
+        """Add the counts of ``other`` (new keys beyond ``max_keys`` go to ``(other)``)."""
+        self.overflow += other.overflow
+        for key, counts in other.counts.items():
+            mine = self.counts.get(key)
+            if mine is None and len(self.counts) >= self.max_keys and key != OTHER:
+                self.overflow += sum(counts)
+                key = OTHER
+                mine = self.counts.get(key)
+            if mine is None:
+                mine = self.counts[key] = [0, 0, 0]
+            for index, count in enumerate(counts):
+                mine[index] += count
+
     def top(self, limit: int | None) -> list[tuple[Any, list[int]]]:
         """Keys by total count (highest first, then by name); all when ``limit`` is None."""
         items = sorted(self.counts.items(), key=lambda item: (-sum(item[1]), str(item[0])))
@@ -126,6 +145,16 @@ class Counts:
             key = other
         counts[key] = counts.get(key, 0) + 1
 
+    def merge(self, other: Counts, other_key: Any = OTHER) -> None:
+        """Add the counts of ``other`` (new keys beyond ``max_keys`` go to ``other_key``)."""
+        self.overflow += other.overflow
+        counts = self.counts
+        for key, count in other.counts.items():
+            if key not in counts and len(counts) >= self.max_keys and key != other_key:
+                self.overflow += count
+                key = other_key
+            counts[key] = counts.get(key, 0) + count
+
     def top(self, limit: int | None) -> list[tuple[Any, int]]:
         items = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
         return items if limit is None else items[:limit]
@@ -146,6 +175,14 @@ class Histogram:
         buckets[value] = buckets.get(value, 0) + 1
         self.count += 1
         self.total += value
+
+    def merge(self, other: Histogram) -> None:
+        """Add the values counted by ``other``."""
+        buckets = self.buckets
+        for value, count in other.buckets.items():
+            buckets[value] = buckets.get(value, 0) + count
+        self.count += other.count
+        self.total += other.total
 
     def percentile(self, percent: int) -> int | None:
         """Nearest rank: the smallest value with at least ``percent`` % of values ≤ it."""
@@ -172,26 +209,46 @@ class Histogram:
 class Summary:
     """Aggregates records into the numbers of ``mta-logging report``.
 
-    ``add`` takes one record; ``add_all`` a stream of them. ``report(top)`` gives the result as
-    plain data (what ``--json`` prints): every list section limited to ``top`` rows, except the
-    per-hour table.
+    ``add`` takes one record; ``add_all`` a stream of them; ``merge`` adds another summary's
+    counts (one per worker process). ``report(top)`` gives the result as plain data (what
+    ``--json`` prints): every list section limited to ``top`` rows, except the time series.
+    ``by`` names fields to count records by (any field, ``custom_X-Campaign`` too) and
+    ``bucket`` (``15m``, ``1h``, ``1d``) the width of the time series' buckets.
     """
 
-    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS, *, by: Iterable[str] = (),
+                 bucket: str = DEFAULT_BUCKET) -> None:
+        if bucket not in BUCKETS:
+            raise ConfigError("bucket", bucket, f"expected one of {', '.join(BUCKETS)}")
+        self.bucket = bucket
+        self._width = BUCKETS[bucket]
         self.totals = [0, 0, 0]
         self.unknown_kind = 0
         self.domains = KeyedCounts(max_keys)
         self.vmtas = KeyedCounts(max_keys)
         self.src_ips = KeyedCounts(max_keys)
-        self.hours = KeyedCounts(max_keys)
+        self.hours = KeyedCounts(max_keys)  # the time series, by bucket start
+        self.by = {name: KeyedCounts(max_keys) for name in dict.fromkeys(by)}
         self.bounce_cats = Counts(max_keys)
         self.deferral_reasons = Counts(max_keys)
         self.bounce_reasons = Counts(max_keys)
         self.queue_delay = Histogram()
         self.first_logged: int | None = None  # wall_seconds
         self.last_logged: int | None = None
+        self.naive_times = False  # some times were read without a UTC offset
         self._reasons: dict[str, str] = {}  # dsnMsg → normalized, for the most recent messages
         self._positions: dict[Schema, tuple[int | None, ...]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The counts only (what a worker process sends back), not the per-file caches."""
+        state = dict(self.__dict__)
+        state["naive_times"] = self._saw_naive_times()
+        state["_reasons"] = {}
+        state["_positions"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
@@ -211,9 +268,11 @@ class Summary:
         _count(self.domains, domain_of(rcpt) or UNKNOWN, index)
         _count(self.vmtas, vmta or UNKNOWN, index)
         _count(self.src_ips, src_ip or UNKNOWN, index)
+        for name, table in self.by.items():
+            _count(table, record.get(name) or UNKNOWN, index)
         logged = record.logged
         if logged is not None:
-            _count(self.hours, logged - logged % 3600, index)
+            _count(self.hours, logged - logged % self._width, index)
             if self.first_logged is None or logged < self.first_logged:
                 self.first_logged = logged
             if self.last_logged is None or logged > self.last_logged:
@@ -235,6 +294,45 @@ class Summary:
         for record in records:
             self.add(record)
         return self
+
+    def merge(self, other: Summary) -> Summary:
+        """Add the counts of ``other`` (a summary of other records, same ``by`` and bucket)."""
+        if other.bucket != self.bucket or list(other.by) != list(self.by):
+            raise ConfigError("bucket/by", f"{other.bucket}/{','.join(other.by)}",
+                              f"summaries to merge must agree: {self.bucket}/"
+                              f"{','.join(self.by)}")
+        for index, count in enumerate(other.totals):
+            self.totals[index] += count
+        self.unknown_kind += other.unknown_kind
+        for mine, theirs in ((self.domains, other.domains), (self.vmtas, other.vmtas),
+                             (self.src_ips, other.src_ips), (self.hours, other.hours),
+                             *((self.by[name], table) for name, table in other.by.items())):
+            mine.merge(theirs)
+        self.bounce_cats.merge(other.bounce_cats)
+        self.deferral_reasons.merge(other.deferral_reasons, _OTHER_REASON)
+        self.bounce_reasons.merge(other.bounce_reasons, _OTHER_REASON)
+        self.queue_delay.merge(other.queue_delay)
+        firsts = [t for t in (self.first_logged, other.first_logged) if t is not None]
+        lasts = [t for t in (self.last_logged, other.last_logged) if t is not None]
+        self.first_logged = min(firsts) if firsts else None
+        self.last_logged = max(lasts) if lasts else None
+        self.naive_times = self._saw_naive_times() or other._saw_naive_times()
+        return self
+
+    def _saw_naive_times(self) -> bool:
+        return self.naive_times or any(schema.times.naive for schema in self._positions)
+
+    def warnings(self) -> list[str]:
+        """What the reader of the numbers must know: local times across a UTC offset change."""
+        if not self._saw_naive_times() or self.first_logged is None or self.last_logged is None:
+            return []
+        changes = offset_changes(self.first_logged, self.last_logged)
+        if not changes:
+            return []
+        return [f"the times have no UTC offset and the period crosses a change of the local "
+                f"zone's offset ({', '.join(changes)}; the zone of this machine, TZ, is "
+                "assumed): hours and queue delays around it are off by the change; write "
+                "times with an offset (%z in the time format) or in UTC"]
 
     def _normalized(self, message: str | None) -> str:
         if not message:
@@ -290,10 +388,14 @@ class Summary:
         report["queue_delay"] = self.queue_delay.summary()
         report["vmtas"] = _keyed_rows("vmta", self.vmtas.top(top))
         report["src_ips"] = _keyed_rows("srcIp", self.src_ips.top(top))
+        report["bucket"] = self.bucket
         report["hours"] = _keyed_rows("hour", [
-            (_hour_text(hour), counts) for hour, counts in sorted(
+            (_bucket_text(start, self.bucket), counts) for start, counts in sorted(
                 self.hours.counts.items(), key=_hour_order)
         ])
+        if self.by:
+            report["by"] = {name: _keyed_rows(name, table.top(top))
+                            for name, table in self.by.items()}
         report["distinct"] = {
             "domains": len(self.domains.counts),
             "bounce_categories": len(self.bounce_cats.counts),
@@ -301,20 +403,22 @@ class Summary:
             "bounce_reasons": len(self.bounce_reasons.counts),
             "vmtas": len(self.vmtas.counts),
             "src_ips": len(self.src_ips.counts),
+            **{f"by.{name}": len(table.counts) for name, table in self.by.items()},
         }
-        overflow = {
-            name: table.overflow
-            for name, table in (
-                ("domains", self.domains), ("vmtas", self.vmtas), ("src_ips", self.src_ips),
-                ("hours", self.hours), ("bounce_categories", self.bounce_cats),
-                ("deferral_reasons", self.deferral_reasons),
-                ("bounce_reasons", self.bounce_reasons),
-            )
-            if table.overflow
-        }
+        tables: list[tuple[str, KeyedCounts | Counts]] = [
+            ("domains", self.domains), ("vmtas", self.vmtas), ("src_ips", self.src_ips),
+            ("hours", self.hours), ("bounce_categories", self.bounce_cats),
+            ("deferral_reasons", self.deferral_reasons), ("bounce_reasons", self.bounce_reasons),
+            *((f"by.{name}", table) for name, table in self.by.items()),
+        ]
+        overflow = {name: table.overflow for name, table in tables if table.overflow}
         if overflow:
             report["counted_as_other"] = overflow
-        return report
+        warnings = self.warnings()
+        if warnings:
+            report["warnings"] = warnings
+        visible: dict[str, Any] = visible_data(report)
+        return visible
 
 
 def _keyed_rows(name: str, items: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
@@ -334,8 +438,14 @@ def _hour_order(item: tuple[int | str, list[int]]) -> tuple[bool, int]:
     return (True, 0) if isinstance(key, str) else (False, key)  # (other) last
 
 
-def _hour_text(hour: int | str) -> str:
-    return hour if isinstance(hour, str) else wall_time(hour).strftime("%Y-%m-%d %H:00")
+def _bucket_text(start: int | str, bucket: str) -> str:
+    """A bucket's start as ``2026-11-26 06:15`` (``2026-11-26`` for days); (other) as is."""
+    if isinstance(start, str):
+        return start
+    return wall_time(start).strftime(BUCKET_FORMATS[bucket])
+
+
+BUCKET_FORMATS = {"15m": "%Y-%m-%d %H:%M", "1h": "%Y-%m-%d %H:%M", "1d": "%Y-%m-%d"}
 
 
 def _time_text(seconds: int | None) -> str | None:

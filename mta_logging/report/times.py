@@ -1,13 +1,16 @@
 """Times of accounting records as whole seconds on the files' own clock.
 
-Accounting files hold wall-clock times without a zone (local time by default). The report
-compares and subtracts them as written: ``wall_seconds`` counts seconds from 1970-01-01 00:00
-on that clock, so differences are those of the written times and hours start at multiples of
-3600 whatever the zone.
+Accounting files hold wall-clock times without a zone (local time by default), or times with
+a UTC offset (``%z`` in the time format, or ISO text such as ``2026-11-26 06:00:00+01:00``),
+which are taken in UTC. The report compares and subtracts times as written: ``wall_seconds``
+counts seconds from 1970-01-01 00:00 on that clock, so differences are those of the written
+times and hours start at multiples of 3600 whatever the zone. Local times without an offset
+are off by an hour across a daylight-saving change: :func:`offset_changes` finds those.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from mta_logging.fields import DEFAULT_TIME_FORMAT
@@ -32,17 +35,39 @@ def wall_time(seconds: int) -> datetime:
     return WALL_EPOCH + timedelta(seconds=seconds)
 
 
+def offset_changes(first: int, last: int) -> list[str]:
+    """The days (``2026-03-29``) between two ``wall_seconds`` on which this machine's local
+    zone (``TZ``) changes its UTC offset: where local times without an offset jump."""
+    changes: list[str] = []
+    previous = _local_offset(first)
+    day = first - first % 86400 + 86400
+    for moment in [*range(day, last + 1, 86400), last]:
+        offset = _local_offset(moment)
+        if offset != previous:
+            changes.append(wall_time(moment - 1).strftime("%Y-%m-%d"))
+            previous = offset
+    return changes
+
+
+def _local_offset(seconds: int) -> int:
+    """The UTC offset of the local zone at a wall-clock time, in seconds."""
+    moment = wall_time(seconds)
+    return time.localtime(time.mktime(moment.timetuple())).tm_gmtoff
+
+
 class TimeParser:
     """Text of a time field → ``wall_seconds`` (aware times are taken in UTC).
 
     For the default format the seconds of each minute's text are cached (bounded), so most
-    records cost a slice and a dict lookup; other formats cache whole texts.
+    records cost a slice and a dict lookup; other formats cache whole texts. ``naive`` turns
+    True once a time without a UTC offset has been read.
     """
 
-    __slots__ = ("time_format", "_cache", "_default")
+    __slots__ = ("time_format", "naive", "_cache", "_default")
 
     def __init__(self, time_format: str = DEFAULT_TIME_FORMAT) -> None:
         self.time_format = time_format
+        self.naive = False
         self._default = time_format == DEFAULT_TIME_FORMAT
         self._cache: dict[str, int | None] = {}
 
@@ -84,6 +109,8 @@ class TimeParser:
         else:
             if moment.tzinfo is not None:
                 moment = moment.astimezone(UTC).replace(tzinfo=None)
+            else:
+                self.naive = True
             value = wall_seconds(moment)
         self._cache[key] = value
         return value
