@@ -507,6 +507,9 @@ def test_grep_one_job_prints_its_history_in_time_order(
     code, out, _err = run(capsys, "grep", "--job-id", "J", "--sort", "file", "--fields",
                           "type", "--no-header", str(root))
     assert out.split() == ["b", "df", "df", "d"]  # bounce, deferred, delivered: by name
+    code, out, _err = run(capsys, "grep", "--rcpt", "a@example.com", "--fields", "type",
+                          "--no-header", str(root))
+    assert out.split() == ["df", "df", "d"]  # one recipient's history: in time order too
 
 
 def test_grep_names_a_requested_field_no_file_has(
