@@ -521,3 +521,30 @@ def test_grep_names_a_requested_field_no_file_has(
         "rcpt\theader_x-campaign\tdsnDiag", "a@example.com\tspring\t"]
     assert err == ("mta-logging grep: warning: --fields: 'dsnDiag' is a field of no input "
                    "file; its values are empty\n")
+
+
+def test_received_records_are_counted_apart_from_outcomes(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    import mta_logging
+
+    accounting = logging.getLogger("mta.accounting")
+    level, propagate = accounting.level, accounting.propagate
+    mta_logging.configure({"path": str(tmp_path), "records": "d,df,b,r"})
+    try:
+        acct = AccountingLogger()
+        acct.received("bob@example.com", job_id="1")
+        acct.delivered("bob@example.com", job_id="1", dsn_status="2.0.0", dsn_msg="250 ok")
+    finally:
+        for handler in list(accounting.handlers):
+            accounting.removeHandler(handler)
+            handler.close()
+        accounting.setLevel(level)
+        accounting.propagate = propagate
+    assert main(["report", "--json", str(tmp_path)]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals == {"delivered": 1, "deferred": 0, "bounced": 0, "received": 1, "unknown": 0,
+                      "total": 2}
+    assert main(["report", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"received\s+1\n", table) and "unknown kind" not in table
