@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mta_logging
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind
 from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
 from mta_logging.relay.passwords import hash_password
 from mta_logging.relay.server import Relay, serve
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.accounting_enabled:
         configured = mta_logging.configure(settings.accounting)
         accounting = AccountingLogger(configured.logger)
-        accounting_dirs = [configured.directory(kind) for kind in Kind]
+        accounting_dirs = [configured.directory(kind) for kind in configured.records]
     asyncio.run(serve(Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs),
                       on_ready=_announce))
     return 0
