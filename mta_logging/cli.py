@@ -18,6 +18,8 @@ from mta_logging.errors import MtaLoggingError
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
+    "queue": ("mta_logging.relay.queue_cli", "list the relay's queue; flush, hold, release, "
+              "bounce or delete messages"),
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
     "ship": ("mta_logging.ship.shipper", "ship accounting records to NATS JetStream and webhooks"),

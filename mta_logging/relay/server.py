@@ -1,7 +1,9 @@
 """The relay process: spool, queue, inbound server and outbound delivery, started and stopped.
 
-Start: the spool is loaded (mail left by a stopped or crashed relay is queued again, due
-messages first), delivery workers start, then the SMTP listener opens. Stop (SIGTERM/SIGINT):
+Start: the spool's lock is taken (one relay per spool; a ``queue`` command working on the
+spool is waited for), the spool is loaded (mail left by a stopped or crashed relay is queued
+again, due messages first, held ones kept aside), delivery workers start, the control socket
+(``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
 ``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool. SIGHUP
@@ -24,18 +26,20 @@ from aiosmtpd.smtp import SMTP
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.control import ControlServer, LiveQueue
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
 from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
-from mta_logging.relay.spool import Spool
+from mta_logging.relay.spool import Spool, SpoolLock
 from mta_logging.relay.storage import FreeSpace
 
 _log = logging.getLogger("mta_logging.relay")
 
 SPOOL_THREADS = 16
+LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the spool
 
 
 class Relay:
@@ -62,6 +66,9 @@ class Relay:
                                FaultLog(_log))
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
                                     free_space=free_space)
+        self.lock = SpoolLock(self.spool)
+        self.control = ControlServer(
+            LiveQueue(settings, self.spool, self.queue, self.executor), self.spool.control_path)
         self._server: asyncio.base_events.Server | None = None
         self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
@@ -71,16 +78,24 @@ class Relay:
         loop = asyncio.get_running_loop()
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
+        await self._lock_spool()
         messages = await loop.run_in_executor(None, self.spool.load)
         self.queue.start()
         now = time.time()
         for message in messages:
-            if message.next_try <= now:
+            if message.held:
+                self.queue.hold(message)
+            elif message.next_try <= now:
                 self.queue.submit(message)
             else:
                 self.queue.schedule(message)
         if messages:
             _log.info("%d message(s) found in the spool, queued again", len(messages))
+        try:
+            await self.control.start()
+        except MtaLoggingError:
+            await self._abandon_start()
+            raise
         make_smtp = smtp_factory(self.settings, self.handler, tls_context(self.settings))
 
         def factory() -> SMTP:
@@ -93,18 +108,33 @@ class Relay:
             self._server = await loop.create_server(factory, host, port,
                                                     backlog=self.settings.listen_backlog)
         except OSError as exc:
-            await self.queue.stop(0)
-            loop.set_exception_handler(self._previous_handler)
+            await self.control.stop()
+            await self._abandon_start()
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
+
+    async def _lock_spool(self) -> None:
+        deadline = time.monotonic() + LOCK_WAIT
+        while not self.lock.acquire():
+            if time.monotonic() >= deadline:
+                asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+                raise MtaLoggingError(f"the spool {self.spool.root} is in use by another "
+                                      f"relay (its lock file {self.lock.path} is held)")
+            await asyncio.sleep(0.1)
+
+    async def _abandon_start(self) -> None:
+        await self.queue.stop(0)
+        self.lock.release()
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
 
     async def stop(self) -> None:
         """Drain gracefully (see the module docstring)."""
         timeout = self.settings.shutdown_timeout
         if self._server is not None:
             self._server.close()
+        await self.control.stop()
         self.handler.draining = True
         deadline = time.monotonic() + timeout
         while self.handler.spooling and time.monotonic() < deadline:
@@ -116,6 +146,7 @@ class Relay:
         self.executor.shutdown(wait=True)
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+        self.lock.release()
 
     def spool_ids(self) -> list[str]:
         return [path.name for path in self.spool.queue_dir.iterdir()]
