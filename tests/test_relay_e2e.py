@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ class RelayProcess:
     """The relay in a subprocess, working in ``workdir`` with ``config`` as its relay.yaml."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], *,
-                 max_open_files: int | None = None) -> None:
+                 max_open_files: int | None = None, args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.log = workdir / "relay.log"
         (workdir / "relay.yaml").write_text(yaml.safe_dump(config))
@@ -52,7 +52,7 @@ class RelayProcess:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0  # a restart
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mta_logging.cli", "relay", "--config", "relay.yaml"],
+                [sys.executable, "-m", "mta_logging.cli", "relay", "--config", "relay.yaml", *args],
                 cwd=workdir, stdout=subprocess.DEVNULL, stderr=log, env=env,
                 preexec_fn=None if max_open_files is None else functools.partial(
                     resource.setrlimit, resource.RLIMIT_NOFILE,
@@ -78,9 +78,9 @@ class RelayProcess:
 
 
 @contextmanager
-def relay(workdir: Path, config: dict[str, Any], *, max_open_files: int | None = None
-          ) -> Iterator[RelayProcess]:
-    process = RelayProcess(workdir, config, max_open_files=max_open_files)
+def relay(workdir: Path, config: dict[str, Any], *, max_open_files: int | None = None,
+          args: Sequence[str] = ()) -> Iterator[RelayProcess]:
+    process = RelayProcess(workdir, config, max_open_files=max_open_files, args=args)
     try:
         yield process
     finally:

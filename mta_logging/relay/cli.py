@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 from pathlib import Path
 
 import mta_logging
+from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
+from mta_logging.relay.operator_log import FORMATS
+from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
 from mta_logging.relay.server import Relay, serve
 
@@ -26,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "accounting files in ./accounting_files")
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                         help="overrides log_level from the config")
+    parser.add_argument("--log-format", choices=FORMATS, default="text",
+                        help="the relay's log as text lines (the default) or JSON lines")
+    parser.add_argument("--log-file", metavar="PATH",
+                        help="write the relay's log to PATH instead of stderr (reopened when "
+                             "logrotate moves it)")
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (stdin, or a prompt on a terminal), print its "
                              "hash for auth_users, and exit")
@@ -38,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
         print(hash_password(password))
         return 0
     settings = load_settings(args.config)
-    _setup_logging(args.log_level or settings.log_level)
+    try:
+        setup_log(args.log_level or settings.log_level, args.log_format, args.log_file)
+    except OSError as exc:
+        raise MtaLoggingError(f"--log-file {args.log_file}: cannot open it ({exc.strerror})"
+                              ) from None
     accounting = None
     accounting_dirs: list[Path] = []
     if settings.accounting_enabled:
@@ -56,14 +67,3 @@ def _announce(relay: Relay) -> None:
     accounting = "on" if settings.accounting_enabled else "off"
     print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
           f"accounting {accounting})", file=sys.stderr, flush=True)
-
-
-def _setup_logging(level: str) -> None:
-    """The relay's own log on stderr. Accounting records are not sent here: they go to the
-    accounting files through their own logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package_logger = logging.getLogger("mta_logging")
-    package_logger.addHandler(handler)
-    package_logger.setLevel(level)
-    package_logger.propagate = False

@@ -120,7 +120,11 @@ class RelayHandler:
             self.spooling -= 1
         self.faults.succeeded("queue file write")
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
-        _log.debug("queued %s from %s for %d recipient(s)", queue_id, client_ip, len(rcpts))
+        _log.info("%s: from=<%s>, size=%d, nrcpt=%d, client=%s[%s]", queue_id,
+                  spool_envelope.mail_from, len(content), len(rcpts), session.host_name,
+                  client_ip, extra={"queue_id": queue_id, "sender": spool_envelope.mail_from,
+                                    "size": len(content), "nrcpt": len(rcpts),
+                                    "client_ip": client_ip})
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 

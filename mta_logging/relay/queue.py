@@ -37,6 +37,8 @@ from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, er
 _log = logging.getLogger("mta_logging.relay.queue")
 
 EXPIRED = "message-expired"
+STATUS = {Kind.DELIVERED: "sent", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
+BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 # Messages waiting beyond this many are read back from the spool when their turn comes,
 # instead of being held in memory.
 MAX_CACHED = 1000
@@ -346,8 +348,8 @@ class DeliveryQueue:
                 headers: Mapping[str, str], expired: bool) -> bool:
         """Write the accounting record of one result; False if the logger could not write it."""
         rcpt = message.envelope.rcpts[result.index]
-        _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
-                   result.dsn_msg)
+        log_outcome(message, rcpt, result, self.clock() - message.envelope.time_queued,
+                    BOUNCED_STATUS if expired else STATUS[result.kind])
         accounting = self.accounting
         if accounting is None:
             return True
@@ -377,3 +379,14 @@ class DeliveryQueue:
             self._unwritten.clear()
             return False
         return True
+
+
+def log_outcome(message: QueuedMessage, rcpt: str, result: RcptResult, delay: float,
+                status: str) -> None:
+    """The operator's line for one recipient's outcome (INFO), Postfix-style."""
+    relay = result.dest_ip or "none"
+    _log.info("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)", message.queue_id,
+              rcpt, relay, delay, result.dsn_status, status, result.dsn_msg,
+              extra={"queue_id": message.queue_id, "rcpt": rcpt, "relay": relay,
+                     "delay": round(delay, 3), "dsn": result.dsn_status, "status": status,
+                     "reply": result.dsn_msg})
