@@ -65,5 +65,7 @@ def _announce(relay: Relay) -> None:
     settings: RelaySettings = relay.settings
     host, port = relay.address
     accounting = "on" if settings.accounting_enabled else "off"
+    metrics = relay.metrics_server.address
+    metrics_text = "" if metrics is None else f", metrics on {metrics[0]}:{metrics[1]}"
     print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
-          f"accounting {accounting})", file=sys.stderr, flush=True)
+          f"accounting {accounting}{metrics_text})", file=sys.stderr, flush=True)

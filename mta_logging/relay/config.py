@@ -113,6 +113,7 @@ class RelaySettings:
     listen_backlog: int = 1024
     max_connections: int = 200
     max_connections_per_ip: int = 50
+    metrics: tuple[str, int] | None = None
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -146,7 +147,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination",
+    "max_per_destination", "metrics",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -221,7 +222,17 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         max_connections_per_ip=_count("max_connections_per_ip",
                                       data.get("max_connections_per_ip"),
                                       defaults.max_connections_per_ip),
+        metrics=_metrics(data.get("metrics")),
     )
+
+
+def _metrics(value: Any) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, port = parse_host_port("metrics", value, default_port=None)
+    if port is None:
+        raise ConfigError("metrics", value, "expected host:port such as 127.0.0.1:9025")
+    return host, port
 
 
 def parse_host_port(key: str, value: Any, default_port: int | None = 25

@@ -137,9 +137,10 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
     return context
 
 
-def smtp_factory(settings: RelaySettings, handler: RelayHandler,
+def smtp_factory(settings: RelaySettings, handler: object,
                  context: ssl.SSLContext | None) -> Callable[[], SMTP]:
-    """Builds one aiosmtpd protocol per client connection, within the connection limits."""
+    """Builds one aiosmtpd protocol per client connection, within the connection limits;
+    ``handler``: a :class:`RelayHandler`, or a wrapper of one."""
     passwords = PasswordChecker(settings.auth_users)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
                               settings.hostname)

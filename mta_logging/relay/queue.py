@@ -119,6 +119,10 @@ class DeliveryQueue:
         if not self._stopping:
             self._requeue(message)
 
+    def deliveries_in_progress(self) -> dict[str, int]:
+        """Transactions under way, per destination domain."""
+        return dict(self._in_progress)
+
     def _cancel_timer(self, queue_id: str) -> bool:
         timer = self._timers.pop(queue_id, None)
         if timer is None:

@@ -30,6 +30,14 @@ from mta_logging.relay.control import ControlServer, LiveQueue
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
 from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
+from mta_logging.relay.metrics import (
+    MeteredHandler,
+    MetricsServer,
+    RecordCounter,
+    RelayMetrics,
+    StateCollector,
+    readiness_problems,
+)
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
@@ -67,6 +75,13 @@ class Relay:
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
                                     free_space=free_space)
         self.lock = SpoolLock(self.spool)
+        self.accounting = accounting
+        self.directories = (self.spool.root, *accounting_dirs)
+        self.metrics = RelayMetrics()
+        self.metrics.registry.register(StateCollector(self.queue, self._open_connections,
+                                                      self.directories))
+        self._record_counter = RecordCounter(self.metrics)
+        self.metrics_server = MetricsServer(self.metrics, self._readiness)
         self.control = ControlServer(
             LiveQueue(settings, self.spool, self.queue, self.executor), self.spool.control_path)
         self._server: asyncio.base_events.Server | None = None
@@ -96,7 +111,18 @@ class Relay:
         except MtaLoggingError:
             await self._abandon_start()
             raise
-        make_smtp = smtp_factory(self.settings, self.handler, tls_context(self.settings))
+        if self.accounting is not None:  # after the file handlers: it sees their failures
+            self.accounting.logger.addHandler(self._record_counter)
+        if self.settings.metrics is not None:
+            try:
+                await self.metrics_server.start(*self.settings.metrics)
+            except OSError as exc:
+                await self._abandon_start()
+                host, port = self.settings.metrics
+                raise MtaLoggingError(f"metrics: cannot listen on {host}:{port}: "
+                                      f"{exc.strerror or exc}") from None
+        make_smtp = smtp_factory(self.settings, MeteredHandler(self.handler, self.metrics),
+                                 tls_context(self.settings))
 
         def factory() -> SMTP:
             protocol = make_smtp()
@@ -108,6 +134,7 @@ class Relay:
             self._server = await loop.create_server(factory, host, port,
                                                     backlog=self.settings.listen_backlog)
         except OSError as exc:
+            await self.metrics_server.stop()
             await self.control.stop()
             await self._abandon_start()
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -124,7 +151,17 @@ class Relay:
                                       f"relay (its lock file {self.lock.path} is held)")
             await asyncio.sleep(0.1)
 
+    def _open_connections(self) -> int:
+        return sum(1 for client in self._clients
+                   if client.transport is not None and not client.transport.is_closing())
+
+    def _readiness(self) -> list[str]:
+        listening = self._server is not None and self._server.is_serving()
+        return readiness_problems(listening, self.directories, self.settings.min_free_space)
+
     async def _abandon_start(self) -> None:
+        if self.accounting is not None:
+            self.accounting.logger.removeHandler(self._record_counter)
         await self.queue.stop(0)
         self.lock.release()
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
@@ -146,6 +183,9 @@ class Relay:
         self.executor.shutdown(wait=True)
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+        await self.metrics_server.stop()
+        if self.accounting is not None:
+            self.accounting.logger.removeHandler(self._record_counter)
         self.lock.release()
 
     def spool_ids(self) -> list[str]:
