@@ -356,18 +356,6 @@ def test_repeated_sigkill_never_leaves_a_delivery_without_a_record(tmp_path):
     assert {r["type"] for r in found} == {"d"}
 
 
-def test_sighup_is_logged_and_the_relay_goes_on(tmp_path):
-    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
-        os.kill(running.process.pid, signal.SIGHUP)
-        wait_until(lambda: "SIGHUP received" in running.log.read_text(), timeout=10,
-                   what="the SIGHUP line")
-        send(running.port, ["after-hup@x.test"])
-        wait_until(lambda: sink.delivered() == ["after-hup@x.test"], what="delivery")
-        assert running.stop() == 0
-    assert ("SIGHUP received: reloading is not supported yet; the relay goes on with its "
-            "current settings") in running.log.read_text()
-
-
 def test_out_of_file_descriptors_the_relay_pauses_accepting_and_logs_once(tmp_path):
     """With 64 descriptors and no connection limit that protects them, 100 idle clients make
     accept fail (EMFILE): one line in the log, no tracebacks, and mail flows once they go."""

@@ -1,18 +1,30 @@
-"""``mta-logging relay``: run the relay until SIGTERM/SIGINT (then drain and exit 0)."""
+"""``mta-logging relay``: run the relay until SIGTERM/SIGINT (then drain and exit 0).
+
+SIGHUP reads the config file again and applies it (see ``server``); the command-line
+overrides (``--listen``, ``--spool-dir``, ``--accounting-path``, ``--log-level``) stay in force.
+``--check`` validates everything the relay checks before it serves, and exits.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
+import logging
+import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import mta_logging
-from mta_logging.errors import MtaLoggingError
+from mta_logging.config import AccountingSettings
+from mta_logging.config import load as load_accounting
+from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
-from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
+from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings, parse_host_port
 from mta_logging.relay.operator_log import FORMATS
 from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
@@ -26,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="relay settings (YAML); without it the defaults: listen on "
                              "127.0.0.1:2525, relay for loopback clients, spool in ./spool, "
                              "accounting files in ./accounting_files")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="overrides listen from the config")
+    parser.add_argument("--spool-dir", metavar="DIR", help="overrides spool_dir from the config")
+    parser.add_argument("--accounting-path", metavar="DIR",
+                        help="overrides the accounting files' path")
+    parser.add_argument("--check", action="store_true",
+                        help="check the settings, the spool, the accounting directories and "
+                             "the listen address as the relay would, print OK, and exit")
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                         help="overrides log_level from the config")
     parser.add_argument("--log-format", choices=FORMATS, default="text",
@@ -44,7 +63,14 @@ def run(args: argparse.Namespace) -> int:
             sys.stdin.readline().rstrip("\r\n")
         print(hash_password(password))
         return 0
-    settings = load_settings(args.config)
+    settings = _settings(args)
+    accounting_settings = _accounting_settings(settings, args.accounting_path)
+    check(settings, accounting_settings)
+    if args.check:
+        print(f"mta-logging relay: {args.config or 'the default settings'}: OK (listen "
+              f"{settings.listen_host}:{settings.listen_port}, spool {settings.spool_dir}, "
+              f"accounting {'off' if accounting_settings is None else accounting_settings.path})")
+        return 0
     try:
         setup_log(args.log_level or settings.log_level, args.log_format, args.log_file)
     except OSError as exc:
@@ -52,13 +78,87 @@ def run(args: argparse.Namespace) -> int:
                               ) from None
     accounting = None
     accounting_dirs: list[Path] = []
-    if settings.accounting_enabled:
-        configured = mta_logging.configure(settings.accounting)
+    if accounting_settings is not None:
+        configured = mta_logging.configure(accounting_settings)
         accounting = AccountingLogger(configured.logger)
         accounting_dirs = [configured.directory(kind) for kind in Kind]
-    asyncio.run(serve(Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs),
-                      on_ready=_announce))
+    relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs)
+
+    def reload() -> None:
+        new = _settings(args)
+        new_accounting = _accounting_settings(new, args.accounting_path)
+        check(new, new_accounting, listening=True)
+        relay.check_reload(new)
+        if new_accounting is not None and new_accounting != _accounting_settings(
+                relay.settings, args.accounting_path):
+            mta_logging.configure(new_accounting)
+        relay.reconfigure(new)
+        logging.getLogger("mta_logging").setLevel(args.log_level or new.log_level)
+
+    asyncio.run(serve(relay, on_ready=_announce, reload=reload if args.config else None))
     return 0
+
+
+def _settings(args: argparse.Namespace) -> RelaySettings:
+    """The config file's settings with the command line's overrides."""
+    settings = load_settings(args.config)
+    overrides: dict[str, Any] = {}
+    if args.listen is not None:
+        host, port = parse_host_port("--listen", args.listen, default_port=None)
+        if port is None:
+            raise ConfigError("--listen", args.listen, "expected host:port such as "
+                                                       "127.0.0.1:2525")
+        overrides.update(listen_host=host, listen_port=port)
+    if args.spool_dir is not None:
+        overrides["spool_dir"] = Path(args.spool_dir)
+    return dataclasses.replace(settings, **overrides)
+
+
+def _accounting_settings(settings: RelaySettings, path: str | None
+                         ) -> AccountingSettings | None:
+    """The accounting settings the relay uses (None: accounting off)."""
+    if not settings.accounting_enabled:
+        return None
+    loaded = load_accounting(settings.accounting)
+    return loaded if path is None else dataclasses.replace(loaded, path=path)
+
+
+def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
+          listening: bool = False) -> None:
+    """What the relay checks before it creates anything: the spool and the accounting
+    directories can be made or written, the listen address is free (unless ``listening``:
+    the relay holds it). Raises ConfigError naming the key."""
+    problem = directory_problem(settings.spool_dir)
+    if problem:
+        raise ConfigError("spool_dir", str(settings.spool_dir), problem)
+    if accounting is not None:
+        for kind in Kind:
+            directory = accounting.directory(kind)
+            problem = directory_problem(directory)
+            if problem:
+                raise ConfigError("accounting.path", str(directory), problem)
+    if not listening:
+        host, port = settings.listen_host, settings.listen_port
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise ConfigError("listen", f"{host}:{port}",
+                              f"cannot listen there ({exc.strerror or exc})") from None
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why the relay could not use ``path`` as a directory it writes to (None: it can)."""
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"must be a directory (or to be made one), but {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"must be a directory the relay can write, but {existing} is not writable"
+    return None
 
 
 def _announce(relay: Relay) -> None:

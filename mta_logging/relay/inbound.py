@@ -53,6 +53,11 @@ class RelayHandler:
         self.spooling = 0
         self._relay_cache: dict[str, bool] = {}
 
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """Use ``settings`` for every command from now on (a reload)."""
+        self.settings = settings
+        self._relay_cache.clear()
+
     def _may_relay(self, client_ip: str) -> bool:
         allowed = self._relay_cache.get(client_ip)
         if allowed is None:

@@ -6,8 +6,14 @@ again, due messages first, held ones kept aside), delivery workers start, the co
 (``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
-``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool. SIGHUP
-is logged and otherwise ignored (no reload yet).
+``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+
+Reload (SIGHUP): the settings are read again and, if valid, used from then on without dropping
+a connection or a queued message: routes, relay networks, AUTH users, limits, TLS certificate
+and key, timeouts, retries, log level and accounting settings. New connections get the new
+TLS, AUTH and connection limits; a connection already open keeps what it started with (and
+counts against the limits it was admitted under). Settings that need a restart
+(:func:`restart_settings`) or a bad new config are refused with a log line; the old ones stay.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -50,6 +57,17 @@ SPOOL_THREADS = 16
 LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the spool
 
 
+def restart_settings(settings: RelaySettings) -> dict[str, object]:
+    """The settings a reload cannot change (listeners, spool, workers, accounting on or off),
+    by config key, spelt as in the config file."""
+    metrics = settings.metrics
+    return {"listen": f"{settings.listen_host}:{settings.listen_port}",
+            "listen_backlog": settings.listen_backlog, "spool_dir": str(settings.spool_dir),
+            "concurrency": settings.concurrency,
+            "metrics": None if metrics is None else f"{metrics[0]}:{metrics[1]}",
+            "accounting": settings.accounting_enabled}
+
+
 class Relay:
     """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
 
@@ -70,10 +88,10 @@ class Relay:
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
         self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting,
                                    executor=self.executor)
-        free_space = FreeSpace((self.spool.root, *accounting_dirs), settings.min_free_space,
-                               FaultLog(_log))
+        self.free_space = FreeSpace((self.spool.root, *accounting_dirs),
+                                    settings.min_free_space, FaultLog(_log))
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
-                                    free_space=free_space)
+                                    free_space=self.free_space)
         self.lock = SpoolLock(self.spool)
         self.accounting = accounting
         self.directories = (self.spool.root, *accounting_dirs)
@@ -87,6 +105,8 @@ class Relay:
         self._server: asyncio.base_events.Server | None = None
         self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
+                                       tls_context(settings))
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
 
     async def start(self) -> None:
@@ -121,11 +141,9 @@ class Relay:
                 host, port = self.settings.metrics
                 raise MtaLoggingError(f"metrics: cannot listen on {host}:{port}: "
                                       f"{exc.strerror or exc}") from None
-        make_smtp = smtp_factory(self.settings, MeteredHandler(self.handler, self.metrics),
-                                 tls_context(self.settings))
 
         def factory() -> SMTP:
-            protocol = make_smtp()
+            protocol = self._make_smtp()
             self._clients.add(protocol)
             return protocol
 
@@ -150,6 +168,37 @@ class Relay:
                 raise MtaLoggingError(f"the spool {self.spool.root} is in use by another "
                                       f"relay (its lock file {self.lock.path} is held)")
             await asyncio.sleep(0.1)
+
+    def check_reload(self, settings: RelaySettings) -> ssl.SSLContext | None:
+        """The new TLS context if :meth:`reconfigure` can use ``settings``; ConfigError if a
+        restart key changed or the TLS files cannot be loaded."""
+        current = restart_settings(self.settings)
+        for key, new in restart_settings(settings).items():
+            old = current[key]
+            if old != new:
+                raise ConfigError(key, new, f"cannot change while the relay runs (it is "
+                                            f"{old!r}); restart the relay")
+        try:
+            return tls_context(settings)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls", str(settings.tls),
+                              f"the certificate and key must load ({exc})") from None
+
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """Use ``settings`` from now on (see the module docstring); refused as by
+        :meth:`check_reload`, changing nothing."""
+        context = self.check_reload(settings)
+        self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
+                                       context)
+        self.settings = settings
+        self.queue.settings = settings
+        self.deliverer.settings = settings
+        self.deliverer.pool.settings = settings
+        self.handler.reconfigure(settings)
+        self.free_space.minimum = settings.min_free_space
+        if self.accounting is not None:  # back after the file handlers a reload replaced
+            self.accounting.logger.removeHandler(self._record_counter)
+            self.accounting.logger.addHandler(self._record_counter)
 
     def _open_connections(self) -> int:
         return sum(1 for client in self._clients
@@ -192,16 +241,16 @@ class Relay:
         return [path.name for path in self.spool.queue_dir.iterdir()]
 
 
-async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -> None:
-    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. SIGHUP is logged
-    and otherwise ignored (the relay does not reload yet, and must not die of it)."""
+async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None,
+                reload: Callable[[], None] | None = None) -> None:
+    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. On SIGHUP call
+    ``reload`` (which reads the settings again and applies them); a failure of it is logged
+    and the relay goes on as it was. Without ``reload`` SIGHUP is logged and ignored."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _log.warning,
-                            "SIGHUP received: reloading is not supported yet; the relay goes "
-                            "on with its current settings")
+    loop.add_signal_handler(signal.SIGHUP, _reload, reload)
     await relay.start()
     if on_ready is not None:
         on_ready(relay)
@@ -212,3 +261,17 @@ async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await relay.stop()
+
+
+def _reload(reload: Callable[[], None] | None) -> None:
+    if reload is None:
+        _log.warning("SIGHUP received: there is no config file to read again; the relay goes "
+                     "on with its current settings")
+        return
+    _log.info("SIGHUP received: reloading the settings")
+    try:
+        reload()
+    except (MtaLoggingError, OSError) as exc:
+        _log.error("reload refused, the relay goes on with its current settings: %s", exc)
+        return
+    _log.info("reloaded: the new settings are in use")
