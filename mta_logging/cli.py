@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from mta_logging import __version__
 from mta_logging.errors import MtaLoggingError
 
 # subcommand -> (module, one-line help)
@@ -52,6 +53,7 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
         prog="mta-logging",
         description="Accounting files for outbound mail: relay, reports, config checks.",
     )
+    parser.add_argument("--version", action="version", version=f"mta-logging {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
