@@ -8,7 +8,10 @@ real Sisimai bounces, replies from public sources; wrapped bounce texts among th
 turn with the code and status each row gives. Rows:
 
 * ``Classifier(builtin_rules(), remember=0).classify(...)``: the built-in rules, every reply
-  classified as if never seen: the cost of a new reply;
+  classified as if never seen: the cost of a new reply (its words, though, have been seen: the
+  pre-filter remembers which rule phrases each word it met holds);
+* the same with a never-seen recipient address appended to each text (``<r12345@example.org>``,
+  one new word per reply), as real bounces differ: the cost of a new reply with a new word;
 * ``bounce_category(code, status, text)``: the same through the shared default classifier,
   which remembers the answers for the last 4,096 distinct replies (the same reply for many
   recipients, as large providers send it, is classified once): the replies taken in turn
@@ -77,6 +80,10 @@ def main() -> None:
         def classify_new(i: int) -> None:
             forgetful.classify(*cases[i % count])
 
+        def classify_new_word(i: int) -> None:
+            code, enhanced, text = cases[i % count]
+            forgetful.classify(code, enhanced, f"{text} <r{i}@example.org>")
+
         def classify(i: int) -> None:
             bounce_category(*cases[i % count])
 
@@ -95,6 +102,7 @@ def main() -> None:
 
         rows: dict[str, Callable[[int], None]] = {
             "classify a new reply (remember=0)": classify_new,
+            "classify a new reply with a new address (remember=0)": classify_new_word,
             "bounce_category(code, status, text): a reply seen before": classify,
             "find_reply(text)": pull_out,
             WRITE: write_given,

@@ -6,7 +6,9 @@ top-level alternatives and files each alternative under a literal that every mat
 contain (its *anchor*, found by a plain scan of the pattern's syntax); a text is matched only
 against the alternatives whose anchor occurs in it, in the patterns' order. Alternatives with
 no anchor of three characters or more, and patterns whose splitting could change their meaning,
-are tried on every text. The answer is always the one the patterns themselves give.
+are tried on every text. Anchors are found through the words of a text (see
+:class:`PatternIndex`), which rule phrases each distinct word holds worked out once. The answer
+is always the one the patterns themselves give.
 """
 
 from __future__ import annotations
@@ -24,30 +26,37 @@ class PatternIndex:
     ``patterns`` maps a number the caller chooses (a rule's position, say) to a compiled
     pattern; :meth:`first_match` gives the smallest number whose pattern matches a text,
     among all of them or among those a :meth:`select` chose.
+
+    Anchors are looked for through the words of a text (its runs of what ``\\w`` matches in
+    ASCII: letters, digits, ``_``). Each anchor is filed under one of its own runs of word
+    characters, its *key*, which a text holding the anchor must hold as a whole word (the key
+    has a non-word character on both sides in the anchor), as the start of a word (before it
+    only), the end of a word (after it only) or inside a word. Which keys a word holds is
+    worked out once per distinct word and remembered (up to :attr:`WORDS` words, then all
+    forgotten at once), so a text costs a split into words, a look-up per word and an ``in``
+    test of the text for each anchor whose key one of its words holds.
     """
+
+    WORDS = 65536
+    """How many distinct words an index remembers the keys of."""
 
     def __init__(self, patterns: Mapping[int, re.Pattern[str]]) -> None:
         self._probes = tuple(
             probe for key in sorted(patterns) for probe in _probes(key, patterns[key])
         )
-        by_trigram: dict[str, list[tuple[str, int]]] = {}
+        self._keys = _KeyTable()
+        unanchored = set()
         for number, probe in enumerate(self._probes):
+            # An anchor with a non-ASCII character is in no ASCII text, the only texts that
+            # are looked up (see _candidates).
             for anchor in probe.anchors or ():
-                # File each anchor under the trigram least likely to be in a text (rare letters)
-                # and least crowded: fewer anchors to check per text.
-                trigram = min(
-                    (anchor[i : i + 3] for i in range(len(anchor) - 2)),
-                    key=lambda key: _commonness(key) * (1 + len(by_trigram.get(key, ()))),
-                )
-                by_trigram.setdefault(trigram, []).append((anchor, number))
-        self._by_trigram = {key: tuple(entries) for key, entries in by_trigram.items()}
-        # A frozenset, not the dict's keys view: "set & keys view" copies the view into a set
-        # on every call, "set & frozenset" walks the smaller of the two.
-        self._trigrams = frozenset(self._by_trigram)
-        self._unanchored = frozenset(
-            number for number, probe in enumerate(self._probes) if probe.anchors is None
-        )
+                if anchor.isascii() and not self._keys.add(anchor, number):
+                    unanchored.add(number)
+            if probe.anchors is None:
+                unanchored.add(number)
+        self._unanchored = frozenset(unanchored)
         self._all = frozenset(range(len(self._probes)))
+        self._words: dict[str, _Hits] = {}
 
     def select(self, keys: Iterable[int]) -> Selection:
         """The patterns numbered ``keys``, for :meth:`first_match` to consider alone (worth
@@ -79,35 +88,87 @@ class PatternIndex:
         so such a text is tried against every probe."""
         if lowered is None:
             return sorted(probes)
-        by_trigram = self._by_trigram
-        trigrams = {lowered[i : i + 3] for i in range(len(lowered) - 2)}
-        found = {
-            number
-            for trigram in trigrams & self._trigrams
-            for anchor, number in by_trigram[trigram]
-            if anchor in lowered
-        }
-        found |= self._unanchored
+        remembered = self._words
+        found = set(self._unanchored)
+        for word in set(lowered.translate(_SEPARATORS).split()):
+            hits = remembered.get(word)
+            if hits is None:
+                if len(remembered) >= self.WORDS:
+                    remembered.clear()
+                hits = remembered[word] = self._keys.hits(word)
+            found.update(hits.proven)
+            for anchor, number in hits.pending:
+                if anchor in lowered:
+                    found.add(number)
         found &= probes
         return sorted(found)
 
 
-# How often each character occurs in English prose, in per cent (space and letters; anything
-# else is rare in the words that rules look for).
-_FREQUENCY: dict[str, float] = {
-    " ": 18.0, "e": 10.0, "t": 7.5, "a": 6.5, "o": 6.2, "i": 5.7, "n": 5.7, "s": 5.3, "r": 5.0,
-    "h": 4.1, "l": 3.3, "d": 3.4, "c": 2.3, "u": 2.3, "m": 2.0, "w": 1.6, "f": 1.8, "g": 1.6,
-    "y": 1.4, "p": 1.6, "b": 1.2, "v": 0.8, "k": 0.6, "j": 0.1, "x": 0.2, "q": 0.1, "z": 0.1,
-}
+# Each ASCII character "\w" does not match, to a space: str.split() then gives the words.
+_SEPARATORS = {code: " " for code in range(128) if not re.fullmatch(r"\w", chr(code), re.ASCII)}
+_WORD = re.compile(r"\w+", re.ASCII)
+
+_Entry = tuple[str, int]  # an anchor and the number of its probe
 
 
-def _commonness(trigram: str) -> float:
-    """How likely ``trigram`` is to occur in a text, roughly: the product of its characters'
-    frequencies."""
-    product = 1.0
-    for char in trigram:
-        product *= _FREQUENCY.get(char, 0.5)
-    return product
+@dataclass(frozen=True, slots=True)
+class _Hits:
+    """What one word says of the anchors: the probes it shows one anchor of is in the text
+    (the anchor is a part of the word), and the anchors whose key it holds, to look for in
+    the text."""
+
+    proven: tuple[int, ...]
+    pending: tuple[_Entry, ...]
+
+
+class _KeyTable:
+    """Anchors by their keys: of each anchor's runs of word characters, a whole word rather
+    than the start or end of one, rather than a part of one (three characters at least); the
+    longest among equals."""
+
+    def __init__(self) -> None:
+        self._whole: dict[str, list[_Entry]] = {}
+        self._starts: dict[str, list[_Entry]] = {}
+        self._ends: dict[str, list[_Entry]] = {}
+        self._inside: dict[str, list[_Entry]] = {}  # by the anchor's first three characters
+        self._lengths: set[int] = set()  # of the keys in _starts and _ends
+
+    def add(self, anchor: str, number: int) -> bool:
+        """File ``anchor`` (ASCII, lower case) of probe ``number``; ``False`` when it has no
+        key."""
+        options = []
+        for run in _WORD.finditer(anchor):
+            before, after = run.start() > 0, run.end() < len(anchor)
+            if before and after:
+                options.append((0, -len(run.group()), run.group(), self._whole))
+            elif before or after:
+                options.append((1, -len(run.group()), run.group(),
+                                self._starts if before else self._ends))
+            elif len(anchor) >= 3:  # the anchor is one run
+                options.append((2, 0, anchor[:3], self._inside))
+        if not options:
+            return False
+        _, _, key, table = min(options, key=lambda option: option[:2])
+        if table is self._starts or table is self._ends:
+            self._lengths.add(len(key))
+        table.setdefault(key, []).append((anchor, number))
+        return True
+
+    def hits(self, word: str) -> _Hits:
+        """The anchors whose key ``word`` holds (see :class:`_Hits`)."""
+        pending = list(self._whole.get(word, ()))
+        for length in self._lengths:
+            if length <= len(word):
+                pending.extend(self._starts.get(word[:length], ()))
+                pending.extend(self._ends.get(word[-length:], ()))
+        proven = {
+            number
+            for trigram in {word[i : i + 3] for i in range(len(word) - 2)}
+            for anchor, number in self._inside.get(trigram, ())
+            if anchor in word
+        }
+        return _Hits(tuple(sorted(proven)),
+                     tuple(sorted({entry for entry in pending if entry[1] not in proven})))
 
 
 @dataclass(frozen=True, slots=True)

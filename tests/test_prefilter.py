@@ -46,14 +46,38 @@ def test_non_ascii_text_is_matched_like_the_patterns_match_it() -> None:
     assert index.first_match("BLOCKÉD") is None
 
 
+def test_anchors_are_found_inside_at_the_edges_of_and_as_whole_words() -> None:
+    index = PatternIndex(compiled(r"quota", r"mailbox full", r"(?:no such|bad) user\b",
+                                  r"<user@", r"5\.1\.1"))
+    assert index.first_match("OVERQUOTAS") == 0
+    assert index.first_match("mymailbox fully") == 10
+    assert index.first_match("mailbox-full") is None
+    assert index.first_match("xno such user") == 20
+    assert index.first_match("no suchuser") is None
+    assert index.first_match("to:<user@example.org>") == 30
+    assert index.first_match("status 5.1.1") == 40
+    assert index.first_match("status 5.1.10") == 40
+    assert index.first_match("status 5.1") is None
+
+
+def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
+    index = PatternIndex(compiled(r"mailbox full", r"quota"))
+    index.WORDS = 2
+    texts = ["mailbox full", "over quota", "no quota", "mailbox", "a mailbox full"]
+    assert [index.first_match(text) for text in texts * 2] == [0, 10, 10, None, 0] * 2
+
+
 PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
-          r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K"]
+          r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K", "e-mail",
+          "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+"]
 patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
                     .map(lambda parts: "|".join(parts.split(" x? "))),
                     min_size=1, max_size=8)
 texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", "a", "b", "9",
-                                  ".", "over", "quota", "\u212a", "no such", "invalid"]),
-                 max_size=10).map(" ".join) | st.text(max_size=30)
+                                  ".", "over", "quota", "\u212a", "no such", "invalid", "-",
+                                  "@", "<", "_", "e", "5.1.1", "xuser", "boxes"]),
+                 max_size=10).map(lambda words: "".join(words) if len(words) % 3 == 0
+                                  else " ".join(words)) | st.text(max_size=30)
 
 
 @given(patterns, texts, st.sets(st.integers(0, 7)))

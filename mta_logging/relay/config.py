@@ -7,7 +7,6 @@ raises :class:`~mta_logging.errors.ConfigError` naming the key, the value and wh
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import re
 import socket
@@ -17,6 +16,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mta_logging.checks import check_keys as _check_keys
+from mta_logging.checks import count as _count
+from mta_logging.checks import seconds as _seconds
+from mta_logging.checks import text as _text
 from mta_logging.config import read_yaml_mapping
 from mta_logging.errors import ConfigError
 
@@ -259,19 +262,8 @@ def parse_host_port(key: str, value: Any, default_port: int | None = 25
     return host, int(port_text)
 
 
-def _check_keys(prefix: str, data: Any, allowed: tuple[str, ...]) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix.rstrip("."), data, "expected a mapping")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{prefix}{key}", data[key],
-                              "unknown setting; allowed: " + ", ".join(allowed))
 
 
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, value, "expected a non-empty text")
-    return value.strip()
 
 
 def _optional_text(key: str, value: Any) -> str | None:
@@ -297,22 +289,8 @@ def _hostname(value: Any) -> str:
     return text
 
 
-def _seconds(key: str, value: Any, default: float, *, allow_zero: bool = False) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(key, value, "expected a number of seconds")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(key, value, "expected a number of seconds greater than 0")
-    return float(value)
 
 
-def _count(key: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "expected a whole number of at least 1")
-    return value
 
 
 def _size(key: str, value: Any, default: int) -> int:

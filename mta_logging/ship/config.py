@@ -15,7 +15,6 @@ key, the value and what is allowed.
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 from collections.abc import Mapping
@@ -24,6 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mta_logging.checks import check_keys as _check_keys
+from mta_logging.checks import count as _count
+from mta_logging.checks import seconds as _seconds
+from mta_logging.checks import text as _text
 from mta_logging.config import read_yaml_mapping
 from mta_logging.errors import ConfigError
 from mta_logging.fields import DEFAULT_TIME_FORMAT
@@ -122,7 +125,7 @@ _INGEST_KEYS = ("dsn", "durable", "table", "batch", "ack_wait")
 
 
 def _build(data: Mapping[str, Any]) -> ShipSettings:
-    _check_keys("", data, _KEYS)
+    _check_keys("", data, _KEYS, what="ship settings")
     paths = data.get("paths", [])
     if isinstance(paths, str):
         paths = [paths]
@@ -231,19 +234,8 @@ def _ingest(data: Any) -> IngestSettings:
     )
 
 
-def _check_keys(prefix: str, data: Any, allowed: tuple[str, ...]) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigError(prefix.rstrip(".") or "ship settings", data, "expected a mapping")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{prefix}{key}", data[key],
-                              "unknown setting; allowed: " + ", ".join(allowed))
 
 
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, value, "expected a non-empty text")
-    return value.strip()
 
 
 def _token(key: str, value: Any) -> str:
@@ -262,19 +254,4 @@ def _subject_prefix(value: Any) -> str:
     return text
 
 
-def _seconds(key: str, value: Any, default: float, *, allow_zero: bool = False) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(key, value, "expected a number of seconds")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(key, value, "expected a number of seconds greater than 0")
-    return float(value)
 
-
-def _count(key: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "expected a whole number of at least 1")
-    return value
