@@ -12,15 +12,11 @@ import asyncio
 import dataclasses
 import getpass
 import logging
-import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import mta_logging
-from mta_logging.config import AccountingSettings
-from mta_logging.config import load as load_accounting
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
@@ -28,6 +24,7 @@ from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings, p
 from mta_logging.relay.operator_log import FORMATS
 from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
+from mta_logging.relay.preflight import accounting_settings, check
 from mta_logging.relay.server import Relay, serve
 
 READY = "mta-logging relay: listening on"
@@ -64,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
         print(hash_password(password))
         return 0
     settings = _settings(args)
-    accounting_settings = _accounting_settings(settings, args.accounting_path)
-    check(settings, accounting_settings)
+    accounting_files = accounting_settings(settings, args.accounting_path)
+    check(settings, accounting_files)
     if args.check:
         print(f"mta-logging relay: {args.config or 'the default settings'}: OK (listen "
               f"{settings.listen_host}:{settings.listen_port}, spool {settings.spool_dir}, "
-              f"accounting {'off' if accounting_settings is None else accounting_settings.path})")
+              f"accounting {'off' if accounting_files is None else accounting_files.path})")
         return 0
     try:
         setup_log(args.log_level or settings.log_level, args.log_format, args.log_file)
@@ -78,18 +75,18 @@ def run(args: argparse.Namespace) -> int:
                               ) from None
     accounting = None
     accounting_dirs: list[Path] = []
-    if accounting_settings is not None:
-        configured = mta_logging.configure(accounting_settings)
+    if accounting_files is not None:
+        configured = mta_logging.configure(accounting_files)
         accounting = AccountingLogger(configured.logger)
         accounting_dirs = [configured.directory(kind) for kind in Kind]
     relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs)
 
     def reload() -> None:
         new = _settings(args)
-        new_accounting = _accounting_settings(new, args.accounting_path)
+        new_accounting = accounting_settings(new, args.accounting_path)
         check(new, new_accounting, listening=True)
         relay.check_reload(new)
-        if new_accounting is not None and new_accounting != _accounting_settings(
+        if new_accounting is not None and new_accounting != accounting_settings(
                 relay.settings, args.accounting_path):
             mta_logging.configure(new_accounting)
         relay.reconfigure(new)
@@ -112,53 +109,6 @@ def _settings(args: argparse.Namespace) -> RelaySettings:
     if args.spool_dir is not None:
         overrides["spool_dir"] = Path(args.spool_dir)
     return dataclasses.replace(settings, **overrides)
-
-
-def _accounting_settings(settings: RelaySettings, path: str | None
-                         ) -> AccountingSettings | None:
-    """The accounting settings the relay uses (None: accounting off)."""
-    if not settings.accounting_enabled:
-        return None
-    loaded = load_accounting(settings.accounting)
-    return loaded if path is None else dataclasses.replace(loaded, path=path)
-
-
-def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
-          listening: bool = False) -> None:
-    """What the relay checks before it creates anything: the spool and the accounting
-    directories can be made or written, the listen address is free (unless ``listening``:
-    the relay holds it). Raises ConfigError naming the key."""
-    problem = directory_problem(settings.spool_dir)
-    if problem:
-        raise ConfigError("spool_dir", str(settings.spool_dir), problem)
-    if accounting is not None:
-        for kind in Kind:
-            directory = accounting.directory(kind)
-            problem = directory_problem(directory)
-            if problem:
-                raise ConfigError("accounting.path", str(directory), problem)
-    if not listening:
-        host, port = settings.listen_host, settings.listen_port
-        try:
-            with socket.create_server((host, port)):
-                pass
-        except OSError as exc:
-            raise ConfigError("listen", f"{host}:{port}",
-                              f"cannot listen there ({exc.strerror or exc})") from None
-
-
-def directory_problem(path: Path) -> str | None:
-    """Why the relay could not use ``path`` as a directory it writes to (None: it can)."""
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"must be a directory (or to be made one), but {existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"must be a directory the relay can write, but {existing} is not writable"
-    return None
 
 
 def _announce(relay: Relay) -> None:
