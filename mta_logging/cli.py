@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from mta_logging import __version__
 from mta_logging.errors import MtaLoggingError
+from mta_logging.stdout import stdout_reader_may_leave
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        with stdout_reader_may_leave():
+            return int(module.run(args) or 0)
+        return 0  # the reader of the output went away: that is no failure
     except MtaLoggingError as exc:
         print(f"mta-logging {args.command}: {exc}", file=sys.stderr)
         return 2
