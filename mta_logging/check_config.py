@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load
+from mta_logging.errors import ConfigError
 from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, load_settings
 from mta_logging.relay.preflight import accounting_settings, check
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         # a relay config: the relay validates its own keys and its accounting source, and
         # checks the directories it will write to, as it does before it starts
         relay = load_settings(path)
-        settings = accounting_settings(relay, None)
+        settings = accounting_settings(relay, None, str(path))
         check(relay, settings, listening=True)
         print(f"{path}: OK (relay config)")
         print(yaml.safe_dump(relay_mapping(relay, settings), sort_keys=False,
@@ -46,15 +47,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _relay_keys(path: Path) -> bool:
-    """True when ``path`` is a YAML file with keys that only a relay config has."""
+    """True when ``path`` is a YAML file with keys that only a relay config has; ConfigError
+    when it is a mapping none of whose keys a relay or an accounting config knows."""
     if path.suffix.lower() not in (".yaml", ".yml"):
         return False
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return False  # load() reports it with the file named
+    if not isinstance(data, Mapping) or not data:
+        return False
     relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
-    return isinstance(data, Mapping) and any(key in relay_only for key in data)
+    if any(key in relay_only for key in data):
+        return True
+    if any(key in SETTING_KEYS for key in data) or "version" in data:  # dictConfig: load()
+        return False
+    key = next(iter(data))
+    raise ConfigError(str(key), data[key], "neither a relay nor an accounting setting (no key "
+                      f"of this file is); a relay config takes {', '.join(TOP_LEVEL_KEYS)}; an "
+                      f"accounting config takes {', '.join(SETTING_KEYS)}", source=str(path))
 
 
 def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None

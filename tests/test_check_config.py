@@ -50,3 +50,37 @@ def test_the_printed_relay_config_is_valid_input(tmp_path, capsys):
     printed.write_text(out.split("\n", 1)[1])
     assert main(["check-config", str(printed)]) == 0
     assert load_settings(printed) == load_settings(tmp_path / "r6.yaml")
+
+
+def test_errors_name_the_file_and_the_dotted_key(tmp_path, capsys):
+    code, _, err = check_config(tmp_path, capsys, {
+        "listen": "127.0.0.1:2525", "accounting": {"path": "./acct", "archving": True}})
+    assert code == 2
+    assert err.startswith("mta-logging check-config: " + str(tmp_path / "r6.yaml")
+                          + ": accounting.archving: True is not valid; unknown setting; "
+                          "allowed: path, ")
+
+
+def test_an_accounting_setting_at_the_top_of_a_relay_config_gets_a_hint(tmp_path, capsys):
+    code, _, err = check_config(tmp_path, capsys, {"listen": "127.0.0.1:2525",
+                                                   "archiving": True})
+    assert code == 2
+    assert err.endswith(": archiving: True is not valid; an accounting setting, which a relay "
+                        "config takes under accounting: (accounting: {archiving: ...})\n")
+
+
+def test_a_file_of_unknown_keys_lists_both_kinds_of_keys(tmp_path, capsys):
+    code, _, err = check_config(tmp_path, capsys, {"lisen": "127.0.0.1:2525", "spol_dir": "x"})
+    assert code == 2
+    assert ": lisen: '127.0.0.1:2525' is not valid; neither a relay nor an accounting " in err
+    assert "a relay config takes listen, " in err and "an accounting config takes path, " in err
+
+
+def test_a_yaml_syntax_error_is_said_once(tmp_path, capsys):
+    path = tmp_path / "r9.yaml"
+    path.write_text("listen: [a\n")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mta-logging check-config: config file: '{path}' is not valid; "
+                          "expected a YAML file (while parsing")
+    assert err.count("not valid") == 1

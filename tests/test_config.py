@@ -188,7 +188,7 @@ def test_bad_ini_syntax_names_the_line(tmp_path: Path) -> None:
 def test_missing_and_broken_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file: .*nope.ini' is not valid; cannot be read"):
         load(tmp_path / "nope.ini")
-    with pytest.raises(ConfigError, match="is not valid YAML"):
+    with pytest.raises(ConfigError, match="expected a YAML file"):
         load(write(tmp_path, "b.yaml", "path: [unclosed\n"))
 
 

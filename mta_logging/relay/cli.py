@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(hash_password(password))
         return 0
     settings = _settings(args)
-    accounting_files = accounting_settings(settings, args.accounting_path)
+    accounting_files = accounting_settings(settings, args.accounting_path, args.config)
     check(settings, accounting_files)
     if args.check:
         print(f"mta-logging relay: {args.config or 'the default settings'}: OK (listen "
@@ -83,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     def reload() -> None:
         new = _settings(args)
-        new_accounting = accounting_settings(new, args.accounting_path)
+        new_accounting = accounting_settings(new, args.accounting_path, args.config)
         check(new, new_accounting, listening=True)
         relay.check_reload(new)
         if new_accounting is not None and new_accounting != accounting_settings(
-                relay.settings, args.accounting_path):
+                relay.settings, args.accounting_path, args.config):
             mta_logging.configure(new_accounting)
         relay.reconfigure(new)
         logging.getLogger("mta_logging").setLevel(args.log_level or new.log_level)

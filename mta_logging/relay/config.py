@@ -20,7 +20,7 @@ from mta_logging.checks import check_keys as _check_keys
 from mta_logging.checks import count as _count
 from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
-from mta_logging.config import read_yaml_mapping
+from mta_logging.config import SETTING_KEYS, read_yaml_mapping
 from mta_logging.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -178,6 +178,7 @@ def from_mapping(data: Mapping[str, Any], source: str = "relay settings") -> Rel
 
 
 def _build(data: Mapping[str, Any]) -> RelaySettings:
+    _check_nesting(data)
     _check_keys("", data, TOP_LEVEL_KEYS)
     defaults = RelaySettings(hostname="localhost")
     host, port = defaults.listen_host, defaults.listen_port
@@ -236,6 +237,14 @@ def _metrics(value: Any) -> tuple[str, int] | None:
     if port is None:
         raise ConfigError("metrics", value, "expected host:port such as 127.0.0.1:9025")
     return host, port
+
+
+def _check_nesting(data: Mapping[str, Any]) -> None:
+    """An accounting setting at the top of a relay config belongs under ``accounting:``."""
+    for key, value in data.items():
+        if key not in TOP_LEVEL_KEYS and key in SETTING_KEYS:
+            raise ConfigError(key, value, f"an accounting setting, which a relay config "
+                                          f"takes under accounting: (accounting: {{{key}: ...}})")
 
 
 def parse_host_port(key: str, value: Any, default_port: int | None = 25

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from mta_logging.config import AccountingSettings
@@ -16,12 +17,20 @@ from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
 
 
-def accounting_settings(settings: RelaySettings, path: str | None
-                         ) -> AccountingSettings | None:
-    """The accounting settings the relay uses (None: accounting off)."""
+def accounting_settings(settings: RelaySettings, path: str | None, source: str | None = None
+                        ) -> AccountingSettings | None:
+    """The accounting settings the relay uses (None: accounting off); ``path`` overrides
+    theirs. An error in settings inline in the relay config (``source``) names the key as
+    ``accounting.<key>``."""
     if not settings.accounting_enabled:
         return None
-    loaded = load_accounting(settings.accounting)
+    try:
+        loaded = load_accounting(settings.accounting)
+    except ConfigError as exc:
+        if not isinstance(settings.accounting, Mapping):
+            raise
+        raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
+                          ) from None
     return loaded if path is None else dataclasses.replace(loaded, path=path)
 
 
