@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from relay_sink import Sink
 from test_relay_e2e import base_config, records, relay, send, wait_until
@@ -31,7 +32,8 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_a_scrape_matches_the_records_written(tmp_path):
     with Sink() as sink:
-        config = base_config(sink.port, metrics="127.0.0.1:0", max_recipients=3)
+        config = base_config(sink.port, metrics="127.0.0.1:0", max_recipients=3,
+                             max_connections_per_ip=2)
         with relay(tmp_path, config) as running:
             match = re.search(r"metrics on (127\.0\.0\.1:\d+)\)", running.log.read_text())
             assert match, running.log.read_text()
@@ -46,7 +48,14 @@ def test_a_scrape_matches_the_records_written(tmp_path):
                 assert client.rcpt("r3@c.test")[0] == 452
                 client.rset()
             wait_until(lambda: len(records(tmp_path)) == 4, what="four records")
+            wait_until(lambda: scrape(base)[("mta_logging_connections_open", ())] == 0,
+                       what="the clients' connections closed")
+            held = [smtplib.SMTP("127.0.0.1", running.port, timeout=10) for _ in range(2)]
+            with pytest.raises(smtplib.SMTPConnectError):
+                smtplib.SMTP("127.0.0.1", running.port, timeout=10)  # a third from the address
             samples = scrape(base)
+            for client in held:
+                client.quit()
             assert get(f"{base}/healthz") == (200, "ok\n")
             assert get(f"{base}/readyz") == (200, "ready\n")
             assert get(f"{base}/nothing")[0] == 404
@@ -66,7 +75,8 @@ def test_a_scrape_matches_the_records_written(tmp_path):
     assert samples[("mta_logging_queue_messages", (("state", "deferred"),))] == 1
     assert samples[("mta_logging_queue_messages", (("state", "held"),))] == 0
     assert samples[("mta_logging_queue_oldest_message_age_seconds", ())] > 0
-    assert samples[("mta_logging_connections_open", ())] == 0
+    assert samples[("mta_logging_connections_open", ())] == 2
+    assert samples[("mta_logging_connections_refused_total", ())] == 1
     assert samples[("mta_logging_free_space_bytes", (("directory", "spool"),))] > 0
     assert samples[("mta_logging_free_space_bytes",
                     (("directory", "accounting/delivered"),))] > 0

@@ -143,12 +143,11 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
 
 
 def smtp_factory(settings: RelaySettings, handler: object,
-                 context: ssl.SSLContext | None) -> Callable[[], SMTP]:
-    """Builds one aiosmtpd protocol per client connection, within the connection limits;
+                 context: ssl.SSLContext | None, limits: ConnectionLimits
+                 ) -> Callable[[], SMTP]:
+    """Builds one aiosmtpd protocol per client connection, within ``limits``;
     ``handler``: a :class:`RelayHandler`, or a wrapper of one."""
     passwords = PasswordChecker(settings.auth_users)
-    limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
-                              settings.hostname)
 
     def factory() -> SMTP:
         return RelaySMTP(

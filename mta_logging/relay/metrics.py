@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 from mta_logging.logger import WRITE_FAILED
 from mta_logging.outcome import Kind
+from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.storage import free_bytes
 
@@ -114,10 +115,10 @@ class MeteredHandler:
 class StateCollector:
     """The gauges, read when scraped: the queue, the connections, the free space."""
 
-    def __init__(self, queue: DeliveryQueue, connections: Callable[[], int],
+    def __init__(self, queue: DeliveryQueue, limits: ConnectionLimits,
                  directories: Iterable[Path], clock: Callable[[], float] = time.time) -> None:
         self.queue = queue
-        self.connections = connections
+        self.limits = limits
         self.directories = tuple(dict.fromkeys(directories))
         self.clock = clock
 
@@ -149,7 +150,10 @@ class StateCollector:
             in_progress.add_metric([destination], count)
         yield in_progress
         yield GaugeMetricFamily("mta_logging_connections_open", "inbound SMTP connections",
-                                value=self.connections())
+                                value=self.limits.open)
+        yield CounterMetricFamily("mta_logging_connections_refused",
+                                  "inbound connections refused past max_connections or "
+                                  "max_connections_per_ip", value=self.limits.refused)
         free = GaugeMetricFamily("mta_logging_free_space_bytes",
                                  "free space of the spool and accounting directories",
                                  labels=["directory"])

@@ -36,7 +36,7 @@ from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.control import ControlServer, LiveQueue
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
-from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
+from mta_logging.relay.limits import ConnectionLimits, ExceptionHandler, quiet_accept_errors
 from mta_logging.relay.metrics import (
     MeteredHandler,
     MetricsServer,
@@ -95,8 +95,10 @@ class Relay:
         self.lock = SpoolLock(self.spool)
         self.accounting = accounting
         self.directories = (self.spool.root, *accounting_dirs)
+        self.limits = ConnectionLimits(settings.max_connections,
+                                       settings.max_connections_per_ip, settings.hostname)
         self.metrics = RelayMetrics()
-        self.metrics.registry.register(StateCollector(self.queue, self._open_connections,
+        self.metrics.registry.register(StateCollector(self.queue, self.limits,
                                                       self.directories))
         self._record_counter = RecordCounter(self.metrics)
         self.metrics_server = MetricsServer(self.metrics, self._readiness)
@@ -106,7 +108,7 @@ class Relay:
         self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
-                                       tls_context(settings))
+                                       tls_context(settings), self.limits)
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
 
     async def start(self) -> None:
@@ -189,7 +191,10 @@ class Relay:
         :meth:`check_reload`, changing nothing."""
         context = self.check_reload(settings)
         self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
-                                       context)
+                                       context, self.limits)
+        self.limits.max_connections = settings.max_connections
+        self.limits.max_per_ip = settings.max_connections_per_ip
+        self.limits.hostname = settings.hostname
         self.settings = settings
         self.queue.settings = settings
         self.deliverer.settings = settings
@@ -199,10 +204,6 @@ class Relay:
         if self.accounting is not None:  # back after the file handlers a reload replaced
             self.accounting.logger.removeHandler(self._record_counter)
             self.accounting.logger.addHandler(self._record_counter)
-
-    def _open_connections(self) -> int:
-        return sum(1 for client in self._clients
-                   if client.transport is not None and not client.transport.is_closing())
 
     def _readiness(self) -> list[str]:
         listening = self._server is not None and self._server.is_serving()
