@@ -4,12 +4,14 @@ Everything here works on paths and is safe against other processes doing the sam
 time: a file appears under its final name only when it is complete (link, never overwrite), and
 a name that is taken gets a ``.N`` suffix before the extension instead.
 
-Compression works on hidden ``.NAME.pending`` files in the archive directory. A process
-compresses one only while it holds an advisory lock on it; the compressed data is staged as
-``.NAME.pending.gz``, linked to its visible name ``NAME.gz`` (or ``NAME.N.gz``), and only then
-are the two hidden files removed. A crash at any step leaves the records in exactly one visible
-file, or in the pending file, which the next start compresses (a staged file that was already
-linked is recognised by its link count and not published twice).
+Compression works on hidden pending files in the archive directory (``.pending-NAME``, see
+``naming.hidden_name``). A process compresses one only while it holds an advisory lock on it;
+the compressed data is written to ``.gzipping-NAME``, renamed to ``.staged-NAME`` once whole,
+linked to its visible name ``NAME.gz`` (or ``NAME.N.gz``), and only then are the pending and the
+staged file removed. A crash at any step leaves the records in exactly one visible file, or in
+the pending file, which the next start compresses (a staged file that was already linked is
+recognised by its link count and not published twice). Files that an older version left under
+its names (``.NAME.pending``, ``.NAME.pending.gz``) are taken over the same way.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ from pathlib import Path
 
 from mta_logging.faults import Faults
 from mta_logging.fsutil import fsync_directory
-from mta_logging.naming import DEFAULT_FILE_NAME, FileNamer, check_template
+from mta_logging.naming import DEFAULT_FILE_NAME, FileNamer, check_template, hidden_name, unhidden
 
-PENDING = ".pending"  # hidden name of a file waiting in the archive directory to be compressed
-STAGED = PENDING + ".gz"  # its compressed copy, before it gets its visible name
+# roles of hidden names (naming.hidden_name) in the archive directory
+PENDING = "pending"  # a file waiting to be compressed
+GZIPPING = "gzipping"  # its compressed copy being written
+STAGED = "staged"  # its compressed copy, whole, before it gets its visible name
+COPYING = "copying"  # a copy from another file system, before it gets its name
+LEGACY_PENDING = ".pending"  # an older version's pending file: .NAME.pending
+LEGACY_STAGED = LEGACY_PENDING + ".gz"  # ... and its staged copy: .NAME.pending.gz
 PRUNE_EVERY = 60.0  # seconds between retention runs while no file is archived
 _MAX_SUFFIX = 100_000
 
@@ -55,7 +62,8 @@ class Archiver:
         self._hint = ("", 0)  # (name, suffix) last used: skip names known to be taken
         self._next_prune = 0.0
         self._prune_due = False  # a rollover left retention for later
-        self._pending: list[Path] = []  # archived files waiting for compression
+        self._pending: list[Path] = []  # archived files waiting for compression (a name may
+        # be there twice: a file of a name just compressed was archived under it again)
         self._pending_lock = threading.Lock()  # guards _pending only; held for no I/O
         self._compressing = threading.Lock()  # one compression run at a time in this process
 
@@ -81,7 +89,10 @@ class Archiver:
             except OSError:  # the move is done; only its durability is in doubt
                 self.faults.report(f"saving the move of {path} to disk")
         if self.compress:
-            self._add_pending(target)
+            # queued even if its name is queued already: compression may have removed a file
+            # of that name and not yet taken it off the queue (each run takes off one entry)
+            with self._pending_lock:
+                self._pending.append(target)
         return target
 
     def prune(self, now: float) -> None:
@@ -114,15 +125,19 @@ class Archiver:
             self.prune(now)
 
     def take_over_pending(self) -> None:
-        """Queue for compression the files that a dead process left waiting (``.NAME.pending``
-        of this namer's names) and remove staged files it published already."""
+        """Queue for compression the files that a dead process left waiting (pending files of
+        this namer's names, under this version's names or an older one's) and remove staged
+        files it published already."""
         if not (self.compress and self.archive_dir.is_dir()):
             return
-        for hidden in self.archive_dir.glob(".*" + PENDING):
-            if self.pattern.match(visible_name(hidden.name)):
-                self._add_pending(hidden)
-        for staged in self.archive_dir.glob(".*" + STAGED):
-            finish_staged(staged)
+        with os.scandir(self.archive_dir) as scan:
+            names = sorted(entry.name for entry in scan if entry.name.startswith("."))
+        for name in names:
+            visible = visible_name(name)
+            if visible is not None and self.pattern.match(visible):
+                self._add_pending(self.archive_dir / name)
+            elif _staged_for(name) is not None:
+                finish_staged(self.archive_dir / name)
 
     def compress_pending(self) -> None:
         """Compress the archived files waiting for it, oldest first. A failure is reported and
@@ -147,7 +162,7 @@ class Archiver:
                     continue  # not compressed, not gone: next time
                 with self._pending_lock:
                     if file in self._pending:
-                        self._pending.remove(file)
+                        self._pending.remove(file)  # (one entry: see move)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: the parent compresses what it archived."""
@@ -171,12 +186,37 @@ def _linked_in(directory: Path, fd: int) -> bool:
 
 def pending_name(name: str) -> str:
     """The hidden name under which ``name`` waits in the archive directory for compression."""
-    return f".{name}{PENDING}"
+    return hidden_name(PENDING, name)
 
 
-def visible_name(pending: str) -> str:
-    """``.NAME.pending`` → ``NAME``."""
-    return pending[1: -len(PENDING)]
+def visible_name(pending: str) -> str | None:
+    """The visible name of a pending file (``pending_name``'s, or an older version's
+    ``.NAME.pending``); None if ``pending`` is no pending file's name."""
+    name = unhidden(PENDING, pending)
+    if name is None and pending.startswith(".") and pending.endswith(LEGACY_PENDING):
+        name = pending[1: -len(LEGACY_PENDING)] or None
+    return name
+
+
+def staged_name(pending: str) -> str:
+    """The name of the compressed copy of the pending file ``pending`` before it is published
+    (an older version's pending file: that version's, so that a copy it published already is
+    recognised)."""
+    if unhidden(PENDING, pending) is None and pending.endswith(LEGACY_PENDING):
+        return pending + ".gz"
+    name = visible_name(pending)
+    assert name is not None, pending
+    return hidden_name(STAGED, name)
+
+
+def _staged_for(staged: str) -> str | None:
+    """The name of the pending file whose staged copy is named ``staged``; None if none."""
+    name = unhidden(STAGED, staged)
+    if name is not None:
+        return pending_name(name)
+    if staged.startswith(".") and staged.endswith(LEGACY_STAGED):
+        return staged[: -len(".gz")]
+    return None
 
 
 def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer, *,
@@ -201,7 +241,7 @@ def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer, *
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            staged = directory / f".{visible}.{os.getpid()}.tmp"
+            staged = directory / hidden_name(COPYING, f"{visible}.{os.getpid()}")
             shutil.copyfile(source, staged)
             try:
                 return link_exclusive(staged, directory, name, namer, start=max(number, 0),
@@ -212,7 +252,8 @@ def link_exclusive(source: Path, directory: Path, name: str, namer: FileNamer, *
 
 
 def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Path | None:
-    """Compress a hidden ``.NAME.pending`` file to ``NAME.gz`` (or ``NAME.N.gz``) next to it.
+    """Compress a pending file (``pending_name(NAME)``, or an older version's) to ``NAME.gz``
+    (or ``NAME.N.gz``) next to it.
 
     Returns the new .gz path, or None when there is nothing to do here: the file is gone, another
     process or thread is compressing it (it holds its lock), or it still has a second link (a
@@ -220,6 +261,7 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
     """
     directory = pending.parent
     name = visible_name(pending.name)
+    assert name is not None, pending
     try:
         fd = os.open(pending, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -232,7 +274,7 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
         source = os.fstat(fd)
         if source.st_nlink != 1 or not _is(pending, source):
             return None
-        staged = directory / (pending.name + ".gz")
+        staged = directory / staged_name(pending.name)
         target = _published(staged)
         if target is None:
             _write_gzip(fd, staged, name, source, fsync)
@@ -249,9 +291,10 @@ def compress_pending(pending: Path, namer: FileNamer, fsync: bool = True) -> Pat
 
 
 def finish_staged(staged: Path) -> bool:
-    """Remove a ``.NAME.pending.gz`` left without its pending file once it has been published
-    (a crash between the last two steps of ``compress_pending``). True if it was removed."""
-    if (staged.parent / staged.name[: -len(".gz")]).exists() or _published(staged) is None:
+    """Remove a staged copy left without its pending file once it has been published (a crash
+    between the last two steps of ``compress_pending``). True if it was removed."""
+    pending = _staged_for(staged.name)
+    if pending is None or (staged.parent / pending).exists() or _published(staged) is None:
         return False
     staged.unlink(missing_ok=True)
     return True
@@ -274,7 +317,7 @@ def _published(staged: Path) -> Path | None:
 
 def _write_gzip(fd: int, staged: Path, name: str, source: os.stat_result, fsync: bool) -> None:
     """Compress what ``fd`` holds into ``staged`` (whole, or not at all), keeping its mtime."""
-    scratch = staged.with_name(staged.name + ".tmp")
+    scratch = staged.with_name(hidden_name(GZIPPING, name))
     with open(fd, "rb", closefd=False) as src, open(scratch, "wb") as raw:
         src.seek(0)
         with gzip.GzipFile(filename=name, mode="wb", fileobj=raw,
@@ -302,9 +345,14 @@ def _is(path: Path, info: os.stat_result) -> bool:
 HOLD_MARKER = ".ship-hold"
 
 
+SHIPPED = "shipped"  # role of the hidden file by which the shipper marks a file shipped
+
+
 def shipped_marker(file: Path) -> Path:
-    """The hidden file by which the shipper marks ``file`` shipped (it holds the file's size)."""
-    return file.with_name(f".{file.name}.shipped")
+    """The hidden file by which the shipper marks ``file`` shipped (it holds the file's size):
+    ``.shipped-<name>``, named as the other hidden working files (no glob of visible files
+    matches it)."""
+    return file.with_name(hidden_name(SHIPPED, file.name))
 
 
 def held_for_shipping(file: Path, size: int) -> bool:
@@ -346,4 +394,4 @@ def prune(directory: Path, pattern: re.Pattern[str], *, max_age_days: float | No
 
 __all__ = ["DEFAULT_FILE_NAME", "PENDING", "PRUNE_EVERY", "STAGED", "Archiver", "FileNamer",
            "check_template", "compress_pending", "finish_staged", "link_exclusive",
-           "pending_name", "prune", "visible_name"]
+           "pending_name", "prune", "staged_name", "visible_name"]

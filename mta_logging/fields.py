@@ -74,7 +74,9 @@ class TimeText:
     The text of the last second is cached: many records share a second, and strftime is the
     most expensive step of formatting a record. ``last_second`` is that cache, ``(start, end,
     text)``: the text of the timestamps from start up to end (``speedups``' compiled line
-    functions read it inline, and call ``text`` only when the second changes).
+    functions read it inline, and call ``text`` only when the second changes). ``%z`` in the
+    format writes the UTC offset of each timestamp's own second (``+0000`` with ``utc``), so
+    the text is right on both sides of a daylight-saving change.
     """
 
     __slots__ = ("time_format", "utc", "_convert", "last_second")

@@ -185,7 +185,7 @@ class AccountingFileHandler(RoutedHandler):
         """The active file, or None while none is open. Reading it moves no file: right after
         a rollover that swapped in a spare, until the maintenance thread (within a tenth of a
         second) or ``flush()`` gives the new file its visible name, this is the spare's hidden
-        name (``.<kind>.<pid>.<n>.<ext>.spare``)."""
+        name (``.spare-<kind>%2E<pid>%2E<n>%2E<ext>``)."""
         file = self._file
         return file.path if file is not None else None
 

@@ -1,5 +1,13 @@
-"""File names: rendering a name template, the suffix a taken name gets, and the pattern that
-recognises every name a template can produce (collision suffix and ``.gz`` included)."""
+"""File names: rendering a name template, the suffix a taken name gets, the pattern that
+recognises every name a template can produce (collision suffix and ``.gz`` included), and the
+hidden names of the writer's working files.
+
+A working file (a file waiting for compression, its compressed copy in the making, a spare) has
+a hidden name with a leading ``.`` and no other: ``.<role>-<name>``, the name it stands for
+written with ``%`` as ``%25`` and ``.`` as ``%2E`` (``.pending-d%2E2026-11-26-063531%2Etsv``).
+No glob for the visible files (``*.tsv``, ``*.tsv.gz``, ``**/*.tsv*``, ``*.jsonl*``) matches
+one, not even where dot files are not left out (DuckDB), and the name stays derivable.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ DEFAULT_FILE_NAME = "{kind}.{time}.{ext}"
 TIME_IN_NAME = "%Y-%m-%d-%H%M%S"
 _PLACEHOLDERS = ("ext", "host", "kind", "pid", "seq", "time")
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
+_ESCAPED = re.compile(r"(?:[^%.]|%25|%2E)+")
+_ESCAPE = re.compile(r"%25|%2E")
 
 
 def check_template(template: str) -> str:
@@ -104,4 +114,24 @@ class FileNamer:
         return re.compile("".join(out) + r"(?:\.gz)?\Z")
 
 
-__all__ = ["DEFAULT_FILE_NAME", "TIME_IN_NAME", "FileNamer", "check_template"]
+def escape_dots(name: str) -> str:
+    """``name`` with ``%`` written as ``%25`` and ``.`` as ``%2E``: no dot left."""
+    return name.replace("%", "%25").replace(".", "%2E")
+
+
+def hidden_name(role: str, name: str) -> str:
+    """The hidden name of the working file of ``role`` that stands for ``name``:
+    ``.<role>-<name, dots escaped>``."""
+    return f".{role}-{escape_dots(name)}"
+
+
+def unhidden(role: str, hidden: str) -> str | None:
+    """The name ``hidden_name(role, name)`` made ``hidden`` from; None if it is no such name."""
+    prefix = f".{role}-"
+    if not hidden.startswith(prefix) or _ESCAPED.fullmatch(hidden, len(prefix)) is None:
+        return None
+    return _ESCAPE.sub(lambda escape: "%" if escape[0] == "%25" else ".", hidden[len(prefix):])
+
+
+__all__ = ["DEFAULT_FILE_NAME", "TIME_IN_NAME", "FileNamer", "check_template", "escape_dots",
+           "hidden_name", "unhidden"]

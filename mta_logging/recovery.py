@@ -13,7 +13,7 @@ import functools
 import os
 
 from mta_logging.activefile import ActiveDirectory, ActiveFile, cut_torn_line, link, lock_orphan
-from mta_logging.spares import spare_pattern
+from mta_logging.spares import spare_maker, spare_pattern
 
 
 def recover(files: ActiveDirectory, header: bytes, found: list[ActiveFile] | None) -> None:
@@ -50,7 +50,7 @@ def recover(files: ActiveDirectory, header: bytes, found: list[ActiveFile] | Non
             name = namer.unsuffixed(entry.name)  # what the archive is named after
             if spare is not None:  # named after its last record's time
                 hidden = entry
-                name = namer.render(info.st_mtime, 0, pid=int(spare[1]))
+                name = namer.render(info.st_mtime, 0, pid=spare_maker(spare))
                 entry, _number, _ = files.free_name(name, functools.partial(link, hidden))
                 os.unlink(hidden)
         except BaseException:

@@ -1,6 +1,7 @@
 """Spare files: the next active file of a handler, made ahead off the logging path.
 
-A spare is a hidden file ``.<kind>.<pid>.<n>.<ext>.spare`` beside the active file, created
+A spare is a hidden file ``.spare-<kind>%2E<pid>%2E<n>%2E<ext>`` beside the active file (see
+``naming.hidden_name``; an older version named it ``.<kind>.<pid>.<n>.<ext>.spare``), created
 exclusively, locked, with the header written. A logging call that rolls over takes it (no
 file system call) instead of creating a file; the maintenance thread makes the next one.
 
@@ -21,17 +22,41 @@ from pathlib import Path
 
 from mta_logging.activefile import MAX_SUFFIX, ActiveFile, begin, create_locked
 from mta_logging.faults import Faults
+from mta_logging.naming import escape_dots, hidden_name
 
-SPARE = ".spare"  # ending of a spare file's hidden name
+SPARE = "spare"  # the role in a spare file's hidden name (naming.hidden_name)
+LEGACY_SPARE = ".spare"  # the ending of an older version's spare file names
 SPARE_AHEAD = 2.0  # seconds before its interval ends that a file gets a spare ready
 PREPARING = threading.Lock()
 _numbers = itertools.count(1)
 
 
+def spare_name(kind: str, pid: int, number: int, extension: str) -> str:
+    """The hidden name of spare ``number`` of ``kind`` made by process ``pid``."""
+    return hidden_name(SPARE, f"{kind}.{pid}.{number}.{extension}")
+
+
 def spare_pattern(kind: str, extension: str) -> re.Pattern[str]:
-    """Matches the hidden names of spares of ``kind`` (group 1: the pid of their maker)."""
-    return re.compile(r"\." + re.escape(kind) + r"\.(\d+)\.\d+\." + re.escape(extension)
-                      + re.escape(SPARE) + r"\Z")
+    """Matches the hidden names of spares of ``kind`` (group ``pid``: the pid of their maker),
+    also an older version's (group ``legacy_pid``)."""
+    dot = re.escape(escape_dots("."))
+    return re.compile(
+        re.escape(hidden_name(SPARE, kind + ".")) + r"(?P<pid>\d+)" + dot + r"\d+"
+        + re.escape(escape_dots("." + extension)) + r"\Z"
+        + r"|\." + re.escape(kind) + r"\.(?P<legacy_pid>\d+)\.\d+\." + re.escape(extension)
+        + re.escape(LEGACY_SPARE) + r"\Z")
+
+
+def spare_maker(match: re.Match[str]) -> int:
+    """The pid of the process that made the spare a ``spare_pattern`` matched."""
+    return int(match["pid"] or match["legacy_pid"])
+
+
+def is_spare(name: str) -> bool:
+    """True for the hidden name of any spare (of any kind, this version's or an older one's)."""
+    return (name.startswith(hidden_name(SPARE, ""))
+            or (name.startswith(".") and name.endswith(LEGACY_SPARE)
+                and len(name) > len(LEGACY_SPARE) + 1))
 
 
 def wants_spare(file: ActiveFile | None, rolled: bool, max_bytes: int, now: float) -> bool:
@@ -116,8 +141,8 @@ class Spares:
         """A new hidden file, created exclusively and locked, with ``header`` written."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for _attempt in range(MAX_SUFFIX):
-            path = self.directory / (f".{self.kind}.{os.getpid()}.{next(_numbers)}"
-                                     f".{self.extension}{SPARE}")
+            path = self.directory / spare_name(self.kind, os.getpid(), next(_numbers),
+                                               self.extension)
             fd = create_locked(path)
             if fd is not None:
                 break

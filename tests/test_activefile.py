@@ -159,7 +159,7 @@ def test_a_spare_in_use_gets_the_name_of_when_it_was_started(
         tmp_path: Path, opened: list[ActiveFile]) -> None:
     directory = tmp_path / "delivered"
     directory.mkdir()
-    hidden = directory / ".d.42.1.tsv.spare"
+    hidden = directory / ".spare-d%2E42%2E1%2Etsv"
     hidden.write_bytes(HEADER + b"d\ta@example.com\n")
     spare = ActiveFile(os.open(hidden, os.O_RDWR), hidden, "", named=False, started=T, seq=2)
     opened.append(spare)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import fnmatch
 import gzip
 import logging
 import os
@@ -23,6 +24,7 @@ from mta_logging.archive import (
     link_exclusive,
     pending_name,
     prune,
+    staged_name,
 )
 from mta_logging.faults import Faults
 from mta_logging.naming import FileNamer
@@ -56,7 +58,7 @@ def test_link_exclusive_prefers_a_given_name_and_can_hide(tmp_path: Path) -> Non
     assert link_exclusive(source, tmp_path, "d.X.tsv", NAMER, prefer="d.X.7.tsv", start=3) == (
         tmp_path / "d.X.3.tsv", 3)
     assert link_exclusive(source, tmp_path, "d.X.tsv", NAMER, hidden=True) == (
-        tmp_path / ".d.X.tsv.pending", 0)
+        tmp_path / ".pending-d%2EX%2Etsv", 0)
 
 
 # -- compression ---------------------------------------------------------------------------------
@@ -122,13 +124,13 @@ def test_a_crash_after_publishing_does_not_publish_twice(
     with pytest.raises(KeyboardInterrupt):
         compress_pending(pending, NAMER)
     monkeypatch.undo()
-    assert listing(tmp_path) == [pending.name, pending.name + ".gz", "d.X.tsv.gz"]
+    assert listing(tmp_path) == [".pending-d%2EX%2Etsv", ".staged-d%2EX%2Etsv", "d.X.tsv.gz"]
     assert compress_pending(pending, NAMER) == tmp_path / "d.X.tsv.gz"
     assert listing(tmp_path) == ["d.X.tsv.gz"]
 
 
 def test_a_published_staged_file_left_alone_is_removed(pending: Path, tmp_path: Path) -> None:
-    staged = tmp_path / (pending.name + ".gz")
+    staged = tmp_path / staged_name(pending.name)
     compress_pending(pending, NAMER)
     os.link(tmp_path / "d.X.tsv.gz", staged)  # as if the last unlink had not happened
     assert finish_staged(staged) is True
@@ -160,7 +162,7 @@ def test_prune_by_age_and_count_touches_only_matching_files(tmp_path: Path) -> N
     ages = {"d.2024-04-01-000000.tsv.gz": 30, "d.2024-04-20-000000.tsv": 11,
             "d.2024-04-28-000000.tsv": 3, "d.2024-04-30-000000.1.tsv": 1,
             "d.2024-04-30-000000.tsv": 1.5, "notes.txt": 100,
-            ".d.2024-04-01-000000.tsv.pending": 90}
+            ".pending-d%2E2024-04-01-000000%2Etsv": 90}
     for name, days in ages.items():
         (tmp_path / name).write_text(name)
         os.utime(tmp_path / name, (T - days * 86400,) * 2)
@@ -168,8 +170,9 @@ def test_prune_by_age_and_count_touches_only_matching_files(tmp_path: Path) -> N
     assert sorted(p.name for p in deleted) == ["d.2024-04-01-000000.tsv.gz",
                                                "d.2024-04-20-000000.tsv"]
     prune(tmp_path, NAMER.pattern(), max_age_days=None, max_files=2, now=T)
-    assert listing(tmp_path) == [".d.2024-04-01-000000.tsv.pending", "d.2024-04-30-000000.1.tsv",
-                                 "d.2024-04-30-000000.tsv", "notes.txt"]
+    assert listing(tmp_path) == [".pending-d%2E2024-04-01-000000%2Etsv",
+                                 "d.2024-04-30-000000.1.tsv", "d.2024-04-30-000000.tsv",
+                                 "notes.txt"]
 
 
 # -- the Archiver of one handler -----------------------------------------------------------------
@@ -229,7 +232,7 @@ def test_with_compression_a_moved_file_waits_hidden_until_compressed(
         tmp_path: Path, active_dir: Path) -> None:
     archiver = make_archiver(tmp_path, compress=True)
     fd, path = finished(active_dir, "d.X.tsv")
-    assert archiver.move(fd, path, "d.X.tsv") == archiver.archive_dir / ".d.X.tsv.pending"
+    assert archiver.move(fd, path, "d.X.tsv") == archiver.archive_dir / ".pending-d%2EX%2Etsv"
     os.close(fd)
     archiver.compress_pending()
     assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
@@ -245,7 +248,7 @@ def test_a_file_still_locked_when_compression_runs_is_compressed_the_next_time(
     fd, path = finished(active_dir, "d.X.tsv")
     archiver.move(fd, path, "d.X.tsv")
     archiver.compress_pending()
-    assert listing(archiver.archive_dir) == [".d.X.tsv.pending"]
+    assert listing(archiver.archive_dir) == [".pending-d%2EX%2Etsv"]
     os.close(fd)
     archiver.compress_pending()
     assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
@@ -270,7 +273,7 @@ def test_a_failed_compression_is_reported_once_and_tried_again(
     errors = capsys.readouterr().err
     assert errors.count("--- Logging error ---") == 1
     assert ("accounting file handler for delivered records failed while compressing "
-            f"{archiver.archive_dir / '.d.X.tsv.pending'}: OSError: [Errno 28] No space left "
+            f"{archiver.archive_dir / '.pending-d%2EX%2Etsv'}: OSError: [Errno 28] No space left "
             "on device") in errors
     archiver.compress_pending()
     assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
@@ -320,3 +323,86 @@ def test_files_a_dead_process_left_waiting_are_taken_over(
     archiver.take_over_pending()
     archiver.compress_pending()
     assert listing(archiver.archive_dir) == [pending_name("other.log"), f"{name}.gz"]
+
+
+def test_files_an_older_version_left_waiting_are_taken_over_once(
+        tmp_path: Path, active_dir: Path) -> None:
+    """A site upgrading after a crash: the older version's ``.NAME.pending`` files are
+    compressed, one it had already published (its ``.NAME.pending.gz`` linked to ``NAME.gz``)
+    is not published twice, and a published staged copy left alone is removed."""
+    archiver = make_archiver(tmp_path, compress=True)
+    archive = archiver.archive_dir
+    archive.mkdir()
+    (archive / ".d.2024-04-30-000000.tsv.pending").write_bytes(CONTENT)
+    (archive / ".d.2024-04-30-000001.tsv.pending").write_bytes(CONTENT + b"more\n")
+    (archive / "d.2024-04-30-000001.tsv.gz").write_bytes(gzip.compress(CONTENT + b"more\n"))
+    os.link(archive / "d.2024-04-30-000001.tsv.gz", archive / ".d.2024-04-30-000001.tsv.pending.gz")
+    (archive / "d.2024-04-30-000002.tsv.gz").write_bytes(gzip.compress(CONTENT))
+    os.link(archive / "d.2024-04-30-000002.tsv.gz", archive / ".d.2024-04-30-000002.tsv.pending.gz")
+    archiver.take_over_pending()
+    archiver.compress_pending()
+    assert listing(archive) == ["d.2024-04-30-000000.tsv.gz", "d.2024-04-30-000001.tsv.gz",
+                                "d.2024-04-30-000002.tsv.gz"]
+    assert gzip.decompress((archive / "d.2024-04-30-000000.tsv.gz").read_bytes()) == CONTENT
+    assert gzip.decompress((archive / "d.2024-04-30-000001.tsv.gz").read_bytes()) == (
+        CONTENT + b"more\n")
+
+
+def test_no_glob_for_visible_files_matches_a_working_file(
+        tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hidden file a compression makes on its way, caught as it is created: none has a
+    name that ``*.tsv*``, ``*.gz`` or ``*.jsonl*`` match, and each names the file it is for."""
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv")
+    archiver.move(fd, path, "d.X.tsv")
+    os.close(fd)
+    made = listing(archiver.archive_dir)
+    real_open = open
+
+    def noting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, int):  # (the pending file is read through its descriptor)
+            made.append(Path(file).name)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", noting_open)
+    real_replace, real_link = os.replace, os.link
+    monkeypatch.setattr(archive_module.os, "replace",
+                        lambda a, b: (made.append(Path(b).name), real_replace(a, b))[1])
+    monkeypatch.setattr(archive_module.os, "link",
+                        lambda a, b: (made.append(Path(b).name), real_link(a, b))[1])
+    archiver.compress_pending()
+    monkeypatch.undo()
+    hidden = sorted({name for name in made if name.startswith(".")})
+    assert hidden == [".gzipping-d%2EX%2Etsv", ".pending-d%2EX%2Etsv", ".staged-d%2EX%2Etsv"]
+    for name in hidden:
+        assert not any(fnmatch.fnmatch(name, glob) for glob in ("*.tsv*", "*.gz", "*.jsonl*"))
+    assert listing(archiver.archive_dir) == ["d.X.tsv.gz"]
+
+
+def test_a_file_archived_under_a_pending_name_just_freed_is_compressed_too(
+        tmp_path: Path, active_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compression removes a pending file, then takes it off its queue; a rollover (or close())
+    that archives the next file of that name in between gets the pending name just freed. That
+    file is queued too, and compressed: not left hidden (the leftover pending file after a
+    clean shutdown of issue 20)."""
+    archiver = make_archiver(tmp_path, compress=True)
+    fd, path = finished(active_dir, "d.X.tsv", b"first\n")
+    archiver.move(fd, path, "d.X.tsv")
+    os.close(fd)
+    real_compress = archive_module.compress_pending
+
+    def rollover_meanwhile(pending: Path, *args: Any, **kwargs: Any) -> Path | None:
+        compressed = real_compress(pending, *args, **kwargs)
+        monkeypatch.undo()
+        fd, path = finished(active_dir, "d.X.tsv", b"second\n")
+        assert archiver.move(fd, path, "d.X.tsv") == pending  # the name just freed
+        os.close(fd)
+        return compressed
+
+    monkeypatch.setattr(archive_module, "compress_pending", rollover_meanwhile)
+    archiver.compress_pending()
+    archiver.compress_pending()
+    archive = archiver.archive_dir
+    assert listing(archive) == ["d.X.1.tsv.gz", "d.X.tsv.gz"]
+    assert [gzip.decompress((archive / n).read_bytes()) for n in ("d.X.tsv.gz", "d.X.1.tsv.gz")
+            ] == [b"first\n", b"second\n"]

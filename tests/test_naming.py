@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mta_logging import ConfigError
-from mta_logging.naming import FileNamer, check_template
+from mta_logging.naming import FileNamer, check_template, hidden_name, unhidden
 
 T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
 NAMER = FileNamer("{kind}.{time}.{ext}", "d", "tsv")
@@ -40,7 +40,7 @@ def test_pattern_matches_what_the_namer_writes_and_nothing_else() -> None:
     for name in ("d.2024-05-01-120000.tsv", "d.2024-05-01-120000.3.tsv",
                  "d.2024-05-01-120000.tsv.gz", "d.2024-05-01-120000.3.tsv.gz"):
         assert pattern.match(name), name
-    for name in ("df.2024-05-01-120000.tsv", ".d.2024-05-01-120000.tsv.pending",
+    for name in ("df.2024-05-01-120000.tsv", ".pending-d%2E2024-05-01-120000%2Etsv",
                  "d.2024-05-01-120000.csv", "d.2024-05-01-120000.tsv.tmp", "notes.txt"):
         assert not pattern.match(name), name
 
@@ -63,3 +63,19 @@ def test_the_names_moved_here_are_still_importable_from_archive() -> None:
 
     assert (archive.FileNamer, archive.check_template, archive.DEFAULT_FILE_NAME) == (
         FileNamer, check_template, "{kind}.{time}.{ext}")
+
+
+@pytest.mark.parametrize("name", ["d.2024-05-01-120000.tsv", "d.2024-05-01-120000.3.tsv",
+                                  "tsv.d.4242.jsonl", "100%.2E.%25.x"])
+def test_a_hidden_name_has_no_dot_but_its_first_and_gives_back_its_name(name: str) -> None:
+    hidden = hidden_name("pending", name)
+    assert hidden.startswith(".pending-") and "." not in hidden[1:]
+    assert unhidden("pending", hidden) == name
+    assert unhidden("staged", hidden) is None
+
+
+def test_names_that_no_hidden_name_has_are_not_unhidden() -> None:
+    for name in (".pending-", ".pending-d.X.tsv", ".pending-d%2Fx", "pending-d", ".d.X.pending"):
+        assert unhidden("pending", name) is None, name
+    assert hidden_name("pending", "d.2024-05-01-120000.tsv") == (
+        ".pending-d%2E2024-05-01-120000%2Etsv")

@@ -97,10 +97,10 @@ def test_a_file_a_live_writer_holds_is_left_alone(
 
 def test_a_dead_processes_spare_with_records_is_named_after_its_last_record(
         directory: Path, found: list[ActiveFile]) -> None:
-    spare = directory / ".d.4242.7.tsv.spare"
+    spare = directory / ".spare-d%2E4242%2E7%2Etsv"
     spare.write_bytes(HEADER + RECORD)
     os.utime(spare, (T, T))
-    (directory / ".d.4243.1.tsv.spare").write_bytes(HEADER)  # never used
+    (directory / ".spare-d%2E4243%2E1%2Etsv").write_bytes(HEADER)  # never used
     run(directory, found)
     assert listing(directory) == ["d.2024-05-01-120000.tsv"]
     assert [(file.path.name, file.name) for file in found] == [
@@ -110,7 +110,7 @@ def test_a_dead_processes_spare_with_records_is_named_after_its_last_record(
 
 def test_a_spare_that_died_while_being_named_is_taken_over_once(
         directory: Path, found: list[ActiveFile]) -> None:
-    spare = directory / ".d.4242.7.tsv.spare"
+    spare = directory / ".spare-d%2E4242%2E7%2Etsv"
     spare.write_bytes(HEADER + RECORD)
     os.link(spare, directory / ORPHAN)
     run(directory, found)

@@ -223,7 +223,7 @@ def written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     handler.close()
     archive = Path("accounting_files/delivered/archive")
     assert len(list(archive.glob("*.gz"))) >= 2
-    shutil.copy(next(archive.glob("*.gz")), archive / ".d.2026-11-26-000000.tsv.pending.gz")
+    shutil.copy(next(archive.glob("*.gz")), archive / ".staged-d%2E2026-11-26-000000%2Etsv")
     expected = {record.rcpt or "": visible(record.dsn_msg or "")
                 for record in Reader(["accounting_files"])}
     assert len(expected) == 41
@@ -275,9 +275,9 @@ def test_a_file_waiting_for_compression_is_exported_once(tmp_path: Path,
     archive = tmp_path / "acct" / "delivered" / "archive"
     archive.mkdir(parents=True)
     content = HEADER + "d\t2026-11-26 06:00:00\t\ta@example.com\tok\t\t\n"
-    pending = archive / ".d.2026-11-26-060000.tsv.pending"
+    pending = archive / ".pending-d%2E2026-11-26-060000%2Etsv"
     pending.write_text(content, encoding="utf-8")
-    (archive.parent / ".d.123.1.tsv.spare").write_text(content.replace("a@", "s@"),
+    (archive.parent / ".spare-d%2E123%2E1%2Etsv").write_text(content.replace("a@", "s@"),
                                                         encoding="utf-8")
     out = tmp_path / "pq"
     run(capsys, "export", "--parquet", str(out), str(tmp_path / "acct"))

@@ -7,13 +7,16 @@ meanwhile must count each record exactly once whatever step each file is at.
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
+import os
 import shutil
 import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from test_report import emit
 
 from mta_logging.archive import pending_name
@@ -40,7 +43,7 @@ def test_a_file_waiting_for_compression_is_read(tmp_path: Path) -> None:
     archive.mkdir(parents=True)
     (archive / pending_name("d.2026-11-26-060000.tsv")).write_text(HEADER + records(3),
                                                                    encoding="utf-8")
-    (archive / ".d.2026-11-26-060000.tsv.pending.gz.tmp").write_bytes(b"half a gzip")
+    (archive / ".gzipping-d%2E2026-11-26-060000%2Etsv").write_bytes(b"half a gzip")
     assert rcpts(Reader([tmp_path])) == ["u0@example.com", "u1@example.com", "u2@example.com"]
 
 
@@ -138,3 +141,55 @@ def test_a_worker_notes_a_moved_file_for_the_caller_to_read(tmp_path: Path) -> N
     caller = Seen()
     caller.merge(worker)
     assert rcpts(reader.read_vanished(caller)) == ["u0@example.com", "u1@example.com"]
+
+
+VISIBLE_GLOBS = ("*.tsv", "*.tsv.gz", "*.tsv*", "*.gz", "*.jsonl*")
+
+
+def test_no_glob_for_visible_files_matches_a_working_file_of_a_live_writer(
+        tmp_path: Path) -> None:
+    """Snapshots of a directory a writer fills (small files, compression on): the hidden
+    working files (files waiting for compression, their compressed copies in the making,
+    spares) match none of the usual globs, in ``fnmatch``, ``pathlib`` and DuckDB (which does
+    not leave dot files out); after close none is left."""
+    duckdb = pytest.importorskip("duckdb")
+    handler = AccountingFileHandler(Kind.DELIVERED, path=tmp_path, archiving=True,
+                                    compress=True, max_size=0.002)
+    stop = threading.Event()
+
+    def write() -> None:
+        for index in range(20_000):
+            if stop.is_set():
+                return
+            emit(handler, Kind.DELIVERED, START + timedelta(seconds=index),
+                 f"u{index}@example.com")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    hidden: set[str] = set()
+    matched: list[str] = []
+    deadline = time.monotonic() + 15
+    try:
+        for snapshot in range(300):
+            roles = {name.partition("-")[0] for name in hidden}
+            if time.monotonic() > deadline or (snapshot >= 50 and {".pending", ".spare"} <= roles):
+                break
+            for directory, _dirs, files in os.walk(tmp_path):
+                for name in files:
+                    if name.startswith("."):
+                        hidden.add(name)
+                        matched += [f"{directory}/{name} ~ {glob}" for glob in VISIBLE_GLOBS
+                                    if fnmatch.fnmatch(name, glob)]
+            matched += [str(path) for path in tmp_path.rglob("*.tsv*")
+                        if path.name.startswith(".")]
+            found = duckdb.sql(f"SELECT file FROM glob('{tmp_path}/**/*.tsv*')").fetchall()
+            matched += [file for (file,) in found if Path(file).name.startswith(".")]
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+        handler.close()
+    assert not matched, matched
+    assert any(name.startswith(".pending-") for name in hidden), hidden
+    assert any(name.startswith(".spare-") for name in hidden), hidden
+    left = [path.name for path in tmp_path.rglob(".*")]
+    assert not left, left

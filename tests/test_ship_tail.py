@@ -160,7 +160,7 @@ def test_retention_keeps_archived_files_until_they_are_marked_shipped(tmp_path: 
     interlock.mark_shipped(old[1], 1)  # marked at another size: it has grown since
     assert archive.prune(tmp_path, pattern, max_age_days=1, max_files=None) == [old[0]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".d.1.tsv.shipped", ".ship-hold", "d.1.tsv", "d.2.tsv"]
+        ".ship-hold", ".shipped-d%2E1%2Etsv", "d.1.tsv", "d.2.tsv"]
     old[1].unlink()
     interlock.remove_orphans(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ship-hold", "d.2.tsv"]

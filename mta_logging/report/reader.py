@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from mta_logging.address import domain_of
-from mta_logging.archive import PENDING, visible_name
+from mta_logging.archive import visible_name
 from mta_logging.errors import FormatError
 from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
 from mta_logging.formatters import header_fields, split_line
 from mta_logging.outcome import KIND_NAMES, Kind
 from mta_logging.report.filters import Filters
 from mta_logging.report.times import TimeParser, wall_time
-from mta_logging.spares import SPARE
+from mta_logging.spares import is_spare
 
 log = logging.getLogger("mta_logging.report")
 
@@ -242,9 +242,10 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     the files beside them, files in the order they were written (by name, a collision suffix
     ``.N`` after the name without it). Hidden files and directories (leading ``.``: the
     writer's working files) are left out, except those that can hold records no other file
-    holds yet: files waiting in an archive to be compressed (``.NAME.pending``) and the
-    spare a writer has swapped in as its active file and not yet named (``....spare``), which
-    come after the visible files of their directory.
+    holds yet: files waiting in an archive to be compressed (``.pending-NAME``) and the
+    spare a writer has swapped in as its active file and not yet named (``.spare-...``), under
+    this version's names or an older one's, which come after the visible files of their
+    directory.
     """
     return (path for path, _inode in found_files(paths))
 
@@ -290,19 +291,19 @@ def _hidden_rank(name: str) -> int | None:
         return 0
     if is_pending(name):
         return 1
-    if name.endswith(SPARE) and len(name) > len(SPARE) + 1:
+    if is_spare(name):
         return 2
     return None
 
 
 def is_pending(name: str) -> bool:
     """True for the hidden name of a file waiting in an archive to be compressed."""
-    return name.startswith(".") and name.endswith(PENDING) and len(name) > len(PENDING) + 1
+    return visible_name(name) is not None
 
 
 def shown_name(name: str) -> str:
     """The name a file is known by: a pending file's visible name, else its own."""
-    return visible_name(name) if is_pending(name) else name
+    return visible_name(name) or name
 
 
 def file_identity(raw: IO[bytes], path: Path) -> tuple[str, bytes] | None:

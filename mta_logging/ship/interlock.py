@@ -2,7 +2,8 @@
 
 The shipper puts ``.ship-hold`` into every directory it ships files from; from then on
 retention (``retention_days``/``retention_files``) deletes an archived file there only when
-the shipper has marked it shipped: ``.<name>.shipped`` holding the file's size, written once
+the shipper has marked it shipped: ``.shipped-<name>`` (``archive.shipped_marker``) holding
+the file's size, written once
 every sink acknowledged all of the file at that size. Markers whose file is gone are removed.
 """
 
@@ -13,11 +14,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from mta_logging.archive import HOLD_MARKER, shipped_marker
+from mta_logging.archive import HOLD_MARKER, SHIPPED, shipped_marker
+from mta_logging.naming import hidden_name, unhidden
 
 log = logging.getLogger("mta_logging.ship")
-
-_SHIPPED_SUFFIX = ".shipped"
 
 
 def hold(directories: Iterable[Path]) -> None:
@@ -38,7 +38,7 @@ def mark_shipped(file: Path, size: int) -> None:
             return
     except (OSError, UnicodeDecodeError):
         pass  # no marker yet (or a bad one): write it
-    scratch = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    scratch = marker.with_name(hidden_name(f"{SHIPPED}{os.getpid()}", file.name))
     scratch.write_text(text, encoding="ascii")
     os.replace(scratch, marker)
 
@@ -48,6 +48,6 @@ def remove_orphans(directory: Path) -> None:
     with os.scandir(directory) as scan:
         names = {entry.name for entry in scan}
     for name in names:
-        shipped = name.startswith(".") and name.endswith(_SHIPPED_SUFFIX)
-        if shipped and name[1:-len(_SHIPPED_SUFFIX)] not in names:
+        shipped = unhidden(SHIPPED, name)
+        if shipped is not None and shipped not in names:
             (directory / name).unlink(missing_ok=True)
