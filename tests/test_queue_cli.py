@@ -16,6 +16,8 @@ from relay_sink import Sink
 from test_relay_e2e import base_config, records, relay, send, wait_until
 
 from mta_logging.cli import main
+from mta_logging.relay.config import load_settings
+from mta_logging.relay.server import Relay
 from mta_logging.relay.spool import Envelope, Spool, SpoolLock
 
 CONTENT = b"Subject: queued\r\nX-Campaign: autumn\r\n\r\nbody\r\n"
@@ -167,3 +169,16 @@ def test_on_a_running_relay_under_load_nothing_is_lost_or_delivered_twice(tmp_pa
         + [("b", "later1@x.test", "admin-delete"), ("b", "later2@x.test", "admin-bounce")])
     assert len(more) == 20
     assert not (tmp_path / "spool" / "control.sock").exists()
+
+
+async def test_a_relay_whose_control_socket_cannot_be_made_still_serves(tmp_path, caplog):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # longer than a socket's name may be
+    relay = Relay(load_settings({"listen": "127.0.0.1:0", "spool_dir": str(deep)}),
+                  accounting=None)
+    await relay.start()
+    try:
+        assert relay.address[1] > 0
+        assert "cannot create the control socket" in caplog.text
+        assert "the relay runs without it: mta-logging queue cannot reach it" in caplog.text
+    finally:
+        await relay.stop()

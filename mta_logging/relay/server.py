@@ -130,9 +130,8 @@ class Relay:
             _log.info("%d message(s) found in the spool, queued again", len(messages))
         try:
             await self.control.start()
-        except MtaLoggingError:
-            await self._abandon_start()
-            raise
+        except MtaLoggingError as exc:  # e.g. a spool path too long for a socket's name
+            _log.error("%s; the relay runs without it: mta-logging queue cannot reach it", exc)
         if self.accounting is not None:  # after the file handlers: it sees their failures
             self.accounting.logger.addHandler(self._record_counter)
         if self.settings.metrics is not None:
