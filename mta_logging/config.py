@@ -53,6 +53,7 @@ class AccountingSettings:
     utc: bool = False
     logger: str = DEFAULT_LOGGER
     propagate: bool = True
+    records: tuple[Kind, ...] = _settings.DEFAULT_RECORDS
     location: Mapping[str, str] = field(
         default_factory=lambda: {k.directory: k.directory for k in Kind})
     archive_to: Mapping[str, str] = field(
@@ -158,6 +159,9 @@ def from_mapping(data: Mapping[str, Any], source: str = "settings") -> Accountin
                           "unknown setting; allowed: " + ", ".join(SETTING_KEYS), source=source)
     values = {_LEGACY.get(k, k): v for k, v in data.items()}
     defaults = AccountingSettings()
+    if "extension" not in values and "format" in values:  # the format's own extension
+        values["extension"] = _settings.DEFAULT_EXTENSIONS[
+            _settings.output_format(values["format"])]
     try:
         checked: dict[str, Any] = {
             key: check(values[key]) for key, check in _settings.VALIDATORS.items()
@@ -184,17 +188,18 @@ def _per_kind(values: Mapping[str, Any], key: str, defaults: Mapping[str, Any],
     if key == "archive_to" and isinstance(given, str):
         given = {kind.directory: given for kind in Kind}
     if not isinstance(given, Mapping):
-        raise ConfigError(key, given, "expected a mapping with keys delivered, deferred, bounce")
+        raise ConfigError(key, given, "expected a mapping with keys " + _KIND_KEYS)
     for name, value in given.items():
         kind = str(name).strip().lower()
         if kind not in result:
-            raise ConfigError(f"{key}.{name}", value,
-                              "unknown kind; expected delivered, deferred or bounce")
+            raise ConfigError(f"{key}.{name}", value, "unknown kind; expected " + _KIND_KEYS)
         checked = check(value, f"{key}.{kind}")
         if checked is not None:  # None: the kind's default (a field list not given)
             result[kind] = checked
     return result
 
+
+_KIND_KEYS = ", ".join(kind.directory for kind in Kind)
 
 # the keys that hold one value per kind → the check of one value (its key names the kind)
 _PER_KIND: dict[str, Callable[[Any, str], Any]] = {
@@ -218,7 +223,8 @@ def to_dict_config(settings: AccountingSettings) -> dict[str, Any]:
     """
     formatters: dict[str, Any] = {}
     handlers: dict[str, Any] = {}
-    for kind in Kind:
+    level = logger_level(settings)
+    for kind in settings.records:
         name = handler_name(settings, kind)
         fields = list(settings.fields[kind.directory])
         if settings.format == "json":
@@ -252,9 +258,16 @@ def to_dict_config(settings: AccountingSettings) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": formatters,
         "handlers": handlers,
-        "loggers": {settings.logger: {"level": "INFO", "handlers": list(handlers),
+        "loggers": {settings.logger: {"level": "INFO" if level == logging.INFO else level,
+                                      "handlers": list(handlers),
                                       "propagate": settings.propagate}},
     }
+
+
+def logger_level(settings: AccountingSettings) -> int:
+    """The accounting logger's level: INFO, or lower when ``records`` asks for a kind logged
+    below it (received records, see :data:`~mta_logging.outcome.RECEIVED_LEVEL`)."""
+    return min(logging.INFO, *(kind.level for kind in settings.records))
 
 
 def build_handlers(settings: AccountingSettings) -> list[AccountingFileHandler]:
@@ -298,7 +311,11 @@ def configure(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSet
         return AccountingSettings()
     settings = load(source)
     if overrides:
-        settings = from_mapping({**_as_mapping(settings), **overrides}, "configure()")
+        base = _as_mapping(settings)
+        if ("format" in overrides and "extension" not in overrides
+                and settings.extension == _settings.DEFAULT_EXTENSIONS[settings.format]):
+            del base["extension"]  # the extension follows the new format
+        settings = from_mapping({**base, **overrides}, "configure()")
     handlers = build_handlers(settings)
     logger = logging.getLogger(settings.logger)
     for old in [h for h in logger.handlers if isinstance(h, AccountingFileHandler)]:
@@ -307,8 +324,9 @@ def configure(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSet
     for handler in handlers:
         handler.open()
         logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
+    level = logger_level(settings)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
     logger.propagate = settings.propagate
     _log.info("accounting files ready: %s", ", ".join(str(h.path) for h in handlers))
     return settings
@@ -317,6 +335,7 @@ def configure(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSet
 def _as_mapping(settings: AccountingSettings) -> dict[str, Any]:
     data = asdict(settings)
     data["fields"] = {k: list(v) for k, v in settings.fields.items()}
+    data["records"] = ",".join(kind.code for kind in settings.records)
     return data
 
 
@@ -326,5 +345,5 @@ def describe(settings: AccountingSettings) -> str:
     data["directories"] = {kind.directory: {
         "active": str(settings.directory(kind)),
         "archive": str(settings.archive_directory(kind)) if settings.archiving else None,
-    } for kind in Kind}
+    } for kind in settings.records}
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

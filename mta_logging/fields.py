@@ -1,9 +1,15 @@
 """The field catalogue: how each accounting field's text is taken from an Outcome.
 
-Each field's text is a pure function of the outcome and the time the record was logged
+Each field's text is a function of the outcome and the time the record was logged
 (:func:`field_text`); None means "not known" and is written as the configured placeholder.
 ``speedups.extractor_for`` turns a field list into one function returning all values of a
-record in order.
+record in order. The one field that is not a pure function is ``eventId``: unless the outcome
+carries one, each record written gets a new id (:mod:`mta_logging.eventid`).
+
+Field names follow PowerMTA's where it has one (``orig``, ``orcpt``, ``envId``, ``dsnAction``,
+``dsnDiag``, ``dsnMta``, ``dlvSize``, ``timeFirstAttempt``, ``totalSecondsQueued``,
+``header_<Name>``, which is ``custom_<Name>``). A field list may hold ``*`` (every field of
+the catalogue not listed yet) and ``!name`` (leave that field out).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from mta_logging.errors import ConfigError
+from mta_logging.eventid import new_event_id
 from mta_logging.outcome import Kind, Outcome
+from mta_logging.reply import parse_reply
 
 FIELD_NAMES: tuple[str, ...] = (
     "type",
@@ -30,8 +38,28 @@ FIELD_NAMES: tuple[str, ...] = (
     "dsnMsg",
     "delay",
     "bounceCat",
+    "orig",
+    "orcpt",
+    "envId",
+    "dsnAction",
+    "dsnDiag",
+    "dsnMta",
+    "dlvSize",
+    "dlvTlsProtocol",
+    "dlvTlsCipher",
+    "timeFirstAttempt",
+    "totalSecondsQueued",
+    "eventId",
+    "rcvSourceIp",
+    "rcvHelo",
+    "rcvAuthUser",
+    "rcvTlsProtocol",
+    "rcvTlsCipher",
 )
 CUSTOM_PREFIX = "custom_"
+HEADER_PREFIX = "header_"  # PowerMTA's spelling of custom_
+# fields whose value is a number: JSON lines write them as JSON numbers
+NUMBER_FIELDS = frozenset({"delay", "dlvSize", "totalSecondsQueued"})
 
 _COMMON = ("type", "timeLogged", "timeQueued", "rcpt", "srcMta", "srcIp", "vmta", "jobId",
            "dsnStatus", "dsnMsg")
@@ -39,30 +67,56 @@ DEFAULT_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.DELIVERED: _COMMON,
     Kind.DEFERRED: (*_COMMON, "delay"),
     Kind.BOUNCE: (*_COMMON, "bounceCat"),
+    Kind.RECEIVED: ("type", "timeLogged", "orig", "rcpt", "orcpt", "envId", "jobId",
+                    "rcvSourceIp", "rcvHelo", "rcvAuthUser", "dlvSize", "rcvTlsProtocol",
+                    "rcvTlsCipher"),
 }
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 Extractor = Callable[[Outcome, float], list["str | None"]]
 
-ALLOWED_FIELDS_TEXT = "allowed fields: " + ", ".join(FIELD_NAMES) + ", custom_<Header>"
+ALLOWED_FIELDS_TEXT = ("allowed fields: " + ", ".join(FIELD_NAMES)
+                       + ", custom_<Header> (or header_<Header>), * for every field, "
+                       "!<field> to leave one out")
+
+
+def header_name(field_name: str) -> str | None:
+    """The message header a ``custom_<Name>``/``header_<Name>`` field writes; None for others."""
+    for prefix in (CUSTOM_PREFIX, HEADER_PREFIX):
+        if field_name.startswith(prefix) and len(field_name) > len(prefix):
+            return field_name[len(prefix):]
+    return None
 
 
 def parse_fields(value: str | Iterable[str], *, key: str = "fields") -> tuple[str, ...]:
     """Validate a field list (a comma-separated string or a sequence); return it as a tuple.
 
-    Raises ConfigError naming the first unknown field.
+    ``*`` stands for every catalogue field not named before it; ``!name`` leaves ``name`` out
+    (wherever it is listed, ``*`` included): ``*,!eventId`` is every field but the event id.
+    Raises ConfigError naming the first unknown field, or a list that leaves no field.
     """
     items = value.split(",") if isinstance(value, str) else list(value)
-    names = tuple(str(item).strip() for item in items if str(item).strip())
+    names = [str(item).strip() for item in items if str(item).strip()]
     if not names:
         raise ConfigError(key, value, "expected at least one field; " + ALLOWED_FIELDS_TEXT)
+    listed: list[str] = []
+    left_out: set[str] = set()
     for name in names:
-        if name in FIELD_NAMES:
+        if name == "*":
+            listed.extend(known for known in FIELD_NAMES if known not in listed)
             continue
-        if name.startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
-            continue
-        raise ConfigError(key, name, f"unknown field; {ALLOWED_FIELDS_TEXT}")
-    return names
+        excluded = name[1:].strip() if name.startswith("!") else None
+        field_name = name if excluded is None else excluded
+        if field_name not in FIELD_NAMES and header_name(field_name) is None:
+            raise ConfigError(key, name, f"unknown field; {ALLOWED_FIELDS_TEXT}")
+        if excluded is None:
+            listed.append(field_name)
+        else:
+            left_out.add(field_name)
+    selected = tuple(name for name in listed if name not in left_out)
+    if not selected:
+        raise ConfigError(key, value, "leaves no field; " + ALLOWED_FIELDS_TEXT)
+    return selected
 
 
 _NO_SECOND = (math.inf, -math.inf, "")  # a cache that holds no second
@@ -130,9 +184,64 @@ def format_delay(delay: float | None) -> str | None:
     return f"{number:.3f}".rstrip("0")
 
 
+def json_number(text: str) -> int | float | str:
+    """The JSON value of a number field's text (see :data:`NUMBER_FIELDS`): the whole or
+    decimal number it writes, or the text itself when it is not a finite number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
+
+
 def _text(value: object) -> str | None:
     """A value as field text: None stays None (not known), anything else is made text."""
     return None if value is None else str(value)
+
+
+# the RFC 3464 action of a record whose outcome names none, by kind
+DSN_ACTIONS: dict[Kind, str] = {
+    Kind.DELIVERED: "delivered", Kind.DEFERRED: "delayed", Kind.BOUNCE: "failed"}
+
+
+def dsn_action(outcome: Outcome) -> str | None:
+    """``dsnAction``: the outcome's, else the action of its kind (none for received)."""
+    action = outcome.dsn_action
+    return DSN_ACTIONS.get(outcome.kind) if action is None else str(action)
+
+
+def dsn_diag(outcome: Outcome) -> str | None:
+    """``dsnDiag``: the outcome's, else ``smtp; <dsn_msg>`` when ``dsn_msg`` is an SMTP reply
+    (RFC 3464's Diagnostic-Code of a remote server's answer); None otherwise."""
+    diag = outcome.dsn_diag
+    if diag is not None:
+        return str(diag)
+    return None if outcome.dsn_msg is None else diagnostic_of(str(outcome.dsn_msg))
+
+
+def diagnostic_of(message: str) -> str | None:
+    """RFC 3464's Diagnostic-Code of a server's reply, ``smtp; <reply>``; None for a text that
+    is not an SMTP reply (a local error)."""
+    return f"smtp; {message}" if parse_reply(message).code is not None else None
+
+
+def seconds_queued(outcome: Outcome, time_logged: float) -> str | None:
+    """``totalSecondsQueued``: whole seconds from ``time_queued`` to the logging time."""
+    queued = outcome.time_queued
+    if queued is None:
+        return None
+    start = queued.timestamp() if isinstance(queued, datetime) else float(queued)
+    return str(int(time_logged - start))
+
+
+def event_id(outcome: Outcome, time_logged: float) -> str:
+    """``eventId``: the outcome's, else a new one for this record."""
+    given = outcome.event_id
+    return new_event_id(time_logged) if given is None else str(given)
 
 
 # How each field's text is taken from an outcome, the time it was logged and the TimeText of
@@ -151,12 +260,31 @@ _FIELD_TEXT: dict[str, Callable[[Outcome, float, TimeText], str | None]] = {
     "dsnMsg": lambda outcome, logged, times: _text(outcome.dsn_msg),
     "delay": lambda outcome, logged, times: format_delay(outcome.delay),
     "bounceCat": lambda outcome, logged, times: _text(outcome.bounce_cat),
+    "orig": lambda outcome, logged, times: _text(outcome.orig),
+    "orcpt": lambda outcome, logged, times: _text(
+        outcome.rcpt if outcome.orcpt is None else outcome.orcpt),
+    "envId": lambda outcome, logged, times: _text(outcome.env_id),
+    "dsnAction": lambda outcome, logged, times: dsn_action(outcome),
+    "dsnDiag": lambda outcome, logged, times: dsn_diag(outcome),
+    "dsnMta": lambda outcome, logged, times: _text(outcome.dsn_mta),
+    "dlvSize": lambda outcome, logged, times: _text(outcome.size),
+    "dlvTlsProtocol": lambda outcome, logged, times: _text(outcome.tls_protocol),
+    "dlvTlsCipher": lambda outcome, logged, times: _text(outcome.tls_cipher),
+    "timeFirstAttempt": lambda outcome, logged, times: times.of(outcome.time_first_attempt),
+    "totalSecondsQueued": lambda outcome, logged, times: seconds_queued(outcome, logged),
+    "eventId": lambda outcome, logged, times: event_id(outcome, logged),
+    "rcvSourceIp": lambda outcome, logged, times: _text(outcome.rcv_ip),
+    "rcvHelo": lambda outcome, logged, times: _text(outcome.rcv_helo),
+    "rcvAuthUser": lambda outcome, logged, times: _text(outcome.rcv_auth_user),
+    "rcvTlsProtocol": lambda outcome, logged, times: _text(outcome.rcv_tls_protocol),
+    "rcvTlsCipher": lambda outcome, logged, times: _text(outcome.rcv_tls_cipher),
 }
 
 
 def field_text(name: str, outcome: Outcome, time_logged: float, times: TimeText) -> str | None:
     """The text of field ``name`` (a valid field name, see :func:`parse_fields`) of the record
     of ``outcome`` logged at ``time_logged``, times written by ``times``; None = not known."""
-    if name.startswith(CUSTOM_PREFIX):
-        return _text(outcome.header(name[len(CUSTOM_PREFIX):]))
-    return _FIELD_TEXT[name](outcome, time_logged, times)
+    text = _FIELD_TEXT.get(name)
+    if text is None:  # custom_<Name> or header_<Name>
+        return _text(outcome.header(name.partition("_")[2]))
+    return text(outcome, time_logged, times)

@@ -12,6 +12,11 @@ Escaping contract (what every reader relies on; ``split_line`` undoes it exactly
   ``surrogateescape`` decoding of 8-bit header bytes) is written as ``\\xNN`` (the original byte)
   or ``\\uXXXX``, so files are always valid UTF-8 and one record is always exactly one line.
 * A value that is not known is written as the placeholder (default: empty).
+
+JSON lines (``AccountingJsonFormatter``): the JSON encoder escapes quotes and control
+characters; before it, a backslash becomes ``\\\\`` and text that is not valid Unicode
+``\\xNN``/``\\uXXXX``, as in separated files (so JSON files are strict JSON, and the reader's
+``unescape`` gives back the same value from either). Number fields are JSON numbers.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from pythonjsonlogger.json import JsonFormatter
 from mta_logging import settings as _settings
 from mta_logging import speedups
 from mta_logging.errors import ConfigError
-from mta_logging.fields import DEFAULT_FIELDS, DEFAULT_TIME_FORMAT, TimeText
+from mta_logging.fields import (
+    DEFAULT_FIELDS,
+    DEFAULT_TIME_FORMAT,
+    NUMBER_FIELDS,
+    TimeText,
+    json_number,
+)
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.settings import separator as check_separator  # (importable from here too)
 
@@ -38,6 +49,7 @@ _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 _TSV_SPECIAL = re.compile("[\\\\\t\n\r\ud800-\udfff]")
 _CSV_SPECIAL = re.compile("[\\\\\n\r\ud800-\udfff]")
+_JSON_SPECIAL = re.compile("[\\\\\ud800-\udfff]")
 _ESCAPED = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)", re.DOTALL)
 
 
@@ -78,6 +90,13 @@ def escape_csv(value: str, separator: str) -> str:
     if separator in value or '"' in value:
         return '"' + value.replace('"', '""') + '"'
     return value
+
+
+def escape_json(value: str) -> str:
+    """Escape one value for a JSON lines record (the encoder escapes the rest)."""
+    if _JSON_SPECIAL.search(value) is None:
+        return value
+    return _JSON_SPECIAL.sub(_escape_char, value)
 
 
 def unescape(value: str) -> str:
@@ -207,7 +226,8 @@ class AccountingFormatter(logging.Formatter):
 
 
 class AccountingJsonFormatter(JsonFormatter):
-    """JSON lines with the same field names (unknown values are ``null``).
+    """JSON lines with the same field names (unknown values are ``null``, number fields
+    numbers; escaping: see the module's docstring).
 
     A python-json-logger ``JsonFormatter``: its options (``json_indent`` aside, which would
     break one-record-one-line), ``static_fields``, ``rename_fields``, ``prefix`` and its
@@ -247,7 +267,11 @@ class AccountingJsonFormatter(JsonFormatter):
         renamed, with the static fields, through its ``process_log_record`` and
         ``serialize_log_record``."""
         outcome = outcome_of(record)
-        values = self._extract(outcome, record.created)
+        values: list[Any] = [
+            None if text is None else json_number(text) if name in NUMBER_FIELDS
+            else escape_json(text)
+            for name, text in zip(self.fields, self._extract(outcome, record.created),
+                                  strict=True)]
         rename = self.rename_fields
         if rename:
             pairs = zip(self.fields, values, strict=True)

@@ -28,6 +28,7 @@ class Kind(enum.Enum):
     DELIVERED = "d"
     DEFERRED = "df"
     BOUNCE = "b"
+    RECEIVED = "r"
 
     @classmethod
     def find(cls, text: str | None) -> Kind | None:
@@ -39,7 +40,7 @@ class Kind(enum.Enum):
 
     @classmethod
     def parse(cls, value: str | Kind) -> Kind:
-        """Accept a Kind, its code (``d``/``df``/``b``) or its name (``delivered``/...)."""
+        """Accept a Kind, its code (``d``/``df``/``b``/``r``) or its name (``delivered``/...)."""
         if isinstance(value, Kind):
             return value
         kind = cls.find(value)
@@ -47,10 +48,12 @@ class Kind(enum.Enum):
             from mta_logging.errors import ConfigError
 
             raise ConfigError(
-                "kind", value, "expected one of d, df, b, delivered, deferred, bounce"
+                "kind", value, "expected one of d, df, b, r, delivered, deferred, bounce, received"
             )
         return kind
 
+
+RECEIVED_LEVEL = 15  # between DEBUG and INFO; no level name is registered for it
 
 # every text that names a kind, lower case: its code, directory name and label, and ``t``
 # (the Haraka plugin named deferred files t.*)
@@ -58,7 +61,8 @@ _names = {"t": Kind.DEFERRED}
 for _kind, _level, _directory, _label in (
         (Kind.DELIVERED, logging.INFO, "delivered", "delivered"),
         (Kind.DEFERRED, logging.WARNING, "deferred", "deferred"),
-        (Kind.BOUNCE, logging.ERROR, "bounce", "bounced")):
+        (Kind.BOUNCE, logging.ERROR, "bounce", "bounced"),
+        (Kind.RECEIVED, RECEIVED_LEVEL, "received", "received")):
     _kind.level = _level
     _kind.directory = _directory
     _kind.label = _label
@@ -76,6 +80,20 @@ class Outcome:
     ``headers`` holds message headers for ``custom_<Header>`` fields (looked up
     case-insensitively); ``extra`` holds anything else an application wants to carry along.
     (``speedups`` gives it an ``__init__`` that sets the fields in one step.)
+
+    The fields after ``extra`` (the envelope, DSN, delivery and reception details) are read
+    only by the fields that write them; an Outcome that leaves them out holds their default
+    (None) as a class attribute, not in its ``__dict__`` (see ``AccountingLogger``), so they
+    cost nothing to a program that does not use them. ``orig`` is the envelope sender (``""``
+    for the null sender ``<>``); ``orcpt`` the RFC 3461 ORCPT (None: the recipient as given);
+    ``env_id`` the RFC 3461 ENVID; ``dsn_action``/``dsn_diag`` the RFC 3464 action and
+    diagnostic (None: taken from the kind and ``dsn_msg``); ``dsn_mta`` the remote MTA;
+    ``size`` the message size in bytes (sent, or for a received record received);
+    ``tls_protocol``/``tls_cipher`` the outbound connection's TLS (None: plain or not known);
+    ``time_first_attempt`` when delivery was first tried; ``event_id`` the record's unique id
+    (None: a new one for each record written, see :mod:`mta_logging.eventid`); the ``rcv_*``
+    fields describe the inbound connection of a received record: the client's address, its
+    HELO/EHLO name, the AUTH user, its TLS protocol and cipher.
     """
 
     kind: Kind
@@ -92,6 +110,22 @@ class Outcome:
     bounce_cat: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    orig: str | None = None
+    orcpt: str | None = None
+    env_id: str | None = None
+    dsn_action: str | None = None
+    dsn_diag: str | None = None
+    dsn_mta: str | None = None
+    size: int | None = None
+    tls_protocol: str | None = None
+    tls_cipher: str | None = None
+    time_first_attempt: datetime | float | None = None
+    event_id: str | None = None
+    rcv_ip: str | None = None
+    rcv_helo: str | None = None
+    rcv_auth_user: str | None = None
+    rcv_tls_protocol: str | None = None
+    rcv_tls_cipher: str | None = None
 
     def header(self, name: str) -> str | None:
         """The value of message header ``name``, compared case-insensitively; None if absent."""
@@ -104,3 +138,11 @@ class Outcome:
             if key.lower() == wanted:
                 return value
         return None
+
+
+# the details an Outcome holds only when given (class defaults otherwise): the keywords that
+# AccountingLogger's methods take beyond the Haraka plugin's fields
+DETAIL_NAMES: tuple[str, ...] = tuple(
+    name for name in Outcome.__dataclass_fields__ if name not in (
+        "kind", "rcpt", "time_queued", "src_mta", "src_ip", "dest_ip", "vmta", "job_id",
+        "dsn_status", "dsn_msg", "delay", "bounce_cat", "headers", "extra"))

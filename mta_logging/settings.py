@@ -21,7 +21,9 @@ The rules, the same everywhere:
 * ``retention_files``: a whole number written as one (``10``, not ``10.0`` or ``2.5``), at
   least 1;
 * choices (``fsync``, ``format``): in any case and with surrounding white space, returned in
-  lower case (``fsync: ALWAYS`` is ``always``).
+  lower case (``fsync: ALWAYS`` is ``always``);
+* ``records``: the kinds to write (PowerMTA's setting), comma-separated text or a list of
+  codes or names (``d,df,b``, ``delivered, received``), each once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 from mta_logging.errors import ConfigError
 from mta_logging.fields import TimeText, parse_fields
 from mta_logging.naming import check_template
+from mta_logging.outcome import Kind
 
 FSYNC_POLICIES = ("never", "rollover", "always")
 FORMATS = ("separated", "json")
@@ -183,6 +186,29 @@ def fields(value: Any, key: str = "fields") -> tuple[str, ...] | None:
     return parse_fields(value, key=key)
 
 
+DEFAULT_RECORDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
+
+
+def records(value: Any) -> tuple[Kind, ...]:
+    """``records``: the kinds written, in the order given; ``d,df,b`` by default, ``d,df,b,r``
+    adds received records."""
+    allowed = ("expected kinds such as d,df,b or d,df,b,r (each once, of d delivered, "
+               "df deferred, b bounce, r received)")
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ConfigError("records", value, allowed)
+    kinds = [item if isinstance(item, Kind) else Kind.find(_as_text(item)) for item in items]
+    if not kinds or None in kinds or len(set(kinds)) != len(kinds):
+        raise ConfigError("records", value, allowed)
+    return tuple(kind for kind in kinds if kind is not None)
+
+
+DEFAULT_EXTENSIONS = {"separated": "tsv", "json": "jsonl"}
+
+
 def output_format(value: Any) -> str:
     """``format``: ``separated`` (also ``tsv``, ``csv``, ``text``) or ``json``, in any case."""
     return _choice("format", value, FORMATS, _FORMAT_ALIASES)
@@ -263,4 +289,5 @@ VALIDATORS: Mapping[str, Callable[[Any], Any]] = {
     "utc": utc,
     "logger": logger,
     "propagate": propagate,
+    "records": records,
 }

@@ -16,25 +16,32 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
+from mta_logging.eventid import new_event_id
 from mta_logging.fields import (
-    CUSTOM_PREFIX,
+    DSN_ACTIONS,
+    NUMBER_FIELDS,
     Extractor,
     TimeText,
+    dsn_diag,
     field_text,
     format_delay,
+    header_name,
+    json_number,
     parse_fields,
+    seconds_queued,
 )
-from mta_logging.outcome import Kind, Outcome
+from mta_logging.outcome import DETAIL_NAMES, Kind, Outcome
 
 __all__ = [
     "VERIFIED_PYTHONS", "enabled",
@@ -68,22 +75,32 @@ class _Factory:
 _FACTORY = _Factory()
 
 
-def one_step_init(cls: type) -> Callable[..., None]:
+def one_step_init(cls: type, optional: Collection[str] = ()) -> Callable[..., None]:
     """``cls.__init__`` (a frozen dataclass without slots) with the dataclass's signature,
     setting all fields at once.
 
     The frozen dataclass ``__init__`` that CPython 3.11's ``Lib/dataclasses.py`` generates
-    sets each field with ``object.__setattr__(self, name, value)``: for an Outcome fourteen
+    sets each field with ``object.__setattr__(self, name, value)``: for an Outcome thirty
     calls, the larger part of the cost of building one, for every record. This one sets the
     instance's ``__dict__`` once, to a dict display of the fields in order; same signature,
-    defaults and default factories (a new dict per instance). The class stays the dataclass it
-    is (fields, equality, hash, repr, frozen, pickling)."""
+    defaults and default factories (a new dict per instance). The fields named in
+    ``optional`` (their default must be None) are added after the others, in order, only when
+    given another value: left out, the class attribute the dataclass makes of the default
+    stands for them, so that a dict of thirty fields is not built for every record when most
+    are None (three times the cost of the fourteen others). The class stays the dataclass it
+    is (fields, equality, hash, repr, frozen, pickling: they read attributes)."""
     namespace: dict[str, Any] = {"FACTORY": _FACTORY, "set_attribute": object.__setattr__}
     parameters = []
     entries = []
+    later = []
     for item in dataclasses.fields(cls):
         name = item.name
-        if item.default_factory is dict:  # a dict display: no call of the type
+        if name in optional:
+            if item.default is not None:
+                raise ValueError(f"{cls.__qualname__}.{name}: an optional field defaults to None")
+            parameters.append(f"{name}=None")
+            later.append(f"    if {name} is not None:\n        values[{name!r}] = {name}\n")
+        elif item.default_factory is dict:  # a dict display: no call of the type
             parameters.append(f"{name}=FACTORY")
             entries.append(f"{name!r}: {{}} if {name} is FACTORY else {name}")
         elif item.default_factory is not dataclasses.MISSING:
@@ -98,7 +115,9 @@ def one_step_init(cls: type) -> Callable[..., None]:
             parameters.append(name)
             entries.append(f"{name!r}: {name}")
     source = (f"def __init__(self, {', '.join(parameters)}):\n"
-              f"    set_attribute(self, '__dict__', {{{', '.join(entries)}}})\n")
+              f"    values = {{{', '.join(entries)}}}\n"
+              + "".join(later)
+              + "    set_attribute(self, '__dict__', values)\n")
     exec(source, namespace)
     init: Callable[..., None] = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -109,8 +128,9 @@ DATACLASS_INIT: Callable[..., None] = Outcome.__init__  # the plain version: the
 
 
 def outcome_init_for() -> Callable[..., None]:
-    """:func:`one_step_init` of Outcome on a verified Python, else :data:`DATACLASS_INIT`."""
-    return one_step_init(Outcome) if enabled() else DATACLASS_INIT
+    """:func:`one_step_init` of Outcome (the details optional) on a verified Python, else
+    :data:`DATACLASS_INIT`."""
+    return one_step_init(Outcome, DETAIL_NAMES) if enabled() else DATACLASS_INIT
 
 
 Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
@@ -265,6 +285,27 @@ _EXPRESSIONS = {
     "dsnMsg": _as_text("outcome.dsn_msg"),
     "delay": "(missing if (v := outcome.delay) is None else format_delay(v))",
     "bounceCat": _as_text("outcome.bounce_cat"),
+    "orig": _as_text("outcome.orig"),
+    "orcpt": _as_text("(outcome.rcpt if (o := outcome.orcpt) is None else o)"),
+    "envId": _as_text("outcome.env_id"),
+    "dsnAction": _as_text("(actions.get(outcome.kind) if (a := outcome.dsn_action) is None "
+                          "else a)"),
+    "dsnDiag": "(missing if (v := dsn_diag(outcome)) is None else v)",
+    "dsnMta": _as_text("outcome.dsn_mta"),
+    "dlvSize": _as_text("outcome.size"),
+    "dlvTlsProtocol": _as_text("outcome.tls_protocol"),
+    "dlvTlsCipher": _as_text("outcome.tls_cipher"),
+    "timeFirstAttempt": ("(missing if (v := outcome.time_first_attempt) is None "
+                         "else first.of(v))"),
+    "totalSecondsQueued": ("(missing if outcome.time_queued is None "
+                           "else seconds_queued(outcome, time_logged))"),
+    "eventId": ("(new_event_id(time_logged) if (v := outcome.event_id) is None "
+                "else v if v.__class__ is str else str(v))"),
+    "rcvSourceIp": _as_text("outcome.rcv_ip"),
+    "rcvHelo": _as_text("outcome.rcv_helo"),
+    "rcvAuthUser": _as_text("outcome.rcv_auth_user"),
+    "rcvTlsProtocol": _as_text("outcome.rcv_tls_protocol"),
+    "rcvTlsCipher": _as_text("outcome.rcv_tls_cipher"),
 }
 
 
@@ -280,15 +321,21 @@ def _compile(fields: Sequence[str], times: TimeText | None, missing: str | None,
         "logged": times,
         # its own one-second cache: the queued time is rarely in the logged time's second
         "queued": TimeText(times.time_format, times.utc),
+        "first": TimeText(times.time_format, times.utc),
         "format_delay": format_delay,
+        "actions": DSN_ACTIONS,
+        "dsn_diag": dsn_diag,
+        "seconds_queued": seconds_queued,
+        "new_event_id": new_event_id,
         "missing": missing,
         "Kind": Kind,
         **(helpers or {}),
     }
     expressions = []
     for number, name in enumerate(names):
-        if name.startswith(CUSTOM_PREFIX):
-            namespace[f"header_{number}"] = name[len(CUSTOM_PREFIX):]
+        header = header_name(name) if name not in _EXPRESSIONS else None
+        if header is not None:
+            namespace[f"header_{number}"] = header
             expressions.append(_as_text(f"outcome.header(header_{number})"))
         else:
             expressions.append(_EXPRESSIONS[name])
@@ -312,19 +359,32 @@ def compiled_line(fields: Sequence[str], times: TimeText | None, separator: str,
 def compiled_json_object(fields: Sequence[str], times: TimeText | None,
                          quote: Callable[[str], str]) -> Callable[[Outcome, float], str]:
     """One function that returns the JSON object text ``json.dumps`` gives for the dict of
-    ``fields`` (in order) to their values, unknown values ``null``; ``quote`` is the JSON
-    string encoder to use (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``).
-    Field names must be unique (as dict keys are)."""
+    ``fields`` (in order) to their values, unknown values ``null``, number fields as numbers
+    (:func:`~mta_logging.fields.json_number`); ``quote`` is the JSON string encoder to use
+    (``json.encoder.encode_basestring_ascii`` or ``encode_basestring``). Field names must be
+    unique (as dict keys are). Values are written as they are: see :func:`json_written_directly`
+    for those that need escaping first."""
     names = parse_fields(fields)
     keys = [("{" if number == 0 else ", ") + quote(name) + ": "
             for number, name in enumerate(names)]
 
     def assemble(values: list[str]) -> str:
-        items = [f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
-                 for key, value in zip(keys, values, strict=True)]
+        items = [f"{key!r}, ('null' if (w := {value}) is None else number(w, quote))"
+                 if name in NUMBER_FIELDS else
+                 f"{key!r}, (quote(w) if (w := {value}) is not None else 'null')"
+                 for name, key, value in zip(names, keys, values, strict=True)]
         return "''.join((" + ", ".join(items) + ", '}'))"
 
-    return _compile(names, times, None, assemble, {"quote": quote})
+    return _compile(names, times, None, assemble, {"quote": quote, "number": _number_json})
+
+
+def _number_json(text: str, quote: Callable[[str], str]) -> str:
+    """The JSON text ``json.dumps`` gives for :func:`~mta_logging.fields.json_number` of
+    ``text`` (a float as ``float.__repr__``, as the stdlib encoder writes it)."""
+    number = json_number(text)
+    if number.__class__ is str:
+        return quote(text)
+    return str(number) if number.__class__ is int else repr(number)
 
 
 def extractor_for(fields: Sequence[str], times: TimeText | None = None) -> Extractor:
@@ -385,6 +445,7 @@ _PROCESS = BaseJsonFormatter.process_log_record
 _SERIALIZE = BaseJsonFormatter.serialize_log_record
 
 JsonFormat = Callable[[Any, logging.LogRecord], str]
+_MAY_NEED_ESCAPING = re.compile("\\\\\\\\|\\\\ud[89a-f]|[\ud800-\udfff]")
 
 
 def json_written_directly(plain: JsonFormat) -> JsonFormat:
@@ -411,8 +472,12 @@ def json_written_directly(plain: JsonFormat) -> JsonFormat:
                 and self.__dict__.keys().isdisjoint(_HOOKS)  # no step of format replaced
                 and cls.process_log_record is _PROCESS and cls.serialize_log_record is _SERIALIZE
                 and cls.jsonify_log_record is jsonify_with_one_encoder):
-            return self.prefix + objects[bool(self.json_ensure_ascii)](
-                outcome, record.created)
+            text = objects[bool(self.json_ensure_ascii)](outcome, record.created)
+            # a value with a backslash or text that is not Unicode is written escaped
+            # (AccountingJsonFormatter.format): the JSON text shows it as \\, \udcXX or the
+            # surrogate itself
+            if ("\\" not in text and text.isascii()) or _MAY_NEED_ESCAPING.search(text) is None:
+                return self.prefix + text
         return plain(self, record)
 
     return format

@@ -43,6 +43,7 @@ class SinkMessage:
     helo: str | None
     tls: bool
     mail_options: tuple[str, ...]
+    cipher: tuple[str, str, int] | None = None  # (name, protocol, bits) under TLS
 
 
 class _SinkHandler:
@@ -74,7 +75,8 @@ class _SinkHandler:
         self.sink.add(SinkMessage(
             mail_from=str(envelope.mail_from), rcpts=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"", helo=session.host_name,
-            tls=session.ssl is not None, mail_options=tuple(envelope.mail_options)))
+            tls=session.ssl is not None, mail_options=tuple(envelope.mail_options),
+            cipher=(session.ssl or {}).get("cipher")))
         return f"250 2.0.0 Ok: delivered to {len(envelope.rcpt_tos)} recipient(s)"
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import mta_logging
-from mta_logging import AccountingFileHandler, AccountingSettings, ConfigError
+from mta_logging import AccountingFileHandler, AccountingSettings, ConfigError, Kind
 from mta_logging.config import from_mapping, load, parse_ini, to_dict_config
 from mta_logging.relay.config import load_settings
 
@@ -50,10 +50,11 @@ def test_haraka_defaults() -> None:
     assert (s.path, s.extension, s.separator, s.archiving) == ("accounting_files", "tsv", "\t",
                                                                False)
     assert (s.archive_interval, s.max_size) == (86400, 200)
+    assert s.records == (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)  # r: off, as in PowerMTA
     assert dict(s.location) == {"delivered": "delivered", "deferred": "deferred",
-                                "bounce": "bounce"}
+                                "bounce": "bounce", "received": "received"}
     assert dict(s.archive_to) == {"delivered": "archive", "deferred": "archive",
-                                  "bounce": "archive"}
+                                  "bounce": "archive", "received": "archive"}
     assert s.fields["bounce"][-1] == "bounceCat" and s.fields["deferred"][-1] == "delay"
 
 
@@ -303,11 +304,43 @@ def test_every_key_reaches_the_handlers_through_dict_config(tmp_path: Path) -> N
 
 
 def test_json_format_setting_writes_json_lines(tmp_path: Path) -> None:
-    mta_logging.configure({"path": str(tmp_path), "format": "json", "extension": "jsonl"})
+    mta_logging.configure({"path": str(tmp_path), "format": "json"})  # extension: jsonl
     mta_logging.AccountingLogger().deferred("c@example.org", delay=60)
     (active,) = (tmp_path / "deferred").glob("df.*.jsonl")
     (line,) = active.read_text().splitlines()
-    assert line.startswith('{"type": "df", "timeLogged": "') and line.endswith('"delay": "60"}')
+    assert line.startswith('{"type": "df", "timeLogged": "') and line.endswith('"delay": 60}')
+
+
+@pytest.mark.parametrize(("given", "extension"), [
+    ({"format": "json"}, "jsonl"), ({"format": "JSON", "extension": "log"}, "log"),
+    ({"format": "tsv"}, "tsv"), ({}, "tsv")])
+def test_the_extension_follows_the_format_unless_given(
+        given: dict[str, str], extension: str) -> None:
+    assert load(given).extension == extension
+
+
+def test_configure_with_a_new_format_takes_its_extension(tmp_path: Path) -> None:
+    ini = write(tmp_path, "acct.ini", f"path={tmp_path}\n")
+    assert mta_logging.configure(ini, format="json").extension == "jsonl"
+    kept = write(tmp_path, "kept.ini", f"path={tmp_path}\nextension=log\n")
+    assert mta_logging.configure(kept, format="json").extension == "log"
+
+
+def test_received_records_are_off_by_default_and_on_with_records(tmp_path: Path) -> None:
+    acct = mta_logging.AccountingLogger()
+    mta_logging.configure({"path": str(tmp_path / "off")})
+    acct.received("a@example.org", orig="s@example.com", job_id="Q1")
+    assert not (tmp_path / "off" / "received").exists()
+    ini = write(tmp_path, "acct.ini", f"path={tmp_path / 'on'}\nrecords=d,df,b,r\n")
+    assert mta_logging.configure(ini).records[-1] is Kind.RECEIVED
+    acct.received("a@example.org", orig="", job_id="Q1", rcv_ip="192.0.2.1",
+                  rcv_helo="client.example", size=321)
+    (active,) = (tmp_path / "on" / "received").glob("r.*.tsv")
+    header, line = active.read_text().splitlines()
+    assert header == ("type\ttimeLogged\torig\trcpt\torcpt\tenvId\tjobId\trcvSourceIp\trcvHelo\t"
+                      "rcvAuthUser\tdlvSize\trcvTlsProtocol\trcvTlsCipher")
+    assert line.split("\t")[2:] == ["", "a@example.org", "a@example.org", "", "Q1", "192.0.2.1",
+                                    "client.example", "", "321", "", ""]
 
 
 def test_check_config_understands_a_relay_config(tmp_path: Path) -> None:
@@ -335,3 +368,40 @@ def test_check_config_names_a_bad_relay_key(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith(f"mta-logging check-config: {cfg}: listen: ")
+
+
+def test_a_haraka_ini_writes_the_same_bytes_whatever_details_are_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new fields are written only where configured: the Haraka defaults stay the lines
+    they were, byte for byte, when a caller (the relay) gives every detail."""
+    import time
+
+    t0 = 1_764_138_000.25
+    monkeypatch.setattr(time, "time", lambda: t0)
+    ini = write(tmp_path, "accounting_files.ini", f"path={tmp_path / 'acct'}\n")
+    mta_logging.configure(ini)
+    details = {"orig": "s@example.com", "orcpt": "rfc822;b@example.com", "env_id": "E1",
+               "dsn_mta": "mx.example.net", "size": 99, "tls_protocol": "TLSv1.3",
+               "tls_cipher": "TLS_AES_128_GCM_SHA256", "time_first_attempt": t0 - 5,
+               "event_id": "id-1"}
+    common = {"time_queued": t0 - 60, "src_mta": "relay.example", "src_ip": "192.0.2.1",
+              "dest_ip": "192.0.2.9", "vmta": "pool", "job_id": "Q1", **details}
+    acct = mta_logging.AccountingLogger()
+    acct.delivered("b@example.com", dsn_status="2.0.0", dsn_msg="250 2.0.0 Ok", **common)
+    acct.deferred("b@example.com", dsn_status="4.2.0", dsn_msg="451 4.2.0 busy", delay=300,
+                  **common)
+    acct.bounced("b@example.com", dsn_status="5.1.1", dsn_msg="550 5.1.1 unknown",
+                 bounce_cat="bad-mailbox", **common)
+    logged, queued = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in (t0, t0 - 60))
+    start = f"{logged}\t{queued}\tb@example.com\trelay.example\t192.0.2.1\tpool\tQ1"
+    header = "type\ttimeLogged\ttimeQueued\trcpt\tsrcMta\tsrcIp\tvmta\tjobId\tdsnStatus\tdsnMsg"
+    expected = {
+        "delivered": f"{header}\nd\t{start}\t2.0.0\t250 2.0.0 Ok\n",
+        "deferred": f"{header}\tdelay\ndf\t{start}\t4.2.0\t451 4.2.0 busy\t300\n",
+        "bounce": f"{header}\tbounceCat\nb\t{start}\t5.1.1\t550 5.1.1 unknown\tbad-mailbox\n",
+    }
+    for kind, text in expected.items():
+        (path,) = (tmp_path / "acct" / kind).glob("*.tsv")
+        assert path.read_bytes() == text.encode()
+    assert sorted(p.name for p in (tmp_path / "acct").iterdir()) == [
+        "bounce", "deferred", "delivered"]  # no received records unless asked for

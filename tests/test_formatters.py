@@ -6,11 +6,13 @@ import csv
 import io
 import json
 import logging
+import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import mta_logging
 from mta_logging import AccountingFormatter, AccountingJsonFormatter, ConfigError, Kind, Outcome
 from mta_logging.formatters import escape_tsv, header_fields, join_values, split_line, unescape
 
@@ -130,9 +132,105 @@ def test_json_lines_use_the_same_field_names() -> None:
     assert json.loads(line) == {
         "type": "df", "timeLogged": "2025-11-26 06:20:00", "timeQueued": None,
         "rcpt": "carol@example.org", "srcMta": None, "srcIp": None, "vmta": None,
-        "jobId": None, "dsnStatus": "4.2.0", "dsnMsg": "451 4.2.0 try\nlater", "delay": "300",
+        "jobId": None, "dsnStatus": "4.2.0", "dsnMsg": "451 4.2.0 try\nlater", "delay": 300,
     }
     assert fmt.header() is None
+
+
+# -- the fields beyond the Haraka plugin's -------------------------------------------------------
+
+ALL_DETAILS = {
+    "orig": "alice@example.com", "orcpt": "rfc822;Bob@Example.com", "env_id": "env-1",
+    "dsn_mta": "mx.example.net", "size": 2048, "tls_protocol": "TLSv1.3",
+    "tls_cipher": "TLS_AES_256_GCM_SHA384", "time_first_attempt": T0 - 60,
+    "event_id": "0192f1c0-0000-7000-8000-000000000001", "rcv_ip": "192.0.2.7",
+    "rcv_helo": "client.example.com", "rcv_auth_user": "alice",
+    "rcv_tls_protocol": "TLSv1.2", "rcv_tls_cipher": "ECDHE-RSA-AES128-GCM-SHA256"}
+NEW_FIELDS = ("orig,orcpt,envId,dsnAction,dsnDiag,dsnMta,dlvSize,dlvTlsProtocol,dlvTlsCipher,"
+              "timeFirstAttempt,totalSecondsQueued,eventId,rcvSourceIp,rcvHelo,rcvAuthUser,"
+              "rcvTlsProtocol,rcvTlsCipher")
+
+
+def test_every_new_field_is_written_byte_for_byte() -> None:
+    fmt = AccountingFormatter(fields=NEW_FIELDS, utc=True)
+    outcome = delivered(time_queued=T0 - 90, dsn_msg="250 2.0.0 Ok: queued as 4XyZ",
+                        **ALL_DETAILS)
+    assert fmt.header() == NEW_FIELDS.replace(",", "\t")
+    assert fmt.format(record(outcome)) == (
+        "alice@example.com\trfc822;Bob@Example.com\tenv-1\tdelivered\t"
+        "smtp; 250 2.0.0 Ok: queued as 4XyZ\tmx.example.net\t2048\tTLSv1.3\t"
+        "TLS_AES_256_GCM_SHA384\t2025-11-26 06:19:00\t90\t"
+        "0192f1c0-0000-7000-8000-000000000001\t192.0.2.7\tclient.example.com\talice\t"
+        "TLSv1.2\tECDHE-RSA-AES128-GCM-SHA256")
+
+
+@pytest.mark.parametrize(("kind", "action"), [
+    (Kind.DELIVERED, "delivered"), (Kind.DEFERRED, "delayed"), (Kind.BOUNCE, "failed"),
+    (Kind.RECEIVED, "")])
+def test_fields_not_given_are_taken_from_the_outcome_or_left_empty(
+        kind: Kind, action: str) -> None:
+    fmt = AccountingFormatter(fields="rcpt,orig,orcpt,dsnAction,dsnDiag,dlvSize,"
+                                     "dlvTlsProtocol,totalSecondsQueued", placeholder="-")
+    outcome = Outcome(kind=kind, rcpt="bob@example.com", dsn_msg="connect to mx: timed out")
+    assert fmt.format(record(outcome)).split("\t") == [
+        "bob@example.com", "-", "bob@example.com", action or "-", "-", "-", "-", "-"]
+
+
+def test_the_null_sender_is_an_empty_orig_not_an_unknown_one() -> None:
+    fmt = AccountingFormatter(fields="rcpt,orig", placeholder="-")
+    assert fmt.format(record(delivered(orig=""))) == "bob@example.com\t"
+    assert fmt.format(record(delivered())) == "bob@example.com\t-"
+
+
+def test_each_record_gets_its_own_event_id_unless_the_outcome_carries_one() -> None:
+    fmt = AccountingFormatter(fields="eventId")
+    outcome = delivered()
+    first, second = fmt.format(record(outcome)), fmt.format(record(outcome))
+    assert first != second
+    assert [uuid.UUID(text).version for text in (first, second)] == [7, 7]
+    assert int(first[:8] + first[9:13], 16) == int(T0 * 1000)  # UUIDv7: logging time in ms
+    assert fmt.format(record(delivered(event_id="mine"))) == "mine"
+
+
+def test_header_fields_are_custom_fields_by_their_powermta_name() -> None:
+    fmt = AccountingFormatter(fields="rcpt,header_X-Campaign,custom_x-campaign")
+    outcome = delivered(headers={"X-CAMPAIGN": "spring"})
+    assert fmt.header() == "rcpt\theader_X-Campaign\tcustom_x-campaign"
+    assert fmt.format(record(outcome)) == "bob@example.com\tspring\tspring"
+
+
+def test_a_star_is_every_field_and_a_bang_leaves_one_out() -> None:
+    every = AccountingFormatter(fields="*").fields
+    assert every == mta_logging.FIELD_NAMES
+    assert AccountingFormatter(fields="*,!eventId,!destIp").fields == tuple(
+        name for name in mta_logging.FIELD_NAMES if name not in ("eventId", "destIp"))
+    assert AccountingFormatter(fields="rcpt,custom_X-A,*,!type").fields[:3] == (
+        "rcpt", "custom_X-A", "timeLogged")
+    assert AccountingFormatter(fields=["jobId", "*"]).fields.count("jobId") == 1
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ("!rcpt", "fields: '!rcpt' is not valid; leaves no field"),
+    ("*,!sender", "fields: '!sender' is not valid; unknown field"),
+    ("rcpt,header_", "fields: 'header_' is not valid; unknown field"),
+])
+def test_bad_star_and_bang_lists_are_clear_errors(fields: str, error: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        AccountingFormatter(fields=fields)
+    assert str(err.value).startswith(error)
+
+
+def test_json_lines_write_numbers_as_numbers_and_bad_bytes_as_in_tsv() -> None:
+    fields = "rcpt,delay,dlvSize,totalSecondsQueued,dsnMsg"
+    outcome = Outcome(kind=Kind.DEFERRED, rcpt="b\\ob@example.com", time_queued=T0 - 30.5,
+                      dsn_msg="451 caf\udce9 \\x41", delay=2.5, size=10)
+    line = AccountingJsonFormatter(fields=fields).format(record(outcome))
+    assert line == ('{"rcpt": "b\\\\\\\\ob@example.com", "delay": 2.5, "dlvSize": 10, '
+                    '"totalSecondsQueued": 30, "dsnMsg": "451 caf\\\\xe9 \\\\\\\\x41"}')
+    assert line.encode("utf-8").decode("ascii")  # strict JSON: no lone surrogate
+    tsv = AccountingFormatter(fields=fields).format(record(outcome))
+    assert [unescape(json.loads(line)[name]) for name in ("rcpt", "dsnMsg")] == [
+        split_line(tsv)[0], split_line(tsv)[4]] == ["b\\ob@example.com", "451 caf\udce9 \\x41"]
 
 
 def test_json_formatter_keeps_python_json_logger_options() -> None:

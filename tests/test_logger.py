@@ -11,6 +11,8 @@ import pytest
 
 import mta_logging
 from mta_logging import AccountingFileHandler, AccountingLogger, Kind, Outcome
+from mta_logging.logger import Details
+from mta_logging.outcome import DETAIL_NAMES
 
 QUEUED = datetime(2026, 11, 26, 6, 0, 0, tzinfo=UTC)
 
@@ -192,15 +194,27 @@ def test_kind_filter_routes_records_to_any_handler(tmp_path: Path) -> None:
 # -- the Outcome fields, spelled out for speed, stay the dataclass's --------------------------
 
 def _field_defaults() -> list[tuple[str, object]]:
-    """(name, default) of each Outcome field; a default factory's default is None (what the
-    signatures take for "an empty mapping"), a field without a default has Parameter.empty."""
+    """(name, default) of each Outcome field up to the details; a default factory's default is
+    None (what the signatures take for "an empty mapping"), a field without a default has
+    Parameter.empty."""
     import dataclasses
     import inspect
 
     return [(item.name, None if item.default_factory is not dataclasses.MISSING
              else inspect.Parameter.empty if item.default is dataclasses.MISSING
              else item.default)
-            for item in dataclasses.fields(Outcome)]
+            for item in dataclasses.fields(Outcome) if item.name not in DETAIL_NAMES]
+
+
+def test_the_details_are_the_outcome_fields_after_extra() -> None:
+    import dataclasses
+    import typing
+
+    names = [item.name for item in dataclasses.fields(Outcome)]
+    assert names[names.index("extra") + 1:] == list(DETAIL_NAMES)
+    assert list(typing.get_type_hints(Details)) == list(DETAIL_NAMES)
+    assert {item.default for item in dataclasses.fields(Outcome)
+            if item.name in DETAIL_NAMES} == {None}
 
 
 @pytest.mark.parametrize("function", [
@@ -210,16 +224,19 @@ def test_the_kind_methods_take_the_outcome_fields_after_the_kind(function: objec
     import inspect
 
     parameters = list(inspect.signature(function).parameters.values())[1:]  # after self
-    assert [(p.name, p.default) for p in parameters] == _field_defaults()[1:]
+    assert [(p.name, p.default) for p in parameters[:-1]] == _field_defaults()[1:]
     assert parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    assert {p.kind for p in parameters[1:]} == {inspect.Parameter.KEYWORD_ONLY}
+    assert {p.kind for p in parameters[1:-1]} == {inspect.Parameter.KEYWORD_ONLY}
+    assert (parameters[-1].name, parameters[-1].kind) == (
+        "details", inspect.Parameter.VAR_KEYWORD)
 
 
 def test_outcome_takes_the_outcome_fields() -> None:
     import inspect
 
-    parameters = inspect.signature(AccountingLogger.outcome).parameters.values()
-    assert [(p.name, p.default) for p in parameters] == _field_defaults()
+    parameters = list(inspect.signature(AccountingLogger.outcome).parameters.values())
+    assert [(p.name, p.default) for p in parameters[:-1]] == _field_defaults()
+    assert parameters[-1].kind is inspect.Parameter.VAR_KEYWORD
 
 
 @pytest.mark.parametrize(("function", "skip"), [
@@ -229,7 +246,7 @@ def test_the_internal_builders_take_every_field_in_order(function: object, skip:
     import inspect
 
     parameters = list(inspect.signature(function).parameters.values())[skip:]
-    assert [p.name for p in parameters] == [name for name, _ in _field_defaults()]
+    assert [p.name for p in parameters] == [name for name, _ in _field_defaults()] + ["details"]
     assert {p.default for p in parameters} == {inspect.Parameter.empty}
 
 
@@ -249,8 +266,10 @@ def test_every_keyword_lands_in_its_own_field(method: str) -> None:
     handler = Keep()
     logger.addHandler(handler)
     values: dict[str, object] = {
-        name: f"{name}-value" for name, _ in _field_defaults()[2:]}
-    values.update(time_queued=1.5, delay=2.5, headers={"X-A": "b"}, extra={"app": 1})
+        name: f"{name}-value" for name in [n for n, _ in _field_defaults()[2:]] + [
+            *DETAIL_NAMES]}
+    values.update(time_queued=1.5, delay=2.5, headers={"X-A": "b"}, extra={"app": 1},
+                  size=1234, time_first_attempt=2.0)
     try:
         returned = getattr(AccountingLogger(logger), method)("rcpt@example.com", **values)
     finally:

@@ -21,6 +21,7 @@ import mta_logging
 from mta_logging import AccountingLogger, Kind, Outcome
 from mta_logging.fields import TimeText
 from mta_logging.formatters import join_values
+from mta_logging.outcome import DETAIL_NAMES
 
 
 @given(st.lists(maybe_text, max_size=8), st.sampled_from(["\t", ",", ";", "|"]),
@@ -39,7 +40,8 @@ def test_kind_attributes() -> None:
     assert [(k.value, k.code, k.level, k.directory, k.label) for k in Kind] == [
         ("d", "d", logging.INFO, "delivered", "delivered"),
         ("df", "df", logging.WARNING, "deferred", "deferred"),
-        ("b", "b", logging.ERROR, "bounce", "bounced")]
+        ("b", "b", logging.ERROR, "bounce", "bounced"),
+        ("r", "r", 15, "received", "received")]
     assert Kind("df") is Kind.DEFERRED is Kind.parse("t")
     assert [Kind.find(text) for text in (" Bounced ", "bounce", "b", "t", "x", "", None)] == [
         Kind.BOUNCE, Kind.BOUNCE, Kind.BOUNCE, Kind.DEFERRED, None, None, None]
@@ -56,10 +58,28 @@ def test_outcome_puts_every_argument_in_its_own_field() -> None:
         kind=Kind.BOUNCE, rcpt="rcpt@example.com", time_queued=1.0, src_mta="src_mta",
         src_ip="src_ip", dest_ip="dest_ip", vmta="vmta", job_id="7", dsn_status="dsn_status",
         dsn_msg="dsn_msg", delay=2.0, bounce_cat="bounce_cat", headers=headers, extra=extra)
-    assert list(vars(built)) == [f.name for f in dataclasses.fields(Outcome)]  # in field order
+    # in field order; the details (none given) are the class's defaults
+    assert list(vars(built)) == [f.name for f in dataclasses.fields(Outcome)
+                                 if f.name not in DETAIL_NAMES]
+    assert (built.orig, built.size, built.event_id) == (None, None, None)
     bare = AccountingLogger.outcome(Kind.DELIVERED, "a@example.com")
     assert (bare.headers, bare.extra) == ({}, {}) and bare.headers is not bare.extra
-    assert vars(bare) == vars(Outcome(Kind.DELIVERED, "a@example.com"))
+    assert bare == Outcome(Kind.DELIVERED, "a@example.com")
+    detailed = AccountingLogger.outcome("r", "a@example.com", size=5, orig="")
+    assert list(vars(detailed))[-2:] == ["size", "orig"]  # as given
+    assert detailed == Outcome(Kind.RECEIVED, "a@example.com", size=5, orig="")
+
+
+@pytest.mark.parametrize(("details", "error"), [
+    ({"sender": "a@example.com"}, "unexpected keyword argument 'sender'"),
+    ({"size": "12"}, "size must be a whole number of bytes, not '12'"),
+    ({"size": True}, "size must be a whole number of bytes, not True"),
+    ({"orig": 5}, "orig must be text, not 5"),
+    ({"time_first_attempt": "soon"}, "time_first_attempt must be a datetime"),
+])
+def test_outcome_details_are_checked(details: dict[str, object], error: str) -> None:
+    with pytest.raises(TypeError, match=error):
+        AccountingLogger.outcome("d", "a@example.com", **details)  # type: ignore[arg-type]
 
 
 def test_written_line_has_every_value_escaped(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from relay_sink import Sink, make_certificate
+from relay_sink import Sink, make_certificate, server_tls_context
 
 from mta_logging.classify import bounce_category
 from mta_logging.formatters import header_fields, split_line
@@ -379,3 +379,70 @@ def test_out_of_file_descriptors_the_relay_pauses_accepting_and_logs_once(tmp_pa
 def _greets(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         return sock.recv(100).startswith(b"220 ")
+
+
+DETAIL_FIELDS = ("type,orig,rcpt,orcpt,envId,jobId,dsnStatus,dsnAction,dsnDiag,dsnMta,dlvSize,"
+                 "dlvTlsProtocol,dlvTlsCipher,bounceCat")
+
+
+def lines_of(workdir: Path, kind: str) -> list[str]:
+    """The lines of ``kind``'s active files (header first)."""
+    (path,) = (workdir / "accounting" / kind).glob("*.tsv")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_records_carry_sender_remote_mta_size_and_tls_end_to_end(tmp_path):
+    files = make_certificate(tmp_path)
+    if files is None:
+        pytest.skip("openssl is not installed")
+    cert, key = files
+    with Sink(tls_context=server_tls_context(cert, key)) as sink:
+        config = base_config(
+            sink.port, tls={"cert": str(cert), "key": str(key)},
+            auth_users={"alice": hash_password("s3cret", iterations=1000)},
+            retry={"intervals": [0.3], "max_queue_lifetime": 1},
+            accounting={"path": "./accounting", "records": "d,df,b,r", "fields": {
+                "delivered": DETAIL_FIELDS, "bounce": DETAIL_FIELDS,
+                "deferred": "type,rcpt,dsnAction,dsnMta"}})
+        with relay(tmp_path, config) as running, \
+                smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+            client.ehlo("roaming.test")
+            client.starttls(context=ssl._create_unverified_context())
+            inbound = client.sock.cipher()
+            client.ehlo("roaming.test")
+            client.login("alice", "s3cret")
+            client.mail("")
+            for rcpt in ("ok@a.test", "tempfail@a.test"):
+                assert client.rcpt(rcpt)[0] == 250
+            code, text = client.data(MESSAGE)
+            assert code == 250, text
+            job = re.search(rb"queued as ([0-9A-F]+)", text).group(1).decode()  # type: ignore[union-attr]
+            wait_until(lambda: (tmp_path / "accounting" / "bounce").is_dir()
+                       and len(lines_of(tmp_path, "bounce")) == 2, what="the expiry bounce")
+        (message,) = sink.messages
+        outbound = message.cipher
+        assert outbound is not None
+
+    header, *received = lines_of(tmp_path, "received")
+    assert header == ("type\ttimeLogged\torig\trcpt\torcpt\tenvId\tjobId\trcvSourceIp\trcvHelo\t"
+                      "rcvAuthUser\tdlvSize\trcvTlsProtocol\trcvTlsCipher")
+    # each line but its logging time, byte for byte (the null sender: an empty orig)
+    assert [line.split("\t", 2)[::2] for line in received] == [
+        ["r", "\t".join(["", rcpt, rcpt, "", job, "127.0.0.1", "roaming.test", "alice",
+                         str(len(MESSAGE)), inbound[1], inbound[0]])]
+        for rcpt in ("ok@a.test", "tempfail@a.test")]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line.split("\t")[1])
+               for line in received)
+    delivered = "250 2.0.0 Ok: delivered to 1 recipient(s)"
+    assert lines_of(tmp_path, "delivered") == [
+        DETAIL_FIELDS.replace(",", "\t"),
+        f"d\t\tok@a.test\tok@a.test\t\t{job}\t2.0.0\tdelivered\tsmtp; {delivered}\tsink.test\t"
+        f"{len(message.content)}\t{outbound[1]}\t{outbound[0]}\t"]
+    deferred = lines_of(tmp_path, "deferred")
+    assert deferred[0] == "type\trcpt\tdsnAction\tdsnMta"
+    assert set(deferred[1:]) == {"df\ttempfail@a.test\tdelayed\tsink.test"}
+    busy = "451 4.2.0 <tempfail@a.test>: Mailbox busy, try again later"
+    (expired,) = lines_of(tmp_path, "bounce")[1:]
+    assert expired == (
+        f"b\t\ttempfail@a.test\ttempfail@a.test\t\t{job}\t5.4.7\tfailed\tsmtp; {busy}\t"
+        f"sink.test\t{len(message.content)}\t{outbound[1]}\t{outbound[0]}\tmessage-expired")

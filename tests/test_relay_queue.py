@@ -103,6 +103,7 @@ async def test_every_recipient_gets_its_record_and_retries_skip_finished_ones(tm
     assert first.time_queued == message.envelope.time_queued  # spool time
     assert (first.dest_ip, first.src_ip, first.dsn_status, first.dsn_msg) == (
         "192.0.2.1", "192.0.2.2", "2.0.0", "250 2.0.0 scripted")
+    assert (first.orig, first.size) == ("sender@example.test", len(CONTENT))
     assert first.header("x-campaign") == "spring"
     assert records.outcomes[1].bounce_cat  # filled in by the classifier
     assert records.outcomes[2].delay == 0.05
@@ -123,7 +124,8 @@ async def test_backoff_then_expiry(tmp_path):
     *deferred, expired = records.outcomes
     assert [o.delay for o in deferred[:3]] == [0.05, 0.1, 0.1]
     assert {o.kind for o in deferred} == {Kind.DEFERRED}
-    assert expired.bounce_cat == "message-expired"
+    assert (expired.bounce_cat, expired.dsn_status) == ("message-expired", "5.4.7")
+    assert expired.dsn_diag == "smtp; 451 4.4.1 scripted"
     assert expired.dsn_msg.startswith("message expired after ")
     assert expired.dsn_msg.endswith("last error: 451 4.4.1 scripted")
     assert list(spool.queue_dir.iterdir()) == []

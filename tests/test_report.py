@@ -503,3 +503,74 @@ def test_html_page_renders_in_chromium_without_script_errors(
     # the charts' colours are on the screen: delivered green, deferred amber, bounced red
     for rgb in ((0x2E, 0x7D, 0x32), (0xF9, 0xA8, 0x25), (0xC6, 0x28, 0x28)):
         assert bytes(rgb) in colors, rgb
+
+
+def one_job_across_kinds(root: Path) -> Path:
+    """Job J: deferred at 06:00 and 06:02, bounced (another recipient) at 06:01, delivered at
+    06:03; the files of each kind in their own directory, as the writer puts them."""
+    events = [(Kind.DEFERRED, 0, "a@example.com"), (Kind.BOUNCE, 1, "b@example.com"),
+              (Kind.DEFERRED, 2, "a@example.com"), (Kind.DELIVERED, 3, "a@example.com")]
+    handlers = {kind: AccountingFileHandler(kind, path=root) for kind in Kind}
+    for handler in handlers.values():
+        handler.setFormatter(AccountingFormatter(fields="type,timeLogged,rcpt,jobId,"
+                                                        "custom_X-Campaign"))
+    for kind, minute, rcpt in events:
+        emit(handlers[kind], kind, DAY.replace(hour=6, minute=minute), rcpt, job_id="J",
+             headers={"X-Campaign": "spring"})
+    for handler in handlers.values():
+        handler.close()
+    return root
+
+
+def test_grep_one_job_prints_its_history_in_time_order(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = one_job_across_kinds(tmp_path / "acct")
+    code, out, _err = run(capsys, "grep", "--job-id", "J", "--fields", "type,timeLogged",
+                          str(root))
+    assert code == 0 and out.splitlines() == [
+        "type\ttimeLogged", "df\t2026-11-26 06:00:00", "b\t2026-11-26 06:01:00",
+        "df\t2026-11-26 06:02:00", "d\t2026-11-26 06:03:00"]
+    code, out, _err = run(capsys, "grep", "--job-id", "J", "--sort", "file", "--fields",
+                          "type", "--no-header", str(root))
+    assert out.split() == ["b", "df", "df", "d"]  # bounce, deferred, delivered: by name
+    code, out, _err = run(capsys, "grep", "--rcpt", "a@example.com", "--fields", "type",
+                          "--no-header", str(root))
+    assert out.split() == ["df", "df", "d"]  # one recipient's history: in time order too
+
+
+def test_grep_names_a_requested_field_no_file_has(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = one_job_across_kinds(tmp_path / "acct")
+    code, out, err = run(capsys, "grep", "--kind", "d", "--fields",
+                         "rcpt,header_x-campaign,dsnDiag", str(root))
+    assert code == 0 and out.splitlines() == [
+        "rcpt\theader_x-campaign\tdsnDiag", "a@example.com\tspring\t"]
+    assert err == ("mta-logging grep: warning: --fields: 'dsnDiag' is a field of no input "
+                   "file; its values are empty\n")
+
+
+def test_received_records_are_counted_apart_from_outcomes(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    import mta_logging
+
+    accounting = logging.getLogger("mta.accounting")
+    level, propagate = accounting.level, accounting.propagate
+    mta_logging.configure({"path": str(tmp_path), "records": "d,df,b,r"})
+    try:
+        acct = AccountingLogger()
+        acct.received("bob@example.com", job_id="1")
+        acct.delivered("bob@example.com", job_id="1", dsn_status="2.0.0", dsn_msg="250 ok")
+    finally:
+        for handler in list(accounting.handlers):
+            accounting.removeHandler(handler)
+            handler.close()
+        accounting.setLevel(level)
+        accounting.propagate = propagate
+    assert main(["report", "--json", str(tmp_path)]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals == {"delivered": 1, "deferred": 0, "bounced": 0, "received": 1, "unknown": 0,
+                      "total": 2}
+    assert main(["report", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"received\s+1\n", table) and "unknown kind" not in table

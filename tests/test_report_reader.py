@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import tracemalloc
 from datetime import datetime
@@ -315,3 +316,60 @@ def test_memory_stays_flat_on_a_large_input(tmp_path: Path) -> None:
     assert peak < 8_000_000, peak  # a list of the 50k records alone would take over 40 MB
     assert progress[-1] == path.stat().st_size and progress == sorted(progress)
     assert len(progress) >= 50_000 // 8192
+
+
+# -- the fields of today and PowerMTA's spellings ----------------------------------------------
+
+def test_dsn_diag_is_its_own_field_beside_dsn_msg_and_the_old_name_alone(tmp_path: Path) -> None:
+    both = accounting_file(tmp_path / "new" / "d.tsv", [["d", "250 Ok", "smtp; 250 Ok"]],
+                           fields=["type", "dsnMsg", "dsnDiag"])
+    old = accounting_file(tmp_path / "old" / "d.tsv", [["d", "250 Ok"]],
+                          fields=["type", "dsnDiag"])
+    (new_record,), _ = read(both)
+    (old_record,), _ = read(old)
+    assert (new_record.dsn_msg, new_record.get("dsnDiag")) == ("250 Ok", "smtp; 250 Ok")
+    assert (old_record.dsn_msg, old_record.get("dsnDiag")) == ("250 Ok", None)
+
+
+def test_header_fields_are_found_in_any_case_and_either_spelling(tmp_path: Path) -> None:
+    path = accounting_file(tmp_path / "d.tsv", [["d", "spring"]],
+                           fields=["type", "custom_X-Campaign"])
+    (record,), _ = read(path)
+    assert [record.get(name) for name in ("custom_X-Campaign", "custom_x-campaign",
+                                          "header_X-CAMPAIGN", "custom_X-Other")] == [
+        "spring", "spring", "spring", None]
+
+
+def test_json_values_are_unescaped_as_separated_values_are(tmp_path: Path) -> None:
+    from mta_logging import AccountingFormatter, AccountingJsonFormatter, Outcome
+
+    outcome = Outcome(Kind.DEFERRED, "b\\ob@example.com", dsn_msg="451 caf\udce9", delay=2.5,
+                      size=7)
+    fields = "type,rcpt,dsnMsg,delay,dlvSize"
+    formatted = []
+    for formatter, name in ((AccountingFormatter(fields), "df.tsv"),
+                            (AccountingJsonFormatter(fields), "df.jsonl")):
+        record = logging.LogRecord("x", logging.WARNING, "p", 0, "m", None, None)
+        record.outcome = outcome
+        header = formatter.header()
+        text = "" if header is None else header + "\n"
+        formatted.append(write(tmp_path / name, text + formatter.format(record) + "\n"))
+    (tsv,), _ = read(formatted[0])
+    (jsonl,), _ = read(formatted[1])
+    assert tsv.fields == jsonl.fields == {
+        "type": "df", "rcpt": "b\\ob@example.com", "dsnMsg": "451 caf\udce9", "delay": "2.5",
+        "dlvSize": "7"}
+
+
+def test_in_time_order_merges_the_kinds(tmp_path: Path) -> None:
+    for kind, times in (("d", ["06:00:01", "06:00:04"]), ("df", ["06:00:00", "06:00:03"]),
+                        ("b", ["06:00:02"])):
+        rows = [[kind, f"2026-11-26 {when}", None, "a@example.com", None, "J", None, None]
+                for when in times]
+        accounting_file(tmp_path / kind / f"{kind}.2026-11-26-060000.tsv", rows)
+    reader = Reader([tmp_path])
+    merged = [(r.kind, r.time_logged.second if r.time_logged else None)
+              for r in reader.in_time_order()]
+    assert merged == [(Kind.DEFERRED, 0), (Kind.DELIVERED, 1), (Kind.BOUNCE, 2),
+                      (Kind.DEFERRED, 3), (Kind.DELIVERED, 4)]
+    assert reader.stats.matched == 5

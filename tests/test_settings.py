@@ -119,6 +119,13 @@ KEYS = (
         bad=("", None, Given(["my.acct"]))),
     _flag("propagate", lambda h: logging.getLogger(str(h.name).rpartition(".")[0]).propagate,
           on="config"),
+    Key("records", lambda h: tuple(
+        each.kind for each in logging.getLogger(str(h.name).rpartition(".")[0]).handlers),
+        on="config",
+        good=(("d,df,b,r", (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE, Kind.RECEIVED)),
+              (" delivered , R ", (Kind.DELIVERED, Kind.RECEIVED)),
+              (Given(["d", "bounce"]), (Kind.DELIVERED, Kind.BOUNCE))),
+        bad=("d,x", "", "d,,b", "d,delivered", None, Given(5), Given(True), Given([]))),
     Key("location", lambda h: h.directory, on="config", per_kind=True,
         good=(("later", Path("accounting_files/later")),),
         bad=("", None, Given(True))),

@@ -12,6 +12,7 @@ import enum
 import functools
 import json
 import logging
+import pickle
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from mta_logging import (
 )
 from mta_logging.fields import FIELD_NAMES, TimeText
 from mta_logging.formatters import escape_csv, escape_tsv
+from mta_logging.outcome import DETAIL_NAMES
 
 T0 = 1_764_138_000.0  # 2025-11-26 06:20:00 UTC
 BOTH = pytest.mark.parametrize("on", [True, False], ids=["speedups", "plain"])
@@ -43,13 +45,22 @@ any_text = st.text(st.characters(codec=None, categories=None), max_size=30) | st
     ["", "\\", "\t", "\n", "\r", '"', ",", ";", "a\udcffb", "\ud800", "é", "plain"])
 maybe_text = st.none() | any_text
 field_value = maybe_text | st.integers(-5, 5)
-some_fields = st.lists(st.sampled_from([*FIELD_NAMES, "custom_X-Tag"]), min_size=1,
-                       max_size=8)
+some_fields = st.lists(st.sampled_from([*FIELD_NAMES, "custom_X-Tag", "header_x-TAG"]),
+                       min_size=1, max_size=8)
+some_time = st.none() | st.sampled_from([T0 - 5, T0, 1_000_000_000, T0 + 0.5])
 outcome_values = st.fixed_dictionaries({
     "src_mta": field_value, "src_ip": field_value, "vmta": field_value,
-    "dsn_msg": field_value, "dsn_status": field_value, "bounce_cat": field_value,
-    "time_queued": st.none() | st.sampled_from([T0 - 5, T0, 1_000_000_000, T0 + 0.5]),
-    "delay": st.none() | st.sampled_from([0, 2.5, 300])})
+    "dsn_msg": field_value | st.sampled_from(["550 5.1.1 no", "421-4.4.2 wait"]),
+    "dsn_status": field_value, "bounce_cat": field_value,
+    "time_queued": some_time,
+    "delay": st.none() | st.sampled_from([0, 2.5, 300]),
+    "orig": field_value, "orcpt": field_value, "env_id": field_value,
+    "dsn_action": field_value, "dsn_diag": field_value, "dsn_mta": field_value,
+    "size": st.none() | st.integers(0, 10**9), "tls_protocol": field_value,
+    "tls_cipher": field_value, "time_first_attempt": some_time,
+    "event_id": any_text,  # a given id: a generated one differs at each call (tested apart)
+    "rcv_ip": field_value, "rcv_helo": field_value, "rcv_auth_user": field_value,
+    "rcv_tls_protocol": field_value, "rcv_tls_cipher": field_value})
 
 
 @contextlib.contextmanager
@@ -82,17 +93,29 @@ def record_of(outcome: Outcome) -> logging.LogRecord:
     ((Kind.BOUNCE, "b@example.com", 1.5, "mta", "192.0.2.1", "192.0.2.2", "v", "7", "5.1.1",
       "550 no", 2.5, "bad-mailbox", {"X-A": "b"}, {"app": 1}), {}),
     ((Kind.DEFERRED,), {"rcpt": "c@example.com", "delay": 60, "extra": {"k": "v"}}),
+    ((Kind.RECEIVED, "d@example.com"), {"size": 0, "orig": "", "rcv_helo": "h", "orcpt": None}),
 ])
 def test_one_step_init_sets_what_the_dataclass_init_sets(
         arguments: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
     args, kwargs = arguments
     fast, plain = object.__new__(Outcome), object.__new__(Outcome)
-    speedups.one_step_init(Outcome)(fast, *args, **kwargs)
+    speedups.one_step_init(Outcome, DETAIL_NAMES)(fast, *args, **kwargs)
     speedups.DATACLASS_INIT(plain, *args, **kwargs)
-    assert list(vars(fast).items()) == list(vars(plain).items())
+    # the same values; a detail left at None is the class's attribute, not in the dict
+    assert list(vars(fast).items()) == [(name, value) for name, value in vars(plain).items()
+                                        if name not in DETAIL_NAMES or value is not None]
     assert fast == plain and repr(fast) == repr(plain)
+    assert pickle.loads(pickle.dumps(fast)) == plain
+    every = object.__new__(Outcome)
+    speedups.one_step_init(Outcome)(every, *args, **kwargs)  # nothing optional: every field
+    assert list(vars(every).items()) == list(vars(plain).items())
     with pytest.raises(TypeError, match="unexpected keyword argument 'rcpt_to'"):
         speedups.one_step_init(Outcome)(object.__new__(Outcome), Kind.DELIVERED, rcpt_to="x")
+
+
+def test_an_optional_field_must_default_to_none() -> None:
+    with pytest.raises(ValueError, match="Outcome.kind: an optional field defaults to None"):
+        speedups.one_step_init(Outcome, ["kind"])
 
 
 def test_each_outcome_gets_its_own_default_mappings() -> None:

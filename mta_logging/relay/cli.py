@@ -19,7 +19,6 @@ from typing import Any
 import mta_logging
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Kind
 from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings, parse_host_port
 from mta_logging.relay.operator_log import FORMATS
 from mta_logging.relay.operator_log import setup as setup_log
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if accounting_files is not None:
         configured = mta_logging.configure(accounting_files)
         accounting = AccountingLogger(configured.logger)
-        accounting_dirs = [configured.directory(kind) for kind in Kind]
+        accounting_dirs = [configured.directory(kind) for kind in configured.records]
     relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs)
 
     def reload() -> None:

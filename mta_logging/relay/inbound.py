@@ -2,6 +2,7 @@
 
 The client hears ``250 ... queued as <id>`` only after the message and its envelope are
 fsync'd in the spool; the id is the queue id, which becomes ``jobId`` in the accounting files.
+Just before the 250, each recipient gets a received (``r``) record, when ``records`` has ``r``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class RelayHandler:
         finally:
             self.spooling -= 1
         self.faults.succeeded("queue file write")
+        self._record_received(queue_id, spool_envelope, session,
+                              len(envelope.original_content or b""))
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
         _log.info("%s: from=<%s>, size=%d, nrcpt=%d, client=%s[%s]", queue_id,
                   spool_envelope.mail_from, len(content), len(rcpts), session.host_name,
@@ -131,6 +134,22 @@ class RelayHandler:
                                     "size": len(content), "nrcpt": len(rcpts),
                                     "client_ip": client_ip})
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
+                         size: int) -> None:
+        """A received record per recipient: sender, size, the client and its connection."""
+        accounting = self.queue.accounting
+        if accounting is None:
+            return
+        # aiosmtpd keeps the TLS transport's extra info; "cipher" is (name, protocol, bits)
+        cipher = (session.ssl or {}).get("cipher") or (None, None)
+        user = session.auth_data if isinstance(session.auth_data, str) else None
+        for rcpt in envelope.rcpts:
+            accounting.received(
+                rcpt, time_queued=envelope.time_queued, src_mta=self.settings.hostname,
+                vmta=self.settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
+                rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo, rcv_auth_user=user,
+                rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0])
 
 
 def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:

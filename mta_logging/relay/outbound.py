@@ -40,6 +40,9 @@ class RcptResult:
     dsn_msg: str
     dest_ip: str | None = None
     src_ip: str | None = None
+    dsn_mta: str | None = None  # the name in the server's greeting, else the host connected to
+    tls_protocol: str | None = None  # the connection's TLS, None when plain
+    tls_cipher: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +70,19 @@ def reply_of(code: int, message: str) -> Reply:
 
 
 class _Connection:
-    __slots__ = ("smtp", "hop", "local_ip", "uses", "expiry")
+    __slots__ = ("smtp", "hop", "local_ip", "remote_name", "tls_protocol", "tls_cipher", "uses",
+                 "expiry")
 
-    def __init__(self, smtp: aiosmtplib.SMTP, hop: Hop) -> None:
+    def __init__(self, smtp: aiosmtplib.SMTP, hop: Hop, greeting: str) -> None:
         self.smtp = smtp
         self.hop = hop
         sockname = smtp.get_transport_info("sockname")
         self.local_ip: str | None = str(sockname[0]) if sockname else None
+        self.remote_name = greeting.split(None, 1)[0] if greeting.strip() else hop.host
+        tls = smtp.get_transport_info("ssl_object")
+        cipher = tls.cipher() if isinstance(tls, ssl.SSLObject | ssl.SSLSocket) else None
+        self.tls_protocol: str | None = cipher[1] if cipher else None
+        self.tls_cipher: str | None = cipher[0] if cipher else None
         self.uses = 0
         self.expiry: asyncio.TimerHandle | None = None
 
@@ -124,13 +133,13 @@ class ConnectionPool:
             timeout=settings.timeouts.command, start_tls=None if opportunistic else False,
             validate_certs=False,
         )
-        await smtp.connect(timeout=settings.timeouts.connect)
+        greeting = await smtp.connect(timeout=settings.timeouts.connect)
         if smtp.is_ehlo_or_helo_needed:
             try:
                 await smtp.ehlo()
             except aiosmtplib.SMTPHeloError:
                 await smtp.helo()
-        return _Connection(smtp, hop)
+        return _Connection(smtp, hop, greeting.message)
 
     def release(self, conn: _Connection, *, reusable: bool) -> None:
         reuse = self.settings.connection_reuse
@@ -295,7 +304,9 @@ class Deliverer:
     def _finish(conn: _Connection, indexes: Sequence[int], results: dict[int, Reply]
                 ) -> list[RcptResult]:
         return [RcptResult(i, results[i].kind, results[i].dsn_status, results[i].dsn_msg,
-                           dest_ip=conn.hop.ip, src_ip=conn.local_ip) for i in indexes]
+                           dest_ip=conn.hop.ip, src_ip=conn.local_ip, dsn_mta=conn.remote_name,
+                           tls_protocol=conn.tls_protocol, tls_cipher=conn.tls_cipher)
+                for i in indexes]
 
     async def close(self) -> None:
         await self.pool.close()

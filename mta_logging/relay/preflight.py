@@ -13,7 +13,6 @@ from pathlib import Path
 from mta_logging.config import AccountingSettings
 from mta_logging.config import load as load_accounting
 from mta_logging.errors import ConfigError
-from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
 
 
@@ -43,7 +42,7 @@ def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
     if problem:
         raise ConfigError("spool_dir", str(settings.spool_dir), problem)
     if accounting is not None:
-        for kind in Kind:
+        for kind in accounting.records:
             directory = accounting.directory(kind)
             problem = directory_problem(directory)
             if problem:

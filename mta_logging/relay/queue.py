@@ -11,7 +11,7 @@ after a crash; both records are true), but never delivered without a record. A r
 whose record could not be written, or whose final state could not be journaled, is not
 marked final: it stays queued and is tried again. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
-``message-expired``.
+``message-expired``, with RFC 3463's ``5.4.7`` (delivery time expired) and the last error.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.address import domain_of
+from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
@@ -37,6 +38,7 @@ from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, er
 _log = logging.getLogger("mta_logging.relay.queue")
 
 EXPIRED = "message-expired"
+EXPIRED_STATUS = "5.4.7"
 STATUS = {Kind.DELIVERED: "sent", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
 BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 # Messages waiting beyond this many are read back from the spool when their turn comes,
@@ -243,7 +245,7 @@ class DeliveryQueue:
                 busy.append(domain)
                 continue
             results = await self._deliver(domain, message, indexes, content)
-            await self._settle(message, results, delay, expired, headers)
+            await self._settle(message, results, delay, expired, headers, len(content))
             message.last_error = next((r.dsn_msg for r in results if r.kind is Kind.DEFERRED),
                                       message.last_error)
         if message.complete:
@@ -321,13 +323,13 @@ class DeliveryQueue:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
-                      expired: bool, headers: Mapping[str, str]) -> None:
+                      expired: bool, headers: Mapping[str, str], size: int) -> None:
         """Record every result, then journal the final ones that were recorded (or remove the
         message when that makes every recipient final); only then are they final in memory."""
         entries = []
         settled = []
         for result in results:
-            recorded = self._record(message, result, delay, headers, expired)
+            recorded = self._record(message, result, delay, headers, expired, size)
             if result.kind is Kind.DELIVERED:
                 state = DELIVERED
             elif result.kind is Kind.BOUNCE or expired:
@@ -349,7 +351,7 @@ class DeliveryQueue:
                 message.final[index] = True
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
-                headers: Mapping[str, str], expired: bool) -> bool:
+                headers: Mapping[str, str], expired: bool, size: int) -> bool:
         """Write the accounting record of one result; False if the logger could not write it."""
         rcpt = message.envelope.rcpts[result.index]
         log_outcome(message, rcpt, result, self.clock() - message.envelope.time_queued,
@@ -367,6 +369,11 @@ class DeliveryQueue:
             "dsn_status": result.dsn_status,
             "dsn_msg": result.dsn_msg,
             "headers": headers,
+            "orig": message.envelope.mail_from,
+            "size": size,
+            "dsn_mta": result.dsn_mta,
+            "tls_protocol": result.tls_protocol,
+            "tls_cipher": result.tls_cipher,
         }
         if result.kind is Kind.DELIVERED:
             accounting.delivered(rcpt, **fields)
@@ -374,8 +381,10 @@ class DeliveryQueue:
             accounting.bounced(rcpt, **fields)
         elif expired:
             age = self.clock() - message.envelope.time_queued
+            fields["dsn_status"] = EXPIRED_STATUS
             fields["dsn_msg"] = (f"message expired after {age:.0f} s in the queue; "
                                  f"last error: {result.dsn_msg}")
+            fields["dsn_diag"] = diagnostic_of(result.dsn_msg)
             accounting.bounced(rcpt, bounce_cat=EXPIRED, **fields)
         else:
             accounting.deferred(rcpt, delay=delay, **fields)

@@ -5,6 +5,8 @@ writes them, so the output is valid input again), or JSON lines with ``--json``.
 the exit status is 0 when something matched, 1 when nothing did, 2 on error. With a filter
 the reader can search for as bytes (``--rcpt``, ``--rcpt-like``), large input is read by
 worker processes, each a run of the files in order, their output printed in order.
+``--sort time`` (the default for the history of one job or one recipient: one ``--job-id`` or
+one ``--rcpt``) merges the kinds in time order instead; ``--sort file`` prints file by file.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mta_logging.errors import ConfigError
-from mta_logging.fields import parse_fields
+from mta_logging.fields import header_name, parse_fields
 from mta_logging.formatters import check_separator, join_values
 from mta_logging.report import parallel
 from mta_logging.report.options import (
+    Warnings,
     add_input_arguments,
     finish,
     reader_from_args,
     stdout_reader_may_leave,
 )
-from mta_logging.report.reader import Reader, ReadStats, Record, Seen
+from mta_logging.report.reader import Issue, Reader, ReadStats, Record, Seen
 from mta_logging.report.text import visible
 
 
@@ -47,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="worker processes for --rcpt/--rcpt-like (default: one per core "
                              "for large input)")
+    output.add_argument("--sort", choices=("time", "file"),
+                        help="time: the kinds merged in timeLogged order (the default with one "
+                             "--job-id or one --rcpt); file: file by file, as stored (the "
+                             "default otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,15 +62,20 @@ def run(args: argparse.Namespace) -> int:
                           "core")
     reader, warnings = reader_from_args(args, "grep")
     separator = check_separator(args.separator)
-    fields = [] if args.count else output_fields(reader, args.fields)
+    fields = [] if args.count else output_fields(reader, args.fields, warnings)
     style = "count" if args.count else "json" if args.json else "separated"
+    filters = reader.filters
+    one_history = len(filters.job_ids) == 1 or len(filters.rcpts) == 1
+    by_time = (args.sort or ("time" if one_history else "file")) == "time"
     # workers only for a byte-level search: few matches, so little output to send back
-    jobs = args.jobs or (parallel.default_jobs(reader) if reader.filters.needles() else 1)
+    jobs = args.jobs or (parallel.default_jobs(reader) if filters.needles() else 1)
     try:
         with stdout_reader_may_leave():
             if style == "separated" and not args.no_header:
                 sys.stdout.write(join_values(fields, separator) + "\n")
-            if jobs > 1:
+            if by_time:
+                count = write(reader.in_time_order(), style, fields, separator, sys.stdout)
+            elif jobs > 1:
                 count = _in_workers(reader, jobs, style, fields, separator, sys.stdout)
             else:
                 count = write(reader, style, fields, separator, sys.stdout)
@@ -130,11 +142,23 @@ def value_of(record: Record, name: str) -> str | None:
     return value
 
 
-def output_fields(reader: Reader, chosen: str | None) -> list[str]:
-    """The fields to print: ``chosen``, or every field of the input with ``type`` first."""
-    if chosen:
-        return list(parse_fields(chosen, key="--fields"))
+def output_fields(reader: Reader, chosen: str | None, warnings: Warnings | None = None,
+                  ) -> list[str]:
+    """The fields to print: ``chosen``, or every field of the input with ``type`` first.
+    Each chosen field that no input file has is named in a warning (its values are empty);
+    header fields are compared in any case and spelling, as the reader finds them."""
     names = reader.field_names()
+    if chosen:
+        fields = list(parse_fields(chosen, key="--fields"))
+        if warnings is not None:
+            headers = {header.lower() for header in map(header_name, names) if header}
+            for name in fields:
+                header = header_name(name)
+                if name != "type" and name not in names and (
+                        header is None or header.lower() not in headers):
+                    warnings(Issue("--fields", 0, f"{name!r} is a field of no input file; its "
+                                                  "values are empty"))
+        return fields
     return names if "type" in names else ["type", *names]
 
 

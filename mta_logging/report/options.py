@@ -23,7 +23,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, paths_required: bool = 
                              "and .gz included)")
     group = parser.add_argument_group("filters (repeat an option or separate values by commas)")
     group.add_argument("--kind", action="append", default=[], metavar="KIND",
-                       help="d/delivered, df/deferred, b/bounce")
+                       help="d/delivered, df/deferred, b/bounce, r/received")
     group.add_argument("--since", metavar="TIME",
                        help="timeLogged at or after TIME (2026-11-26 or '2026-11-26 06:00')")
     group.add_argument("--until", metavar="TIME", help="timeLogged before TIME")

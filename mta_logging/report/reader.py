@@ -6,7 +6,10 @@ one-character separator, detected from the header) are split with the writer's o
 ``split_line``, so escaping is undone exactly; JSON lines files (first character ``{``) carry
 their field names in every record. Files written by the Haraka ``accounting_files`` plugin read
 the same way: a trailing separator, CRLF line ends, `` - `` / ``undefined`` for unknown values
-and its old field names (``dsnDiag``, ``dlvSourceIp``, ``dlvDestinationIp``) are understood.
+and its old field names (``dsnDiag``, ``dlvSourceIp``, ``dlvDestinationIp``, in a file without
+the field of today's name) are understood. Header fields (``custom_<Name>``, also spelled
+``header_<Name>``) are found in any case, under either spelling, as the writer looks headers up.
+JSON values are unescaped as separated values are (``\\xNN`` back to the byte it stands for).
 
 Everything streams: memory does not grow with the number of lines read. Input that cannot be
 read (a line with the wrong number of fields, a truncated ``.gz``, a file with no header) is
@@ -17,6 +20,7 @@ raises :class:`~mta_logging.errors.FormatError` instead.
 from __future__ import annotations
 
 import gzip
+import heapq
 import io
 import itertools
 import json
@@ -33,8 +37,8 @@ from typing import IO, Any, cast
 from mta_logging.address import domain_of
 from mta_logging.archive import visible_name
 from mta_logging.errors import FormatError
-from mta_logging.fields import CUSTOM_PREFIX, DEFAULT_TIME_FORMAT, FIELD_NAMES
-from mta_logging.formatters import header_fields, split_line
+from mta_logging.fields import DEFAULT_TIME_FORMAT, FIELD_NAMES, header_name
+from mta_logging.formatters import header_fields, split_line, unescape
 from mta_logging.outcome import KIND_NAMES, Kind
 from mta_logging.report.filters import Filters
 from mta_logging.report.times import TimeParser, wall_time
@@ -58,14 +62,30 @@ _SCHEMA_CACHE_SIZE = 64
 class Schema:
     """The field names of one file (or of one JSON key set), shared by its records."""
 
-    __slots__ = ("names", "index", "unknown", "times")
+    __slots__ = ("names", "index", "headers", "unknown", "times")
 
     def __init__(self, names: Sequence[str], unknown: frozenset[str | None],
                  times: TimeParser) -> None:
         self.names = tuple(names)
         self.index = {name: position for position, name in enumerate(self.names)}
+        # header fields by their header's name in lower case (the first of a name)
+        self.headers: dict[str, int] = {}
+        for position, name in enumerate(self.names):
+            header = header_name(name)
+            if header is not None:
+                self.headers.setdefault(header.lower(), position)
         self.unknown = unknown  # values that mean "not known": None, "", the placeholder
         self.times = times
+
+    def position(self, name: str) -> int | None:
+        """Where field ``name`` is in this file's records; a header field in any case and
+        spelling (``custom_X-Id`` finds ``header_x-id``); None when the file has none."""
+        position = self.index.get(name)
+        if position is None:
+            header = header_name(name)
+            if header is not None:
+                return self.headers.get(header.lower())
+        return position
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +108,7 @@ class Record:
 
     def get(self, name: str) -> str | None:
         """The value of field ``name``; None when unknown or not in this file."""
-        index = self.schema.index.get(name)
+        index = self.schema.position(name)
         if index is None:
             return None
         value = self.values[index]
@@ -227,12 +247,16 @@ def _plausible_header(names: list[str]) -> bool:
     return (
         bool(stripped)
         and all(_FIELD_NAME.match(name) for name in stripped)
-        and any(name in _KNOWN_NAMES or name.startswith(CUSTOM_PREFIX) for name in stripped)
+        and any(name in _KNOWN_NAMES or header_name(name) is not None for name in stripped)
     )
 
 
 def _modern_names(names: list[str]) -> tuple[str, ...]:
-    return tuple(LEGACY_FIELD_NAMES.get(name.strip(), name.strip()) for name in names)
+    """The names, the Haraka plugin's old ones renamed unless the file has the new name too
+    (``dsnDiag`` is also a field of its own now, beside ``dsnMsg``)."""
+    stripped = [name.strip() for name in names]
+    return tuple(name if LEGACY_FIELD_NAMES.get(name, name) in stripped
+                 else LEGACY_FIELD_NAMES[name] for name in stripped)
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
@@ -451,7 +475,25 @@ class Reader:
         noted in ``seen.vanished``, for :meth:`read_vanished`.
         """
         self.stats = ReadStats()
-        seen = Seen() if seen is None else seen
+        yield from self._read_files(files, Seen() if seen is None else seen)
+
+    def in_time_order(self) -> Iterator[Record]:
+        """The records of iterating, in timeLogged order (unknown times first).
+
+        The files of one kind are read one after the other (they were written in time order),
+        the kinds side by side and merged (``heapq.merge``): memory and open files do not grow
+        with the input. Records of one time keep the order of their kinds' first files.
+        """
+        self.stats = ReadStats()
+        by_kind: dict[Kind | None, list[tuple[Path, int | None]]] = {}
+        for item in found_files(self.paths):
+            by_kind.setdefault(kind_from_path(item[0]), []).append(item)
+        seen = Seen()
+        return heapq.merge(*(self._read_files(items, seen) for items in by_kind.values()),
+                           key=_time_logged)
+
+    def _read_files(self, files: Iterable[Path | tuple[Path, int | None]], seen: Seen,
+                    ) -> Iterator[Record]:
         for item in files:
             path, inode = item if isinstance(item, tuple) else (item, None)
             yield from self._matching(self._read_file(path, seen, listed=inode))
@@ -729,7 +771,13 @@ LineParser = Callable[[int, str], "Record | None"]
 
 
 def _json_text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A JSON value as the text a separated file holds: a string unescaped, a number as
+    written."""
+    return unescape(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _time_logged(record: Record) -> int:
+    return -1 if record.logged is None else record.logged
 
 
 def _lines_holding(binary: IO[bytes], needles: Sequence[bytes], stats: ReadStats

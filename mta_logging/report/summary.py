@@ -224,6 +224,7 @@ class Summary:
         self._width = BUCKETS[bucket]
         self.totals = [0, 0, 0]
         self.unknown_kind = 0
+        self.received = 0  # received records (kind r): counted, not outcomes
         self.domains = KeyedCounts(max_keys)
         self.vmtas = KeyedCounts(max_keys)
         self.src_ips = KeyedCounts(max_keys)
@@ -253,7 +254,10 @@ class Summary:
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
         if index is None:
-            self.unknown_kind += 1
+            if record.kind is Kind.RECEIVED:
+                self.received += 1
+            else:
+                self.unknown_kind += 1
             return
         self.totals[index] += 1
         schema = record.schema
@@ -304,6 +308,7 @@ class Summary:
         for index, count in enumerate(other.totals):
             self.totals[index] += count
         self.unknown_kind += other.unknown_kind
+        self.received += other.received
         for mine, theirs in ((self.domains, other.domains), (self.vmtas, other.vmtas),
                              (self.src_ips, other.src_ips), (self.hours, other.hours),
                              *((self.by[name], table) for name, table in other.by.items())):
@@ -347,7 +352,7 @@ class Summary:
 
     @property
     def records(self) -> int:
-        return sum(self.totals) + self.unknown_kind
+        return sum(self.totals) + self.unknown_kind + self.received
 
     @property
     def delivery_rate(self) -> float | None:
@@ -375,6 +380,7 @@ class Summary:
         }
         report["totals"] = {
             **dict(zip(_LABELS, self.totals, strict=True)),
+            **({"received": self.received} if self.received else {}),
             "unknown": self.unknown_kind,
             "total": self.records,
         }
