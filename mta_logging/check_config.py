@@ -17,6 +17,7 @@ import yaml
 
 from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load
 from mta_logging.errors import ConfigError
+from mta_logging.outcome import Kind
 from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, load_settings
 from mta_logging.relay.preflight import accounting_settings, check
 
@@ -92,6 +93,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
+    if isinstance(value, Kind):
+        return value.code
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
