@@ -15,8 +15,11 @@ from typing import Any
 
 import yaml
 
-from mta_logging.config import SETTING_KEYS, describe, load
-from mta_logging.relay.config import TOP_LEVEL_KEYS, load_settings
+from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load
+from mta_logging.errors import ConfigError
+from mta_logging.outcome import Kind
+from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, load_settings
+from mta_logging.relay.preflight import accounting_settings, check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,17 +32,14 @@ def run(args: argparse.Namespace) -> int:
     """Print ``<file>: OK`` and the resolved settings (0); a bad file raises ConfigError."""
     path = Path(args.config)
     if _relay_keys(path):
-        # a relay config: the relay validates its own keys, then its accounting source here
+        # a relay config: the relay validates its own keys and its accounting source, and
+        # checks the directories it will write to, as it does before it starts
         relay = load_settings(path)
-        settings = load(relay.accounting) if relay.accounting_enabled else None
+        settings = accounting_settings(relay, None, str(path))
+        check(relay, settings, listening=True)
         print(f"{path}: OK (relay config)")
-        print(yaml.safe_dump({"relay": _plain(relay)}, sort_keys=False, allow_unicode=True),
-              end="")
-        if settings is None:
-            print("accounting: off")
-        else:
-            print("accounting:")
-            print("  " + describe(settings).replace("\n", "\n  ").rstrip(" "), end="")
+        print(yaml.safe_dump(relay_mapping(relay, settings), sort_keys=False,
+                             allow_unicode=True), end="")
         return 0
     settings = load(path)
     print(f"{path}: OK")
@@ -48,15 +48,41 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _relay_keys(path: Path) -> bool:
-    """True when ``path`` is a YAML file with keys that only a relay config has."""
+    """True when ``path`` is a YAML file with keys that only a relay config has; ConfigError
+    when it is a mapping none of whose keys a relay or an accounting config knows."""
     if path.suffix.lower() not in (".yaml", ".yml"):
         return False
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return False  # load() reports it with the file named
+    if not isinstance(data, Mapping) or not data:
+        return False
     relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
-    return isinstance(data, Mapping) and any(key in relay_only for key in data)
+    if any(key in relay_only for key in data):
+        return True
+    if any(key in SETTING_KEYS for key in data) or "version" in data:  # dictConfig: load()
+        return False
+    key = next(iter(data))
+    raise ConfigError(str(key), data[key], "neither a relay nor an accounting setting (no key "
+                      f"of this file is); a relay config takes {', '.join(TOP_LEVEL_KEYS)}; an "
+                      f"accounting config takes {', '.join(SETTING_KEYS)}", source=str(path))
+
+
+def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None
+                  ) -> dict[str, Any]:
+    """The relay's settings as a relay config file says them (valid input again), with the
+    accounting settings resolved inline (``false`` when off)."""
+    data: dict[str, Any] = {"listen": f"{relay.listen_host}:{relay.listen_port}"}
+    skipped = ("listen_host", "listen_port", "accounting_enabled", "accounting", "routes",
+               "metrics")
+    data.update((name, _plain(getattr(relay, name))) for name in relay.__dataclass_fields__
+                if name not in skipped)
+    data["routes"] = {domain: str(route) for domain, route in relay.routes.items()}
+    if relay.metrics is not None:
+        data["metrics"] = f"{relay.metrics[0]}:{relay.metrics[1]}"
+    data["accounting"] = False if accounting is None else _plain(accounting)
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -67,6 +93,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
+    if isinstance(value, Kind):
+        return value.code
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)

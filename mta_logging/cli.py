@@ -13,11 +13,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from mta_logging import __version__
 from mta_logging.errors import MtaLoggingError
+from mta_logging.stdout import stdout_reader_may_leave
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("mta_logging.relay.cli", "run the SMTP relay that writes accounting files"),
+    "queue": ("mta_logging.relay.queue_cli", "list the relay's queue; flush, hold, release, "
+              "bounce or delete messages"),
     "report": ("mta_logging.report.cli", "summarise accounting files (table, JSON, CSV, HTML)"),
     "grep": ("mta_logging.report.grep", "print the accounting records that match filters"),
     "ship": ("mta_logging.ship.shipper", "ship accounting records to NATS JetStream and webhooks"),
@@ -36,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        with stdout_reader_may_leave():
+            return int(module.run(args) or 0)
+        return 0  # the reader of the output went away: that is no failure
     except MtaLoggingError as exc:
         print(f"mta-logging {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +56,7 @@ def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
         prog="mta-logging",
         description="Accounting files for outbound mail: relay, reports, config checks.",
     )
+    parser.add_argument("--version", action="version", version=f"mta-logging {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():

@@ -139,7 +139,7 @@ def read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
     try:
         data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
-        raise ConfigError("config file", str(path), f"is not valid YAML ({exc})") from None
+        raise ConfigError("config file", str(path), f"expected a YAML file ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):

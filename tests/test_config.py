@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.config
 import os
@@ -15,6 +16,7 @@ import yaml
 import mta_logging
 from mta_logging import AccountingFileHandler, AccountingSettings, ConfigError, Kind
 from mta_logging.config import from_mapping, load, parse_ini, to_dict_config
+from mta_logging.relay.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -187,7 +189,7 @@ def test_bad_ini_syntax_names_the_line(tmp_path: Path) -> None:
 def test_missing_and_broken_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file: .*nope.ini' is not valid; cannot be read"):
         load(tmp_path / "nope.ini")
-    with pytest.raises(ConfigError, match="is not valid YAML"):
+    with pytest.raises(ConfigError, match="expected a YAML file"):
         load(write(tmp_path, "b.yaml", "path: [unclosed\n"))
 
 
@@ -348,8 +350,12 @@ def test_check_config_understands_a_relay_config(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.startswith(f"{cfg}: OK (relay config)\n")
     data = yaml.safe_load(out.split("\n", 1)[1])
-    assert data["relay"]["listen_port"] == 2600
+    assert data["listen"] == "127.0.0.1:2600"
     assert data["accounting"]["path"] == "/var/acct" and data["accounting"]["archiving"] is True
+    # what it prints is a relay config again, with the same settings
+    assert load_settings(data) == dataclasses.replace(
+        load_settings(cfg), accounting=data["accounting"])
+    assert load(data["accounting"]) == load({"path": "/var/acct", "archiving": True})
     shipped = subprocess.run(
         [sys.executable, "-m", "mta_logging.cli", "check-config", str(ROOT / "configs/relay.yaml")],
         capture_output=True, text=True, timeout=60)

@@ -131,7 +131,7 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"relay\.yaml: concurrency: 'many'"):
         load_settings(path)
     path.write_text("listen: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="expected a YAML file"):
         load_settings(path)
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path / "missing.yaml")

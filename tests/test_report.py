@@ -284,6 +284,32 @@ def test_report_table(acct: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "example.org" not in out.split("Virtual MTAs")[0]  # --top 2
 
 
+def test_report_html_says_top_n_of_m_as_the_table_does(acct: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "report.html"
+    code, _out, _err = run(capsys, "report", "--top", "2", "--html", str(page), str(acct))
+    assert code == 0
+    html = page.read_text(encoding="utf-8")
+    assert "<h2>Recipient domains (top 2 of 4)</h2>" in html
+    code, _out, _err = run(capsys, "report", "--html", str(page), str(acct))
+    assert "<h2>Recipient domains</h2>" in page.read_text(encoding="utf-8")
+
+
+def test_report_html_to_a_path_that_cannot_be_written_is_refused_before_reading(
+        acct: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    for target in (tmp_path, tmp_path / "a-file" / "report.html"):
+        code, out, err = run(capsys, "report", "--html", str(target), str(tmp_path / "none"))
+        assert code == 2 and out == ""
+        # the missing input is never looked at: the output is refused first
+        assert err.startswith(f"mta-logging report: --html: '{target}' is not valid; cannot "
+                              "write that file ("), err
+    code, _out, err = run(capsys, "report", "--html", str(tmp_path / "new.html"),
+                          str(tmp_path / "none"))
+    assert code == 2 and "--html" not in err  # the input's error, and no file left behind
+    assert not (tmp_path / "new.html").exists()
+
+
 def test_report_html_contains_chart_data(acct: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     page = tmp_path / "report.html"

@@ -1,18 +1,29 @@
-"""``mta-logging relay``: run the relay until SIGTERM/SIGINT (then drain and exit 0)."""
+"""``mta-logging relay``: run the relay until SIGTERM/SIGINT (then drain and exit 0).
+
+SIGHUP reads the config file again and applies it (see ``server``); the command-line
+overrides (``--listen``, ``--spool-dir``, ``--accounting-path``, ``--log-level``) stay in force.
+``--check`` validates everything the relay checks before it serves, and exits.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import mta_logging
+from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
-from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings
+from mta_logging.relay.config import LOG_LEVELS, RelaySettings, load_settings, parse_host_port
+from mta_logging.relay.operator_log import FORMATS
+from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
+from mta_logging.relay.preflight import accounting_settings, check
 from mta_logging.relay.server import Relay, serve
 
 READY = "mta-logging relay: listening on"
@@ -23,8 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="relay settings (YAML); without it the defaults: listen on "
                              "127.0.0.1:2525, relay for loopback clients, spool in ./spool, "
                              "accounting files in ./accounting_files")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="overrides listen from the config")
+    parser.add_argument("--spool-dir", metavar="DIR", help="overrides spool_dir from the config")
+    parser.add_argument("--accounting-path", metavar="DIR",
+                        help="overrides the accounting files' path")
+    parser.add_argument("--check", action="store_true",
+                        help="check the settings, the spool, the accounting directories and "
+                             "the listen address as the relay would, print OK, and exit")
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
                         help="overrides log_level from the config")
+    parser.add_argument("--log-format", choices=FORMATS, default="text",
+                        help="the relay's log as text lines (the default) or JSON lines")
+    parser.add_argument("--log-file", metavar="PATH",
+                        help="write the relay's log to PATH instead of stderr (reopened when "
+                             "logrotate moves it)")
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (stdin, or a prompt on a terminal), print its "
                              "hash for auth_users, and exit")
@@ -36,33 +59,62 @@ def run(args: argparse.Namespace) -> int:
             sys.stdin.readline().rstrip("\r\n")
         print(hash_password(password))
         return 0
-    settings = load_settings(args.config)
-    _setup_logging(args.log_level or settings.log_level)
+    settings = _settings(args)
+    accounting_files = accounting_settings(settings, args.accounting_path, args.config)
+    check(settings, accounting_files)
+    if args.check:
+        print(f"mta-logging relay: {args.config or 'the default settings'}: OK (listen "
+              f"{settings.listen_host}:{settings.listen_port}, spool {settings.spool_dir}, "
+              f"accounting {'off' if accounting_files is None else accounting_files.path})")
+        return 0
+    try:
+        setup_log(args.log_level or settings.log_level, args.log_format, args.log_file)
+    except OSError as exc:
+        raise MtaLoggingError(f"--log-file {args.log_file}: cannot open it ({exc.strerror})"
+                              ) from None
     accounting = None
     accounting_dirs: list[Path] = []
-    if settings.accounting_enabled:
-        configured = mta_logging.configure(settings.accounting)
+    if accounting_files is not None:
+        configured = mta_logging.configure(accounting_files)
         accounting = AccountingLogger(configured.logger)
         accounting_dirs = [configured.directory(kind) for kind in configured.records]
-    asyncio.run(serve(Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs),
-                      on_ready=_announce))
+    relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs)
+
+    def reload() -> None:
+        new = _settings(args)
+        new_accounting = accounting_settings(new, args.accounting_path, args.config)
+        check(new, new_accounting, listening=True)
+        relay.check_reload(new)
+        if new_accounting is not None and new_accounting != accounting_settings(
+                relay.settings, args.accounting_path, args.config):
+            mta_logging.configure(new_accounting)
+        relay.reconfigure(new)
+        logging.getLogger("mta_logging").setLevel(args.log_level or new.log_level)
+
+    asyncio.run(serve(relay, on_ready=_announce, reload=reload if args.config else None))
     return 0
+
+
+def _settings(args: argparse.Namespace) -> RelaySettings:
+    """The config file's settings with the command line's overrides."""
+    settings = load_settings(args.config)
+    overrides: dict[str, Any] = {}
+    if args.listen is not None:
+        host, port = parse_host_port("--listen", args.listen, default_port=None)
+        if port is None:
+            raise ConfigError("--listen", args.listen, "expected host:port such as "
+                                                       "127.0.0.1:2525")
+        overrides.update(listen_host=host, listen_port=port)
+    if args.spool_dir is not None:
+        overrides["spool_dir"] = Path(args.spool_dir)
+    return dataclasses.replace(settings, **overrides)
 
 
 def _announce(relay: Relay) -> None:
     settings: RelaySettings = relay.settings
     host, port = relay.address
     accounting = "on" if settings.accounting_enabled else "off"
+    metrics = relay.metrics_server.address
+    metrics_text = "" if metrics is None else f", metrics on {metrics[0]}:{metrics[1]}"
     print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
-          f"accounting {accounting})", file=sys.stderr, flush=True)
-
-
-def _setup_logging(level: str) -> None:
-    """The relay's own log on stderr. Accounting records are not sent here: they go to the
-    accounting files through their own logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package_logger = logging.getLogger("mta_logging")
-    package_logger.addHandler(handler)
-    package_logger.setLevel(level)
-    package_logger.propagate = False
+          f"accounting {accounting}{metrics_text})", file=sys.stderr, flush=True)

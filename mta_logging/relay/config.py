@@ -20,7 +20,7 @@ from mta_logging.checks import check_keys as _check_keys
 from mta_logging.checks import count as _count
 from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
-from mta_logging.config import read_yaml_mapping
+from mta_logging.config import SETTING_KEYS, read_yaml_mapping
 from mta_logging.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,6 +116,7 @@ class RelaySettings:
     listen_backlog: int = 1024
     max_connections: int = 200
     max_connections_per_ip: int = 50
+    metrics: tuple[str, int] | None = None
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -149,7 +150,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination",
+    "max_per_destination", "metrics",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -177,6 +178,7 @@ def from_mapping(data: Mapping[str, Any], source: str = "relay settings") -> Rel
 
 
 def _build(data: Mapping[str, Any]) -> RelaySettings:
+    _check_nesting(data)
     _check_keys("", data, TOP_LEVEL_KEYS)
     defaults = RelaySettings(hostname="localhost")
     host, port = defaults.listen_host, defaults.listen_port
@@ -224,7 +226,25 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         max_connections_per_ip=_count("max_connections_per_ip",
                                       data.get("max_connections_per_ip"),
                                       defaults.max_connections_per_ip),
+        metrics=_metrics(data.get("metrics")),
     )
+
+
+def _metrics(value: Any) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, port = parse_host_port("metrics", value, default_port=None)
+    if port is None:
+        raise ConfigError("metrics", value, "expected host:port such as 127.0.0.1:9025")
+    return host, port
+
+
+def _check_nesting(data: Mapping[str, Any]) -> None:
+    """An accounting setting at the top of a relay config belongs under ``accounting:``."""
+    for key, value in data.items():
+        if key not in TOP_LEVEL_KEYS and key in SETTING_KEYS:
+            raise ConfigError(key, value, f"an accounting setting, which a relay config "
+                                          f"takes under accounting: (accounting: {{{key}: ...}})")
 
 
 def parse_host_port(key: str, value: Any, default_port: int | None = 25

@@ -54,6 +54,11 @@ class RelayHandler:
         self.spooling = 0
         self._relay_cache: dict[str, bool] = {}
 
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """Use ``settings`` for every command from now on (a reload)."""
+        self.settings = settings
+        self._relay_cache.clear()
+
     def _may_relay(self, client_ip: str) -> bool:
         allowed = self._relay_cache.get(client_ip)
         if allowed is None:
@@ -123,7 +128,11 @@ class RelayHandler:
         self._record_received(queue_id, spool_envelope, session,
                               len(envelope.original_content or b""))
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
-        _log.debug("queued %s from %s for %d recipient(s)", queue_id, client_ip, len(rcpts))
+        _log.info("%s: from=<%s>, size=%d, nrcpt=%d, client=%s[%s]", queue_id,
+                  spool_envelope.mail_from, len(content), len(rcpts), session.host_name,
+                  client_ip, extra={"queue_id": queue_id, "sender": spool_envelope.mail_from,
+                                    "size": len(content), "nrcpt": len(rcpts),
+                                    "client_ip": client_ip})
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
@@ -152,12 +161,12 @@ def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
     return context
 
 
-def smtp_factory(settings: RelaySettings, handler: RelayHandler,
-                 context: ssl.SSLContext | None) -> Callable[[], SMTP]:
-    """Builds one aiosmtpd protocol per client connection, within the connection limits."""
+def smtp_factory(settings: RelaySettings, handler: object,
+                 context: ssl.SSLContext | None, limits: ConnectionLimits
+                 ) -> Callable[[], SMTP]:
+    """Builds one aiosmtpd protocol per client connection, within ``limits``;
+    ``handler``: a :class:`RelayHandler`, or a wrapper of one."""
     passwords = PasswordChecker(settings.auth_users)
-    limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip,
-                              settings.hostname)
 
     def factory() -> SMTP:
         return RelaySMTP(

@@ -23,13 +23,18 @@ ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 
 class ConnectionLimits:
-    """Counts the open inbound connections; :meth:`admit` one, :meth:`release` it when it ends."""
+    """Counts the open inbound connections; :meth:`admit` one, :meth:`release` it when it ends.
+
+    ``open`` and ``refused`` (connections refused so far) are read by the metrics; a reload
+    sets the limits anew on the same object, so the connections already open still count.
+    """
 
     def __init__(self, max_connections: int, max_per_ip: int, hostname: str) -> None:
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
         self.hostname = hostname
         self.open = 0
+        self.refused = 0
         self._per_ip: dict[str, int] = {}
         self._refusals = Throttled(_log)
 
@@ -37,6 +42,8 @@ class ConnectionLimits:
         """Count a new connection from ``client_ip``; or, past a limit, the reply refusing it
         (then it is not counted)."""
         from_ip = self._per_ip.get(client_ip, 0)
+        if self.open >= self.max_connections or from_ip >= self.max_per_ip:
+            self.refused += 1
         if self.open >= self.max_connections:
             self._refusals.warn(f"refused a connection from {client_ip}: max_connections "
                                 f"({self.max_connections}) are open")

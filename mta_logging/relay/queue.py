@@ -33,12 +33,14 @@ from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
-from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool
+from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, error_entry
 
 _log = logging.getLogger("mta_logging.relay.queue")
 
 EXPIRED = "message-expired"
 EXPIRED_STATUS = "5.4.7"
+STATUS = {Kind.DELIVERED: "sent", Kind.DEFERRED: "deferred", Kind.BOUNCE: "bounced"}
+BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 # Messages waiting beyond this many are read back from the spool when their turn comes,
 # instead of being held in memory.
 MAX_CACHED = 1000
@@ -51,6 +53,10 @@ class DeliveryQueue:
     time, so a destination that hangs holds that many workers, never all of them: an attempt
     skips a destination at its limit, and a message left with nothing but such recipients
     waits (no retry counted) until a delivery there ends.
+
+    Every message it knows (waiting, due, parked, being attempted, held) is in ``messages``
+    until it is finished or withdrawn; a message is attempted by one worker at a time, and a
+    held or withdrawn one not at all (the operator's ``queue`` commands, see ``control``).
     """
 
     def __init__(self, settings: RelaySettings, spool: Spool, deliverer: Deliverer,
@@ -71,6 +77,9 @@ class DeliveryQueue:
         self._parked: dict[str, collections.deque[QueuedMessage]] = {}
         self._ready: asyncio.Queue[QueuedMessage] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.messages: dict[str, QueuedMessage] = {}
+        self.attempting: set[str] = set()
+        self._ready_ids: set[str] = set()  # in _ready; an entry not in here is skipped
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -82,13 +91,27 @@ class DeliveryQueue:
 
     def submit(self, message: QueuedMessage) -> None:
         """Queue a message for an attempt now (just received, or found due on start)."""
+        self.messages[message.queue_id] = message
+        self._requeue(message)
+
+    def _requeue(self, message: QueuedMessage) -> None:
+        """Make a known message due now, unless it is held, withdrawn, due or under way."""
+        queue_id = message.queue_id
+        if (message.held or self.messages.get(queue_id) is not message
+                or queue_id in self._ready_ids or queue_id in self.attempting):
+            return
+        self._cancel_timer(queue_id)
         if self._ready.qsize() >= MAX_CACHED:
             message.content = None
+        self._ready_ids.add(queue_id)
         self._ready.put_nowait(message)
 
     def schedule(self, message: QueuedMessage) -> None:
-        """Queue a message for an attempt at ``message.next_try``."""
+        """Queue a message for an attempt at ``message.next_try`` (none while it is held)."""
+        self.messages[message.queue_id] = message
         message.content = None
+        if message.held:
+            return
         delay = max(0.0, message.next_try - self.clock())
         self._timers[message.queue_id] = asyncio.get_running_loop().call_later(
             delay, self._due, message)
@@ -96,7 +119,50 @@ class DeliveryQueue:
     def _due(self, message: QueuedMessage) -> None:
         self._timers.pop(message.queue_id, None)
         if not self._stopping:
-            self._ready.put_nowait(message)
+            self._requeue(message)
+
+    def deliveries_in_progress(self) -> dict[str, int]:
+        """Transactions under way, per destination domain."""
+        return dict(self._in_progress)
+
+    def _cancel_timer(self, queue_id: str) -> bool:
+        timer = self._timers.pop(queue_id, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
+    def flush(self, queue_id: str) -> bool:
+        """Attempt a waiting message now; False if it is not waiting for a later try."""
+        message = self.messages.get(queue_id)
+        if message is None or message.held or not self._cancel_timer(queue_id):
+            return False
+        self._requeue(message)
+        return True
+
+    def hold(self, message: QueuedMessage) -> None:
+        """No further attempts of ``message`` (one under way finishes) until :meth:`release`."""
+        message.held = True
+        self.messages[message.queue_id] = message
+        self._cancel_timer(message.queue_id)
+        self._ready_ids.discard(message.queue_id)
+
+    def release(self, message: QueuedMessage) -> None:
+        """Attempt a held message again now (or when its attempt under way ends)."""
+        message.held = False
+        message.next_try = 0.0
+        self._requeue(message)  # after the attempt under way, if any: it reschedules
+
+    def withdraw(self, queue_id: str) -> QueuedMessage | None:
+        """Take a message out of the queue (no more attempts); None if it is unknown here or
+        being attempted right now."""
+        message = self.messages.get(queue_id)
+        if message is None or queue_id in self.attempting:
+            return None
+        del self.messages[queue_id]
+        self._cancel_timer(queue_id)
+        self._ready_ids.discard(queue_id)
+        return message
 
     async def stop(self, timeout: float) -> None:
         """Stop taking work; let attempts in progress finish for up to ``timeout`` seconds."""
@@ -122,6 +188,11 @@ class DeliveryQueue:
         assert task is not None
         while not self._stopping:
             message = await self._ready.get()
+            queue_id = message.queue_id
+            if queue_id not in self._ready_ids or self.messages.get(queue_id) is not message:
+                continue  # held or withdrawn while it waited
+            self._ready_ids.discard(queue_id)
+            self.attempting.add(queue_id)
             self._busy.add(task)
             # an episode per message: another message's success does not end this one's
             operation = f"queue {message.queue_id}: delivery attempt"
@@ -133,6 +204,9 @@ class DeliveryQueue:
                 self._retry_later(message)
             finally:
                 self._busy.discard(task)
+                self.attempting.discard(queue_id)
+                if message.complete:
+                    self.messages.pop(queue_id, None)
 
     def _retry_later(self, message: QueuedMessage) -> None:
         if not self._stopping:
@@ -155,6 +229,7 @@ class DeliveryQueue:
             except FileNotFoundError:
                 _log.error("queue %s: the queue file is gone (removed by hand?); message "
                            "dropped", message.queue_id)
+                self.messages.pop(message.queue_id, None)
                 return
         message.content = None
         headers = MessageHeaders(content)
@@ -171,6 +246,8 @@ class DeliveryQueue:
                 continue
             results = await self._deliver(domain, message, indexes, content)
             await self._settle(message, results, delay, expired, headers, len(content))
+            message.last_error = next((r.dsn_msg for r in results if r.kind is Kind.DEFERRED),
+                                      message.last_error)
         if message.complete:
             return
         if busy and all((domain_of(message.envelope.rcpts[i]) or "") in busy
@@ -180,7 +257,8 @@ class DeliveryQueue:
         message.failures += 1
         message.next_try = self.clock() + delay
         # Without this line a restart tries again sooner and counts fewer failures: no loss.
-        await self._journal(message, [f"a {message.failures} {message.next_try:.3f}"])
+        await self._journal(message, [f"a {message.failures} {message.next_try:.3f}",
+                                      error_entry(message.last_error)])
         if not self._stopping:
             self.schedule(message)
 
@@ -203,14 +281,15 @@ class DeliveryQueue:
                 if not parked:
                     del self._parked[domain]
                 if not self._stopping:
-                    self.submit(waiting)
+                    self._requeue(waiting)
 
     def _park(self, message: QueuedMessage, domain: str) -> None:
         """Hold ``message`` until a delivery to ``domain`` ends (it stays in the spool)."""
         if self._stopping:
             return
         if self._in_progress.get(domain, 0) < self.settings.max_per_destination:
-            self.submit(message)  # the destination freed up while the rest was delivered
+            # the destination freed up while the rest was delivered; due once this attempt ends
+            asyncio.get_running_loop().call_soon(self._requeue, message)
             return
         if sum(map(len, self._parked.values())) >= MAX_CACHED:
             message.content = None  # read back from the spool when its turn comes
@@ -275,8 +354,8 @@ class DeliveryQueue:
                 headers: Mapping[str, str], expired: bool, size: int) -> bool:
         """Write the accounting record of one result; False if the logger could not write it."""
         rcpt = message.envelope.rcpts[result.index]
-        _log.debug("queue %s: %s %s %s", message.queue_id, result.kind.directory, rcpt,
-                   result.dsn_msg)
+        log_outcome(message, rcpt, result, self.clock() - message.envelope.time_queued,
+                    BOUNCED_STATUS if expired else STATUS[result.kind])
         accounting = self.accounting
         if accounting is None:
             return True
@@ -313,3 +392,14 @@ class DeliveryQueue:
             self._unwritten.clear()
             return False
         return True
+
+
+def log_outcome(message: QueuedMessage, rcpt: str, result: RcptResult, delay: float,
+                status: str) -> None:
+    """The operator's line for one recipient's outcome (INFO), Postfix-style."""
+    relay = result.dest_ip or "none"
+    _log.info("%s: to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)", message.queue_id,
+              rcpt, relay, delay, result.dsn_status, status, result.dsn_msg,
+              extra={"queue_id": message.queue_id, "rcpt": rcpt, "relay": relay,
+                     "delay": round(delay, 3), "dsn": result.dsn_status, "status": status,
+                     "reply": result.dsn_msg})

@@ -1,11 +1,19 @@
 """The relay process: spool, queue, inbound server and outbound delivery, started and stopped.
 
-Start: the spool is loaded (mail left by a stopped or crashed relay is queued again, due
-messages first), delivery workers start, then the SMTP listener opens. Stop (SIGTERM/SIGINT):
+Start: the spool's lock is taken (one relay per spool; a ``queue`` command working on the
+spool is waited for), the spool is loaded (mail left by a stopped or crashed relay is queued
+again, due messages first, held ones kept aside), delivery workers start, the control socket
+(``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
-``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool. SIGHUP
-is logged and otherwise ignored (no reload yet).
+``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+
+Reload (SIGHUP): the settings are read again and, if valid, used from then on without dropping
+a connection or a queued message: routes, relay networks, AUTH users, limits, TLS certificate
+and key, timeouts, retries, log level and accounting settings. New connections get the new
+TLS, AUTH and connection limits; a connection already open keeps what it started with (and
+counts against the limits it was admitted under). Settings that need a restart
+(:func:`restart_settings`) or a bad new config are refused with a log line; the old ones stay.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -24,18 +33,39 @@ from aiosmtpd.smtp import SMTP
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.control import ControlServer, LiveQueue
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.inbound import RelayHandler, smtp_factory, tls_context
-from mta_logging.relay.limits import ExceptionHandler, quiet_accept_errors
+from mta_logging.relay.limits import ConnectionLimits, ExceptionHandler, quiet_accept_errors
+from mta_logging.relay.metrics import (
+    MeteredHandler,
+    MetricsServer,
+    RecordCounter,
+    RelayMetrics,
+    StateCollector,
+    readiness_problems,
+)
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
-from mta_logging.relay.spool import Spool
+from mta_logging.relay.spool import Spool, SpoolLock
 from mta_logging.relay.storage import FreeSpace
 
 _log = logging.getLogger("mta_logging.relay")
 
 SPOOL_THREADS = 16
+LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the spool
+
+
+def restart_settings(settings: RelaySettings) -> dict[str, object]:
+    """The settings a reload cannot change (listeners, spool, workers, accounting on or off),
+    by config key, spelt as in the config file."""
+    metrics = settings.metrics
+    return {"listen": f"{settings.listen_host}:{settings.listen_port}",
+            "listen_backlog": settings.listen_backlog, "spool_dir": str(settings.spool_dir),
+            "concurrency": settings.concurrency,
+            "metrics": None if metrics is None else f"{metrics[0]}:{metrics[1]}",
+            "accounting": settings.accounting_enabled}
 
 
 class Relay:
@@ -58,33 +88,63 @@ class Relay:
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
         self.queue = DeliveryQueue(settings, self.spool, self.deliverer, accounting,
                                    executor=self.executor)
-        free_space = FreeSpace((self.spool.root, *accounting_dirs), settings.min_free_space,
-                               FaultLog(_log))
+        self.free_space = FreeSpace((self.spool.root, *accounting_dirs),
+                                    settings.min_free_space, FaultLog(_log))
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
-                                    free_space=free_space)
+                                    free_space=self.free_space)
+        self.lock = SpoolLock(self.spool)
+        self.accounting = accounting
+        self.directories = (self.spool.root, *accounting_dirs)
+        self.limits = ConnectionLimits(settings.max_connections,
+                                       settings.max_connections_per_ip, settings.hostname)
+        self.metrics = RelayMetrics()
+        self.metrics.registry.register(StateCollector(self.queue, self.limits,
+                                                      self.directories))
+        self._record_counter = RecordCounter(self.metrics)
+        self.metrics_server = MetricsServer(self.metrics, self._readiness)
+        self.control = ControlServer(
+            LiveQueue(settings, self.spool, self.queue, self.executor), self.spool.control_path)
         self._server: asyncio.base_events.Server | None = None
         self._previous_handler: ExceptionHandler | None = None
         self._clients: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
+                                       tls_context(settings), self.limits)
         self.address: tuple[str, int] = (settings.listen_host, settings.listen_port)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
+        await self._lock_spool()
         messages = await loop.run_in_executor(None, self.spool.load)
         self.queue.start()
         now = time.time()
         for message in messages:
-            if message.next_try <= now:
+            if message.held:
+                self.queue.hold(message)
+            elif message.next_try <= now:
                 self.queue.submit(message)
             else:
                 self.queue.schedule(message)
         if messages:
             _log.info("%d message(s) found in the spool, queued again", len(messages))
-        make_smtp = smtp_factory(self.settings, self.handler, tls_context(self.settings))
+        try:
+            await self.control.start()
+        except MtaLoggingError as exc:  # e.g. a spool path too long for a socket's name
+            _log.error("%s; the relay runs without it: mta-logging queue cannot reach it", exc)
+        if self.accounting is not None:  # after the file handlers: it sees their failures
+            self.accounting.logger.addHandler(self._record_counter)
+        if self.settings.metrics is not None:
+            try:
+                await self.metrics_server.start(*self.settings.metrics)
+            except OSError as exc:
+                await self._abandon_start()
+                host, port = self.settings.metrics
+                raise MtaLoggingError(f"metrics: cannot listen on {host}:{port}: "
+                                      f"{exc.strerror or exc}") from None
 
         def factory() -> SMTP:
-            protocol = make_smtp()
+            protocol = self._make_smtp()
             self._clients.add(protocol)
             return protocol
 
@@ -93,18 +153,74 @@ class Relay:
             self._server = await loop.create_server(factory, host, port,
                                                     backlog=self.settings.listen_backlog)
         except OSError as exc:
-            await self.queue.stop(0)
-            loop.set_exception_handler(self._previous_handler)
+            await self.metrics_server.stop()
+            await self.control.stop()
+            await self._abandon_start()
             raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
+
+    async def _lock_spool(self) -> None:
+        deadline = time.monotonic() + LOCK_WAIT
+        while not self.lock.acquire():
+            if time.monotonic() >= deadline:
+                asyncio.get_running_loop().set_exception_handler(self._previous_handler)
+                raise MtaLoggingError(f"the spool {self.spool.root} is in use by another "
+                                      f"relay (its lock file {self.lock.path} is held)")
+            await asyncio.sleep(0.1)
+
+    def check_reload(self, settings: RelaySettings) -> ssl.SSLContext | None:
+        """The new TLS context if :meth:`reconfigure` can use ``settings``; ConfigError if a
+        restart key changed or the TLS files cannot be loaded."""
+        current = restart_settings(self.settings)
+        for key, new in restart_settings(settings).items():
+            old = current[key]
+            if old != new:
+                raise ConfigError(key, new, f"cannot change while the relay runs (it is "
+                                            f"{old!r}); restart the relay")
+        try:
+            return tls_context(settings)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls", str(settings.tls),
+                              f"the certificate and key must load ({exc})") from None
+
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """Use ``settings`` from now on (see the module docstring); refused as by
+        :meth:`check_reload`, changing nothing."""
+        context = self.check_reload(settings)
+        self._make_smtp = smtp_factory(settings, MeteredHandler(self.handler, self.metrics),
+                                       context, self.limits)
+        self.limits.max_connections = settings.max_connections
+        self.limits.max_per_ip = settings.max_connections_per_ip
+        self.limits.hostname = settings.hostname
+        self.settings = settings
+        self.queue.settings = settings
+        self.deliverer.settings = settings
+        self.deliverer.pool.settings = settings
+        self.handler.reconfigure(settings)
+        self.free_space.minimum = settings.min_free_space
+        if self.accounting is not None:  # back after the file handlers a reload replaced
+            self.accounting.logger.removeHandler(self._record_counter)
+            self.accounting.logger.addHandler(self._record_counter)
+
+    def _readiness(self) -> list[str]:
+        listening = self._server is not None and self._server.is_serving()
+        return readiness_problems(listening, self.directories, self.settings.min_free_space)
+
+    async def _abandon_start(self) -> None:
+        if self.accounting is not None:
+            self.accounting.logger.removeHandler(self._record_counter)
+        await self.queue.stop(0)
+        self.lock.release()
+        asyncio.get_running_loop().set_exception_handler(self._previous_handler)
 
     async def stop(self) -> None:
         """Drain gracefully (see the module docstring)."""
         timeout = self.settings.shutdown_timeout
         if self._server is not None:
             self._server.close()
+        await self.control.stop()
         self.handler.draining = True
         deadline = time.monotonic() + timeout
         while self.handler.spooling and time.monotonic() < deadline:
@@ -116,21 +232,25 @@ class Relay:
         self.executor.shutdown(wait=True)
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+        await self.metrics_server.stop()
+        if self.accounting is not None:
+            self.accounting.logger.removeHandler(self._record_counter)
+        self.lock.release()
 
     def spool_ids(self) -> list[str]:
         return [path.name for path in self.spool.queue_dir.iterdir()]
 
 
-async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -> None:
-    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. SIGHUP is logged
-    and otherwise ignored (the relay does not reload yet, and must not die of it)."""
+async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None,
+                reload: Callable[[], None] | None = None) -> None:
+    """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. On SIGHUP call
+    ``reload`` (which reads the settings again and applies them); a failure of it is logged
+    and the relay goes on as it was. Without ``reload`` SIGHUP is logged and ignored."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _log.warning,
-                            "SIGHUP received: reloading is not supported yet; the relay goes "
-                            "on with its current settings")
+    loop.add_signal_handler(signal.SIGHUP, _reload, reload)
     await relay.start()
     if on_ready is not None:
         on_ready(relay)
@@ -141,3 +261,17 @@ async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None) -
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await relay.stop()
+
+
+def _reload(reload: Callable[[], None] | None) -> None:
+    if reload is None:
+        _log.warning("SIGHUP received: there is no config file to read again; the relay goes "
+                     "on with its current settings")
+        return
+    _log.info("SIGHUP received: reloading the settings")
+    try:
+        reload()
+    except (MtaLoggingError, OSError) as exc:
+        _log.error("reload refused, the relay goes on with its current settings: %s", exc)
+        return
+    _log.info("reloaded: the new settings are in use")

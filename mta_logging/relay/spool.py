@@ -5,7 +5,11 @@ Layout under ``spool_dir``::
     tmp/<id>     a message being written (deleted on start: it was never acknowledged)
     queue/<id>   envelope (one JSON line) then the message bytes; written, fsync'd, renamed
     state/<id>   journal of progress, appended: "d <n>" / "b <n>" = recipient n delivered /
-                 bounced (final), "a <failures> <next_try>" = attempts failed so far, next try
+                 bounced (final), "a <failures> <next_try>" = attempts failed so far, next try,
+                 "e <text>" = the last temporary error, "h 1" / "h 0" = held / released
+    lock         locked (``flock``) by the running relay, or by a ``queue`` command working
+                 on the spool of a stopped relay
+    control.sock the running relay's control socket (mode 0600), for ``mta-logging queue``
 
 A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
 fsync'd. Final recipient states are journaled only after they are recorded in the accounting
@@ -18,6 +22,7 @@ All methods here do blocking file I/O: the relay calls them in a thread executor
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -81,6 +86,8 @@ class QueuedMessage:
     next_try: float = 0.0
     content: bytes | None = None
     journaled: bool = False
+    held: bool = False
+    last_error: str = ""
 
     def __post_init__(self) -> None:
         if not self.final:
@@ -111,6 +118,8 @@ class Spool:
         self.tmp_dir = root / "tmp"
         self.queue_dir = root / "queue"
         self.state_dir = root / "state"
+        self.lock_path = root / "lock"
+        self.control_path = root / "control.sock"
         self._queue_dir_sync = DirectorySync(self.queue_dir)
 
     @classmethod
@@ -169,6 +178,18 @@ class Spool:
         if journaled:
             (self.state_dir / queue_id).unlink(missing_ok=True)
 
+    def read_message(self, queue_id: str) -> QueuedMessage | None:
+        """One message with its progress, as the journal has it; None if it is not queued."""
+        path = self.queue_dir / queue_id
+        if not queue_id or "/" in queue_id or not path.is_file():
+            return None
+        return self._load_one(path)
+
+    def scan(self) -> list[QueuedMessage]:
+        """Every readable message with its progress, oldest first, changing nothing."""
+        messages = (self._load_one(path) for path in sorted(self.queue_dir.iterdir()))
+        return [m for m in messages if m is not None and not m.complete]
+
     def load(self) -> list[QueuedMessage]:
         """Every message in the queue, with its progress, oldest first; tidies leftovers.
 
@@ -222,10 +243,44 @@ def _apply_journal(message: QueuedMessage, text: str) -> None:
             elif len(parts) == 3 and parts[0] == "a":
                 message.failures = int(parts[1])
                 message.next_try = float(parts[2])
+            elif parts and parts[0] == "e":
+                message.last_error = line[2:]
+            elif len(parts) == 2 and parts[0] == "h" and parts[1] in ("0", "1"):
+                message.held = parts[1] == "1"
             else:
                 raise ValueError(line)
         except (ValueError, IndexError):
             _log.warning("queue %s: ignoring unreadable journal line %r", message.queue_id, line)
+
+
+def error_entry(text: str) -> str:
+    """The journal entry of a temporary error: one line, 7-bit (other characters escaped)."""
+    return "e " + " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")
+
+
+class SpoolLock:
+    """The spool's lock file, held while a process works on the spool: the relay while it
+    runs, a ``queue`` command while it changes a stopped relay's spool."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.path = spool.lock_path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; False if another process (or holder) does."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class DirectorySync:

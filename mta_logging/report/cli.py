@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError("--top", args.top, "expected a number of rows, at least 1")
+    if args.html:
+        _check_writable(args.html)
     if args.from_dsn is not None:
         report = _database_report(args)
     elif not args.paths:
@@ -73,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from mta_logging.report.html import to_html
 
-        Path(args.html).write_text(to_html(report), encoding="utf-8")
+        try:
+            Path(args.html).write_text(to_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("--html", args.html, f"cannot write that file ({exc.strerror})"
+                              ) from None
         print(f"mta-logging report: wrote {args.html}", file=sys.stderr)
     else:
         text = (render.to_json(report) if args.json else render.to_csv(report) if args.csv
@@ -84,6 +90,20 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
     return 0
+
+
+def _check_writable(path: str) -> None:
+    """Refuse an output file that cannot be written before any input is read; nothing is left
+    behind by the check."""
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with target.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError("--html", path, f"cannot write that file ({exc.strerror})") from None
+    if not existed:
+        target.unlink()
 
 
 def _database_report(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from mta_logging.report.render import (
     number,
     percent,
     series_title,
+    top_title,
 )
 from mta_logging.report.summary import BUCKET_FORMATS, BUCKETS
 
@@ -124,12 +125,16 @@ def to_html(report: dict[str, Any], title: str = "Accounting report") -> str:
         f'<div class="chart" id="chart-bounce-categories">'
         f'{bar_chart(report["bounce_categories"])}</div>',
     ]
+    distinct = report.get("distinct", {})
     for section, heading, key, key_title in KEYED_SECTIONS:
         if section == "hours":
             continue
-        parts += [f"<h2>{escape(heading)}</h2>", _keyed_table(report[section], key, key_title)]
+        rows = report[section]
+        parts += [f"<h2>{escape(top_title(heading, len(rows), distinct.get(section)))}</h2>",
+                  _keyed_table(rows, key, key_title)]
     for name, rows in report.get("by", {}).items():
-        parts += [f"<h2>By {escape(name)}</h2>", _keyed_table(rows, name, name)]
+        heading = top_title(f"By {name}", len(rows), distinct.get(f"by.{name}"))
+        parts += [f"<h2>{escape(heading)}</h2>", _keyed_table(rows, name, name)]
     for section, heading in (("deferral_reasons", "Top deferral reasons"),
                              ("bounce_reasons", "Top bounce reasons")):
         parts += [f"<h2>{heading}</h2>", _table(

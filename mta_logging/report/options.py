@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -15,6 +12,7 @@ from mta_logging.errors import ConfigError
 from mta_logging.fields import DEFAULT_TIME_FORMAT
 from mta_logging.report.filters import Filters
 from mta_logging.report.reader import Issue, Reader
+from mta_logging.stdout import stdout_reader_may_leave as stdout_reader_may_leave
 
 MAX_WARNINGS = 20  # warnings printed one by one; the rest are only counted
 
@@ -133,13 +131,3 @@ def finish(reader: Reader, warnings: Warnings) -> None:
     if isinstance(reader.on_progress, Progress):
         reader.on_progress.finish()
     warnings.finish(reader.stats.issues)
-
-
-@contextlib.contextmanager
-def stdout_reader_may_leave() -> Iterator[None]:
-    """When the reader of our output (``head``, ``less``) goes away, stop quietly."""
-    try:
-        yield
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again

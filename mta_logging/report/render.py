@@ -188,10 +188,16 @@ def _keyed(report: dict[str, Any], section: str, title: str, key: str,
                        report.get("distinct", {}).get(section))
 
 
+def top_title(title: str, shown: int, distinct: int | None) -> str:
+    """``title (top N of M)`` when the rows shown are fewer than the distinct keys seen."""
+    if distinct is not None and distinct > shown:
+        return f"{title} (top {shown} of {number(distinct)})"
+    return title
+
+
 def _keyed_rows(rows: list[dict[str, Any]], title: str, key: str, key_title: str,
                 distinct: int | None) -> list[str]:
-    if distinct is not None and distinct > len(rows):
-        title += f" (top {len(rows)} of {number(distinct)})"
+    title = top_title(title, len(rows), distinct)
     return ["", title, *table(
         [key_title, *KIND_COLUMNS],
         [[row[key], *(number(row[c]) for c in KIND_COLUMNS)] for row in rows],

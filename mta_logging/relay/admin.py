@@ -1,0 +1,230 @@
+"""The operator's queue operations (``mta-logging queue``), on a running or a stopped relay.
+
+A request is one JSON object (``{"op": "hold", "ids": [...]}``) and gets one JSON answer; the
+running relay answers on its control socket (``control``), a stopped relay's spool is changed
+by :class:`StoppedQueue` while the command holds the spool's lock. Both answer through
+:func:`dispatch`, so the two give the same results.
+
+States: ``held`` (no attempts until released), ``deferred`` (an attempt failed; waiting for the
+next), ``active`` (being attempted, or not tried yet). ``bounce`` and ``delete`` record every
+recipient not yet delivered or bounced as a bounce (category ``admin-bounce`` /
+``admin-delete``) before the message leaves the spool: nothing vanishes unrecorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mta_logging.address import domain_of
+from mta_logging.errors import MtaLoggingError
+from mta_logging.logger import AccountingLogger
+from mta_logging.outcome import Outcome
+from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.message import MessageHeaders
+from mta_logging.relay.spool import QueuedMessage, Spool
+
+_log = logging.getLogger("mta_logging.relay.admin")
+
+STATES = ("active", "deferred", "held")
+ACTIONS = ("flush", "hold", "release", "bounce", "delete")
+# category and text of each administrative removal
+REMOVALS = {
+    "bounce": ("admin-bounce", "returned to the sender by the administrator"),
+    "delete": ("admin-delete", "deleted from the queue by the administrator"),
+}
+ADMIN_STATUS = "5.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """What ``queue list`` shows of one message; ``recipients`` are the ones still pending."""
+
+    queue_id: str
+    state: str
+    queued_at: float
+    size: int
+    sender: str
+    recipients: tuple[str, ...]
+    attempts: int
+    last_error: str
+    next_try: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.queue_id, "state": self.state, "queued_at": self.queued_at,
+                "size": self.size, "sender": self.sender, "recipients": list(self.recipients),
+                "attempts": self.attempts, "last_error": self.last_error,
+                "next_try": self.next_try}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QueueEntry:
+        return cls(data["id"], data["state"], data["queued_at"], data["size"], data["sender"],
+                   tuple(data["recipients"]), data["attempts"], data["last_error"],
+                   data["next_try"])
+
+
+def entry_of(spool: Spool, message: QueuedMessage, *, attempting: bool) -> QueueEntry:
+    """The entry of a message read from ``spool``; ``attempting``: under way right now."""
+    if message.held:
+        state = "held"
+    elif attempting or message.failures == 0:
+        state = "active"
+    else:
+        state = "deferred"
+    try:
+        size = (spool.queue_dir / message.queue_id).stat().st_size
+    except FileNotFoundError:
+        size = 0
+    envelope = message.envelope
+    return QueueEntry(
+        message.queue_id, state, envelope.time_queued, size, envelope.mail_from,
+        tuple(envelope.rcpts[i] for i in message.pending()), message.failures,
+        message.last_error, None if message.held or message.failures == 0 else message.next_try)
+
+
+def headers_text(spool: Spool, queue_id: str) -> str:
+    """The message's header section as text (bytes that are not UTF-8 shown escaped)."""
+    content = spool.read_content(queue_id)
+    end = content.find(b"\r\n\r\n")
+    return content[: len(content) if end < 0 else end].decode("utf-8", "backslashreplace")
+
+
+def record_removal(spool: Spool, settings: RelaySettings, accounting: AccountingLogger | None,
+                   message: QueuedMessage, action: str) -> None:
+    """Record each pending recipient as an administrative bounce, then remove the message.
+
+    Raises :class:`MtaLoggingError` (the message stays queued) if a record could not be
+    written; recipients recorded before stay recorded. Blocking I/O: run it in a thread.
+    """
+    category, text = REMOVALS[action]
+    envelope = message.envelope
+    pending = [envelope.rcpts[i] for i in message.pending()]
+    if accounting is not None:
+        unwritten: list[Outcome] = []
+        logger = AccountingLogger(accounting.logger, on_write_error=unwritten.append)
+        headers = MessageHeaders(spool.read_content(message.queue_id))
+        for rcpt in pending:
+            logger.bounced(rcpt, time_queued=envelope.time_queued, src_mta=settings.hostname,
+                           src_ip=settings.source_ip, vmta=settings.vmta,
+                           job_id=message.queue_id, dsn_status=ADMIN_STATUS,
+                           dsn_msg=f"{ADMIN_STATUS} {text}", bounce_cat=category,
+                           headers=headers)
+            if unwritten:
+                raise MtaLoggingError(f"{message.queue_id}: the bounce record of <{rcpt}> "
+                                      "could not be written; the message stays queued")
+    for rcpt in pending:
+        _log.info("%s: to=<%s>, status=bounced (%s: %s)", message.queue_id, rcpt, category,
+                  text)
+    spool.remove(message.queue_id, journaled=message.journaled)
+
+
+class QueueOperations(Protocol):
+    """The operations behind ``mta-logging queue``; each id's result is a one-line text,
+    its failure a :class:`MtaLoggingError`."""
+
+    async def entries(self) -> list[QueueEntry]: ...
+
+    async def show(self, queue_id: str) -> dict[str, Any]: ...
+
+    async def act(self, action: str, queue_id: str) -> str: ...
+
+
+async def dispatch(operations: QueueOperations, request: dict[str, Any]) -> dict[str, Any]:
+    """The answer to one request: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error"}``.
+
+    ``list`` gives the entries; ``show`` one message; an action gives ``[{"id", "ok",
+    "text"}]`` for the ids named, and for every message not held (``all``) or every one with a
+    pending recipient at ``domain``.
+    """
+    op = request.get("op")
+    try:
+        if op == "list":
+            return {"ok": True, "result": [e.to_json() for e in await operations.entries()]}
+        if op == "show":
+            return {"ok": True, "result": await operations.show(str(request.get("id")))}
+        if op not in ACTIONS:
+            raise MtaLoggingError(f"unknown operation {op!r}; expected list, show or one of "
+                                  f"{', '.join(ACTIONS)}")
+        ids = [str(i) for i in request.get("ids") or []]
+        domain = request.get("domain")
+        if request.get("all") or domain:  # held messages stay held
+            ids += [e.queue_id for e in await operations.entries() if e.state != "held"
+                    and (not domain or has_domain(e.recipients, str(domain)))]
+        results = []
+        for queue_id in ids:
+            try:
+                results.append({"id": queue_id, "ok": True,
+                                "text": await operations.act(op, queue_id)})
+            except MtaLoggingError as exc:
+                results.append({"id": queue_id, "ok": False, "text": str(exc)})
+        return {"ok": True, "result": results}
+    except MtaLoggingError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def has_domain(recipients: Iterable[str], domain: str) -> bool:
+    wanted = domain.lower()
+    return any((domain_of(rcpt) or "").lower() == wanted for rcpt in recipients)
+
+
+def unknown(queue_id: str) -> MtaLoggingError:
+    return MtaLoggingError(f"{queue_id}: no such message in the queue")
+
+
+class StoppedQueue:
+    """The operations on the spool of a stopped relay; the caller holds the spool's lock.
+
+    ``flush`` makes a message due at once when the relay starts; ``release`` likewise.
+    """
+
+    def __init__(self, spool: Spool, settings: RelaySettings,
+                 accounting: Callable[[], AccountingLogger | None]) -> None:
+        """``accounting``: gives the logger for ``bounce``/``delete`` (made when needed)."""
+        self.spool = spool
+        self.settings = settings
+        self._accounting = accounting
+
+    async def entries(self) -> list[QueueEntry]:
+        return [entry_of(self.spool, m, attempting=False) for m in self.spool.scan()]
+
+    def _message(self, queue_id: str) -> QueuedMessage:
+        message = self.spool.read_message(queue_id)
+        if message is None or message.complete:
+            raise unknown(queue_id)
+        return message
+
+    async def show(self, queue_id: str) -> dict[str, Any]:
+        return show_result(self.spool, self._message(queue_id), False)
+
+    async def act(self, action: str, queue_id: str) -> str:
+        message = self._message(queue_id)
+        if action in REMOVALS:
+            record_removal(self.spool, self.settings, self._accounting(), message, action)
+            return f"{REMOVALS[action][0]}: recorded and removed"
+        if action == "flush":
+            if message.held:
+                raise MtaLoggingError(f"{queue_id}: held; release it to deliver it")
+            self.spool.journal(queue_id, [f"a {message.failures} 0"])
+            return "due at once when the relay starts"
+        if action == "hold":
+            self.spool.journal(queue_id, ["h 1"])
+            return "held"
+        if not message.held:
+            raise MtaLoggingError(f"{queue_id}: not held")
+        self.spool.journal(queue_id, ["h 0", f"a {message.failures} 0"])
+        return "released; due at once when the relay starts"
+
+
+def show_result(spool: Spool, message: QueuedMessage, attempting: bool) -> dict[str, Any]:
+    """``queue show``: the entry, every recipient with its state, and the header section."""
+    result = entry_of(spool, message, attempting=attempting).to_json()
+    pending = set(message.pending())
+    result["all_recipients"] = [
+        {"address": rcpt, "state": "pending" if i in pending else "done"}
+        for i, rcpt in enumerate(message.envelope.rcpts)]
+    result["client_ip"] = message.envelope.client_ip
+    result["client_helo"] = message.envelope.client_helo
+    result["headers"] = headers_text(spool, message.queue_id)
+    return result

@@ -1,0 +1,71 @@
+"""What the relay checks before it creates anything, shared by the relay, ``relay --check``
+and ``check-config``: the accounting settings it will use, the spool and accounting
+directories, the listen address."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from mta_logging.config import AccountingSettings
+from mta_logging.config import load as load_accounting
+from mta_logging.errors import ConfigError
+from mta_logging.relay.config import RelaySettings
+
+
+def accounting_settings(settings: RelaySettings, path: str | None, source: str | None = None
+                        ) -> AccountingSettings | None:
+    """The accounting settings the relay uses (None: accounting off); ``path`` overrides
+    theirs. An error in settings inline in the relay config (``source``) names the key as
+    ``accounting.<key>``."""
+    if not settings.accounting_enabled:
+        return None
+    try:
+        loaded = load_accounting(settings.accounting)
+    except ConfigError as exc:
+        if not isinstance(settings.accounting, Mapping):
+            raise
+        raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
+                          ) from None
+    return loaded if path is None else dataclasses.replace(loaded, path=path)
+
+
+def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
+          listening: bool = False) -> None:
+    """What the relay checks before it creates anything: the spool and the accounting
+    directories can be made or written, the listen address is free (unless ``listening``:
+    the relay holds it). Raises ConfigError naming the key."""
+    problem = directory_problem(settings.spool_dir)
+    if problem:
+        raise ConfigError("spool_dir", str(settings.spool_dir), problem)
+    if accounting is not None:
+        for kind in accounting.records:
+            directory = accounting.directory(kind)
+            problem = directory_problem(directory)
+            if problem:
+                raise ConfigError("accounting.path", str(directory), problem)
+    if not listening:
+        host, port = settings.listen_host, settings.listen_port
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise ConfigError("listen", f"{host}:{port}",
+                              f"cannot listen there ({exc.strerror or exc})") from None
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why the relay could not use ``path`` as a directory it writes to (None: it can)."""
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"must be a directory (or to be made one), but {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"must be a directory the relay can write, but {existing} is not writable"
+    return None
