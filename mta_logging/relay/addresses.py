@@ -25,21 +25,29 @@ def address_problem(address: str, smtputf8: bool, status: str = SENDER_STATUS) -
     """
     if CONTROL.search(address):
         return f"553 {status} Error: address contains a control character"
-    if not address.isascii():
+    ascii_only = address.isascii()
+    if not ascii_only:
         try:
             address.encode("utf-8")
         except UnicodeEncodeError:
             return "553 5.6.7 Error: address is not valid UTF-8"
         if not smtputf8:
             return "553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter"
+    if ascii_only and len(address) <= MAX_LOCAL_PART:
+        return None  # every part fits, and an ASCII address has as many octets as characters
     local, _, domain = address.rpartition("@")
-    if len(address.encode("utf-8")) + 2 > MAX_PATH:
+    if _octets(address, ascii_only) + 2 > MAX_PATH:
         return f"501 {status} Error: path longer than {MAX_PATH} octets"
-    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+    if _octets(local, ascii_only) > MAX_LOCAL_PART:
         return f"553 {status} Error: local part longer than {MAX_LOCAL_PART} octets"
-    if len(domain.encode("utf-8")) > MAX_DOMAIN:
+    if _octets(domain, ascii_only) > MAX_DOMAIN:
         return f"553 {status} Error: domain longer than {MAX_DOMAIN} octets"
     return None
+
+
+def _octets(text: str, ascii_only: bool) -> int:
+    """Length of ``text`` in UTF-8 octets (its length when the address is ASCII)."""
+    return len(text) if ascii_only else len(text.encode("utf-8"))
 
 
 def recipient_problem(address: str, smtputf8: bool) -> str | None:
