@@ -103,8 +103,8 @@ class RelaySettings:
     spool_dir: Path = Path("spool")
     routes: Mapping[str, Route] = field(default_factory=lambda: _EMPTY)
     retry: RetrySettings = RetrySettings()
-    concurrency: int = 20
-    max_per_destination: int = 10
+    concurrency: int = 40
+    max_per_destination: int = 20
     timeouts: Timeouts = Timeouts()
     connection_reuse: ConnectionReuse = ConnectionReuse()
     starttls: str = "opportunistic"
