@@ -132,7 +132,9 @@ class Relay:
             await self.control.start()
         except MtaLoggingError as exc:  # e.g. a spool path too long for a socket's name
             _log.error("%s; the relay runs without it: mta-logging queue cannot reach it", exc)
-        if self.accounting is not None:  # after the file handlers: it sees their failures
+        # records are counted for the metrics listener only (a handler call per record), after
+        # the file handlers (it sees their failures); a change of ``metrics`` needs a restart
+        if self.accounting is not None and self.settings.metrics is not None:
             self.accounting.logger.addHandler(self._record_counter)
         if self.settings.metrics is not None:
             try:
@@ -200,7 +202,8 @@ class Relay:
         self.deliverer.pool.settings = settings
         self.handler.reconfigure(settings)
         self.free_space.minimum = settings.min_free_space
-        if self.accounting is not None:  # back after the file handlers a reload replaced
+        if self.accounting is not None and self.settings.metrics is not None:  # after the new
+            # file handlers of a reload
             self.accounting.logger.removeHandler(self._record_counter)
             self.accounting.logger.addHandler(self._record_counter)
 
