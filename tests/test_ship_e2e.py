@@ -17,15 +17,11 @@ from ship_servers import (
     Postgres,
     WebhookReceiver,
     mta_logging_command,
-    nats_cluster,
-    postgres,
     ship_config,
 )
 from test_ship_nats import expected_ids
 
 from mta_logging.report.reader import Reader
-
-__all__ = ["nats_cluster", "postgres"]  # the session fixtures, used by name
 
 WORKERS = Path(__file__).parent / "ship_workers.py"
 RECORDS_PER_WRITER = 2500

@@ -16,16 +16,12 @@ from ship_servers import (
     NatsCluster,
     Postgres,
     mta_logging_command,
-    nats_cluster,
-    postgres,
     ship_config,
 )
 
 from mta_logging.report.reader import Reader
 from mta_logging.report.times import TimeParser
 from mta_logging.ship.ingest import COLUMNS, row_for
-
-__all__ = ["nats_cluster", "postgres"]  # the session fixtures, used by name
 
 WORKERS = Path(__file__).parent / "ship_workers.py"
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from ship_servers import (
     NatsCluster,
     mta_logging_command,
-    nats_cluster,
     ship_config,
     stream_messages,
 )
@@ -23,8 +22,6 @@ from mta_logging.formatters import join_values
 from mta_logging.report.reader import Reader
 from mta_logging.ship.message import message_for
 from mta_logging.ship.tail import identify, read_entries
-
-__all__ = ["nats_cluster"]  # the session fixture, used by name
 
 WORKERS = Path(__file__).parent / "ship_workers.py"
 HEADER = ["type", "timeLogged", "rcpt", "jobId"]

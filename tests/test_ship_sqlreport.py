@@ -11,12 +11,8 @@ from ship_servers import (
     NatsCluster,
     Postgres,
     mta_logging_command,
-    nats_cluster,
-    postgres,
     ship_config,
 )
-
-__all__ = ["nats_cluster", "postgres"]  # the session fixtures, used by name
 
 WORKERS = Path(__file__).parent / "ship_workers.py"
 
