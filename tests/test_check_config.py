@@ -57,7 +57,7 @@ def test_errors_name_the_file_and_the_dotted_key(tmp_path, capsys):
         "listen": "127.0.0.1:2525", "accounting": {"path": "./acct", "archving": True}})
     assert code == 2
     assert err.startswith("mta-logging check-config: " + str(tmp_path / "r6.yaml")
-                          + ": accounting.archving: True is not valid; unknown setting; "
+                          + ": accounting.archving: true is not valid; unknown setting; "
                           "allowed: path, ")
 
 
@@ -65,7 +65,7 @@ def test_an_accounting_setting_at_the_top_of_a_relay_config_gets_a_hint(tmp_path
     code, _, err = check_config(tmp_path, capsys, {"listen": "127.0.0.1:2525",
                                                    "archiving": True})
     assert code == 2
-    assert err.endswith(": archiving: True is not valid; an accounting setting, which a relay "
+    assert err.endswith(": archiving: true is not valid; an accounting setting, which a relay "
                         "config takes under accounting: (accounting: {archiving: ...})\n")
 
 
