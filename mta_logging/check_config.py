@@ -18,7 +18,7 @@ import yaml
 from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load
 from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
-from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, load_settings
+from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route, load_settings
 from mta_logging.relay.preflight import accounting_settings, check
 
 
@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
         # checks the directories it will write to, as it does before it starts
         relay = load_settings(path)
         settings = accounting_settings(relay, None, str(path))
-        check(relay, settings, listening=True)
+        try:
+            check(relay, settings, listening=True)
+        except ConfigError as exc:
+            raise exc.located(str(path)) from None
         print(f"{path}: OK (relay config)")
         print(yaml.safe_dump(relay_mapping(relay, settings), sort_keys=False,
                              allow_unicode=True), end="")
@@ -73,20 +76,26 @@ def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None
                   ) -> dict[str, Any]:
     """The relay's settings as a relay config file says them (valid input again), with the
     accounting settings resolved inline (``false`` when off)."""
-    data: dict[str, Any] = {"listen": f"{relay.listen_host}:{relay.listen_port}"}
+    data: dict[str, Any] = {"listen": _host_port(relay.listen_host, relay.listen_port)}
     skipped = ("listen_host", "listen_port", "accounting_enabled", "accounting", "routes",
                "metrics")
     data.update((name, _plain(getattr(relay, name))) for name in relay.__dataclass_fields__
                 if name not in skipped)
     data["routes"] = {domain: str(route) for domain, route in relay.routes.items()}
     if relay.metrics is not None:
-        data["metrics"] = f"{relay.metrics[0]}:{relay.metrics[1]}"
+        data["metrics"] = _host_port(*relay.metrics)
     data["accounting"] = False if accounting is None else _plain(accounting)
     return data
 
 
+def _host_port(host: str, port: int) -> str:
+    """``host:port`` as a relay config writes it (``[::1]:2525``), as a route is written."""
+    return str(Route(host=host, port=port))
+
+
 def _plain(value: Any) -> Any:
-    """Settings objects as YAML-friendly data (dataclasses, mappings, paths, networks)."""
+    """Settings objects as YAML-friendly data (dataclasses, mappings, paths, networks); a
+    whole number of seconds or megabytes as a whole number (``30``, not ``30.0``)."""
     if hasattr(value, "__dataclass_fields__"):
         return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
     if isinstance(value, Mapping):
@@ -95,6 +104,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Kind):
         return value.code
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
