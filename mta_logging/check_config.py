@@ -1,75 +1,123 @@
 """``mta-logging check-config``: validate a config file and print the settings it resolves to.
 
-The file is an accounting config (``accounting_files.ini`` or accounting YAML), read by
-:mod:`mta_logging.config`, or a relay config (YAML with relay keys), read by
-:mod:`mta_logging.relay.config` together with its accounting source. This command is the one
-place that knows both, so that the accounting core knows nothing of the relay.
+Three kinds of file, told apart by their keys: an accounting config (``accounting_files.ini``
+or accounting YAML), read by :mod:`mta_logging.config`; a relay config (YAML with relay keys),
+read by :mod:`mta_logging.relay.config` together with its accounting source; a ``dictConfig``
+file (YAML with ``version: 1``, such as ``logging.yaml``), put through a dry run
+(:mod:`mta_logging.dry_dictconfig`). The directories either would write to are checked as the
+relay checks its own (:mod:`mta_logging.relay.preflight`). This command is the one place that
+knows every kind, so that the accounting core knows nothing of the relay.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load
+from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load, read_yaml_mapping
+from mta_logging.config import from_mapping as accounting_from_mapping
+from mta_logging.dry_dictconfig import DryRun, dry_run
 from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
-from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route, load_settings
-from mta_logging.relay.preflight import accounting_settings, check
+from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route
+from mta_logging.relay.config import from_mapping as relay_from_mapping
+from mta_logging.relay.preflight import accounting_settings, check, directory_problem
+
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``mta-logging check-config``: one config file."""
-    parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, or a "
-                                       "relay YAML file (configs/relay.yaml)")
+    parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, a relay "
+                                       "YAML file (configs/relay.yaml), or a dictConfig YAML "
+                                       "file (logging.yaml)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print ``<file>: OK`` and the resolved settings (0); a bad file raises ConfigError."""
     path = Path(args.config)
-    if _relay_keys(path):
-        # a relay config: the relay validates its own keys and its accounting source, and
-        # checks the directories it will write to, as it does before it starts
-        relay = load_settings(path)
-        settings = accounting_settings(relay, None, str(path))
-        try:
-            check(relay, settings, listening=True)
-        except ConfigError as exc:
-            raise exc.located(str(path)) from None
-        print(f"{path}: OK (relay config)")
-        print(yaml.safe_dump(relay_mapping(relay, settings), sort_keys=False,
-                             allow_unicode=True), end="")
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        print(f"{path}: OK")
+        print(describe(load(path)), end="")
         return 0
-    settings = load(path)
-    print(f"{path}: OK")
-    print(describe(settings), end="")
+    data = read_yaml_mapping(path, "settings")
+    checks = {"relay": _check_relay, "dictConfig": _check_dict_config,
+              "accounting": _check_accounting}
+    checks[config_kind(data, str(path))](path, data)
     return 0
 
 
-def _relay_keys(path: Path) -> bool:
-    """True when ``path`` is a YAML file with keys that only a relay config has; ConfigError
-    when it is a mapping none of whose keys a relay or an accounting config knows."""
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return False
+def _check_relay(path: Path, data: Mapping[str, Any]) -> None:
+    """The relay validates its own keys and its accounting source, and checks the directories
+    it will write to, as it does before it starts."""
+    source = str(path)
+    relay = relay_from_mapping(data, source)
+    accounting = accounting_settings(relay, None, source)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False  # load() reports it with the file named
-    if not isinstance(data, Mapping) or not data:
-        return False
-    relay_only = set(TOP_LEVEL_KEYS) - set(SETTING_KEYS)
-    if any(key in relay_only for key in data):
-        return True
-    if any(key in SETTING_KEYS for key in data) or "version" in data:  # dictConfig: load()
-        return False
+        check(relay, accounting, listening=True)
+    except ConfigError as exc:
+        raise exc.located(source) from None
+    print(f"{path}: OK (relay config)")
+    print(_yaml(relay_mapping(relay, accounting)), end="")
+
+
+def _check_dict_config(path: Path, data: Mapping[str, Any]) -> None:
+    """A dry dictConfig run; the directories its handlers would make checked as the relay
+    checks its own; what dictConfig would take but probably not as meant, as warnings."""
+    source = str(path)
+    result = dry_run(data, source)
+    for planned in result.directories:
+        problem = directory_problem(planned.path)
+        if problem:
+            raise ConfigError(planned.key, planned.value, problem, source=source)
+    for warning in result.warnings:
+        print(f"mta-logging check-config: warning: {source}: {warning}", file=sys.stderr)
+    print(f"{path}: OK (dictConfig)")
+    print(_yaml(dict_config_mapping(result)), end="")
+
+
+def _check_accounting(path: Path, data: Mapping[str, Any]) -> None:
+    settings = accounting_from_mapping(data, str(path))
+    print(f"{path}: OK")
+    print(describe(settings), end="")
+
+
+def config_kind(data: Mapping[str, Any], source: str) -> str:
+    """``"dictConfig"`` (a ``version`` key), ``"relay"`` (a key only a relay config has) or
+    ``"accounting"`` (any other file with a key of an accounting config, or none); ConfigError
+    when no key of the file is known to any of them."""
+    if "version" in data:
+        return "dictConfig"
+    if any(key in TOP_LEVEL_KEYS and key not in SETTING_KEYS for key in data):
+        return "relay"
+    if not data or any(key in SETTING_KEYS for key in data):
+        return "accounting"
     key = next(iter(data))
     raise ConfigError(str(key), data[key], "neither a relay nor an accounting setting (no key "
                       f"of this file is); a relay config takes {', '.join(TOP_LEVEL_KEYS)}; an "
-                      f"accounting config takes {', '.join(SETTING_KEYS)}", source=str(path))
+                      f"accounting config takes {', '.join(SETTING_KEYS)}; a dictConfig file "
+                      "has version: 1", source=source)
+
+
+def dict_config_mapping(result: DryRun) -> dict[str, Any]:
+    """What a dictConfig file sets up: each handler's class and the directories it writes,
+    each logger's handlers (``root`` for the root logger)."""
+    handlers: dict[str, Any] = {}
+    for name, factory in result.handlers.items():
+        directories = [str(p.path) for p in result.directories if p.handler == name]
+        handlers[name] = {"class": factory, **({"directories": directories} if directories
+                                               else {})}
+    loggers = {name or "root": list(names) for name, names in result.loggers.items()}
+    return {"handlers": handlers, "loggers": loggers}
+
+
+def _yaml(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
 
 
 def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None

@@ -1,10 +1,13 @@
-"""`mta-logging check-config` checks the paths as the relay will, names file and dotted key
-with the value spelt as in the file, and prints a normalized relay config that is valid input
-again."""
+"""`mta-logging check-config` tells relay, accounting and dictConfig files apart, checks the
+paths as the relay (or dictConfig) will, names file and dotted key with the value spelt as in
+the file, and prints a normalized relay config that is valid input again."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +32,11 @@ def check_config(path: Path, text: str, capsys: pytest.CaptureFixture[str]
     return code, out, err
 
 
+def tree(root: Path) -> list[tuple[str, bool]]:
+    """Every path under ``root`` and whether it is a directory."""
+    return sorted((str(p.relative_to(root)), p.is_dir()) for p in root.rglob("*"))
+
+
 # -- relay configs -------------------------------------------------------------------------------
 
 def test_a_relay_config_whose_keys_are_all_misspelt_lists_every_kind_of_key(tmp_path, capsys):
@@ -40,6 +48,7 @@ def test_a_relay_config_whose_keys_are_all_misspelt_lists_every_kind_of_key(tmp_
                           "valid; neither a relay nor an accounting setting (no key of this "
                           "file is); a relay config takes listen, hostname, ")
     assert "; an accounting config takes path, extension, " in err
+    assert err.endswith("; a dictConfig file has version: 1\n")
 
 
 def test_a_spool_dir_that_is_a_file_is_refused(tmp_path, capsys):
@@ -207,3 +216,179 @@ def test_an_ini_value_is_spelt_as_written(tmp_path, capsys):
     assert code == 2
     assert err == (f"mta-logging check-config: {path}: compress: 'None' is not valid; expected "
                    "true or false\n")
+
+
+# -- dictConfig files ----------------------------------------------------------------------------
+
+def test_the_shipped_logging_yaml_is_checked_dry(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logging.yaml").write_text((ROOT / "logging.yaml").read_text())
+    before = (tree(tmp_path), list(logging.root.handlers),
+              dict(logging.Logger.manager.loggerDict))
+    assert main(["check-config", "logging.yaml"]) == 0
+    out, err = capsys.readouterr()
+    assert (tree(tmp_path), list(logging.root.handlers),
+            dict(logging.Logger.manager.loggerDict)) == before
+    assert err == ""
+    assert out.startswith("logging.yaml: OK (dictConfig)\n")
+    assert yaml.safe_load(out.split("\n", 1)[1]) == {
+        "handlers": {f"mta.accounting.{kind}": {
+            "class": "mta_logging.handlers.AccountingFileHandler",
+            "directories": [f"accounting_files/{kind}"]}
+            for kind in ("delivered", "deferred", "bounce")},
+        "loggers": {"mta.accounting": [f"mta.accounting.{kind}"
+                                       for kind in ("delivered", "deferred", "bounce")]}}
+
+
+ACCOUNTING = "class: mta_logging.handlers.AccountingFileHandler"
+
+# a dictConfig file → what check-config says of it: dictConfig refuses every one of them
+REFUSED = {
+    "version: 2\n": "version: 2 is not valid; expected 1, the only version dictConfig knows",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    retention_files: 2.5\n":
+        "handlers.accounting.retention_files: 2.5 is not valid; expected a whole number of "
+        "files such as 10, at least 1, or empty for no limit",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    compress: null\n":
+        "handlers.accounting.compress: null is not valid; expected true or false",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    archving: true\n":
+        "handlers.accounting.archving: true is not valid; not an argument of "
+        "AccountingFileHandler; it takes kind, directory, path, extension, file_name, "
+        "archiving, archive_to, archive_interval, max_size, compress, retention_days, "
+        "retention_files, archive_empty, fsync, level",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    formatter: tsv\n":
+        "handlers.accounting.formatter: 'tsv' is not valid; no formatter of that name; the "
+        "file has no formatters",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    level: LOUD\n":
+        "handlers.console.level: 'LOUD' is not valid; expected a level name (CRITICAL, ERROR, "
+        "WARNING, INFO, DEBUG, NOTSET) or a number",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHander\n":
+        "handlers.console.class: 'logging.StreamHander' is not valid; cannot be imported",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    strem: x\n":
+        "handlers.console.strem: 'x' is not valid; not an argument of StreamHandler; it takes "
+        "stream",
+    "version: 1\nhandlers:\n  file:\n    class: logging.FileHandler\n":
+        "handlers.file: {'class': 'logging.FileHandler'} is not valid; FileHandler cannot be "
+        "called with these arguments (missing a required argument: 'filename')",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    filters: [one]\n":
+        "handlers.console.filters: 'one' is not valid; no filter of that name; the file has "
+        "no filters",
+    "version: 1\nloggers:\n  app:\n    handlers: [console]\n":
+        "loggers.app.handlers: 'console' is not valid; no handler of that name; the file has "
+        "no handlers",
+    "version: 1\nhandlers:\n  console: {class: logging.StreamHandler}\nroot:\n"
+    "  handlers: [consol]\n":
+        "root.handlers: 'consol' is not valid; no handler of that name; handlers: console",
+    "version: 1\nformatters:\n  tsv:\n    (): mta_logging.formatters.AccountingFormatter\n"
+    "    separator: ab\n":
+        "formatters.tsv.separator: 'ab' is not valid; expected one character",
+    "version: 1\nformatters:\n  plain:\n    format: '%(message'\n":
+        "formatters.plain: {'format': '%(message'} is not valid; dictConfig cannot make this "
+        "formatter (ValueError: Invalid format '%(message' for '%' style)",
+    "version: 1\nfilters:\n  kind:\n    (): mta_logging.handlers.KindFilter\n    kind: x\n":
+        "filters.kind.kind: 'x' is not valid; expected one of d, df, b, r",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    path: afile\n":
+        "handlers.accounting.path: 'afile' is not valid; must be a directory (or to be made "
+        "one), but afile is not a directory",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: afile/d\n":
+        "handlers.accounting.directory: 'afile/d' is not valid; must be a directory (or to be "
+        "made one), but afile is not a directory",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: acct\n"
+    "    archiving: on\n    archive_to: old\n":
+        "handlers.accounting.archive_to: 'old' is not valid; must be a directory (or to be "
+        "made one), but acct/old is not a directory",
+}
+
+
+def refused_files(tmp_path: Path) -> Path:
+    """A directory with what the REFUSED files refer to: a file ``afile``, a file where
+    ``acct``'s archive should be."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "acct").mkdir()
+    (tmp_path / "acct" / "old").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("text", REFUSED, ids=[said.split(":")[0] for said in REFUSED.values()])
+def test_check_config_refuses_what_dictconfig_refuses(tmp_path, capsys, monkeypatch, text):
+    monkeypatch.chdir(refused_files(tmp_path))
+    (tmp_path / "logging.yaml").write_text(text)
+    before = tree(tmp_path)
+    code, out, err = check_config(tmp_path / "logging.yaml", text, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"mta-logging check-config: {tmp_path / 'logging.yaml'}: "
+                          + REFUSED[text])
+    assert tree(tmp_path) == before
+
+
+def test_dictconfig_refuses_them_too(tmp_path):
+    """The same files given to logging.config.dictConfig, in a process of their own."""
+    script = ("import json, logging.config, sys, yaml\n"
+              "refused = []\n"
+              "for text in json.load(sys.stdin):\n"
+              "    try:\n"
+              "        logging.config.dictConfig(yaml.safe_load(text))\n"
+              "    except (ValueError, TypeError):\n"
+              "        refused.append(text)\n"
+              "print(json.dumps(refused))\n")
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(list(REFUSED)),
+                          cwd=refused_files(tmp_path), capture_output=True, text=True,
+                          timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(done.stdout) == list(REFUSED)
+
+
+def test_what_dictconfig_ignores_is_warned_of(tmp_path, capsys):
+    path = tmp_path / "logging.yaml"
+    code, out, err = check_config(path, "version: 1\nhandler: {}\nloggers:\n  app:\n"
+                                        "    propogate: false\n    propagate: 'no'\n", capsys)
+    assert code == 0
+    assert out.startswith(f"{path}: OK (dictConfig)\n")
+    assert err.splitlines() == [
+        f"mta-logging check-config: warning: {path}: handler: dictConfig ignores this key; it "
+        "reads version, incremental, disable_existing_loggers, formatters, filters, handlers, "
+        "loggers, root",
+        f"mta-logging check-config: warning: {path}: loggers.app.propogate: dictConfig ignores "
+        "this key; it reads level, handlers, filters, propagate",
+        f"mta-logging check-config: warning: {path}: loggers.app.propagate: 'no' is taken for "
+        "true (dictConfig takes any value as its truth); write true or false"]
+
+
+def test_a_dictconfig_file_the_check_accepts_is_set_up_as_printed(tmp_path, capsys):
+    """What check-config prints of a file is what dictConfig then makes."""
+    path = tmp_path / "logging.yaml"
+    text = f"""\
+version: 1
+disable_existing_loggers: false
+formatters:
+  tsv: {{(): mta_logging.formatters.AccountingFormatter, fields: [type, rcpt]}}
+  plain: {{format: "%(levelname)s %(message)s"}}
+filters:
+  bounces: {{(): mta_logging.handlers.KindFilter, kind: b}}
+handlers:
+  accounting:
+    {ACCOUNTING}
+    formatter: tsv
+    path: {tmp_path}/acct
+    archiving: true
+    archive_to: {tmp_path}/old
+  console: {{class: logging.StreamHandler, stream: "ext://sys.stdout", formatter: plain,
+            filters: [bounces], level: WARNING}}
+loggers:
+  mta.accounting: {{handlers: [accounting, console], level: INFO, propagate: false}}
+"""
+    code, out, err = check_config(path, text, capsys)
+    assert (code, err) == (0, "")
+    assert yaml.safe_load(out.split("\n", 1)[1]) == {
+        "handlers": {"accounting": {"class": "mta_logging.handlers.AccountingFileHandler",
+                                    "directories": [f"{tmp_path}/acct/delivered",
+                                                    f"{tmp_path}/old"]},
+                     "console": {"class": "logging.StreamHandler"}},
+        "loggers": {"mta.accounting": ["accounting", "console"]}}
+    assert not (tmp_path / "acct").exists()
+    script = ("import logging.config, os, sys, yaml\n"
+              "logging.config.dictConfig(yaml.safe_load(open(sys.argv[1])))\n"
+              "logging.shutdown()\n"
+              "print(sorted(os.listdir(sys.argv[2])), os.path.isdir(sys.argv[3]))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "acct"),
+                           str(tmp_path / "old")], capture_output=True, text=True, timeout=60,
+                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout == "['delivered'] True\n"
