@@ -12,6 +12,7 @@ knows every kind, so that the accounting core knows nothing of the relay.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,13 +69,16 @@ def _check_relay(path: Path, data: Mapping[str, Any]) -> None:
 
 def _check_dict_config(path: Path, data: Mapping[str, Any]) -> None:
     """A dry dictConfig run; the directories its handlers would make checked as the relay
-    checks its own; what dictConfig would take but probably not as meant, as warnings."""
+    checks its own, the files they would open as opening them would; what dictConfig would
+    take but probably not as meant, as warnings."""
     source = str(path)
     result = dry_run(data, source)
-    for planned in result.directories:
-        problem = directory_problem(planned.path)
+    planned = [(directory, directory_problem) for directory in result.directories]
+    planned += [(file, file_problem) for file in result.files]
+    for where, problem_of in planned:
+        problem = problem_of(where.path)
         if problem:
-            raise ConfigError(planned.key, planned.value, problem, source=source)
+            raise ConfigError(where.key, where.value, problem, source=source)
     for warning in result.warnings:
         print(f"mta-logging check-config: warning: {source}: {warning}", file=sys.stderr)
     print(f"{path}: OK (dictConfig)")
@@ -104,14 +108,30 @@ def config_kind(data: Mapping[str, Any], source: str) -> str:
                       "has version: 1", source=source)
 
 
+def file_problem(path: Path) -> str | None:
+    """Why a ``logging.FileHandler`` could not open ``path`` to write to (None: it can); it
+    makes no directory."""
+    if path.is_dir():
+        return f"must be a file to write to, but {path} is a directory"
+    if not path.parent.is_dir():
+        return (f"must be a file in an existing directory (a FileHandler makes none), but "
+                f"{path.parent} is not a directory")
+    writable = path if path.exists() else path.parent
+    if not os.access(writable, os.W_OK):
+        return f"must be a file the process can write, but {writable} is not writable"
+    return None
+
+
 def dict_config_mapping(result: DryRun) -> dict[str, Any]:
-    """What a dictConfig file sets up: each handler's class and the directories it writes,
-    each logger's handlers (``root`` for the root logger)."""
+    """What a dictConfig file sets up: each handler's class and the directories or the file it
+    writes, each logger's handlers (``root`` for the root logger)."""
     handlers: dict[str, Any] = {}
     for name, factory in result.handlers.items():
+        handlers[name] = {"class": factory}
         directories = [str(p.path) for p in result.directories if p.handler == name]
-        handlers[name] = {"class": factory, **({"directories": directories} if directories
-                                               else {})}
+        if directories:
+            handlers[name]["directories"] = directories
+        handlers[name].update(("file", str(p.path)) for p in result.files if p.handler == name)
     loggers = {name or "root": list(names) for name, names in result.loggers.items()}
     return {"handlers": handlers, "loggers": loggers}
 

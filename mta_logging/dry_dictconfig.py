@@ -9,7 +9,8 @@ made), no logger is touched. Formatters and filters are made, as they have no si
 * :class:`~mta_logging.handlers.AccountingFileHandler` arguments are checked by the checks the
   handler itself runs (:mod:`mta_logging.settings`); the directories it would make are
   returned (:attr:`DryRun.directories`), for the caller to check as the relay checks its own.
-* Any other handler class is imported and its arguments bound to its signature.
+* Any other handler class is imported and its arguments bound to its signature; the file a
+  ``logging.FileHandler`` (or subclass) would open at once is returned (:attr:`DryRun.files`).
 * References are checked: a handler's formatter and filters, a logger's handlers and filters,
   a ``MemoryHandler``'s target.
 * Keys that ``dictConfig`` ignores (``handler:`` for ``handlers:``, ``propogate:``) and flags
@@ -23,6 +24,8 @@ import inspect
 import logging
 import logging.config
 import logging.handlers
+import os
+import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,9 @@ from mta_logging.outcome import Kind
 
 TOP_LEVEL_KEYS = ("version", "incremental", "disable_existing_loggers", "formatters", "filters",
                   "handlers", "loggers", "root")
-_FORMATTER_KEYS = ("format", "datefmt", "style", "validate", "class")
+# a formatter's keys without "()" (Python 3.12 reads "defaults" too)
+_FORMATTER_KEYS = ("format", "datefmt", "style", "validate", "class",
+                   *(("defaults",) if sys.version_info >= (3, 12) else ()))
 _FILTER_KEYS = ("name",)
 _ROOT_KEYS = ("level", "handlers", "filters")
 _LOGGER_KEYS = (*_ROOT_KEYS, "propagate")
@@ -45,9 +50,9 @@ _LEVELS = "a level name (CRITICAL, ERROR, WARNING, INFO, DEBUG, NOTSET) or a num
 
 
 @dataclass(frozen=True, slots=True)
-class PlannedDirectory:
-    """A directory a handler would make: the handler's name, the dotted key that says so,
-    the value given there, and the directory."""
+class PlannedPath:
+    """A directory a handler would make, or a file it would open: the handler's name, the
+    dotted key that says so, the value given there, and the path."""
 
     handler: str
     key: str
@@ -59,11 +64,13 @@ class PlannedDirectory:
 class DryRun:
     """What ``dictConfig`` would set up: each handler's class (by handler name), each
     logger's handlers (``""`` for the root logger), the directories the accounting handlers
-    would make, and warnings about what it would take but probably not as meant."""
+    would make, the files other file handlers would open, and warnings about what it would
+    take but probably not as meant."""
 
     handlers: Mapping[str, str]
     loggers: Mapping[str, tuple[str, ...]]
-    directories: tuple[PlannedDirectory, ...]
+    directories: tuple[PlannedPath, ...]
+    files: tuple[PlannedPath, ...]
     warnings: tuple[str, ...]
 
 
@@ -106,7 +113,8 @@ class _DryRun:
         # on a copy: it converts (ext://, cfg://) and pops keys in place
         self.configurator = logging.config.DictConfigurator(_copied(config))
         self.warnings: list[str] = []
-        self.directories: list[PlannedDirectory] = []
+        self.directories: list[PlannedPath] = []
+        self.files: list[PlannedPath] = []
 
     def run(self) -> DryRun:
         config = self.config
@@ -132,7 +140,8 @@ class _DryRun:
                    for name, spec in sections["loggers"].items()}
         if config.get("root"):
             loggers[""] = self._logger("root", config["root"], _ROOT_KEYS, handlers, filters)
-        return DryRun(handlers, loggers, tuple(self.directories), tuple(self.warnings))
+        return DryRun(handlers, loggers, tuple(self.directories), tuple(self.files),
+                      tuple(self.warnings))
 
     def _incremental(self, handlers: Mapping[str, Any], loggers: Mapping[str, Any]) -> DryRun:
         """``incremental: true`` sets only levels (of handlers made before) and propagation."""
@@ -144,7 +153,7 @@ class _DryRun:
             self._levels_and_flag(f"loggers.{name}", spec)
         if self.config.get("root"):
             self._levels_and_flag("root", self.config["root"])
-        return DryRun({}, {}, (), tuple(self.warnings))
+        return DryRun({}, {}, (), (), tuple(self.warnings))
 
     def _levels_and_flag(self, key: str, spec: Any) -> None:
         spec = _mapping(key, spec, "a mapping of the logger's settings")
@@ -220,7 +229,18 @@ class _DryRun:
                      for argument, value in arguments.items()}
         if isinstance(factory, type) and issubclass(factory, AccountingFileHandler):
             self._accounting_handler(name, factory, converted)
+        elif isinstance(factory, type) and issubclass(factory, logging.FileHandler):
+            self._file_handler(name, factory, converted)
         return str(described)
+
+    def _file_handler(self, name: str, handler: type[logging.FileHandler],
+                      arguments: Mapping[str, Any]) -> None:
+        """The file a FileHandler opens when it is made (unless ``delay``)."""
+        values = {**_defaults(handler), **arguments}
+        filename = values.get("filename")
+        if not values.get("delay") and isinstance(filename, str | os.PathLike):
+            self.files.append(PlannedPath(name, f"handlers.{name}.filename", filename,
+                                          Path(filename)))
 
     def _accounting_handler(self, name: str, handler: type[AccountingFileHandler],
                             arguments: Mapping[str, Any]) -> None:
@@ -231,14 +251,14 @@ class _DryRun:
                    for argument, value in values.items() if argument in HANDLER_CHECKS}
         kind: Kind = checked["kind"]
         if checked["directory"] is not None:
-            directory = PlannedDirectory(name, f"{key}.directory", values["directory"],
+            directory = PlannedPath(name, f"{key}.directory", values["directory"],
                                          Path(checked["directory"]))
         else:
-            directory = PlannedDirectory(name, f"{key}.path", values["path"],
+            directory = PlannedPath(name, f"{key}.path", values["path"],
                                          Path(checked["path"]) / kind.directory)
         self.directories.append(directory)
         if checked["archiving"]:  # the handler makes its archive directory at once
-            self.directories.append(PlannedDirectory(
+            self.directories.append(PlannedPath(
                 name, f"{key}.archive_to", values["archive_to"],
                 directory.path / checked["archive_to"]))
 

@@ -292,6 +292,13 @@ REFUSED = {
     f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: afile/d\n":
         "handlers.accounting.directory: 'afile/d' is not valid; must be a directory (or to be "
         "made one), but afile is not a directory",
+    "version: 1\nhandlers:\n  file: {class: logging.FileHandler, filename: nodir/app.log}\n":
+        "handlers.file.filename: 'nodir/app.log' is not valid; must be a file in an existing "
+        "directory (a FileHandler makes none), but nodir is not a directory",
+    "version: 1\nhandlers:\n  file:\n    class: logging.handlers.RotatingFileHandler\n"
+    "    filename: acct\n    maxBytes: 1000\n":
+        "handlers.file.filename: 'acct' is not valid; must be a file to write to, but acct is a "
+        "directory",
     f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: acct\n"
     "    archiving: on\n    archive_to: old\n":
         "handlers.accounting.archive_to: 'old' is not valid; must be a directory (or to be "
@@ -372,8 +379,11 @@ handlers:
     archive_to: {tmp_path}/old
   console: {{class: logging.StreamHandler, stream: "ext://sys.stdout", formatter: plain,
             filters: [bounces], level: WARNING}}
+  file: {{class: logging.handlers.WatchedFileHandler, filename: {tmp_path}/app.log}}
+  later: {{class: logging.FileHandler, filename: {tmp_path}/later/app.log, delay: true}}
 loggers:
   mta.accounting: {{handlers: [accounting, console], level: INFO, propagate: false}}
+root: {{handlers: [file, later]}}
 """
     code, out, err = check_config(path, text, capsys)
     assert (code, err) == (0, "")
@@ -381,14 +391,16 @@ loggers:
         "handlers": {"accounting": {"class": "mta_logging.handlers.AccountingFileHandler",
                                     "directories": [f"{tmp_path}/acct/delivered",
                                                     f"{tmp_path}/old"]},
-                     "console": {"class": "logging.StreamHandler"}},
-        "loggers": {"mta.accounting": ["accounting", "console"]}}
-    assert not (tmp_path / "acct").exists()
-    script = ("import logging.config, os, sys, yaml\n"
+                     "console": {"class": "logging.StreamHandler"},
+                     "file": {"class": "logging.handlers.WatchedFileHandler",
+                              "file": f"{tmp_path}/app.log"},
+                     "later": {"class": "logging.FileHandler"}},
+        "loggers": {"mta.accounting": ["accounting", "console"], "root": ["file", "later"]}}
+    assert tree(tmp_path) == [("logging.yaml", False)]
+    script = ("import logging.config, sys, yaml\n"
               "logging.config.dictConfig(yaml.safe_load(open(sys.argv[1])))\n"
-              "logging.shutdown()\n"
-              "print(sorted(os.listdir(sys.argv[2])), os.path.isdir(sys.argv[3]))\n")
-    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "acct"),
-                           str(tmp_path / "old")], capture_output=True, text=True, timeout=60,
-                          check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.stdout == "['delivered'] True\n"
+              "logging.shutdown()\n")
+    subprocess.run([sys.executable, "-c", script, str(path)], timeout=60, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert tree(tmp_path) == [("acct", True), ("acct/delivered", True), ("app.log", False),
+                              ("logging.yaml", False), ("old", True)]

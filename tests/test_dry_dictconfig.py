@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mta_logging.config import load, to_dict_config
-from mta_logging.dry_dictconfig import HANDLER_CHECKS, PlannedDirectory, dry_run
+from mta_logging.dry_dictconfig import HANDLER_CHECKS, PlannedPath, dry_run
 from mta_logging.errors import ConfigError
 from mta_logging.handlers import AccountingFileHandler
 
@@ -50,11 +50,11 @@ def test_the_directories_the_handlers_would_make_are_planned(tmp_path):
         "derived": {"class": HANDLER, "kind": "b", "path": str(tmp_path)},
         "default": {"class": HANDLER}}}
     assert dry_run(config).directories == (
-        PlannedDirectory("default", "handlers.default.path", "accounting_files",
+        PlannedPath("default", "handlers.default.path", "accounting_files",
                          Path("accounting_files/delivered")),
-        PlannedDirectory("derived", "handlers.derived.path", str(tmp_path), tmp_path / "bounce"),
-        PlannedDirectory("given", "handlers.given.directory", f" {tmp_path}/d ", tmp_path / "d"),
-        PlannedDirectory("given", "handlers.given.archive_to", "/srv/old", Path("/srv/old")))
+        PlannedPath("derived", "handlers.derived.path", str(tmp_path), tmp_path / "bounce"),
+        PlannedPath("given", "handlers.given.directory", f" {tmp_path}/d ", tmp_path / "d"),
+        PlannedPath("given", "handlers.given.archive_to", "/srv/old", Path("/srv/old")))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -138,3 +138,11 @@ def test_objects_given_in_code_are_taken_as_they_are():
                                                      "stream": sys.stderr}}}
     assert dry_run(config).handlers == {"console": "logging.StreamHandler"}
     assert config["handlers"]["console"]["stream"] is sys.stderr
+
+
+def test_the_file_a_file_handler_opens_at_once_is_planned(tmp_path):
+    config = {"version": 1, "handlers": {
+        "now": {"class": "logging.handlers.RotatingFileHandler", "filename": "app.log"},
+        "later": {"class": "logging.FileHandler", "filename": "later.log", "delay": True}}}
+    assert dry_run(config).files == (
+        PlannedPath("now", "handlers.now.filename", "app.log", Path("app.log")),)
