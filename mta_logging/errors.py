@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import math
+from collections.abc import Mapping
 from typing import Any
+
+_YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class MtaLoggingError(Exception):
@@ -14,6 +19,9 @@ class ConfigError(MtaLoggingError, ValueError):
 
     The message always names the key, the value that was given and what is allowed, e.g.
     ``max_size: 'big' is not a number; expected a size in megabytes such as 200 or 0.5``.
+    The value is spelt as the source spells it: as YAML when ``source`` is a YAML file
+    (``true``, ``null``; see :func:`spell_value`), else as Python (a mapping given in code, an
+    INI file's text).
     """
 
     def __init__(self, key: str, value: Any, allowed: str, *, source: str | None = None) -> None:
@@ -22,7 +30,40 @@ class ConfigError(MtaLoggingError, ValueError):
         self.allowed = allowed
         self.source = source
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {value!r} is not valid; {allowed}")
+        super().__init__(f"{where}{key}: {spell_value(value, source)} is not valid; {allowed}")
+
+    def located(self, source: str) -> ConfigError:
+        """This error, naming ``source`` (the file) unless it names one already."""
+        if self.source is not None:
+            return self
+        return ConfigError(self.key, self.value, self.allowed, source=source)
+
+
+def spell_value(value: Any, source: str | None) -> str:
+    """``value`` as the source it came from spells it: YAML's ``true``/``false``/``null`` and
+    ``.inf`` when ``source`` names a YAML file (``r6.yaml``, ``logging.yml``), Python's
+    ``repr`` otherwise; text is quoted (``'perhaps'``) either way, so it reads apart from the
+    rest."""
+    if source is not None and source.lower().endswith(_YAML_SUFFIXES):
+        return _yaml(value)
+    return repr(value)
+
+
+def _yaml(value: Any) -> str:
+    """A value as it is written in YAML's flow style (text in quotes)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_yaml(k)}: {_yaml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    return repr(value)
 
 
 class FormatError(MtaLoggingError, ValueError):

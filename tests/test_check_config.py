@@ -1,7 +1,15 @@
-"""`mta-logging check-config` on relay configs checks the paths as the relay will."""
+"""`mta-logging check-config` tells relay, accounting and dictConfig files apart, checks the
+paths as the relay (or dictConfig) will, names file and dotted key with the value spelt as in
+the file, and prints a normalized relay config that is valid input again."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,78 +17,390 @@ import yaml
 
 from mta_logging.cli import main
 from mta_logging.relay.config import load_settings
+from mta_logging.relay.passwords import hash_password
+from mta_logging.relay.preflight import accounting_settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict[str, object]
+def check_config(path: Path, text: str, capsys: pytest.CaptureFixture[str]
                  ) -> tuple[int, str, str]:
-    path = tmp_path / "r6.yaml"
-    path.write_text(yaml.safe_dump(config))
+    """Write ``text`` to ``path`` and run ``mta-logging check-config`` on it."""
+    path.write_text(text, encoding="utf-8")
     code = main(["check-config", str(path)])
     out, err = capsys.readouterr()
     return code, out, err
 
 
+def tree(root: Path) -> list[tuple[str, bool]]:
+    """Every path under ``root`` and whether it is a directory."""
+    return sorted((str(p.relative_to(root)), p.is_dir()) for p in root.rglob("*"))
+
+
+# -- relay configs -------------------------------------------------------------------------------
+
+def test_a_relay_config_whose_keys_are_all_misspelt_lists_every_kind_of_key(tmp_path, capsys):
+    path = tmp_path / "r1.yaml"
+    code, _, err = check_config(path, "lisen: 127.0.0.1:2525\nspol_dir: ./spool\n"
+                                      "acounting: {path: ./acct}\n", capsys)
+    assert code == 2
+    assert err.startswith(f"mta-logging check-config: {path}: lisen: '127.0.0.1:2525' is not "
+                          "valid; neither a relay nor an accounting setting (no key of this "
+                          "file is); a relay config takes listen, hostname, ")
+    assert "; an accounting config takes path, extension, " in err
+    assert err.endswith("; a dictConfig file has version: 1\n")
+
+
 def test_a_spool_dir_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "spool").write_text("")
-    code, _, err = check_config(tmp_path, capsys, {"listen": "127.0.0.1:2525",
-                                                   "spool_dir": str(tmp_path / "spool")})
-    assert code == 2
-    assert err == (f"mta-logging check-config: spool_dir: '{tmp_path / 'spool'}' is not valid; "
-                   f"must be a directory (or to be made one), but {tmp_path / 'spool'} is not "
-                   "a directory\n")
+    path = tmp_path / "r2.yaml"
+    code, out, err = check_config(path, f"listen: 127.0.0.1:2525\nspool_dir: {tmp_path}/spool\n",
+                                  capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: spool_dir: '{tmp_path / 'spool'}' is not "
+                   f"valid; must be a directory (or to be made one), but {tmp_path / 'spool'} "
+                   "is not a directory\n")
 
 
 def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "acct").write_text("")
-    code, _, err = check_config(tmp_path, capsys, {
-        "listen": "127.0.0.1:2525", "spool_dir": str(tmp_path / "spool"),
-        "accounting": {"path": str(tmp_path / "acct")}})
+    path = tmp_path / "r3.yaml"
+    code, _, err = check_config(path, f"spool_dir: {tmp_path}/spool\n"
+                                      f"accounting: {{path: {tmp_path}/acct}}\n", capsys)
     assert code == 2
-    assert err.startswith(f"mta-logging check-config: accounting.path: "
-                          f"'{tmp_path / 'acct' / 'delivered'}' is not valid; must be a directory")
+    assert err == (f"mta-logging check-config: {path}: accounting.path: "
+                   f"'{tmp_path / 'acct' / 'delivered'}' is not valid; must be a directory (or "
+                   f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
-def test_the_printed_relay_config_is_valid_input(tmp_path, capsys):
-    config = {"listen": "127.0.0.1:2600", "spool_dir": str(tmp_path / "spool"),
-              "routes": {"example.com": "[::1]:2601", "*": "mx"}, "metrics": "127.0.0.1:9025",
-              "accounting": False}
-    code, out, _ = check_config(tmp_path, capsys, config)
-    assert code == 0
-    printed = tmp_path / "printed.yaml"
-    printed.write_text(out.split("\n", 1)[1])
-    assert main(["check-config", str(printed)]) == 0
-    assert load_settings(printed) == load_settings(tmp_path / "r6.yaml")
-
-
-def test_errors_name_the_file_and_the_dotted_key(tmp_path, capsys):
-    code, _, err = check_config(tmp_path, capsys, {
-        "listen": "127.0.0.1:2525", "accounting": {"path": "./acct", "archving": True}})
+@pytest.mark.parametrize("accounting", ["{path: ACCT}", "{path: ACCT, location: {bounce: b}}"])
+def test_a_kinds_directory_that_is_a_file_is_refused(tmp_path, capsys, accounting):
+    (tmp_path / "acct").mkdir()
+    name = "b" if "location" in accounting else "bounce"
+    (tmp_path / "acct" / name).write_text("")
+    path = tmp_path / "r4.yaml"
+    code, _, err = check_config(path, f"spool_dir: {tmp_path}/spool\naccounting: "
+                                      + accounting.replace("ACCT", f"{tmp_path}/acct") + "\n",
+                                capsys)
     assert code == 2
-    assert err.startswith("mta-logging check-config: " + str(tmp_path / "r6.yaml")
-                          + ": accounting.archving: True is not valid; unknown setting; "
-                          "allowed: path, ")
+    assert err.endswith(f"is not valid; must be a directory (or to be made one), but "
+                        f"{tmp_path / 'acct' / name} is not a directory\n")
+    assert not (tmp_path / "acct" / "delivered").exists()  # nothing made on the way
+
+
+def test_errors_inside_accounting_name_the_file_and_the_dotted_key(tmp_path, capsys):
+    path = tmp_path / "r6.yaml"
+    code, _, err = check_config(path, "listen: 127.0.0.1:2525\n"
+                                      "accounting: {path: ./acct, archving: true}\n", capsys)
+    assert code == 2
+    assert err.startswith(f"mta-logging check-config: {path}: accounting.archving: true is not "
+                          "valid; unknown setting; allowed: path, ")
 
 
 def test_an_accounting_setting_at_the_top_of_a_relay_config_gets_a_hint(tmp_path, capsys):
-    code, _, err = check_config(tmp_path, capsys, {"listen": "127.0.0.1:2525",
-                                                   "archiving": True})
+    path = tmp_path / "r5.yaml"
+    code, _, err = check_config(path, "listen: 127.0.0.1:2525\narchiving: true\n", capsys)
     assert code == 2
-    assert err.endswith(": archiving: True is not valid; an accounting setting, which a relay "
-                        "config takes under accounting: (accounting: {archiving: ...})\n")
-
-
-def test_a_file_of_unknown_keys_lists_both_kinds_of_keys(tmp_path, capsys):
-    code, _, err = check_config(tmp_path, capsys, {"lisen": "127.0.0.1:2525", "spol_dir": "x"})
-    assert code == 2
-    assert ": lisen: '127.0.0.1:2525' is not valid; neither a relay nor an accounting " in err
-    assert "a relay config takes listen, " in err and "an accounting config takes path, " in err
+    assert err == (f"mta-logging check-config: {path}: archiving: true is not valid; an "
+                   "accounting setting, which a relay config takes under accounting: "
+                   "(accounting: {archiving: ...})\n")
 
 
 def test_a_yaml_syntax_error_is_said_once(tmp_path, capsys):
     path = tmp_path / "r9.yaml"
-    path.write_text("listen: [a\n")
-    assert main(["check-config", str(path)]) == 2
-    err = capsys.readouterr().err
+    code, _, err = check_config(path, "listen: [a\n", capsys)
+    assert code == 2
     assert err.startswith(f"mta-logging check-config: config file: '{path}' is not valid; "
                           "expected a YAML file (while parsing")
     assert err.count("not valid") == 1
+
+
+def round_trip(tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """Check ``config``, write what check-config prints to a file, check that file too; the
+    second print is the first, and both files mean the same relay and accounting settings."""
+    assert main(["check-config", str(config)]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith(f"{config}: OK (relay config)\n")
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(first.split("\n", 1)[1], encoding="utf-8")
+    assert main(["check-config", str(printed)]) == 0
+    assert capsys.readouterr().out.split("\n", 1)[1] == first.split("\n", 1)[1]
+    given, again = load_settings(config), load_settings(printed)
+    assert dataclasses.replace(again, accounting=given.accounting) == given
+    assert accounting_settings(again, None) == accounting_settings(given, None)
+    return printed
+
+
+def test_the_printed_relay_config_is_valid_input_again(tmp_path, capsys):
+    (tmp_path / "cert.pem").write_text("")
+    (tmp_path / "key.pem").write_text("")
+    config = tmp_path / "relay.yaml"
+    config.write_text(f"""\
+listen: "[::1]:2600"
+hostname: relay.example.com
+relay_networks: [10.0.0.0/8, "2001:db8::/32"]
+auth_users: {{alice: "{hash_password('secret')}"}}
+tls: {{cert: {tmp_path}/cert.pem, key: {tmp_path}/key.pem}}
+max_message_size: 5M
+max_recipients: 10
+source_ip: 127.0.0.1
+vmta: pool-a
+spool_dir: {tmp_path}/spool
+routes: {{example.com: "[::1]:2601", .example.org: mx, "*": 127.0.0.1:2602}}
+retry: {{intervals: [1, 2.5], max_queue_lifetime: 60}}
+concurrency: 4
+max_per_destination: 2
+timeouts: {{connect: 1, data: 2}}
+connection_reuse: false
+starttls: "off"
+shutdown_timeout: 0
+log_level: debug
+min_free_space: 0
+listen_backlog: 8
+max_connections: 9
+max_connections_per_ip: 3
+metrics: 127.0.0.1:9025
+accounting: {{path: {tmp_path}/acct, archiving: yes, records: "d, r", max_size: "0.5",
+             fields: {{delivered: "type,rcpt"}}, location: {{received: in}}}}
+""", encoding="utf-8")
+    printed = yaml.safe_load(round_trip(tmp_path, config, capsys).read_text())
+    assert printed["listen"] == "[::1]:2600"
+    assert printed["routes"] == {"example.com": "[::1]:2601", ".example.org": "mx",
+                                 "*": "127.0.0.1:2602"}
+    assert printed["accounting"]["records"] == ["d", "r"]
+    assert printed["accounting"]["archiving"] is True
+
+
+def test_a_relay_config_with_an_accounting_file_prints_the_settings_inline(tmp_path, capsys):
+    ini = tmp_path / "accounting_files.ini"
+    ini.write_text(f"path={tmp_path}/acct\narchiving=true\n[location]\nbounce=/b\n")
+    config = tmp_path / "relay.yaml"
+    config.write_text(f"spool_dir: {tmp_path}/spool\naccounting: {ini}\n")
+    printed = yaml.safe_load(round_trip(tmp_path, config, capsys).read_text())
+    assert printed["accounting"]["location"]["bounce"] == "b"
+
+
+def test_the_shipped_relay_config_prints_valid_input_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    round_trip(tmp_path, ROOT / "configs" / "relay.yaml", capsys)
+
+
+def test_a_reader_that_leaves_after_the_first_line_ends_nothing_badly(tmp_path):
+    """`check-config relay.yaml | head -1` with more output than a pipe holds."""
+    routes = "".join(f"  d{n}.example.com: 10.0.{n // 250}.{n % 250}:25\n" for n in range(8000))
+    config = tmp_path / "relay.yaml"
+    config.write_text(f"spool_dir: {tmp_path}/spool\naccounting: false\nroutes:\n{routes}")
+    with subprocess.Popen([sys.executable, "-m", "mta_logging.cli", "check-config", str(config)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == f"{config}: OK (relay config)\n".encode()
+        process.stdout.close()
+        err = process.stderr.read()
+        assert process.wait(timeout=60) == 0
+    assert err == b""
+
+
+# -- accounting configs --------------------------------------------------------------------------
+
+def test_an_accounting_yaml_value_is_spelt_as_yaml(tmp_path, capsys):
+    path = tmp_path / "acct.yaml"
+    code, _, err = check_config(path, "compress: null\n", capsys)
+    assert code == 2
+    assert err == (f"mta-logging check-config: {path}: compress: null is not valid; expected "
+                   "true or false\n")
+
+
+def test_an_ini_value_is_spelt_as_written(tmp_path, capsys):
+    path = tmp_path / "accounting_files.ini"
+    code, _, err = check_config(path, "compress=None\n", capsys)
+    assert code == 2
+    assert err == (f"mta-logging check-config: {path}: compress: 'None' is not valid; expected "
+                   "true or false\n")
+
+
+# -- dictConfig files ----------------------------------------------------------------------------
+
+def test_the_shipped_logging_yaml_is_checked_dry(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logging.yaml").write_text((ROOT / "logging.yaml").read_text())
+    before = (tree(tmp_path), list(logging.root.handlers),
+              dict(logging.Logger.manager.loggerDict))
+    assert main(["check-config", "logging.yaml"]) == 0
+    out, err = capsys.readouterr()
+    assert (tree(tmp_path), list(logging.root.handlers),
+            dict(logging.Logger.manager.loggerDict)) == before
+    assert err == ""
+    assert out.startswith("logging.yaml: OK (dictConfig)\n")
+    assert yaml.safe_load(out.split("\n", 1)[1]) == {
+        "handlers": {f"mta.accounting.{kind}": {
+            "class": "mta_logging.handlers.AccountingFileHandler",
+            "directories": [f"accounting_files/{kind}"]}
+            for kind in ("delivered", "deferred", "bounce")},
+        "loggers": {"mta.accounting": [f"mta.accounting.{kind}"
+                                       for kind in ("delivered", "deferred", "bounce")]}}
+
+
+ACCOUNTING = "class: mta_logging.handlers.AccountingFileHandler"
+
+# a dictConfig file → what check-config says of it: dictConfig refuses every one of them
+REFUSED = {
+    "version: 2\n": "version: 2 is not valid; expected 1, the only version dictConfig knows",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    retention_files: 2.5\n":
+        "handlers.accounting.retention_files: 2.5 is not valid; expected a whole number of "
+        "files such as 10, at least 1, or empty for no limit",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    compress: null\n":
+        "handlers.accounting.compress: null is not valid; expected true or false",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    archving: true\n":
+        "handlers.accounting.archving: true is not valid; not an argument of "
+        "AccountingFileHandler; it takes kind, directory, path, extension, file_name, "
+        "archiving, archive_to, archive_interval, max_size, compress, retention_days, "
+        "retention_files, archive_empty, fsync, level",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    formatter: tsv\n":
+        "handlers.accounting.formatter: 'tsv' is not valid; no formatter of that name; the "
+        "file has no formatters",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    level: LOUD\n":
+        "handlers.console.level: 'LOUD' is not valid; expected a level name (CRITICAL, ERROR, "
+        "WARNING, INFO, DEBUG, NOTSET) or a number",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHander\n":
+        "handlers.console.class: 'logging.StreamHander' is not valid; cannot be imported",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    strem: x\n":
+        "handlers.console.strem: 'x' is not valid; not an argument of StreamHandler; it takes "
+        "stream",
+    "version: 1\nhandlers:\n  file:\n    class: logging.FileHandler\n":
+        "handlers.file: {'class': 'logging.FileHandler'} is not valid; FileHandler cannot be "
+        "called with these arguments (missing a required argument: 'filename')",
+    "version: 1\nhandlers:\n  console:\n    class: logging.StreamHandler\n    filters: [one]\n":
+        "handlers.console.filters: 'one' is not valid; no filter of that name; the file has "
+        "no filters",
+    "version: 1\nloggers:\n  app:\n    handlers: [console]\n":
+        "loggers.app.handlers: 'console' is not valid; no handler of that name; the file has "
+        "no handlers",
+    "version: 1\nhandlers:\n  console: {class: logging.StreamHandler}\nroot:\n"
+    "  handlers: [consol]\n":
+        "root.handlers: 'consol' is not valid; no handler of that name; handlers: console",
+    "version: 1\nformatters:\n  tsv:\n    (): mta_logging.formatters.AccountingFormatter\n"
+    "    separator: ab\n":
+        "formatters.tsv.separator: 'ab' is not valid; expected one character",
+    "version: 1\nformatters:\n  plain:\n    format: '%(message'\n":
+        "formatters.plain: {'format': '%(message'} is not valid; dictConfig cannot make this "
+        "formatter (ValueError: Invalid format '%(message' for '%' style)",
+    "version: 1\nfilters:\n  kind:\n    (): mta_logging.handlers.KindFilter\n    kind: x\n":
+        "filters.kind.kind: 'x' is not valid; expected one of d, df, b, r",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    path: afile\n":
+        "handlers.accounting.path: 'afile' is not valid; must be a directory (or to be made "
+        "one), but afile is not a directory",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: afile/d\n":
+        "handlers.accounting.directory: 'afile/d' is not valid; must be a directory (or to be "
+        "made one), but afile is not a directory",
+    "version: 1\nhandlers:\n  file: {class: logging.FileHandler, filename: nodir/app.log}\n":
+        "handlers.file.filename: 'nodir/app.log' is not valid; must be a file in an existing "
+        "directory (a FileHandler makes none), but nodir is not a directory",
+    "version: 1\nhandlers:\n  file:\n    class: logging.handlers.RotatingFileHandler\n"
+    "    filename: acct\n    maxBytes: 1000\n":
+        "handlers.file.filename: 'acct' is not valid; must be a file to write to, but acct is a "
+        "directory",
+    f"version: 1\nhandlers:\n  accounting:\n    {ACCOUNTING}\n    directory: acct\n"
+    "    archiving: on\n    archive_to: old\n":
+        "handlers.accounting.archive_to: 'old' is not valid; must be a directory (or to be "
+        "made one), but acct/old is not a directory",
+}
+
+
+def refused_files(tmp_path: Path) -> Path:
+    """A directory with what the REFUSED files refer to: a file ``afile``, a file where
+    ``acct``'s archive should be."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "acct").mkdir()
+    (tmp_path / "acct" / "old").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize("text", REFUSED, ids=[said.split(":")[0] for said in REFUSED.values()])
+def test_check_config_refuses_what_dictconfig_refuses(tmp_path, capsys, monkeypatch, text):
+    monkeypatch.chdir(refused_files(tmp_path))
+    (tmp_path / "logging.yaml").write_text(text)
+    before = tree(tmp_path)
+    code, out, err = check_config(tmp_path / "logging.yaml", text, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"mta-logging check-config: {tmp_path / 'logging.yaml'}: "
+                          + REFUSED[text])
+    assert tree(tmp_path) == before
+
+
+def test_dictconfig_refuses_them_too(tmp_path):
+    """The same files given to logging.config.dictConfig, in a process of their own."""
+    script = ("import json, logging.config, sys, yaml\n"
+              "refused = []\n"
+              "for text in json.load(sys.stdin):\n"
+              "    try:\n"
+              "        logging.config.dictConfig(yaml.safe_load(text))\n"
+              "    except (ValueError, TypeError):\n"
+              "        refused.append(text)\n"
+              "print(json.dumps(refused))\n")
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(list(REFUSED)),
+                          cwd=refused_files(tmp_path), capture_output=True, text=True,
+                          timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(done.stdout) == list(REFUSED)
+
+
+def test_what_dictconfig_ignores_is_warned_of(tmp_path, capsys):
+    path = tmp_path / "logging.yaml"
+    code, out, err = check_config(path, "version: 1\nhandler: {}\nloggers:\n  app:\n"
+                                        "    propogate: false\n    propagate: 'no'\n", capsys)
+    assert code == 0
+    assert out.startswith(f"{path}: OK (dictConfig)\n")
+    assert err.splitlines() == [
+        f"mta-logging check-config: warning: {path}: handler: dictConfig ignores this key; it "
+        "reads version, incremental, disable_existing_loggers, formatters, filters, handlers, "
+        "loggers, root",
+        f"mta-logging check-config: warning: {path}: loggers.app.propogate: dictConfig ignores "
+        "this key; it reads level, handlers, filters, propagate",
+        f"mta-logging check-config: warning: {path}: loggers.app.propagate: 'no' is taken for "
+        "true (dictConfig takes any value as its truth); write true or false"]
+
+
+def test_a_dictconfig_file_the_check_accepts_is_set_up_as_printed(tmp_path, capsys):
+    """What check-config prints of a file is what dictConfig then makes."""
+    path = tmp_path / "logging.yaml"
+    text = f"""\
+version: 1
+disable_existing_loggers: false
+formatters:
+  tsv: {{(): mta_logging.formatters.AccountingFormatter, fields: [type, rcpt]}}
+  plain: {{format: "%(levelname)s %(message)s"}}
+filters:
+  bounces: {{(): mta_logging.handlers.KindFilter, kind: b}}
+handlers:
+  accounting:
+    {ACCOUNTING}
+    formatter: tsv
+    path: {tmp_path}/acct
+    archiving: true
+    archive_to: {tmp_path}/old
+  console: {{class: logging.StreamHandler, stream: "ext://sys.stdout", formatter: plain,
+            filters: [bounces], level: WARNING}}
+  file: {{class: logging.handlers.WatchedFileHandler, filename: {tmp_path}/app.log}}
+  later: {{class: logging.FileHandler, filename: {tmp_path}/later/app.log, delay: true}}
+loggers:
+  mta.accounting: {{handlers: [accounting, console], level: INFO, propagate: false}}
+root: {{handlers: [file, later]}}
+"""
+    code, out, err = check_config(path, text, capsys)
+    assert (code, err) == (0, "")
+    assert yaml.safe_load(out.split("\n", 1)[1]) == {
+        "handlers": {"accounting": {"class": "mta_logging.handlers.AccountingFileHandler",
+                                    "directories": [f"{tmp_path}/acct/delivered",
+                                                    f"{tmp_path}/old"]},
+                     "console": {"class": "logging.StreamHandler"},
+                     "file": {"class": "logging.handlers.WatchedFileHandler",
+                              "file": f"{tmp_path}/app.log"},
+                     "later": {"class": "logging.FileHandler"}},
+        "loggers": {"mta.accounting": ["accounting", "console"], "root": ["file", "later"]}}
+    assert tree(tmp_path) == [("logging.yaml", False)]
+    script = ("import logging.config, sys, yaml\n"
+              "logging.config.dictConfig(yaml.safe_load(open(sys.argv[1])))\n"
+              "logging.shutdown()\n")
+    subprocess.run([sys.executable, "-c", script, str(path)], timeout=60, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert tree(tmp_path) == [("acct", True), ("acct/delivered", True), ("app.log", False),
+                              ("logging.yaml", False), ("old", True)]
