@@ -265,8 +265,7 @@ def _dsn(value: Any) -> DsnSettings:
         enabled=enabled,
         reporting_mta=socket.getfqdn() if reporting_mta is None else _hostname(
             reporting_mta, "dsn.reporting_mta"),
-        delay_notice_after=None if delay is None or delay == "off" else _seconds(
-            "dsn.delay_notice_after", delay, 0),
+        delay_notice_after=_delay_notice_after(delay),
         max_full_size=_size("dsn.max_full_size", value.get("max_full_size"),
                             DEFAULT_MAX_FULL_SIZE),
     )
@@ -279,6 +278,17 @@ def _metrics(value: Any) -> tuple[str, int] | None:
     if port is None:
         raise ConfigError("metrics", value, "expected host:port such as 127.0.0.1:9025")
     return host, port
+
+
+def _delay_notice_after(value: Any) -> float | None:
+    """Seconds, or None for ``off`` (YAML reads an unquoted off as false)."""
+    if value is None or value is False or value == "off":
+        return None
+    try:
+        return _seconds("dsn.delay_notice_after", value, 0)
+    except ConfigError:
+        raise ConfigError("dsn.delay_notice_after", value,
+                          "expected a number of seconds greater than 0, or off") from None
 
 
 def _check_nesting(data: Mapping[str, Any]) -> None:

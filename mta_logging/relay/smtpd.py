@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import re
 from base64 import b64decode
 from typing import Any
@@ -136,6 +137,9 @@ class RelaySMTP(SMTP):
         self.limits = limits
         self.passwords = passwords
         self.dsn = dsn
+        # aiosmtpd keeps these in one dictionary for every connection (a class attribute that
+        # each new connection clears); this connection's own
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
         # aiosmtpd lets an EHLO hook replace its reply; the relay's handler has none, so the
         # hook here (see _call_handler_hook) adds DSN to the list.
         self._advertise_dsn = dsn and self._ehlo_hook_ver is None
@@ -150,6 +154,9 @@ class RelaySMTP(SMTP):
             hostname, responses = args
             assert self.session is not None
             self.session.host_name = hostname
+            # RFC 3461 §4: RET and ENVID lengthen MAIL by up to 110, NOTIFY and ORCPT RCPT by 520
+            self.command_size_limits["MAIL"] += 110
+            self.command_size_limits["RCPT"] += 520
             return [*responses[:-1], "250-DSN", responses[-1]]
         return await super()._call_handler_hook(command, *args)
 
