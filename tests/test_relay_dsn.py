@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import errno
 import os
 import subprocess
 import sys
@@ -15,16 +16,30 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from relay_sink import Outcomes, Sink, SinkMessage
 from test_relay_e2e import READY, base_config, relay, wait_until
 from test_relay_e2e import records as file_records
 from test_relay_e2e import send as send_smtplib
 from test_relay_inbound import client, running_relay, until
+from test_relay_queue import ScriptedDeliverer, accounting, queued
+from test_relay_queue import settings as queue_settings
 
 from mta_logging.outcome import Kind
+from mta_logging.relay.config import DsnSettings
+from mta_logging.relay.dsn import (
+    DELAYED,
+    FAILED,
+    RELAYED,
+    RecipientReport,
+    notice_wanted,
+    notification,
+)
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
+from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.server import Relay
+from mta_logging.relay.spool import Envelope, Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = (b"From: sender@example.test\r\nTo: someone@x.test\r\nSubject: dsn test\r\n"
@@ -402,3 +417,96 @@ def test_a_crash_between_storing_the_report_and_the_journal_loses_and_repeats_no
     kinds = sorted((r["type"], r["rcpt"]) for r in file_records(tmp_path))
     assert kinds == [("b", "reject@x.test"), ("d", "later@x.test"),
                      ("d", "sender@example.test"), ("df", "later@x.test")]
+
+
+def failing_once(function: Any, when: Any) -> Any:
+    """``function``, raising ENOSPC the first time ``when(*args)`` is true."""
+    failed: list[object] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not failed and when(*args):
+            failed.append(args)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return function(*args, **kwargs)
+
+    return call
+
+
+async def test_a_report_that_cannot_be_stored_keeps_its_recipient_queued(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store = failing_once(  # type: ignore[method-assign]
+        spool.store, lambda queue_id, envelope, content: envelope.report_of is not None)
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({"c@one.test": [(Kind.BOUNCE, "5.1.1")],
+                                   "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(queue_settings(dsn={}), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "c@one.test"))
+    await until(lambda: "sender@example.test" in deliverer.asked)
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    # bounced, not reported, so still queued; bounced again (recorded again) and reported
+    assert deliverer.asked == ["c@one.test", "c@one.test", "sender@example.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test"), (Kind.BOUNCE, "c@one.test"),
+        (Kind.DELIVERED, "sender@example.test")]
+
+
+async def test_a_journal_write_that_fails_takes_the_report_back(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.journal = failing_once(  # type: ignore[method-assign]
+        spool.journal, lambda queue_id, entries: "b 0" in entries)
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({
+        "c@one.test": [(Kind.BOUNCE, "5.1.1")],
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(queue_settings(dsn={}), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "c@one.test", "b@two.test"))
+    await until(lambda: "sender@example.test" in deliverer.asked)
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    assert deliverer.asked.count("sender@example.test") == 1  # the first report taken back
+    assert deliverer.asked.count("c@one.test") == 2
+    assert [o.rcpt for o in records.outcomes if o.kind is Kind.DELIVERED] == [
+        "b@two.test", "sender@example.test"]
+
+
+@pytest.mark.parametrize(("notify", "action", "age", "after", "wanted"), [
+    (None, FAILED, 0, None, True),
+    (("NEVER",), FAILED, 0, None, False),
+    (("SUCCESS",), FAILED, 0, None, False),
+    (None, RELAYED, 0, None, False),
+    (("SUCCESS",), RELAYED, 0, None, True),
+    (None, DELAYED, 10**6, None, False),  # no NOTIFY, no delay_notice_after: none
+    (None, DELAYED, 99, 100, False),
+    (None, DELAYED, 100, 100, True),
+    (("DELAY",), DELAYED, 0, None, True),  # at the first deferral
+    (("DELAY",), DELAYED, 99, 100, False),
+    (("FAILURE",), DELAYED, 10**6, 100, False),
+])
+def test_which_notices_are_due(notify, action, age, after, wanted):
+    settings = DsnSettings(reporting_mta="r.test", delay_notice_after=after)
+    envelope = Envelope("s@example.test", ("a@x.test",), 0.0, rcpt_dsn=(RcptDsn(notify),))
+    assert notice_wanted(settings, envelope, 0, action, age=age) is wanted
+    from_null = Envelope("", ("a@x.test",), 0.0, rcpt_dsn=(RcptDsn(notify),))
+    assert not notice_wanted(settings, from_null, 0, action, age=age)
+    assert not notice_wanted(DsnSettings(enabled=False), envelope, 0, action, age=age)
+
+
+def test_a_report_on_international_mail_is_8bit_and_names_the_address_as_utf_8():
+    envelope = Envelope("jörg@example.test", ("zoë@x.test",), 1700000000.0, smtputf8=True)
+    content = "Subject: grüße\r\n\r\nHallo\r\n".encode()
+    report = RecipientReport(0, FAILED, "5.1.1", "550 5.1.1 unknown\r\n  user", None,
+                             1700000100.0)
+    notice, data = notification(DsnSettings(reporting_mta="r.test"), "Q1", envelope, content,
+                                [report], when=1700000200.0, entries=["b 0"])
+    assert (notice.mail_from, notice.rcpts, notice.smtputf8) == ("", ("jörg@example.test",), True)
+    assert (notice.report_of, notice.report_entries) == ("Q1", ("b 0",))
+    parsed_report = email.message_from_bytes(data)
+    _, (_, block), headers = parts(parsed_report)
+    assert block["Final-Recipient"] == "utf-8; zo\\x{EB}@x.test"  # RFC 6533 utf-8-addr-xtext
+    assert block["Diagnostic-Code"] == "smtp; 550 5.1.1 unknown user"  # one line
+    assert "grüße" in headers.get_payload(decode=True).decode()
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))

@@ -159,8 +159,10 @@ def _status_part(settings: DsnSettings, envelope: Envelope,
         block = Message()
         orcpt = envelope.dsn_of(report.index).orcpt
         if orcpt is not None:
-            block["Original-Recipient"] = _one_line(orcpt)
-        block["Final-Recipient"] = f"{'rfc822' if rcpt.isascii() else 'utf-8'}; {rcpt}"
+            addr_type, _, address = orcpt.partition(";")
+            block["Original-Recipient"] = _one_line(
+                f"{addr_type};{address}" if address.isascii() else _utf8_address(address))
+        block["Final-Recipient"] = f"rfc822; {rcpt}" if rcpt.isascii() else _utf8_address(rcpt)
         block["Action"] = report.action
         block["Status"] = report.status
         if report.remote_mta:
@@ -176,6 +178,14 @@ def _status_part(settings: DsnSettings, envelope: Envelope,
     del part["MIME-Version"]
     part.set_payload(blocks)
     return part
+
+
+def _utf8_address(address: str) -> str:
+    """An address with characters beyond ASCII as RFC 6533's ``utf-8`` address type, in
+    utf-8-addr-xtext (``\\x{EB}``), which a ``message/delivery-status`` field can carry."""
+    return "utf-8; " + "".join(
+        char if "!" <= char <= "~" and char not in "\\+=" else f"\\x{{{ord(char):X}}}"
+        for char in address)
 
 
 def _text_part(text: str, subtype: str) -> MIMEText:

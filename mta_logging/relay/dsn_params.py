@@ -42,7 +42,7 @@ class MailDsn:
     def options(self) -> list[str]:
         """The parameters as a ``MAIL FROM`` to the next hop carries them."""
         options = [] if self.ret is None else [f"RET={self.ret}"]
-        if self.envid is not None:
+        if self.envid:  # an empty value is no esmtp-value (RFC 5321 §4.1.2)
             options.append(f"ENVID={xtext_encode(self.envid)}")
         return options
 
