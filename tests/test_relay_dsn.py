@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from relay_sink import Outcomes, Sink, SinkMessage
+from relay_sink import FakeResolver, Outcomes, Sink, SinkMessage
 from test_relay_e2e import READY, base_config, relay, wait_until
 from test_relay_e2e import records as file_records
 from test_relay_e2e import send as send_smtplib
@@ -27,6 +27,7 @@ from test_relay_queue import ScriptedDeliverer, accounting, queued
 from test_relay_queue import settings as queue_settings
 
 from mta_logging.outcome import Kind
+from mta_logging.relay.admin import StoppedQueue
 from mta_logging.relay.config import DsnSettings
 from mta_logging.relay.dsn import (
     DELAYED,
@@ -134,6 +135,20 @@ async def test_a_550_gives_one_report_to_the_sender_from_the_null_sender(tmp_pat
     [notice_record] = [o for o in outcomes(records, Kind.DELIVERED)
                        if o.rcpt == "sender@example.test"]
     assert notice_record.orig == "" and notice_record.job_id != job
+
+
+async def test_a_null_mx_gives_a_report_with_the_relay_s_own_diagnostic(tmp_path):
+    with Sink() as dest, Sink() as home:
+        async with two_sinks(tmp_path, dest, home) as (relay, _):
+            relay.queue.deliverer.resolver = FakeResolver({"nullmx.test": [(0, ".")]}, {})
+            await send(relay, ["a@nullmx.test"])
+            await until(lambda: len(home.messages) == 1)
+    _, (_, block), _ = parts(parsed(home.messages[0]))
+    assert (block["Final-Recipient"], block["Action"], block["Status"]) == (
+        "rfc822; a@nullmx.test", "failed", "5.1.10")
+    assert block["Diagnostic-Code"] == (
+        "X-mta-logging; Domain nullmx.test does not accept mail (null MX)")
+    assert block["Remote-MTA"] is None
 
 
 async def test_ret_full_returns_the_whole_message_within_the_size_limit(tmp_path):
@@ -510,3 +525,25 @@ def test_a_report_on_international_mail_is_8bit_and_names_the_address_as_utf_8()
     assert block["Diagnostic-Code"] == "smtp; 550 5.1.1 unknown user"  # one line
     assert "grüße" in headers.get_payload(decode=True).decode()
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+
+
+async def test_queue_bounce_on_a_stopped_relay_leaves_a_report_to_send(tmp_path):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    stopped = StoppedQueue(spool, queue_settings(dsn={"reporting_mta": "r.test"}),
+                           lambda: logger)
+    assert await stopped.act("bounce", "Q1") == "admin-bounce: recorded and removed"
+    [report] = spool.load()
+    assert (report.envelope.mail_from, report.envelope.rcpts) == ("", ("sender@example.test",))
+    assert (report.envelope.report_of, report.envelope.report_entries) == ("Q1", ("b 1",))
+    _, (_, block), _ = parts(email.message_from_bytes(spool.read_content(report.queue_id)))
+    assert (block["Final-Recipient"], block["Action"], block["Status"]) == (
+        "rfc822; b@one.test", "failed", "5.0.0")
+    assert block["Diagnostic-Code"] == (
+        "X-mta-logging; 5.0.0 returned to the sender by the administrator")
+    assert [(o.rcpt, o.bounce_cat) for o in records.outcomes] == [("b@one.test", "admin-bounce")]
+    queued(spool, "c@one.test", queue_id="Q2")
+    assert await stopped.act("delete", "Q2") == "admin-delete: recorded and removed"
+    assert [m.queue_id for m in spool.load()] == [report.queue_id]  # no report for a delete

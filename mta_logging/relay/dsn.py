@@ -45,6 +45,9 @@ DELIVERED = "delivered"
 RELAYED = "relayed"
 # the NOTIFY value (RFC 3461 §4.1) that asks for each action
 _EVENT = {FAILED: "FAILURE", DELAYED: "DELAY", DELIVERED: "SUCCESS", RELAYED: "SUCCESS"}
+# the diagnostic type (RFC 3464 §2.3.6) of a failure that is no server's reply (no route,
+# null MX, an administrator's bounce), as Postfix writes "X-Postfix"
+LOCAL_DIAGNOSTIC = "X-mta-logging"
 MAX_VALUE = 900  # characters of a reply or name in a field (SMTP lines end by 1000)
 # compat32 writes the original's header fields back as they came
 _CRLF = compat32.clone(linesep="\r\n", max_line_length=0)
@@ -107,7 +110,7 @@ def notification(settings: DsnSettings, queue_id: str, envelope: Envelope, conte
     ``<>`` to the sender, standing for the journal ``entries`` of ``queue_id``) and bytes."""
     report = MIMEMultipart("report", report_type="delivery-status")
     actions = {r.action for r in reports}
-    headline = FAILED if FAILED in actions else DELAYED if DELAYED in actions else min(actions)
+    headline = next(action for action in _SUBJECTS if action in actions)  # the gravest
     report["From"] = f"Mail Delivery System <MAILER-DAEMON@{settings.reporting_mta}>"
     report["To"] = f"<{envelope.mail_from}>"
     report["Subject"] = _SUBJECTS[headline]
@@ -142,7 +145,8 @@ def _human_text(settings: DsnSettings, envelope: Envelope,
         lines += [f"  <{envelope.rcpts[r.index]}>: {_one_line(r.diagnostic or r.status)}"
                   for r in about]
         lines.append("")
-    lines.append("The delivery status report and the message's headers are attached.")
+    lines.append("The delivery status report and the message (or its header section) are "
+                 "attached.")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +172,7 @@ def _status_part(settings: DsnSettings, envelope: Envelope,
         if report.remote_mta:
             block["Remote-MTA"] = f"dns; {_one_line(report.remote_mta)}"
         if report.diagnostic:
-            kind = "smtp" if parse_reply(report.diagnostic).code is not None else "x-local"
+            kind = "smtp" if parse_reply(report.diagnostic).code is not None else LOCAL_DIAGNOSTIC
             block["Diagnostic-Code"] = f"{kind}; {_one_line(report.diagnostic)}"
         block["Last-Attempt-Date"] = formatdate(report.last_attempt, localtime=True)
         if report.retry_until is not None:
