@@ -46,6 +46,7 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(
     rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
     r"(?:[ \t]+([^\s(](?:.*\S)?))?")
+_DSN_KEYWORD = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so each read drains it and bytes after the end of DATA can be handed back.
@@ -193,8 +194,9 @@ class RelaySMTP(SMTP):
         """The command's argument without its DSN parameters, and those (keyword → value);
         ``(arg, {})`` when there are none or DSN is off. :class:`ParameterError` for a
         repeated one."""
-        if not self.dsn or arg is None or self.session is None or not self.session.extended_smtp:
-            return arg, {}
+        if (not self.dsn or arg is None or self.session is None
+                or not self.session.extended_smtp or not _DSN_KEYWORD.search(arg)):
+            return arg, {}  # the address is parsed once, by aiosmtpd, in the common case
         stripped = self._strip_command_keyword(keyword, arg)
         if stripped is None:
             return arg, {}
