@@ -250,6 +250,20 @@ async def test_notify_delay_sends_one_delay_notice_per_message(tmp_path):
     assert (only["Final-Recipient"], only["Action"]) == ("rfc822; tempfail@x.test", "failed")
 
 
+async def test_a_restart_sends_no_second_delay_notice(tmp_path):
+    retry = {"intervals": [0.1], "max_queue_lifetime": 3600}
+    with Sink() as dest, Sink() as home:
+        dest.defer = {"later@x.test"}
+        async with two_sinks(tmp_path, dest, home, retry=retry) as (relay, records):
+            await send(relay, [("later@x.test", b"NOTIFY=DELAY")])
+            await until(lambda: len(home.messages) == 1)
+        async with two_sinks(tmp_path, dest, home, retry=retry) as (relay, records):
+            await until(lambda: len(outcomes(records, Kind.DEFERRED)) >= 3)  # tried again
+            dest.defer = set()
+            await until(lambda: dest.delivered() == ["later@x.test"])
+    assert len(home.messages) == 1
+
+
 async def test_delay_notice_after_reports_recipients_that_gave_no_notify(tmp_path):
     with Sink() as dest, Sink() as home:
         dest.defer = {"later@x.test", "quiet@x.test"}

@@ -424,8 +424,8 @@ class DeliveryQueue:
         give_up = envelope.time_queued + self.settings.retry.max_queue_lifetime
         reports = [RecipientReport(r.index, DELAYED, r.dsn_status, r.dsn_msg, r.dsn_mta, now,
                                    retry_until=give_up)
-                   for r in deferred if not message.final[r.index]
-                   and notice_wanted(self.settings.dsn, envelope, r.index, DELAYED, age=age)]
+                   for r in deferred
+                   if notice_wanted(self.settings.dsn, envelope, r.index, DELAYED, age=age)]
         if not reports:
             return None
         return await self._store_notice(message, content, reports, [DELAY_NOTIFIED])
