@@ -367,6 +367,10 @@ async def test_every_malformed_parameter_gets_501_5_5_4_saying_what_is_wrong(tmp
                     assert f"{reply.code} {reply.message}" == expected, params
             reply = await smtp.execute_command(b"RCPT", b"TO:<r@x.test>", b"notify=never")
             assert reply.code == 250
+            longest = b"ORCPT=rfc822;" + b"a" * 487  # RFC 3461 lengthens RCPT for it
+            reply = await smtp.execute_command(b"RCPT", b"TO:<r2@x.test>",
+                                               b"NOTIFY=SUCCESS,FAILURE,DELAY", longest)
+            assert reply.code == 250, reply
             await smtp.quit()
 
 

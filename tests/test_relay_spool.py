@@ -209,7 +209,7 @@ def test_a_report_whose_entries_are_missing_completes_the_journal_on_load(tmp_pa
     spool.journal("Q1", ["d 0"])
     # the crash came after the report was stored and before "b 1" and "b 2" were journaled
     report = Envelope("", ("sender@example.test",), 1700000001.0, report_of="Q1",
-                      report_entries=("b 1", "b 2"))
+                      report_entries=("b 1", "b 2", "b 7", "x"))  # the last two: no such
     spool.store("R1", report, b"report\r\n")
     caplog.set_level("INFO", "mta_logging.relay.spool")
     assert [m.queue_id for m in spool.load()] == ["R1"]  # Q1 is complete, so removed

@@ -140,7 +140,7 @@ class RelaySMTP(SMTP):
         self.dsn = dsn
         # aiosmtpd keeps these in one dictionary for every connection (a class attribute that
         # each new connection clears); this connection's own
-        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         # aiosmtpd lets an EHLO hook replace its reply; the relay's handler has none, so the
         # hook here (see _call_handler_hook) adds DSN to the list.
         self._advertise_dsn = dsn and self._ehlo_hook_ver is None

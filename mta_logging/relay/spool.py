@@ -317,11 +317,14 @@ def _apply_journal(message: QueuedMessage, text: str) -> None:
 
 
 def _applied(message: QueuedMessage, entry: str) -> bool:
-    """Whether the journal entry ``entry`` (a final state, or the delay notice) is in effect."""
+    """Whether the journal entry ``entry`` (a final state, or the delay notice) is in effect;
+    one that names no recipient of ``message`` counts as in effect (nothing to complete)."""
     if entry == DELAY_NOTIFIED:
         return message.delay_notified
     state, _, index = entry.partition(" ")
-    return state in _FINAL and message.final[int(index)]
+    if state not in _FINAL or not index.isdigit() or int(index) >= len(message.final):
+        return True
+    return message.final[int(index)]
 
 
 def error_entry(text: str) -> str:
