@@ -14,6 +14,8 @@ recipient's local part:
 ``tempfail_all = True`` makes it answer 451 to every RCPT, and ``defer`` (a set of addresses)
 to those recipients (a destination that is down for a while); change them to let queued mail
 through. An accepted message gets ``250 2.0.0 Ok: delivered to <n> recipient(s)``.
+``dsn=True`` makes it offer the DSN extension (with the relay's own protocol) and keep the DSN
+parameters of each message.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mta_logging import Outcome
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.resolve import NoSuchDomain
+from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class SinkMessage:
     tls: bool
     mail_options: tuple[str, ...]
     cipher: tuple[str, str, int] | None = None  # (name, protocol, bits) under TLS
+    mail_dsn: MailDsn | None = None  # the DSN parameters, from a sink with dsn=True
+    rcpt_dsn: tuple[RcptDsn, ...] = ()
 
 
 class _SinkHandler:
@@ -76,7 +82,9 @@ class _SinkHandler:
             mail_from=str(envelope.mail_from), rcpts=tuple(envelope.rcpt_tos),
             content=envelope.original_content or b"", helo=session.host_name,
             tls=session.ssl is not None, mail_options=tuple(envelope.mail_options),
-            cipher=(session.ssl or {}).get("cipher")))
+            cipher=(session.ssl or {}).get("cipher"),
+            mail_dsn=envelope.mail_dsn if isinstance(envelope, DsnEnvelope) else None,
+            rcpt_dsn=tuple(envelope.rcpt_dsn) if isinstance(envelope, DsnEnvelope) else ()))
         return f"250 2.0.0 Ok: delivered to {len(envelope.rcpt_tos)} recipient(s)"
 
 
@@ -108,8 +116,9 @@ class Sink:
     """An SMTP sink on 127.0.0.1; ``with Sink() as sink: ... sink.port``."""
 
     def __init__(self, *, tls_context: ssl.SSLContext | None = None,
-                 slow_seconds: float = 30.0, smtputf8: bool = True) -> None:
+                 slow_seconds: float = 30.0, smtputf8: bool = True, dsn: bool = False) -> None:
         self.tls_context = tls_context
+        self.dsn = dsn
         self.slow_seconds = slow_seconds
         self.smtputf8 = smtputf8
         self.tempfail_all = False
@@ -133,8 +142,10 @@ class Sink:
 
         def factory() -> SMTP:
             self.connections += 1
-            protocol = SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.smtputf8,
-                            tls_context=self.tls_context, loop=loop)
+            options = {"hostname": "sink.test", "enable_SMTPUTF8": self.smtputf8,
+                       "tls_context": self.tls_context, "loop": loop}
+            protocol = (RelaySMTP(handler, dsn=True, **options) if self.dsn
+                        else SMTP(handler, **options))
             self._protocols.append(protocol)
             return protocol
 

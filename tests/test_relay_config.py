@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mta_logging.errors import ConfigError
 from mta_logging.relay.config import (
     MX_ROUTE,
     TOP_LEVEL_KEYS,
+    DsnSettings,
     Route,
     load_settings,
     parse_host_port,
@@ -83,6 +85,19 @@ def test_ipv4_mapped_clients_match_ipv4_networks():
     assert not settings.may_relay("not-an-ip")
 
 
+def test_dsn_defaults_and_values():
+    defaults = load_settings(None).dsn
+    assert defaults == DsnSettings(enabled=True, reporting_mta=socket.getfqdn(),
+                                   delay_notice_after=None, max_full_size=1024 * 1024)
+    assert load_settings({"dsn": {}}).dsn == defaults
+    given = load_settings({"dsn": {"enabled": False, "reporting_mta": "mx.example.test",
+                                   "delay_notice_after": 14400, "max_full_size": "64K"}}).dsn
+    assert given == DsnSettings(enabled=False, reporting_mta="mx.example.test",
+                                delay_notice_after=14400.0, max_full_size=65536)
+    for off in ("off", False, None):
+        assert load_settings({"dsn": {"delay_notice_after": off}}).dsn.delay_notice_after is None
+
+
 def test_sizes_accept_units():
     assert load_settings({"max_message_size": "25M"}).max_message_size == 25 * 1024 * 1024
     assert load_settings({"min_free_space": "1G"}).min_free_space == 1024**3
@@ -111,6 +126,14 @@ def test_sizes_accept_units():
     ({"max_connections": 1.5}, "max_connections", "whole number"),
     ({"max_connections_per_ip": "ten"}, "max_connections_per_ip", "whole number"),
     ({"max_per_destination": 0}, "max_per_destination", "at least 1"),
+    ({"dsn": {"enabled": "yes"}}, "dsn.enabled", "true or false"),
+    ({"dsn": {"reporting_mta": "mail server"}}, "dsn.reporting_mta", "host name"),
+    ({"dsn": {"delay_notice_after": "soon"}}, "dsn.delay_notice_after", "seconds greater "
+                                                                        "than 0, or off"),
+    ({"dsn": {"delay_notice_after": 0}}, "dsn.delay_notice_after", "or off"),
+    ({"dsn": {"max_full_size": "huge"}}, "dsn.max_full_size", "size in bytes"),
+    ({"dsn": {"notify": "always"}}, "dsn.notify", "unknown setting; allowed: enabled"),
+    ({"dsn": True}, "dsn", "expected a mapping"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:

@@ -61,9 +61,10 @@ class ScriptedDeliverer:
 
 
 def settings(**overrides: object):  # type: ignore[no-untyped-def]
+    """The queue's settings; notifications to senders off (tests/test_relay_dsn.py)."""
     return load_settings({"hostname": "relay.example.test", "vmta": "pool1", "concurrency": 2,
                           "retry": {"intervals": [0.05, 0.1], "max_queue_lifetime": 60},
-                          **overrides})
+                          "dsn": {"enabled": False}, **overrides})
 
 
 async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mta_logging.relay import spool as spool_module
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.spool import Envelope, QueuedMessage, Spool, new_queue_id
 
 ENVELOPE = Envelope("sender@example.test", ("a@one.test", "b@two.test", "c@one.test"),
@@ -167,3 +168,60 @@ def test_a_failed_directory_sync_is_reported_and_the_next_caller_retries(tmp_pat
     with pytest.raises(OSError):
         syncer.sync()
     syncer.sync()
+
+
+def test_the_dsn_parameters_and_the_report_link_round_trip(tmp_path):
+    envelope = Envelope("s@example.test", ("a@one.test", "b@one.test"), 1700000000.0,
+                        mail_dsn=MailDsn(ret="FULL", envid="id=1"),
+                        rcpt_dsn=(RcptDsn(notify=("NEVER",)),
+                                  RcptDsn(notify=("SUCCESS", "FAILURE"), orcpt="rfc822;B@x")))
+    assert Envelope.from_json(envelope.to_json()) == envelope
+    assert envelope.dsn_of(1).orcpt == "rfc822;B@x"
+    report = Envelope("", ("s@example.test",), 1700000001.0, report_of="Q1",
+                      report_entries=("b 0", "w 1"))
+    assert Envelope.from_json(report.to_json()) == report
+
+
+def test_a_queue_file_written_before_dsn_loads_with_no_parameters(tmp_path):
+    spool = Spool.open(tmp_path)
+    (spool.queue_dir / "Q1").write_bytes(
+        b'{"v":1,"from":"s@example.test","rcpts":["a@one.test","b@two.test"],"t":1700000000.0,'
+        b'"ip":"127.0.0.1","helo":"client.test","utf8":false,"8bit":false}\nSubject: x\r\n\r\n')
+    [message] = spool.load()
+    envelope = message.envelope
+    assert (envelope.mail_dsn, envelope.rcpt_dsn, envelope.report_of) == (MailDsn(), (), None)
+    assert envelope.dsn_of(1) == RcptDsn() and envelope.dsn_of(1).wants("FAILURE")
+
+
+def test_a_delay_notice_is_remembered(tmp_path):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    [message] = spool.load()
+    assert not message.delay_notified
+    spool.journal("Q1", ["a 1 1700000900.000", "w 1"])
+    [message] = spool.load()
+    assert message.delay_notified
+
+
+def test_a_report_whose_entries_are_missing_completes_the_journal_on_load(tmp_path, caplog):
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"x\r\n")
+    spool.journal("Q1", ["d 0"])
+    # the crash came after the report was stored and before "b 1" and "b 2" were journaled
+    report = Envelope("", ("sender@example.test",), 1700000001.0, report_of="Q1",
+                      report_entries=("b 1", "b 2", "b 7", "x"))  # the last two: no such
+    spool.store("R1", report, b"report\r\n")
+    caplog.set_level("INFO", "mta_logging.relay.spool")
+    assert [m.queue_id for m in spool.load()] == ["R1"]  # Q1 is complete, so removed
+    assert sorted(os.listdir(spool.queue_dir)) == ["R1"] and os.listdir(spool.state_dir) == []
+    assert "queue Q1: completing the journal from its report R1: b 1, b 2" in caplog.text
+    # a delay notice is remembered the same way, and the message stays queued
+    spool.store("Q2", ENVELOPE, b"x\r\n")
+    spool.store("R2", Envelope("", ("sender@example.test",), 1700000002.0, report_of="Q2",
+                               report_entries=("w 1",)), b"report\r\n")
+    loaded = {m.queue_id: m for m in spool.load()}
+    assert sorted(loaded) == ["Q2", "R1", "R2"]
+    assert loaded["Q2"].delay_notified and loaded["Q2"].pending() == [0, 1, 2]
+    assert (spool.state_dir / "Q2").read_text() == "w 1\n"
+    spool.load()
+    assert (spool.state_dir / "Q2").read_text() == "w 1\n"  # in effect: not written again

@@ -8,12 +8,15 @@ by :class:`StoppedQueue` while the command holds the spool's lock. Both answer t
 States: ``held`` (no attempts until released), ``deferred`` (an attempt failed; waiting for the
 next), ``active`` (being attempted, or not tried yet). ``bounce`` and ``delete`` record every
 recipient not yet delivered or bounced as a bounce (category ``admin-bounce`` /
-``admin-delete``) before the message leaves the spool: nothing vanishes unrecorded.
+``admin-delete``) before the message leaves the spool: nothing vanishes unrecorded; ``bounce``
+also tells the sender (a delivery status notification, stored before the message is removed:
+see ``dsn``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,8 +26,9 @@ from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Outcome
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
 from mta_logging.relay.message import MessageHeaders
-from mta_logging.relay.spool import QueuedMessage, Spool
+from mta_logging.relay.spool import BOUNCED, QueuedMessage, Spool, new_queue_id
 
 _log = logging.getLogger("mta_logging.relay.admin")
 
@@ -92,19 +96,22 @@ def headers_text(spool: Spool, queue_id: str) -> str:
 
 
 def record_removal(spool: Spool, settings: RelaySettings, accounting: AccountingLogger | None,
-                   message: QueuedMessage, action: str) -> None:
-    """Record each pending recipient as an administrative bounce, then remove the message.
+                   message: QueuedMessage, action: str) -> QueuedMessage | None:
+    """Record each pending recipient as an administrative bounce, store the sender's
+    notification (``bounce``), then remove the message; the notification, to be queued.
 
     Raises :class:`MtaLoggingError` (the message stays queued) if a record could not be
-    written; recipients recorded before stay recorded. Blocking I/O: run it in a thread.
+    written, ``OSError`` if the notification could not be stored; recipients recorded before
+    stay recorded. Blocking I/O: run it in a thread.
     """
     category, text = REMOVALS[action]
     envelope = message.envelope
     pending = [envelope.rcpts[i] for i in message.pending()]
+    content = spool.read_content(message.queue_id)
     if accounting is not None:
         unwritten: list[Outcome] = []
         logger = AccountingLogger(accounting.logger, on_write_error=unwritten.append)
-        headers = MessageHeaders(spool.read_content(message.queue_id))
+        headers = MessageHeaders(content)
         for rcpt in pending:
             logger.bounced(rcpt, time_queued=envelope.time_queued, src_mta=settings.hostname,
                            src_ip=settings.source_ip, vmta=settings.vmta,
@@ -114,10 +121,22 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
             if unwritten:
                 raise MtaLoggingError(f"{message.queue_id}: the bounce record of <{rcpt}> "
                                       "could not be written; the message stays queued")
+    now = time.time()
+    reports = [RecipientReport(i, FAILED, ADMIN_STATUS, f"{ADMIN_STATUS} {text}", None, now)
+               for i in message.pending()
+               if action == "bounce" and notice_wanted(settings.dsn, envelope, i, FAILED)]
+    notice = None
+    if reports:
+        notice_envelope, data = notification(
+            settings.dsn, message.queue_id, envelope, content, reports, when=now,
+            entries=[f"{BOUNCED} {r.index}" for r in reports])
+        notice = QueuedMessage(new_queue_id(), notice_envelope, content=data)
+        spool.store(notice.queue_id, notice_envelope, data)
     for rcpt in pending:
         _log.info("%s: to=<%s>, status=bounced (%s: %s)", message.queue_id, rcpt, category,
                   text)
     spool.remove(message.queue_id, journaled=message.journaled)
+    return notice
 
 
 class QueueOperations(Protocol):

@@ -30,6 +30,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _DOMAIN = re.compile(r"^(\*|\.?[^\s@:/\[\]]+)$")
+DEFAULT_MAX_FULL_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,24 @@ class ConnectionReuse:
 
 
 @dataclass(frozen=True, slots=True)
+class DsnSettings:
+    """Delivery status notifications (RFC 3461 in, RFC 3464 out).
+
+    ``enabled``: DSN offered at EHLO, and reports sent to envelope senders (RFC 5321 §4.5.5:
+    a relay MUST tell the sender about mail it accepted and cannot deliver). ``reporting_mta``:
+    the name in ``Reporting-MTA``. ``delay_notice_after``: seconds in the queue after which a
+    recipient without a NOTIFY parameter gets a delay notice (None: only those that asked with
+    NOTIFY=DELAY, at their first deferral). ``max_full_size``: RET=FULL returns the whole
+    message up to this many bytes, the headers only above it.
+    """
+
+    enabled: bool = True
+    reporting_mta: str = field(default_factory=socket.getfqdn)
+    delay_notice_after: float | None = None
+    max_full_size: int = DEFAULT_MAX_FULL_SIZE
+
+
+@dataclass(frozen=True, slots=True)
 class TlsFiles:
     cert: Path
     key: Path
@@ -117,6 +136,7 @@ class RelaySettings:
     max_connections: int = 200
     max_connections_per_ip: int = 50
     metrics: tuple[str, int] | None = None
+    dsn: DsnSettings = field(default_factory=DsnSettings)
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -150,7 +170,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination", "metrics",
+    "max_per_destination", "metrics", "dsn",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -227,6 +247,27 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                       data.get("max_connections_per_ip"),
                                       defaults.max_connections_per_ip),
         metrics=_metrics(data.get("metrics")),
+        dsn=_dsn(data.get("dsn")),
+    )
+
+
+def _dsn(value: Any) -> DsnSettings:
+    if value is None:
+        return DsnSettings()
+    _check_keys("dsn.", value, ("enabled", "reporting_mta", "delay_notice_after",
+                                "max_full_size"))
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("dsn.enabled", enabled, "expected true or false")
+    reporting_mta = value.get("reporting_mta")
+    delay = value.get("delay_notice_after")
+    return DsnSettings(
+        enabled=enabled,
+        reporting_mta=socket.getfqdn() if reporting_mta is None else _hostname(
+            reporting_mta, "dsn.reporting_mta"),
+        delay_notice_after=_delay_notice_after(delay),
+        max_full_size=_size("dsn.max_full_size", value.get("max_full_size"),
+                            DEFAULT_MAX_FULL_SIZE),
     )
 
 
@@ -237,6 +278,17 @@ def _metrics(value: Any) -> tuple[str, int] | None:
     if port is None:
         raise ConfigError("metrics", value, "expected host:port such as 127.0.0.1:9025")
     return host, port
+
+
+def _delay_notice_after(value: Any) -> float | None:
+    """Seconds, or None for ``off`` (YAML reads an unquoted off as false)."""
+    if value is None or value is False or value == "off":
+        return None
+    try:
+        return _seconds("dsn.delay_notice_after", value, 0)
+    except ConfigError:
+        raise ConfigError("dsn.delay_notice_after", value,
+                          "expected a number of seconds greater than 0, or off") from None
 
 
 def _check_nesting(data: Mapping[str, Any]) -> None:
@@ -291,10 +343,10 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...], default: str) -> str
     return str(value)
 
 
-def _hostname(value: Any) -> str:
-    text = _text("hostname", value)
+def _hostname(value: Any, key: str = "hostname") -> str:
+    text = _text(key, value)
     if any(c in text for c in " \t\r\n<>[]@"):
-        raise ConfigError("hostname", value, "expected a host name such as relay.example.com")
+        raise ConfigError(key, value, "expected a host name such as relay.example.com")
     return text
 
 

@@ -102,13 +102,15 @@ class LiveQueue:
             raise MtaLoggingError(f"{queue_id}: being attempted right now; hold it and try "
                                   "again when the attempt has ended")
         try:
-            await self._in_thread(record_removal, self.spool, self.settings,
-                                  self.queue.accounting, message, action)
+            notice = await self._in_thread(record_removal, self.spool, self.settings,
+                                           self.queue.accounting, message, action)
         except (MtaLoggingError, OSError) as exc:
             self.queue.submit(message)
             if isinstance(exc, OSError):
                 raise MtaLoggingError(f"{queue_id}: {exc}; the message stays queued") from None
             raise
+        if notice is not None:
+            self.queue.submit(notice)
         return f"{REMOVALS[action][0]}: recorded and removed"
 
 

@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -23,7 +24,7 @@ from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.message import hop_count, protocol_name, received_header
 from mta_logging.relay.passwords import PasswordChecker
 from mta_logging.relay.queue import DeliveryQueue
-from mta_logging.relay.smtpd import RelaySMTP
+from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
@@ -107,7 +108,8 @@ class RelayHandler:
         spool_envelope = SpoolEnvelope(
             mail_from="" if envelope.mail_from == NULL_SENDER else str(envelope.mail_from),
             rcpts=rcpts, time_queued=now, client_ip=client_ip, client_helo=session.host_name,
-            smtputf8=envelope.smtp_utf8, body_8bit="BODY=8BITMIME" in envelope.mail_options)
+            smtputf8=envelope.smtp_utf8, body_8bit="BODY=8BITMIME" in envelope.mail_options,
+            **dsn_parameters(envelope))
         received = received_header(
             hostname=self.settings.hostname, queue_id=queue_id, client_ip=client_ip,
             client_helo=session.host_name, rcpts=rcpts, when=now,
@@ -144,12 +146,21 @@ class RelayHandler:
         # aiosmtpd keeps the TLS transport's extra info; "cipher" is (name, protocol, bits)
         cipher = (session.ssl or {}).get("cipher") or (None, None)
         user = session.auth_data if isinstance(session.auth_data, str) else None
-        for rcpt in envelope.rcpts:
+        for index, rcpt in enumerate(envelope.rcpts):
             accounting.received(
                 rcpt, time_queued=envelope.time_queued, src_mta=self.settings.hostname,
                 vmta=self.settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
                 rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo, rcv_auth_user=user,
-                rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0])
+                rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
+                orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)
+
+
+def dsn_parameters(envelope: Envelope) -> dict[str, Any]:
+    """The spool envelope's DSN fields (``mail_dsn``, ``rcpt_dsn``) from what the client gave
+    (none from an envelope of plain aiosmtpd)."""
+    if not isinstance(envelope, DsnEnvelope):
+        return {}
+    return {"mail_dsn": envelope.mail_dsn, "rcpt_dsn": tuple(envelope.rcpt_dsn)}
 
 
 def tls_context(settings: RelaySettings) -> ssl.SSLContext | None:
@@ -170,7 +181,7 @@ def smtp_factory(settings: RelaySettings, handler: object,
 
     def factory() -> SMTP:
         return RelaySMTP(
-            handler, limits=limits, passwords=passwords,
+            handler, limits=limits, passwords=passwords, dsn=settings.dsn.enabled,
             data_size_limit=settings.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, hostname=settings.hostname, ident="mta-logging relay",
             tls_context=context, timeout=settings.timeouts.inbound, auth_require_tls=True,

@@ -29,6 +29,12 @@ def parse_headers(content: bytes) -> dict[str, str]:
     return headers
 
 
+def header_section(content: bytes) -> bytes:
+    """The message's header section, without the empty line that ends it."""
+    end = _HEADER_END.search(content)
+    return content[: end.start()] if end else content
+
+
 class MessageHeaders(Mapping[str, str]):
     """A message's header fields as a read-only mapping, parsed on first use.
 

@@ -3,7 +3,8 @@
 Connections are opened with the configured EHLO name and source address, upgraded with
 STARTTLS when the server offers it (opportunistic: certificates are not verified, and a failed
 handshake falls back to plain text, as MTAs do), and kept open for a few seconds after a
-transaction so the next message to the same address reuses them.
+transaction so the next message to the same address reuses them. The DSN parameters of the
+message (RFC 3461: RET, ENVID, NOTIFY, ORCPT) go on to a server that offers DSN.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RcptResult:
     dsn_mta: str | None = None  # the name in the server's greeting, else the host connected to
     tls_protocol: str | None = None  # the connection's TLS, None when plain
     tls_cipher: str | None = None
+    next_hop_dsn: bool = False  # the server offered DSN, and took the DSN parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +268,11 @@ class Deliverer:
                     results[index] = Reply(Kind.BOUNCE, RECIPIENT_STATUS,
                                            UNSENDABLE.format("recipient"))
                     continue
+                rcpt_options = [option.encode("ascii") for option in (
+                    envelope.dsn_of(index).options() if smtp.supports_extension("dsn") else ())]
                 response = await smtp.execute_command(
                     b"RCPT", b"TO:<" + envelope.rcpts[index].encode(encoding) + b">",
-                    timeout=timeouts.command)
+                    *rcpt_options, timeout=timeouts.command)
                 if response.code in (250, 251):
                     accepted.append(index)
                 else:
@@ -303,9 +307,11 @@ class Deliverer:
     @staticmethod
     def _finish(conn: _Connection, indexes: Sequence[int], results: dict[int, Reply]
                 ) -> list[RcptResult]:
+        next_hop_dsn = conn.smtp.supports_extension("dsn")
         return [RcptResult(i, results[i].kind, results[i].dsn_status, results[i].dsn_msg,
                            dest_ip=conn.hop.ip, src_ip=conn.local_ip, dsn_mta=conn.remote_name,
-                           tls_protocol=conn.tls_protocol, tls_cipher=conn.tls_cipher)
+                           tls_protocol=conn.tls_protocol, tls_cipher=conn.tls_cipher,
+                           next_hop_dsn=next_hop_dsn)
                 for i in indexes]
 
     async def close(self) -> None:
@@ -327,6 +333,8 @@ def _mail_options(smtp: aiosmtplib.SMTP, envelope: Envelope, size: int, label: s
         options.append("BODY=8BITMIME")
     if smtp.supports_extension("size"):
         options.append(f"SIZE={size}")
+    if smtp.supports_extension("dsn"):
+        options += envelope.mail_dsn.options()
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     return [option.encode("ascii") for option in options], encoding, None
 

@@ -12,6 +12,12 @@ whose record could not be written, or whose final state could not be journaled, 
 marked final: it stays queued and is tried again. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 ``message-expired``, with RFC 3463's ``5.4.7`` (delivery time expired) and the last error.
+
+Senders are told (see ``dsn``): the recipients of one transaction that bounced, or that were
+passed on to a next hop without DSN when they asked for SUCCESS, get one notification, stored
+in the spool after their records and before their journal entries; a recipient whose
+notification could not be stored is not marked final (tried again, reported again). One delay
+notice per message at most, stored before the attempt's journal entries, which remember it.
 """
 
 from __future__ import annotations
@@ -30,10 +36,26 @@ from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.dsn import (
+    DELAYED,
+    FAILED,
+    RELAYED,
+    RecipientReport,
+    notice_wanted,
+    notification,
+)
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
-from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, error_entry
+from mta_logging.relay.spool import (
+    BOUNCED,
+    DELAY_NOTIFIED,
+    DELIVERED,
+    QueuedMessage,
+    Spool,
+    error_entry,
+    new_queue_id,
+)
 
 _log = logging.getLogger("mta_logging.relay.queue")
 
@@ -240,12 +262,14 @@ class DeliveryQueue:
         delay = 0.0 if expired else min(retry.interval(message.failures + 1),
                                         float(math.ceil(remaining)))
         busy = []
+        deferred: list[RcptResult] = []
         for domain, indexes in by_domain.items():
             if self._in_progress.get(domain, 0) >= limit:
                 busy.append(domain)
                 continue
             results = await self._deliver(domain, message, indexes, content)
-            await self._settle(message, results, delay, expired, headers, len(content))
+            await self._settle(message, results, delay, expired, headers, content)
+            deferred += [r for r in results if r.kind is Kind.DEFERRED and not expired]
             message.last_error = next((r.dsn_msg for r in results if r.kind is Kind.DEFERRED),
                                       message.last_error)
         if message.complete:
@@ -256,9 +280,16 @@ class DeliveryQueue:
             return
         message.failures += 1
         message.next_try = self.clock() + delay
-        # Without this line a restart tries again sooner and counts fewer failures: no loss.
-        await self._journal(message, [f"a {message.failures} {message.next_try:.3f}",
-                                      error_entry(message.last_error)])
+        entries = [f"a {message.failures} {message.next_try:.3f}",
+                   error_entry(message.last_error)]
+        notice = await self._delay_notice(message, content, deferred)
+        # Without these lines a restart tries again sooner and counts fewer failures: no loss.
+        if await self._journal(message, entries + ([DELAY_NOTIFIED] if notice else [])):
+            if notice is not None:
+                message.delay_notified = True
+                self.submit(notice)
+        elif notice is not None:
+            await self._withdraw_notice(notice)
         if not self._stopping:
             self.schedule(message)
 
@@ -323,13 +354,14 @@ class DeliveryQueue:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def _settle(self, message: QueuedMessage, results: list[RcptResult], delay: float,
-                      expired: bool, headers: Mapping[str, str], size: int) -> None:
-        """Record every result, then journal the final ones that were recorded (or remove the
-        message when that makes every recipient final); only then are they final in memory."""
-        entries = []
-        settled = []
+                      expired: bool, headers: Mapping[str, str], content: bytes) -> None:
+        """Record every result, store the sender's notification about them, then journal the
+        final ones that were recorded (or remove the message when that makes every recipient
+        final); only then are they final in memory, and the notification queued."""
+        entries: dict[int, str] = {}
+        reports = []
         for result in results:
-            recorded = self._record(message, result, delay, headers, expired, size)
+            recorded = self._record(message, result, delay, headers, expired, len(content))
             if result.kind is Kind.DELIVERED:
                 state = DELIVERED
             elif result.kind is Kind.BOUNCE or expired:
@@ -337,18 +369,92 @@ class DeliveryQueue:
             else:
                 continue
             if recorded:
-                entries.append(f"{state} {result.index}")
-                settled.append(result.index)
+                entries[result.index] = f"{state} {result.index}"
+                report = self._report(message, result, expired)
+                if report is not None:
+                    reports.append(report)
             else:
                 _log.error("queue %s: the %s record of <%s> could not be written; the "
                            "recipient stays queued and will be tried again", message.queue_id,
                            result.kind.directory, message.envelope.rcpts[result.index])
-        if not settled:
+        notice = None
+        if reports:
+            notice = await self._store_notice(message, content, reports,
+                                              [entries[r.index] for r in reports])
+            if notice is None:  # not final without it: tried and reported again
+                for report in reports:
+                    del entries[report.index]
+        if not entries:
             return
-        complete = len(settled) == len(message.pending())
-        if await (self._remove(message) if complete else self._journal(message, entries)):
-            for index in settled:
+        complete = len(entries) == len(message.pending())
+        if await (self._remove(message) if complete
+                  else self._journal(message, list(entries.values()))):
+            for index in entries:
                 message.final[index] = True
+            if notice is not None:
+                self.submit(notice)
+        elif notice is not None:
+            await self._withdraw_notice(notice)
+
+    def _report(self, message: QueuedMessage, result: RcptResult, expired: bool
+                ) -> RecipientReport | None:
+        """What the sender is told about a final result; None if nothing (see ``dsn``).
+        A recipient passed on with its DSN parameters is reported by the next hop."""
+        if result.kind is Kind.DELIVERED:
+            if result.next_hop_dsn:
+                return None
+            action = RELAYED
+        else:
+            action = FAILED
+        if not notice_wanted(self.settings.dsn, message.envelope, result.index, action):
+            return None
+        status = EXPIRED_STATUS if expired and result.kind is Kind.DEFERRED else (
+            result.dsn_status)
+        return RecipientReport(result.index, action, status, result.dsn_msg, result.dsn_mta,
+                               self.clock())
+
+    async def _delay_notice(self, message: QueuedMessage, content: bytes,
+                            deferred: list[RcptResult]) -> QueuedMessage | None:
+        """The stored delay notice about ``deferred``, when one is due (once per message)."""
+        if message.delay_notified:
+            return None
+        envelope = message.envelope
+        now = self.clock()
+        age = now - envelope.time_queued
+        give_up = envelope.time_queued + self.settings.retry.max_queue_lifetime
+        reports = [RecipientReport(r.index, DELAYED, r.dsn_status, r.dsn_msg, r.dsn_mta, now,
+                                   retry_until=give_up)
+                   for r in deferred
+                   if notice_wanted(self.settings.dsn, envelope, r.index, DELAYED, age=age)]
+        if not reports:
+            return None
+        return await self._store_notice(message, content, reports, [DELAY_NOTIFIED])
+
+    async def _store_notice(self, message: QueuedMessage, content: bytes,
+                            reports: list[RecipientReport], entries: list[str]
+                            ) -> QueuedMessage | None:
+        """Write the sender's notification about ``reports`` to the spool, standing for the
+        journal ``entries`` of ``message``; None (reported) if it could not be written."""
+        envelope, data = notification(self.settings.dsn, message.queue_id, message.envelope,
+                                      content, reports, when=self.clock(), entries=entries)
+        queue_id = new_queue_id()
+        try:
+            await self._in_thread(self.spool.store, queue_id, envelope, data)
+        except OSError as exc:
+            self.faults.failed("notification write", f"queue {message.queue_id}: {exc}")
+            return None
+        self.faults.succeeded("notification write")
+        _log.info("%s: sender notification: %s (%s)", message.queue_id, queue_id,
+                  ", ".join(f"{message.envelope.rcpts[r.index]} {r.action}" for r in reports))
+        return QueuedMessage(queue_id, envelope, content=data)
+
+    async def _withdraw_notice(self, notice: QueuedMessage) -> None:
+        """Take back a stored notification whose journal entries could not be written."""
+        try:
+            await self._in_thread(self.spool.remove, notice.queue_id)
+        except OSError as exc:
+            _log.error("queue %s: the notification could not be taken back (%s); the sender "
+                       "may be told twice", notice.queue_id, exc)
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
                 headers: Mapping[str, str], expired: bool, size: int) -> bool:
@@ -374,6 +480,8 @@ class DeliveryQueue:
             "dsn_mta": result.dsn_mta,
             "tls_protocol": result.tls_protocol,
             "tls_cipher": result.tls_cipher,
+            "orcpt": message.envelope.dsn_of(result.index).orcpt,
+            "env_id": message.envelope.mail_dsn.envid,
         }
         if result.kind is Kind.DELIVERED:
             accounting.delivered(rcpt, **fields)

@@ -1,4 +1,10 @@
-"""aiosmtpd's SMTP protocol with two fast paths; replies and limits are unchanged.
+"""aiosmtpd's SMTP protocol with the DSN extension and two fast paths; replies and limits are
+otherwise aiosmtpd's.
+
+* DSN (RFC 3461, when enabled): EHLO advertises ``DSN``; the ``RET``/``ENVID`` parameters of
+  ``MAIL FROM`` and ``NOTIFY``/``ORCPT`` of ``RCPT TO`` are taken out of the command before
+  aiosmtpd sees it (it upper-cases parameters, and xtext is case-sensitive), checked
+  (``501 5.5.4 <what is wrong>``), and kept in the :class:`DsnEnvelope`.
 
 * ``_getaddr``: aiosmtpd runs the email package's full RFC 5322 parser on every MAIL and RCPT
   address. A plain ``<local@domain>`` (then parameters) gives the same result with one regular
@@ -15,12 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import re
 from base64 import b64decode
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
+from mta_logging.relay.dsn_params import (
+    MAIL_KEYWORDS,
+    RCPT_KEYWORDS,
+    MailDsn,
+    ParameterError,
+    RcptDsn,
+    mail_dsn,
+    rcpt_dsn,
+    split_parameters,
+)
 from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.passwords import PasswordChecker
 
@@ -29,6 +46,7 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(
     rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
     r"(?:[ \t]+([^\s(](?:.*\S)?))?")
+_DSN_KEYWORD = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so each read drains it and bytes after the end of DATA can be handed back.
@@ -90,12 +108,23 @@ class DataScanner:
         return raw.replace(b"\r\n.", b"\r\n"), None
 
 
+class DsnEnvelope(Envelope):
+    """aiosmtpd's envelope with the DSN parameters: ``mail_dsn`` of MAIL FROM, ``rcpt_dsn``
+    one per accepted recipient (in the order of ``rcpt_tos``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_dsn = MailDsn()
+        self.rcpt_dsn: list[RcptDsn] = []
+
+
 class RelaySMTP(SMTP):
     """The relay's SMTP protocol (see the module docstring).
 
-    ``limits``: a connection past them hears the refusal (``421 4.7.0``) and is closed at once,
-    before a session exists. ``passwords``: checks AUTH credentials; after
-    :data:`MAX_AUTH_FAILURES` failures the client hears ``421 4.7.0`` and is disconnected.
+    ``dsn``: offer the DSN extension (RFC 3461). ``limits``: a connection past them hears the
+    refusal (``421 4.7.0``) and is closed at once, before a session exists. ``passwords``:
+    checks AUTH credentials; after :data:`MAX_AUTH_FAILURES` failures the client hears
+    ``421 4.7.0`` and is disconnected.
     """
 
     _refused = False
@@ -103,10 +132,82 @@ class RelaySMTP(SMTP):
     _auth_failures = 0
 
     def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None,
-                 passwords: PasswordChecker | None = None, **kwargs: Any) -> None:
+                 passwords: PasswordChecker | None = None, dsn: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
         self.passwords = passwords
+        self.dsn = dsn
+        # aiosmtpd keeps these in one dictionary for every connection (a class attribute that
+        # each new connection clears); this connection's own
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        # aiosmtpd lets an EHLO hook replace its reply; the relay's handler has none, so the
+        # hook here (see _call_handler_hook) adds DSN to the list.
+        self._advertise_dsn = dsn and self._ehlo_hook_ver is None
+        if self._advertise_dsn:
+            self._ehlo_hook_ver = "new"
+
+    def _create_envelope(self) -> DsnEnvelope:
+        return DsnEnvelope()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "EHLO" and self._advertise_dsn:
+            hostname, responses = args
+            assert self.session is not None
+            self.session.host_name = hostname
+            # RFC 3461 §4: RET and ENVID lengthen MAIL by up to 110, NOTIFY and ORCPT RCPT by 520
+            self.command_size_limits["MAIL"] += 110
+            self.command_size_limits["RCPT"] += 520
+            return [*responses[:-1], "250-DSN", responses[-1]]
+        return await super()._call_handler_hook(command, *args)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        try:
+            rest, found = self._without_dsn(arg, "FROM:", MAIL_KEYWORDS)
+            parameters = mail_dsn(found)
+        except ParameterError as exc:
+            await self.push(f"501 5.5.4 {exc}")
+            return
+        assert self.envelope is not None
+        before = self.envelope.mail_from
+        await super().smtp_MAIL(rest)
+        if isinstance(self.envelope, DsnEnvelope) and self.envelope.mail_from and not before:
+            self.envelope.mail_dsn = parameters
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        try:
+            rest, found = self._without_dsn(arg, "TO:", RCPT_KEYWORDS)
+            parameters = rcpt_dsn(found)
+        except ParameterError as exc:
+            await self.push(f"501 5.5.4 {exc}")
+            return
+        assert self.envelope is not None
+        before = len(self.envelope.rcpt_tos)
+        await super().smtp_RCPT(rest)
+        if isinstance(self.envelope, DsnEnvelope) and len(self.envelope.rcpt_tos) > before:
+            self.envelope.rcpt_dsn.append(parameters)
+
+    def _without_dsn(self, arg: str | None, keyword: str, keywords: tuple[str, ...]
+                     ) -> tuple[str | None, dict[str, str]]:
+        """The command's argument without its DSN parameters, and those (keyword → value);
+        ``(arg, {})`` when there are none or DSN is off. :class:`ParameterError` for a
+        repeated one."""
+        if (not self.dsn or arg is None or self.session is None
+                or not self.session.extended_smtp or not _DSN_KEYWORD.search(arg)):
+            return arg, {}  # the address is parsed once, by aiosmtpd, in the common case
+        stripped = self._strip_command_keyword(keyword, arg)
+        if stripped is None:
+            return arg, {}
+        address, params = self._getaddr(stripped)
+        if not address or not params or not stripped.endswith(params):
+            return arg, {}
+        found, others = split_parameters(params.split(), keywords)
+        if not found:
+            return arg, {}
+        head = stripped[: len(stripped) - len(params)].rstrip()
+        return " ".join([keyword + head, *others]), found
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.limits is not None and self.transport is None:  # not the STARTTLS hand-over

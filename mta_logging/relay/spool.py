@@ -6,7 +6,8 @@ Layout under ``spool_dir``::
     queue/<id>   envelope (one JSON line) then the message bytes; written, fsync'd, renamed
     state/<id>   journal of progress, appended: "d <n>" / "b <n>" = recipient n delivered /
                  bounced (final), "a <failures> <next_try>" = attempts failed so far, next try,
-                 "e <text>" = the last temporary error, "h 1" / "h 0" = held / released
+                 "e <text>" = the last temporary error, "h 1" / "h 0" = held / released,
+                 "w 1" = the sender was sent a delay notice
     lock         locked (``flock``) by the running relay, or by a ``queue`` command working
                  on the spool of a stopped relay
     control.sock the running relay's control socket (mode 0600), for ``mta-logging queue``
@@ -16,6 +17,12 @@ fsync'd. Final recipient states are journaled only after they are recorded in th
 files (see ``queue``), so a crash can make a restart deliver again to a recipient that is
 recorded, never leave a delivered recipient without a record. When every recipient is final
 the message's files are removed (after their records, likewise).
+
+A delivery status notification (``dsn``) is a message of its own, stored before the journal
+entries it reports on (its envelope names the message and the entries: ``report_of``,
+``report_entries``); :meth:`Spool.load` completes the journal of a message whose report is
+queued but whose entries are missing (a crash between the two), so a restart neither loses
+the report nor sends it again.
 
 All methods here do blocking file I/O: the relay calls them in a thread executor.
 """
@@ -35,11 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from mta_logging.fsutil import fsync_directory, write_all
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 
 _log = logging.getLogger("mta_logging.relay.spool")
 
 DELIVERED = "d"
 BOUNCED = "b"
+DELAY_NOTIFIED = "w 1"
+_DEFAULT_RCPT_DSN = RcptDsn()
 _FINAL = (DELIVERED, BOUNCED)
 _PROCESS_TAG = secrets.randbelow(4096)
 _last_micros = 0
@@ -47,7 +57,12 @@ _last_micros = 0
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What the client said around the message: sender, recipients, and who it was."""
+    """What the client said around the message: sender, recipients, and who it was.
+
+    ``mail_dsn``/``rcpt_dsn``: the DSN parameters (RFC 3461) of MAIL FROM and of each
+    recipient (empty: none given for any). A delivery status notification names the message
+    it reports on (``report_of``) and the journal entries of that message it stands for.
+    """
 
     mail_from: str
     rcpts: tuple[str, ...]
@@ -56,11 +71,29 @@ class Envelope:
     client_helo: str | None = None
     smtputf8: bool = False
     body_8bit: bool = False
+    mail_dsn: MailDsn = MailDsn()
+    rcpt_dsn: tuple[RcptDsn, ...] = ()
+    report_of: str | None = None
+    report_entries: tuple[str, ...] = ()
+
+    def dsn_of(self, index: int) -> RcptDsn:
+        """The DSN parameters of recipient ``index``."""
+        return self.rcpt_dsn[index] if self.rcpt_dsn else _DEFAULT_RCPT_DSN
 
     def to_json(self) -> bytes:
-        data = {"v": 1, "from": self.mail_from, "rcpts": list(self.rcpts),
-                "t": self.time_queued, "ip": self.client_ip, "helo": self.client_helo,
-                "utf8": self.smtputf8, "8bit": self.body_8bit}
+        data: dict[str, Any] = {
+            "v": 1, "from": self.mail_from, "rcpts": list(self.rcpts), "t": self.time_queued,
+            "ip": self.client_ip, "helo": self.client_helo, "utf8": self.smtputf8,
+            "8bit": self.body_8bit}
+        if self.mail_dsn.ret is not None:
+            data["ret"] = self.mail_dsn.ret
+        if self.mail_dsn.envid is not None:
+            data["envid"] = self.mail_dsn.envid
+        if any(dsn != _DEFAULT_RCPT_DSN for dsn in self.rcpt_dsn):
+            data["rdsn"] = [[None if d.notify is None else list(d.notify), d.orcpt]
+                            for d in self.rcpt_dsn]
+        if self.report_of is not None:
+            data["report_of"] = [self.report_of, list(self.report_entries)]
         # ensure_ascii keeps the line 7-bit and carries lone surrogates (8-bit bytes decoded
         # with surrogateescape) through unchanged.
         return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -70,9 +103,15 @@ class Envelope:
         data: dict[str, Any] = json.loads(line)
         if data.get("v") != 1:
             raise ValueError(f"unknown envelope version {data.get('v')!r}")
+        report_of, report_entries = data.get("report_of") or (None, ())
         return cls(mail_from=data["from"], rcpts=tuple(data["rcpts"]), time_queued=data["t"],
                    client_ip=data.get("ip"), client_helo=data.get("helo"),
-                   smtputf8=bool(data.get("utf8")), body_8bit=bool(data.get("8bit")))
+                   smtputf8=bool(data.get("utf8")), body_8bit=bool(data.get("8bit")),
+                   mail_dsn=MailDsn(ret=data.get("ret"), envid=data.get("envid")),
+                   rcpt_dsn=tuple(RcptDsn(notify=None if notify is None else tuple(notify),
+                                          orcpt=orcpt)
+                                  for notify, orcpt in data.get("rdsn") or ()),
+                   report_of=report_of, report_entries=tuple(report_entries))
 
 
 @dataclass(slots=True, eq=False)
@@ -88,6 +127,7 @@ class QueuedMessage:
     journaled: bool = False
     held: bool = False
     last_error: str = ""
+    delay_notified: bool = False
 
     def __post_init__(self) -> None:
         if not self.final:
@@ -208,11 +248,32 @@ class Spool:
                 self.remove(message.queue_id)
             else:
                 messages.append(message)
+        messages = self._complete_reported(messages)
         queued = {m.queue_id for m in messages}
         for journal in self.state_dir.iterdir():
             if journal.name not in queued and not (self.queue_dir / journal.name).exists():
                 journal.unlink(missing_ok=True)
         return messages
+
+    def _complete_reported(self, messages: list[QueuedMessage]) -> list[QueuedMessage]:
+        """Journal the entries that a queued report stands for but its message's journal
+        lacks (a crash after the report was stored); the messages still unfinished."""
+        by_id = {m.queue_id: m for m in messages}
+        for report in messages:
+            original = by_id.get(report.envelope.report_of or "")
+            if original is None:
+                continue
+            missing = [e for e in report.envelope.report_entries if not _applied(original, e)]
+            if not missing:
+                continue
+            _log.info("queue %s: completing the journal from its report %s: %s",
+                      original.queue_id, report.queue_id, ", ".join(missing))
+            self.journal(original.queue_id, missing)
+            original.journaled = True
+            _apply_journal(original, "".join(f"{entry}\n" for entry in missing))
+            if original.complete:
+                self.remove(original.queue_id)
+        return [m for m in messages if not m.complete]
 
     def _load_one(self, path: Path) -> QueuedMessage | None:
         try:
@@ -247,10 +308,23 @@ def _apply_journal(message: QueuedMessage, text: str) -> None:
                 message.last_error = line[2:]
             elif len(parts) == 2 and parts[0] == "h" and parts[1] in ("0", "1"):
                 message.held = parts[1] == "1"
+            elif line == DELAY_NOTIFIED:
+                message.delay_notified = True
             else:
                 raise ValueError(line)
         except (ValueError, IndexError):
             _log.warning("queue %s: ignoring unreadable journal line %r", message.queue_id, line)
+
+
+def _applied(message: QueuedMessage, entry: str) -> bool:
+    """Whether the journal entry ``entry`` (a final state, or the delay notice) is in effect;
+    one that names no recipient of ``message`` counts as in effect (nothing to complete)."""
+    if entry == DELAY_NOTIFIED:
+        return message.delay_notified
+    state, _, index = entry.partition(" ")
+    if state not in _FINAL or not index.isdigit() or int(index) >= len(message.final):
+        return True
+    return message.final[int(index)]
 
 
 def error_entry(text: str) -> str:
