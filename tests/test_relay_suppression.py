@@ -21,6 +21,7 @@ import pytest
 from relay_sink import FakeResolver, Sink
 
 import mta_logging
+from mta_logging.check_config import relay_mapping
 from mta_logging.errors import ConfigError
 from mta_logging.formatters import header_fields, split_line
 from mta_logging.logger import AccountingLogger
@@ -276,3 +277,11 @@ def test_the_suppression_section_is_validated_once():
         with pytest.raises(ConfigError) as caught:
             load_settings({"suppression": bad})
         assert str(caught.value) == f"relay settings: {message}"
+
+
+def test_check_config_prints_the_section_as_valid_input_again():
+    settings = load_settings({"suppression": {"path": "/var/lib/mta/list.db",
+                                              "expiry": {"complaint": 86400}}})
+    printed = relay_mapping(settings, None)["suppression"]
+    assert printed["expiry"]["bad-domain"] == 30 * DAY
+    assert load_settings({"suppression": printed}).suppression == settings.suppression
