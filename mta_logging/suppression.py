@@ -47,9 +47,10 @@ from mta_logging.faults import Faults
 _log = logging.getLogger("mta_logging.suppression")
 
 __all__ = [
-    "COMPLAINT", "DB_NAME", "DEFAULT_EXPIRY", "HARD_BOUNCES", "SOURCES", "Entry",
-    "SuppressionError", "SuppressionHandler", "SuppressionList", "checked_expiry",
-    "expiry_text", "normalize_address", "put_first", "time_text", "valid_reason",
+    "COMPLAINT", "DAY", "DB_NAME", "DEFAULT_EXPIRY", "HARD_BOUNCES", "NEVER", "REASON_RULE",
+    "SOURCES", "Entry", "SuppressionError", "SuppressionHandler", "SuppressionList",
+    "checked_expiry", "expires_at", "expiry_text", "normalize_address", "put_first",
+    "time_text", "valid_reason",
 ]
 
 DB_NAME = "suppression.db"  # the file's name beside the spool (``spool_dir/suppression.db``)
@@ -109,10 +110,6 @@ class Entry:
     expires: int | None
     source: str
     event_id: str | None = None
-
-    def active(self, now: float) -> bool:
-        """True while the entry suppresses its address."""
-        return self.expires is None or self.expires > now
 
 
 def normalize_address(text: str) -> str:

@@ -9,6 +9,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -18,7 +20,9 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+import yaml
 from relay_sink import FakeResolver, Sink
+from test_relay_e2e import base_config, records, relay, wait_until
 
 import mta_logging
 from mta_logging.check_config import relay_mapping
@@ -285,3 +289,43 @@ def test_check_config_prints_the_section_as_valid_input_again():
     printed = relay_mapping(settings, None)["suppression"]
     assert printed["expiry"]["bad-domain"] == 30 * DAY
     assert load_settings({"suppression": printed}).suppression == settings.suppression
+
+
+def test_mta_logging_relay_lists_a_bounce_refuses_the_next_and_keeps_doing_so_after_sighup(
+        tmp_path):
+    config = base_config(0, suppression={"expiry": {"bad-mailbox": 3600}})
+    with Sink() as sink:
+        config["routes"] = {"*": f"127.0.0.1:{sink.port}"}
+        config["accounting"]["fields"]["bounce"] = ["type", "rcpt", "bounceCat", "eventId"]
+        with relay(tmp_path, config) as running:
+            db = tmp_path / "spool" / "suppression.db"
+
+            def listed() -> list[Entry]:
+                with SuppressionList(db) as suppression:
+                    return suppression.entries()
+
+            with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+                assert client.sendmail("sender@example.test", ["reject-a@x.test", "ok@x.test"],
+                                       MESSAGE) == {}  # the destination refuses it later
+            wait_until(lambda: len(listed()) == 1, what="the bounce listed")
+            (tmp_path / "relay.yaml").write_text(yaml.safe_dump(
+                {**config, "suppression": {"expiry": {"bad-mailbox": 7200}}}))
+            os.kill(running.process.pid, signal.SIGHUP)
+            wait_until(lambda: "reloaded: the new settings are in use" in running.log.read_text(),
+                       what="the reload")
+            with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+                client.ehlo("client.test")
+                client.mail("sender@example.test")
+                refused = client.rcpt("reject-a@x.test")
+                assert client.rcpt("reject-b@x.test")[0] == 250
+                assert client.data(MESSAGE)[0] == 250
+            wait_until(lambda: len(listed()) == 2, what="the second bounce listed")
+            assert running.stop() == 0
+    first, second = listed()
+    assert first.expires == first.added + 3600 and second.expires == second.added + 7200
+    assert refused == (550, refusal_text("reject-a@x.test", first).removeprefix("550 ").encode())
+    bounces = [r for r in records(tmp_path) if r["type"] == "b"]
+    assert [(r["rcpt"], r["bounceCat"]) for r in bounces] == [
+        ("reject-a@x.test", "bad-mailbox"), ("reject-a@x.test", "suppressed"),
+        ("reject-b@x.test", "bad-mailbox")]
+    assert [r["eventId"] for r in (bounces[0], bounces[2])] == [first.event_id, second.event_id]
