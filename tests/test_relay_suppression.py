@@ -261,6 +261,7 @@ async def test_without_a_suppression_section_there_is_no_list(tmp_path):
 def test_the_suppression_section_is_validated_once():
     assert load_settings({}).suppression == SuppressionSettings()
     assert load_settings({"suppression": False}).suppression.enabled is False
+    assert load_settings({"suppression": True}).suppression == SuppressionSettings(enabled=True)
     on = load_settings({"suppression": {"path": "/var/lib/mta/list.db",
                                         "expiry": {"complaint": 86400, "bad-domain": "never"}}})
     assert on.suppression == SuppressionSettings(
@@ -275,6 +276,7 @@ def test_the_suppression_section_is_validated_once():
                             "enabled, path, expiry"),
         ({"enabled": "yes"}, "suppression.enabled: 'yes' is not valid; expected true or false"),
         ({"path": ""}, "suppression.path: '' is not valid; expected a non-empty text"),
+        ("on", "suppression: 'on' is not valid; expected a mapping"),
         ({"expiry": {"bad-mailbox": -1}}, "suppression.expiry.bad-mailbox: -1 is not valid; "
                                           "expected a number of seconds greater than 0"),
     ]:

@@ -248,9 +248,11 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
 
 
 def _suppression(value: Any) -> SuppressionSettings:
-    """null or false: off; a mapping: on unless ``enabled: false``."""
+    """null or false: off; true: on, with the defaults; a mapping: on unless ``enabled: false``."""
     if value is None or value is False:
         return SuppressionSettings()
+    if value is True:
+        return SuppressionSettings(enabled=True)
     _check_keys("suppression.", value, ("enabled", "path", "expiry"))
     enabled = value.get("enabled", True)
     if not isinstance(enabled, bool):
