@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import smtplib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -190,6 +191,35 @@ async def test_an_address_added_by_the_command_while_the_relay_runs_is_refused_a
     assert listed.stdout.splitlines()[1].split()[:2] == ["late@x.test", "complaint"]
     assert removed.returncode == 0
     assert again["late@x.test"][0] == 250
+
+
+async def test_a_writer_holding_the_lock_does_not_hold_up_the_relay(tmp_path):
+    path = tmp_path / "spool" / "suppression.db"
+    path.parent.mkdir()
+    with SuppressionList(path) as suppression:
+        suppression.add([Entry("listed@x.test", "complaint", int(time.time()), None,
+                               "complaint")])
+
+    def listed() -> list[str]:
+        with SuppressionList(path) as suppression:
+            return [e.address for e in suppression.entries()]
+
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as relay:
+            writer = sqlite3.connect(path, isolation_level=None)
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("DELETE FROM suppression")  # not committed: readers still see it
+            try:
+                # a lookup that waited for the lock would fail (after 0.05 s) and let it through
+                replies = await send(relay, ["listed@x.test", "reject-gone@x.test"])
+                await until(lambda: relay.queue.messages == {})
+            finally:
+                writer.execute("ROLLBACK")
+                writer.close()
+            await until(lambda: len(listed()) == 2)  # the bounce's entry, once the lock is free
+    assert replies["listed@x.test"][0] == 550
+    assert replies["reject-gone@x.test"][0] == 250
+    assert listed() == ["listed@x.test", "reject-gone@x.test"]
 
 
 @pytest.mark.parametrize("damage", ["not sqlite", "a directory"])
