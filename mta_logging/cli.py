@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  " that gave it"),
     "export": ("mta_logging.report.export", "copy accounting records into Parquet files"),
     "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
+    "suppression": ("mta_logging.relay.suppression_cli", "list, add, remove, import or export the "
+                    "relay's suppressed recipients (CSV)"),
 }
 
 

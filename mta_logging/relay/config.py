@@ -22,6 +22,7 @@ from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
 from mta_logging.config import SETTING_KEYS, read_yaml_mapping
 from mta_logging.errors import ConfigError
+from mta_logging.suppression import DB_NAME, DEFAULT_EXPIRY, checked_expiry
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AccountingSource = str | Mapping[str, Any] | None
@@ -99,6 +100,20 @@ class DsnSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SuppressionSettings:
+    """The suppression list: off unless configured; ``path`` None: ``spool_dir/suppression.db``;
+    ``expiry``: seconds an entry lasts, per reason (None: never)."""
+
+    enabled: bool = False
+    path: Path | None = None
+    expiry: Mapping[str, float | None] = field(default_factory=lambda: DEFAULT_EXPIRY)
+
+    def file(self, spool_dir: Path) -> Path:
+        """The list's file for a relay whose spool is ``spool_dir``."""
+        return spool_dir / DB_NAME if self.path is None else self.path
+
+
+@dataclass(frozen=True, slots=True)
 class TlsFiles:
     cert: Path
     key: Path
@@ -137,6 +152,7 @@ class RelaySettings:
     max_connections_per_ip: int = 50
     metrics: tuple[str, int] | None = None
     dsn: DsnSettings = field(default_factory=DsnSettings)
+    suppression: SuppressionSettings = SuppressionSettings()
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -170,7 +186,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination", "metrics", "dsn",
+    "max_per_destination", "metrics", "dsn", "suppression",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -248,6 +264,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                       defaults.max_connections_per_ip),
         metrics=_metrics(data.get("metrics")),
         dsn=_dsn(data.get("dsn")),
+        suppression=_suppression(data.get("suppression")),
     )
 
 
@@ -268,6 +285,24 @@ def _dsn(value: Any) -> DsnSettings:
         delay_notice_after=_delay_notice_after(delay),
         max_full_size=_size("dsn.max_full_size", value.get("max_full_size"),
                             DEFAULT_MAX_FULL_SIZE),
+    )
+
+
+def _suppression(value: Any) -> SuppressionSettings:
+    """null or false: off; true: on, with the defaults; a mapping: on unless ``enabled: false``."""
+    if value is None or value is False:
+        return SuppressionSettings()
+    if value is True:
+        return SuppressionSettings(enabled=True)
+    _check_keys("suppression.", value, ("enabled", "path", "expiry"))
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("suppression.enabled", enabled, "expected true or false")
+    path = value.get("path")
+    return SuppressionSettings(
+        enabled=enabled,
+        path=None if path is None else Path(_text("suppression.path", path)),
+        expiry=checked_expiry(value.get("expiry"), "suppression.expiry"),
     )
 
 

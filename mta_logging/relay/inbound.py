@@ -28,6 +28,7 @@ from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
+from mta_logging.relay.suppression import RelaySuppression
 
 _log = logging.getLogger("mta_logging.relay.inbound")
 
@@ -39,16 +40,19 @@ class RelayHandler:
     """aiosmtpd handler: relay permission, address checks, free space, durable spooling.
 
     ``free_space``: below its minimum, MAIL gets ``452 4.3.1`` (None: no check).
+    ``suppression``: a recipient on it gets ``550 5.7.1`` at RCPT (None: no list).
     """
 
     def __init__(self, settings: RelaySettings, spool: Spool, queue: DeliveryQueue, *,
                  executor: Executor | None = None, free_space: FreeSpace | None = None,
+                 suppression: RelaySuppression | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.executor = executor
         self.spool = spool
         self.queue = queue
         self.free_space = free_space
+        self.suppression = suppression
         self.faults = FaultLog(_log)
         self.clock = clock
         self.draining = False
@@ -92,6 +96,10 @@ class RelayHandler:
             return problem
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return "452 4.5.3 Error: too many recipients"
+        if self.suppression is not None:
+            refusal = self.suppression.refusal(address, str(envelope.mail_from), self.settings)
+            if refusal is not None:
+                return refusal
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"

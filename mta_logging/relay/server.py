@@ -10,10 +10,11 @@ spooled finish, open client connections close, and deliveries in progress get
 
 Reload (SIGHUP): the settings are read again and, if valid, used from then on without dropping
 a connection or a queued message: routes, relay networks, AUTH users, limits, TLS certificate
-and key, timeouts, retries, log level and accounting settings. New connections get the new
-TLS, AUTH and connection limits; a connection already open keeps what it started with (and
-counts against the limits it was admitted under). Settings that need a restart
-(:func:`restart_settings`) or a bad new config are refused with a log line; the old ones stay.
+and key, timeouts, retries, log level, accounting settings and the suppression list's expiry
+times. New connections get the new TLS, AUTH and connection limits; a connection already open
+keeps what it started with (and counts against the limits it was admitted under). Settings
+that need a restart (:func:`restart_settings`) or a bad new config are refused with a log
+line; the old ones stay.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import Spool, SpoolLock
 from mta_logging.relay.storage import FreeSpace
+from mta_logging.relay.suppression import RelaySuppression
 
 _log = logging.getLogger("mta_logging.relay")
 
@@ -58,14 +60,22 @@ LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the s
 
 
 def restart_settings(settings: RelaySettings) -> dict[str, object]:
-    """The settings a reload cannot change (listeners, spool, workers, accounting on or off),
-    by config key, spelt as in the config file."""
+    """The settings a reload cannot change (listeners, spool, workers, accounting on or off,
+    the suppression list on or off and its file), by config key, spelt as in the config
+    file."""
     metrics = settings.metrics
     return {"listen": f"{settings.listen_host}:{settings.listen_port}",
             "listen_backlog": settings.listen_backlog, "spool_dir": str(settings.spool_dir),
             "concurrency": settings.concurrency,
             "metrics": None if metrics is None else f"{metrics[0]}:{metrics[1]}",
-            "accounting": settings.accounting_enabled}
+            "accounting": settings.accounting_enabled,
+            "suppression": _suppression_file(settings)}
+
+
+def _suppression_file(settings: RelaySettings) -> str | None:
+    """The suppression list's file; None when the list is off."""
+    suppression = settings.suppression
+    return str(suppression.file(settings.spool_dir)) if suppression.enabled else None
 
 
 class Relay:
@@ -90,8 +100,10 @@ class Relay:
                                    executor=self.executor)
         self.free_space = FreeSpace((self.spool.root, *accounting_dirs),
                                     settings.min_free_space, FaultLog(_log))
+        self.suppression = None if not settings.suppression.enabled else RelaySuppression(
+            settings.suppression.file(settings.spool_dir), settings, accounting)
         self.handler = RelayHandler(settings, self.spool, self.queue, executor=self.executor,
-                                    free_space=self.free_space)
+                                    free_space=self.free_space, suppression=self.suppression)
         self.lock = SpoolLock(self.spool)
         self.accounting = accounting
         self.directories = (self.spool.root, *accounting_dirs)
@@ -117,6 +129,9 @@ class Relay:
         loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
         await self._lock_spool()
         messages = await loop.run_in_executor(None, self.spool.load)
+        if self.suppression is not None:  # before any delivery records a bounce
+            await loop.run_in_executor(None, self.suppression.open)
+            self.suppression.attach()
         self.queue.start()
         now = time.time()
         for message in messages:
@@ -202,6 +217,8 @@ class Relay:
         self.deliverer.pool.settings = settings
         self.handler.reconfigure(settings)
         self.free_space.minimum = settings.min_free_space
+        if self.suppression is not None:
+            self.suppression.reconfigure(settings)
         if self.accounting is not None and self.settings.metrics is not None:  # after the new
             # file handlers of a reload
             self.accounting.logger.removeHandler(self._record_counter)
@@ -214,6 +231,8 @@ class Relay:
     async def _abandon_start(self) -> None:
         if self.accounting is not None:
             self.accounting.logger.removeHandler(self._record_counter)
+        if self.suppression is not None:
+            self.suppression.detach()
         await self.queue.stop(0)
         self.lock.release()
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
@@ -238,6 +257,8 @@ class Relay:
         await self.metrics_server.stop()
         if self.accounting is not None:
             self.accounting.logger.removeHandler(self._record_counter)
+        if self.suppression is not None:
+            self.suppression.detach()
         self.lock.release()
 
     def spool_ids(self) -> list[str]:
