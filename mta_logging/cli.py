@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  " that gave it"),
     "export": ("mta_logging.report.export", "copy accounting records into Parquet files"),
     "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
+    "ingest-bounce": ("mta_logging.returns.cli", "record returned mail (DSNs, ARF complaints) "
+                      "from files, mboxes or Maildirs as rb and f records"),
 }
 
 
