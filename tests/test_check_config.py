@@ -52,6 +52,46 @@ def test_the_printed_relay_config_is_valid_input(tmp_path, capsys):
     assert load_settings(printed) == load_settings(tmp_path / "r6.yaml")
 
 
+def test_bounces_need_rb_and_f_records_and_a_quarantine_directory(tmp_path, capsys):
+    bounces = {"domains": ["bounces.example.com"]}
+    code, _, err = check_config(tmp_path, capsys, {
+        "listen": "127.0.0.1:2525", "spool_dir": str(tmp_path / "spool"), "bounces": bounces,
+        "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,f"}})
+    assert code == 2
+    assert err == ("mta-logging check-config: accounting.records: 'd,df,b,f' is not valid; "
+                   "bounces: records returned mail as rb and f records: expected d,df,b,f,rb\n")
+    (tmp_path / "q").write_text("")
+    code, _, err = check_config(tmp_path, capsys, {
+        "listen": "127.0.0.1:2525", "spool_dir": str(tmp_path / "spool"),
+        "bounces": {**bounces, "quarantine_dir": str(tmp_path / "q")},
+        "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,rb,f"}})
+    assert code == 2
+    assert err.startswith(f"mta-logging check-config: bounces.quarantine_dir: "
+                          f"'{tmp_path / 'q'}' is not valid; must be a directory")
+
+
+def test_the_printed_bounces_section_never_holds_the_secret(tmp_path, capsys):
+    (tmp_path / "verp.secret").write_text("a secret of enough bytes\n")
+    config = {"listen": "127.0.0.1:2600", "spool_dir": str(tmp_path / "spool"),
+              "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,rb,f"},
+              "bounces": {"domains": ["bounces.example.com"], "verp": {
+                  "enabled": True, "secret_file": str(tmp_path / "verp.secret")}}}
+    code, out, _ = check_config(tmp_path, capsys, config)
+    assert code == 0 and "a secret of enough bytes" not in out
+    printed = yaml.safe_load(out.split("\n", 1)[1])
+    assert printed["bounces"] == {
+        "domains": ["bounces.example.com"], "complaint_addresses": [],
+        "verp": {"enabled": True, "prefix": "bounces",
+                 "secret_file": str(tmp_path / "verp.secret")}}
+    (tmp_path / "printed.yaml").write_text(out.split("\n", 1)[1])
+    assert (load_settings(tmp_path / "printed.yaml").bounces
+            == load_settings(tmp_path / "r6.yaml").bounces)
+    inline = {**config, "bounces": {"domains": ["bounces.example.com"], "verp": {
+        "enabled": True, "secret": "an inline secret, long enough"}}}
+    code, out, _ = check_config(tmp_path, capsys, inline)
+    assert code == 0 and "an inline secret" not in out
+
+
 def test_errors_name_the_file_and_the_dotted_key(tmp_path, capsys):
     code, _, err = check_config(tmp_path, capsys, {
         "listen": "127.0.0.1:2525", "accounting": {"path": "./acct", "archving": True}})
