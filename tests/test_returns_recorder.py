@@ -3,14 +3,15 @@ its job by VERP token or Message-ID; what is neither is kept in the quarantine."
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import mta_logging
-from mta_logging.logger import AccountingLogger
 from mta_logging.returns.quarantine import Quarantine
 from mta_logging.returns.recorder import (
     BOUNCE,
@@ -48,8 +49,8 @@ def records(acct: Path, kind: str) -> list[list[str]]:
 
 
 def recorder(tmp_path: Path, sent: SentIndex | None = None) -> ReturnRecorder:
-    return ReturnRecorder(AccountingLogger(), Quarantine(tmp_path / "quarantine"),
-                          verp=VERP, sent=sent)
+    return ReturnRecorder(logging.getLogger("mta.accounting"),
+                          Quarantine(tmp_path / "quarantine"), verp=VERP, sent=sent)
 
 
 def handle(tmp_path: Path, name: str, sent: SentIndex | None = None) -> Handled:
@@ -167,3 +168,16 @@ def test_what_is_neither_is_quarantined_byte_for_byte(
         f"returned mail quarantined as {handled.path}: neither a delivery status notification "
         f"nor a feedback report ({len(data)} bytes)"]
     assert records(acct, "remote_bounce") == [] and records(acct, "feedback") == []
+
+
+def test_a_record_that_cannot_be_written_is_counted(
+        acct: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = os.write
+
+    def full_for_bounces(fd: int, data: bytes) -> int:
+        if data.startswith(b"rb\t"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_bounces)
+    assert handle(tmp_path, "exim.eml") == Handled(BOUNCE, 1, unwritten=1)

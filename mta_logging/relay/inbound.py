@@ -85,7 +85,7 @@ class RelayHandler:
             return
         if self.sent is None:
             self.sent = SentIndex(settings.sent_index_path)
-        self.returns = ReturnRecorder(accounting, Quarantine(settings.quarantine_dir),
+        self.returns = ReturnRecorder(accounting.logger, Quarantine(settings.quarantine_dir),
                                       verp=settings.bounces.verp_codec(), sent=self.sent)
 
     def close(self) -> None:
@@ -123,6 +123,9 @@ class RelayHandler:
             if refusal is not None:
                 return refusal
             if self.settings.bounces.accepts(address):
+                problem = recipient_problem(address, envelope.smtp_utf8)
+                if problem is not None:
+                    return problem
                 envelope.rcpt_tos.append(address)
                 envelope.rcpt_options.extend(rcpt_options)
                 return "250 2.1.5 Ok"
@@ -204,7 +207,9 @@ class RelayHandler:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     async def _record_returned(self, returns: ReturnRecorder, envelope: Envelope) -> str:
-        """Record (or quarantine) returned mail; 451 when the quarantine cannot keep it."""
+        """Record (or quarantine) returned mail; 451 when the quarantine cannot keep it or a
+        record could not be written (the sender tries again: a record may then be doubled,
+        none lost)."""
         try:
             handled = await asyncio.get_running_loop().run_in_executor(
                 self.executor, returns.handle, envelope.original_content or b"",
@@ -213,6 +218,8 @@ class RelayHandler:
             self.faults.failed("quarantine write", str(exc))
             return "451 4.3.0 Error: quarantine write error, try again later"
         self.faults.succeeded("quarantine write")
+        if handled.unwritten:
+            return "451 4.3.0 Error: accounting write error, try again later"
         return f"250 2.0.0 Ok: {handled.what}, {handled.records} records"
 
     @staticmethod

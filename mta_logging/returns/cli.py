@@ -11,13 +11,15 @@ delivery headers are decoded; ``--sent-index`` (the relay's ``sent.sqlite``) tra
 Message-ID.
 
 Prints one summary line. Exit status: 0 every message was recorded (or reported no failed
-recipient), 1 some were quarantined, 2 a bad argument or config, or an input that could not
-be read or a message that could not be quarantined (what was handled before stays recorded).
+recipient), 1 some were quarantined, 2 a bad argument or config, an input that could not be
+read, a message that could not be quarantined (what was handled before stays recorded) or a
+record that could not be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import mailbox
 import os
 from collections import Counter
@@ -26,7 +28,6 @@ from pathlib import Path
 
 from mta_logging.config import configure, load
 from mta_logging.errors import ConfigError, MtaLoggingError
-from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.returns.quarantine import Quarantine
 from mta_logging.returns.recorder import (
@@ -71,15 +72,17 @@ def run(args: argparse.Namespace) -> int:
             raise MtaLoggingError(f"{path}: no such file or directory")
     configure(settings)
     sent = None if args.sent_index is None else SentIndex(args.sent_index)
-    recorder = ReturnRecorder(AccountingLogger(settings.logger), Quarantine(args.quarantine),
-                              verp=verp, sent=sent)
+    recorder = ReturnRecorder(logging.getLogger(settings.logger),
+                              Quarantine(args.quarantine), verp=verp, sent=sent)
     outcomes: Counter[str] = Counter()
     records: Counter[str] = Counter()
+    unwritten = 0
     try:
         for data in _messages([Path(p) for p in args.paths]):
             handled = recorder.handle(data)
             outcomes[handled.what] += 1
             records[handled.what] += handled.records
+            unwritten += handled.unwritten
     except OSError as exc:
         raise MtaLoggingError(f"stopped after {sum(outcomes.values())} messages: "
                               f"{exc.filename or ''}: {exc.strerror}") from None
@@ -89,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"ingest-bounce: {sum(outcomes.values())} messages: {outcomes[BOUNCE]} bounces "
           f"({records[BOUNCE]} rb records), {outcomes[COMPLAINT]} complaints "
           f"({records[COMPLAINT]} f records), {outcomes[NO_FAILURE]} without a failed "
-          f"recipient, {outcomes[QUARANTINED]} quarantined in {args.quarantine}")
+          f"recipient, {outcomes[QUARANTINED]} quarantined in {args.quarantine}"
+          + (f"; {unwritten} records could not be written" if unwritten else ""))
+    if unwritten:
+        return 2
     return 1 if outcomes[QUARANTINED] else 0
 
 

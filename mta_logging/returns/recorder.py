@@ -8,11 +8,14 @@ Original-Mail-From; else from the Message-ID of the returned headers in the sent
 :mod:`mta_logging.returns.sent`). The sent index also gives ``orig``, the original envelope
 sender, and, with a VERP token's recipient index, the recipient of a complaint whose report
 leaves it out (RFC 6590 redaction). A complaint whose recipient cannot be found is recorded
-with ``rcpt`` :data:`UNKNOWN_RCPT`. Records go through an :class:`AccountingLogger` only.
+with ``rcpt`` :data:`UNKNOWN_RCPT`. Records go through an :class:`AccountingLogger` only; a
+record a handler could not write is counted in :attr:`Handled.unwritten`, so that the relay
+can answer 451 and have the message sent again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,12 +39,14 @@ _log = logging.getLogger("mta_logging.returns")
 class Handled:
     """What became of one returned message: ``what`` (:data:`BOUNCE`, :data:`COMPLAINT`,
     :data:`NO_FAILURE` or :data:`QUARANTINED`), how many records were written, the job it
-    was traced to (None: not traced) and, when quarantined, where it is kept."""
+    was traced to (None: not traced), when quarantined where it is kept, and how many of its
+    records a handler could not write (reported through ``handleError``)."""
 
     what: str
     records: int = 0
     job_id: str | None = None
     path: Path | None = None
+    unwritten: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +57,13 @@ class _Trace:
 
 
 class ReturnRecorder:
-    """Parses returned messages and records them on ``accounting``; ``verp`` decodes return
-    paths, ``sent`` traces Message-IDs (either may be None), ``quarantine`` keeps the rest."""
+    """Parses returned messages and records them on ``logger`` (through an
+    :class:`AccountingLogger`); ``verp`` decodes return paths, ``sent`` traces Message-IDs
+    (either may be None), ``quarantine`` keeps the rest. Safe to use from several threads."""
 
-    def __init__(self, accounting: AccountingLogger, quarantine: Quarantine, *,
+    def __init__(self, logger: logging.Logger, quarantine: Quarantine, *,
                  verp: Verp | None = None, sent: SentIndex | None = None) -> None:
-        self.accounting = accounting
+        self.logger = logger
         self.quarantine = quarantine
         self.verp = verp
         self.sent = sent
@@ -67,21 +73,26 @@ class ReturnRecorder:
         stored message none, and its delivery headers are read instead). Raises OSError only
         when a message to quarantine cannot be stored."""
         report = parse_return(data)
+        unwritten: list[object] = []
+        accounting = AccountingLogger(self.logger, on_write_error=unwritten.append)
         if isinstance(report, BounceReport):
-            return self._bounce(report, tuple(rcpts) or report.delivered_to)
+            handled = self._bounce(accounting, report, tuple(rcpts) or report.delivered_to)
+            return dataclasses.replace(handled, unwritten=len(unwritten))
         if isinstance(report, Complaint):
-            return self._complaint(report, tuple(rcpts) or report.delivered_to)
+            handled = self._complaint(accounting, report, tuple(rcpts) or report.delivered_to)
+            return dataclasses.replace(handled, unwritten=len(unwritten))
         path = self.quarantine.keep(data)
         _log.warning("returned mail quarantined as %s: neither a delivery status notification "
                      "nor a feedback report (%d bytes)", path, len(data))
         return Handled(QUARANTINED, path=path)
 
-    def _bounce(self, report: BounceReport, addresses: Sequence[str]) -> Handled:
+    def _bounce(self, accounting: AccountingLogger, report: BounceReport,
+                addresses: Sequence[str]) -> Handled:
         trace = self._trace(addresses, report.message_id)
         orig = None if trace.sent is None else trace.sent.orig
         headers = {} if report.message_id is None else {"Message-ID": report.message_id}
         for failed in report.recipients:
-            self.accounting.remote_bounce(
+            accounting.remote_bounce(
                 failed.rcpt, job_id=trace.job_id, dsn_status=failed.status, headers=headers,
                 orig=orig, orcpt=failed.original_rcpt, dsn_action=failed.action,
                 dsn_diag=failed.diagnostic, dsn_mta=failed.remote_mta)
@@ -93,14 +104,15 @@ class ReturnRecorder:
                   trace.job_id or "not traced", ", ".join(r.rcpt for r in report.recipients))
         return Handled(BOUNCE, len(report.recipients), trace.job_id)
 
-    def _complaint(self, report: Complaint, addresses: Sequence[str]) -> Handled:
+    def _complaint(self, accounting: AccountingLogger, report: Complaint,
+                   addresses: Sequence[str]) -> Handled:
         from_verp = () if report.original_mail_from is None else (report.original_mail_from,)
         trace = self._trace((*addresses, *from_verp), report.message_id)
         recipients = report.recipients or (self._traced_rcpt(trace),)
         orig = report.original_mail_from if trace.sent is None else trace.sent.orig
         headers = {} if report.message_id is None else {"Message-ID": report.message_id}
         for rcpt in recipients:
-            self.accounting.feedback(
+            accounting.feedback(
                 rcpt, job_id=trace.job_id, headers=headers, orig=orig,
                 feedback_type=report.feedback_type or None,
                 feedback_user_agent=report.user_agent,
