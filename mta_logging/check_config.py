@@ -146,12 +146,20 @@ def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None
     accounting settings resolved inline (``false`` when off)."""
     data: dict[str, Any] = {"listen": _host_port(relay.listen_host, relay.listen_port)}
     skipped = ("listen_host", "listen_port", "accounting_enabled", "accounting", "routes",
-               "metrics")
+               "metrics", "bounces")
     data.update((name, _plain(getattr(relay, name))) for name in relay.__dataclass_fields__
                 if name not in skipped)
     data["routes"] = {domain: str(route) for domain, route in relay.routes.items()}
     if relay.metrics is not None:
         data["metrics"] = _host_port(*relay.metrics)
+    if relay.bounces.enabled:
+        data["bounces"] = _plain(relay.bounces)
+        verp = data["bounces"]["verp"]
+        del verp["secret"]  # never printed: a secret given inline is left out, as if not given
+        if verp["secret_file"] is None:
+            del verp["secret_file"]
+        if data["bounces"]["quarantine_dir"] is None:
+            del data["bounces"]["quarantine_dir"]
     data["accounting"] = False if accounting is None else _plain(accounting)
     return data
 

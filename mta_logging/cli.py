@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("mta_logging.report.sql", "query accounting records with SQL (DuckDB)"),
     "suppression": ("mta_logging.relay.suppression_cli", "list, add, remove, import or export the "
                     "relay's suppressed recipients (CSV)"),
+    "ingest-bounce": ("mta_logging.returns.cli", "record returned mail (DSNs, ARF complaints) "
+                      "from files, mboxes or Maildirs as rb and f records"),
 }
 
 

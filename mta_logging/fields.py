@@ -8,8 +8,11 @@ carries one, each record written gets a new id (:mod:`mta_logging.eventid`).
 
 Field names follow PowerMTA's where it has one (``orig``, ``orcpt``, ``envId``, ``dsnAction``,
 ``dsnDiag``, ``dsnMta``, ``dlvSize``, ``timeFirstAttempt``, ``totalSecondsQueued``,
-``header_<Name>``, which is ``custom_<Name>``). A field list may hold ``*`` (every field of
-the catalogue not listed yet) and ``!name`` (leave that field out).
+``header_<Name>``, which is ``custom_<Name>``). A complaint's fields (``feedbackType``,
+``userAgent``, ``arrivalDate``, ``sourceIp``, ``reportedDomain``) are RFC 5965's
+Feedback-Type, User-Agent, Arrival-Date, Source-IP (the address that sent the reported
+message, not ``srcIp``) and Reported-Domain, as the report gives them. A field list may hold
+``*`` (every field of the catalogue not listed yet) and ``!name`` (leave that field out).
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ FIELD_NAMES: tuple[str, ...] = (
     "rcvAuthUser",
     "rcvTlsProtocol",
     "rcvTlsCipher",
+    "feedbackType",
+    "userAgent",
+    "arrivalDate",
+    "sourceIp",
+    "reportedDomain",
 )
 CUSTOM_PREFIX = "custom_"
 HEADER_PREFIX = "header_"  # PowerMTA's spelling of custom_
@@ -70,6 +78,10 @@ DEFAULT_FIELDS: dict[Kind, tuple[str, ...]] = {
     Kind.RECEIVED: ("type", "timeLogged", "orig", "rcpt", "orcpt", "envId", "jobId",
                     "rcvSourceIp", "rcvHelo", "rcvAuthUser", "dlvSize", "rcvTlsProtocol",
                     "rcvTlsCipher"),
+    Kind.REMOTE_BOUNCE: ("type", "timeLogged", "orig", "rcpt", "orcpt", "jobId", "dsnAction",
+                         "dsnStatus", "dsnDiag", "dsnMta", "bounceCat"),
+    Kind.FEEDBACK: ("type", "timeLogged", "orig", "rcpt", "jobId", "feedbackType", "userAgent",
+                    "arrivalDate", "sourceIp", "reportedDomain"),
 }
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -205,11 +217,13 @@ def _text(value: object) -> str | None:
 
 # the RFC 3464 action of a record whose outcome names none, by kind
 DSN_ACTIONS: dict[Kind, str] = {
-    Kind.DELIVERED: "delivered", Kind.DEFERRED: "delayed", Kind.BOUNCE: "failed"}
+    Kind.DELIVERED: "delivered", Kind.DEFERRED: "delayed", Kind.BOUNCE: "failed",
+    Kind.REMOTE_BOUNCE: "failed"}
 
 
 def dsn_action(outcome: Outcome) -> str | None:
-    """``dsnAction``: the outcome's, else the action of its kind (none for received)."""
+    """``dsnAction``: the outcome's, else the action of its kind (none for received and
+    feedback records)."""
     action = outcome.dsn_action
     return DSN_ACTIONS.get(outcome.kind) if action is None else str(action)
 
@@ -278,6 +292,11 @@ _FIELD_TEXT: dict[str, Callable[[Outcome, float, TimeText], str | None]] = {
     "rcvAuthUser": lambda outcome, logged, times: _text(outcome.rcv_auth_user),
     "rcvTlsProtocol": lambda outcome, logged, times: _text(outcome.rcv_tls_protocol),
     "rcvTlsCipher": lambda outcome, logged, times: _text(outcome.rcv_tls_cipher),
+    "feedbackType": lambda outcome, logged, times: _text(outcome.feedback_type),
+    "userAgent": lambda outcome, logged, times: _text(outcome.feedback_user_agent),
+    "arrivalDate": lambda outcome, logged, times: _text(outcome.feedback_arrival_date),
+    "sourceIp": lambda outcome, logged, times: _text(outcome.feedback_source_ip),
+    "reportedDomain": lambda outcome, logged, times: _text(outcome.feedback_reported_domain),
 }
 
 

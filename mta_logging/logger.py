@@ -9,7 +9,7 @@ from typing import Any, TypedDict, Unpack
 
 from mta_logging import speedups
 from mta_logging.outcome import DETAIL_NAMES, Kind, Outcome
-from mta_logging.reply import parse_reply
+from mta_logging.reply import find_reply, parse_reply
 
 DEFAULT_LOGGER = "mta.accounting"
 WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
@@ -36,6 +36,11 @@ class Details(TypedDict, total=False):
     rcv_auth_user: str | None
     rcv_tls_protocol: str | None
     rcv_tls_cipher: str | None
+    feedback_type: str | None
+    feedback_user_agent: str | None
+    feedback_arrival_date: str | None
+    feedback_source_ip: str | None
+    feedback_reported_domain: str | None
 
 
 _DETAILS = frozenset(DETAIL_NAMES)
@@ -153,6 +158,44 @@ class AccountingLogger:
         return self.record(self._outcome(
             Kind.RECEIVED, rcpt, time_queued, src_mta, src_ip, None, vmta, job_id, None, None,
             None, None, headers, extra, details))
+
+    def remote_bounce(
+        self, rcpt: str, *, time_queued: datetime | float | None = None,
+        src_mta: str | None = None, src_ip: str | None = None, vmta: str | None = None,
+        job_id: str | int | None = None, dsn_status: str | None = None,
+        dsn_msg: str | None = None, bounce_cat: str | None = None,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+        **details: Unpack[Details],
+    ) -> Outcome:
+        """Record a bounce that came back from a remote MTA (an RFC 3464 report about a
+        message sent earlier): ``rcpt`` its Final-Recipient, ``dsn_status`` its Status,
+        ``dsn_diag`` its Diagnostic-Code, ``dsn_mta`` its Remote-MTA, ``job_id``/``orig``
+        those of the message it reports. ``bounce_cat`` is classified from the status and the
+        diagnostic (or ``dsn_msg``) when not given."""
+        if bounce_cat is None:
+            from mta_logging.classify import bounce_category
+
+            text = details.get("dsn_diag") or dsn_msg or ""
+            reply = find_reply(text).reply
+            bounce_cat = bounce_category(reply.code, dsn_status or reply.enhanced, text)
+        return self.record(self._outcome(
+            Kind.REMOTE_BOUNCE, rcpt, time_queued, src_mta, src_ip, None, vmta, job_id,
+            dsn_status, dsn_msg, None, bounce_cat, headers, extra, details))
+
+    def feedback(
+        self, rcpt: str, *, src_mta: str | None = None, src_ip: str | None = None,
+        vmta: str | None = None, job_id: str | int | None = None,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+        **details: Unpack[Details],
+    ) -> Outcome:
+        """Record a feedback-loop complaint (an RFC 5965 ARF report): ``rcpt`` the recipient
+        who complained (Original-Rcpt-To or Removal-Recipient), ``feedback_type``,
+        ``feedback_user_agent``, ``feedback_arrival_date``, ``feedback_source_ip`` and
+        ``feedback_reported_domain`` the report's fields, ``job_id``/``orig`` those of the
+        message complained about."""
+        return self.record(self._outcome(
+            Kind.FEEDBACK, rcpt, None, src_mta, src_ip, None, vmta, job_id, None, None, None,
+            None, headers, extra, details))
 
     @staticmethod
     def outcome(

@@ -15,9 +15,11 @@ class Kind(enum.Enum):
 
     This is the one place that names the kinds. ``level`` is the ``logging`` level records of
     this kind are emitted at; ``directory`` the default directory name (and config key) of the
-    kind: delivered, deferred, bounce; ``label`` the word reports use: delivered, deferred,
-    bounced; ``code`` the value again. All are plain attributes, not properties (as ``value``
-    is): they are read for every record.
+    kind: delivered, deferred, bounce, received, remote_bounce, feedback; ``label`` the word
+    reports use: delivered, deferred, bounced, received, remote bounce, complaint; ``code`` the
+    value again. ``rb`` (a bounce that came back from a remote MTA as a DSN) and ``f`` (a
+    feedback-loop complaint, an ARF report) are PowerMTA's codes. All are plain attributes,
+    not properties (as ``value`` is): they are read for every record.
     """
 
     level: int  # set below, for every member
@@ -29,6 +31,8 @@ class Kind(enum.Enum):
     DEFERRED = "df"
     BOUNCE = "b"
     RECEIVED = "r"
+    REMOTE_BOUNCE = "rb"
+    FEEDBACK = "f"
 
     @classmethod
     def find(cls, text: str | None) -> Kind | None:
@@ -40,16 +44,16 @@ class Kind(enum.Enum):
 
     @classmethod
     def parse(cls, value: str | Kind) -> Kind:
-        """Accept a Kind, its code (``d``/``df``/``b``/``r``) or its name (``delivered``/...)."""
+        """Accept a Kind, its code (``d``/``df``/``b``/``r``/``rb``/``f``) or its name
+        (``delivered``/...)."""
         if isinstance(value, Kind):
             return value
         kind = cls.find(value)
         if kind is None:
             from mta_logging.errors import ConfigError
 
-            raise ConfigError(
-                "kind", value, "expected one of d, df, b, r, delivered, deferred, bounce, received"
-            )
+            raise ConfigError("kind", value, "expected one of " + ", ".join(
+                [kind.code for kind in Kind] + [kind.directory for kind in Kind]))
         return kind
 
 
@@ -62,7 +66,9 @@ for _kind, _level, _directory, _label in (
         (Kind.DELIVERED, logging.INFO, "delivered", "delivered"),
         (Kind.DEFERRED, logging.WARNING, "deferred", "deferred"),
         (Kind.BOUNCE, logging.ERROR, "bounce", "bounced"),
-        (Kind.RECEIVED, RECEIVED_LEVEL, "received", "received")):
+        (Kind.RECEIVED, RECEIVED_LEVEL, "received", "received"),
+        (Kind.REMOTE_BOUNCE, logging.ERROR, "remote_bounce", "remote bounce"),
+        (Kind.FEEDBACK, logging.WARNING, "feedback", "complaint")):
     _kind.level = _level
     _kind.directory = _directory
     _kind.label = _label
@@ -93,7 +99,9 @@ class Outcome:
     ``time_first_attempt`` when delivery was first tried; ``event_id`` the record's unique id
     (None: a new one for each record written, see :mod:`mta_logging.eventid`); the ``rcv_*``
     fields describe the inbound connection of a received record: the client's address, its
-    HELO/EHLO name, the AUTH user, its TLS protocol and cipher.
+    HELO/EHLO name, the AUTH user, its TLS protocol and cipher. The ``feedback_*`` fields
+    hold an ARF complaint's (RFC 5965) Feedback-Type, User-Agent, Arrival-Date, Source-IP and
+    Reported-Domain, as the report gives them.
     """
 
     kind: Kind
@@ -126,6 +134,11 @@ class Outcome:
     rcv_auth_user: str | None = None
     rcv_tls_protocol: str | None = None
     rcv_tls_cipher: str | None = None
+    feedback_type: str | None = None
+    feedback_user_agent: str | None = None
+    feedback_arrival_date: str | None = None
+    feedback_source_ip: str | None = None
+    feedback_reported_domain: str | None = None
 
     def header(self, name: str) -> str | None:
         """The value of message header ``name``, compared case-insensitively; None if absent."""

@@ -23,7 +23,7 @@ The rules, the same everywhere:
 * choices (``fsync``, ``format``): in any case and with surrounding white space, returned in
   lower case (``fsync: ALWAYS`` is ``always``);
 * ``records``: the kinds to write (PowerMTA's setting), comma-separated text or a list of
-  codes or names (``d,df,b``, ``delivered, received``), each once.
+  codes or names (``d,df,b``, ``delivered, received``, ``rb,f``), each once.
 """
 
 from __future__ import annotations
@@ -191,9 +191,9 @@ DEFAULT_RECORDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
 
 def records(value: Any) -> tuple[Kind, ...]:
     """``records``: the kinds written, in the order given; ``d,df,b`` by default, ``d,df,b,r``
-    adds received records."""
-    allowed = ("expected kinds such as d,df,b or d,df,b,r (each once, of d delivered, "
-               "df deferred, b bounce, r received)")
+    adds received records, ``rb`` remote bounces and ``f`` complaints (mail that came back)."""
+    allowed = ("expected kinds such as d,df,b or d,df,b,r,rb,f (each once, of d delivered, "
+               "df deferred, b bounce, r received, rb remote bounce, f feedback)")
     if isinstance(value, str):
         items: list[Any] = value.split(",")
     elif isinstance(value, list | tuple):

@@ -306,6 +306,11 @@ _EXPRESSIONS = {
     "rcvAuthUser": _as_text("outcome.rcv_auth_user"),
     "rcvTlsProtocol": _as_text("outcome.rcv_tls_protocol"),
     "rcvTlsCipher": _as_text("outcome.rcv_tls_cipher"),
+    "feedbackType": _as_text("outcome.feedback_type"),
+    "userAgent": _as_text("outcome.feedback_user_agent"),
+    "arrivalDate": _as_text("outcome.feedback_arrival_date"),
+    "sourceIp": _as_text("outcome.feedback_source_ip"),
+    "reportedDomain": _as_text("outcome.feedback_reported_domain"),
 }
 
 

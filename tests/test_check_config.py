@@ -404,3 +404,52 @@ root: {{handlers: [file, later]}}
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert tree(tmp_path) == [("acct", True), ("acct/delivered", True), ("app.log", False),
                               ("logging.yaml", False), ("old", True)]
+
+
+def check_relay_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       config: dict[str, object]) -> tuple[int, str, str]:
+    """``mta-logging check-config`` on ``config`` written as ``r6.yaml``."""
+    return check_config(tmp_path / "r6.yaml", yaml.safe_dump(config), capsys)
+
+
+def test_bounces_need_rb_and_f_records_and_a_quarantine_directory(tmp_path, capsys):
+    bounces = {"domains": ["bounces.example.com"]}
+    code, _, err = check_relay_config(tmp_path, capsys, {
+        "listen": "127.0.0.1:2525", "spool_dir": str(tmp_path / "spool"), "bounces": bounces,
+        "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,f"}})
+    assert code == 2
+    assert err == (f"mta-logging check-config: {tmp_path / 'r6.yaml'}: accounting.records: "
+                   "'d,df,b,f' is not valid; bounces: records returned mail as rb and f records: "
+                   "expected d,df,b,f,rb\n")
+    (tmp_path / "q").write_text("")
+    code, _, err = check_relay_config(tmp_path, capsys, {
+        "listen": "127.0.0.1:2525", "spool_dir": str(tmp_path / "spool"),
+        "bounces": {**bounces, "quarantine_dir": str(tmp_path / "q")},
+        "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,rb,f"}})
+    assert code == 2
+    assert err.startswith(f"mta-logging check-config: {tmp_path / 'r6.yaml'}: "
+                          f"bounces.quarantine_dir: '{tmp_path / 'q'}' is not valid; must be a "
+                          "directory")
+
+
+def test_the_printed_bounces_section_never_holds_the_secret(tmp_path, capsys):
+    (tmp_path / "verp.secret").write_text("a secret of enough bytes\n")
+    config: dict[str, object] = {
+        "listen": "127.0.0.1:2600", "spool_dir": str(tmp_path / "spool"),
+        "accounting": {"path": str(tmp_path / "acct"), "records": "d,df,b,rb,f"},
+        "bounces": {"domains": ["bounces.example.com"], "verp": {
+            "enabled": True, "secret_file": str(tmp_path / "verp.secret")}}}
+    code, out, _ = check_relay_config(tmp_path, capsys, config)
+    assert code == 0 and "a secret of enough bytes" not in out
+    printed = yaml.safe_load(out.split("\n", 1)[1])
+    assert printed["bounces"] == {
+        "domains": ["bounces.example.com"], "complaint_addresses": [],
+        "verp": {"enabled": True, "prefix": "bounces",
+                 "secret_file": str(tmp_path / "verp.secret")}}
+    (tmp_path / "printed.yaml").write_text(out.split("\n", 1)[1])
+    assert (load_settings(tmp_path / "printed.yaml").bounces
+            == load_settings(tmp_path / "r6.yaml").bounces)
+    inline = {**config, "bounces": {"domains": ["bounces.example.com"], "verp": {
+        "enabled": True, "secret": "an inline secret, long enough"}}}
+    code, out, _ = check_relay_config(tmp_path, capsys, inline)
+    assert code == 0 and "an inline secret" not in out

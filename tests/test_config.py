@@ -50,11 +50,14 @@ def test_haraka_defaults() -> None:
     assert (s.path, s.extension, s.separator, s.archiving) == ("accounting_files", "tsv", "\t",
                                                                False)
     assert (s.archive_interval, s.max_size) == (86400, 200)
-    assert s.records == (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)  # r: off, as in PowerMTA
+    # r, rb, f: off, as in PowerMTA
+    assert s.records == (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
     assert dict(s.location) == {"delivered": "delivered", "deferred": "deferred",
-                                "bounce": "bounce", "received": "received"}
+                                "bounce": "bounce", "received": "received",
+                                "remote_bounce": "remote_bounce", "feedback": "feedback"}
     assert dict(s.archive_to) == {"delivered": "archive", "deferred": "archive",
-                                  "bounce": "archive", "received": "archive"}
+                                  "bounce": "archive", "received": "archive",
+                                  "remote_bounce": "archive", "feedback": "archive"}
     assert s.fields["bounce"][-1] == "bounceCat" and s.fields["deferred"][-1] == "delay"
 
 
@@ -341,6 +344,39 @@ def test_received_records_are_off_by_default_and_on_with_records(tmp_path: Path)
                       "rcvAuthUser\tdlvSize\trcvTlsProtocol\trcvTlsCipher")
     assert line.split("\t")[2:] == ["", "a@example.org", "a@example.org", "", "Q1", "192.0.2.1",
                                     "client.example", "", "321", "", ""]
+
+
+def test_remote_bounce_and_feedback_records_are_off_by_default_and_on_with_records(
+        tmp_path: Path) -> None:
+    acct = mta_logging.AccountingLogger()
+    mta_logging.configure({"path": str(tmp_path / "off")})
+    acct.remote_bounce("a@example.org", orig="s@example.com", dsn_status="5.1.1")
+    acct.feedback("a@example.org", orig="s@example.com", feedback_type="abuse")
+    assert sorted(p.name for p in (tmp_path / "off").iterdir()) == [
+        "bounce", "deferred", "delivered"]
+    ini = write(tmp_path, "acct.ini", f"path={tmp_path / 'on'}\nrecords=d,df,b,rb,f\n")
+    assert mta_logging.configure(ini).records[-2:] == (Kind.REMOTE_BOUNCE, Kind.FEEDBACK)
+    acct.remote_bounce("a@example.org", orig="s@example.com", job_id="Q1", dsn_status="5.1.1",
+                       dsn_diag="smtp; 550 5.1.1 <a@example.org>: user unknown",
+                       dsn_mta="dns; mx.example.org")
+    acct.feedback("b@example.org", orig="s@example.com", job_id="Q2", feedback_type="abuse",
+                  feedback_user_agent="SomeGenerator/1.0",
+                  feedback_arrival_date="Thu, 8 Mar 2005 14:00:00 EDT",
+                  feedback_source_ip="192.0.2.1", feedback_reported_domain="example.net")
+    (bounced,) = (tmp_path / "on" / "remote_bounce").glob("rb.*.tsv")
+    header, line = bounced.read_text().splitlines()
+    assert header == ("type\ttimeLogged\torig\trcpt\torcpt\tjobId\tdsnAction\tdsnStatus\t"
+                      "dsnDiag\tdsnMta\tbounceCat")
+    assert line.split("\t")[2:] == [
+        "s@example.com", "a@example.org", "a@example.org", "Q1", "failed", "5.1.1",
+        "smtp; 550 5.1.1 <a@example.org>: user unknown", "dns; mx.example.org", "bad-mailbox"]
+    (complaint,) = (tmp_path / "on" / "feedback").glob("f.*.tsv")
+    header, line = complaint.read_text().splitlines()
+    assert header == ("type\ttimeLogged\torig\trcpt\tjobId\tfeedbackType\tuserAgent\t"
+                      "arrivalDate\tsourceIp\treportedDomain")
+    assert line.split("\t")[:1] + line.split("\t")[2:] == [
+        "f", "s@example.com", "b@example.org", "Q2", "abuse", "SomeGenerator/1.0",
+        "Thu, 8 Mar 2005 14:00:00 EDT", "192.0.2.1", "example.net"]
 
 
 def test_check_config_understands_a_relay_config(tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ def test_kind_attributes() -> None:
         ("d", "d", logging.INFO, "delivered", "delivered"),
         ("df", "df", logging.WARNING, "deferred", "deferred"),
         ("b", "b", logging.ERROR, "bounce", "bounced"),
-        ("r", "r", 15, "received", "received")]
+        ("r", "r", 15, "received", "received"),
+        ("rb", "rb", logging.ERROR, "remote_bounce", "remote bounce"),
+        ("f", "f", logging.WARNING, "feedback", "complaint")]
     assert Kind("df") is Kind.DEFERRED is Kind.parse("t")
     assert [Kind.find(text) for text in (" Bounced ", "bounce", "b", "t", "x", "", None)] == [
         Kind.BOUNCE, Kind.BOUNCE, Kind.BOUNCE, Kind.DEFERRED, None, None, None]

@@ -134,12 +134,48 @@ def test_sizes_accept_units():
     ({"dsn": {"max_full_size": "huge"}}, "dsn.max_full_size", "size in bytes"),
     ({"dsn": {"notify": "always"}}, "dsn.notify", "unknown setting; allowed: enabled"),
     ({"dsn": True}, "dsn", "expected a mapping"),
+    ({"bounces": {}}, "bounces", "expected domains or complaint_addresses"),
+    ({"bounces": {"domains": ["*"]}}, "bounces.domains", "a domain such as"),
+    ({"bounces": {"complaint_addresses": ["fbl"]}}, "bounces.complaint_addresses",
+     "an address such as"),
+    ({"bounces": {"domains": ["b.example"], "verp": {"enabled": True}}}, "bounces.verp.secret",
+     "at least 16 bytes"),
+    ({"bounces": {"complaint_addresses": ["f@x.example"], "verp": {
+        "enabled": True, "secret": "0123456789abcdef"}}}, "bounces.verp.enabled",
+     "needs a bounce domain"),
+    ({"bounces": {"domains": ["b.example"], "verp": {"enabled": "yes"}}},
+     "bounces.verp.enabled", "true or false"),
+    ({"bounces": {"domains": ["b.example"], "verp": {"secret": "x" * 16,
+                                                     "secret_file": "/s"}}},
+     "bounces.verp.secret", "not both"),
+    ({"bounces": {"domains": ["b.example"], "verp": {"secret_file": "/nonexistent/s"}}},
+     "bounces.verp.secret_file", "cannot be read"),
+    ({"bounces": {"domains": ["b.example"], "dsn": True}}, "bounces.dsn", "unknown setting"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:
         load_settings(data)
     assert caught.value.key == key
     assert fragment in str(caught.value)
+
+
+def test_the_bounces_section(tmp_path):
+    (tmp_path / "verp.secret").write_bytes(b"0123456789abcdef0123\n")
+    settings = load_settings({"spool_dir": str(tmp_path / "spool"), "bounces": {
+        "domains": ["Bounces.Example.com."], "complaint_addresses": ["FBL@example.com"],
+        "verp": {"enabled": True, "secret_file": str(tmp_path / "verp.secret")}}})
+    bounces = settings.bounces
+    assert (bounces.domains, bounces.complaint_addresses) == (("bounces.example.com",),
+                                                              ("fbl@example.com",))
+    assert bounces.accepts("<anyone@BOUNCES.example.com>") and bounces.accepts("fbl@Example.com")
+    assert not bounces.accepts("other@example.com")
+    verp = bounces.verp_codec()
+    assert verp is not None and verp.secret == b"0123456789abcdef0123"
+    assert verp.decode(verp.encode("Q1", 0)) is not None
+    assert settings.quarantine_dir == tmp_path / "spool" / "quarantine"
+    assert "0123456789abcdef" not in repr(settings)
+    assert load_settings(None).bounces.verp_codec() is None
+    assert not load_settings(None).bounces.enabled
 
 
 def test_a_password_is_never_echoed_in_an_error():

@@ -574,3 +574,34 @@ def test_received_records_are_counted_apart_from_outcomes(tmp_path: Path,
     assert main(["report", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     assert re.search(r"received\s+1\n", table) and "unknown kind" not in table
+
+
+def test_remote_bounces_and_complaints_are_counted_apart_from_outcomes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import mta_logging
+
+    accounting = logging.getLogger("mta.accounting")
+    level, propagate = accounting.level, accounting.propagate
+    mta_logging.configure({"path": str(tmp_path), "records": "d,df,b,rb,f"})
+    try:
+        acct = AccountingLogger()
+        acct.delivered("bob@example.com", job_id="1", dsn_status="2.0.0", dsn_msg="250 ok")
+        acct.remote_bounce("bob@example.com", job_id="1", dsn_status="5.1.1")
+        acct.remote_bounce("eve@example.com", job_id="1", dsn_status="5.1.1")
+        acct.feedback("ann@example.com", job_id="1", feedback_type="abuse")
+    finally:
+        for handler in list(accounting.handlers):
+            accounting.removeHandler(handler)
+            handler.close()
+        accounting.setLevel(level)
+        accounting.propagate = propagate
+    assert main(["report", "--json", str(tmp_path)]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals == {"delivered": 1, "deferred": 0, "bounced": 0, "remote_bounce": 2,
+                      "feedback": 1, "unknown": 0, "total": 4}
+    assert main(["report", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"remote bounce\s+2\n", table) and re.search(r"complaint\s+1\n", table)
+    assert main(["grep", "--kind", "rb", str(tmp_path)]) == 0
+    assert [line.split("\t")[3] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        "bob@example.com", "eve@example.com"]

@@ -23,6 +23,7 @@ from mta_logging.checks import text as _text
 from mta_logging.config import SETTING_KEYS, read_yaml_mapping
 from mta_logging.errors import ConfigError
 from mta_logging.suppression import DB_NAME, DEFAULT_EXPIRY, checked_expiry
+from mta_logging.verp import Verp, read_secret
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AccountingSource = str | Mapping[str, Any] | None
@@ -120,6 +121,44 @@ class TlsFiles:
 
 
 @dataclass(frozen=True, slots=True)
+class VerpSettings:
+    """VERP return paths under the first bounce domain (see :mod:`mta_logging.verp`)."""
+
+    enabled: bool = False
+    prefix: str = "bounces"
+    secret_file: Path | None = None
+    secret: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BounceSettings:
+    """Mail that comes back: the bounce domains and complaint addresses the relay accepts mail
+    for (recorded as ``rb``/``f`` records, never relayed), VERP, and the quarantine for what
+    parses as neither (None: ``<spool_dir>/quarantine``)."""
+
+    domains: tuple[str, ...] = ()
+    complaint_addresses: tuple[str, ...] = ()
+    verp: VerpSettings = VerpSettings()
+    quarantine_dir: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.domains or self.complaint_addresses)
+
+    def accepts(self, address: str) -> bool:
+        """Whether mail to ``address`` is returned mail (any case)."""
+        lowered = address.strip().strip("<>").lower()
+        return lowered in self.complaint_addresses or (
+            lowered.rpartition("@")[2] in self.domains)
+
+    def verp_codec(self) -> Verp | None:
+        """The VERP codec when VERP is on; None otherwise."""
+        if not self.verp.enabled:
+            return None
+        return Verp(self.verp.secret, self.domains[0], self.verp.prefix)
+
+
+@dataclass(frozen=True, slots=True)
 class RelaySettings:
     """Validated relay settings (see ``configs/relay.yaml``)."""
 
@@ -153,6 +192,18 @@ class RelaySettings:
     metrics: tuple[str, int] | None = None
     dsn: DsnSettings = field(default_factory=DsnSettings)
     suppression: SuppressionSettings = SuppressionSettings()
+    bounces: BounceSettings = BounceSettings()
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where returned mail that parses as neither a bounce nor a complaint is kept."""
+        configured = self.bounces.quarantine_dir
+        return self.spool_dir / "quarantine" if configured is None else configured
+
+    @property
+    def sent_index_path(self) -> Path:
+        """The sent index (Message-ID → job) the relay keeps while bounces are configured."""
+        return self.spool_dir / "sent.sqlite"
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -186,7 +237,7 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination", "metrics", "dsn", "suppression",
+    "max_per_destination", "metrics", "dsn", "suppression", "bounces",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -265,6 +316,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         metrics=_metrics(data.get("metrics")),
         dsn=_dsn(data.get("dsn")),
         suppression=_suppression(data.get("suppression")),
+        bounces=_bounces(data.get("bounces")),
     )
 
 
@@ -304,6 +356,73 @@ def _suppression(value: Any) -> SuppressionSettings:
         path=None if path is None else Path(_text("suppression.path", path)),
         expiry=checked_expiry(value.get("expiry"), "suppression.expiry"),
     )
+
+
+def _bounces(value: Any) -> BounceSettings:
+    if value is None:
+        return BounceSettings()
+    _check_keys("bounces.", value, ("domains", "complaint_addresses", "verp", "quarantine_dir"))
+    domains = tuple(_text("bounces.domains", d).lower().rstrip(".")
+                    for d in _list("bounces.domains", value.get("domains")))
+    for domain in domains:
+        if not _DOMAIN.match(domain) or domain == "*" or domain.startswith("."):
+            raise ConfigError("bounces.domains", domain, "expected a domain such as "
+                              "bounces.example.com")
+    addresses = tuple(_text("bounces.complaint_addresses", a).lower()
+                      for a in _list("bounces.complaint_addresses",
+                                     value.get("complaint_addresses")))
+    for address in addresses:
+        if address.count("@") != 1 or address.startswith("@") or address.endswith("@"):
+            raise ConfigError("bounces.complaint_addresses", address,
+                              "expected an address such as fbl@example.com")
+    if not domains and not addresses:
+        raise ConfigError("bounces", value, "expected domains or complaint_addresses (or "
+                          "leave bounces out)")
+    quarantine = value.get("quarantine_dir")
+    return BounceSettings(
+        domains=domains, complaint_addresses=addresses, verp=_verp(value.get("verp"), domains),
+        quarantine_dir=None if quarantine is None else Path(_text("bounces.quarantine_dir",
+                                                                  quarantine)))
+
+
+def _list(key: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(key, value, "expected a list")
+    return list(items)
+
+
+def _verp(value: Any, domains: tuple[str, ...]) -> VerpSettings:
+    if value is None:
+        return VerpSettings()
+    _check_keys("bounces.verp.", value, ("enabled", "prefix", "secret", "secret_file"))
+    enabled = value.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError("bounces.verp.enabled", enabled, "expected true or false")
+    prefix = _text("bounces.verp.prefix", value.get("prefix", "bounces"))
+    secret_file = value.get("secret_file")
+    if value.get("secret") is not None and secret_file is not None:
+        raise ConfigError("bounces.verp.secret", "(hidden)", "expected secret or secret_file, "
+                          "not both")
+    if secret_file is not None:
+        path = Path(_text("bounces.verp.secret_file", secret_file))
+        secret = read_secret(path, "bounces.verp.secret_file")
+    else:
+        path = None
+        given = value.get("secret")
+        secret = b"" if given is None else _text("bounces.verp.secret", given).encode("utf-8")
+    settings = VerpSettings(enabled, prefix, path, secret)
+    if enabled:
+        if not domains:
+            raise ConfigError("bounces.verp.enabled", True, "VERP needs a bounce domain: "
+                              "expected bounces.domains")
+        try:
+            Verp(secret, domains[0], prefix)  # the checks of its use: length, prefix
+        except ConfigError as exc:
+            raise ConfigError(f"bounces.{exc.key}", exc.value, exc.allowed) from None
+    return settings
 
 
 def _metrics(value: Any) -> tuple[str, int] | None:

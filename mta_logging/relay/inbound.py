@@ -3,12 +3,22 @@
 The client hears ``250 ... queued as <id>`` only after the message and its envelope are
 fsync'd in the spool; the id is the queue id, which becomes ``jobId`` in the accounting files.
 Just before the 250, each recipient gets a received (``r``) record, when ``records`` has ``r``.
+
+Mail for the configured bounce domains and complaint addresses (``bounces:``) is returned mail:
+accepted from anyone, never relayed or spooled, but recorded as ``rb``/``f`` records (or
+quarantined) by :class:`~mta_logging.returns.recorder.ReturnRecorder` before the 250. With VERP
+on, a return path under the VERP prefix whose token does not verify is refused at RCPT with
+``550 5.1.1`` (no such mailbox: the address was never handed out, and a 5xx at RCPT makes the
+reporting MTA give up without bouncing the bounce). Returned mail goes in a transaction of its
+own (``452 4.5.3`` to a recipient of the other sort, which the client sends again later). While
+bounces are configured each accepted message's Message-ID goes into the sent index.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -21,7 +31,7 @@ from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.limits import ConnectionLimits
-from mta_logging.relay.message import hop_count, protocol_name, received_header
+from mta_logging.relay.message import hop_count, parse_headers, protocol_name, received_header
 from mta_logging.relay.passwords import PasswordChecker
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
@@ -29,6 +39,9 @@ from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
 from mta_logging.relay.suppression import RelaySuppression
+from mta_logging.returns.quarantine import Quarantine
+from mta_logging.returns.recorder import ReturnRecorder
+from mta_logging.returns.sent import Sent, SentIndex
 
 _log = logging.getLogger("mta_logging.relay.inbound")
 
@@ -58,11 +71,33 @@ class RelayHandler:
         self.draining = False
         self.spooling = 0
         self._relay_cache: dict[str, bool] = {}
+        self.sent: SentIndex | None = None
+        self.returns: ReturnRecorder | None = None
+        self._set_up_returns()
 
     def reconfigure(self, settings: RelaySettings) -> None:
         """Use ``settings`` for every command from now on (a reload)."""
         self.settings = settings
         self._relay_cache.clear()
+        self._set_up_returns()
+
+    def _set_up_returns(self) -> None:
+        """The recorder of returned mail (and the sent index) while bounces are configured."""
+        settings = self.settings
+        accounting = self.queue.accounting
+        if not settings.bounces.enabled or accounting is None:
+            self.returns = None
+            return
+        if self.sent is None:
+            self.sent = SentIndex(settings.sent_index_path)
+        self.returns = ReturnRecorder(accounting.logger, Quarantine(settings.quarantine_dir),
+                                      verp=settings.bounces.verp_codec(), sent=self.sent)
+
+    def close(self) -> None:
+        """Close the sent index (the relay has stopped)."""
+        if self.sent is not None:
+            self.sent.close()
+            self.sent = None
 
     def _may_relay(self, client_ip: str) -> bool:
         allowed = self._relay_cache.get(client_ip)
@@ -88,6 +123,17 @@ class RelayHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         client_ip = str(session.peer[0]) if session.peer else ""
+        if self.returns is not None:
+            refusal = self._returned_mail_refusal(envelope, address, client_ip)
+            if refusal is not None:
+                return refusal
+            if self.settings.bounces.accepts(address):
+                problem = recipient_problem(address, envelope.smtp_utf8)
+                if problem is not None:
+                    return problem
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.extend(rcpt_options)
+                return "250 2.1.5 Ok"
         if not (session.authenticated or self._may_relay(client_ip)):
             _log.info("relay denied: client %s, recipient %s", client_ip, address)
             return f"550 5.7.1 <{address}>: Relay access denied"
@@ -104,11 +150,32 @@ class RelayHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
+    def _returned_mail_refusal(self, envelope: Envelope, address: str,
+                               client_ip: str) -> str | None:
+        """The reply refusing ``address`` as returned mail (see the module's description);
+        None when it is accepted or is no returned mail."""
+        bounces = self.settings.bounces
+        returned = bounces.accepts(address)
+        if envelope.rcpt_tos and bounces.accepts(envelope.rcpt_tos[0]) != returned:
+            return "452 4.5.3 Error: returned mail goes in a transaction of its own"
+        if not returned:
+            return None
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
+        verp = self.returns.verp if self.returns is not None else None
+        if verp is not None and verp.is_ours(address) and verp.decode(address) is None:
+            _log.warning("refused a VERP address whose token does not verify: %s (client %s)",
+                         address, client_ip)
+            return f"550 5.1.1 <{address}>: no such bounce address"
+        return None
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if hop_count(envelope.original_content or b"") >= MAX_HOPS:
             _log.warning("refused a message with %d or more Received fields (a mail loop?)",
                          MAX_HOPS)
             return "554 5.4.6 Error: too many hops, this message is looping"
+        if self.returns is not None and self.settings.bounces.accepts(envelope.rcpt_tos[0]):
+            return await self._record_returned(self.returns, envelope)
         queue_id = new_queue_id()
         now = self.clock()
         client_ip = str(session.peer[0]) if session.peer else None
@@ -135,6 +202,10 @@ class RelayHandler:
         finally:
             self.spooling -= 1
         self.faults.succeeded("queue file write")
+        if self.sent is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._remember_sent, self.sent, queue_id, spool_envelope,
+                content)
         self._record_received(queue_id, spool_envelope, session,
                               len(envelope.original_content or b""))
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
@@ -144,6 +215,36 @@ class RelayHandler:
                                     "size": len(content), "nrcpt": len(rcpts),
                                     "client_ip": client_ip})
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    async def _record_returned(self, returns: ReturnRecorder, envelope: Envelope) -> str:
+        """Record (or quarantine) returned mail; 451 when the quarantine cannot keep it or a
+        record could not be written (the sender tries again: a record may then be doubled,
+        none lost)."""
+        try:
+            handled = await asyncio.get_running_loop().run_in_executor(
+                self.executor, returns.handle, envelope.original_content or b"",
+                tuple(envelope.rcpt_tos))
+        except OSError as exc:
+            self.faults.failed("quarantine write", str(exc))
+            return "451 4.3.0 Error: quarantine write error, try again later"
+        self.faults.succeeded("quarantine write")
+        if handled.unwritten:
+            return "451 4.3.0 Error: accounting write error, try again later"
+        return f"250 2.0.0 Ok: {handled.what}, {handled.records} records"
+
+    @staticmethod
+    def _remember_sent(sent: SentIndex, queue_id: str, envelope: SpoolEnvelope,
+                       content: bytes) -> None:
+        """Put the message's Message-ID into the sent index (a failure is logged: the mail is
+        spooled, and only a bounce without VERP token will not be traced)."""
+        message_id = next((value for name, value in parse_headers(content).items()
+                           if name.lower() == "message-id" and value), None)
+        if message_id is None:
+            return
+        try:
+            sent.add(message_id, Sent(queue_id, envelope.mail_from, envelope.rcpts))
+        except sqlite3.Error as exc:
+            _log.warning("%s: not put into the sent index %s: %s", queue_id, sent.path, exc)
 
     def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
                          size: int) -> None:

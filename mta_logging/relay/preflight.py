@@ -13,6 +13,7 @@ from pathlib import Path
 from mta_logging.config import AccountingSettings
 from mta_logging.config import load as load_accounting
 from mta_logging.errors import ConfigError
+from mta_logging.outcome import Kind
 from mta_logging.relay.config import RelaySettings
 
 
@@ -47,6 +48,8 @@ def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
             problem = directory_problem(directory)
             if problem:
                 raise ConfigError("accounting.path", str(directory), problem)
+    if settings.bounces.enabled:
+        _check_bounces(settings, accounting)
     if not listening:
         host, port = settings.listen_host, settings.listen_port
         try:
@@ -55,6 +58,22 @@ def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
         except OSError as exc:
             raise ConfigError("listen", f"{host}:{port}",
                               f"cannot listen there ({exc.strerror or exc})") from None
+
+
+def _check_bounces(settings: RelaySettings, accounting: AccountingSettings | None) -> None:
+    """Returned mail becomes rb and f records, and what is neither goes to the quarantine."""
+    if accounting is None:
+        raise ConfigError("accounting", False, "bounces: records returned mail as rb and f "
+                          "records: expected accounting on")
+    missing = [kind.code for kind in (Kind.REMOTE_BOUNCE, Kind.FEEDBACK)
+               if kind not in accounting.records]
+    if missing:
+        codes = [kind.code for kind in accounting.records]
+        raise ConfigError("accounting.records", ",".join(codes), "bounces: records returned "
+                          f"mail as rb and f records: expected {','.join([*codes, *missing])}")
+    problem = directory_problem(settings.quarantine_dir)
+    if problem:
+        raise ConfigError("bounces.quarantine_dir", str(settings.quarantine_dir), problem)
 
 
 def directory_problem(path: Path) -> str | None:

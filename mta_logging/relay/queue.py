@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import math
 import time
@@ -299,7 +300,16 @@ class DeliveryQueue:
         ends, a message parked for that destination gets its turn."""
         self._in_progress[domain] = self._in_progress.get(domain, 0) + 1
         try:
-            return await self.deliverer.deliver(domain, message.envelope, indexes, content)
+            verp = self.settings.bounces.verp_codec()
+            if verp is None or not message.envelope.mail_from:
+                return await self.deliverer.deliver(domain, message.envelope, indexes, content)
+            # VERP: each recipient's own return path, so one transaction per recipient
+            results = []
+            for index in indexes:
+                envelope = dataclasses.replace(
+                    message.envelope, mail_from=verp.encode(message.queue_id, index))
+                results += await self.deliverer.deliver(domain, envelope, [index], content)
+            return results
         finally:
             left = self._in_progress[domain] - 1
             if left:

@@ -252,6 +252,7 @@ class Relay:
                 client.transport.close()
         await self.queue.stop(max(0.0, deadline - time.monotonic()))
         self.executor.shutdown(wait=True)
+        self.handler.close()
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
         _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
         await self.metrics_server.stop()

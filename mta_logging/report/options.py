@@ -23,7 +23,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, paths_required: bool = 
                              "and .gz included)")
     group = parser.add_argument_group("filters (repeat an option or separate values by commas)")
     group.add_argument("--kind", action="append", default=[], metavar="KIND",
-                       help="d/delivered, df/deferred, b/bounce, r/received")
+                       help="d/delivered, df/deferred, b/bounce, r/received, "
+                            "rb/remote_bounce, f/feedback")
     group.add_argument("--since", metavar="TIME",
                        help="timeLogged at or after TIME (2026-11-26 or '2026-11-26 06:00')")
     group.add_argument("--until", metavar="TIME", help="timeLogged before TIME")

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mta_logging.report.summary import COUNTED_KINDS
+
 # (report key, title, key column, key title) of the sections keyed by a name, in table order
 KEYED_SECTIONS = (
     ("domains", "Recipient domains", "domain", "domain"),
@@ -144,8 +146,8 @@ def to_table(report: dict[str, Any]) -> str:
     out.append("")
     out.append("Totals")
     rows = [[name, number(totals[name])] for name in ("delivered", "deferred", "bounced")]
-    if totals.get("received"):
-        rows.append(["received", number(totals["received"])])
+    rows += [[kind.label, number(totals[kind.directory])] for kind in COUNTED_KINDS
+             if kind.directory in totals]
     if totals["unknown"]:
         rows.append(["unknown kind", number(totals["unknown"])])
     rows.append(["total", number(totals["total"])])

@@ -25,6 +25,7 @@ OTHER = "(other)"
 UNKNOWN = "(unknown)"
 KINDS = (Kind.DELIVERED, Kind.DEFERRED, Kind.BOUNCE)
 _LABELS = tuple(kind.label for kind in KINDS)
+COUNTED_KINDS = tuple(kind for kind in Kind if kind not in KINDS)  # counted, not outcomes
 _INDEX = {kind: index for index, kind in enumerate(KINDS)}
 PERCENTILES = (50, 90, 99)
 _OTHER_REASON = (OTHER, "")
@@ -224,7 +225,9 @@ class Summary:
         self._width = BUCKETS[bucket]
         self.totals = [0, 0, 0]
         self.unknown_kind = 0
-        self.received = 0  # received records (kind r): counted, not outcomes
+        # records that are not outcomes of a delivery (received, remote bounce, feedback),
+        # by kind: counted only
+        self.counted: dict[Kind, int] = {}
         self.domains = KeyedCounts(max_keys)
         self.vmtas = KeyedCounts(max_keys)
         self.src_ips = KeyedCounts(max_keys)
@@ -254,8 +257,8 @@ class Summary:
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
         if index is None:
-            if record.kind is Kind.RECEIVED:
-                self.received += 1
+            if isinstance(record.kind, Kind):
+                self.counted[record.kind] = self.counted.get(record.kind, 0) + 1
             else:
                 self.unknown_kind += 1
             return
@@ -308,7 +311,8 @@ class Summary:
         for index, count in enumerate(other.totals):
             self.totals[index] += count
         self.unknown_kind += other.unknown_kind
-        self.received += other.received
+        for kind, count in other.counted.items():
+            self.counted[kind] = self.counted.get(kind, 0) + count
         for mine, theirs in ((self.domains, other.domains), (self.vmtas, other.vmtas),
                              (self.src_ips, other.src_ips), (self.hours, other.hours),
                              *((self.by[name], table) for name, table in other.by.items())):
@@ -352,7 +356,7 @@ class Summary:
 
     @property
     def records(self) -> int:
-        return sum(self.totals) + self.unknown_kind + self.received
+        return sum(self.totals) + self.unknown_kind + sum(self.counted.values())
 
     @property
     def delivery_rate(self) -> float | None:
@@ -380,7 +384,8 @@ class Summary:
         }
         report["totals"] = {
             **dict(zip(_LABELS, self.totals, strict=True)),
-            **({"received": self.received} if self.received else {}),
+            **{kind.directory: self.counted[kind] for kind in COUNTED_KINDS
+               if kind in self.counted},
             "unknown": self.unknown_kind,
             "total": self.records,
         }

@@ -1,0 +1,135 @@
+"""``mta-logging ingest-bounce PATH...``: returned mail collected elsewhere, into records.
+
+Each PATH is a message file, an mbox (a file whose first line starts with ``From ``), a
+Maildir (a directory with ``cur``/``new``) or another directory (every file in it, sorted,
+recursively). Each message is handled as the relay handles mail to its bounce domains and
+complaint addresses (:class:`~mta_logging.returns.recorder.ReturnRecorder`): ``rb`` and ``f``
+records through the accounting logger that ``--config`` (an accounting INI or YAML file, whose
+``records`` must include ``rb`` and ``f``) configures; what parses as neither is copied into
+``--quarantine DIR``. With ``--verp-domain`` and ``--verp-secret-file`` VERP return paths in the
+delivery headers are decoded; ``--sent-index`` (the relay's ``sent.sqlite``) traces the rest by
+Message-ID.
+
+Prints one summary line. Exit status: 0 every message was recorded (or reported no failed
+recipient), 1 some were quarantined, 2 a bad argument or config, an input that could not be
+read, a message that could not be quarantined (what was handled before stays recorded) or a
+record that could not be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import mailbox
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from mta_logging.config import configure, load
+from mta_logging.errors import ConfigError, MtaLoggingError
+from mta_logging.outcome import Kind
+from mta_logging.returns.quarantine import Quarantine
+from mta_logging.returns.recorder import (
+    BOUNCE,
+    COMPLAINT,
+    NO_FAILURE,
+    QUARANTINED,
+    ReturnRecorder,
+)
+from mta_logging.returns.sent import SentIndex
+from mta_logging.verp import Verp, read_secret
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="message files, mboxes, Maildirs or directories of messages")
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="accounting config (INI or YAML) with records including rb,f")
+    parser.add_argument("--quarantine", required=True, metavar="DIR",
+                        help="where messages that are neither a bounce nor a complaint are kept")
+    parser.add_argument("--verp-domain", metavar="DOMAIN", help="the VERP bounce domain")
+    parser.add_argument("--verp-prefix", default="bounces", metavar="TEXT",
+                        help="the VERP local-part prefix (default: bounces)")
+    parser.add_argument("--verp-secret-file", metavar="FILE",
+                        help="the file holding the VERP secret (needed with --verp-domain)")
+    parser.add_argument("--sent-index", metavar="FILE",
+                        help="the relay's sent index (sent.sqlite in its spool directory)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load(args.config)
+    missing = [kind.code for kind in (Kind.REMOTE_BOUNCE, Kind.FEEDBACK)
+               if kind not in settings.records]
+    if missing:
+        raise ConfigError("records", ",".join(k.code for k in settings.records),
+                          f"ingest-bounce writes {' and '.join(missing)} records: add them "
+                          f"(records: {','.join([*(k.code for k in settings.records), *missing])})",
+                          source=args.config)
+    verp = _verp(args)
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise MtaLoggingError(f"{path}: no such file or directory")
+    configure(settings)
+    sent = None if args.sent_index is None else SentIndex(args.sent_index)
+    recorder = ReturnRecorder(logging.getLogger(settings.logger),
+                              Quarantine(args.quarantine), verp=verp, sent=sent)
+    outcomes: Counter[str] = Counter()
+    records: Counter[str] = Counter()
+    unwritten = 0
+    try:
+        for data in _messages([Path(p) for p in args.paths]):
+            handled = recorder.handle(data)
+            outcomes[handled.what] += 1
+            records[handled.what] += handled.records
+            unwritten += handled.unwritten
+    except OSError as exc:
+        raise MtaLoggingError(f"stopped after {sum(outcomes.values())} messages: "
+                              f"{exc.filename or ''}: {exc.strerror}") from None
+    finally:
+        if sent is not None:
+            sent.close()
+    print(f"ingest-bounce: {sum(outcomes.values())} messages: {outcomes[BOUNCE]} bounces "
+          f"({records[BOUNCE]} rb records), {outcomes[COMPLAINT]} complaints "
+          f"({records[COMPLAINT]} f records), {outcomes[NO_FAILURE]} without a failed "
+          f"recipient, {outcomes[QUARANTINED]} quarantined in {args.quarantine}"
+          + (f"; {unwritten} records could not be written" if unwritten else ""))
+    if unwritten:
+        return 2
+    return 1 if outcomes[QUARANTINED] else 0
+
+
+def _verp(args: argparse.Namespace) -> Verp | None:
+    if args.verp_domain is None and args.verp_secret_file is None:
+        return None
+    if args.verp_domain is None or args.verp_secret_file is None:
+        raise ConfigError("--verp-domain/--verp-secret-file",
+                          args.verp_domain or args.verp_secret_file,
+                          "expected both options, or neither")
+    return Verp(read_secret(args.verp_secret_file, "--verp-secret-file"), args.verp_domain,
+                args.verp_prefix)
+
+
+def _messages(paths: list[Path]) -> Iterator[bytes]:
+    """The bytes of every message under ``paths``, in order."""
+    for path in paths:
+        if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
+            maildir = mailbox.Maildir(path, factory=None, create=False)
+            for key in sorted(maildir.keys()):
+                yield maildir.get_bytes(key)
+        elif path.is_dir():
+            yield from _messages(sorted(p for p in path.iterdir() if not p.name.startswith(".")))
+        elif _is_mbox(path):
+            box = mailbox.mbox(path, create=False)
+            try:
+                for key in box.iterkeys():
+                    yield box.get_bytes(key, from_=False)
+            finally:
+                box.close()
+        else:
+            yield path.read_bytes()
+
+
+def _is_mbox(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return stream.read(5) == b"From "

@@ -1,0 +1,42 @@
+"""The quarantine: returned mail that parses as neither a bounce nor a complaint, kept.
+
+Each message is written byte for byte to ``<directory>/<time>-<random>.eml`` (a temporary
+name, ``fsync``, rename, ``fsync`` of the directory), so that once :meth:`Quarantine.keep`
+returns the message survives a crash; an operator reads it, and may feed it to
+``mta-logging ingest-bounce`` again. Nothing is ever dropped: a failure to write raises.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+from mta_logging.fsutil import fsync_directory, write_all
+
+
+class Quarantine:
+    """The quarantine directory (created, with its parents, on first use)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def keep(self, data: bytes) -> Path:
+        """Store ``data`` durably; return its path. Raises OSError when it cannot."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(6)}.eml"
+        temporary = self.directory / f".{name}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        path = self.directory / name
+        os.rename(temporary, path)
+        fsync_directory(self.directory)
+        return path
