@@ -6,6 +6,7 @@ raises :class:`~mta_logging.errors.ConfigError` naming the key, the value and wh
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -117,6 +118,7 @@ class RelaySettings:
     max_connections: int = 200
     max_connections_per_ip: int = 50
     metrics: tuple[str, int] | None = None
+    event_loop: str = "auto"
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -150,10 +152,11 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination", "metrics",
+    "max_per_destination", "metrics", "event_loop",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
@@ -227,6 +230,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                       data.get("max_connections_per_ip"),
                                       defaults.max_connections_per_ip),
         metrics=_metrics(data.get("metrics")),
+        event_loop=_event_loop(data.get("event_loop"), defaults.event_loop),
     )
 
 
@@ -289,6 +293,14 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...], default: str) -> str
     if value not in allowed:
         raise ConfigError(key, value, "expected one of " + ", ".join(allowed))
     return str(value)
+
+
+def _event_loop(value: Any, default: str) -> str:
+    name = _choice("event_loop", value, EVENT_LOOPS, default)
+    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError("event_loop", name, "uvloop is not installed (pip install "
+                          "'mta-logging[uvloop]'); expected auto or asyncio without it")
+    return name
 
 
 def _hostname(value: Any) -> str:
