@@ -60,9 +60,8 @@ def test_the_documented_config_file_loads_and_documents_every_key():
         assert f"\n{key}:" in text or f"\n# {key}:" in text, key
 
 
-def test_the_event_loop_is_auto_unless_named():
-    assert load_settings(None).event_loop == "auto"
-    assert load_settings({"event_loop": "asyncio"}).event_loop == "asyncio"
+def test_the_event_loop_is_asyncio_unless_uvloop_is_named():
+    assert load_settings(None).event_loop == "asyncio"
     assert load_settings({"event_loop": "uvloop"}).event_loop == "uvloop"
 
 
@@ -75,8 +74,8 @@ def test_uvloop_is_refused_when_it_is_not_installed(monkeypatch):
         load_settings({"event_loop": "uvloop"})
     assert str(caught.value) == (
         "relay settings: event_loop: 'uvloop' is not valid; uvloop is not installed (pip "
-        "install 'mta-logging[uvloop]'); expected auto or asyncio without it")
-    assert load_settings({"event_loop": "auto"}).event_loop == "auto"
+        "install 'mta-logging[uvloop]'); expected asyncio without it")
+    assert load_settings({"event_loop": "asyncio"}).event_loop == "asyncio"
 
 
 def test_routes_exact_parent_wildcard_and_mx():
@@ -131,7 +130,7 @@ def test_sizes_accept_units():
     ({"max_connections": 1.5}, "max_connections", "whole number"),
     ({"max_connections_per_ip": "ten"}, "max_connections_per_ip", "whole number"),
     ({"max_per_destination": 0}, "max_per_destination", "at least 1"),
-    ({"event_loop": "tokio"}, "event_loop", "expected one of auto, asyncio, uvloop"),
+    ({"event_loop": "tokio"}, "event_loop", "expected one of asyncio, uvloop"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:

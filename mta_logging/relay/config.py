@@ -118,7 +118,7 @@ class RelaySettings:
     max_connections: int = 200
     max_connections_per_ip: int = 50
     metrics: tuple[str, int] | None = None
-    event_loop: str = "auto"
+    event_loop: str = "asyncio"
 
     def route_for(self, domain: str) -> Route:
         """The route of ``domain``: exact match, then ``.parent`` suffixes, then ``*``, else MX."""
@@ -156,7 +156,7 @@ TOP_LEVEL_KEYS = (
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
@@ -299,7 +299,7 @@ def _event_loop(value: Any, default: str) -> str:
     name = _choice("event_loop", value, EVENT_LOOPS, default)
     if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
         raise ConfigError("event_loop", name, "uvloop is not installed (pip install "
-                          "'mta-logging[uvloop]'); expected auto or asyncio without it")
+                          "'mta-logging[uvloop]'); expected asyncio without it")
     return name
 
 

@@ -59,16 +59,14 @@ LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the s
 
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """How to make the relay's event loop for the ``event_loop`` setting: uvloop's for
-    ``uvloop``, and for ``auto`` when uvloop is installed; asyncio's own otherwise."""
-    if name != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if name == "uvloop":
-                raise ConfigError("event_loop", name, "uvloop is not installed") from None
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
+    ``uvloop`` (ConfigError when it is not installed), asyncio's own for ``asyncio``."""
+    if name != "uvloop":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError("event_loop", name, "uvloop is not installed") from None
+    return uvloop.new_event_loop
 
 
 def restart_settings(settings: RelaySettings) -> dict[str, object]:
