@@ -1,6 +1,7 @@
 """Messages per second through Postfix 3.7 and through ``mta-logging relay``, side by side.
 
     .venv/bin/python benchmarks/bench_postfix.py [--messages 3000] [--size 2000] [--rounds 3]
+        [--rcpts 1 5] [--event-loops asyncio uvloop]
 
 Run as root (Postfix's ``master`` starts as root). Everything runs on 127.0.0.1, everything
 lives under one temporary directory, and only Postfix's own C test programs make the load:
@@ -13,13 +14,14 @@ lives under one temporary directory, and only Postfix's own C test programs make
   ``alternate_config_directories`` of the default ``/etc/postfix/main.cf``: the line is added
   for the run and the file put back as it was afterwards. Stopped with ``postfix -c DIR stop``.
 * Ours: ``mta-logging relay`` with a route of ``*`` to its sink, accounting on (a received and
-  a delivered record per recipient), the spool fsync'd before 250, operator log at WARNING.
-* Two ``smtp-sink`` processes, one behind each relay, counting messages (``-c``).
+  a delivered record per recipient), the spool fsync'd before 250, operator log at WARNING;
+  one instance per ``--event-loops`` value (its ``event_loop`` setting).
+* An ``smtp-sink`` behind each relay, counting messages (``-c``).
 * The load: ``smtp-source -d -s 16`` (16 sessions, several messages each), ``--messages``
   messages of ``--size`` bytes, 1 and then 5 recipients per message.
 
-Both relays are up at once. In each round each relay gets the same load in turn (the order
-alternating from round to round); a relay's time runs from the start of ``smtp-source`` until
+All relays are up at once. In each round each relay gets the same load in turn (the order
+rotating from round to round); a relay's time runs from the start of ``smtp-source`` until
 its sink has counted the last message, and its CPU is the user + system time of its processes
 (``/proc/<pid>/stat``; for Postfix the ``master`` and every process under it, including the
 children it has reaped) over the same span. The load generators and sinks are not counted.
@@ -30,6 +32,7 @@ each other: a slow spell of this shared machine slows both).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -219,13 +222,6 @@ class Side:
         return messages / elapsed, cpu / messages
 
 
-def _ours(root: Path, sink: Sink, settings: str) -> tuple[Side, subprocess.Popen[bytes]]:
-    workdir = root / "relay"
-    workdir.mkdir()
-    process, port, _ = start_relay(workdir, sink.port, accounting=True, settings=settings)
-    return Side("mta-logging relay", port, sink, lambda: cpu_seconds(process.pid)), process
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000, help="per relay and round")
@@ -233,8 +229,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rcpts", type=int, nargs="+", default=[1, 5],
                         help="recipients per message, one table row each")
-    parser.add_argument("--relay-setting", action="append", default=[],
-                        help="a line added to our relay's config (repeatable)")
+    parser.add_argument("--event-loops", nargs="+", default=["asyncio"],
+                        choices=["asyncio", "uvloop"],
+                        help="our relay once with each (its event_loop setting)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_postfix.py runs Postfix's master, which must start as root")
@@ -243,61 +240,75 @@ def main() -> None:
     root.chmod(0o755)  # Postfix's daemons run as the postfix user
     sinks: list[Sink] = []
     postfix: Postfix | None = None
-    relay: subprocess.Popen[bytes] | None = None
+    relays: list[subprocess.Popen[bytes]] = []
     try:
-        sinks = [Sink(free_port()), Sink(free_port())]
+        sinks.append(Sink(free_port()))
         postfix = Postfix(root, sinks[0].port)
         postfix.start()
-        ours, relay = _ours(root, sinks[1], "".join(f"{line}\n" for line in args.relay_setting))
-        sides = [Side("Postfix 3.7", postfix.port, sinks[0], postfix.cpu_seconds), ours]
+        sides = [Side("Postfix 3.7", postfix.port, sinks[0], postfix.cpu_seconds)]
+        for loop in args.event_loops:
+            sinks.append(Sink(free_port()))
+            workdir = root / f"relay-{loop}"
+            workdir.mkdir()
+            process, port, _ = start_relay(workdir, sinks[-1].port, accounting=True,
+                                           settings=f"event_loop: {loop}\n")
+            relays.append(process)
+            sides.append(Side(f"ours ({loop})", port, sinks[-1],
+                              functools.partial(cpu_seconds, process.pid)))
         for side in sides:  # warm-up: processes started, connections open, caches filled
             side.run(SESSIONS * 10, args.size, 1)
         rows = [_measure(sides, args.messages, args.size, rcpts, args.rounds)
                 for rcpts in args.rcpts]
     finally:
-        if relay is not None:
-            relay.terminate()
-            relay.wait(30)
+        for process in relays:
+            process.terminate()
+            process.wait(30)
         if postfix is not None:
             postfix.stop()
         for sink in sinks:
             sink.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(f"Postfix vs mta-logging relay: {args.messages} messages of {args.size} bytes per relay "
-          f"and round, smtp-source -d -s {SESSIONS}, {args.rounds} rounds, both into smtp-sink")
+          f"and round, smtp-source -d -s {SESSIONS}, {args.rounds} rounds, each into its own "
+          "smtp-sink")
     print()
-    print("| recipients | Postfix msg/s | ours msg/s | ours / Postfix (median, range) | "
-          "Postfix CPU ms/msg | ours CPU ms/msg |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| recipients | relay | msg/s (median, range) | × Postfix (median of rounds, range) | "
+          "CPU ms/msg (median, range) |")
+    print("|---:|---|---:|---:|---:|")
     for rcpts, row in zip(args.rcpts, rows, strict=True):
-        print(row.line(rcpts))
+        for line in row.lines(rcpts):
+            print(line)
     print()
     for rcpts, row in zip(args.rcpts, rows, strict=True):
-        ratio = statistics.median(row.ratios)
-        print(f"- {rcpts} recipient(s): ours / Postfix = {ratio:.2f} (target ≥ 2.0): "
-              f"{'met' if ratio >= 2.0 else 'NOT met'}; reached in "
-              f"{sum(r >= 2.0 for r in row.ratios)} of {len(row.ratios)} rounds")
+        for name in list(row.rates)[1:]:
+            ratios = row.ratios(name)
+            ratio = statistics.median(ratios)
+            print(f"- {rcpts} recipient(s): {name} / Postfix = {ratio:.2f} (target ≥ 2.0): "
+                  f"{'met' if ratio >= 2.0 else 'NOT met'}; reached in "
+                  f"{sum(r >= 2.0 for r in ratios)} of {len(ratios)} rounds")
 
 
 @dataclass
 class Row:
-    """The rounds of one load: each side's rates and CPU per message."""
+    """The rounds of one load: each side's rates and CPU per message, Postfix first."""
 
     rates: dict[str, list[float]]
     cpu: dict[str, list[float]]
 
-    @property
-    def ratios(self) -> list[float]:
-        postfix, ours = self.rates.values()
-        return [o / p for p, o in zip(postfix, ours, strict=True)]
+    def ratios(self, name: str) -> list[float]:
+        """``name``'s rate over Postfix's, round by round."""
+        postfix = next(iter(self.rates.values()))
+        return [o / p for p, o in zip(postfix, self.rates[name], strict=True)]
 
-    def line(self, rcpts: int) -> str:
-        (postfix, ours), (postfix_cpu, ours_cpu) = self.rates.values(), self.cpu.values()
-        ratios = self.ratios
-        return (f"| {rcpts} | {_spread(postfix, '.0f')} | {_spread(ours, '.0f')} | "
+    def lines(self, rcpts: int) -> list[str]:
+        lines = []
+        for name, rates in self.rates.items():
+            ratios = self.ratios(name)
+            lines.append(
+                f"| {rcpts} | {name} | {_spread(rates, '.0f')} | "
                 f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) | "
-                f"{_spread([c * 1e3 for c in postfix_cpu], '.2f')} | "
-                f"{_spread([c * 1e3 for c in ours_cpu], '.2f')} |")
+                f"{_spread([c * 1e3 for c in self.cpu[name]], '.2f')} |")
+        return lines
 
 
 def _spread(values: list[float], spec: str) -> str:
@@ -307,10 +318,12 @@ def _spread(values: list[float], spec: str) -> str:
 
 
 def _measure(sides: list[Side], messages: int, size: int, rcpts: int, rounds: int) -> Row:
+    """``rounds`` rounds of the same load on every side, the order rotating from round to
+    round."""
     row = Row({side.name: [] for side in sides}, {side.name: [] for side in sides})
     for round_number in range(rounds):
-        order = sides if round_number % 2 == 0 else sides[::-1]
-        for side in order:
+        shift = round_number % len(sides)
+        for side in [*sides[shift:], *sides[:shift]]:
             rate, cpu = side.run(messages, size, rcpts)
             row.rates[side.name].append(rate)
             row.cpu[side.name].append(cpu)

@@ -203,7 +203,7 @@ def test_the_relay_runs_the_same_on_either_event_loop(tmp_path, event_loop):
 
     announced = next(line for line in running.log.read_text().splitlines()
                      if line.startswith(READY))
-    assert announced.endswith(f", event loop {event_loop})")
+    assert announced.endswith(f"accounting on, event loop {event_loop})")
     assert delivered_to == ["ok@a.test"]
     assert sorted((r["type"], r["rcpt"], r["jobId"]) for r in records(tmp_path)) == [
         ("b", "reject@a.test", job), ("d", "ok@a.test", job)]

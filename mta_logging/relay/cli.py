@@ -120,5 +120,5 @@ def _announce(relay: Relay) -> None:
     loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
         else "asyncio"
     print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
-          f"accounting {accounting}{metrics_text}, event loop {loop})", file=sys.stderr,
+          f"accounting {accounting}, event loop {loop}{metrics_text})", file=sys.stderr,
           flush=True)
