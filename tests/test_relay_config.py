@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import ipaddress
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from mta_logging.relay.config import (
     parse_host_port,
 )
 from mta_logging.relay.passwords import hash_password, verify_password
+from mta_logging.relay.server import event_loop_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +79,20 @@ def test_uvloop_is_refused_when_it_is_not_installed(monkeypatch):
         "relay settings: event_loop: 'uvloop' is not valid; uvloop is not installed (pip "
         "install 'mta-logging[uvloop]'); expected asyncio without it")
     assert load_settings({"event_loop": "asyncio"}).event_loop == "asyncio"
+
+
+def test_the_relay_runs_on_the_loop_named(monkeypatch):
+    uvloop = pytest.importorskip("uvloop")
+    for name, loop_class in (("asyncio", asyncio.AbstractEventLoop), ("uvloop", uvloop.Loop)):
+        loop = event_loop_factory(name)()
+        try:
+            assert isinstance(loop, loop_class)
+        finally:
+            loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as caught:
+        event_loop_factory("uvloop")
+    assert str(caught.value) == "event_loop: 'uvloop' is not valid; uvloop is not installed"
 
 
 def test_routes_exact_parent_wildcard_and_mx():
