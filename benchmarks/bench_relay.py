@@ -124,14 +124,17 @@ async def _send(port: int, messages: int, connections: int, first: int) -> None:
 
 # -- one measured run --------------------------------------------------------------------------
 
-def _start_relay(workdir: Path, sink_port: int, accounting: bool) -> tuple[subprocess.Popen[bytes],
-                                                                         int, Path]:
+def start_relay(workdir: Path, sink_port: int, accounting: bool, settings: str = ""
+                ) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``mta-logging relay`` in ``workdir`` routing everything to ``sink_port`` (``settings``:
+    more lines of its config); the process, its SMTP port and its log file."""
     config = workdir / "relay.yaml"
     accounting_line = "accounting: {path: ./accounting_files}" if accounting else \
         "accounting: false"
     config.write_text(
         "listen: 127.0.0.1:0\nhostname: relay.bench.test\nspool_dir: ./spool\n"
-        f'routes: {{"*": "127.0.0.1:{sink_port}"}}\n{accounting_line}\nlog_level: WARNING\n')
+        f'routes: {{"*": "127.0.0.1:{sink_port}"}}\n{accounting_line}\nlog_level: WARNING\n'
+        + settings)
     log = workdir / "relay.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as log_file:
@@ -163,19 +166,19 @@ def measure(accounting: bool, messages: int, connections: int, sink_port: int,
     """Messages/s, and the relay's CPU seconds per message."""
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         workdir = Path(tmp)
-        process, port, log = _start_relay(workdir, sink_port, accounting)
+        process, port, log = start_relay(workdir, sink_port, accounting)
         try:
             warmup = connections * 10
             start_count = counter.value
             asyncio.run(_send(port, warmup, connections, 0))
             _wait_count(counter, start_count + warmup, 60)
             start_count = counter.value
-            cpu_before = _cpu_seconds(process.pid)
+            cpu_before = cpu_seconds(process.pid)
             started = time.perf_counter()
             asyncio.run(_send(port, messages, connections, warmup))
             _wait_count(counter, start_count + messages, 300)
             elapsed = time.perf_counter() - started
-            cpu = _cpu_seconds(process.pid) - cpu_before
+            cpu = cpu_seconds(process.pid) - cpu_before
         finally:
             process.terminate()
             process.wait(30)
@@ -188,11 +191,16 @@ def measure(accounting: bool, messages: int, connections: int, sink_port: int,
         return messages / elapsed, cpu / messages
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time of a process so far (Linux /proc); ``children``: plus that of
+    its children it has waited for. 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0
+    ticks = sum(map(int, fields[11:15 if children else 13]))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

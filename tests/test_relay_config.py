@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import ipaddress
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from mta_logging.relay.config import (
     parse_host_port,
 )
 from mta_logging.relay.passwords import hash_password, verify_password
+from mta_logging.relay.server import event_loop_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +63,38 @@ def test_the_documented_config_file_loads_and_documents_every_key():
     text = path.read_text()
     for key in TOP_LEVEL_KEYS:
         assert f"\n{key}:" in text or f"\n# {key}:" in text, key
+
+
+def test_the_event_loop_is_asyncio_unless_uvloop_is_named():
+    assert load_settings(None).event_loop == "asyncio"
+    assert load_settings({"event_loop": "uvloop"}).event_loop == "uvloop"
+
+
+def test_uvloop_is_refused_when_it_is_not_installed(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "uvloop" else real_find_spec(name,
+                                                                                         *args))
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"event_loop": "uvloop"})
+    assert str(caught.value) == (
+        "relay settings: event_loop: 'uvloop' is not valid; uvloop is not installed (pip "
+        "install 'mta-logging[uvloop]'); expected asyncio without it")
+    assert load_settings({"event_loop": "asyncio"}).event_loop == "asyncio"
+
+
+def test_the_relay_runs_on_the_loop_named(monkeypatch):
+    uvloop = pytest.importorskip("uvloop")
+    for name, loop_class in (("asyncio", asyncio.AbstractEventLoop), ("uvloop", uvloop.Loop)):
+        loop = event_loop_factory(name)()
+        try:
+            assert isinstance(loop, loop_class)
+        finally:
+            loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as caught:
+        event_loop_factory("uvloop")
+    assert str(caught.value) == "event_loop: 'uvloop' is not valid; uvloop is not installed"
 
 
 def test_routes_exact_parent_wildcard_and_mx():
@@ -151,6 +187,7 @@ def test_sizes_accept_units():
     ({"bounces": {"domains": ["b.example"], "verp": {"secret_file": "/nonexistent/s"}}},
      "bounces.verp.secret_file", "cannot be read"),
     ({"bounces": {"domains": ["b.example"], "dsn": True}}, "bounces.dsn", "unknown setting"),
+    ({"event_loop": "tokio"}, "event_loop", "expected one of asyncio, uvloop"),
 ])
 def test_bad_values_name_key_value_and_rule(data, key, fragment):
     with pytest.raises(ConfigError) as caught:

@@ -194,6 +194,24 @@ def test_mixed_outcomes_each_recipient_recorded_exactly(tmp_path):
     assert [p.name for p in (tmp_path / "spool" / "queue").iterdir()] == [job1]
 
 
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_the_relay_runs_the_same_on_either_event_loop(tmp_path, event_loop):
+    with Sink() as sink, relay(tmp_path, base_config(sink.port, event_loop=event_loop)
+                               ) as running:
+        job = send(running.port, ["ok@a.test", "reject@a.test"])
+        wait_until(lambda: len(records(tmp_path)) == 2, what="two accounting records")
+        assert running.stop() == 0
+        delivered_to = sink.delivered()
+
+    announced = next(line for line in running.log.read_text().splitlines()
+                     if line.startswith(READY))
+    assert announced.endswith(f"accounting on, event loop {event_loop})")
+    assert delivered_to == ["ok@a.test"]
+    assert sorted((r["type"], r["rcpt"], r["jobId"]) for r in records(tmp_path)) == [
+        ("b", "reject@a.test", job), ("d", "ok@a.test", job)]
+    assert list((tmp_path / "spool" / "queue").iterdir()) == []
+
+
 def test_after_a_crash_queued_mail_is_delivered_once(tmp_path):
     with Sink() as sink:
         config = base_config(sink.port, retry={"intervals": [0.5], "max_queue_lifetime": 3600})

@@ -24,7 +24,7 @@ from mta_logging.relay.operator_log import FORMATS
 from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
 from mta_logging.relay.preflight import accounting_settings, check
-from mta_logging.relay.server import Relay, serve
+from mta_logging.relay.server import Relay, event_loop_factory, serve
 
 READY = "mta-logging relay: listening on"
 
@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         relay.reconfigure(new)
         logging.getLogger("mta_logging").setLevel(args.log_level or new.log_level)
 
-    asyncio.run(serve(relay, on_ready=_announce, reload=reload if args.config else None))
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(relay, on_ready=_announce, reload=reload if args.config else None))
     return 0
 
 
@@ -116,5 +117,8 @@ def _announce(relay: Relay) -> None:
     accounting = "on" if settings.accounting_enabled else "off"
     metrics = relay.metrics_server.address
     metrics_text = "" if metrics is None else f", metrics on {metrics[0]}:{metrics[1]}"
+    loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
+        else "asyncio"
     print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
-          f"accounting {accounting}{metrics_text})", file=sys.stderr, flush=True)
+          f"accounting {accounting}, event loop {loop}{metrics_text})", file=sys.stderr,
+          flush=True)

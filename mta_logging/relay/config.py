@@ -6,6 +6,7 @@ raises :class:`~mta_logging.errors.ConfigError` naming the key, the value and wh
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -193,6 +194,7 @@ class RelaySettings:
     dsn: DsnSettings = field(default_factory=DsnSettings)
     suppression: SuppressionSettings = SuppressionSettings()
     bounces: BounceSettings = BounceSettings()
+    event_loop: str = "asyncio"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -237,10 +239,11 @@ TOP_LEVEL_KEYS = (
     "max_recipients", "source_ip", "vmta", "spool_dir", "routes", "retry", "concurrency",
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
-    "max_per_destination", "metrics", "dsn", "suppression", "bounces",
+    "max_per_destination", "metrics", "dsn", "suppression", "bounces", "event_loop",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
@@ -317,6 +320,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         dsn=_dsn(data.get("dsn")),
         suppression=_suppression(data.get("suppression")),
         bounces=_bounces(data.get("bounces")),
+        event_loop=_event_loop(data.get("event_loop"), defaults.event_loop),
     )
 
 
@@ -495,6 +499,14 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...], default: str) -> str
     if value not in allowed:
         raise ConfigError(key, value, "expected one of " + ", ".join(allowed))
     return str(value)
+
+
+def _event_loop(value: Any, default: str) -> str:
+    name = _choice("event_loop", value, EVENT_LOOPS, default)
+    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError("event_loop", name, "uvloop is not installed (pip install "
+                          "'mta-logging[uvloop]'); expected asyncio without it")
+    return name
 
 
 def _hostname(value: Any, key: str = "hostname") -> str:

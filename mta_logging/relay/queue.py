@@ -350,10 +350,10 @@ class DeliveryQueue:
     async def _remove(self, message: QueuedMessage) -> bool:
         """Remove a finished message from the spool; False (reported) if that failed."""
         try:
-            if message.journaled:
-                await self._in_thread(self.spool.remove, message.queue_id)
-            else:
-                self.spool.remove(message.queue_id, journaled=False)
+            # in a thread even without a journal: an unlink waits for the file system's journal
+            # commit that the spool's fsyncs keep running, and would stall the event loop
+            await self._in_thread(self.spool.remove, message.queue_id,
+                                  message.journaled)
         except OSError as exc:
             self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}")
             return False

@@ -59,16 +59,28 @@ SPOOL_THREADS = 16
 LOCK_WAIT = 10.0  # seconds a start waits for a queue command to let go of the spool
 
 
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """How to make the relay's event loop for the ``event_loop`` setting: uvloop's for
+    ``uvloop`` (ConfigError when it is not installed), asyncio's own for ``asyncio``."""
+    if name != "uvloop":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError("event_loop", name, "uvloop is not installed") from None
+    return uvloop.new_event_loop
+
+
 def restart_settings(settings: RelaySettings) -> dict[str, object]:
     """The settings a reload cannot change (listeners, spool, workers, accounting on or off,
-    the suppression list on or off and its file), by config key, spelt as in the config
-    file."""
+    the suppression list on or off and its file, the event loop), by config key, spelt as in the
+    config file."""
     metrics = settings.metrics
     return {"listen": f"{settings.listen_host}:{settings.listen_port}",
             "listen_backlog": settings.listen_backlog, "spool_dir": str(settings.spool_dir),
             "concurrency": settings.concurrency,
             "metrics": None if metrics is None else f"{metrics[0]}:{metrics[1]}",
-            "accounting": settings.accounting_enabled,
+            "accounting": settings.accounting_enabled, "event_loop": settings.event_loop,
             "suppression": _suppression_file(settings)}
 
 

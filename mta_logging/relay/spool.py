@@ -209,11 +209,8 @@ class Spool:
         finally:
             os.close(fd)
 
-    def remove(self, queue_id: str, *, journaled: bool = True) -> None:
-        """Forget a finished message: the message first, then its journal (if it has one).
-
-        Without a journal this is a single ``unlink``, cheap enough for the event loop.
-        """
+    def remove(self, queue_id: str, journaled: bool = True) -> None:
+        """Forget a finished message: the message first, then its journal (if it has one)."""
         (self.queue_dir / queue_id).unlink(missing_ok=True)
         if journaled:
             (self.state_dir / queue_id).unlink(missing_ok=True)
