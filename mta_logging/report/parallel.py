@@ -131,7 +131,8 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
             seen.merge(share_seen)
             for issue in collected.issues:
                 reader.on_issue(issue)
-    total.add_all(reader.read_vanished(seen))  # files the writer moved while workers read
+    # files the writer moved while workers read
+    total.add_all(reader.read_vanished(seen, rows=True))
     stats.add(reader.stats)
     reader.stats = stats
     return total
@@ -144,5 +145,5 @@ def _summarize_share(settings: tuple[Any, ...], files: list[tuple[str, int | Non
     reader = worker_reader(settings, collected)
     seen = Seen(follow=False)
     summary = Summary(**summary_options).add_all(
-        reader.read(((Path(name), listed) for name, listed in files), seen))
+        reader.read(((Path(name), listed) for name, listed in files), seen, rows=True))
     return summary, reader.stats, collected, seen

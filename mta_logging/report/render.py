@@ -144,8 +144,8 @@ def to_table(report: dict[str, Any]) -> str:
     out.append("")
     out.append("Totals")
     rows = [[name, number(totals[name])] for name in ("delivered", "deferred", "bounced")]
-    if totals.get("received"):
-        rows.append(["received", number(totals["received"])])
+    rows += [[name, number(value)] for name, value in totals.items()  # received, ...
+             if name not in ("delivered", "deferred", "bounced", "unknown", "total")]
     if totals["unknown"]:
         rows.append(["unknown kind", number(totals["unknown"])])
     rows.append(["total", number(totals["total"])])
