@@ -55,7 +55,7 @@ _KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
 _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
-_BLOCK = 1 << 21  # bytes read (and searched by the pre-filter) at a time
+_BLOCK = 1 << 20  # bytes read (and searched by the pre-filter) at a time
 _SCHEMA_CACHE_SIZE = 64
 
 

@@ -412,13 +412,16 @@ class Summary:
     def _add_domains(self, types: Sequence[str | None], rcpts: list[str],
                      index_of: dict[str | None, int | None]) -> None:
         """Count the recipients' domains: by the text from each one's last ``@`` (its domain
-        depends on that alone), or by the whole address when one has a backslash (an escape
-        may stand for an ``@``)."""
-        if "\\" in "".join(rcpts):
+        depends on that alone; in lower case when all are ASCII), or by the whole address
+        when one has a backslash (an escape may stand for an ``@``)."""
+        written = "".join(rcpts)
+        if "\\" in written:
             keys: Iterable[str] = map(_unescaped, rcpts)
         else:
             keys = map(operator.getitem, rcpts, map(
                 slice, map(str.rfind, rcpts, itertools.repeat("@")), itertools.repeat(None)))
+            if written.isascii():  # lower case first, as the domain is (fewer keys)
+                keys = map(str.lower, keys)
         known = self._domains
 
         def domain(key: str) -> str:
