@@ -79,7 +79,8 @@ def in_order(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
 
 
 def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
-    """The reader's files in order, each once: (size, (path, inode when listed))."""
+    """The reader's files in order, each once: (size, (path, inode when listed)); the size of
+    a ``.gz`` is the size of its content (what the work grows with), as its trailer says."""
     sized: list[tuple[int, tuple[str, int | None]]] = []
     seen: set[tuple[int, int]] = set()
     for path, listed in found_files(reader.paths):
@@ -90,8 +91,22 @@ def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
             continue
         if (info.st_dev, info.st_ino) not in seen:
             seen.add((info.st_dev, info.st_ino))
-            sized.append((info.st_size, (str(path), listed)))
+            size = info.st_size
+            if path.name.endswith(".gz"):
+                size = max(size, unpacked_size(path))
+            sized.append((size, (str(path), listed)))
     return sized
+
+
+def unpacked_size(path: Path) -> int:
+    """The size of a gzip file's content as its last member's trailer says (modulo 2**32);
+    0 when that cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(-4, os.SEEK_END)
+            return int.from_bytes(stream.read(4), "little")
+    except OSError:
+        return 0
 
 
 def settings_of(reader: Reader) -> tuple[Any, ...]:
