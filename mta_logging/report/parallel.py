@@ -25,6 +25,7 @@ from mta_logging.report.summary import Summary
 
 MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
 MAX_ISSUES = 100  # issues a worker sends back in full; the rest are counted
+_MAX_DEFLATE_RATIO = 1032  # the most that deflate packs into one byte
 T = TypeVar("T")
 
 
@@ -92,8 +93,8 @@ def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
         if (info.st_dev, info.st_ino) not in seen:
             seen.add((info.st_dev, info.st_ino))
             size = info.st_size
-            if path.name.endswith(".gz"):
-                size = max(size, unpacked_size(path))
+            if path.name.endswith(".gz"):  # (a cut-short one's "trailer" is any 4 bytes)
+                size = min(max(size, unpacked_size(path)), size * _MAX_DEFLATE_RATIO)
             sized.append((size, (str(path), listed)))
     return sized
 
