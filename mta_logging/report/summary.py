@@ -232,9 +232,12 @@ class Histogram:
 class Summary:
     """Aggregates records into the numbers of ``mta-logging report``.
 
-    ``add`` takes one record; ``add_all`` a stream of them; ``merge`` adds another summary's
-    counts (one per worker process). ``report(top)`` gives the result as plain data (what
-    ``--json`` prints): every list section limited to ``top`` rows, except the time series.
+    ``add`` takes one record; ``add_rows`` the records of a :class:`Rows` (the same counts,
+    column by column); ``add_all`` a stream of either (:meth:`Reader.rows`); ``merge`` adds
+    another summary's counts (one per worker process). Kinds that are no outcome
+    (received, ...) are counted in ``other_kinds`` and reported by label under ``totals``.
+    ``report(top)`` gives the result as plain data (what ``--json`` prints): every list
+    section limited to ``top`` rows, except the time series.
     ``by`` names fields to count records by (any field, ``custom_X-Campaign`` too) and
     ``bucket`` (``15m``, ``1h``, ``1d``) the width of the time series' buckets.
     """
@@ -529,6 +532,11 @@ class Summary:
                 cache.clear()
             text = cache[message] = normalize_reason(message)
         return text
+
+    @property
+    def received(self) -> int:
+        """Received records (kind ``r``): counted, not outcomes."""
+        return self.other_kinds.get(Kind.RECEIVED, 0)
 
     @property
     def records(self) -> int:
