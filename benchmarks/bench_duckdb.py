@@ -15,10 +15,12 @@ and its workers):
 - sql: the same query by ``mta-logging sql`` over the export and by DuckDB over its copy.
 
 Every pair is checked to give the same numbers; the table says ``yes`` or what differed.
-"vs ours" is the other tool's wall time over ours (above 1: ours is faster). On a shared
-machine the CPU seconds are the steadier figures.
+Each command runs ``--runs`` times (default 3), the tools of a task taking turns; the table
+shows the median wall seconds and their spread (slowest − fastest), the median CPU seconds
+and the largest peak RSS. "vs ours" is the other tool's median wall time over ours (above 1:
+ours is faster). On a shared machine the CPU seconds are the steadier figures.
 
-    .venv/bin/python benchmarks/bench_duckdb.py [--records N] [--keep DIR]
+    .venv/bin/python benchmarks/bench_duckdb.py [--records N] [--runs N] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ import logging
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,6 +87,41 @@ class Timing:
     cpu: float
     peak_mb: float
     output: str
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """The runs of one command: median and spread of the wall seconds, median CPU seconds,
+    largest peak RSS, and what the first run printed."""
+
+    timings: tuple[Timing, ...]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(t.seconds for t in self.timings)
+
+    @property
+    def spread(self) -> float:
+        return max(t.seconds for t in self.timings) - min(t.seconds for t in self.timings)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(t.cpu for t in self.timings)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(t.peak_mb for t in self.timings)
+
+    @property
+    def output(self) -> str:
+        return self.timings[0].output
+
+
+def taking_turns(commands: list[Callable[[], Timing]], runs: int) -> list[Runs]:
+    """Each command run ``runs`` times, the commands one after the other in each round (so
+    that a busy spell of the machine falls on all of them alike)."""
+    rounds = [[command() for command in commands] for _ in range(runs)]
+    return [Runs(tuple(round_[index] for round_ in rounds)) for index in range(len(commands))]
 
 
 def generate(root: Path, count: int) -> str:
@@ -146,6 +185,7 @@ def duck(script: str, env: dict[str, str]) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each command (median)")
     parser.add_argument("--keep", metavar="DIR", help="write (or reuse) the files in DIR")
     args = parser.parse_args()
     env = {**os.environ, "TZ": ZONE, "PYTHONPATH": str(ROOT)}
@@ -165,18 +205,22 @@ def main() -> None:
     gzipped = sum(name.endswith(".gz") for name in files)
     ours = [sys.executable, "-m", "mta_logging.cli"]
     read = READ_CSV.format(root=root)
-    rows: list[tuple[str, str, Timing, str]] = []
 
-    report = timed([*ours, "report", "--json", str(root)], env)
-    duck_report = duck(UNESCAPE + DUCK_REPORT.format(read=read), env)
+    runs = args.runs
+    rows: list[tuple[str, str, Runs, str]] = []
+
+    report, duck_report = taking_turns([
+        lambda: timed([*ours, "report", "--json", str(root)], env),
+        lambda: duck(UNESCAPE + DUCK_REPORT.format(read=read), env)], runs)
     rows += [("report", "mta-logging report", report, agree_report(report, duck_report)),
              ("report", "DuckDB read_csv", duck_report, "")]
 
-    grep = timed([*ours, "grep", "--count", "--rcpt", rcpt, str(root)], env)
     local, _at, domain = rcpt.partition("@")
-    duck_grep = duck(UNESCAPE + f"SELECT count(*) FROM {read} WHERE split_part(rcpt, '@', 1) "
-                     f"= '{local}' AND lower(split_part(rcpt, '@', -1)) = '{domain}'", env)
-    zgrep = timed(["zgrep", "-ihF", rcpt, *files], env)
+    grep, duck_grep, zgrep = taking_turns([
+        lambda: timed([*ours, "grep", "--count", "--rcpt", rcpt, str(root)], env),
+        lambda: duck(UNESCAPE + f"SELECT count(*) FROM {read} WHERE split_part(rcpt, '@', 1) "
+                     f"= '{local}' AND lower(split_part(rcpt, '@', -1)) = '{domain}'", env),
+        lambda: timed(["zgrep", "-ihF", rcpt, *files], env)], runs)
     found = len(zgrep.output.splitlines())
     rows += [("grep one rcpt", "mta-logging grep --rcpt", grep,
               same(grep.output, duck_grep.output) + (f" ({grep.output.strip()} records)")),
@@ -185,12 +229,17 @@ def main() -> None:
               same(grep.output, str(found)) + f" ({found} lines)")]
 
     parquet = work / "export"
-    shutil.rmtree(parquet, ignore_errors=True)
-    export = timed([*ours, "export", "--parquet", str(parquet), str(root)], env)
     duck_copy = work / "duckdb.parquet"
-    duck_export = duck(UNESCAPE + f"COPY (SELECT unescape(COLUMNS(*)) FROM {read}) TO "
-                       f"'{duck_copy}' (FORMAT parquet);\nSELECT count(*) FROM '{duck_copy}'",
-                       env)
+
+    def export_anew() -> Timing:
+        shutil.rmtree(parquet, ignore_errors=True)
+        return timed([*ours, "export", "--parquet", str(parquet), str(root)], env)
+
+    export, duck_export = taking_turns([
+        export_anew,
+        lambda: duck(UNESCAPE + f"COPY (SELECT unescape(COLUMNS(*)) FROM {read}) TO "
+                     f"'{duck_copy}' (FORMAT parquet);\nSELECT count(*) FROM '{duck_copy}'",
+                     env)], runs)
     sql_count = timed([*ours, "sql", "SELECT count(*) FROM records", str(parquet)], env)
     rows += [("export parquet", "mta-logging export", export,
               same(sql_count.output.split()[-1], duck_export.output)),
@@ -198,14 +247,15 @@ def main() -> None:
 
     query = ("SELECT kind, count(*), count(DISTINCT domain) FROM records GROUP BY kind "
              "ORDER BY kind")
-    sql = timed([*ours, "sql", "--csv", query, str(parquet)], env)
-    duck_sql = duck(f"CREATE VIEW records AS SELECT type AS kind, "
-                    f"lower(split_part(rcpt, '@', -1)) AS domain FROM '{duck_copy}';\n"
-                    f"{query}", env)
     history = f"SELECT timeLogged, kind, dsnMsg FROM records WHERE rcpt ILIKE '{rcpt}'"
-    sql_rcpt = timed([*ours, "sql", "--csv", history, str(parquet)], env)
-    duck_rcpt = duck(f"CREATE VIEW records AS SELECT *, type AS kind FROM '{duck_copy}';\n"
-                     f"{history}", env)
+    sql, duck_sql, sql_rcpt, duck_rcpt = taking_turns([
+        lambda: timed([*ours, "sql", "--csv", query, str(parquet)], env),
+        lambda: duck(f"CREATE VIEW records AS SELECT type AS kind, "
+                     f"lower(split_part(rcpt, '@', -1)) AS domain FROM '{duck_copy}';\n"
+                     f"{query}", env),
+        lambda: timed([*ours, "sql", "--csv", history, str(parquet)], env),
+        lambda: duck(f"CREATE VIEW records AS SELECT *, type AS kind FROM '{duck_copy}';\n"
+                     f"{history}", env)], runs)
     ours_sql = "\n".join(line.replace(",", "\t") for line in sql.output.splitlines()[1:])
     rows += [("sql group by", "mta-logging sql (Parquet)", sql, same(ours_sql,
                                                                      duck_sql.output)),
@@ -217,14 +267,15 @@ def main() -> None:
 
     print(f"{args.records:,} records in {len(files)} files ({gzipped} gzipped), "
           f"{sum(Path(f).stat().st_size for f in files) / 1e6:,.0f} MB on disk; "
-          f"{os.cpu_count()} CPUs; each command in a fresh process\n")
-    print(f"{'task':<15} {'tool':<27} {'seconds':>8} {'CPU s':>6} {'peak RSS':>9} "
-          f"{'vs ours':>8}  agree")
+          f"{os.cpu_count()} CPUs; each command in a fresh process, {runs} runs each "
+          "(median, spread = slowest - fastest)\n")
+    print(f"{'task':<15} {'tool':<27} {'seconds':>8} {'spread':>7} {'CPU s':>6} "
+          f"{'peak RSS':>9} {'vs ours':>8}  agree")
     for task, tool, timing, agreement in rows:
         first = next(t for k, _tool, t, _a in rows if k == task)
         ratio = f"{timing.seconds / first.seconds:.2f}x" if timing is not first else ""
-        print(f"{task:<15} {tool:<27} {timing.seconds:8.2f} {timing.cpu:6.2f} "
-              f"{timing.peak_mb:6.0f} MB {ratio:>8}  {agreement}")
+        print(f"{task:<15} {tool:<27} {timing.seconds:8.2f} {timing.spread:7.2f} "
+              f"{timing.cpu:6.2f} {timing.peak_mb:6.0f} MB {ratio:>8}  {agreement}")
     if not args.keep:
         shutil.rmtree(work)
 
@@ -236,7 +287,7 @@ def same(ours: str, theirs: str) -> str:
     return f"NO: {ours.strip()!r} vs {theirs.strip()!r}"
 
 
-def agree_report(report: Timing, duck_report: Timing) -> str:
+def agree_report(report: Runs, duck_report: Runs) -> str:
     """Compare the numbers both computed: totals, top domains, hours, queue delays."""
     ours: dict[str, Any] = json.loads(report.output)
     theirs: dict[str, Any] = json.loads(duck_report.output)

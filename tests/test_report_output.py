@@ -7,6 +7,7 @@ the text ``\\xNN`` in every format, never as a crash or as bytes a parser refuse
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from test_report import build_dataset
 
 from mta_logging.cli import main
 from mta_logging.report import Reader
-from mta_logging.report.parallel import shares, summarize
+from mta_logging.report.parallel import shares, sized_files, summarize
 from mta_logging.report.summary import Summary
 
 HEADER = b"type\ttimeLogged\ttimeQueued\trcpt\tvmta\tdsnStatus\tdsnMsg\tcustom_X-Campaign\n"
@@ -152,8 +153,21 @@ def test_shares_hold_each_file_once_balanced_by_size(acct: Path) -> None:
     files = [str(path) for path in reader.files()]
     groups = shares(reader, 2)
     assert sorted(name for group in groups for name, _inode in group) == sorted(files)
-    sizes = [sum(Path(name).stat().st_size for name, _inode in group) for group in groups]
-    assert abs(sizes[0] - sizes[1]) <= max(Path(name).stat().st_size for name in files)
+    size_of = {name: size for size, (name, _inode) in sized_files(reader)}
+    sizes = [sum(size_of[name] for name, _inode in group) for group in groups]
+    assert abs(sizes[0] - sizes[1]) <= max(size_of.values())
+
+
+def test_a_gz_weighs_as_its_content_when_files_are_shared(tmp_path: Path) -> None:
+    content = HEADER + b"d\t2026-11-26 06:00:00\t\tbob@example.com\t\t2.0.0\tok\t\n" * 500
+    (tmp_path / "d.2026-11-26-060000.tsv.gz").write_bytes(gzip.compress(content))
+    (tmp_path / "d.2026-11-26-070000.tsv").write_bytes(content[:1000])
+    assert sorted(size for size, _file in sized_files(Reader([tmp_path]))) == [1000,
+                                                                               len(content)]
+    cut = tmp_path / "d.2026-11-26-060000.tsv.gz"
+    cut.write_bytes(gzip.compress(content)[:-8] + b"\xff" * 8)  # no trailer: a bounded guess
+    assert max(size for size, _file in sized_files(Reader([tmp_path]))) <= 1032 * cut.stat(
+    ).st_size
 
 
 def test_summarize_in_workers_raises_when_strict(acct: Path) -> None:

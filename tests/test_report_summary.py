@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mta_logging.formatters import join_values
-from mta_logging.report import Reader
+from mta_logging.formatters import join_values, unescape
+from mta_logging.report import Issue, Reader
+from mta_logging.report import reader as reader_module
 from mta_logging.report.html import hours_chart, time_buckets, to_html
 from mta_logging.report.options import Progress
 from mta_logging.report.render import duration, to_csv, to_table
-from mta_logging.report.summary import Histogram, KeyedCounts, Summary, normalize_reason
+from mta_logging.report.summary import (
+    Histogram,
+    KeyedCounts,
+    Summary,
+    normalize_reason,
+    without_recipients,
+)
 
 FIELDS = ["type", "timeLogged", "timeQueued", "rcpt", "vmta", "srcIp", "dsnStatus", "dsnMsg",
           "bounceCat"]
@@ -202,3 +213,112 @@ def test_progress_bar_draws_on_one_line() -> None:
     text = out.getvalue()
     assert "\r[###############...............]  50.0%" in text
     assert "100.0%" in text and "\n" not in text and text.endswith("\r")
+
+
+# -- the report from Rows (values as written) is the report from Records --------------------
+
+RAW_FIELDS = ["type", "timeLogged", "timeQueued", "rcpt", "srcIp", "vmta", "jobId", "dsnStatus",
+              "dsnMsg", "bounceCat"]
+RCPT_HERE = "{rcpt}"  # in a generated dsnMsg: the record's own recipient, as written
+
+
+def _raw(*fragments: str) -> st.SearchStrategy[str]:
+    """Text as a file holds it: fragments joined, escapes included (never a tab or line end)."""
+    return st.lists(st.sampled_from(fragments), max_size=4).map("".join)
+
+
+RAW_VALUES = {
+    "type": st.sampled_from(["d", "df", "b", "r", "delivered", "bounce", "x", "", "\\u0064",
+                             "d\\\\"]),
+    "timeLogged": st.sampled_from([
+        "2026-10-25 02:30:00", "2026-10-25 02:59:60", "2026-10-25 03:15:07", "2026-10-26 23:59:59",
+        "2026-10-25 02:30:61", "2026-10-25 2:30:00", "2026-10-25 02:30:0x", "2026-10-25\\t02:30:00",
+        "2026-10-25 02:30:00+01:00", "2026-13-25 02:30:00", "soon", ""]),
+    "timeQueued": st.sampled_from(["2026-10-25 02:00:00", "2026-10-25 01:59:59", "", "never",
+                                   "2026-10-25 02:00:00+02:00", "2026-10-25\\t02:00:00"]),
+    "rcpt": _raw("bob", "Al.ice", "@", "Example.COM", "example.com", ".", ">", "<", "1",
+                 "\\u0040", "\\t", "\\\\", "\\", " ", "a:b", "_"),
+    "srcIp": st.sampled_from(["192.0.2.1", "", "\\\\x", "(other)"]),
+    "vmta": st.sampled_from(["pool-1", "pool-2", "", "(unknown)", "p\\tq", "p\\\\q", "\\x41"]),
+    "jobId": st.sampled_from(["j1", "j2", "", "j\\n"]),
+    "dsnStatus": st.sampled_from(["5.1.1", "4.2.2", "", "5.1.1\\t", "2.0.0"]),
+    "dsnMsg": _raw("550", "250", " ", "5.1.1", "-", "<", ">", ":", RCPT_HERE, RCPT_HERE,
+                   "\\", "\\t", "\\\\", "\\n", "user", "unknown", "id=42", "1.2.3.4",
+                   "http://x", "caf\\xe9"),
+    "bounceCat": st.sampled_from(["bad-mailbox", "", "spam\\\\", "(other)"]),
+}
+
+
+@st.composite
+def raw_files(draw: st.DrawFn) -> tuple[str, list[str], list[str]]:
+    """A file name (its kind for records without a type), a header and lines as written:
+    records, and now and then a blank line or one with a wrong number of values."""
+    names = draw(st.lists(st.sampled_from(RAW_FIELDS), min_size=1, unique=True))
+    lines = []
+    for _ in range(draw(st.integers(0, 30))):
+        shape = draw(st.sampled_from(["record"] * 8 + ["blank", "short", "long"]))
+        if shape == "blank":
+            lines.append("")
+            continue
+        values = {name: draw(RAW_VALUES[name]) for name in names}
+        if "dsnMsg" in values:
+            values["dsnMsg"] = values["dsnMsg"].replace(RCPT_HERE, values.get("rcpt", "x@y"))
+        row = [values[name] for name in names]
+        if shape == "short":
+            row = row[:-1]
+        elif shape == "long":
+            row.append("extra")
+        lines.append("\t".join(row))
+    file_name = draw(st.sampled_from(["d.1.tsv", "df.1.tsv", "b.1.tsv", "x.tsv"]))
+    return file_name, names, lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(files=st.lists(raw_files(), min_size=1, max_size=3),
+       block=st.sampled_from([16, 300, 1 << 21]),
+       bucket=st.sampled_from(["15m", "1h", "1d"]), max_keys=st.sampled_from([2, 5, 100_000]),
+       compressed=st.booleans(), line_end=st.sampled_from(["\n", "\r\n"]),
+       last_line_end=st.booleans())
+def test_rows_give_the_report_that_records_give(
+        tmp_path_factory: pytest.TempPathFactory, files: list[tuple[str, list[str], list[str]]],
+        block: int, bucket: str, max_keys: int, compressed: bool, line_end: str,
+        last_line_end: bool) -> None:
+    directory = tmp_path_factory.mktemp("rows")
+    for number, (file_name, names, lines) in enumerate(files):
+        text = line_end.join(["\t".join(names), *lines]) + (line_end if last_line_end else "")
+        data = text.encode("utf-8", "surrogateescape")
+        target = directory / str(number) / file_name
+        target.parent.mkdir()
+        if compressed:
+            target.with_name(file_name + ".gz").write_bytes(gzip.compress(data))
+        else:
+            target.write_bytes(data)
+    results = []
+    for rows in (False, True):
+        issues: list[Issue] = []
+        reader = Reader([directory], on_issue=issues.append)
+        summary = Summary(max_keys, by=["jobId", "custom_X-None"], bucket=bucket)
+        with mock.patch.object(reader_module, "_BLOCK", block):
+            summary.add_all(reader.rows() if rows else reader)
+        results.append((json.dumps(summary.report(100, reader.stats)), issues))
+    assert results[1] == results[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_taking_out_each_recipient_leaves_every_reason_as_it_was(data: st.DataObject) -> None:
+    rcpts = data.draw(st.lists(RAW_VALUES["rcpt"], min_size=1, max_size=5))
+    messages = [data.draw(RAW_VALUES["dsnMsg"]).replace(RCPT_HERE, rcpt) for rcpt in rcpts]
+    shaped = without_recipients(messages, rcpts)
+    assert [normalize_reason(unescape(text)) for text in shaped] == [
+        normalize_reason(unescape(text)) for text in messages]
+
+
+def test_replies_that_quote_their_recipient_are_normalised_once_per_reason() -> None:
+    rcpts = ["bob@example.com", "Al.ice@Example.COM", "carol_1@mx.example.org"]
+    messages = [f"550 5.1.1 <{rcpt}>: user unknown" for rcpt in rcpts]
+    assert without_recipients(messages, rcpts) == ["550 5.1.1 <a@a>: user unknown"] * 3
+    assert without_recipients(["452 \\bob@example.com full"], ["bob@example.com"]) == [
+        "452 \\bob@example.com full"]  # \b: an escape would take the address's first letter
+    assert without_recipients(["550 <bob@example.com.>"], ["bob@example.com."]) == [
+        "550 <bob@example.com.>"]  # a dot last: not replaced (it is punctuation by the word)

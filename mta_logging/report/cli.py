@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             if jobs > 1:
                 summary = parallel.summarize(reader, jobs, by=by, bucket=args.bucket)
             else:
-                summary = Summary(by=by, bucket=args.bucket).add_all(reader)
+                summary = Summary(by=by, bucket=args.bucket).add_all(reader.rows())
         finally:
             finish(reader, warnings)
         report = summary.report(args.top, reader.stats)

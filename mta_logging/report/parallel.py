@@ -25,6 +25,7 @@ from mta_logging.report.summary import Summary
 
 MIN_BYTES_PER_JOB = 16_000_000  # below this much input per worker, one process is faster
 MAX_ISSUES = 100  # issues a worker sends back in full; the rest are counted
+_MAX_DEFLATE_RATIO = 1032  # the most that deflate packs into one byte
 T = TypeVar("T")
 
 
@@ -79,7 +80,8 @@ def in_order(sized: list[tuple[int, T]], jobs: int) -> list[list[T]]:
 
 
 def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
-    """The reader's files in order, each once: (size, (path, inode when listed))."""
+    """The reader's files in order, each once: (size, (path, inode when listed)); the size of
+    a ``.gz`` is the size of its content (what the work grows with), as its trailer says."""
     sized: list[tuple[int, tuple[str, int | None]]] = []
     seen: set[tuple[int, int]] = set()
     for path, listed in found_files(reader.paths):
@@ -90,8 +92,22 @@ def sized_files(reader: Reader) -> list[tuple[int, tuple[str, int | None]]]:
             continue
         if (info.st_dev, info.st_ino) not in seen:
             seen.add((info.st_dev, info.st_ino))
-            sized.append((info.st_size, (str(path), listed)))
+            size = info.st_size
+            if path.name.endswith(".gz"):  # (a cut-short one's "trailer" is any 4 bytes)
+                size = min(max(size, unpacked_size(path)), size * _MAX_DEFLATE_RATIO)
+            sized.append((size, (str(path), listed)))
     return sized
+
+
+def unpacked_size(path: Path) -> int:
+    """The size of a gzip file's content as its last member's trailer says (modulo 2**32);
+    0 when that cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(-4, os.SEEK_END)
+            return int.from_bytes(stream.read(4), "little")
+    except OSError:
+        return 0
 
 
 def settings_of(reader: Reader) -> tuple[Any, ...]:
@@ -131,7 +147,8 @@ def summarize(reader: Reader, jobs: int, **summary_options: Any) -> Summary:
             seen.merge(share_seen)
             for issue in collected.issues:
                 reader.on_issue(issue)
-    total.add_all(reader.read_vanished(seen))  # files the writer moved while workers read
+    # files the writer moved while workers read
+    total.add_all(reader.read_vanished(seen, rows=True))
     stats.add(reader.stats)
     reader.stats = stats
     return total
@@ -144,5 +161,5 @@ def _summarize_share(settings: tuple[Any, ...], files: list[tuple[str, int | Non
     reader = worker_reader(settings, collected)
     seen = Seen(follow=False)
     summary = Summary(**summary_options).add_all(
-        reader.read(((Path(name), listed) for name, listed in files), seen))
+        reader.read(((Path(name), listed) for name, listed in files), seen, rows=True))
     return summary, reader.stats, collected, seen

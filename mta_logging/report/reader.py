@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, cast, overload
 
 from mta_logging.address import domain_of
 from mta_logging.archive import visible_name
@@ -55,7 +55,7 @@ _KNOWN_NAMES = frozenset(FIELD_NAMES) | frozenset(LEGACY_FIELD_NAMES)
 _FIELD_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 8192  # lines between two progress callbacks
-_BLOCK = 1 << 20  # bytes the pre-filter searches at a time
+_BLOCK = 1 << 20  # bytes read (and searched by the pre-filter) at a time
 _SCHEMA_CACHE_SIZE = 64
 
 
@@ -174,6 +174,29 @@ class Record:
             return None
         queued = self.schema.times.seconds(self.get("timeQueued"))
         return None if queued is None else self.logged - queued
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Consecutive records of one tab-separated file, as written: what :meth:`Reader.rows`
+    gives consumers that count (the report) instead of a :class:`Record` per line.
+
+    ``values`` holds the records' values one record after the other (field ``j`` of record
+    ``i`` at ``i * len(schema.names) + j``; :meth:`column` gives one field's), as the file has
+    them: the writer's escaping *not* undone (a value holding a backslash is passed through
+    :func:`~mta_logging.formatters.unescape` by whoever uses it), the empty text for unknown.
+    ``logged`` holds each record's timeLogged as ``wall_seconds`` (None when unknown), ``kind``
+    the kind of records whose ``type`` names none (the file's, from its name or directory).
+    """
+
+    schema: Schema
+    kind: Kind | None
+    values: list[str]
+    logged: list[int | None]
+
+    def column(self, position: int) -> list[str]:
+        """The values of field ``position`` (see ``schema.index``), one per record."""
+        return self.values[position::len(self.schema.names)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,11 +484,27 @@ class Reader:
     def __iter__(self) -> Iterator[Record]:
         return self.read(found_files(self.paths))
 
+    def rows(self) -> Iterator[Record | Rows]:
+        """The records of iterating, in the same order, for a consumer that counts: tab-separated
+        files are given as :class:`Rows` (values as written, split but neither unescaped nor
+        made into a Record each), other input as Records. Only without filters and without a
+        placeholder (else every record is a Record); ``stats`` counts the same as iterating."""
+        return self.read(found_files(self.paths), rows=True)
+
+    @overload
     def read(self, files: Iterable[Path | tuple[Path, int | None]],
-             seen: Seen | None = None) -> Iterator[Record]:
+             seen: Seen | None = None, *, rows: Literal[False] = False) -> Iterator[Record]: ...
+
+    @overload
+    def read(self, files: Iterable[Path | tuple[Path, int | None]],
+             seen: Seen | None = None, *, rows: bool) -> Iterator[Record | Rows]: ...
+
+    def read(self, files: Iterable[Path | tuple[Path, int | None]],
+             seen: Seen | None = None, *, rows: bool = False) -> Iterator[Record | Rows]:
         """The matching records of ``files``: those of :meth:`files`, or a share of them (what
         one worker process reads), each a path or a ``(path, inode)`` of
-        :func:`found_files`. ``stats`` starts again from zero.
+        :func:`found_files`; with ``rows``, as :meth:`rows` gives them. ``stats`` starts
+        again from zero.
 
         Each file is read once even when the writer moves it meanwhile: a file is known by
         device and inode (an archived file is briefly under two names) and by
@@ -475,7 +514,8 @@ class Reader:
         noted in ``seen.vanished``, for :meth:`read_vanished`.
         """
         self.stats = ReadStats()
-        yield from self._read_files(files, Seen() if seen is None else seen)
+        yield from self._read_files(files, Seen() if seen is None else seen,
+                                    rows and self._rows_possible)
 
     def in_time_order(self) -> Iterator[Record]:
         """The records of iterating, in timeLogged order (unknown times first).
@@ -492,26 +532,45 @@ class Reader:
         return heapq.merge(*(self._read_files(items, seen) for items in by_kind.values()),
                            key=_time_logged)
 
+    @property
+    def _rows_possible(self) -> bool:
+        """Whether :class:`Rows` can stand for records: no filter looks at each one, no
+        placeholder is to be read as unknown."""
+        return not self.filters.active and self.placeholder is None
+
     def _read_files(self, files: Iterable[Path | tuple[Path, int | None]], seen: Seen,
-                    ) -> Iterator[Record]:
+                    rows: bool = False) -> Iterator[Any]:
         for item in files:
             path, inode = item if isinstance(item, tuple) else (item, None)
-            yield from self._matching(self._read_file(path, seen, listed=inode))
+            yield from self._matching(self._read_file(path, seen, listed=inode, rows=rows))
 
-    def read_vanished(self, seen: Seen) -> Iterator[Record]:
+    @overload
+    def read_vanished(self, seen: Seen, *, rows: Literal[False] = False
+                      ) -> Iterator[Record]: ...
+
+    @overload
+    def read_vanished(self, seen: Seen, *, rows: bool) -> Iterator[Record | Rows]: ...
+
+    def read_vanished(self, seen: Seen, *, rows: bool = False) -> Iterator[Record | Rows]:
         """The matching records of the files noted in ``seen.vanished`` (by passes that did
-        not follow them, in worker processes), read where they went, once. ``stats`` starts
-        again from zero."""
+        not follow them, in worker processes), read where they went, once (with ``rows``, as
+        :meth:`rows` gives them). ``stats`` starts again from zero."""
         self.stats = ReadStats()
         seen.follow = True
+        rows = rows and self._rows_possible
         for path in seen.vanished:
-            yield from self._matching(self._read_moved(path, seen, 1))
+            yield from self._matching(self._read_moved(path, seen, 1, rows))
 
-    def _matching(self, records: Iterator[Record]) -> Iterator[Record]:
-        matches = self.filters.matches if self.filters.active else None
+    def _matching(self, records: Iterator[Record | Rows]) -> Iterator[Any]:
         stats = self.stats
-        for record in records:
-            if matches is None or matches(record):
+        if not self.filters.active:
+            for record in records:
+                stats.matched += len(record.logged) if type(record) is Rows else 1
+                yield record
+            return
+        matches = self.filters.matches
+        for record in cast(Iterator[Record], records):  # no Rows when filters are set
+            if matches(record):
                 stats.matched += 1
                 yield record
 
@@ -553,14 +612,14 @@ class Reader:
         self.on_issue(found)
 
     def _read_file(self, path: Path, seen: Seen, moves: int = 0,
-                   listed: int | None = None) -> Iterator[Record]:
+                   listed: int | None = None, rows: bool = False) -> Iterator[Record | Rows]:
         try:
             raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             if path in self.paths:
                 self.issue(path, 0, "no such file")
             else:  # archived or compressed while we looked: read it there
-                yield from self._moved(path, seen, moves)
+                yield from self._moved(path, seen, moves, rows)
             return
         except OSError as exc:
             self.issue(path, 0, f"cannot open: {exc.strerror or exc}")
@@ -569,7 +628,7 @@ class Reader:
             info = os.fstat(raw.fileno())
             if listed is not None and info.st_ino != listed:
                 raw.close()  # the file listed moved, and another one took its name
-                yield from self._moved(path, seen, moves)
+                yield from self._moved(path, seen, moves, rows)
                 return
             inode = (info.st_dev, info.st_ino)
             if inode in seen.inodes:
@@ -584,7 +643,7 @@ class Reader:
             done_before = self.stats.bytes_done
             try:
                 with _binary_stream(raw) as binary:
-                    yield from self._read_stream(path, binary, raw, done_before)
+                    yield from self._read_stream(path, binary, raw, done_before, rows)
                 if again is not None:
                     with open(again, "rb", closefd=False) as reopened:
                         identity = file_identity(reopened, path)
@@ -597,15 +656,17 @@ class Reader:
         if self.on_progress is not None:
             self.on_progress(self.stats.bytes_done)
 
-    def _moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
+    def _moved(self, path: Path, seen: Seen, moves: int, rows: bool
+               ) -> Iterator[Record | Rows]:
         if not seen.follow:
             seen.vanished.append(path)
         elif moves < _MAX_MOVES:
-            yield from self._read_moved(path, seen, moves + 1)
+            yield from self._read_moved(path, seen, moves + 1, rows)
         else:
             log.debug("%s: gone before it was read", path)
 
-    def _read_moved(self, path: Path, seen: Seen, moves: int) -> Iterator[Record]:
+    def _read_moved(self, path: Path, seen: Seen, moves: int, rows: bool = False
+                    ) -> Iterator[Record | Rows]:
         """The records of a file that left ``path`` (archived, compressed, or a spare given its
         name): every file not read yet beside it or one directory below (the archive); each
         file is still read once, known by inode and identity."""
@@ -614,10 +675,10 @@ class Reader:
         for directory in directories:
             for entry in _listing(directory):
                 if entry.is_file():
-                    yield from self._read_file(Path(entry.path), seen, moves)
+                    yield from self._read_file(Path(entry.path), seen, moves, rows=rows)
 
     def _read_stream(self, path: Path, binary: IO[bytes], raw: IO[bytes],
-                     done_before: int) -> Iterator[Record]:
+                     done_before: int, rows: bool) -> Iterator[Record | Rows]:
         number = 1
         try:
             first = binary.readline().decode("utf-8", "surrogateescape")
@@ -632,6 +693,13 @@ class Reader:
             file_kind = kind_from_path(path)
             name = str(path)
             times = self._times
+            if rows and layout.separator == "\t" and not layout.legacy:
+                batches = self._row_batches(name, binary, layout, file_kind)
+                for number, batch in batches:  # noqa: B007 (the damage's line, if one comes)
+                    if on_progress := self.on_progress:
+                        on_progress(done_before + raw.tell())
+                    yield batch
+                return
             needles = self._needles
             lines: Iterable[tuple[int, str]]
             if needles:
@@ -675,6 +743,80 @@ class Reader:
         except OSError as exc:
             self.stats.damaged_files += 1
             self.issue(path, number + 1, f"read error ({exc}); the rest of the file is skipped")
+
+    def _row_batches(self, name: str, binary: IO[bytes], layout: Layout,
+                     file_kind: Kind | None) -> Iterator[tuple[int, Rows]]:
+        """The records of a tab-separated file after its header, as :class:`Rows` of a block
+        of lines each, with the number of the last line read. A line that :meth:`Reader.read`
+        would not make a record of (a blank line, a wrong number of values) is left out and
+        counted or reported as there."""
+        schema = Schema(layout.fields, self.unknown, self._times)
+        count = len(layout.fields)
+        position = schema.index.get("timeLogged")
+        parse = self._separated_parser(name, layout)
+        stats = self.stats
+        time_ok = True
+        number = 1  # of the last line read
+        for block in _line_blocks(binary):
+            text = block.decode("utf-8", "surrogateescape")
+            if "\r\n" in text:  # a CRLF line end is a line end, as split_line takes it
+                text = text.replace("\r\n", "\n")
+            if text.endswith("\n"):
+                text = text[:-1]
+            lines = text.split("\n")
+            stats.lines += len(lines)
+            first = number + 1
+            number += len(lines)
+            logged: list[int | None]
+            if set(map(str.count, lines, itertools.repeat("\t"))) != {count - 1}:
+                values, logged, time_ok = self._whole_lines(name, lines, first, parse,
+                                                            position, time_ok)
+            else:  # every line has its fields: one split for the block
+                values = text.replace("\n", "\t").split("\t")
+                if position is None:
+                    logged = [None] * len(lines)
+                else:
+                    times = values[position::count]
+                    logged = written_seconds(self._times, times)
+                    if time_ok and None in logged:
+                        time_ok = self._check_times(name, times, logged, first)
+            stats.records += len(logged)
+            yield number, Rows(schema, file_kind, values, logged)
+
+    def _whole_lines(self, name: str, lines: list[str], first: int, parse: Parser,
+                     position: int | None, time_ok: bool
+                     ) -> tuple[list[str], list[int | None], bool]:
+        """The values (one record after the other) and times of the lines of a block that
+        :meth:`read` makes records of, line by line, with their issues in line order (a
+        line that is none goes through its parser, which counts a blank line apart and
+        reports a wrong number of values); and whether the times are still all right."""
+        values: list[str] = []
+        logged: list[int | None] = []
+        for number, line in enumerate(lines, start=first):
+            if parse(number, line) is None:
+                continue
+            row = line.split("\t")
+            values += row
+            if position is None:
+                logged.append(None)
+                continue
+            (seconds,) = written_seconds(self._times, [row[position]])
+            logged.append(seconds)
+            if time_ok and seconds is None:
+                time_ok = self._check_times(name, [row[position]], [seconds], number)
+        return values, logged, time_ok
+
+    def _check_times(self, name: str, times: list[str], logged: list[int | None],
+                     first: int) -> bool:
+        """Report the first timeLogged of lines ``first``... that is not in the time format
+        (once per file, as :meth:`read` does); False once reported."""
+        for number, (text, seconds) in enumerate(zip(times, logged, strict=True), start=first):
+            if seconds is None and text:
+                self.issue(name, number, f"timeLogged {unescape(text)!r} does not match the "
+                           f"time format {self.time_format!r} (see --time-format); read as "
+                           "unknown")
+                return False
+        return True
 
     def _separated_parser(self, name: str, layout: Layout) -> Parser:
         separator = layout.separator or "\t"
@@ -780,6 +922,50 @@ def _time_logged(record: Record) -> int:
     return -1 if record.logged is None else record.logged
 
 
+def written_seconds(times: TimeParser, texts: list[str]) -> list[int | None]:
+    """The ``wall_seconds`` of times as a separated file has them (:meth:`TimeParser.many`),
+    those with a backslash read with the writer's escapes undone, as a Record's are."""
+    seconds = times.many(texts)
+    if None in seconds:
+        for index, text in enumerate(texts):
+            if seconds[index] is None and "\\" in text:
+                seconds[index] = times.seconds(unescape(text))
+    return seconds
+
+
+def _line_blocks(binary: IO[bytes]) -> Iterator[bytes]:
+    """The bytes of ``binary`` in blocks of whole lines of about ``_BLOCK`` bytes (the last
+    may end without a line end). Read with ``read1`` (decompressed data comes a piece at a
+    time), so that when a read fails (a damaged ``.gz``) the whole lines read before it are
+    given, then the error raised."""
+    read = getattr(binary, "read1", binary.read)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = read(_BLOCK)
+        except (OSError, EOFError, zlib.error):
+            data = b"".join(chunks)
+            end = data.rfind(b"\n") + 1
+            if end:
+                yield data[:end]
+            raise
+        chunks.append(chunk)
+        size += len(chunk)
+        if chunk and size < _BLOCK:
+            continue
+        data = b"".join(chunks)
+        if not chunk:
+            if data:
+                yield data
+            return
+        end = data.rfind(b"\n") + 1
+        if end:
+            yield data[:end]
+        chunks = [data[end:]]
+        size = len(chunks[0])
+
+
 def _lines_holding(binary: IO[bytes], needles: Sequence[bytes], stats: ReadStats
                    ) -> Iterator[tuple[int, str]]:
     """The numbered lines (from 2) of ``binary`` that hold one of ``needles`` (compared in
@@ -859,6 +1045,7 @@ __all__ = [
     "ReadStats",
     "Reader",
     "Record",
+    "Rows",
     "Schema",
     "Seen",
     "base_name",
@@ -870,5 +1057,6 @@ __all__ = [
     "kind_from_path",
     "open_text",
     "read_records",
+    "written_seconds",
     "shown_name",
 ]

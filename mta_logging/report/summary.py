@@ -9,15 +9,19 @@ p50/p90/p99 are exact (nearest-rank) without keeping every value.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 from mta_logging.address import domain_of
 from mta_logging.errors import ConfigError
-from mta_logging.outcome import Kind
+from mta_logging.formatters import unescape
+from mta_logging.outcome import KIND_NAMES, Kind
 from mta_logging.reply import parse_reply
-from mta_logging.report.reader import ReadStats, Record, Schema
+from mta_logging.report.reader import ReadStats, Record, Rows, Schema, written_seconds
 from mta_logging.report.text import visible_data
 from mta_logging.report.times import offset_changes, wall_time
 
@@ -52,11 +56,25 @@ def normalize_reason(message: str | None) -> str:
     if not message:
         return ""
     reply = parse_reply(message)
-    rest = " ".join(_normalize_word(word) for word in reply.text.split())
+    if len(_WORDS) >= _WORD_CACHE_SIZE:
+        _WORDS.clear()
+    rest = " ".join(map(_WORDS.__getitem__, reply.text.split()))
     text = f"{reply.head} {rest}".strip() if reply.head else rest
     if len(text) > REASON_LENGTH:
         text = text[: REASON_LENGTH - 1] + "…"
     return text
+
+
+class _Words(dict[str, str]):
+    """Words of reasons → their normalised form, each worked out once (until cleared)."""
+
+    def __missing__(self, word: str) -> str:
+        normal = self[word] = _normalize_word(word)
+        return normal
+
+
+_WORD_CACHE_SIZE = 65_536
+_WORDS = _Words()
 
 
 def _normalize_word(word: str) -> str:
@@ -90,16 +108,18 @@ class KeyedCounts:
         self.counts: dict[Any, list[int]] = {}
         self.overflow = 0  # records counted under OTHER because the table was full
 
-    def add(self, key: Any, index: int) -> None:
+    def add(self, key: Any, index: int, count: int = 1) -> None:
+        """Count ``count`` records of kind ``index`` under ``key`` (as ``count`` calls of one
+        record each would: a key that is OTHER itself overflows once, then it is there)."""
         counts = self.counts.get(key)
         if counts is None:
             if len(self.counts) >= self.max_keys:
-                self.overflow += 1
+                self.overflow += 1 if key == OTHER else count
                 key = OTHER
                 counts = self.counts.get(key)
             if counts is None:
                 counts = self.counts[key] = [0, 0, 0]
-        counts[index] += 1
+        counts[index] += count
 
     def merge(self, other: KeyedCounts) -> None:
         """Add the counts of ``other`` (new keys beyond ``max_keys`` go to ``(other)``)."""
@@ -139,12 +159,14 @@ class Counts:
         self.counts: dict[Any, int] = {}
         self.overflow = 0
 
-    def add(self, key: Any, other: Any = OTHER) -> None:
+    def add(self, key: Any, other: Any = OTHER, count: int = 1) -> None:
+        """Count ``count`` records under ``key`` (``other`` once the table is full), as
+        ``count`` calls of one record each would."""
         counts = self.counts
         if key not in counts and len(counts) >= self.max_keys:
-            self.overflow += 1
+            self.overflow += 1 if key == other else count
             key = other
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + count
 
     def merge(self, other: Counts, other_key: Any = OTHER) -> None:
         """Add the counts of ``other`` (new keys beyond ``max_keys`` go to ``other_key``)."""
@@ -171,11 +193,12 @@ class Histogram:
         self.count = 0
         self.total = 0
 
-    def add(self, value: int) -> None:
+    def add(self, value: int, count: int = 1) -> None:
+        """Count ``value`` ``count`` times."""
         buckets = self.buckets
-        buckets[value] = buckets.get(value, 0) + 1
-        self.count += 1
-        self.total += value
+        buckets[value] = buckets.get(value, 0) + count
+        self.count += count
+        self.total += value * count
 
     def merge(self, other: Histogram) -> None:
         """Add the values counted by ``other``."""
@@ -210,9 +233,13 @@ class Histogram:
 class Summary:
     """Aggregates records into the numbers of ``mta-logging report``.
 
-    ``add`` takes one record; ``add_all`` a stream of them; ``merge`` adds another summary's
-    counts (one per worker process). ``report(top)`` gives the result as plain data (what
-    ``--json`` prints): every list section limited to ``top`` rows, except the time series.
+    ``add`` takes one record; ``add_rows`` the records of a :class:`Rows` (the same counts,
+    column by column); ``add_all`` a stream of either (:meth:`Reader.rows`); ``merge`` adds
+    another summary's counts (one per worker process). Kinds that are no outcome
+    (received, remote bounce, feedback) are counted in ``counted`` and reported under
+    ``totals`` by their directory name.
+    ``report(top)`` gives the result as plain data (what ``--json`` prints): every list
+    section limited to ``top`` rows, except the time series.
     ``by`` names fields to count records by (any field, ``custom_X-Campaign`` too) and
     ``bucket`` (``15m``, ``1h``, ``1d``) the width of the time series' buckets.
     """
@@ -241,6 +268,8 @@ class Summary:
         self.last_logged: int | None = None
         self.naive_times = False  # some times were read without a UTC offset
         self._reasons: dict[str, str] = {}  # dsnMsg → normalized, for the most recent messages
+        self._raw_reasons: dict[str, str] = {}  # the same for dsnMsg as written (Rows)
+        self._domains: dict[str, str] = {}  # "@" + text after a recipient's last "@" → domain
         self._positions: dict[Schema, tuple[int | None, ...]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -248,6 +277,8 @@ class Summary:
         state = dict(self.__dict__)
         state["naive_times"] = self._saw_naive_times()
         state["_reasons"] = {}
+        state["_raw_reasons"] = {}
+        state["_domains"] = {}
         state["_positions"] = {}
         return state
 
@@ -257,17 +288,11 @@ class Summary:
     def add(self, record: Record) -> None:
         index = _INDEX.get(record.kind)  # type: ignore[arg-type]
         if index is None:
-            if isinstance(record.kind, Kind):
-                self.counted[record.kind] = self.counted.get(record.kind, 0) + 1
-            else:
-                self.unknown_kind += 1
+            self._add_other(record.kind)
             return
         self.totals[index] += 1
         schema = record.schema
-        positions = self._positions.get(schema)
-        if positions is None:
-            positions = self._positions[schema] = tuple(
-                schema.index.get(name) for name in _SUMMARY_FIELDS)
+        positions = self._positions_of(schema)
         values, unknown = record.values, schema.unknown
         rcpt, vmta, src_ip, status, message, category, queued = [
             None if position is None or values[position] in unknown else values[position]
@@ -297,9 +322,154 @@ class Summary:
             self.bounce_reasons.add(reason, _OTHER_REASON)
             self.bounce_cats.add(category or UNKNOWN)
 
-    def add_all(self, records: Iterable[Record]) -> Summary:
+    def _add_other(self, kind: Kind | None, count: int = 1) -> None:
+        """Count records that are no outcome: of another kind (received, ...), or of none."""
+        if kind is None:
+            self.unknown_kind += count
+        else:
+            self.counted[kind] = self.counted.get(kind, 0) + count
+
+    def _positions_of(self, schema: Schema) -> tuple[int | None, ...]:
+        positions = self._positions.get(schema)
+        if positions is None:
+            positions = self._positions[schema] = tuple(
+                schema.index.get(name) for name in _SUMMARY_FIELDS)
+        return positions
+
+    def add_rows(self, rows: Rows) -> None:
+        """Count the records of ``rows`` exactly as :meth:`add` counts their Records.
+
+        Column by column: each table counts the distinct (type, value) pairs of the rows
+        (``Counter``, in C) and then takes each pair's count once, in the order the pairs
+        first occur, so a full table takes the same keys as record by record; values are
+        unescaped and made into keys once per distinct text."""
+        schema = rows.schema
+        count = len(rows.logged)
+        if not count:
+            return
+        rcpt_at, vmta_at, src_ip_at, status_at, message_at, category_at, queued_at = (
+            self._positions_of(schema))
+        type_at = schema.index.get("type")
+
+        def column(position: int | None) -> list[str]:
+            return rows.column(position) if position is not None else [""] * count
+
+        types: list[str] | list[None] = column(type_at) if type_at is not None else [None] * count
+        index_of = {text: _INDEX.get(self._kind_of(text, rows.kind))  # type: ignore[arg-type]
+                    for text in set(types)}
+        for text, number in Counter(types).items():
+            index = index_of[text]
+            if index is None:
+                self._add_other(self._kind_of(text, rows.kind), number)
+            else:
+                self.totals[index] += number
+        outcomes = {index for index in index_of.values() if index is not None}
+        if not outcomes:
+            return
+        logged = rows.logged
+        self._add_domains(types, column(rcpt_at), index_of)
+        for table, position in ((self.vmtas, vmta_at), (self.src_ips, src_ip_at),
+                                *((table, schema.position(name))
+                                  for name, table in self.by.items())):
+            _fold(table, Counter(zip(types, column(position), strict=True)), index_of, _plain)
+        kinds: Sequence[str | None] = types
+        known = cast(list[int], logged)
+        if None in logged or None in index_of.values():  # outcomes with a known time only
+            timed = [(text, when) for text, when in zip(types, logged, strict=True)
+                     if when is not None and index_of[text] is not None]
+            kinds, known = [text for text, _when in timed], [when for _text, when in timed]
+        if known:
+            width = self._width
+            starts = map(operator.sub, known, map(operator.mod, known, itertools.repeat(width)))
+            _fold(self.hours, Counter(zip(kinds, starts, strict=False)), index_of, _same)
+            low, high = min(known), max(known)
+            if self.first_logged is None or low < self.first_logged:
+                self.first_logged = low
+            if self.last_logged is None or high > self.last_logged:
+                self.last_logged = high
+        if 0 in outcomes and queued_at is not None:
+            self._add_delays(types, logged, written_seconds(schema.times, column(queued_at)),
+                             index_of)
+        if outcomes - {0}:
+            messages = column(message_at)
+            if rcpt_at is not None:
+                messages = without_recipients(messages, column(rcpt_at))
+            reasons: Iterable[tuple[str | None, str, str]] = zip(
+                types, column(status_at), messages, strict=True)
+            if not set(index_of.values()) <= {1, 2}:
+                wanted = {text: index in (1, 2) for text, index in index_of.items()}
+                reasons = itertools.compress(reasons, map(wanted.__getitem__, types))
+            self._add_reasons(Counter(reasons), index_of)
+        if 2 in outcomes:
+            bounces = {text: index == 2 for text, index in index_of.items()}
+            categories = itertools.compress(zip(types, column(category_at), strict=True),
+                                            map(bounces.__getitem__, types))
+            for (_text, category), number in Counter(categories).items():
+                self.bounce_cats.add(_plain(category), count=number)
+
+    @staticmethod
+    def _kind_of(text: str | None, file_kind: Kind | None) -> Kind | None:
+        """The kind of a record whose type is ``text`` as written (None: the file has no type
+        field), as a Record has it."""
+        if text is None:
+            return file_kind
+        return KIND_NAMES.get(text) or KIND_NAMES.get(unescape(text)) or file_kind
+
+    def _add_domains(self, types: Sequence[str | None], rcpts: list[str],
+                     index_of: dict[str | None, int | None]) -> None:
+        """Count the recipients' domains: by the text from each one's last ``@`` (its domain
+        depends on that alone; in lower case when all are ASCII), or by the whole address
+        when one has a backslash (an escape may stand for an ``@``)."""
+        written = "".join(rcpts)
+        if "\\" in written:
+            keys: Iterable[str] = map(_unescaped, rcpts)
+        else:
+            keys = map(operator.getitem, rcpts, map(
+                slice, map(str.rfind, rcpts, itertools.repeat("@")), itertools.repeat(None)))
+            if written.isascii():  # lower case first, as the domain is (fewer keys)
+                keys = map(str.lower, keys)
+        known = self._domains
+
+        def domain(key: str) -> str:
+            found = known.get(key)
+            if found is None:
+                if len(known) >= 10_000:
+                    known.clear()
+                found = known[key] = domain_of(key) or UNKNOWN
+            return found
+
+        _fold(self.domains, Counter(zip(types, keys, strict=False)), index_of, domain)
+
+    def _add_delays(self, types: Sequence[str | None], logged: list[int | None],
+                    queued: list[int | None], index_of: dict[str | None, int | None]) -> None:
+        """Count the queue delays of the delivered records that have both times."""
+        if None not in logged and None not in queued and set(index_of.values()) == {0}:
+            delays: Iterable[int] = map(operator.sub, logged, queued)
+        else:
+            delays = [when - at for text, when, at in zip(types, logged, queued, strict=True)
+                      if when is not None and at is not None and index_of[text] == 0]
+        add = self.queue_delay.add
+        for delay, number in Counter(delays).items():
+            add(delay, number)
+
+    def _add_reasons(self, reasons: Counter[tuple[str | None, str, str]],
+                     index_of: dict[str | None, int | None]) -> None:
+        """Count (type, dsnStatus, dsnMsg) as written into the reasons of deferrals and
+        bounces."""
+        for (text, status, message), number in reasons.items():
+            reason = (_plain(status, ""), self._raw_normalized(message))
+            if index_of[text] == 1:
+                self.deferral_reasons.add(reason, _OTHER_REASON, number)
+            else:
+                self.bounce_reasons.add(reason, _OTHER_REASON, number)
+
+    def add_all(self, records: Iterable[Record | Rows]) -> Summary:
+        """Count each record (a :class:`Record`, or many of them as :class:`Rows`)."""
         for record in records:
-            self.add(record)
+            if type(record) is Rows:
+                self.add_rows(record)
+            else:
+                self.add(record)  # type: ignore[arg-type]
         return self
 
     def merge(self, other: Summary) -> Summary:
@@ -312,7 +482,7 @@ class Summary:
             self.totals[index] += count
         self.unknown_kind += other.unknown_kind
         for kind, count in other.counted.items():
-            self.counted[kind] = self.counted.get(kind, 0) + count
+            self._add_other(kind, count)
         for mine, theirs in ((self.domains, other.domains), (self.vmtas, other.vmtas),
                              (self.src_ips, other.src_ips), (self.hours, other.hours),
                              *((self.by[name], table) for name, table in other.by.items())):
@@ -343,6 +513,18 @@ class Summary:
                 "assumed): hours and queue delays around it are off by the change; write "
                 "times with an offset (%z in the time format) or in UTC"]
 
+    def _raw_normalized(self, message: str) -> str:
+        """:meth:`_normalized` of a dsnMsg as written (escapes not undone)."""
+        if not message:
+            return ""
+        cache = self._raw_reasons
+        text = cache.get(message)
+        if text is None:
+            if len(cache) >= 10_000:
+                cache.clear()
+            text = cache[message] = normalize_reason(unescape(message))
+        return text
+
     def _normalized(self, message: str | None) -> str:
         if not message:
             return ""
@@ -353,6 +535,11 @@ class Summary:
                 cache.clear()
             text = cache[message] = normalize_reason(message)
         return text
+
+    @property
+    def received(self) -> int:
+        """Received records (kind ``r``): counted, not outcomes."""
+        return self.counted.get(Kind.RECEIVED, 0)
 
     @property
     def records(self) -> int:
@@ -430,6 +617,52 @@ class Summary:
             report["warnings"] = warnings
         visible: dict[str, Any] = visible_data(report)
         return visible
+
+
+# a recipient that can stand in a reason for any other such (see without_recipients)
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z][\w.+-]*@[\w.-]*\w", re.ASCII)
+RECIPIENT_STAND_IN = "a@a"
+
+
+def without_recipients(messages: list[str], rcpts: list[str]) -> list[str]:
+    """dsnMsg texts as written, each with its own record's recipient replaced by
+    :data:`RECIPIENT_STAND_IN` (most replies quote it), so that equal reasons of different
+    recipients are normalised once. Done only when it cannot change a normalised reason
+    (:func:`normalize_reason` of the unescaped text): when every recipient is a plain
+    address (a letter first, a letter or digit last, no white space, backslash, ``:`` or
+    ``/``: the word it is in becomes ``<addr>`` with the same punctuation around it, and the
+    reply's code is read the same), and no text has a backslash right before its recipient
+    (an escape would take the address's first letter). Else the texts as they are."""
+    if all(map(_PLAIN_ADDRESS.fullmatch, rcpts)) and not any(map(
+            operator.contains, messages, map(operator.add, itertools.repeat("\\"), rcpts))):
+        return list(map(str.replace, messages, rcpts, itertools.repeat(RECIPIENT_STAND_IN)))
+    return messages
+
+
+def _plain(value: str, unknown: str = UNKNOWN) -> str:
+    """A value as written, unescaped; ``unknown`` when empty."""
+    if not value:
+        return unknown
+    return value if "\\" not in value else unescape(value)
+
+
+def _unescaped(value: str) -> str:
+    return value if "\\" not in value else unescape(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _fold(table: KeyedCounts, pairs: Counter[tuple[str | None, Any]],
+          index_of: dict[str | None, int | None], key: Callable[[Any], Any]) -> None:
+    """Add counted (type, value) pairs to ``table`` under ``key(value)``, in the order the
+    pairs were first counted; pairs of a type that is no outcome are left out."""
+    add = table.add
+    for (text, value), number in pairs.items():
+        index = index_of[text]
+        if index is not None:
+            add(key(value), index, number)
 
 
 def _keyed_rows(name: str, items: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
