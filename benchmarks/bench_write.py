@@ -48,7 +48,7 @@ from _common import (
 from mta_logging.fields import TimeText
 
 
-def _percent_writer(logger: logging.Logger) -> Writer:
+def _percent_writer(logger: Any) -> Writer:
     logged, queued = TimeText().text, TimeText().text(time_queued())
 
     def write(i: int) -> None:
@@ -66,6 +66,31 @@ def stdlib_rotating(directory: Path) -> Writer:
 
 def stdlib_file(directory: Path) -> Writer:
     return _percent_writer(stdlib_logger(logging.FileHandler(directory / "d.tsv")))
+
+
+def _picologging_logger(handler: Any) -> Any:
+    """The picologging logger "bench", writing only to ``handler``, the message alone."""
+    import picologging
+
+    handler.setFormatter(picologging.Formatter("%(message)s"))
+    logger = picologging.getLogger("bench")
+    logger.addHandler(handler)
+    logger.setLevel(picologging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def picologging_file(directory: Path) -> Writer:
+    import picologging
+
+    return _percent_writer(_picologging_logger(picologging.FileHandler(directory / "d.tsv")))
+
+
+def picologging_rotating(directory: Path) -> Writer:
+    from picologging.handlers import RotatingFileHandler
+
+    handler = RotatingFileHandler(directory / "d.tsv", maxBytes=BIG_FILE * 10**6, backupCount=5)
+    return _percent_writer(_picologging_logger(handler))
 
 
 def concurrent_log_handler(directory: Path) -> Writer:
@@ -134,6 +159,20 @@ def ours_plain_logger(directory: Path) -> Writer:
     return write
 
 
+def bare_os_write(directory: Path) -> Writer:
+    """One ``os.write`` of the line per record, the time text made by ``strftime`` each time."""
+    fd = os.open(directory / "d.tsv", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    queued = TimeText().text(time_queued())
+
+    def write(i: int) -> None:
+        os.write(fd, (PERCENT_LINE % (
+            "d", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()), queued,
+            RECIPIENTS[i % RCPTS], SRC_MTA, SRC_IP, VMTA, JOB_IDS[i % JOBS], DSN_STATUS,
+            DSN_MSG) + "\n").encode())
+
+    return write
+
+
 def bare_write(directory: Path) -> Writer:
     file = open(directory / "d.tsv", "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
     logged, queued = TimeText().text, TimeText().text(time_queued())
@@ -148,14 +187,21 @@ def bare_write(directory: Path) -> Writer:
 
 
 OURS = "ours: AccountingLogger.delivered"
+PLAIN = "ours: dictConfig + logger.info(extra=)"
+PICO_FILE = "picologging FileHandler"
+PICO_ROTATING = "picologging RotatingFileHandler"
+BARE_OS_WRITE = "bare os.write, strftime per line"
 IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     BASELINE: stdlib_rotating,
     "stdlib FileHandler": stdlib_file,
+    PICO_FILE: picologging_file,
+    PICO_ROTATING: picologging_rotating,
     "concurrent-log-handler (size+time)": concurrent_log_handler,
     "loguru (size+time)": loguru_file,
     OURS: ours_accounting_logger,
     "ours: AccountingLogger.delivered + eventId": ours_with_event_id,
-    "ours: dictConfig + logger.info(extra=)": ours_plain_logger,
+    PLAIN: ours_plain_logger,
+    BARE_OS_WRITE: bare_os_write,
     "bare file.write + flush (ceiling)": bare_write,
 }
 
@@ -164,9 +210,12 @@ def main() -> None:
     run_comparison(__file__, __doc__.splitlines()[0], IMPLEMENTATIONS, BASELINE, [
         (OURS, BASELINE, 2.0),
         (OURS, "stdlib FileHandler", 1.0),
+        (OURS, PICO_FILE, 1.3),
+        (OURS, PICO_ROTATING, 1.3),
         (OURS, "concurrent-log-handler (size+time)", 1.0),
         (OURS, "loguru (size+time)", 1.0),
-        ("ours: dictConfig + logger.info(extra=)", BASELINE, 1.5),
+        (OURS, BARE_OS_WRITE, 0.0),
+        (PLAIN, BASELINE, 1.5),
     ])
 
 
