@@ -4,9 +4,12 @@
     .venv/bin/python benchmarks/bench_write.py --quick   # 3 short rounds
 
 Rows: the standard library's RotatingFileHandler (the baseline) and FileHandler,
-concurrent-log-handler and loguru (rotation on: size and time), ours through
+picologging's FileHandler and RotatingFileHandler (its C logger, formatter and handlers, as
+``import picologging as logging`` uses them; and its FileHandler under a stdlib logger and
+Formatter), concurrent-log-handler and loguru (rotation on: size and time), ours through
 ``AccountingLogger.delivered`` (also with an ``eventId`` field after the ten, to measure what
-a new id per record costs) and through a plain logger set up by ``dictConfig``, and a bare
+a new id per record costs) and through a plain logger set up by ``dictConfig``, a bare
+``os.write`` loop formatting the line with one ``strftime`` per record, and a bare
 ``file.write`` + ``flush`` of preformatted lines (the ceiling).
 """
 
@@ -84,6 +87,13 @@ def picologging_file(directory: Path) -> Writer:
     import picologging
 
     return _percent_writer(_picologging_logger(picologging.FileHandler(directory / "d.tsv")))
+
+
+def picologging_under_stdlib(directory: Path) -> Writer:
+    """picologging's FileHandler on a stdlib logger, with the stdlib's Formatter."""
+    import picologging
+
+    return _percent_writer(stdlib_logger(picologging.FileHandler(directory / "d.tsv")))
 
 
 def picologging_rotating(directory: Path) -> Writer:
@@ -190,12 +200,14 @@ OURS = "ours: AccountingLogger.delivered"
 PLAIN = "ours: dictConfig + logger.info(extra=)"
 PICO_FILE = "picologging FileHandler"
 PICO_ROTATING = "picologging RotatingFileHandler"
+PICO_UNDER_STDLIB = "picologging FileHandler on a stdlib logger"
 BARE_OS_WRITE = "bare os.write, strftime per line"
 IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     BASELINE: stdlib_rotating,
     "stdlib FileHandler": stdlib_file,
     PICO_FILE: picologging_file,
     PICO_ROTATING: picologging_rotating,
+    PICO_UNDER_STDLIB: picologging_under_stdlib,
     "concurrent-log-handler (size+time)": concurrent_log_handler,
     "loguru (size+time)": loguru_file,
     OURS: ours_accounting_logger,
@@ -212,6 +224,7 @@ def main() -> None:
         (OURS, "stdlib FileHandler", 1.0),
         (OURS, PICO_FILE, 1.3),
         (OURS, PICO_ROTATING, 1.3),
+        (OURS, PICO_UNDER_STDLIB, 1.3),
         (OURS, "concurrent-log-handler (size+time)", 1.0),
         (OURS, "loguru (size+time)", 1.0),
         (OURS, BARE_OS_WRITE, 0.0),
