@@ -227,7 +227,6 @@ def main() -> None:
         (OURS, PICO_UNDER_STDLIB, 1.3),
         (OURS, "concurrent-log-handler (size+time)", 1.0),
         (OURS, "loguru (size+time)", 1.0),
-        (OURS, BARE_OS_WRITE, 0.0),
         (PLAIN, BASELINE, 1.5),
     ])
 

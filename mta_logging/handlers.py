@@ -237,9 +237,9 @@ class AccountingFileHandler(RoutedHandler):
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - stdlib's name
         """True if ``record`` starts a new file: the active file holds records, and this one
-        would take it past ``max_size`` or comes at or after the end of its interval. ``emit``
-        makes the same check inline (it has the record's bytes at hand); a subclass that
-        overrides this method is asked instead, for every record."""
+        would take it past ``max_size`` or comes at or after the end of its interval.
+        ``write_line`` makes the same check inline (it has the record's bytes at hand); a
+        subclass that overrides this method is asked instead, for every record."""
         file = self._file
         if file is None or not file.records:
             return False
