@@ -4,9 +4,12 @@
     .venv/bin/python benchmarks/bench_write.py --quick   # 3 short rounds
 
 Rows: the standard library's RotatingFileHandler (the baseline) and FileHandler,
-concurrent-log-handler and loguru (rotation on: size and time), ours through
+picologging's FileHandler and RotatingFileHandler (its C logger, formatter and handlers, as
+``import picologging as logging`` uses them; and its FileHandler under a stdlib logger and
+Formatter), concurrent-log-handler and loguru (rotation on: size and time), ours through
 ``AccountingLogger.delivered`` (also with an ``eventId`` field after the ten, to measure what
-a new id per record costs) and through a plain logger set up by ``dictConfig``, and a bare
+a new id per record costs) and through a plain logger set up by ``dictConfig``, a bare
+``os.write`` loop formatting the line with one ``strftime`` per record, and a bare
 ``file.write`` + ``flush`` of preformatted lines (the ceiling).
 """
 
@@ -48,7 +51,7 @@ from _common import (
 from mta_logging.fields import TimeText
 
 
-def _percent_writer(logger: logging.Logger) -> Writer:
+def _percent_writer(logger: Any) -> Writer:
     logged, queued = TimeText().text, TimeText().text(time_queued())
 
     def write(i: int) -> None:
@@ -66,6 +69,38 @@ def stdlib_rotating(directory: Path) -> Writer:
 
 def stdlib_file(directory: Path) -> Writer:
     return _percent_writer(stdlib_logger(logging.FileHandler(directory / "d.tsv")))
+
+
+def _picologging_logger(handler: Any) -> Any:
+    """The picologging logger "bench", writing only to ``handler``, the message alone."""
+    import picologging
+
+    handler.setFormatter(picologging.Formatter("%(message)s"))
+    logger = picologging.getLogger("bench")
+    logger.addHandler(handler)
+    logger.setLevel(picologging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def picologging_file(directory: Path) -> Writer:
+    import picologging
+
+    return _percent_writer(_picologging_logger(picologging.FileHandler(directory / "d.tsv")))
+
+
+def picologging_under_stdlib(directory: Path) -> Writer:
+    """picologging's FileHandler on a stdlib logger, with the stdlib's Formatter."""
+    import picologging
+
+    return _percent_writer(stdlib_logger(picologging.FileHandler(directory / "d.tsv")))
+
+
+def picologging_rotating(directory: Path) -> Writer:
+    from picologging.handlers import RotatingFileHandler
+
+    handler = RotatingFileHandler(directory / "d.tsv", maxBytes=BIG_FILE * 10**6, backupCount=5)
+    return _percent_writer(_picologging_logger(handler))
 
 
 def concurrent_log_handler(directory: Path) -> Writer:
@@ -134,6 +169,20 @@ def ours_plain_logger(directory: Path) -> Writer:
     return write
 
 
+def bare_os_write(directory: Path) -> Writer:
+    """One ``os.write`` of the line per record, the time text made by ``strftime`` each time."""
+    fd = os.open(directory / "d.tsv", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    queued = TimeText().text(time_queued())
+
+    def write(i: int) -> None:
+        os.write(fd, (PERCENT_LINE % (
+            "d", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()), queued,
+            RECIPIENTS[i % RCPTS], SRC_MTA, SRC_IP, VMTA, JOB_IDS[i % JOBS], DSN_STATUS,
+            DSN_MSG) + "\n").encode())
+
+    return write
+
+
 def bare_write(directory: Path) -> Writer:
     file = open(directory / "d.tsv", "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
     logged, queued = TimeText().text, TimeText().text(time_queued())
@@ -148,14 +197,23 @@ def bare_write(directory: Path) -> Writer:
 
 
 OURS = "ours: AccountingLogger.delivered"
+PLAIN = "ours: dictConfig + logger.info(extra=)"
+PICO_FILE = "picologging FileHandler"
+PICO_ROTATING = "picologging RotatingFileHandler"
+PICO_UNDER_STDLIB = "picologging FileHandler on a stdlib logger"
+BARE_OS_WRITE = "bare os.write, strftime per line"
 IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
     BASELINE: stdlib_rotating,
     "stdlib FileHandler": stdlib_file,
+    PICO_FILE: picologging_file,
+    PICO_ROTATING: picologging_rotating,
+    PICO_UNDER_STDLIB: picologging_under_stdlib,
     "concurrent-log-handler (size+time)": concurrent_log_handler,
     "loguru (size+time)": loguru_file,
     OURS: ours_accounting_logger,
     "ours: AccountingLogger.delivered + eventId": ours_with_event_id,
-    "ours: dictConfig + logger.info(extra=)": ours_plain_logger,
+    PLAIN: ours_plain_logger,
+    BARE_OS_WRITE: bare_os_write,
     "bare file.write + flush (ceiling)": bare_write,
 }
 
@@ -164,9 +222,12 @@ def main() -> None:
     run_comparison(__file__, __doc__.splitlines()[0], IMPLEMENTATIONS, BASELINE, [
         (OURS, BASELINE, 2.0),
         (OURS, "stdlib FileHandler", 1.0),
+        (OURS, PICO_FILE, 1.3),
+        (OURS, PICO_ROTATING, 1.3),
+        (OURS, PICO_UNDER_STDLIB, 1.3),
         (OURS, "concurrent-log-handler (size+time)", 1.0),
         (OURS, "loguru (size+time)", 1.0),
-        ("ours: dictConfig + logger.info(extra=)", BASELINE, 1.5),
+        (PLAIN, BASELINE, 1.5),
     ])
 
 

@@ -213,7 +213,12 @@ class AccountingFormatter(logging.Formatter):
             outcome = None
         if outcome.__class__ is not Outcome:
             outcome = _checked(outcome)
-        line = self._line(outcome, record.created)
+        return self.outcome_line(outcome, record.created)
+
+    def outcome_line(self, outcome: Outcome, time_logged: float) -> str:
+        """The line of ``outcome`` logged at ``time_logged``: what ``format`` gives for a
+        record carrying it, created then."""
+        line = self._line(outcome, time_logged)
         separator = self._separator
         # the values joined as they are, if none needs escaping (join_values checks the same)
         if line.count(separator) == self._separators and (
@@ -222,7 +227,7 @@ class AccountingFormatter(logging.Formatter):
             if line.isascii() else _is_plain(line, separator)
         ):
             return line
-        return join_values(self._extract(outcome, record.created), separator, self._placeholder)
+        return join_values(self._extract(outcome, time_logged), separator, self._placeholder)
 
 
 class AccountingJsonFormatter(JsonFormatter):

@@ -64,7 +64,7 @@ from mta_logging.recovery import recover
 from mta_logging.settings import FSYNC_POLICIES as FSYNC_POLICIES  # (importable from here too)
 from mta_logging.settings import parse_flag as parse_flag  # (importable from here too)
 from mta_logging.spares import Spares, wants_spare
-from mta_logging.speedups import FORMAT, RoutedHandler, handle_for
+from mta_logging.speedups import FORMAT, RoutedHandler, handle_for, write_directly
 
 MEGABYTE = 1_000_000
 MAX_RETIRED = 32  # finished files waiting for the thread before a logging call settles them
@@ -117,6 +117,7 @@ class AccountingFileHandler(RoutedHandler):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._rollover_hooked = cls.shouldRollover is not AccountingFileHandler.shouldRollover
+        cls._writes_directly = False  # speedups.emit_direct writes for this class only
 
     def __init__(
         self,
@@ -200,36 +201,45 @@ class AccountingFileHandler(RoutedHandler):
                 text = formatter.format(record)  # what Handler.format does, one call less
             else:
                 text = self.format(record)
-            data = (text + "\n").encode("utf-8")
-            file = self._file
-            rolled = False
-            if file is None:
-                file = self._open()
-            elif (self.shouldRollover(record) if self._rollover_hooked else file.records and (
-                    file.size + len(data) > self.max_bytes or record.created >= file.rollover_at)):
-                file = self._roll()
-                rolled = True
-            if file.torn:
-                write_whole(file, data)
-            else:  # write_whole's usual case, inline: one whole write
-                written = os.write(file.fd, data)  # raising, it wrote nothing
-                if written == len(data):
-                    file.size += written
-                else:
-                    write_whole(file, data, written)
-            file.records += 1
-            if self.fsync == "always":
-                os.fsync(file.fd)
-            if rolled:
-                self._rolled_over()
+            self.write_line(text, record.created, record)
         except Exception:
             self.handleError(record)
 
+    def write_line(self, text: str, created: float, record: logging.LogRecord | None) -> None:
+        """``emit``'s write (lock held): ``text`` and a line end with one ``os.write``, starting
+        a new file first if the record (``record``, made at ``created``) starts one; raises
+        what fails, with nothing written and nothing counted. Without the record (``None``:
+        ``speedups.emit_direct`` writes without one, for this class only) a subclass's
+        ``shouldRollover`` is not asked."""
+        data = (text + "\n").encode("utf-8")
+        file = self._file
+        rolled = False
+        if file is None:
+            file = self._open()
+        elif (self.shouldRollover(record) if self._rollover_hooked and record is not None
+              else file.records and (file.size + len(data) > self.max_bytes
+                                     or created >= file.rollover_at)):
+            file = self._roll()
+            rolled = True
+        if file.torn:
+            write_whole(file, data)
+        else:  # write_whole's usual case, inline: one whole write
+            written = os.write(file.fd, data)  # raising, it wrote nothing
+            if written == len(data):
+                file.size += written
+            else:
+                write_whole(file, data, written)
+        file.records += 1
+        if self.fsync == "always":
+            os.fsync(file.fd)
+        if rolled:
+            self._rolled_over()
+
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - stdlib's name
         """True if ``record`` starts a new file: the active file holds records, and this one
-        would take it past ``max_size`` or comes at or after the end of its interval. ``emit``
-        makes the same check inline (it has the record's bytes at hand); a subclass that
-        overrides this method is asked instead, for every record."""
+        would take it past ``max_size`` or comes at or after the end of its interval.
+        ``write_line`` makes the same check inline (it has the record's bytes at hand); a
+        subclass that overrides this method is asked instead, for every record."""
         file = self._file
         if file is None or not file.records:
             return False
@@ -534,6 +544,8 @@ class AccountingFileHandler(RoutedHandler):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind.directory} {self.directory}>"
 
+
+write_directly(AccountingFileHandler, AccountingFormatter)
 
 __all__ = ["AccountingFileHandler", "KindFilter", "FSYNC_POLICIES", "MAINTENANCE_THREAD",
            "parse_flag"]

@@ -10,9 +10,9 @@ from typing import Any, TypedDict, Unpack
 from mta_logging import speedups
 from mta_logging.outcome import DETAIL_NAMES, Kind, Outcome
 from mta_logging.reply import find_reply, parse_reply
+from mta_logging.speedups import WRITE_FAILED as WRITE_FAILED  # (importable from here too)
 
 DEFAULT_LOGGER = "mta.accounting"
-WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
 _new_object = object.__new__
 _set_attribute = object.__setattr__
 
@@ -65,7 +65,7 @@ class AccountingLogger:
     still goes to ``handleError`` and never into the caller.
     """
 
-    __slots__ = ("logger", "_make_record", "on_write_error")
+    __slots__ = ("logger", "_make_record", "_emit", "on_write_error")
 
     # what delivered/deferred/bounced build their Outcome with: _build directly, or, in a
     # subclass that overrides outcome(), that method (see __init_subclass__)
@@ -80,22 +80,19 @@ class AccountingLogger:
                  on_write_error: Callable[[Outcome], None] | None = None) -> None:
         self.logger = name if isinstance(name, logging.Logger) else logging.getLogger(name)
         self._make_record = speedups.record_maker_for()
+        self._emit = speedups.emitter_for()
         self.on_write_error = on_write_error
 
     def record(self, outcome: Outcome) -> Outcome:
         """Emit an outcome built elsewhere."""
         logger = self.logger
-        kind = outcome.kind
-        level = kind.level
-        if logger.isEnabledFor(level):
-            # not logger.log: the caller's frame is never wanted in an accounting record, and
-            # looking it up costs more than formatting the line
-            args = (kind.directory, outcome.rcpt, outcome.job_id or "-",
-                    outcome.dsn_msg or outcome.dsn_status or "-")
-            record = self._make_record(logger, level, args, outcome)
-            logger.handle(record)
-            if self.on_write_error is not None and WRITE_FAILED in record.__dict__:
-                self.on_write_error(outcome)
+        level = outcome.kind.level
+        # not logger.log: the caller's frame is never wanted in an accounting record, and
+        # looking it up costs more than formatting the line (speedups.emit_plain: the record
+        # made and handled; emit_direct: written without one where nothing else would see it)
+        if (logger.isEnabledFor(level) and self._emit(logger, level, outcome, self._make_record)
+                and self.on_write_error is not None):
+            self.on_write_error(outcome)
         return outcome
 
     # delivered/deferred/bounced spell out their keywords (the same as ``outcome``'s) instead

@@ -52,6 +52,8 @@ __all__ = [
     "compiled_json_object", "extractor_for", "line_for", "json_objects_for",
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
+    "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
+    "emitter_for",
 ]
 
 VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
@@ -498,6 +500,9 @@ FILTER = logging.Filterer.filter  # a subclass or a patched class that filters d
 FORMAT = logging.Handler.format  # a subclass or a patched class that formats differs
 
 
+_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format"))
+
+
 class RoutedHandler(logging.Handler):
     """A handler for records of one ``kind`` (``record.outcome.kind``)."""
 
@@ -506,16 +511,24 @@ class RoutedHandler(logging.Handler):
     # class's are noticed by comparing the class attribute with FILTER/FORMAT at each record
     _filter_set = False
     _format_set = False
+    # True for the class write_directly names (not for its subclasses, see there), and for its
+    # instances until ``handle``, ``emit``, ``filter`` or ``format`` is set on one
+    _writes_directly = False
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "filter" or name == "format":
-            object.__setattr__(self, f"_{name}_set", True)
+        if name in _HOOKS_OF_HANDLE:
+            object.__setattr__(self, "_writes_directly", False)
+            if name == "filter" or name == "format":
+                object.__setattr__(self, f"_{name}_set", True)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
-        if name == "filter" or name == "format":
-            object.__setattr__(self, f"_{name}_set", False)
+        if name in _HOOKS_OF_HANDLE:
+            if name == "filter" or name == "format":
+                object.__setattr__(self, f"_{name}_set", False)
+            if _HOOKS_OF_HANDLE.isdisjoint(self.__dict__):  # the class's value again
+                self.__dict__.pop("_writes_directly", None)
 
 
 def handle_plain(handler: RoutedHandler, record: logging.LogRecord) -> bool:
@@ -558,3 +571,131 @@ def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
     else ``handle_plain``."""
     return handle_routed if enabled() else handle_plain
 
+
+
+# == An outcome written without its LogRecord (AccountingLogger.record) ==========================
+# ``emit_plain`` is what ``AccountingLogger.record`` does with an outcome its logger is enabled
+# for: make the record, ``logger.handle`` it. CPython 3.11's ``Logger.handle`` and
+# ``Logger.callHandlers`` hand the record to every handler of the logger and of its parents
+# (while they propagate) whose level it reaches. When all of them are accounting file handlers
+# of the class registered by :func:`write_directly`, nothing of which is replaced, the handlers
+# of the outcome's kind only turn the outcome and the record's time into their line and write
+# it, and the others turn the record away: ``emit_direct`` does just that, without making the
+# record (half the cost of writing one). Written after, and checked against, ``Logger.handle``,
+# ``Logger.callHandlers`` and ``Filterer.filter`` of CPython 3.11.7.
+
+WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
+
+Emitter = Callable[[logging.Logger, int, Outcome, RecordMaker], bool]
+
+
+def message_args(outcome: Outcome) -> tuple[str, ...]:
+    """The arguments of :data:`RECORD_MESSAGE` for ``outcome``: kind, recipient, job, reply."""
+    return (outcome.kind.directory, outcome.rcpt, outcome.job_id or "-",
+            outcome.dsn_msg or outcome.dsn_status or "-")
+
+
+def emit_plain(logger: logging.Logger, level: int, outcome: Outcome,
+               make_record: RecordMaker) -> bool:
+    """Make the accounting record of ``outcome`` at ``level`` and let ``logger`` handle it;
+    True if a handler marked it :data:`WRITE_FAILED` (it could not write it)."""
+    record = make_record(logger, level, message_args(outcome), outcome)
+    logger.handle(record)
+    return WRITE_FAILED in record.__dict__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Direct:
+    """The classes ``emit_direct`` writes through, and the methods it stands in for."""
+
+    handler_class: type[RoutedHandler]
+    formatter_class: type[logging.Formatter]
+    # Logger's handle, callHandlers, filter and makeRecord, the handler class's handle, emit,
+    # filter and format, the formatter class's format
+    methods: tuple[Any, ...]
+
+
+_direct: _Direct | None = None
+
+
+def _methods(logger_class: Any, handler_class: Any, formatter_class: Any) -> tuple[Any, ...]:
+    """The methods a class patched later would replace (see _Direct.methods)."""
+    return (logger_class.handle, logger_class.callHandlers, logger_class.filter,
+            logger_class.makeRecord, handler_class.handle, handler_class.emit,
+            handler_class.filter, handler_class.format, formatter_class.format)
+
+
+_HOOKS_OF_LOGGER = frozenset(("handle", "callHandlers", "filter", "makeRecord"))
+
+
+def write_directly(handler_class: type[RoutedHandler],
+                   formatter_class: type[logging.Formatter]) -> None:
+    """Let :func:`emit_direct` write through handlers of exactly ``handler_class`` (marked
+    ``_writes_directly``; the class must unmark its subclasses) whose formatter is exactly
+    ``formatter_class``, as long as the ``handle``/``emit`` of the one and the ``format`` of the
+    other stay the methods they are now, and ``filter``/``format`` of the handler class stay
+    ``Filterer.filter``/``Handler.format``. ``handler.write_line(text, created, None)`` must
+    write (lock held) what ``emit`` writes for a record made at ``created`` whose formatted
+    text is ``text``, raising instead of calling ``handleError``, and
+    ``formatter.outcome_line(outcome, created)`` must give what ``format`` gives for it."""
+    global _direct
+    handler_class._writes_directly = True
+    _direct = _Direct(handler_class, formatter_class, _methods(
+        logging.Logger, handler_class, formatter_class))
+
+
+def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
+                make_record: RecordMaker) -> bool:
+    """What :func:`emit_plain` writes and answers, without making a LogRecord when every
+    handler the record would reach is one that :func:`write_directly` allows (no filters on
+    those of the outcome's kind, nor ``handle``/``emit``/``filter``/``format`` set on any, nor
+    a formatter of another class or with ``format`` set), at least one of them takes the
+    outcome's kind, and the logger is a plain one: records made by :func:`template_record` with
+    the default record factory, no filters, not disabled, ``handle``/``callHandlers``/
+    ``filter``/``makeRecord`` Logger's own. Otherwise it is :func:`emit_plain`. The time
+    logged is ``time.time()`` at the call, as the record's would be; a record is made only for
+    ``handleError`` when a write fails."""
+    direct = _direct
+    if (direct is None or make_record is not template_record or logger.disabled
+            or logger.filters or logging._logRecordFactory is not _LogRecord  # type: ignore[attr-defined]
+            or _methods(logger.__class__, direct.handler_class, direct.formatter_class)
+            != direct.methods or not _HOOKS_OF_LOGGER.isdisjoint(logger.__dict__)):
+        return emit_plain(logger, level, outcome, make_record)
+    formatter_class = direct.formatter_class
+    kind = outcome.kind
+    targets = []
+    current: logging.Logger | None = logger
+    try:  # (an AttributeError: a handler of another class)
+        while current is not None:
+            for handler in current.handlers:
+                if not handler._writes_directly:  # type: ignore[attr-defined]
+                    return emit_plain(logger, level, outcome, make_record)
+                if handler.kind is kind and level >= handler.level:  # type: ignore[attr-defined]
+                    formatter = handler.formatter
+                    if (handler.filters or formatter.__class__ is not formatter_class
+                            or "format" in formatter.__dict__ or handler.lock is None):
+                        return emit_plain(logger, level, outcome, make_record)
+                    targets.append(handler)
+            current = current.parent if current.propagate else None
+    except AttributeError:
+        return emit_plain(logger, level, outcome, make_record)
+    if not targets:  # nothing to write (or the last resort's turn): as logging does it
+        return emit_plain(logger, level, outcome, make_record)
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+    failed: logging.LogRecord | None = None
+    for handler in targets:
+        with handler.lock:  # type: ignore[union-attr]
+            try:
+                handler.write_line(  # type: ignore[attr-defined]
+                    handler.formatter.outcome_line(outcome, created),  # type: ignore[union-attr]
+                    created, None)
+            except Exception:
+                if failed is None:
+                    failed = make_record(logger, level, message_args(outcome), outcome)
+                handler.handleError(failed)
+    return failed is not None and WRITE_FAILED in failed.__dict__
+
+
+def emitter_for() -> Emitter:
+    """:func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
+    return emit_direct if enabled() else emit_plain
