@@ -184,8 +184,8 @@ def test_returned_mail_lists_the_recipient_the_next_message_is_refused_also_afte
         job = job_of(second)
         wait_until(lambda: len(home.messages) == 1, what="the notification about reject@a.test")
         wait_until(lambda: len(of_kind(tmp_path, "d")) == 5, what="the delivered records")
-        entries = listed(tmp_path)
         assert running.stop() == 0
+    entries = listed(tmp_path)
 
     gone, angry = entries["gone@a.test"], entries["angry@a.test"]
     assert (gone.reason, gone.source, gone.expires) == (
@@ -263,11 +263,13 @@ def test_a_notification_that_bounces_gives_none_and_lists_its_recipient_only_whe
         send(running.port, "reject-sender@example.test", ["reject1@a.test"])
         send(running.port, "datafail-sender@example.test", ["reject2@a.test"])
         wait_until(lambda: len(of_kind(tmp_path, "b")) == 4, what="four bounce records")
-        entries = listed(tmp_path)
+        wait_until(lambda: "reject-sender@example.test" in listed(tmp_path),
+                   what="the sender listed")
         # the listed sender still sends: the list is looked up at RCPT only
         again = send(running.port, "reject-sender@example.test", ["ok@a.test"])
         dest.wait_for_recipients(1)
-        assert running.stop() == 0
+        assert running.stop() == 0  # the list has every entry once the relay has stopped
+    entries = listed(tmp_path)
 
     assert home.messages == []  # each notification was refused; nothing about them was sent
     assert [m.rcpts for m in dest.messages] == [("ok@a.test",)]
