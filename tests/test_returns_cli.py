@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mta_logging.suppression import DEFAULT_EXPIRY, SuppressionList
+
 SAMPLES = Path(__file__).parent / "data" / "returns"
 
 
@@ -77,3 +79,35 @@ def test_records_without_rb_and_f_and_a_missing_path_are_exit_status_2(tmp_path:
                   "--quarantine", str(tmp_path / "q"), "--verp-domain", "bounces.example.com")
     assert done.returncode == 2
     assert "expected both options, or neither" in done.stderr
+
+
+def test_with_suppression_hard_bounces_and_complaints_are_listed(tmp_path: Path) -> None:
+    db = tmp_path / "spool" / "suppression.db"
+    db.parent.mkdir()
+    done = ingest(*(str(SAMPLES / name) for name in (
+        "postfix.eml", "exim.eml", "rfc3464_multi.eml", "yahoo_arf.eml")),
+        "--config", str(config(tmp_path)), "--quarantine", str(tmp_path / "quarantine"),
+        "--suppression", str(db))
+    assert done.returncode == 0, done.stderr
+    with SuppressionList(db) as suppression:
+        entries = {entry.address: entry for entry in suppression.entries()}
+    # the 4.0.0 of rfc3464_multi.eml (no-answer-from-host) is no hard bounce
+    assert {address: (entry.reason, entry.source) for address, entry in entries.items()} == {
+        "alice@example.org": ("bad-mailbox", "remote-bounce"),
+        "bob@example.net": ("inactive-mailbox", "remote-bounce"),
+        "frank@yahoo.com": ("complaint", "complaint")}
+    alice = entries["alice@example.org"]
+    assert alice.expires == alice.added + DEFAULT_EXPIRY["bad-mailbox"]
+
+
+def test_a_suppression_list_that_cannot_be_opened_is_exit_status_2_before_anything(
+        tmp_path: Path) -> None:
+    (tmp_path / "list.db").mkdir()
+    done = ingest(str(SAMPLES / "postfix.eml"), "--config", str(config(tmp_path)),
+                  "--quarantine", str(tmp_path / "quarantine"),
+                  "--suppression", str(tmp_path / "list.db"))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"mta-logging ingest-bounce: suppression list {tmp_path / 'list.db'}: is a directory; "
+        "expected an SQLite file, or no file yet (one is made)\n")
+    assert not (tmp_path / "acct").exists()

@@ -112,12 +112,14 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
         unwritten: list[Outcome] = []
         logger = AccountingLogger(accounting.logger, on_write_error=unwritten.append)
         headers = MessageHeaders(content)
-        for rcpt in pending:
+        for index in message.pending():
+            rcpt = envelope.rcpts[index]
             logger.bounced(rcpt, time_queued=envelope.time_queued, src_mta=settings.hostname,
                            src_ip=settings.source_ip, vmta=settings.vmta,
                            job_id=message.queue_id, dsn_status=ADMIN_STATUS,
                            dsn_msg=f"{ADMIN_STATUS} {text}", bounce_cat=category,
-                           headers=headers)
+                           headers=headers, orig=envelope.mail_from,
+                           orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)
             if unwritten:
                 raise MtaLoggingError(f"{message.queue_id}: the bounce record of <{rcpt}> "
                                       "could not be written; the message stays queued")

@@ -8,7 +8,9 @@ records through the accounting logger that ``--config`` (an accounting INI or YA
 ``records`` must include ``rb`` and ``f``) configures; what parses as neither is copied into
 ``--quarantine DIR``. With ``--verp-domain`` and ``--verp-secret-file`` VERP return paths in the
 delivery headers are decoded; ``--sent-index`` (the relay's ``sent.sqlite``) traces the rest by
-Message-ID.
+Message-ID. With ``--suppression FILE`` (the relay's suppression list, ``spool_dir/suppression.db``)
+hard bounces and complaints put their recipient on that list, with the default expiry times,
+as the relay's own returned mail does.
 
 Prints one summary line. Exit status: 0 every message was recorded (or reported no failed
 recipient), 1 some were quarantined, 2 a bad argument or config, an input that could not be
@@ -38,6 +40,7 @@ from mta_logging.returns.recorder import (
     ReturnRecorder,
 )
 from mta_logging.returns.sent import SentIndex
+from mta_logging.suppression import SuppressionHandler, SuppressionList, put_first
 from mta_logging.verp import Verp, read_secret
 
 
@@ -55,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the file holding the VERP secret (needed with --verp-domain)")
     parser.add_argument("--sent-index", metavar="FILE",
                         help="the relay's sent index (sent.sqlite in its spool directory)")
+    parser.add_argument("--suppression", metavar="FILE",
+                        help="the suppression list that hard bounces and complaints are added "
+                             "to (the relay's suppression.db; made when missing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,10 +76,16 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not os.path.exists(path):
             raise MtaLoggingError(f"{path}: no such file or directory")
+    suppression = None
+    if args.suppression is not None:
+        SuppressionList(args.suppression).close()  # a file that is no list: exit 2 at once
+        suppression = SuppressionHandler(args.suppression)
     configure(settings)
+    logger = logging.getLogger(settings.logger)
+    if suppression is not None:
+        put_first(logger, suppression)
     sent = None if args.sent_index is None else SentIndex(args.sent_index)
-    recorder = ReturnRecorder(logging.getLogger(settings.logger),
-                              Quarantine(args.quarantine), verp=verp, sent=sent)
+    recorder = ReturnRecorder(logger, Quarantine(args.quarantine), verp=verp, sent=sent)
     outcomes: Counter[str] = Counter()
     records: Counter[str] = Counter()
     unwritten = 0
@@ -89,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sent is not None:
             sent.close()
+        if suppression is not None:
+            logger.removeHandler(suppression)
+            suppression.close()
     print(f"ingest-bounce: {sum(outcomes.values())} messages: {outcomes[BOUNCE]} bounces "
           f"({records[BOUNCE]} rb records), {outcomes[COMPLAINT]} complaints "
           f"({records[COMPLAINT]} f records), {outcomes[NO_FAILURE]} without a failed "
