@@ -91,21 +91,27 @@ class PatternIndex:
     def _first(self, left: int, text: str, lowered: str | None) -> int | None:
         """The key of the first probe of the mask ``left`` that matches ``text``: given in
         lower case if ASCII (``lowered``), tested for the probe's literals first."""
-        holds = None if lowered is None else lowered.__contains__
+        probes = self._probes
+        if lowered is None:
+            while left:
+                bit = left & -left
+                left ^= bit
+                probe = probes[bit.bit_length() - 1]
+                if probe.pattern.search(text):
+                    return probe.key
+            return None
+        holds = lowered.__contains__
         while left:
             bit = left & -left
             left ^= bit
-            probe = self._probes[bit.bit_length() - 1]
-            if holds is None:
-                matched = probe.pattern.search(text)
-            elif not all(any(map(holds, literals)) for literals in probe.required):
-                continue
-            elif probe.lowered is None:
-                matched = probe.pattern.search(text)
+            probe = probes[bit.bit_length() - 1]
+            for literals in probe.required:
+                if not any(map(holds, literals)):
+                    break
             else:
-                matched = probe.lowered.search(lowered or "")
-            if matched:
-                return probe.key
+                if (probe.pattern.search(text) if probe.lowered is None
+                        else probe.lowered.search(lowered)):
+                    return probe.key
         return None
 
 
