@@ -2,13 +2,13 @@
 
 Python's ``re`` tries every alternative of a pattern at every position of the text, so hundreds
 of phrases cost about a millisecond a text. :class:`PatternIndex` splits each pattern into its
-top-level alternatives and files each alternative under a literal that every match of it must
-contain (its *anchor*, found by a plain scan of the pattern's syntax); a text is matched only
-against the alternatives whose anchor occurs in it, in the patterns' order. Alternatives with
-no anchor of three characters or more, and patterns whose splitting could change their meaning,
-are tried on every text. Anchors are found through the words of a text (see
-:class:`PatternIndex`), which rule phrases each distinct word holds worked out once. The answer
-is always the one the patterns themselves give.
+top-level alternatives and finds, by a plain scan of each one's syntax, the literals every match
+of it must contain (runs of literal characters; one of the branches of a required group); a
+text is searched only by the alternatives whose required literals all occur in it, in the
+patterns' order. Alternatives with no such literal of three characters or more, and patterns
+whose splitting could change their meaning, are tried on every text. The literals are found
+through the words of a text (see :class:`PatternIndex`), which literals each distinct word can
+hold worked out once. The answer is always the one the patterns themselves give.
 """
 
 from __future__ import annotations
