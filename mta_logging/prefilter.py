@@ -2,17 +2,19 @@
 
 Python's ``re`` tries every alternative of a pattern at every position of the text, so hundreds
 of phrases cost about a millisecond a text. :class:`PatternIndex` splits each pattern into its
-top-level alternatives and files each alternative under a literal that every match of it must
-contain (its *anchor*, found by a plain scan of the pattern's syntax); a text is matched only
-against the alternatives whose anchor occurs in it, in the patterns' order. Alternatives with
-no anchor of three characters or more, and patterns whose splitting could change their meaning,
-are tried on every text. Anchors are found through the words of a text (see
-:class:`PatternIndex`), which rule phrases each distinct word holds worked out once. The answer
-is always the one the patterns themselves give.
+top-level alternatives and finds, by a plain scan of each one's syntax, the literals every match
+of it must contain (runs of literal characters; one of the branches of a required group); a
+text is searched only by the alternatives whose required literals all occur in it, in the
+patterns' order. Alternatives with no such literal of three characters or more, and patterns
+whose splitting could change their meaning, are tried on every text. The literals are found
+through the words of a text (see :class:`PatternIndex`), which literals each distinct word can
+hold worked out once. The answer is always the one the patterns themselves give.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,14 +29,16 @@ class PatternIndex:
     pattern; :meth:`first_match` gives the smallest number whose pattern matches a text,
     among all of them or among those a :meth:`select` chose.
 
-    Anchors are looked for through the words of a text (its runs of what ``\\w`` matches in
-    ASCII: letters, digits, ``_``). Each anchor is filed under one of its own runs of word
-    characters, its *key*, which a text holding the anchor must hold as a whole word (the key
-    has a non-word character on both sides in the anchor), as the start of a word (before it
-    only), the end of a word (after it only) or inside a word. Which keys a word holds is
-    worked out once per distinct word and remembered (up to :attr:`WORDS` words, then all
-    forgotten at once), so a text costs a split into words, a look-up per word and an ``in``
-    test of the text for each anchor whose key one of its words holds.
+    Every alternative needs some literals (each of a set of them) in a text to match it;
+    the best two sets are looked for through the words of a text (its runs of what ``\\w``
+    matches in ASCII: letters, digits, ``_``). Each literal is filed under one of its own runs
+    of word characters, its *key*, which a text holding the literal must hold as a whole word
+    (the key has a non-word character on both sides in the literal), as the start of a word
+    (before it only), the end of a word (after it only) or inside a word. Which keys a word
+    holds is worked out once per distinct word and remembered (up to :attr:`WORDS` words, then
+    all forgotten at once), as a bit mask of the alternatives. A text costs a split into
+    words, a look-up per word, an OR of their masks, and for each alternative the masks
+    leave, in order, an ``in`` test of the text for its literals before its pattern is tried.
     """
 
     WORDS = 65536
@@ -44,81 +48,102 @@ class PatternIndex:
         self._probes = tuple(
             probe for key in sorted(patterns) for probe in _probes(key, patterns[key])
         )
-        self._keys = _KeyTable()
-        unanchored = set()
+        # Bit n of a mask: the best set of literals of probe n is in the text; bit n + count:
+        # its second best set is.
+        self._count = len(self._probes)
+        self._all = (1 << self._count) - 1
+        table = _KeyTable()
+        self._always = 0  # what no word can rule out
         for number, probe in enumerate(self._probes):
-            # An anchor with a non-ASCII character is in no ASCII text, the only texts that
-            # are looked up (see _candidates).
-            for anchor in probe.anchors or ():
-                if anchor.isascii() and not self._keys.add(anchor, number):
-                    unanchored.add(number)
-            if probe.anchors is None:
-                unanchored.add(number)
-        self._unanchored = frozenset(unanchored)
-        self._all = frozenset(range(len(self._probes)))
-        self._words: dict[str, _Hits] = {}
+            for which in range(2):
+                bit = 1 << number + which * self._count
+                literals = probe.required[which] if which < len(probe.required) else None
+                # A literal with a non-ASCII character is in no ASCII text, the only texts
+                # that are looked up (see first_match).
+                if literals is None or not all(
+                    table.add(literal, bit) for literal in literals if literal.isascii()
+                ):
+                    self._always |= bit
+        self._words = _WordHits(table, self.WORDS)
 
     def select(self, keys: Iterable[int]) -> Selection:
         """The patterns numbered ``keys``, for :meth:`first_match` to consider alone (worth
         keeping when the same choice comes back: making it costs a pass over the patterns)."""
         wanted = frozenset(keys)
-        return Selection(frozenset(
-            number for number, probe in enumerate(self._probes) if probe.key in wanted
+        return Selection(sum(
+            1 << number for number, probe in enumerate(self._probes) if probe.key in wanted
         ))
 
     def first_match(self, text: str, selection: Selection | None = None) -> int | None:
         """The smallest number whose pattern searches ``text`` with success, among the
         patterns of ``selection`` (all when ``None``); ``None`` when there is none."""
-        probes = self._all if selection is None else selection.probes
-        lowered = text.lower() if text.isascii() else None
-        for number in self._candidates(lowered, probes):
-            probe = self._probes[number]
-            if lowered is not None and probe.lowered is not None:
-                matched = probe.lowered.search(lowered)
+        left = self._all if selection is None else selection.probes
+        if not text.isascii():
+            # Case-insensitive matching pairs some non-ASCII letters with ASCII ones (the
+            # Kelvin sign with "k"), which lower() does not reproduce: every probe is tried.
+            return self._first(left, text, None)
+        lowered = text.lower()
+        self._words.limit = self.WORDS
+        found = functools.reduce(operator.or_, map(self._words.__getitem__, lowered.split()),
+                                 self._always)
+        return self._first(left & found & found >> self._count, text, lowered)
+
+    def _first(self, left: int, text: str, lowered: str | None) -> int | None:
+        """The key of the first probe of the mask ``left`` that matches ``text``: given in
+        lower case if ASCII (``lowered``), tested for the probe's literals first."""
+        probes = self._probes
+        if lowered is None:
+            while left:
+                bit = left & -left
+                left ^= bit
+                probe = probes[bit.bit_length() - 1]
+                if probe.pattern.search(text):
+                    return probe.key
+            return None
+        holds = lowered.__contains__
+        while left:
+            bit = left & -left
+            left ^= bit
+            probe = probes[bit.bit_length() - 1]
+            for literals in probe.required:
+                if not any(map(holds, literals)):
+                    break
             else:
-                matched = probe.pattern.search(text)
-            if matched:
-                return probe.key
+                if (probe.pattern.search(text) if probe.lowered is None
+                        else probe.lowered.search(lowered)):
+                    return probe.key
         return None
 
-    def _candidates(self, lowered: str | None, probes: frozenset[int]) -> list[int]:
-        """Numbers of the ``probes`` that can match a text, in order, given the text in lower
-        case, or ``None`` if it is not ASCII: case-insensitive matching pairs some non-ASCII
-        letters with ASCII ones (the Kelvin sign with "k"), which lower() does not reproduce,
-        so such a text is tried against every probe."""
-        if lowered is None:
-            return sorted(probes)
-        remembered = self._words
-        found = set(self._unanchored)
-        for word in set(lowered.translate(_SEPARATORS).split()):
-            hits = remembered.get(word)
-            if hits is None:
-                if len(remembered) >= self.WORDS:
-                    remembered.clear()
-                hits = remembered[word] = self._keys.hits(word)
-            found.update(hits.proven)
-            for anchor, number in hits.pending:
-                if anchor in lowered:
-                    found.add(number)
-        found &= probes
-        return sorted(found)
 
-
-# Each ASCII character "\w" does not match, to a space: str.split() then gives the words.
-_SEPARATORS = {code: " " for code in range(128) if not re.fullmatch(r"\w", chr(code), re.ASCII)}
 _WORD = re.compile(r"\w+", re.ASCII)
 
-_Entry = tuple[str, int]  # an anchor and the number of its probe
+_Entry = tuple[str, int]  # a literal and the bit of its probe
 
 
-@dataclass(frozen=True, slots=True)
-class _Hits:
-    """What one word says of the anchors: the probes it shows one anchor of is in the text
-    (the anchor is a part of the word), and the anchors whose key it holds, to look for in
-    the text."""
+class _WordHits(dict[str, int]):
+    """What each word of a text (a run of non-space characters) says of the probes: the bits
+    of the literals whose key one of its runs of word characters holds (see
+    :class:`_KeyTable`). Worked out at a word's first look-up and remembered, as are the
+    runs', up to ``limit`` words and runs, then all forgotten at once."""
 
-    proven: tuple[int, ...]
-    pending: tuple[_Entry, ...]
+    def __init__(self, table: _KeyTable, limit: int) -> None:
+        super().__init__()
+        self.table = table
+        self.limit = limit
+        self.runs: dict[str, int] = {}
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= self.limit or len(self.runs) >= self.limit:
+            self.clear()
+            self.runs.clear()
+        hits = 0
+        for run in _WORD.findall(word):
+            bits = self.runs.get(run)
+            if bits is None:
+                bits = self.runs[run] = self.table.hits(run)
+            hits |= bits
+        self[word] = hits
+        return hits
 
 
 class _KeyTable:
@@ -133,9 +158,9 @@ class _KeyTable:
         self._inside: dict[str, list[_Entry]] = {}  # by the anchor's first three characters
         self._lengths: set[int] = set()  # of the keys in _starts and _ends
 
-    def add(self, anchor: str, number: int) -> bool:
-        """File ``anchor`` (ASCII, lower case) of probe ``number``; ``False`` when it has no
-        key."""
+    def add(self, anchor: str, bit: int) -> bool:
+        """File ``anchor`` (ASCII, lower case) with its probe's ``bit``; ``False`` when it has
+        no key."""
         options = []
         for run in _WORD.finditer(anchor):
             before, after = run.start() > 0, run.end() < len(anchor)
@@ -151,44 +176,46 @@ class _KeyTable:
         _, _, key, table = min(options, key=lambda option: option[:2])
         if table is self._starts or table is self._ends:
             self._lengths.add(len(key))
-        table.setdefault(key, []).append((anchor, number))
+        table.setdefault(key, []).append((anchor, bit))
         return True
 
-    def hits(self, word: str) -> _Hits:
-        """The anchors whose key ``word`` holds (see :class:`_Hits`)."""
-        pending = list(self._whole.get(word, ()))
+    def hits(self, word: str) -> int:
+        """The probes with a literal whose key ``word`` holds, as a bit mask: the literal can
+        be in a text with this word."""
+        entries = list(self._whole.get(word, ()))
         for length in self._lengths:
             if length <= len(word):
-                pending.extend(self._starts.get(word[:length], ()))
-                pending.extend(self._ends.get(word[-length:], ()))
-        proven = {
-            number
+                entries.extend(self._starts.get(word[:length], ()))
+                entries.extend(self._ends.get(word[-length:], ()))
+        entries.extend(
+            entry
             for trigram in {word[i : i + 3] for i in range(len(word) - 2)}
-            for anchor, number in self._inside.get(trigram, ())
-            if anchor in word
-        }
-        return _Hits(tuple(sorted(proven)),
-                     tuple(sorted({entry for entry in pending if entry[1] not in proven})))
+            for entry in self._inside.get(trigram, ())
+            if entry[0] in word
+        )
+        return functools.reduce(operator.or_, (bit for _, bit in entries), 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Some of a :class:`PatternIndex`'s patterns, as :meth:`PatternIndex.select` chose them."""
+    """Some of a :class:`PatternIndex`'s patterns, as :meth:`PatternIndex.select` chose them:
+    ``probes`` has a bit set for each of their alternatives."""
 
-    probes: frozenset[int]
+    probes: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Probe:
     """One top-level alternative of a numbered pattern, with literals its matches contain.
 
-    Every match contains one of the ``anchors`` (lower case); ``None`` when no such literals of
-    three characters or more were found, and the probe is tried on every text.
+    ``required`` holds sets of lower-case literals (the best first), every match containing
+    one literal of each set; empty when no such literals of three characters or more were
+    found, and the probe is tried on every text.
     """
 
     key: int
     pattern: re.Pattern[str]
-    anchors: frozenset[str] | None
+    required: tuple[tuple[str, ...], ...]
     lowered: re.Pattern[str] | None
     """The alternative in lower case, matched case-sensitively against lower-cased ASCII text:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
@@ -202,7 +229,7 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
     flags such as ``(?x)`` apply to every alternative, group numbers shift) or does not give
     patterns that compile (the split is a plain scan, not a full parse).
     """
-    whole = [_Probe(key, pattern, None, None)]
+    whole = [_Probe(key, pattern, (), None)]
     if _UNSPLITTABLE.search(pattern.pattern):
         return whole
     alternatives = _top_level_alternatives(pattern.pattern)
@@ -210,10 +237,11 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
         compiled = [re.compile(part, pattern.flags) for part in alternatives]
     except re.error:
         return whole
-    return [
-        _Probe(key, part, _anchors(source), _lower_case(source, pattern.flags))
-        for part, source in zip(compiled, alternatives, strict=True)
-    ]
+    probes = []
+    for part, source in zip(compiled, alternatives, strict=True):
+        required = tuple(tuple(sorted(literals)) for literals in _required_literals(source))
+        probes.append(_Probe(key, part, required, _lower_case(source, pattern.flags)))
+    return probes
 
 
 def _lower_case(source: str, flags: int) -> re.Pattern[str] | None:
@@ -305,13 +333,14 @@ _ESCAPE_ARGUMENTS = re.compile(
 _QUANTIFIER = re.compile(r"(?:[?*+]|\{(\d*)(?:,\d*)?\})[?+]?")
 
 
-def _anchors(alternative: str) -> frozenset[str] | None:
-    """Lower-case literals one of which every match of ``alternative`` contains.
+def _required_literals(alternative: str) -> list[frozenset[str]]:
+    """Sets of lower-case literals, every match of ``alternative`` containing one of each.
 
-    Candidates are the runs of literal characters the alternative requires, and its required
-    groups of alternatives (``(?:user|mailbox) unknown``), each giving one literal a branch.
-    The best is the one whose shortest literal is longest; ``None`` when that is shorter than
-    three characters, or has non-ASCII letters (see :meth:`PatternIndex._candidates`).
+    They are the runs of literal characters the alternative requires, and its required
+    groups of alternatives (``(?:user|mailbox) unknown``), each giving one literal a branch;
+    those with a literal shorter than three characters or with non-ASCII letters (see
+    :meth:`PatternIndex.first_match`) left out. The best anchors come first: the set whose
+    shortest literal is longest, then the set with fewer literals.
     """
     options: list[frozenset[str]] = []
     run: list[str] = []
@@ -351,10 +380,18 @@ def _anchors(alternative: str) -> frozenset[str] | None:
         else:
             run.append(literal)
     options.append(frozenset(["".join(run)]))
-    best = max(options, key=lambda anchors: (min(map(len, anchors)), -len(anchors)))
-    if min(map(len, best)) < 3 or not all(map(_ascii_or_caseless, best)):
-        return None
-    return frozenset(anchor.lower() for anchor in best)
+    usable = [anchors for anchors in options
+              if min(map(len, anchors)) >= 3 and all(map(_ascii_or_caseless, anchors))]
+    usable.sort(key=lambda anchors: (-min(map(len, anchors)), len(anchors)))
+    return list(dict.fromkeys(frozenset(anchor.lower() for anchor in anchors)
+                              for anchors in usable))
+
+
+def _anchors(alternative: str) -> frozenset[str] | None:
+    """The best of the :func:`_required_literals` of ``alternative``; ``None`` when it has
+    none."""
+    required = _required_literals(alternative)
+    return required[0] if required else None
 
 
 def _ascii_or_caseless(anchor: str) -> bool:

@@ -87,7 +87,8 @@ def parse_status(enhanced: str | None) -> tuple[str, str, str] | None:
 
 # "550-5.7.1 " at the start of each continuation line of a multi-line reply, once the reply has
 # been joined into one line, splits phrases apart: "this message is 550-5.7.1 likely spam".
-_CONTINUATION = re.compile(r"(?<![\w.-])[245][0-9]{2}-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} )?")
+# (The look-behind after the first digit lets the search skip to the digits 2, 4 and 5.)
+_CONTINUATION = re.compile(r"[245](?<![\w.-][245])[0-9]{2}-(?:[245]\.[0-9]{1,3}\.[0-9]{1,3} )?")
 
 
 def without_continuations(text: str) -> str:
@@ -190,10 +191,10 @@ _TRAILER = re.compile(
 # A reply code inside prose: "... connect to 10.4.2.1: 550 Rejected" but not an IP address,
 # a port or "after 450 seconds".
 _CODE_IN_TEXT = re.compile(
-    r"(?<![\w.:/\[#-])[45][0-9]{2}(?:-| (?=[45]\.[0-9]|[A-Z<#(\[]))")
+    r"[45](?<![\w.:/\[#-][45])[0-9]{2}(?:-| (?=[45]\.[0-9]|[A-Z<#(\[]))")
 # An enhanced status anywhere: qmail's "(#5.1.1)", Exchange's "#5.0.0"; not part of an IP
 # address ("10.4.2.1").
-_STATUS_IN_TEXT = re.compile(r"(?<![\w.])([45])\.([0-9]{1,3})\.([0-9]{1,3})(?!\.?[0-9])")
+_STATUS_IN_TEXT = re.compile(r"([45])(?<![\w.][45])\.([0-9]{1,3})\.([0-9]{1,3})(?!\.?[0-9])")
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("initial connection", "connect"), ("connect", "connect"), ("greeting", "connect"),
     ("banner", "connect"), ("helo", "helo"), ("ehlo", "helo"), ("lhlo", "helo"),

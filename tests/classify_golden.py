@@ -4,16 +4,20 @@
 
 The cases are every row of the three labelled files in ``tests/data`` (as given, and once more
 with no code and no status, so that the reply is pulled out of the text), then ``GENERATED``
-texts from a generator seeded with ``SEED``: words and phrases of the built-in rules' patterns,
-mail systems' wrapper phrases, reply codes, statuses, addresses, IP addresses, punctuation,
-upper case and a few non-ASCII letters, mixed at random, with a code and a status drawn at
-random (``None`` among them). Each line of the file is one case: its number, a CRC-32 of its
-input (so that a changed generator shows as such, not as changed answers), then what
-``Classifier(builtin_rules(), remember=0).explain`` answered: the category, the line of the
-rule (``-``: none), the code and status the rules were given, and the embedded reply found
-(wrapper, command, host, code, status, CRC-32 of its text). ``tests/test_classify.py`` checks
-that the classifier still gives every answer recorded here; the file was written with the code
-of the ``classify`` merge (1ddc62c), before the classifier was made faster.
+texts from a generator seeded with ``SEED``: words and phrases of the built-in rules' patterns
+(as they were when the file was first written, kept in ``PHRASES`` so that a change of the
+rules leaves the cases as they are), mail systems' wrapper phrases, reply codes, statuses,
+addresses, IP addresses, punctuation, upper case and a few non-ASCII letters, mixed at random,
+with a code and a status drawn at random (``None`` among them). Each line of the file is one
+case: its number, a CRC-32 of its input (so that a changed generator shows as such, not as
+changed answers), then what ``Classifier(builtin_rules(), remember=0).explain`` answered: the
+category, a CRC-32 of the rule as written (``-``: none; not its line number, so that a rule
+added elsewhere changes no answer), the code and status the rules were given, and the embedded
+reply found (wrapper, command, host, code, status, CRC-32 of its text).
+``tests/test_classify.py`` checks that the classifier still gives every answer recorded here.
+The file was first written with the code of the ``classify`` merge (1ddc62c), before the
+classifier was made faster; it is written anew when the rules change, once every answer that
+changed has been checked by hand.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import csv
 import random
 import re
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +34,7 @@ from mta_logging.classify import Classifier, builtin_rules
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "classify_golden.tsv"
+PHRASES = DATA / "classify_golden_phrases.txt"
 LABELLED = ("bounce_samples.tsv", "bounce_sisimai_train.tsv", "bounce_extra.tsv")
 SEED = 18
 GENERATED = 4000
@@ -82,16 +88,22 @@ def labelled() -> list[Case]:
     return cases
 
 
-def _vocabulary(texts: list[str]) -> tuple[list[str], list[str]]:
-    """Words and multi-word phrases of the built-in rules' patterns, and words of the
-    labelled texts."""
+def rule_phrases() -> list[str]:
+    """Words and multi-word phrases of the built-in rules' patterns (what ``PHRASES`` holds,
+    from the rules of the day it was written)."""
     phrases: set[str] = set()
     for rule in builtin_rules():
         if rule.text is not None:
             source = re.sub(r"\\.|\[[^\]]*\]|\(\?[:=!<]*|[()?*+{}\d,^$|.]", "|", rule.text.pattern)
             phrases.update(part.strip() for part in source.split("|") if len(part.strip()) > 2)
+    return sorted(phrases)
+
+
+def _vocabulary(texts: list[str]) -> tuple[list[str], list[str]]:
+    """The phrases of ``PHRASES``, and words of the labelled texts."""
+    phrases = PHRASES.read_text(encoding="utf-8").splitlines()
     words = sorted({word for text in texts for word in text.split()})
-    return sorted(phrases), words
+    return phrases, words
 
 
 def generated(texts: list[str], seed: int = SEED, count: int = GENERATED) -> Iterator[Case]:
@@ -145,14 +157,18 @@ def answer(classifier: Classifier, case: Case) -> list[str]:
     """What the file records of one case: see the module's docstring."""
     verdict = classifier.explain(*case)
     reply = verdict.found.reply
-    line = "-" if verdict.rule is None else verdict.rule.origin.rsplit(" ", 1)[1]
+    line = "-" if verdict.rule is None else checksum(verdict.rule.line)
     return [checksum(repr(case)), verdict.category, line, str(verdict.code),
             str(verdict.enhanced), verdict.found.wrapper or "-", verdict.found.command or "-",
             verdict.found.host or "-", str(reply.code), str(reply.enhanced),
             checksum(reply.text)]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Rewrite ``GOLDEN``; with ``--phrases``, first ``PHRASES`` from the rules as they are now
+    (which changes the generated cases: every answer must then be checked anew)."""
+    if "--phrases" in (sys.argv[1:] if argv is None else argv):
+        PHRASES.write_text("\n".join(rule_phrases()) + "\n", encoding="utf-8")
     classifier = Classifier(builtin_rules(), remember=0)
     with open(GOLDEN, "w", encoding="utf-8") as stream:
         for number, case in enumerate(cases()):

@@ -42,6 +42,7 @@ def arguments(row: dict[str, str]) -> tuple[int | None, str | None, str]:
 SAMPLES = read_rows("bounce_samples.tsv")
 SISIMAI = read_rows("bounce_sisimai_train.tsv")
 EXTRA = read_rows("bounce_extra.tsv")
+HELD_OUT = read_rows("bounce_heldout.tsv")
 
 
 def misclassified(rows: list[dict[str, str]]) -> list[str]:
@@ -68,9 +69,9 @@ def test_every_hand_labelled_sample_gets_its_category(row: dict[str, str]) -> No
 
 
 def test_replies_from_real_sisimai_bounces_are_mostly_right() -> None:
-    # 145 of 154 when written. The nine left are hard from the text alone (Sisimai also saw the
+    # 147 of 154 when written. The seven left are hard from the text alone (Sisimai also saw the
     # whole message): "542 ... Rejected", "inactive email address" labelled a missing mailbox,
-    # provider codes such as "OFR_506" or "LPN000_630" that only a table of that provider knows.
+    # provider codes such as "LPN000_630" that only a table of that provider knows.
     wrong = misclassified(SISIMAI)
     assert 1 - len(wrong) / len(SISIMAI) >= 0.93, accuracy_report(SISIMAI, wrong)
 
@@ -79,6 +80,18 @@ def test_replies_collected_from_other_public_sources_are_mostly_right() -> None:
     # 469 of 472 when written (see the source column of tests/data/bounce_extra.tsv).
     wrong = misclassified(EXTRA)
     assert 1 - len(wrong) / len(EXTRA) >= 0.97, accuracy_report(EXTRA, wrong)
+
+
+def test_replies_of_mail_systems_written_down_apart_from_the_rules_are_right() -> None:
+    # tests/data/bounce_heldout.tsv: replies as Gmail, Exchange Online, Yahoo, Mimecast,
+    # Proofpoint, Postfix, Exim, qmail and RFC 3463 document them, each row naming its source;
+    # 95 of 97 before the rules were last changed, 97 of 97 after.
+    assert {row["source"].split(":", 1)[0] for row in HELD_OUT} >= {
+        "Gmail", "Exchange Online", "Yahoo", "Mimecast", "Proofpoint", "Postfix", "Exim",
+        "qmail", "RFC 3463"}
+    assert {row["category"] for row in HELD_OUT} <= set(CATEGORIES)
+    wrong = misclassified(HELD_OUT)
+    assert 1 - len(wrong) / len(HELD_OUT) >= 0.95, accuracy_report(HELD_OUT, wrong)
 
 
 # --- What decides: the words, then the enhanced status, then the reply code -----------------------
@@ -170,6 +183,34 @@ def test_a_refusal_before_any_recipient_with_no_reason_is_the_senders_reputation
     assert bounce_category(None, None, text) == "spam-related"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SMTP error from remote mail server after end of data: host mx.example.net "
+        "[192.0.2.10]: 550 5.2.0 Message rejected",
+        "host mx.example.org[192.0.2.20] said: 554 Mail refused (in reply to end of data "
+        "command)",
+    ],
+)
+def test_a_message_refused_once_sent_with_no_reason_is_a_spam_verdict(text: str) -> None:
+    assert bounce_category(None, "5.2.0", text) == "spam-related"
+
+
+def test_a_message_refused_once_sent_for_a_reason_goes_by_the_reason() -> None:
+    assert bounce_category(
+        None, None, "SMTP error from remote mail server after end of data: host "
+        "mx.example.net [192.0.2.10]: 550 5.7.1 Message rejected due to content restrictions"
+    ) == "content-related"
+
+
+def test_a_refusal_that_gives_a_policy_as_its_reason_is_policy_related() -> None:
+    assert bounce_category(
+        550, "5.7.1", "Recipient address rejected: Recipient rejected by policy"
+    ) == "policy-related"
+    assert bounce_category(550, "5.1.1", "Recipient denied due to local policy") == (
+        "policy-related")
+
+
 def test_a_bare_refusal_with_a_telling_status_goes_by_the_status() -> None:
     assert bounce_category(550, "5.1.1", "Rejected") == "bad-mailbox"
     assert bounce_category(550, "5.7.1", "Rejected") == "spam-related"
@@ -177,6 +218,9 @@ def test_a_bare_refusal_with_a_telling_status_goes_by_the_status() -> None:
 
 def test_refusals_naming_the_sending_ip_are_spam_related() -> None:
     assert bounce_category(554, None, "IP=192.0.2.77 - A problem occurred.") == "spam-related"
+    assert bounce_category(
+        550, "5.7.1", "Service unavailable. Access denied, traffic not accepted from this IP."
+    ) == "spam-related"
     assert bounce_category(
         550, None, "SC-004 (BAY004-MC5F12) Unfortunately, messages from 192.0.2.44 weren't sent."
     ) == "spam-related"
@@ -517,8 +561,8 @@ def test_cli_refuses_bad_options_and_bad_rules_files(
 
 
 def test_the_recorded_answers_are_still_given() -> None:
-    # tests/data/classify_golden.tsv: made by tests/classify_golden.py (see there) with the
-    # classifier as it was before it was made faster; every answer must stay the same.
+    # tests/data/classify_golden.tsv: made by tests/classify_golden.py (see there); a speed-up
+    # must give every answer recorded, a change of the rules only the answers checked by hand.
     classifier = Classifier(builtin_rules(), remember=0)
     with open(classify_golden.GOLDEN, encoding="utf-8") as stream:
         recorded = [line.rstrip("\n").split("\t") for line in stream]
