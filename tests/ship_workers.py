@@ -1,9 +1,12 @@
 """A writer process for the ship tests: accounting records through the library, rotated often.
 
-Run as ``python tests/ship_workers.py DIRECTORY --worker N --count C [--pause S]``: logs ``C``
+Run as ``python tests/ship_workers.py DIRECTORY --worker N --count C [--pause S] [--hold FILE]``:
+logs ``C``
 records (every 7th a bounce, every 5th deferred; the rest delivered) through one handler per
 kind with archiving, a 10 kB ``max_size`` and compression, so that files rotate, move into the
-archive and turn into ``.gz`` while a shipper tails them; then exits normally.
+archive and turn into ``.gz`` while a shipper tails them; then exits normally. With ``--hold``,
+it stops after half of the records until FILE exists (exit 3 if it does not within 300 s), so
+that a test can make its failures while every writer is mid-stream, however slow the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--pause", type=float, default=0.0)
+    parser.add_argument("--hold", type=Path)
     args = parser.parse_args()
     logger = logging.getLogger("mta.accounting")
     logger.setLevel(logging.INFO)
@@ -35,6 +39,12 @@ def main() -> None:
     accounting = AccountingLogger(logger)
     queued = time.time() - 30
     for number in range(args.count):
+        if args.hold is not None and number == args.count // 2:
+            deadline = time.monotonic() + 300
+            while not args.hold.exists():
+                if time.monotonic() > deadline:
+                    sys.exit(3)
+                time.sleep(0.05)
         rcpt = f"w{args.worker}-{number}@d{number % 4}.example"
         common = {"job_id": f"job{number % 3}", "vmta": f"pool{number % 2}",
                   "time_queued": queued}

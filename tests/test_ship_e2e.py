@@ -66,9 +66,11 @@ def test_every_record_of_every_writer_reaches_postgresql_once_through_failures(
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
+    release = tmp_path / "release"  # the writers wait for it half-way: failures come mid-stream
     try:
         writers = [start(sys.executable, str(WORKERS), str(accounting), "--worker", str(n),
-                         "--count", str(RECORDS_PER_WRITER), "--pause", "0.004")
+                         "--count", str(RECORDS_PER_WRITER), "--pause", "0.004",
+                         "--hold", str(release))
                    for n in (1, 2)]
         shipper = start(*mta_logging_command("ship", "--config", str(config)))
         ingester = start(*mta_logging_command("ingest", "--config", str(config)))
@@ -82,6 +84,7 @@ def test_every_record_of_every_writer_reaches_postgresql_once_through_failures(
         assert all(writer.poll() is None for writer in writers)  # mid-stream, all of it
         ingester = start(*mta_logging_command("ingest", "--config", str(config)))
         postgres.restart()
+        release.touch()
         for writer in writers:
             assert writer.wait(timeout=DEADLINE) == 0
         total = 2 * RECORDS_PER_WRITER
