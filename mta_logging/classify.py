@@ -33,6 +33,7 @@ from mta_logging.reply import (
     EmbeddedReply,
     find_reply,
     has_status,
+    parse_reply,
     parse_status,
     without_continuations,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "bounce_category",
     "builtin_rules",
     "default_classifier",
+    "failure_category",
     "load_rules",
     "normalise_text",
 ]
@@ -257,6 +259,14 @@ def bounce_category(code: int | None, enhanced: str | None, text: str) -> str:
     of :data:`CATEGORIES`; never raises.
     """
     return default_classifier().classify(code, enhanced, text)
+
+
+def failure_category(dsn_status: str | None, dsn_msg: str | None) -> str:
+    """The category of a failure recorded with status ``dsn_status`` and reply ``dsn_msg``
+    (what ``AccountingLogger.bounced`` gives one it is not told a category for): the reply's
+    code, the status (else the reply's enhanced status) and the reply text."""
+    reply = parse_reply(dsn_msg)
+    return bounce_category(reply.code, dsn_status or reply.enhanced, dsn_msg or "")
 
 
 def normalise_text(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, TypedDict, Unpack
 
 from mta_logging import speedups
 from mta_logging.outcome import DETAIL_NAMES, Kind, Outcome
-from mta_logging.reply import find_reply, parse_reply
+from mta_logging.reply import find_reply
 from mta_logging.speedups import WRITE_FAILED as WRITE_FAILED  # (importable from here too)
 
 DEFAULT_LOGGER = "mta.accounting"
@@ -135,10 +135,9 @@ class AccountingLogger:
     ) -> Outcome:
         """Record a bounce; ``bounce_cat`` is classified from dsn_status/dsn_msg when not given."""
         if bounce_cat is None:
-            from mta_logging.classify import bounce_category
+            from mta_logging.classify import failure_category
 
-            reply = parse_reply(dsn_msg)
-            bounce_cat = bounce_category(reply.code, dsn_status or reply.enhanced, dsn_msg or "")
+            bounce_cat = failure_category(dsn_status, dsn_msg)
         return self.record(self._outcome(
             Kind.BOUNCE, rcpt, time_queued, src_mta, src_ip, dest_ip, vmta, job_id,
             dsn_status, dsn_msg, delay, bounce_cat, headers, extra, details))

@@ -11,14 +11,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from relay_sink import FakeResolver, Outcomes, Sink
 
+import mta_logging
 from mta_logging import handlers as handlers_module
+from mta_logging.fields import FIELD_NAMES, diagnostic_of
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay.config import load_settings
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
+from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.spool import Envelope, QueuedMessage, Spool
@@ -321,3 +326,95 @@ async def test_a_hanging_destination_holds_its_share_of_workers_and_the_rest_flo
         assert sorted(sink.delivered()) == sorted(healthy)
     assert sorted(o.rcpt for o in records.outcomes) == sorted(healthy)
     assert sorted(m.queue_id for m in spool.load()) == [f"T{n}" for n in range(6)]
+
+
+# every field a relay record can fill, but the one that differs for each record written
+EVERY_FIELD = [name for name in FIELD_NAMES if name != "eventId"] + ["custom_X-Campaign"]
+RESULTS = [  # delivered, deferred, bounced, and a deferral past the queue lifetime: expired
+    (RcptResult(0, Kind.DELIVERED, "2.0.0", "250 2.0.0 Ok: queued as 4XyZ"), False),
+    (RcptResult(1, Kind.DEFERRED, "4.2.0", "451 4.2.0 Mailbox busy, try again later"), False),
+    (RcptResult(2, Kind.BOUNCE, "5.1.1", "550 5.1.1 <c@one.test>: User unknown"), False),
+    (RcptResult(3, Kind.DEFERRED, "4.4.1", "421 4.4.1 Connection timed out"), True),
+]
+
+
+def every_field_logger(path: Path, name: str, file_format: str) -> AccountingLogger:
+    configured = mta_logging.configure(
+        path=str(path), logger=name, format=file_format, propagate=False,
+        fields={kind: EVERY_FIELD for kind in ("delivered", "deferred", "bounce")})
+    return AccountingLogger(configured.logger)
+
+
+def logged_by_the_methods(logger: AccountingLogger, message: QueuedMessage,
+                          result: RcptResult, delay: float, expired: bool, age: float) -> None:
+    """The record as the relay wrote it before it made its Outcomes itself: through
+    ``delivered``/``deferred``/``bounced``, every value as a keyword."""
+    envelope = message.envelope
+    fields = {
+        "time_queued": envelope.time_queued, "src_mta": "relay.example.test",
+        "src_ip": result.src_ip, "dest_ip": result.dest_ip, "vmta": "pool1",
+        "job_id": message.queue_id, "dsn_status": result.dsn_status, "dsn_msg": result.dsn_msg,
+        "headers": MessageHeaders(CONTENT), "orig": envelope.mail_from, "size": len(CONTENT),
+        "dsn_mta": result.dsn_mta, "tls_protocol": result.tls_protocol,
+        "tls_cipher": result.tls_cipher, "orcpt": envelope.dsn_of(result.index).orcpt,
+        "env_id": envelope.mail_dsn.envid,
+    }
+    if result.kind is Kind.DELIVERED:
+        logger.delivered(envelope.rcpts[result.index], **fields)
+    elif result.kind is Kind.BOUNCE:
+        logger.bounced(envelope.rcpts[result.index], **fields)
+    elif expired:
+        fields["dsn_status"] = "5.4.7"
+        fields["dsn_msg"] = (f"message expired after {age:.0f} s in the queue; "
+                             f"last error: {result.dsn_msg}")
+        fields["dsn_diag"] = diagnostic_of(result.dsn_msg)
+        logger.bounced(envelope.rcpts[result.index], bounce_cat="message-expired", **fields)
+    else:
+        logger.deferred(envelope.rcpts[result.index], delay=delay, **fields)
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(file.relative_to(path)): file.read_bytes()
+            for file in sorted(path.rglob("*")) if file.is_file()}
+
+
+@pytest.mark.parametrize("file_format", ["tsv", "json"])
+@pytest.mark.parametrize("connection", ["every detail", "plain, no DSN parameters"])
+def test_the_records_are_byte_for_byte_those_of_the_logger_methods(
+        tmp_path, monkeypatch, file_format, connection):
+    now = 1_800_000_000.25
+    monkeypatch.setattr(time, "time", lambda: now)  # timeLogged: the same in both trees
+    dsn = connection == "every detail"
+    rcpts = ("a@one.test", "b@one.test", "c@one.test", "d@one.test")
+    envelope = Envelope(
+        "sender@example.test", rcpts, now - 7200.5,
+        mail_dsn=MailDsn("HDRS", "env-7") if dsn else MailDsn(),
+        rcpt_dsn=tuple(RcptDsn(("FAILURE",), f"rfc822;{r}") for r in rcpts) if dsn else ())
+    message = QueuedMessage("Q7", envelope)
+    connected = {"dest_ip": "192.0.2.1", "src_ip": "192.0.2.2", "dsn_mta": "mx.one.test"}
+    if dsn:
+        connected |= {"tls_protocol": "TLSv1.3", "tls_cipher": "TLS_AES_256_GCM_SHA384"}
+    settings_used = settings(retry={"intervals": [300], "max_queue_lifetime": 3600})
+    names = f"test.relay.queue.bytes.{next(_names)}"
+    relay_logger = every_field_logger(tmp_path / "relay", names + ".relay", file_format)
+    reference = every_field_logger(tmp_path / "methods", names + ".methods", file_format)
+    queue = DeliveryQueue(settings_used, Spool.open(tmp_path / "spool"), None,  # type: ignore[arg-type]
+                          relay_logger, clock=lambda: now)
+    try:
+        for bare, expired in RESULTS:
+            result = RcptResult(bare.index, bare.kind, bare.dsn_status, bare.dsn_msg,
+                                **connected)  # type: ignore[arg-type]
+            assert queue._record(message, result, 300.0, MessageHeaders(CONTENT), expired,
+                                 len(CONTENT))
+            logged_by_the_methods(reference, message, result, 300.0, expired, 7200.5)
+    finally:
+        for logger in (relay_logger, reference):
+            for handler in list(logger.logger.handlers):
+                logger.logger.removeHandler(handler)
+                handler.close()
+    written = tree(tmp_path / "relay")
+    assert sorted(written) == sorted(tree(tmp_path / "methods"))
+    assert written == tree(tmp_path / "methods")
+    text = b"".join(written.values()).decode()
+    assert text.count("message expired after 7200 s in the queue") == 1
+    assert ("TLSv1.3" in text, "env-7" in text, "rfc822;a@one.test" in text) == (dsn, dsn, dsn)

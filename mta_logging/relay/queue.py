@@ -33,6 +33,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from mta_logging.address import domain_of
+from mta_logging.classify import failure_category
 from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind, Outcome
@@ -468,44 +469,45 @@ class DeliveryQueue:
 
     def _record(self, message: QueuedMessage, result: RcptResult, delay: float,
                 headers: Mapping[str, str], expired: bool, size: int) -> bool:
-        """Write the accounting record of one result; False if the logger could not write it."""
-        rcpt = message.envelope.rcpts[result.index]
-        log_outcome(message, rcpt, result, self.clock() - message.envelope.time_queued,
-                    BOUNCED_STATUS if expired else STATUS[result.kind])
+        """Write the accounting record of one result; False if the logger could not write it.
+
+        The Outcome is made here, as ``AccountingLogger.delivered``/``deferred``/``bounced``
+        would make it from the same values, and handed to ``AccountingLogger.record``: the
+        keywords of those methods, packed and checked for every recipient, cost as much as
+        writing the record (``benchmarks/bench_relay_record.py``)."""
+        envelope = message.envelope
+        rcpt = envelope.rcpts[result.index]
+        kind = result.kind
+        now = self.clock()
+        age = now - envelope.time_queued
+        if _log.isEnabledFor(logging.INFO):
+            log_outcome(message, rcpt, result, age,
+                        BOUNCED_STATUS if expired else STATUS[kind])
         accounting = self.accounting
         if accounting is None:
             return True
-        fields: dict[str, Any] = {
-            "time_queued": message.envelope.time_queued,
-            "src_mta": self.settings.hostname,
-            "src_ip": self.settings.source_ip or result.src_ip,
-            "dest_ip": result.dest_ip,
-            "vmta": self.settings.vmta,
-            "job_id": message.queue_id,
-            "dsn_status": result.dsn_status,
-            "dsn_msg": result.dsn_msg,
-            "headers": headers,
-            "orig": message.envelope.mail_from,
-            "size": size,
-            "dsn_mta": result.dsn_mta,
-            "tls_protocol": result.tls_protocol,
-            "tls_cipher": result.tls_cipher,
-            "orcpt": message.envelope.dsn_of(result.index).orcpt,
-            "env_id": message.envelope.mail_dsn.envid,
-        }
-        if result.kind is Kind.DELIVERED:
-            accounting.delivered(rcpt, **fields)
-        elif result.kind is Kind.BOUNCE:
-            accounting.bounced(rcpt, **fields)
-        elif expired:
-            age = self.clock() - message.envelope.time_queued
-            fields["dsn_status"] = EXPIRED_STATUS
-            fields["dsn_msg"] = (f"message expired after {age:.0f} s in the queue; "
-                                 f"last error: {result.dsn_msg}")
-            fields["dsn_diag"] = diagnostic_of(result.dsn_msg)
-            accounting.bounced(rcpt, bounce_cat=EXPIRED, **fields)
-        else:
-            accounting.deferred(rcpt, delay=delay, **fields)
+        dsn_status = result.dsn_status
+        dsn_msg = result.dsn_msg
+        dsn_diag = bounce_cat = None
+        if kind is Kind.DEFERRED:
+            if expired:
+                kind = Kind.BOUNCE
+                bounce_cat = EXPIRED
+                dsn_status = EXPIRED_STATUS
+                dsn_msg = (f"message expired after {age:.0f} s in the queue; "
+                           f"last error: {result.dsn_msg}")
+                dsn_diag = diagnostic_of(result.dsn_msg)
+        elif kind is Kind.BOUNCE:
+            bounce_cat = failure_category(dsn_status, dsn_msg)
+        settings = self.settings
+        accounting.record(Outcome(
+            kind, rcpt, envelope.time_queued, settings.hostname,
+            settings.source_ip or result.src_ip, result.dest_ip, settings.vmta,
+            message.queue_id, dsn_status, dsn_msg, delay if kind is Kind.DEFERRED else None,
+            bounce_cat, headers, orig=envelope.mail_from, size=size, dsn_mta=result.dsn_mta,
+            tls_protocol=result.tls_protocol, tls_cipher=result.tls_cipher,
+            orcpt=envelope.dsn_of(result.index).orcpt, env_id=envelope.mail_dsn.envid,
+            dsn_diag=dsn_diag))
         if self._unwritten:
             self._unwritten.clear()
             return False
