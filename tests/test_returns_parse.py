@@ -3,6 +3,7 @@ from the MTAs' documented formats and the RFCs' examples (RFC 3464 appendix, RFC
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,22 @@ def parsed(name: str) -> BounceReport | Complaint | None:
         "dns; cs.utk.edu", None, ("owner-info-mime@cs.utk.edu",))),
 ])
 def test_delivery_status_notifications(name: str, expected: BounceReport) -> None:
-    assert parsed(name) == expected
+    report = parsed(name)
+    assert isinstance(report, BounceReport)
+    assert report.recipients == tuple(r for r in report.reported if r.action == "failed")
+    assert replace(report, reported=(), envelope_id=None, returned_headers=b"") == expected
+
+
+def test_a_dsn_gives_every_recipient_it_reports_and_the_returned_header_section() -> None:
+    multi = parsed("rfc3464_multi.eml")
+    postfix = parsed("postfix.eml")
+    assert isinstance(multi, BounceReport) and isinstance(postfix, BounceReport)
+    assert [(r.rcpt, r.action, r.status) for r in multi.reported] == [
+        ("louisl@larry.slip.umd.edu", "failed", "4.0.0"),
+        ("owner-info-mime@cs.utk.edu", "delayed", "4.0.0")]
+    assert (multi.envelope_id, postfix.envelope_id) == (None, None)
+    assert postfix.returned_headers.startswith(b"Return-Path: <" + VERP_RETURN.encode())
+    assert b"Message-ID: <campaign-42.alice@example.com>\n" in postfix.returned_headers
 
 
 @pytest.mark.parametrize(("name", "expected"), [

@@ -39,3 +39,26 @@ def test_a_path_that_is_no_database_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "sent.sqlite").mkdir()
     with pytest.raises(ConfigError, match="sent_index: .* cannot be opened as an SQLite"):
         SentIndex(tmp_path / "sent.sqlite")
+
+
+def test_the_senders_dsn_parameters_are_kept_per_recipient(tmp_path: Path) -> None:
+    sent = Sent("Q1", "s@example.com", ("r1@example.org", "r2@x.org"), time_queued=1.5e9,
+                envid="env 1", notify=(("NEVER",), None), orcpt=(None, "rfc822;R2@x.org"))
+    with_dsn = SentIndex(tmp_path / "sent.sqlite")
+    with_dsn.add("<a@example.com>", sent)
+    with_dsn.close()
+    assert SentIndex(tmp_path / "sent.sqlite").by_job_id("Q1") == sent
+
+
+def test_an_index_of_the_version_without_dsn_parameters_is_read_and_added_to(
+        tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "sent.sqlite") as db:
+        db.execute("CREATE TABLE sent (message_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+                   "orig TEXT NOT NULL, rcpts TEXT NOT NULL, added REAL NOT NULL)")
+        db.execute("INSERT INTO sent VALUES ('<old@example.com>', 'Q0', 's@example.com', "
+                   "'[\"r@example.org\"]', ?)", (time.time(),))
+    db.close()
+    index = SentIndex(tmp_path / "sent.sqlite")
+    index.add("<new@example.com>", Sent("Q1", "", (), envid="e"))
+    assert index.by_job_id("Q0") == Sent("Q0", "s@example.com", ("r@example.org",))
+    assert index.by_message_id("<new@example.com>") == Sent("Q1", "", (), envid="e")

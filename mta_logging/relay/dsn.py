@@ -17,6 +17,10 @@ before it is stored leaves the recipients pending (tried again, reported again: 
 a crash after it is stored and before the journal write is completed at the next start from
 the notification itself (``Spool.load``), so it is neither lost nor sent twice. A journal write
 that fails takes the stored notification back out, and the recipients stay pending.
+
+With VERP on, a DSN that a system beyond the next hop sends comes back to the relay's bounce
+domain, not to the sender: :func:`passed_back` is the relay's own notification carrying that
+report's recipients on to the sender (see ``inbound``).
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from email.policy import compat32
 from email.utils import formatdate, make_msgid
 
 from mta_logging.relay.config import DsnSettings
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.message import header_section
 from mta_logging.relay.spool import Envelope
 from mta_logging.reply import parse_reply
+from mta_logging.returns.parse import BounceReport, FailedRecipient
+from mta_logging.returns.sent import Sent
 
 FAILED = "failed"
 DELAYED = "delayed"
@@ -45,6 +52,8 @@ DELIVERED = "delivered"
 RELAYED = "relayed"
 # the NOTIFY value (RFC 3461 §4.1) that asks for each action
 _EVENT = {FAILED: "FAILURE", DELAYED: "DELAY", DELIVERED: "SUCCESS", RELAYED: "SUCCESS"}
+# the Status of a passed-back recipient whose report gives none (RFC 3464 §2.3.4 needs one)
+_CLASS_STATUS = {FAILED: "5.0.0", DELAYED: "4.0.0", DELIVERED: "2.0.0", RELAYED: "2.0.0"}
 # the diagnostic type (RFC 3464 §2.3.6) of a failure that is no server's reply (no route,
 # null MX, an administrator's bounce), as Postfix writes "X-Postfix"
 LOCAL_DIAGNOSTIC = "X-mta-logging"
@@ -73,7 +82,8 @@ class RecipientReport:
 
     ``diagnostic``: the remote server's reply (``550 5.1.1 ...``) or a local error text;
     ``remote_mta``: the server's name; ``retry_until``: for ``delayed``, when the relay gives
-    up."""
+    up; ``diagnostic_type``: the type of a Diagnostic-Code carried over from another report
+    (None: ``smtp`` for a server's reply, else :data:`LOCAL_DIAGNOSTIC`)."""
 
     index: int
     action: str
@@ -82,6 +92,7 @@ class RecipientReport:
     remote_mta: str | None
     last_attempt: float
     retry_until: float | None = None
+    diagnostic_type: str | None = None
 
 
 def notice_wanted(settings: DsnSettings, envelope: Envelope, index: int, action: str, *,
@@ -134,6 +145,70 @@ def notification(settings: DsnSettings, queue_id: str, envelope: Envelope, conte
     return notice, data
 
 
+def passed_back(settings: DsnSettings, sent: Sent, report: BounceReport,
+                rcpt_index: int | None, *, when: float) -> tuple[Envelope, bytes] | None:
+    """The notification passing a downstream DSN ``report`` about the message ``sent`` on to
+    its sender (``rcpt_index``: the recipient its VERP token names, None: no token), as
+    :func:`notification` gives it; None when none is due.
+
+    Each recipient the report names (by its address, else the token's index) keeps the
+    report's Final-Recipient, Action, Status, Remote-MTA and Diagnostic-Code, and gets the
+    Original-Recipient and Original-Envelope-Id the sender gave (from the sent index, else
+    the report's); it is passed on when that recipient's NOTIFY asks for its action (failures
+    unless NOTIFY says otherwise; a delay or success only when asked). None is due with DSNs
+    off or for mail from ``<>``: a report about a report is never sent on (RFC 5321 §6.1,
+    RFC 3461 §6.2). Only the returned message's header section goes with it."""
+    if not settings.enabled or not sent.orig:
+        return None
+    rcpts: list[str] = []
+    parameters: list[RcptDsn] = []
+    reports: list[RecipientReport] = []
+    for reported in report.reported:
+        if reported.action not in _EVENT:  # "expanded" (RFC 3464 §2.3.3) asks for nothing
+            continue
+        index = _sent_index(sent, reported, rcpt_index)
+        notify = sent.notify[index] if index is not None and index < len(sent.notify) else None
+        if not RcptDsn(notify).wants(_EVENT[reported.action]):
+            continue
+        orcpt = sent.orcpt[index] if index is not None and index < len(sent.orcpt) else None
+        if orcpt is None and reported.original_rcpt is not None:
+            orcpt = f"rfc822;{reported.original_rcpt}"
+        diagnostic_type, diagnostic = _typed(reported.diagnostic)
+        reports.append(RecipientReport(
+            len(rcpts), reported.action, reported.status or _CLASS_STATUS[reported.action],
+            diagnostic, _typed(reported.remote_mta)[1], when, diagnostic_type=diagnostic_type))
+        rcpts.append(reported.rcpt)
+        parameters.append(RcptDsn(orcpt=orcpt))
+    if not reports:
+        return None
+    original = Envelope(mail_from=sent.orig, rcpts=tuple(rcpts),
+                        time_queued=when if sent.time_queued is None else sent.time_queued,
+                        mail_dsn=MailDsn(envid=sent.envid or report.envelope_id),
+                        rcpt_dsn=tuple(parameters))
+    return notification(settings, sent.job_id, original, report.returned_headers, reports,
+                        when=when, entries=())
+
+
+def _sent_index(sent: Sent, reported: FailedRecipient, rcpt_index: int | None) -> int | None:
+    """Which recipient of ``sent`` a report's recipient is: by its Final- or Original-Recipient,
+    else the VERP token's; None when neither is one of them."""
+    addresses = {reported.rcpt.lower(), (reported.original_rcpt or "").lower()}
+    index = next((i for i, rcpt in enumerate(sent.rcpts) if rcpt.lower() in addresses), None)
+    if index is None and rcpt_index is not None and 0 <= rcpt_index < len(sent.rcpts):
+        return rcpt_index
+    return index
+
+
+def _typed(value: str | None) -> tuple[str | None, str | None]:
+    """A report field's type and text (``smtp; 550 ...``: ``smtp``, ``550 ...``)."""
+    if value is None:
+        return None, None
+    kind, separator, text = value.partition(";")
+    if not separator:
+        return None, value
+    return kind.strip(), text.strip() or None
+
+
 def _human_text(settings: DsnSettings, envelope: Envelope,
                 reports: Sequence[RecipientReport]) -> str:
     lines = [f"This is the mail system at {settings.reporting_mta}.", ""]
@@ -172,7 +247,8 @@ def _status_part(settings: DsnSettings, envelope: Envelope,
         if report.remote_mta:
             block["Remote-MTA"] = f"dns; {_one_line(report.remote_mta)}"
         if report.diagnostic:
-            kind = "smtp" if parse_reply(report.diagnostic).code is not None else LOCAL_DIAGNOSTIC
+            kind = report.diagnostic_type or (
+                "smtp" if parse_reply(report.diagnostic).code is not None else LOCAL_DIAGNOSTIC)
             block["Diagnostic-Code"] = f"{kind}; {_one_line(report.diagnostic)}"
         block["Last-Attempt-Date"] = formatdate(report.last_attempt, localtime=True)
         if report.retry_until is not None:

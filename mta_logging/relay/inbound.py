@@ -11,7 +11,14 @@ on, a return path under the VERP prefix whose token does not verify is refused a
 ``550 5.1.1`` (no such mailbox: the address was never handed out, and a 5xx at RCPT makes the
 reporting MTA give up without bouncing the bounce). Returned mail goes in a transaction of its
 own (``452 4.5.3`` to a recipient of the other sort, which the client sends again later). While
-bounces are configured each accepted message's Message-ID goes into the sent index.
+bounces are configured each accepted message's Message-ID goes into the sent index, with its
+sender's DSN parameters.
+
+A DSN that comes back about a message the relay sent (traced by its VERP token or the sent
+index) is passed on to that message's sender as a notification of the relay's own
+(:func:`~mta_logging.relay.dsn.passed_back`), stored in the spool after the records and
+before the 250: a failure to store it answers 451 (sent again: the records may be doubled,
+and the notification is then sent once).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.dsn import passed_back
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.limits import ConnectionLimits
 from mta_logging.relay.message import hop_count, parse_headers, protocol_name, received_header
@@ -231,7 +239,29 @@ class RelayHandler:
         self.faults.succeeded("quarantine write")
         if handled.unwritten:
             return "451 4.3.0 Error: accounting write error, try again later"
+        if handled.bounce is not None and handled.sent is not None:
+            notice = passed_back(self.settings.dsn, handled.sent, handled.bounce,
+                                 handled.rcpt_index, when=self.clock())
+            if notice is not None and not await self._queue_passed_back(handled.sent, *notice):
+                return "451 4.3.0 Error: queue file write error, try again later"
         return f"250 2.0.0 Ok: {handled.what}, {handled.records} records"
+
+    async def _queue_passed_back(self, sent: Sent, envelope: SpoolEnvelope,
+                                 content: bytes) -> bool:
+        """Store the notification passing a downstream report on, and queue it; False (logged)
+        when it could not be stored."""
+        queue_id = new_queue_id()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.spool.store, queue_id, envelope, content)
+        except OSError as exc:
+            self.faults.failed("notification write", f"{queue_id}: {exc}")
+            return False
+        self.faults.succeeded("notification write")
+        _log.info("%s: downstream report passed back to the sender of %s: %s", queue_id,
+                  sent.job_id, ", ".join(envelope.rcpts))
+        self.queue.submit(QueuedMessage(queue_id, envelope, content=content))
+        return True
 
     @staticmethod
     def _remember_sent(sent: SentIndex, queue_id: str, envelope: SpoolEnvelope,
@@ -243,7 +273,11 @@ class RelayHandler:
         if message_id is None:
             return
         try:
-            sent.add(message_id, Sent(queue_id, envelope.mail_from, envelope.rcpts))
+            sent.add(message_id, Sent(
+                queue_id, envelope.mail_from, envelope.rcpts,
+                time_queued=envelope.time_queued, envid=envelope.mail_dsn.envid,
+                notify=tuple(envelope.dsn_of(i).notify for i in range(len(envelope.rcpts))),
+                orcpt=tuple(envelope.dsn_of(i).orcpt for i in range(len(envelope.rcpts)))))
         except sqlite3.Error as exc:
             _log.warning("%s: not put into the sent index %s: %s", queue_id, sent.path, exc)
 

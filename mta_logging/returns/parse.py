@@ -36,7 +36,8 @@ _ADDRESS = re.compile(r"<?([^<>\s;,]+@[^<>\s;,]+?)>?\s*$")
 
 @dataclass(frozen=True, slots=True)
 class FailedRecipient:
-    """One failed recipient of a bounce: ``rcpt`` (Final-Recipient, the address only),
+    """One recipient of a report (a failed one, unless ``action`` says otherwise): ``rcpt``
+    (Final-Recipient, the address only),
     ``original_rcpt`` (Original-Recipient), ``action``, ``status`` (the RFC 3463 code),
     ``diagnostic`` (Diagnostic-Code, ``smtp; 550 ...``) and ``remote_mta`` (Remote-MTA), each
     on one line, None when the report does not give it."""
@@ -54,13 +55,18 @@ class BounceReport:
     """A bounce: its failed recipients, the Reporting-MTA, the Message-ID of the message it
     returns (None when it returns no headers, or they have none), the addresses it was
     delivered to (see :data:`ENVELOPE_HEADERS`) and ``source``: ``dsn`` (RFC 3464) or
-    ``plain`` (found by flufl.bounce in a text bounce)."""
+    ``plain`` (found by flufl.bounce in a text bounce). Of a DSN also: ``reported``, every
+    recipient it reports on whatever the action (failed, delayed, delivered, relayed,
+    expanded), its Original-Envelope-Id, and the returned message's header section."""
 
     recipients: tuple[FailedRecipient, ...]
     reporting_mta: str | None
     message_id: str | None
     delivered_to: tuple[str, ...]
     source: str = "dsn"
+    reported: tuple[FailedRecipient, ...] = ()
+    envelope_id: str | None = None
+    returned_headers: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +109,24 @@ def _bounce(message: Message, status_part: Message,
             delivered_to: tuple[str, ...]) -> BounceReport:
     groups = _field_groups(status_part)
     per_message = groups[0] if groups else Message()
-    recipients = []
+    reported = []
     for group in groups[1:]:
         action = (_one(group, "Action") or "").lower()
         rcpt = _address(_one(group, "Final-Recipient"))
-        if action != "failed" or rcpt is None:
+        if rcpt is None:
             continue
         status = _one(group, "Status")
-        recipients.append(FailedRecipient(
+        reported.append(FailedRecipient(
             rcpt=rcpt, original_rcpt=_address(_one(group, "Original-Recipient")),
             action=action, status=status.split()[0] if status else None,
             diagnostic=_one(group, "Diagnostic-Code"), remote_mta=_one(group, "Remote-MTA")))
-    return BounceReport(tuple(recipients), _one(per_message, "Reporting-MTA"),
-                        _returned_message_id(message), delivered_to)
+    original = _original_headers(message)
+    return BounceReport(
+        tuple(r for r in reported if r.action == "failed"), _one(per_message, "Reporting-MTA"),
+        _returned_message_id(message), delivered_to, reported=tuple(reported),
+        envelope_id=_one(per_message, "Original-Envelope-Id"),
+        returned_headers=b"" if original is None
+        else original.as_string().encode("utf-8", "surrogateescape"))
 
 
 def _complaint(message: Message, report_part: Message,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mta_logging.logger import AccountingLogger
@@ -40,13 +40,20 @@ class Handled:
     """What became of one returned message: ``what`` (:data:`BOUNCE`, :data:`COMPLAINT`,
     :data:`NO_FAILURE` or :data:`QUARANTINED`), how many records were written, the job it
     was traced to (None: not traced), when quarantined where it is kept, and how many of its
-    records a handler could not write (reported through ``handleError``)."""
+    records a handler could not write (reported through ``handleError``). Of a bounce (or a
+    DSN without failures) also the report, the sent message it was traced to in the sent
+    index (None: not found) and the recipient index of its VERP token (None: no token): what
+    the relay needs to pass the report on, not part of what became of the message, so left
+    out of comparisons."""
 
     what: str
     records: int = 0
     job_id: str | None = None
     path: Path | None = None
     unwritten: int = 0
+    bounce: BounceReport | None = field(default=None, compare=False)
+    sent: Sent | None = field(default=None, compare=False)
+    rcpt_index: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +103,15 @@ class ReturnRecorder:
                 failed.rcpt, job_id=trace.job_id, dsn_status=failed.status, headers=headers,
                 orig=orig, orcpt=failed.original_rcpt, dsn_action=failed.action,
                 dsn_diag=failed.diagnostic, dsn_mta=failed.remote_mta)
-        if not report.recipients:
+        if report.recipients:
+            _log.info("remote bounce (%s) of job %s: %s", report.source,
+                      trace.job_id or "not traced", ", ".join(r.rcpt for r in report.recipients))
+        else:
             _log.info("returned mail reports no failed recipient (job %s); nothing recorded",
                       trace.job_id or "not traced")
-            return Handled(NO_FAILURE, job_id=trace.job_id)
-        _log.info("remote bounce (%s) of job %s: %s", report.source,
-                  trace.job_id or "not traced", ", ".join(r.rcpt for r in report.recipients))
-        return Handled(BOUNCE, len(report.recipients), trace.job_id)
+        return Handled(BOUNCE if report.recipients else NO_FAILURE, len(report.recipients),
+                       trace.job_id, bounce=report, sent=trace.sent,
+                       rcpt_index=None if trace.token is None else trace.token.index)
 
     def _complaint(self, accounting: AccountingLogger, report: Complaint,
                    addresses: Sequence[str]) -> Handled:
