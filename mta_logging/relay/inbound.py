@@ -204,17 +204,13 @@ class RelayHandler:
         self.spooling += 1
         try:
             await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.spool.store, queue_id, spool_envelope, content)
+                self.executor, self._store, queue_id, spool_envelope, content)
         except OSError as exc:
             self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
         finally:
             self.spooling -= 1
         self.faults.succeeded("queue file write")
-        if self.sent is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._remember_sent, self.sent, queue_id, spool_envelope,
-                content)
         self._record_received(queue_id, spool_envelope, session,
                               len(envelope.original_content or b""))
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
@@ -262,6 +258,13 @@ class RelayHandler:
                   sent.job_id, ", ".join(envelope.rcpts))
         self.queue.submit(QueuedMessage(queue_id, envelope, content=content))
         return True
+
+    def _store(self, queue_id: str, envelope: SpoolEnvelope, content: bytes) -> None:
+        """In the spool's thread: store the message durably, then (with ``bounces:``) put it
+        into the sent index, in the same trip off the event loop."""
+        self.spool.store(queue_id, envelope, content)
+        if self.sent is not None:
+            self._remember_sent(self.sent, queue_id, envelope, content)
 
     @staticmethod
     def _remember_sent(sent: SentIndex, queue_id: str, envelope: SpoolEnvelope,
