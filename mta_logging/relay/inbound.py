@@ -292,8 +292,8 @@ class RelayHandler:
         to ``AccountingLogger.record``: cheaper than the method's keywords (see the queue's
         ``_record``)."""
         accounting = self.queue.accounting
-        if accounting is None:
-            return
+        if accounting is None or not accounting.logger.isEnabledFor(Kind.RECEIVED.level):
+            return  # no accounting, or ``records`` without ``r``: no Outcome made for nothing
         # aiosmtpd keeps the TLS transport's extra info; "cipher" is (name, protocol, bits)
         cipher = (session.ssl or {}).get("cipher") or (None, None)
         user = session.auth_data if isinstance(session.auth_data, str) else None
