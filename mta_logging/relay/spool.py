@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.fsutil import fsync_directory, write_all
+from mta_logging.fsutil import fsync_directory, write_all, write_new_file
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 
 _log = logging.getLogger("mta_logging.relay.spool")
@@ -171,17 +171,8 @@ class Spool:
 
     def store(self, queue_id: str, envelope: Envelope, content: bytes) -> None:
         """Write the message durably: temp file, fsync, rename into queue/, fsync queue/."""
-        tmp_path = self.tmp_dir / queue_id
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, envelope.to_json() + b"\n" + content)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp_path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.rename(tmp_path, self.queue_dir / queue_id)
+        write_new_file(self.tmp_dir / queue_id, self.queue_dir / queue_id,
+                       envelope.to_json() + b"\n" + content)
         self._queue_dir_sync.sync()
 
     def read_content(self, queue_id: str) -> bytes:
