@@ -31,6 +31,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
 from mta_logging.relay.dsn_params import (
     MAIL_KEYWORDS,
+    NO_MAIL_DSN,
     RCPT_KEYWORDS,
     MailDsn,
     ParameterError,
@@ -116,7 +117,7 @@ class DsnEnvelope(Envelope):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mail_dsn = MailDsn()
+        self.mail_dsn = NO_MAIL_DSN
         self.rcpt_dsn: list[RcptDsn] = []
 
 
