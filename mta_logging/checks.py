@@ -1,6 +1,6 @@
 """Checks of single values read from a YAML settings file (the relay's, the shipper's): known
-keys, non-empty text, seconds, counts. Each error names the dotted key, the value as written
-and what is allowed (``ConfigError``)."""
+keys, flags, non-empty text, seconds, counts. Each error names the dotted key, the value as
+written and what is allowed (``ConfigError``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from mta_logging.errors import ConfigError
 
-__all__ = ["check_keys", "count", "seconds", "text"]
+__all__ = ["check_keys", "count", "flag", "seconds", "text"]
 
 
 def check_keys(prefix: str, data: Any, allowed: tuple[str, ...], *, what: str = "settings"
@@ -23,6 +23,15 @@ def check_keys(prefix: str, data: Any, allowed: tuple[str, ...], *, what: str = 
         if key not in allowed:
             raise ConfigError(f"{prefix}{key}", data[key],
                               "unknown setting; allowed: " + ", ".join(allowed))
+
+
+def flag(key: str, value: Any, default: bool) -> bool:
+    """``true`` or ``false`` (a YAML boolean, nothing else); ``default`` when not given."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "expected true or false")
+    return value
 
 
 def text(key: str, value: Any) -> str:

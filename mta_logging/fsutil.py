@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-__all__ = ["fsync_directory", "write_all"]
+__all__ = ["fsync_directory", "write_all", "write_new_file"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -25,3 +26,21 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def write_new_file(temporary: str | os.PathLike[str], target: str | os.PathLike[str],
+                   data: bytes) -> None:
+    """Write ``data`` to ``temporary`` (created, mode 0600; it must not exist), ``fsync`` it and
+    rename it to ``target``. On an error ``temporary`` is removed and the error goes up. The
+    directory holding ``target`` is not ``fsync``'d: the caller does it (perhaps once for many
+    files) before it relies on the new name."""
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.rename(temporary, target)

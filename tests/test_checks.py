@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mta_logging.checks import check_keys, count, seconds, text
+from mta_logging.checks import check_keys, count, flag, seconds, text
 from mta_logging.errors import ConfigError
 
 
@@ -43,3 +43,13 @@ def test_count() -> None:
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ConfigError, match=r"^batch: .* expected a whole number of at least 1$"):
             count("batch", bad, 100)
+
+
+def test_flag() -> None:
+    assert flag("dsn.enabled", None, True) is True
+    assert flag("dsn.enabled", False, True) is False
+    assert flag("dsn.enabled", True, False) is True
+    for value in ("yes", 1, 0, "true"):
+        with pytest.raises(ConfigError, match=r"^dsn\.enabled: .* is not valid; expected true "
+                                              r"or false$"):
+            flag("dsn.enabled", value, True)

@@ -6,7 +6,7 @@ from unittest import mock
 
 import pytest
 
-from mta_logging.fsutil import fsync_directory, write_all
+from mta_logging.fsutil import fsync_directory, write_all, write_new_file
 
 
 def test_write_all_completes_short_writes(tmp_path):
@@ -42,3 +42,24 @@ def test_fsync_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         fsync_directory(tmp_path / "file")
+
+
+def test_write_new_file_writes_then_renames(tmp_path):
+    write_new_file(tmp_path / ".f.tmp", tmp_path / "f", b"message")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"message"
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o600
+
+
+def test_write_new_file_removes_the_temporary_on_error(tmp_path):
+    failing = mock.patch("os.fsync", side_effect=OSError(errno.ENOSPC, "No space left"))
+    with failing, pytest.raises(OSError, match="No space left"):
+        write_new_file(tmp_path / ".f.tmp", tmp_path / "f", b"message")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_new_file_refuses_an_existing_temporary(tmp_path):
+    (tmp_path / ".f.tmp").write_bytes(b"other")
+    with pytest.raises(FileExistsError):
+        write_new_file(tmp_path / ".f.tmp", tmp_path / "f", b"message")
+    assert (tmp_path / ".f.tmp").read_bytes() == b"other"

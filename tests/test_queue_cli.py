@@ -77,6 +77,15 @@ def test_list_on_a_stopped_relay_shows_what_is_pending(tmp_path, capsys):
     assert "recipient: <y@two.test> done\n" in out and "Subject: queued\r\nX-Campaign" in out
 
 
+def test_show_ends_the_headers_at_an_empty_line_of_bare_newlines_too(tmp_path, capsys):
+    config, spool = stopped_spool(tmp_path)
+    spool.store("Q3", Envelope("a@src.test", ("x@one.test",), time.time()),
+                b"Subject: bare\nX-Campaign: lf\n\nthe body\n")
+    code, out, _ = run(capsys, "show", "Q3", "--config", str(config))
+    assert code == 0
+    assert "Subject: bare\nX-Campaign: lf" in out and "the body" not in out
+
+
 def test_hold_release_and_flush_on_a_stopped_relay_are_journaled(tmp_path, capsys):
     _, spool = stopped_spool(tmp_path)
     where = ("--spool-dir", str(spool.root))

@@ -27,7 +27,7 @@ from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Outcome
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
-from mta_logging.relay.message import MessageHeaders
+from mta_logging.relay.message import MessageHeaders, header_section
 from mta_logging.relay.spool import BOUNCED, QueuedMessage, Spool, new_queue_id
 
 _log = logging.getLogger("mta_logging.relay.admin")
@@ -90,9 +90,7 @@ def entry_of(spool: Spool, message: QueuedMessage, *, attempting: bool) -> Queue
 
 def headers_text(spool: Spool, queue_id: str) -> str:
     """The message's header section as text (bytes that are not UTF-8 shown escaped)."""
-    content = spool.read_content(queue_id)
-    end = content.find(b"\r\n\r\n")
-    return content[: len(content) if end < 0 else end].decode("utf-8", "backslashreplace")
+    return header_section(spool.read_content(queue_id)).decode("utf-8", "backslashreplace")
 
 
 def record_removal(spool: Spool, settings: RelaySettings, accounting: AccountingLogger | None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from mta_logging.checks import check_keys as _check_keys
 from mta_logging.checks import count as _count
+from mta_logging.checks import flag as _flag
 from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
 from mta_logging.config import SETTING_KEYS, read_yaml_mapping
@@ -329,9 +330,7 @@ def _dsn(value: Any) -> DsnSettings:
         return DsnSettings()
     _check_keys("dsn.", value, ("enabled", "reporting_mta", "delay_notice_after",
                                 "max_full_size"))
-    enabled = value.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError("dsn.enabled", enabled, "expected true or false")
+    enabled = _flag("dsn.enabled", value.get("enabled"), True)
     reporting_mta = value.get("reporting_mta")
     delay = value.get("delay_notice_after")
     return DsnSettings(
@@ -351,9 +350,7 @@ def _suppression(value: Any) -> SuppressionSettings:
     if value is True:
         return SuppressionSettings(enabled=True)
     _check_keys("suppression.", value, ("enabled", "path", "expiry"))
-    enabled = value.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError("suppression.enabled", enabled, "expected true or false")
+    enabled = _flag("suppression.enabled", value.get("enabled"), True)
     path = value.get("path")
     return SuppressionSettings(
         enabled=enabled,
@@ -402,9 +399,7 @@ def _verp(value: Any, domains: tuple[str, ...]) -> VerpSettings:
     if value is None:
         return VerpSettings()
     _check_keys("bounces.verp.", value, ("enabled", "prefix", "secret", "secret_file"))
-    enabled = value.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError("bounces.verp.enabled", enabled, "expected true or false")
+    enabled = _flag("bounces.verp.enabled", value.get("enabled"), False)
     prefix = _text("bounces.verp.prefix", value.get("prefix", "bounces"))
     secret_file = value.get("secret_file")
     if value.get("secret") is not None and secret_file is not None:

@@ -72,6 +72,10 @@ class RcptDsn:
         return options
 
 
+NO_MAIL_DSN = MailDsn()
+NO_RCPT_DSN = RcptDsn()
+
+
 def xtext_encode(text: str) -> str:
     """``text`` as RFC 3461 xtext: ``+``, ``=``, controls, space and non-ASCII as ``+XX``
     (non-ASCII characters by their UTF-8 bytes)."""
@@ -116,6 +120,8 @@ def split_parameters(tokens: Iterable[str], keywords: Sequence[str]
 
 def mail_dsn(found: dict[str, str]) -> MailDsn:
     """The ``MAIL FROM`` DSN parameters from :func:`split_parameters` (``MAIL_KEYWORDS``)."""
+    if not found:
+        return NO_MAIL_DSN  # the common case, at every MAIL
     ret = found.get("RET")
     if ret is not None and ret.upper() not in RET_VALUES:
         raise ParameterError(f"RET={ret} is not valid; expected RET=FULL or RET=HDRS")
@@ -129,6 +135,8 @@ def mail_dsn(found: dict[str, str]) -> MailDsn:
 
 def rcpt_dsn(found: dict[str, str]) -> RcptDsn:
     """The ``RCPT TO`` DSN parameters from :func:`split_parameters` (``RCPT_KEYWORDS``)."""
+    if not found:
+        return NO_RCPT_DSN  # the common case, at every RCPT
     notify = found.get("NOTIFY")
     orcpt = found.get("ORCPT")
     return RcptDsn(notify=None if notify is None else _notify(notify),

@@ -133,10 +133,11 @@ class RelayHandler:
                           address: str, rcpt_options: list[str]) -> str:
         client_ip = str(session.peer[0]) if session.peer else ""
         if self.returns is not None:
-            refusal = self._returned_mail_refusal(envelope, address, client_ip)
+            returned = self.settings.bounces.accepts(address)
+            refusal = self._returned_mail_refusal(envelope, address, returned, client_ip)
             if refusal is not None:
                 return refusal
-            if self.settings.bounces.accepts(address):
+            if returned:
                 problem = recipient_problem(address, envelope.smtp_utf8)
                 if problem is not None:
                     return problem
@@ -159,13 +160,12 @@ class RelayHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
-    def _returned_mail_refusal(self, envelope: Envelope, address: str,
+    def _returned_mail_refusal(self, envelope: Envelope, address: str, returned: bool,
                                client_ip: str) -> str | None:
-        """The reply refusing ``address`` as returned mail (see the module's description);
-        None when it is accepted or is no returned mail."""
-        bounces = self.settings.bounces
-        returned = bounces.accepts(address)
-        if envelope.rcpt_tos and bounces.accepts(envelope.rcpt_tos[0]) != returned:
+        """The reply refusing ``address`` (``returned``: whether it is a bounce or complaint
+        address) as returned mail (see the module's description); None when it is accepted or
+        is no returned mail."""
+        if envelope.rcpt_tos and self.settings.bounces.accepts(envelope.rcpt_tos[0]) != returned:
             return "452 4.5.3 Error: returned mail goes in a transaction of its own"
         if not returned:
             return None

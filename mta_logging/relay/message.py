@@ -18,8 +18,7 @@ def parse_headers(content: bytes) -> dict[str, str]:
     Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``), which the
     accounting formatters write as ``\\xNN``; nothing here can fail on what a sender sent.
     """
-    end = _HEADER_END.search(content)
-    block = content[: end.start()] if end else content
+    block = header_section(content)
     headers: dict[str, str] = {}
     for line in _FOLD.sub("", block.decode("utf-8", "surrogateescape")).splitlines():
         name, colon, value = line.partition(":")
@@ -45,8 +44,7 @@ class MessageHeaders(Mapping[str, str]):
     __slots__ = ("_block", "_fields")
 
     def __init__(self, content: bytes) -> None:
-        end = _HEADER_END.search(content)
-        self._block = content[: end.start()] if end else content
+        self._block = header_section(content)
         self._fields: dict[str, str] | None = None
 
     def _parsed(self) -> dict[str, str]:

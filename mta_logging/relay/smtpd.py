@@ -24,12 +24,14 @@ import binascii
 import collections
 import re
 from base64 import b64decode
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
 from mta_logging.relay.dsn_params import (
     MAIL_KEYWORDS,
+    NO_MAIL_DSN,
     RCPT_KEYWORDS,
     MailDsn,
     ParameterError,
@@ -51,6 +53,7 @@ END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so each read drains it and bytes after the end of DATA can be handed back.
 _READ_SIZE = 1 << 20
+_Dsn = TypeVar("_Dsn", MailDsn, RcptDsn)
 MAX_AUTH_FAILURES = 3  # per connection; the last one is answered 421 and the connection closed
 
 
@@ -114,7 +117,7 @@ class DsnEnvelope(Envelope):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mail_dsn = MailDsn()
+        self.mail_dsn = NO_MAIL_DSN
         self.rcpt_dsn: list[RcptDsn] = []
 
 
@@ -163,12 +166,10 @@ class RelaySMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        try:
-            rest, found = self._without_dsn(arg, "FROM:", MAIL_KEYWORDS)
-            parameters = mail_dsn(found)
-        except ParameterError as exc:
-            await self.push(f"501 5.5.4 {exc}")
+        split = await self._split_dsn(arg, "FROM:", MAIL_KEYWORDS, mail_dsn)
+        if split is None:
             return
+        rest, parameters = split
         assert self.envelope is not None
         before = self.envelope.mail_from
         await super().smtp_MAIL(rest)
@@ -177,17 +178,27 @@ class RelaySMTP(SMTP):
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        try:
-            rest, found = self._without_dsn(arg, "TO:", RCPT_KEYWORDS)
-            parameters = rcpt_dsn(found)
-        except ParameterError as exc:
-            await self.push(f"501 5.5.4 {exc}")
+        split = await self._split_dsn(arg, "TO:", RCPT_KEYWORDS, rcpt_dsn)
+        if split is None:
             return
+        rest, parameters = split
         assert self.envelope is not None
         before = len(self.envelope.rcpt_tos)
         await super().smtp_RCPT(rest)
         if isinstance(self.envelope, DsnEnvelope) and len(self.envelope.rcpt_tos) > before:
             self.envelope.rcpt_dsn.append(parameters)
+
+    async def _split_dsn(self, arg: str | None, keyword: str, keywords: tuple[str, ...],
+                         parse: Callable[[dict[str, str]], _Dsn]
+                         ) -> tuple[str | None, _Dsn] | None:
+        """The command's argument without its DSN parameters, and those as ``parse`` makes
+        them; None when one is malformed, after the client heard ``501 5.5.4``."""
+        try:
+            rest, found = self._without_dsn(arg, keyword, keywords)
+            return rest, parse(found)
+        except ParameterError as exc:
+            await self.push(f"501 5.5.4 {exc}")
+            return None
 
     def _without_dsn(self, arg: str | None, keyword: str, keywords: tuple[str, ...]
                      ) -> tuple[str | None, dict[str, str]]:

@@ -41,15 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.fsutil import fsync_directory, write_all
-from mta_logging.relay.dsn_params import MailDsn, RcptDsn
+from mta_logging.fsutil import fsync_directory, write_all, write_new_file
+from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
 
 _log = logging.getLogger("mta_logging.relay.spool")
 
 DELIVERED = "d"
 BOUNCED = "b"
 DELAY_NOTIFIED = "w 1"
-_DEFAULT_RCPT_DSN = RcptDsn()
 _FINAL = (DELIVERED, BOUNCED)
 _PROCESS_TAG = secrets.randbelow(4096)
 _last_micros = 0
@@ -71,14 +70,14 @@ class Envelope:
     client_helo: str | None = None
     smtputf8: bool = False
     body_8bit: bool = False
-    mail_dsn: MailDsn = MailDsn()
+    mail_dsn: MailDsn = NO_MAIL_DSN
     rcpt_dsn: tuple[RcptDsn, ...] = ()
     report_of: str | None = None
     report_entries: tuple[str, ...] = ()
 
     def dsn_of(self, index: int) -> RcptDsn:
         """The DSN parameters of recipient ``index``."""
-        return self.rcpt_dsn[index] if self.rcpt_dsn else _DEFAULT_RCPT_DSN
+        return self.rcpt_dsn[index] if self.rcpt_dsn else NO_RCPT_DSN
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = {
@@ -89,7 +88,7 @@ class Envelope:
             data["ret"] = self.mail_dsn.ret
         if self.mail_dsn.envid is not None:
             data["envid"] = self.mail_dsn.envid
-        if any(dsn != _DEFAULT_RCPT_DSN for dsn in self.rcpt_dsn):
+        if any(dsn != NO_RCPT_DSN for dsn in self.rcpt_dsn):
             data["rdsn"] = [[None if d.notify is None else list(d.notify), d.orcpt]
                             for d in self.rcpt_dsn]
         if self.report_of is not None:
@@ -171,17 +170,8 @@ class Spool:
 
     def store(self, queue_id: str, envelope: Envelope, content: bytes) -> None:
         """Write the message durably: temp file, fsync, rename into queue/, fsync queue/."""
-        tmp_path = self.tmp_dir / queue_id
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, envelope.to_json() + b"\n" + content)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp_path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.rename(tmp_path, self.queue_dir / queue_id)
+        write_new_file(self.tmp_dir / queue_id, self.queue_dir / queue_id,
+                       envelope.to_json() + b"\n" + content)
         self._queue_dir_sync.sync()
 
     def read_content(self, queue_id: str) -> bytes:

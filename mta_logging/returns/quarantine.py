@@ -13,7 +13,7 @@ import secrets
 import time
 from pathlib import Path
 
-from mta_logging.fsutil import fsync_directory, write_all
+from mta_logging.fsutil import fsync_directory, write_new_file
 
 
 class Quarantine:
@@ -27,16 +27,7 @@ class Quarantine:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(6)}.eml"
         temporary = self.directory / f".{name}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            temporary.unlink(missing_ok=True)
-            raise
-        os.close(fd)
         path = self.directory / name
-        os.rename(temporary, path)
+        write_new_file(temporary, path, data)
         fsync_directory(self.directory)
         return path
