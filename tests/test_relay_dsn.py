@@ -545,6 +545,23 @@ def test_a_report_on_international_mail_is_8bit_and_names_the_address_as_utf_8()
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
 
 
+
+def test_ret_full_of_a_mime_bomb_returns_its_header_section_instead():
+    opens = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                     for i in range(3000))
+    content = (b"Message-ID: <bomb@example.test>\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n" + opens + b"x\r\n"
+               + b"".join(b"--b%d--\r\n" % i for i in reversed(range(3001))))
+    envelope = Envelope("a@example.test", ("b@x.test",), 1700000000.0, mail_dsn=MailDsn(ret="FULL"))
+    report = RecipientReport(0, FAILED, "5.1.1", "550 5.1.1 unknown", None, 1700000100.0)
+    notice, data = notification(DsnSettings(reporting_mta="r.test", max_full_size=1 << 20), "Q1",
+                                envelope, content, [report], when=1700000200.0, entries=["b 0"])
+    assert notice.rcpts == ("a@example.test",)
+    _, (_, block), headers = parts(email.message_from_bytes(data))
+    assert (block["Final-Recipient"], block["Action"]) == ("rfc822; b@x.test", "failed")
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert b"Message-ID: <bomb@example.test>" in headers.get_payload(decode=True)
+
 async def test_queue_bounce_on_a_stopped_relay_leaves_a_report_to_send(tmp_path):
     spool = Spool.open(tmp_path)
     logger, records = accounting()
