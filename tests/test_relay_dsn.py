@@ -326,13 +326,15 @@ async def test_every_malformed_parameter_gets_501_5_5_4_saying_what_is_wrong(tmp
     mail_cases = {
         b"RET=ALL": "501 5.5.4 RET=ALL is not valid; expected RET=FULL or RET=HDRS",
         b"RET=FULL RET=HDRS": "501 5.5.4 duplicate RET parameter",
-        b"ENVID=a=b": "501 5.5.4 ENVID: 'a=b' is not xtext (RFC 3461 §4): '=' must be written "
-                      "as +XX, + as two upper-case hex digits",
-        b"ENVID=ab+4": "501 5.5.4 ENVID: 'ab+4' is not xtext (RFC 3461 §4): '+' must be "
+        b"ENVID=a=b": "501 5.5.4 ENVID: 'a=b' is not xtext (RFC 3461 section 4): '=' must be "
+                      "written as +XX, + as two upper-case hex digits",
+        b"ENVID=ab+4": "501 5.5.4 ENVID: 'ab+4' is not xtext (RFC 3461 section 4): '+' must be "
                        "written as +XX, + as two upper-case hex digits",
         b"ENVID=" + b"e" * 101: "501 5.5.4 ENVID is 101 characters long; at most 100 are "
-                                "allowed (RFC 3461 §4.4)",
+                                "allowed (RFC 3461 section 4.4)",
         b"ENVID=": "501 5.5.4 ENVID needs a value",
+        "ENVID=é".encode(): "501 5.5.4 ENVID: '\\xe9' is not xtext (RFC 3461 section 4): "
+                            "'\\xe9' must be written as +XX, + as two upper-case hex digits",
         b"ENVID=a ENVID=b": "501 5.5.4 duplicate ENVID parameter",
     }
     rcpt_cases = {
@@ -346,7 +348,7 @@ async def test_every_malformed_parameter_gets_501_5_5_4_saying_what_is_wrong(tmp
                            "such as rfc822;user@example.com",
         b"ORCPT=rfc822;a b": None,  # two tokens: "b" is an unknown parameter (aiosmtpd's 555)
         b"ORCPT=rfc822;" + b"a" * 500: "501 5.5.4 ORCPT is 507 characters long; at most 500 "
-                                       "are allowed (RFC 3461 §4.2)",
+                                       "are allowed (RFC 3461 section 4.2)",
     }
     with Sink() as dest, Sink() as home:
         async with two_sinks(tmp_path, dest, home) as (relay, _):
