@@ -326,13 +326,15 @@ async def test_every_malformed_parameter_gets_501_5_5_4_saying_what_is_wrong(tmp
     mail_cases = {
         b"RET=ALL": "501 5.5.4 RET=ALL is not valid; expected RET=FULL or RET=HDRS",
         b"RET=FULL RET=HDRS": "501 5.5.4 duplicate RET parameter",
-        b"ENVID=a=b": "501 5.5.4 ENVID: 'a=b' is not xtext (RFC 3461 §4): '=' must be written "
-                      "as +XX, + as two upper-case hex digits",
-        b"ENVID=ab+4": "501 5.5.4 ENVID: 'ab+4' is not xtext (RFC 3461 §4): '+' must be "
+        b"ENVID=a=b": "501 5.5.4 ENVID: 'a=b' is not xtext (RFC 3461 section 4): '=' must be "
+                      "written as +XX, + as two upper-case hex digits",
+        b"ENVID=ab+4": "501 5.5.4 ENVID: 'ab+4' is not xtext (RFC 3461 section 4): '+' must be "
                        "written as +XX, + as two upper-case hex digits",
         b"ENVID=" + b"e" * 101: "501 5.5.4 ENVID is 101 characters long; at most 100 are "
-                                "allowed (RFC 3461 §4.4)",
+                                "allowed (RFC 3461 section 4.4)",
         b"ENVID=": "501 5.5.4 ENVID needs a value",
+        "ENVID=é".encode(): "501 5.5.4 ENVID: '\\xe9' is not xtext (RFC 3461 section 4): "
+                            "'\\xe9' must be written as +XX, + as two upper-case hex digits",
         b"ENVID=a ENVID=b": "501 5.5.4 duplicate ENVID parameter",
     }
     rcpt_cases = {
@@ -346,7 +348,7 @@ async def test_every_malformed_parameter_gets_501_5_5_4_saying_what_is_wrong(tmp
                            "such as rfc822;user@example.com",
         b"ORCPT=rfc822;a b": None,  # two tokens: "b" is an unknown parameter (aiosmtpd's 555)
         b"ORCPT=rfc822;" + b"a" * 500: "501 5.5.4 ORCPT is 507 characters long; at most 500 "
-                                       "are allowed (RFC 3461 §4.2)",
+                                       "are allowed (RFC 3461 section 4.2)",
     }
     with Sink() as dest, Sink() as home:
         async with two_sinks(tmp_path, dest, home) as (relay, _):
@@ -544,6 +546,23 @@ def test_a_report_on_international_mail_is_8bit_and_names_the_address_as_utf_8()
     assert "grüße" in headers.get_payload(decode=True).decode()
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
 
+
+
+def test_ret_full_of_a_mime_bomb_returns_its_header_section_instead():
+    opens = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                     for i in range(3000))
+    content = (b"Message-ID: <bomb@example.test>\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n" + opens + b"x\r\n"
+               + b"".join(b"--b%d--\r\n" % i for i in reversed(range(3001))))
+    envelope = Envelope("a@example.test", ("b@x.test",), 1700000000.0, mail_dsn=MailDsn(ret="FULL"))
+    report = RecipientReport(0, FAILED, "5.1.1", "550 5.1.1 unknown", None, 1700000100.0)
+    notice, data = notification(DsnSettings(reporting_mta="r.test", max_full_size=1 << 20), "Q1",
+                                envelope, content, [report], when=1700000200.0, entries=["b 0"])
+    assert notice.rcpts == ("a@example.test",)
+    _, (_, block), headers = parts(email.message_from_bytes(data))
+    assert (block["Final-Recipient"], block["Action"]) == ("rfc822; b@x.test", "failed")
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert b"Message-ID: <bomb@example.test>" in headers.get_payload(decode=True)
 
 async def test_queue_bounce_on_a_stopped_relay_leaves_a_report_to_send(tmp_path):
     spool = Spool.open(tmp_path)

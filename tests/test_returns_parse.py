@@ -127,3 +127,17 @@ def test_plain_text_bounces_through_flufl_bounce(name: str, expected: BounceRepo
 def test_what_is_neither_is_none_and_nothing_raises(data: bytes) -> None:
     result = parse_return(data)
     assert result is None or result == BounceReport((), "dns; a", None, ())
+
+
+def mime_bomb(depth: int) -> bytes:
+    """A DSN-looking message whose multipart parts nest ``depth`` levels deep."""
+    opens = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                     for i in range(depth))
+    closes = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth + 1)))
+    return (b"From: MAILER-DAEMON@x.test\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=b0\r\n\r\n"
+            + opens + b"x\r\n" + closes)
+
+
+def test_parts_nested_too_deep_for_the_email_package_are_none_not_recursion_error() -> None:
+    assert parse_return(mime_bomb(3000)) is None

@@ -181,3 +181,14 @@ def test_a_record_that_cannot_be_written_is_counted(
 
     monkeypatch.setattr(os, "write", full_for_bounces)
     assert handle(tmp_path, "exim.eml") == Handled(BOUNCE, 1, unwritten=1)
+
+
+def test_a_mime_bomb_is_quarantined_byte_for_byte(acct: Path, tmp_path: Path) -> None:
+    opens = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                     for i in range(3000))
+    data = (b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+            + opens + b"x\r\n" + b"".join(b"--b%d--\r\n" % i for i in reversed(range(3001))))
+    handled = recorder(tmp_path).handle(data)
+    assert handled.what == QUARANTINED and handled.records == 0 and handled.path is not None
+    assert handled.path.read_bytes() == data
+    assert records(acct, "remote_bounce") == [] and records(acct, "feedback") == []

@@ -118,27 +118,14 @@ def notification(settings: DsnSettings, queue_id: str, envelope: Envelope, conte
                  reports: Sequence[RecipientReport], *, when: float,
                  entries: Sequence[str]) -> tuple[Envelope, bytes]:
     """The notification about ``reports`` of the message ``queue_id``: its envelope (from
-    ``<>`` to the sender, standing for the journal ``entries`` of ``queue_id``) and bytes."""
-    report = MIMEMultipart("report", report_type="delivery-status")
-    actions = {r.action for r in reports}
-    headline = next(action for action in _SUBJECTS if action in actions)  # the gravest
-    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{settings.reporting_mta}>"
-    report["To"] = f"<{envelope.mail_from}>"
-    report["Subject"] = _SUBJECTS[headline]
-    report["Date"] = formatdate(when, localtime=True)
-    report["Message-ID"] = make_msgid(queue_id, domain=settings.reporting_mta)
-    report["Auto-Submitted"] = "auto-replied"  # RFC 3834: no automatic answer to this
-    report.attach(_text_part(_human_text(settings, envelope, reports), "plain"))
-    report.attach(_status_part(settings, envelope, reports))
+    ``<>`` to the sender, standing for the journal ``entries`` of ``queue_id``) and bytes.
+    RET=FULL returns the whole message up to ``max_full_size``; above it, or when its MIME
+    parts nest deeper than the ``email`` package can parse, only its header section."""
     full = envelope.mail_dsn.ret == "FULL" and len(content) <= settings.max_full_size
-    if full:
-        original = MIMEMessage(message_from_bytes(content))
-        del original["MIME-Version"]
-        report.attach(original)
-    else:
-        report.attach(_text_part(header_section(content).decode("utf-8", "replace") + "\n",
-                                 "rfc822-headers"))
-    data = _flatten(report)
+    try:
+        data = _flatten(_report(settings, queue_id, envelope, content, reports, when, full))
+    except RecursionError:
+        data = _flatten(_report(settings, queue_id, envelope, content, reports, when, False))
     notice = Envelope(mail_from="", rcpts=(envelope.mail_from,), time_queued=when,
                       smtputf8=not envelope.mail_from.isascii(), body_8bit=not data.isascii(),
                       report_of=queue_id, report_entries=tuple(entries))
@@ -266,6 +253,31 @@ def _utf8_address(address: str) -> str:
     return "utf-8; " + "".join(
         char if "!" <= char <= "~" and char not in "\\+=" else f"\\x{{{ord(char):X}}}"
         for char in address)
+
+
+def _report(settings: DsnSettings, queue_id: str, envelope: Envelope, content: bytes,
+            reports: Sequence[RecipientReport], when: float, full: bool) -> MIMEMultipart:
+    """The report :func:`notification` sends, returning the message whole when ``full``,
+    else its header section."""
+    report = MIMEMultipart("report", report_type="delivery-status")
+    actions = {r.action for r in reports}
+    headline = next(action for action in _SUBJECTS if action in actions)  # the gravest
+    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{settings.reporting_mta}>"
+    report["To"] = f"<{envelope.mail_from}>"
+    report["Subject"] = _SUBJECTS[headline]
+    report["Date"] = formatdate(when, localtime=True)
+    report["Message-ID"] = make_msgid(queue_id, domain=settings.reporting_mta)
+    report["Auto-Submitted"] = "auto-replied"  # RFC 3834: no automatic answer to this
+    report.attach(_text_part(_human_text(settings, envelope, reports), "plain"))
+    report.attach(_status_part(settings, envelope, reports))
+    if full:
+        original = MIMEMessage(message_from_bytes(content))
+        del original["MIME-Version"]
+        report.attach(original)
+    else:
+        report.attach(_text_part(header_section(content).decode("utf-8", "replace") + "\n",
+                                 "rfc822-headers"))
+    return report
 
 
 def _text_part(text: str, subtype: str) -> MIMEText:

@@ -91,7 +91,7 @@ def xtext_decode(text: str) -> str:
     hex digits)."""
     for char in _HEXCHAR.sub("", text):
         if not "!" <= char <= "~" or char in "+=":
-            raise ParameterError(f"{text!r} is not xtext (RFC 3461 §4): {char!r} must be "
+            raise ParameterError(f"{text!a} is not xtext (RFC 3461 section 4): {char!a} must be "
                                  "written as +XX, + as two upper-case hex digits")
     data = _HEXCHAR.sub(lambda match: chr(int(match.group(1), 16)), text)
     return data.encode("latin-1").decode("utf-8", "surrogateescape")
@@ -128,7 +128,7 @@ def mail_dsn(found: dict[str, str]) -> MailDsn:
     envid = found.get("ENVID")
     if envid is not None and len(envid) > MAX_ENVID:
         raise ParameterError(f"ENVID is {len(envid)} characters long; at most {MAX_ENVID} "
-                             "are allowed (RFC 3461 §4.4)")
+                             "are allowed (RFC 3461 section 4.4)")
     return MailDsn(ret=None if ret is None else ret.upper(),
                    envid=None if envid is None else _decoded("ENVID", envid))
 
@@ -162,7 +162,7 @@ def _notify(value: str) -> tuple[str, ...]:
 def _orcpt(value: str) -> str:
     if len(value) > MAX_ORCPT:
         raise ParameterError(f"ORCPT is {len(value)} characters long; at most {MAX_ORCPT} are "
-                             "allowed (RFC 3461 §4.2)")
+                             "allowed (RFC 3461 section 4.2)")
     addr_type, semicolon, address = value.partition(";")
     if not semicolon or not _ADDR_TYPE.fullmatch(addr_type) or not address:
         raise ParameterError(f"ORCPT={value} is not valid; expected addr-type;xtext such as "

@@ -90,10 +90,17 @@ class Complaint:
 
 def parse_return(data: bytes) -> BounceReport | Complaint | None:
     """What the message ``data`` reports (see the module's description); None when it is
-    neither a bounce nor a complaint. Never raises on malformed mail."""
-    message = _PARSER.parsebytes(data)
+    neither a bounce nor a complaint (so also for MIME parts nested deeper than the stdlib
+    ``email`` package can parse or walk). Never raises on malformed mail."""
+    try:
+        message = _PARSER.parsebytes(data)
+        parts = list(message.walk())
+    except RecursionError:
+        _log.info("a returned message nests its MIME parts too deeply to parse (%d bytes); "
+                  "taken as neither bounce nor complaint", len(data))
+        return None
     delivered_to = _envelope_recipients(message)
-    for part in message.walk():
+    for part in parts:
         content_type = part.get_content_type()
         if content_type == "message/feedback-report":
             return _complaint(message, part, delivered_to)
