@@ -1,10 +1,11 @@
-"""Small file-system helpers shared by the parts that write files (handlers, archive, spool)."""
+"""Small file-system helpers shared by the parts that write files (handlers, archive, spool,
+ship checkpoints, export manifest)."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["fsync_directory", "write_all"]
+__all__ = ["fsync_directory", "replace_file", "write_all"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -25,3 +26,22 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def replace_file(path: os.PathLike[str], scratch: os.PathLike[str], data: bytes,
+                 mode: int = 0o644) -> None:
+    """Put ``data`` at ``path`` whole or not at all, durably: written to ``scratch`` (a name in
+    the same directory), fsync'd, renamed over ``path``, the directory fsync'd. An error goes
+    up with ``path`` as it was and ``scratch`` removed."""
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(scratch, path)
+    except BaseException:
+        os.unlink(scratch)
+        raise
+    fsync_directory(os.path.dirname(os.fspath(path)) or ".")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from mta_logging.address import domain_of
 from mta_logging.errors import ConfigError
-from mta_logging.fsutil import fsync_directory
+from mta_logging.fsutil import replace_file
 from mta_logging.outcome import Kind
 from mta_logging.report import parallel
 from mta_logging.report.options import add_input_arguments, finish, reader_from_args
@@ -336,8 +336,6 @@ def _load_manifest(out: Path) -> dict[str, Any]:
 
 
 def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    staged = out / f".{MANIFEST}.tmp"
-    staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
-                      encoding="utf-8", errors="surrogateescape")
-    os.replace(staged, out / MANIFEST)
-    fsync_directory(out)
+    text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+    replace_file(out / MANIFEST, out / f".{MANIFEST}.tmp",
+                 text.encode("utf-8", errors="surrogateescape"))
