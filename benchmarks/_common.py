@@ -73,12 +73,13 @@ def time_queued() -> float:
 Writer = Callable[[int], None]
 
 
-def stdlib_logger(handler: logging.Handler) -> logging.Logger:
-    """The logger "bench", writing only to ``handler``, the message alone."""
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("bench")
+def stdlib_logger(handler: Any, library: Any = logging) -> Any:
+    """The logger "bench" of ``library`` (``logging``, or ``picologging``, which has its API),
+    writing only to ``handler``, the message alone, with that library's Formatter."""
+    handler.setFormatter(library.Formatter("%(message)s"))
+    logger = library.getLogger("bench")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(library.INFO)
     logger.propagate = False
     return logger
 
