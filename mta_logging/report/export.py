@@ -167,9 +167,7 @@ def export_parquet(reader: Reader, out: Path, jobs: int = 1) -> ExportResult:
                 for issue in collected.issues:
                     reader.on_issue(issue)
     else:
-        for _size, (source, name) in todo:
-            counts[name] = _write_part(pa, reader, Path(source), out / name)
-            stats.add(reader.stats)
+        counts, stats = _write_parts(pa, reader, [file for _size, file in todo], out)
     for name, count in counts.items():
         entries[name] = {**sources[name], "records": count}
     _save_manifest(out, {"settings": settings, "files": entries})
@@ -198,15 +196,22 @@ def part_name(path: Path) -> str | None:
 def _export_share(settings: tuple[Any, ...], files: list[tuple[str, str]], out: Path
                   ) -> tuple[dict[str, int], ReadStats, parallel.Collected]:
     """A worker's share: (file, part name) pairs; returns records per part, counters, issues."""
-    pa = import_pyarrow()
     collected = parallel.Collected()
-    reader = parallel.worker_reader(settings, collected)
+    counts, stats = _write_parts(import_pyarrow(), parallel.worker_reader(settings, collected),
+                                 files, out)
+    return counts, stats, collected
+
+
+def _write_parts(pa: Any, reader: Reader, files: list[tuple[str, str]], out: Path
+                 ) -> tuple[dict[str, int], ReadStats]:
+    """Write each (file, part name) pair's part into ``out``; returns records per part and
+    what the reads counted."""
     stats = ReadStats()
     counts: dict[str, int] = {}
     for source, name in files:
         counts[name] = _write_part(pa, reader, Path(source), out / name)
         stats.add(reader.stats)
-    return counts, stats, collected
+    return counts, stats
 
 
 def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
