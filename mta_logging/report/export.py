@@ -232,12 +232,21 @@ def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
             writer = pq.ParquetWriter(staged, _schema(pa, (), False), compression="zstd")
         writer.close()
         writer = None
+        _fsync_file(staged)  # on disk before the manifest (fsync'd) lists it
         os.replace(staged, part)
     finally:
         if writer is not None:
             writer.close()
         staged.unlink(missing_ok=True)
     return count
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _batches(pa: Any, records: Iterator[Record]) -> Iterator[pyarrow.RecordBatch]:
