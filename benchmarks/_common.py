@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +73,13 @@ def time_queued() -> float:
 Writer = Callable[[int], None]
 
 
-def stdlib_logger(handler: logging.Handler) -> logging.Logger:
-    """The logger "bench", writing only to ``handler``, the message alone."""
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("bench")
+def stdlib_logger(handler: Any, library: Any = logging) -> Any:
+    """The logger "bench" of ``library`` (``logging``, or ``picologging``, which has its API),
+    writing only to ``handler``, the message alone, with that library's Formatter."""
+    handler.setFormatter(library.Formatter("%(message)s"))
+    logger = library.getLogger("bench")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(library.INFO)
     logger.propagate = False
     return logger
 
@@ -299,3 +302,55 @@ def run_comparison(script: str, description: str,
     for ours, theirs, at_least in targets:
         print(target(rows, ours, theirs, at_least))
     sys.stdout.flush()
+
+
+# == Instructions per record, under callgrind (bench_instructions.py, bench_relay_record.py) ====
+
+CALLGRIND_WARM_UP = 1000  # records written before either count starts
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def write_counted(make_writer: Callable[[Path], Writer], records: int) -> None:
+    """Under valgrind: warm up, then write ``records`` records with the writer ``make_writer``
+    makes for a temporary directory (removed afterwards)."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        write = make_writer(directory)
+        for i in range(CALLGRIND_WARM_UP):
+            write(i)
+        for i in range(records):
+            write(i)
+        logging.shutdown()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def instructions(script: str, name: str, records: int, *options: str) -> int:
+    """User-space instructions of one ``script --count name --records records *options`` run
+    under callgrind, hash randomisation off."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         script, "--count", name, "--records", str(records), *options],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
+    found = _REFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{name} under valgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_per_record(script: str, names: Sequence[str], quick: bool,
+                            *options: str) -> tuple[dict[str, float], int]:
+    """Each name's instructions per record (the counts of N + EXTRA and of N records, their
+    difference divided by EXTRA), the names counted in parallel, and EXTRA; exits when
+    valgrind is not installed."""
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    base, extra = (500, 2000) if quick else (2000, 10000)
+
+    def per_record(name: str) -> float:
+        return (instructions(script, name, base + extra, *options)
+                - instructions(script, name, base, *options)) / extra
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(names, pool.map(per_record, names), strict=True)), extra

@@ -23,35 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from _common import BASELINE, ROOT, machine
-
-WARM_UP = 1000
-REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
-
-
-def count_child(suite: str, name: str, records: int) -> None:
-    """Under valgrind: warm up, then write ``records`` records with one implementation."""
-    import logging
-
-    implementations = _implementations(suite)
-    directory = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        write = implementations[name](directory)
-        for i in range(WARM_UP):
-            write(i)
-        for i in range(records):
-            write(i)
-        logging.shutdown()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+from _common import BASELINE, instructions_per_record, machine, write_counted
 
 
 def _implementations(suite: str) -> dict[str, object]:
@@ -64,23 +38,6 @@ def _implementations(suite: str) -> dict[str, object]:
     return dict(bench_write.IMPLEMENTATIONS)
 
 
-def instructions(suite: str, name: str, records: int) -> int:
-    """User-space instructions of one run under callgrind."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         __file__, "--count", name, "--records", str(records), "--suite", suite],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-        env={**os.environ, "PYTHONHASHSEED": "0"})
-    found = REFS.search(done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"{name} under valgrind failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
-
-
-def per_record(suite: str, name: str, base: int, extra: int) -> float:
-    return (instructions(suite, name, base + extra) - instructions(suite, name, base)) / extra
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="bench_json.py's rows")
@@ -91,16 +48,12 @@ def main() -> None:
     parser.add_argument("--suite", default="write", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.count:
-        count_child(args.suite, args.count, args.records)
+        write_counted(_implementations(args.suite)[args.count],  # type: ignore[arg-type]
+                      args.records)
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
     suite = "json" if args.json else "write"
     names = list(_implementations(suite))
-    base, extra = (500, 2000) if args.quick else (2000, 10000)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(zip(names, pool.map(lambda n: per_record(suite, n, base, extra), names),
-                          strict=True))
+    counts, extra = instructions_per_record(__file__, names, args.quick, "--suite", suite)
     baseline = next(name for name in names if name.startswith(BASELINE))
     print(machine() + f"; {extra:,} records counted per implementation")
     print()

@@ -24,19 +24,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from _common import DEST_IP, DSN_MSG, DSN_STATUS, RECIPIENTS, ROOT, SRC_IP, SRC_MTA, VMTA, machine
+from _common import (
+    DEST_IP,
+    DSN_MSG,
+    DSN_STATUS,
+    RECIPIENTS,
+    SRC_IP,
+    SRC_MTA,
+    VMTA,
+    instructions_per_record,
+    machine,
+    write_counted,
+)
 
-WARM_UP = 1000
-REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 PLAIN = "plain: AccountingLogger.delivered"
 ROWS = (PLAIN, "relay delivered", "relay deferred", "relay bounce", "relay expired")
 CONTENT = b"From: a@sender.example\r\nSubject: hello\r\n\r\n" + b"x" * 2000 + b"\r\n"
@@ -91,39 +96,6 @@ def writer(name: str, directory: Path) -> Callable[[int], None]:
     return relay
 
 
-def count_child(name: str, records: int) -> None:
-    """Under valgrind: warm up, then write ``records`` records of row ``name``."""
-    import logging
-
-    directory = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        write = writer(name, directory)
-        for i in range(WARM_UP):
-            write(i)
-        for i in range(records):
-            write(i)
-        logging.shutdown()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def instructions(name: str, records: int) -> int:
-    """User-space instructions of one run under callgrind."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         __file__, "--count", name, "--records", str(records)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-        env={**os.environ, "PYTHONHASHSEED": "0"})
-    found = REFS.search(done.stderr)
-    if done.returncode != 0 or found is None:
-        raise RuntimeError(f"{name} under valgrind failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
-
-
-def per_record(name: str, base: int, extra: int) -> float:
-    return (instructions(name, base + extra) - instructions(name, base)) / extra
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -132,14 +104,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.count:
-        count_child(args.count, args.records)
+        write_counted(partial(writer, args.count), args.records)
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
-    base, extra = (500, 2000) if args.quick else (2000, 10000)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(zip(ROWS, pool.map(lambda n: per_record(n, base, extra), ROWS),
-                          strict=True))
+    counts, extra = instructions_per_record(__file__, ROWS, args.quick)
     print(machine() + f"; {extra:,} records counted per row")
     print()
     print("| record | instructions/record | ÷ plain |")

@@ -71,22 +71,11 @@ def stdlib_file(directory: Path) -> Writer:
     return _percent_writer(stdlib_logger(logging.FileHandler(directory / "d.tsv")))
 
 
-def _picologging_logger(handler: Any) -> Any:
-    """The picologging logger "bench", writing only to ``handler``, the message alone."""
-    import picologging
-
-    handler.setFormatter(picologging.Formatter("%(message)s"))
-    logger = picologging.getLogger("bench")
-    logger.addHandler(handler)
-    logger.setLevel(picologging.INFO)
-    logger.propagate = False
-    return logger
-
-
 def picologging_file(directory: Path) -> Writer:
     import picologging
 
-    return _percent_writer(_picologging_logger(picologging.FileHandler(directory / "d.tsv")))
+    return _percent_writer(stdlib_logger(picologging.FileHandler(directory / "d.tsv"),
+                                         picologging))
 
 
 def picologging_under_stdlib(directory: Path) -> Writer:
@@ -97,10 +86,11 @@ def picologging_under_stdlib(directory: Path) -> Writer:
 
 
 def picologging_rotating(directory: Path) -> Writer:
+    import picologging
     from picologging.handlers import RotatingFileHandler
 
     handler = RotatingFileHandler(directory / "d.tsv", maxBytes=BIG_FILE * 10**6, backupCount=5)
-    return _percent_writer(_picologging_logger(handler))
+    return _percent_writer(stdlib_logger(handler, picologging))
 
 
 def concurrent_log_handler(directory: Path) -> Writer:

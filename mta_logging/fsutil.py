@@ -1,11 +1,12 @@
-"""Small file-system helpers shared by the parts that write files (handlers, archive, spool)."""
+"""Small file-system helpers shared by the parts that write files (handlers, archive, spool,
+ship checkpoints, export manifest)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["fsync_directory", "write_all", "write_new_file"]
+__all__ = ["fsync_directory", "replace_file", "write_all", "write_new_file"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -29,18 +30,30 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def write_new_file(temporary: str | os.PathLike[str], target: str | os.PathLike[str],
-                   data: bytes) -> None:
-    """Write ``data`` to ``temporary`` (created, mode 0600; it must not exist), ``fsync`` it and
-    rename it to ``target``. On an error ``temporary`` is removed and the error goes up. The
+                   data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``temporary`` (created with ``mode``; it must not exist), ``fsync`` it
+    and rename it to ``target``. On an error ``temporary`` is removed and the error goes up. The
     directory holding ``target`` is not ``fsync``'d: the caller does it (perhaps once for many
     files) before it relies on the new name."""
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        write_all(fd, data)
-        os.fsync(fd)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, target)
     except BaseException:
-        os.close(fd)
         Path(temporary).unlink(missing_ok=True)
         raise
-    os.close(fd)
-    os.rename(temporary, target)
+
+
+def replace_file(path: os.PathLike[str], scratch: os.PathLike[str], data: bytes,
+                 mode: int = 0o644) -> None:
+    """Put ``data`` at ``path`` whole or not at all, durably: written to ``scratch`` (a name in
+    the same directory; one left by a crash is removed first) by :func:`write_new_file`,
+    renamed over ``path``, the directory fsync'd. An error goes up with ``path`` as it was and
+    ``scratch`` removed."""
+    Path(scratch).unlink(missing_ok=True)
+    write_new_file(scratch, path, data, mode)
+    fsync_directory(os.path.dirname(os.fspath(path)) or ".")

@@ -6,7 +6,7 @@ from unittest import mock
 
 import pytest
 
-from mta_logging.fsutil import fsync_directory, write_all, write_new_file
+from mta_logging.fsutil import fsync_directory, replace_file, write_all, write_new_file
 
 
 def test_write_all_completes_short_writes(tmp_path):
@@ -63,3 +63,16 @@ def test_write_new_file_refuses_an_existing_temporary(tmp_path):
     with pytest.raises(FileExistsError):
         write_new_file(tmp_path / ".f.tmp", tmp_path / "f", b"message")
     assert (tmp_path / ".f.tmp").read_bytes() == b"other"
+
+
+def test_replace_file_puts_the_data_whole_or_leaves_the_old_file(tmp_path):
+    target, scratch = tmp_path / "f.json", tmp_path / ".f.json.tmp"
+    replace_file(target, scratch, b"old")
+    with mock.patch("os.fsync", side_effect=OSError(errno.EIO, "I/O error")), \
+            pytest.raises(OSError, match="I/O error"):
+        replace_file(target, scratch, b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+    assert target.read_bytes() == b"old"
+    replace_file(target, scratch, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]

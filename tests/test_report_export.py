@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -288,3 +289,24 @@ def test_a_file_waiting_for_compression_is_exported_once(tmp_path: Path,
     assert query(out, "SELECT rcpt FROM records") == [("a@example.com",)]
     (part,) = out.glob("*.parquet")
     assert part.name.startswith("d.2026-11-26-060000.tsv.")
+
+
+def test_every_part_is_on_disk_before_the_manifest_lists_it(
+        acct: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pq"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    with mock.patch("os.fsync", fsync):
+        code, _out, _err = run(capsys, "export", "--parquet", str(out), str(acct))
+    assert code == 0
+    parts = sorted(p.name for p in out.glob("*.parquet"))
+    assert parts
+    assert "._exported.json.tmp" in synced, synced
+    before_manifest = synced[:synced.index("._exported.json.tmp")]
+    assert sorted(name for name in before_manifest if name.endswith(".parquet.tmp")) == [
+        f".{name}.tmp" for name in parts]

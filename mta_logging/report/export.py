@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from mta_logging.address import domain_of
 from mta_logging.errors import ConfigError
-from mta_logging.fsutil import fsync_directory
+from mta_logging.fsutil import replace_file
 from mta_logging.outcome import Kind
 from mta_logging.report import parallel
 from mta_logging.report.options import add_input_arguments, finish, reader_from_args
@@ -167,9 +167,7 @@ def export_parquet(reader: Reader, out: Path, jobs: int = 1) -> ExportResult:
                 for issue in collected.issues:
                     reader.on_issue(issue)
     else:
-        for _size, (source, name) in todo:
-            counts[name] = _write_part(pa, reader, Path(source), out / name)
-            stats.add(reader.stats)
+        counts, stats = _write_parts(pa, reader, [file for _size, file in todo], out)
     for name, count in counts.items():
         entries[name] = {**sources[name], "records": count}
     _save_manifest(out, {"settings": settings, "files": entries})
@@ -198,15 +196,22 @@ def part_name(path: Path) -> str | None:
 def _export_share(settings: tuple[Any, ...], files: list[tuple[str, str]], out: Path
                   ) -> tuple[dict[str, int], ReadStats, parallel.Collected]:
     """A worker's share: (file, part name) pairs; returns records per part, counters, issues."""
-    pa = import_pyarrow()
     collected = parallel.Collected()
-    reader = parallel.worker_reader(settings, collected)
+    counts, stats = _write_parts(import_pyarrow(), parallel.worker_reader(settings, collected),
+                                 files, out)
+    return counts, stats, collected
+
+
+def _write_parts(pa: Any, reader: Reader, files: list[tuple[str, str]], out: Path
+                 ) -> tuple[dict[str, int], ReadStats]:
+    """Write each (file, part name) pair's part into ``out``; returns records per part and
+    what the reads counted."""
     stats = ReadStats()
     counts: dict[str, int] = {}
     for source, name in files:
         counts[name] = _write_part(pa, reader, Path(source), out / name)
         stats.add(reader.stats)
-    return counts, stats, collected
+    return counts, stats
 
 
 def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
@@ -227,12 +232,21 @@ def _write_part(pa: Any, reader: Reader, path: Path, part: Path) -> int:
             writer = pq.ParquetWriter(staged, _schema(pa, (), False), compression="zstd")
         writer.close()
         writer = None
+        _fsync_file(staged)  # on disk before the manifest (fsync'd) lists it
         os.replace(staged, part)
     finally:
         if writer is not None:
             writer.close()
         staged.unlink(missing_ok=True)
     return count
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _batches(pa: Any, records: Iterator[Record]) -> Iterator[pyarrow.RecordBatch]:
@@ -336,8 +350,6 @@ def _load_manifest(out: Path) -> dict[str, Any]:
 
 
 def _save_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    staged = out / f".{MANIFEST}.tmp"
-    staged.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n",
-                      encoding="utf-8", errors="surrogateescape")
-    os.replace(staged, out / MANIFEST)
-    fsync_directory(out)
+    text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+    replace_file(out / MANIFEST, out / f".{MANIFEST}.tmp",
+                 text.encode("utf-8", errors="surrogateescape"))

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mta_logging.fsutil import fsync_directory, write_all
+from mta_logging.fsutil import replace_file
 
 log = logging.getLogger("mta_logging.ship")
 
@@ -72,14 +72,7 @@ class CheckpointStore:
         """Make ``checkpoint`` durable (fsync'd, atomically replacing the previous one)."""
         target = self.directory / f"{checkpoint.fingerprint}.json"
         scratch = self.directory / f".{checkpoint.fingerprint}.{os.getpid()}.tmp"
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, json.dumps(asdict(checkpoint)).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(scratch, target)
-        fsync_directory(self.directory)
+        replace_file(target, scratch, json.dumps(asdict(checkpoint)).encode())
         self._remember(checkpoint)
 
     def _remember(self, checkpoint: Checkpoint) -> None:
