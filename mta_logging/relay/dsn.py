@@ -179,8 +179,7 @@ def passed_back(settings: DsnSettings, sent: Sent, report: BounceReport,
 def _sent_index(sent: Sent, reported: FailedRecipient, rcpt_index: int | None) -> int | None:
     """Which recipient of ``sent`` a report's recipient is: by its Final- or Original-Recipient,
     else the VERP token's; None when neither is one of them."""
-    addresses = {reported.rcpt.lower(), (reported.original_rcpt or "").lower()}
-    index = next((i for i, rcpt in enumerate(sent.rcpts) if rcpt.lower() in addresses), None)
+    index = sent.index_of((reported.rcpt, reported.original_rcpt))
     if index is None and rcpt_index is not None and 0 <= rcpt_index < len(sent.rcpts):
         return rcpt_index
     return index
