@@ -1,9 +1,11 @@
 """``mta-logging check-config``: validate a config file and print the settings it resolves to.
 
-Three kinds of file, told apart by their keys: an accounting config (``accounting_files.ini``
+Four kinds of file, told apart by their keys: an accounting config (``accounting_files.ini``
 or accounting YAML), read by :mod:`mta_logging.config`; a relay config (YAML with relay keys),
-read by :mod:`mta_logging.relay.config` together with its accounting source; a ``dictConfig``
-file (YAML with ``version: 1``, such as ``logging.yaml``), put through a dry run
+read by :mod:`mta_logging.relay.config` together with its accounting source; a ship config
+(YAML with keys of ``mta-logging ship`` and ``ingest``), read by :mod:`mta_logging.ship.config`
+and checked for what each of the two needs to start; a ``dictConfig`` file (YAML with
+``version: 1``, such as ``logging.yaml``), put through a dry run
 (:mod:`mta_logging.dry_dictconfig`). The directories either would write to are checked as the
 relay checks its own (:mod:`mta_logging.relay.preflight`). This command is the one place that
 knows every kind, so that the accounting core knows nothing of the relay.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,13 @@ from mta_logging.outcome import Kind
 from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route
 from mta_logging.relay.config import from_mapping as relay_from_mapping
 from mta_logging.relay.preflight import accounting_settings, check, directory_problem
+from mta_logging.ship.config import (
+    SHIP_KEYS,
+    ShipSettings,
+    check_shipping,
+    ingest_sections,
+    ship_settings,
+)
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -35,7 +45,8 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``mta-logging check-config``: one config file."""
     parser.add_argument("config", help="accounting_files.ini, an accounting YAML file, a relay "
-                                       "YAML file (configs/relay.yaml), or a dictConfig YAML "
+                                       "YAML file (configs/relay.yaml), a ship YAML file "
+                                       "(mta-logging ship and ingest), or a dictConfig YAML "
                                        "file (logging.yaml)")
 
 
@@ -47,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(describe(load(path)), end="")
         return 0
     data = read_yaml_mapping(path, "settings")
-    checks = {"relay": _check_relay, "dictConfig": _check_dict_config,
+    checks = {"relay": _check_relay, "ship": _check_ship, "dictConfig": _check_dict_config,
               "accounting": _check_accounting}
     checks[config_kind(data, str(path))](path, data)
     return 0
@@ -65,6 +76,28 @@ def _check_relay(path: Path, data: Mapping[str, Any]) -> None:
         raise exc.located(source) from None
     print(f"{path}: OK (relay config)")
     print(_yaml(relay_mapping(relay, accounting)), end="")
+
+
+def _check_ship(path: Path, data: Mapping[str, Any]) -> None:
+    """Validated as ``mta-logging ship`` and ``ingest`` validate it when they start; the file
+    must hold what one of the two needs (else the error ``ship`` gives), and which is said."""
+    source = str(path)
+    settings = ship_settings(data, source)
+    commands: list[str] = []
+    refusals: list[ConfigError] = []
+    starts: tuple[tuple[str, Callable[[ShipSettings, str], object]], ...] = (
+        ("ship", check_shipping), ("ingest", ingest_sections))
+    for command, needs in starts:
+        try:
+            needs(settings, source)
+        except ConfigError as exc:
+            refusals.append(exc)
+        else:
+            commands.append(command)
+    if not commands:
+        raise refusals[0]
+    print(f"{path}: OK (ship config, for {' and '.join(commands)})")
+    print(_yaml(ship_mapping(settings)), end="")
 
 
 def _check_dict_config(path: Path, data: Mapping[str, Any]) -> None:
@@ -92,20 +125,24 @@ def _check_accounting(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def config_kind(data: Mapping[str, Any], source: str) -> str:
-    """``"dictConfig"`` (a ``version`` key), ``"relay"`` (a key only a relay config has) or
-    ``"accounting"`` (any other file with a key of an accounting config, or none); ConfigError
-    when no key of the file is known to any of them."""
+    """``"dictConfig"`` (a ``version`` key), ``"relay"`` (a key only a relay config has),
+    ``"ship"`` (a key only a ship config has) or ``"accounting"`` (any other file with a key of
+    an accounting config, or none); ConfigError when no key of the file is known to any of
+    them."""
     if "version" in data:
         return "dictConfig"
     if any(key in TOP_LEVEL_KEYS and key not in SETTING_KEYS for key in data):
         return "relay"
+    if any(key in SHIP_KEYS and key not in SETTING_KEYS for key in data):
+        return "ship"
     if not data or any(key in SETTING_KEYS for key in data):
         return "accounting"
     key = next(iter(data))
-    raise ConfigError(str(key), data[key], "neither a relay nor an accounting setting (no key "
-                      f"of this file is); a relay config takes {', '.join(TOP_LEVEL_KEYS)}; an "
-                      f"accounting config takes {', '.join(SETTING_KEYS)}; a dictConfig file "
-                      "has version: 1", source=source)
+    raise ConfigError(str(key), data[key], "neither a relay, a ship nor an accounting setting "
+                      f"(no key of this file is); a relay config takes {', '.join(TOP_LEVEL_KEYS)}"
+                      f"; a ship config takes {', '.join(SHIP_KEYS)}; an accounting config takes "
+                      f"{', '.join(SETTING_KEYS)}; a dictConfig file has version: 1",
+                      source=source)
 
 
 def file_problem(path: Path) -> str | None:
@@ -162,6 +199,24 @@ def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None
             del data["bounces"]["quarantine_dir"]
     data["accounting"] = False if accounting is None else _plain(accounting)
     return data
+
+
+def ship_mapping(settings: ShipSettings) -> dict[str, Any]:
+    """The ship settings as a ship config file says them, without secrets: no webhook's
+    ``secret``, and the password of the ingest ``dsn`` URL as ``***``."""
+    data: dict[str, Any] = _plain(settings)
+    for hook in data["webhooks"]:
+        del hook["secret"]
+    if data["ingest"] is not None:
+        data["ingest"]["dsn"] = _without_password(data["ingest"]["dsn"])
+    return data
+
+
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
+
+
+def _without_password(dsn: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", dsn)
 
 
 def _host_port(host: str, port: int) -> str:

@@ -1,6 +1,7 @@
-"""`mta-logging check-config` tells relay, accounting and dictConfig files apart, checks the
-paths as the relay (or dictConfig) will, names file and dotted key with the value spelt as in
-the file, and prints a normalized relay config that is valid input again."""
+"""`mta-logging check-config` tells relay, ship, accounting and dictConfig files apart, checks
+the paths as the relay (or dictConfig) will and a ship file as ship and ingest will, names file
+and dotted key with the value spelt as in the file, and prints a normalized relay config that is
+valid input again."""
 
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ def test_a_relay_config_whose_keys_are_all_misspelt_lists_every_kind_of_key(tmp_
                                       "acounting: {path: ./acct}\n", capsys)
     assert code == 2
     assert err.startswith(f"mta-logging check-config: {path}: lisen: '127.0.0.1:2525' is not "
-                          "valid; neither a relay nor an accounting setting (no key of this "
-                          "file is); a relay config takes listen, hostname, ")
-    assert "; an accounting config takes path, extension, " in err
+                          "valid; neither a relay, a ship nor an accounting setting (no key of "
+                          "this file is); a relay config takes listen, hostname, ")
+    assert ("; a ship config takes paths, state_dir, host, nats, webhooks, ingest, time_format, "
+            "poll_interval, hold_archives; an accounting config takes path, extension, ") in err
     assert err.endswith("; a dictConfig file has version: 1\n")
 
 
@@ -453,3 +455,90 @@ def test_the_printed_bounces_section_never_holds_the_secret(tmp_path, capsys):
         "enabled": True, "secret": "an inline secret, long enough"}}}
     code, out, _ = check_relay_config(tmp_path, capsys, inline)
     assert code == 0 and "an inline secret" not in out
+
+
+# -- ship configs --------------------------------------------------------------------------------
+
+SHIP_CONFIG = """\
+paths: [./acct, /var/log/mail/accounting]
+state_dir: ./ship-state
+host: relay1
+nats: {servers: [nats://10.0.0.1:4222, nats://10.0.0.2:4222], stream: ACCT, replicas: 3}
+webhooks: [{url: https://hooks.example.com/acct, secret: s3cret, batch: 50}]
+ingest: {dsn: "postgresql://mail:pa55@db.example.com/mail", table: records}
+"""
+
+
+def test_a_ship_config_is_checked_and_printed_without_its_secrets(tmp_path, capsys):
+    path = tmp_path / "ship.yaml"
+    code, out, err = check_config(path, SHIP_CONFIG, capsys)
+    assert (code, err) == (0, "")
+    assert out == f"""{path}: OK (ship config, for ship and ingest)
+paths:
+- acct
+- /var/log/mail/accounting
+state_dir: ship-state
+host: relay1
+nats:
+  servers:
+  - nats://10.0.0.1:4222
+  - nats://10.0.0.2:4222
+  stream: ACCT
+  subject_prefix: acct
+  replicas: 3
+  retention: limits
+  max_age: 0
+  duplicate_window: 120
+  window: 1024
+  ack_timeout: 5
+webhooks:
+- url: https://hooks.example.com/acct
+  name: webhook1
+  batch: 50
+  timeout: 10
+  retry_for: 604800
+  backoff_initial: 1
+  backoff_max: 300
+ingest:
+  dsn: postgresql://mail:***@db.example.com/mail
+  durable: ingest
+  table: records
+  batch: 500
+  ack_wait: 30
+time_format: '%Y-%m-%d %H:%M:%S'
+poll_interval: 1
+hold_archives: true
+"""
+
+
+def test_a_ship_config_for_ingest_only_says_so(tmp_path, capsys):
+    path = tmp_path / "ingest.yaml"
+    code, out, err = check_config(
+        path, "nats: {servers: nats://127.0.0.1:4222}\n"
+              "ingest: {dsn: 'postgresql://mail@db/mail'}\n", capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{path}: OK (ship config, for ingest)\npaths: []\n")
+    assert "  dsn: postgresql://mail@db/mail\n" in out
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    (SHIP_CONFIG.replace("replicas: 3", "replicas: 0"),
+     "nats.replicas: 0 is not valid; expected a whole number of at least 1"),
+    (SHIP_CONFIG.replace("host: relay1", "host: relay 1"),
+     "host: 'relay 1' is not valid; expected letters, digits, '_' or '-' only (it becomes part "
+     "of a NATS subject or name)"),
+    ("paths: [./acct]\nstate_dir: ./s\npoll_intervall: 2\n",
+     "poll_intervall: 2 is not valid; unknown setting; allowed: paths, state_dir, "
+     "host, nats, webhooks, ingest, time_format, poll_interval, hold_archives"),
+    ("paths: [./acct]\nstate_dir: ./s\n",
+     "nats: null is not valid; expected at least one sink: nats or webhooks"),
+    ("state_dir: ./s\ningest: {dsn: postgresql:///mail}\n",
+     "paths: [] is not valid; expected a list of accounting files or directories"),
+])
+def test_a_bad_ship_config_gets_the_error_ship_gives(tmp_path, capsys, text, error):
+    path = tmp_path / "ship.yaml"
+    code, out, err = check_config(path, text, capsys)
+    assert (code, out) == (2, "")
+    assert err == f"mta-logging check-config: {path}: {error}\n"
+    assert main(["ship", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging ship: {path}: {error}\n")

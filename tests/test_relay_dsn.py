@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import email
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.server import Relay
 from mta_logging.relay.spool import Envelope, Spool
+from mta_logging.suppression import Entry, SuppressionList, time_text
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = (b"From: sender@example.test\r\nTo: someone@x.test\r\nSubject: dsn test\r\n"
@@ -506,6 +508,74 @@ async def test_a_journal_write_that_fails_takes_the_report_back(tmp_path):
     assert deliverer.asked.count("c@one.test") == 2
     assert [o.rcpt for o in records.outcomes if o.kind is Kind.DELIVERED] == [
         "b@two.test", "sender@example.test"]
+
+
+def listed(path: Path, address: str) -> Entry:
+    """``address`` put on the suppression list at ``path`` (a hard bounce, an hour ago)."""
+    entry = Entry(address, "bad-mailbox", int(time.time()) - 3600, None, "bounce")
+    with SuppressionList(path) as suppression:
+        suppression.add([entry])
+    return entry
+
+
+def suppression_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "mta_logging.relay.suppression"]
+
+
+async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_recorded(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({
+        "c@one.test": [(Kind.BOUNCE, "5.1.1")],
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        queue.submit(queued(spool, "c@one.test", "b@two.test"))
+        await until(lambda: not list(spool.queue_dir.iterdir()))
+        await queue.stop(5)
+    # the bounce journaled without a report: not tried again; no report delivered
+    assert deliverer.asked == ["c@one.test", "b@two.test", "b@two.test"]
+    since = time_text(entry.added)
+    assert [(o.kind, o.rcpt, o.bounce_cat, o.orig) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox", "sender@example.test"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed", ""),
+        (Kind.DEFERRED, "b@two.test", None, "sender@example.test"),
+        (Kind.DELIVERED, "b@two.test", None, "sender@example.test")]
+    skipped = records.outcomes[1]
+    assert (skipped.dsn_status, skipped.dsn_msg, skipped.vmta, skipped.job_id) == (
+        "5.7.1", f"550 5.7.1 <sender@example.test>: Recipient address rejected: on the "
+        f"suppression list since {since}, reason bad-mailbox", "pool1", None)
+    assert suppression_lines(caplog) == [
+        f"Q1: sender notification to <sender@example.test> not sent: on the suppression list "
+        f"since {since}, reason bad-mailbox"]
+
+
+async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DEFERRED, "4.2.0"),
+                       (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={"delay_notice_after": 0.001},
+                              suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        queue.submit(queued(spool, "b@two.test"))
+        await until(lambda: not list(spool.queue_dir.iterdir()))
+        await queue.stop(5)
+    assert deliverer.asked == ["b@two.test"] * 3
+    assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
+        (Kind.DEFERRED, "b@two.test", None), (Kind.BOUNCE, "sender@example.test", "suppressed"),
+        (Kind.DEFERRED, "b@two.test", None), (Kind.DELIVERED, "b@two.test", None)]
+    assert len(suppression_lines(caplog)) == 1
 
 
 @pytest.mark.parametrize(("notify", "action", "age", "after", "wanted"), [

@@ -53,6 +53,11 @@ def recorder(tmp_path: Path, sent: SentIndex | None = None) -> ReturnRecorder:
                           Quarantine(tmp_path / "quarantine"), verp=VERP, sent=sent)
 
 
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the returns side logged (the accounting records propagate to caplog too)."""
+    return [r.getMessage() for r in caplog.records if r.name == "mta_logging.returns"]
+
+
 def handle(tmp_path: Path, name: str, sent: SentIndex | None = None) -> Handled:
     return recorder(tmp_path, sent).handle((SAMPLES / name).read_bytes())
 
@@ -103,6 +108,34 @@ def test_without_a_token_the_message_id_traces_the_job(acct: Path, tmp_path: Pat
     assert handle(tmp_path, "exim.eml", sent) == Handled(BOUNCE, 1, "Q7781")
     assert records(acct, "remote_bounce")[0][1:5] == [
         "shop@example.com", "bob@example.net", "bob@example.net", "Q7781"]
+
+
+def test_a_message_id_sent_twice_traces_the_bounce_to_the_message_sent_to_its_recipient(
+        acct: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sent = SentIndex(tmp_path / "sent.sqlite")
+    sent.add("<order-7781@shop.example.com>", Sent("Q1", "shop@example.com",
+                                                   ("Bob@Example.NET", "ann@example.net")))
+    sent.add("<order-7781@shop.example.com>", Sent("Q2", "news@example.com",
+                                                   ("carol@example.net",)))
+    with caplog.at_level(logging.WARNING, "mta_logging.returns"):
+        assert handle(tmp_path, "exim.eml", sent) == Handled(BOUNCE, 1, "Q1")
+    assert records(acct, "remote_bounce")[0][1:5] == [
+        "shop@example.com", "bob@example.net", "bob@example.net", "Q1"]
+    assert warnings(caplog) == []
+
+
+def test_a_message_id_sent_twice_to_the_recipient_traces_the_newest_and_says_so(
+        acct: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sent = SentIndex(tmp_path / "sent.sqlite")
+    for job_id, orig in (("Q1", "shop@example.com"), ("Q2", "resent@example.com")):
+        sent.add("<order-7781@shop.example.com>", Sent(job_id, orig, ("bob@example.net",)))
+    with caplog.at_level(logging.WARNING, "mta_logging.returns"):
+        assert handle(tmp_path, "exim.eml", sent) == Handled(BOUNCE, 1, "Q2")
+    assert records(acct, "remote_bounce")[0][1:5] == [
+        "resent@example.com", "bob@example.net", "bob@example.net", "Q2"]
+    assert warnings(caplog) == [
+        "2 messages were sent with Message-ID <order-7781@shop.example.com> to a recipient "
+        "it names; the returned message is taken to be about the newest, job Q2"]
 
 
 def test_a_forged_token_traces_nothing(acct: Path, tmp_path: Path) -> None:

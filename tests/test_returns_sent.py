@@ -1,7 +1,9 @@
-"""The sent index: a Message-ID or a job id back to what was sent, kept for retention_days."""
+"""The sent index: a Message-ID (and the recipients a report names) or a job id back to what was
+sent, kept for retention_days."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -21,6 +23,27 @@ def test_found_by_message_id_and_by_job_id_after_a_reopen(tmp_path: Path) -> Non
     assert again.by_message_id("<a@example.com>") == expected
     assert again.by_job_id("Q1") == expected
     assert again.by_message_id("<b@example.com>") is None and again.by_job_id("Q2") is None
+
+
+def test_every_message_sent_with_a_message_id_is_kept_and_found_by_its_recipient(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    index = SentIndex(tmp_path / "sent.sqlite")
+    first = Sent("Q1", "a@example.com", ("r1@example.org",))
+    second = Sent("Q2", "b@example.com", ("R2@example.org", "r3@example.org"))
+    third = Sent("Q3", "c@example.com", ("r1@example.org",))
+    for sent in (first, second, third):
+        index.add("<same@example.com>", sent)
+    with caplog.at_level(logging.WARNING, "mta_logging.returns"):
+        assert index.by_message_id("<same@example.com>", ["r2@EXAMPLE.org", None]) == second
+        assert index.by_message_id("<same@example.com>", ["other@example.org"]) == third
+        assert index.by_message_id("<same@example.com>", ["r1@example.org"]) == third
+    assert caplog.messages == [
+        "3 messages were sent with Message-ID <same@example.com>; the returned message is "
+        "taken to be about the newest, job Q3",
+        "2 messages were sent with Message-ID <same@example.com> to a recipient it names; "
+        "the returned message is taken to be about the newest, job Q3"]
+    assert [index.by_job_id(sent.job_id) for sent in (first, second, third)] == [
+        first, second, third]
 
 
 def test_rows_older_than_the_retention_are_removed_on_open(tmp_path: Path) -> None:
@@ -60,5 +83,13 @@ def test_an_index_of_the_version_without_dsn_parameters_is_read_and_added_to(
     db.close()
     index = SentIndex(tmp_path / "sent.sqlite")
     index.add("<new@example.com>", Sent("Q1", "", (), envid="e"))
+    index.add("<old@example.com>", Sent("Q2", "s@example.com", ("r2@example.org",)))
     assert index.by_job_id("Q0") == Sent("Q0", "s@example.com", ("r@example.org",))
     assert index.by_message_id("<new@example.com>") == Sent("Q1", "", (), envid="e")
+    assert index.by_message_id("<old@example.com>", ["r@example.org"]) == Sent(
+        "Q0", "s@example.com", ("r@example.org",))
+    index.close()
+    with sqlite3.connect(tmp_path / "sent.sqlite") as db:
+        assert db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == [
+            ("sent",), ("sent_job",), ("sent_message",)]
+    db.close()

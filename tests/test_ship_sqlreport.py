@@ -37,6 +37,11 @@ def test_report_from_postgresql_equals_the_file_report(
         {"type": "x", "timeLogged": "2026-11-30 23:00:00", "rcpt": "odd@kind.example"},
         {"type": "d", "timeLogged": "2026-12-01 00:00:00", "timeQueued": "2026-11-30 22:00:00",
          "rcpt": "late@example.org", "vmta": "", "srcIp": "192.0.2.1"},
+        # no outcomes: counted by kind, in no table and outside the period
+        {"type": "r", "timeLogged": "2020-01-01 00:00:00", "rcpt": "in@received.example"},
+        {"type": "rb", "timeLogged": "2026-11-30 12:00:00", "rcpt": "back@returned.example",
+         "vmta": "returns", "dsnStatus": "5.1.1", "dsnMsg": "550 5.1.1 no such user"},
+        {"type": "f", "timeLogged": "2030-01-01 00:00:00", "rcpt": "who@complained.example"},
     ]))
     config = ship_config(
         tmp_path, paths=[str(accounting)], state_dir=str(tmp_path / "state"), host="relay1",
@@ -53,7 +58,10 @@ def test_report_from_postgresql_equals_the_file_report(
     # per worker: 57 of 400 bounce (n % 7 == 6), 69 deferred (n % 5 == 4, not bounces);
     # the "x" record is counted by its file's name (d.), as the reader takes it
     assert from_sql["totals"] == {"delivered": 2 * 274 + 2, "deferred": 2 * 69,
-                                  "bounced": 2 * 57 + 1, "unknown": 0, "total": 803}
+                                  "bounced": 2 * 57 + 1, "received": 1, "remote_bounce": 1,
+                                  "feedback": 1, "unknown": 0, "total": 806}
+    assert from_sql["period"]["first"] != "2020-01-01 00:00:00"
+    assert from_sql["period"]["last"] != "2030-01-01 00:00:00"
     assert from_sql["queue_delay"]["count"] == 2 * 274 + 1
 
 

@@ -16,7 +16,10 @@ journal entries; its envelope names those entries (``report_of``, ``report_entri
 before it is stored leaves the recipients pending (tried again, reported again: nothing lost);
 a crash after it is stored and before the journal write is completed at the next start from
 the notification itself (``Spool.load``), so it is neither lost nor sent twice. A journal write
-that fails takes the stored notification back out, and the recipients stay pending.
+that fails takes the stored notification back out, and the recipients stay pending. A
+notification to a sender on the suppression list is not stored at all (the sender is
+recorded as a ``suppressed`` bounce instead, see ``suppression``): then the journal entries
+are written directly after the records, and a crash before them reports (and records) again.
 
 With VERP on, a DSN that a system beyond the next hop sends comes back to the relay's bounce
 domain, not to the sender: :func:`passed_back` is the relay's own notification carrying that
@@ -179,8 +182,7 @@ def passed_back(settings: DsnSettings, sent: Sent, report: BounceReport,
 def _sent_index(sent: Sent, reported: FailedRecipient, rcpt_index: int | None) -> int | None:
     """Which recipient of ``sent`` a report's recipient is: by its Final- or Original-Recipient,
     else the VERP token's; None when neither is one of them."""
-    addresses = {reported.rcpt.lower(), (reported.original_rcpt or "").lower()}
-    index = next((i for i, rcpt in enumerate(sent.rcpts) if rcpt.lower() in addresses), None)
+    index = sent.index_of((reported.rcpt, reported.original_rcpt))
     if index is None and rcpt_index is not None and 0 <= rcpt_index < len(sent.rcpts):
         return rcpt_index
     return index

@@ -18,6 +18,8 @@ passed on to a next hop without DSN when they asked for SUCCESS, get one notific
 in the spool after their records and before their journal entries; a recipient whose
 notification could not be stored is not marked final (tried again, reported again). One delay
 notice per message at most, stored before the attempt's journal entries, which remember it.
+A notification to a sender on the suppression list is not stored (see ``suppression``): the
+journal entries it would have stood for are written directly.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from mta_logging.relay.spool import (
     error_entry,
     new_queue_id,
 )
+from mta_logging.relay.suppression import SuppressedSenders
 
 _log = logging.getLogger("mta_logging.relay.queue")
 
@@ -96,6 +99,9 @@ class DeliveryQueue:
             accounting.logger, on_write_error=self._unwritten.append)
         self.clock = clock
         self.faults = FaultLog(_log)
+        suppression = settings.suppression  # its file needs a restart, as the relay's lookups
+        self.suppressed = None if not suppression.enabled else SuppressedSenders(
+            suppression.file(settings.spool_dir), accounting, clock=clock)
         self._in_progress: dict[str, int] = {}  # destination domain → deliveries under way
         # messages whose only pending recipients are at busy destinations, by destination
         self._parked: dict[str, collections.deque[QueuedMessage]] = {}
@@ -206,6 +212,8 @@ class DeliveryQueue:
                 worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.deliverer.close()
+        if self.suppressed is not None:
+            self.suppressed.close()
 
     async def _work(self) -> None:
         task = asyncio.current_task()
@@ -389,7 +397,7 @@ class DeliveryQueue:
                            "recipient stays queued and will be tried again", message.queue_id,
                            result.kind.directory, message.envelope.rcpts[result.index])
         notice = None
-        if reports:
+        if reports and not self._sender_suppressed(message):
             notice = await self._store_notice(message, content, reports,
                                               [entries[r.index] for r in reports])
             if notice is None:  # not final without it: tried and reported again
@@ -439,7 +447,17 @@ class DeliveryQueue:
                    if notice_wanted(self.settings.dsn, envelope, r.index, DELAYED, age=age)]
         if not reports:
             return None
+        if self._sender_suppressed(message):  # remembered as if sent: skipped once
+            if await self._journal(message, [DELAY_NOTIFIED]):
+                message.delay_notified = True
+            return None
         return await self._store_notice(message, content, reports, [DELAY_NOTIFIED])
+
+    def _sender_suppressed(self, message: QueuedMessage) -> bool:
+        """Whether the notification to the sender of ``message`` is not to be sent (the
+        sender is on the suppression list; logged and recorded)."""
+        return self.suppressed is not None and self.suppressed.skips(
+            message.queue_id, message.envelope.mail_from, self.settings)
 
     async def _store_notice(self, message: QueuedMessage, content: bytes,
                             reports: list[RecipientReport], entries: list[str]

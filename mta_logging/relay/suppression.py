@@ -1,15 +1,16 @@
 """The relay's side of the suppression list: a recipient on it is refused at RCPT and recorded
-as a bounce of category ``suppressed``; the accounting logger gets the handler that adds hard
-bounces and complaints to it.
+as a bounce of category ``suppressed``; a notification to a sender on it is not sent, and the
+sender is recorded so, once per notification (:class:`SuppressedSenders`, the queue's); the
+accounting logger gets the handler that adds hard bounces and complaints to it.
 
 A lookup is one indexed query on the event loop (a few microseconds; the file is in WAL mode,
 so a writer never makes it wait). When the list cannot be read (a file that is not SQLite, a
 directory in its place, locked past the timeout) the relay **fails open**: it accepts mail for
-every recipient, logs the failure once (and when it works again) and tries the file again
-every :data:`RETRY` seconds. The list is a courtesy to receivers and to the sending
-reputation; failing closed would turn a damaged side file into an outage for every
-recipient, or bounce good mail for good, while failing open costs a few messages to addresses
-that bounce again (and are listed again once the file is back).
+every recipient and sends every notification, logs the failure once (and when it works
+again) and tries the file again every :data:`RETRY` seconds. The list is a courtesy to
+receivers and to the sending reputation; failing closed would turn a damaged side file into an
+outage for every recipient, or bounce good mail for good, while failing open costs a few
+messages to addresses that bounce again (and are listed again once the file is back).
 """
 
 from __future__ import annotations
@@ -46,62 +47,41 @@ def refusal_text(address: str, entry: Entry) -> str:
             f"since {time_text(entry.added)}, reason {entry.reason}")
 
 
-class RelaySuppression:
-    """The list at ``path`` for one relay: :meth:`refusal` at each RCPT; :meth:`attach` puts
-    the :class:`~mta_logging.suppression.SuppressionHandler` on the accounting logger,
-    :meth:`detach` takes it off and writes what it holds."""
+def record_suppressed(accounting: AccountingLogger | None, address: str, entry: Entry, *,
+                      orig: str, settings: RelaySettings, when: float) -> str:
+    """Record ``address``, suppressed by ``entry``, as a bounce of category ``suppressed``
+    (with accounting on) with the RCPT reply it gets, which is returned."""
+    reply = refusal_text(address, entry)
+    if accounting is not None:
+        accounting.bounced(
+            address, time_queued=when, src_mta=settings.hostname, vmta=settings.vmta,
+            dsn_status=STATUS, dsn_msg=reply, bounce_cat=SUPPRESSED, orig=orig)
+    return reply
 
-    def __init__(self, path: Path, settings: RelaySettings, accounting: AccountingLogger | None,
-                 *, clock: Callable[[], float] = time.time) -> None:
+
+class Lookup:
+    """Lookups in the list at ``path`` that fail open: an address is not on a list that cannot
+    be read, which is logged once per episode (``consequence``: what that means) and tried
+    again after :data:`RETRY` seconds."""
+
+    def __init__(self, path: Path, consequence: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.consequence = consequence
         self.clock = clock
-        # its own logger object: a refusal's record failing is not a delivery record failing
-        self.accounting = None if accounting is None else AccountingLogger(accounting.logger)
-        self.handler = SuppressionHandler(path, expiry=settings.suppression.expiry)
         self.faults = FaultLog(_log)
         self._list: SuppressionList | None = None
         self._retry_at = 0.0
 
-    def attach(self) -> None:
-        if self.accounting is not None:
-            put_first(self.accounting.logger, self.handler)
-
-    def detach(self) -> None:
-        if self.accounting is not None:
-            self.accounting.logger.removeHandler(self.handler)
-        self.handler.close()
-        if self._list is not None:
-            self._list.close()
-            self._list = None
-
-    def reconfigure(self, settings: RelaySettings) -> None:
-        """New expiry times from now on (the file's path needs a restart)."""
-        self.handler.expiry = settings.suppression.expiry
-
-    def open(self) -> None:
-        """Open the file (made when missing) at start, waiting for a writer as long as the
-        handler does; a problem with it is logged at once."""
+    def open(self, timeout: float) -> None:
+        """Open the file (made when missing), waiting up to ``timeout`` seconds for a writer;
+        a problem with it is logged at once."""
         try:
-            self._list = SuppressionList(self.path, timeout=self.handler.timeout)
+            self._list = SuppressionList(self.path, timeout=timeout)
         except SuppressionError as exc:
             self._failed(exc)
 
-    def refusal(self, address: str, mail_from: str, settings: RelaySettings) -> str | None:
-        """The 550 reply for a suppressed ``address`` (its bounce recorded), else None."""
-        entry = self._entry(address)
-        if entry is None:
-            return None
-        reply = refusal_text(address, entry)
-        _log.info("refused <%s> from <%s>: on the suppression list since %s, reason %s",
-                  address, mail_from, time_text(entry.added), entry.reason)
-        if self.accounting is not None:
-            self.accounting.bounced(
-                address, time_queued=self.clock(), src_mta=settings.hostname, vmta=settings.vmta,
-                dsn_status=STATUS, dsn_msg=reply, bounce_cat=SUPPRESSED,
-                orig="" if mail_from == "<>" else mail_from)
-        return reply
-
-    def _entry(self, address: str) -> Entry | None:
+    def entry(self, address: str) -> Entry | None:
         """The active entry of ``address``; None, too, when the list cannot be read."""
         now = self.clock()
         try:
@@ -116,10 +96,86 @@ class RelaySuppression:
         self.faults.succeeded(LOOKUP)
         return entry
 
-    def _failed(self, exc: SuppressionError) -> None:
-        self.faults.failed(LOOKUP, f"{exc}; mail is accepted for every recipient until it "
-                                   f"can be read (tried again every {RETRY:g} s)")
+    def close(self) -> None:
         if self._list is not None:
             self._list.close()
             self._list = None
+
+    def _failed(self, exc: SuppressionError) -> None:
+        self.faults.failed(LOOKUP, f"{exc}; {self.consequence} until it can be read (tried "
+                                   f"again every {RETRY:g} s)")
+        self.close()
         self._retry_at = self.clock() + RETRY
+
+
+class RelaySuppression:
+    """The list at ``path`` for one relay: :meth:`refusal` at each RCPT; :meth:`attach` puts
+    the :class:`~mta_logging.suppression.SuppressionHandler` on the accounting logger,
+    :meth:`detach` takes it off and writes what it holds."""
+
+    def __init__(self, path: Path, settings: RelaySettings, accounting: AccountingLogger | None,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        # its own logger object: a refusal's record failing is not a delivery record failing
+        self.accounting = None if accounting is None else AccountingLogger(accounting.logger)
+        self.handler = SuppressionHandler(path, expiry=settings.suppression.expiry)
+        self.lookup = Lookup(path, "mail is accepted for every recipient", clock=clock)
+
+    def attach(self) -> None:
+        if self.accounting is not None:
+            put_first(self.accounting.logger, self.handler)
+
+    def detach(self) -> None:
+        if self.accounting is not None:
+            self.accounting.logger.removeHandler(self.handler)
+        self.handler.close()
+        self.lookup.close()
+
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """New expiry times from now on (the file's path needs a restart)."""
+        self.handler.expiry = settings.suppression.expiry
+
+    def open(self) -> None:
+        """Open the file (made when missing) at start, waiting for a writer as long as the
+        handler does; a problem with it is logged at once."""
+        self.lookup.open(self.handler.timeout)
+
+    def refusal(self, address: str, mail_from: str, settings: RelaySettings) -> str | None:
+        """The 550 reply for a suppressed ``address`` (its bounce recorded), else None."""
+        entry = self.lookup.entry(address)
+        if entry is None:
+            return None
+        _log.info("refused <%s> from <%s>: on the suppression list since %s, reason %s",
+                  address, mail_from, time_text(entry.added), entry.reason)
+        return record_suppressed(self.accounting, address, entry, settings=settings,
+                                 orig="" if mail_from == "<>" else mail_from, when=self.clock())
+
+
+class SuppressedSenders:
+    """The list at ``path`` as the delivery queue sees it: a notification (a DSN) addressed
+    to a sender on it is not to be sent. Each one skipped is logged and its sender recorded
+    on ``accounting`` as a refused recipient is (a bounce of category ``suppressed``, from
+    ``<>``); the queue then writes the journal entries the notification stood for."""
+
+    def __init__(self, path: Path, accounting: AccountingLogger | None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        # its own logger object: this record failing is not a delivery record failing
+        self.accounting = None if accounting is None else AccountingLogger(accounting.logger)
+        self.clock = clock
+        self.lookup = Lookup(path, "notifications are sent to every sender", clock=clock)
+
+    def skips(self, queue_id: str, sender: str, settings: RelaySettings) -> bool:
+        """Whether the notification about the message ``queue_id`` to ``sender`` is not to be
+        sent (then logged and recorded, once per call)."""
+        entry = self.lookup.entry(sender)
+        if entry is None:
+            return False
+        _log.info("%s: sender notification to <%s> not sent: on the suppression list since "
+                  "%s, reason %s", queue_id, sender, time_text(entry.added), entry.reason)
+        record_suppressed(self.accounting, sender, entry, settings=settings, orig="",
+                          when=self.clock())
+        return True
+
+    def close(self) -> None:
+        self.lookup.close()

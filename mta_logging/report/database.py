@@ -3,9 +3,11 @@
 Each table of the report is one ``GROUP BY`` over the records table that ``mta-logging
 ingest`` fills; the grouped counts go into the same :class:`~mta_logging.report.summary.Summary`
 the file report uses, so ranking, rounding and output (table, JSON, CSV, HTML) are the same and
-so are the numbers, for the same records. Records of a kind the report does not count (``type``
-NULL) are counted as unknown only, as in the file report. Unlike the file report, the tables
-are not capped at ``max_keys`` keys (the database holds them all).
+so are the numbers, for the same records. Records of the kinds that are no outcome (received,
+remote bounce, complaint) are counted by kind only, and records of a kind the report does not
+know (``type`` NULL) as unknown only, as in the file report: neither is in any table or in the
+period. Unlike the file report, the tables are not capped at ``max_keys`` keys (the database
+holds them all).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import psycopg
 from psycopg import sql
 
 from mta_logging.errors import ConfigError
+from mta_logging.outcome import Kind
 from mta_logging.report.summary import KINDS, UNKNOWN, Summary
 
 _KIND_CODES = tuple(kind.code for kind in KINDS)
 _PER_KIND = sql.SQL(", ").join(
     sql.SQL("count(*) FILTER (WHERE type = {})").format(sql.Literal(code))
     for code in _KIND_CODES)
+# the records that are outcomes (the kinds the report's tables count)
+_OUTCOME = sql.SQL("type IN ({})").format(sql.SQL(", ").join(map(sql.Literal, _KIND_CODES)))
 
 
 def summary_from_database(dsn: str, table: str) -> Summary:
@@ -38,28 +43,33 @@ def summary_from_database(dsn: str, table: str) -> Summary:
 
 def _summary(connection: psycopg.Connection[Any], table: sql.Identifier) -> Summary:
     def query(template: str, **parts: sql.Composable) -> list[tuple[Any, ...]]:
-        statement = sql.SQL(template).format(table=table, per_kind=_PER_KIND, **parts)
+        statement = sql.SQL(template).format(table=table, per_kind=_PER_KIND,
+                                             outcome=_OUTCOME, **parts)
         return connection.execute(statement).fetchall()
 
     summary = Summary()
-    known = "type IS NOT NULL"
-    ((*totals, unknown, first, last),) = query(
-        "SELECT {per_kind}, count(*) FILTER (WHERE type IS NULL), "
-        f"min(logged_seconds) FILTER (WHERE {known}), max(logged_seconds) FILTER (WHERE {known}) "
-        "FROM {table}")
+    ((*totals, first, last),) = query(
+        "SELECT {per_kind}, min(logged_seconds) FILTER (WHERE {outcome}), "
+        "max(logged_seconds) FILTER (WHERE {outcome}) FROM {table}")
     summary.totals = list(totals)
-    summary.unknown_kind = unknown
     summary.first_logged, summary.last_logged = first, last
+    for code, count in query(
+            "SELECT type, count(*) FROM {table} WHERE {outcome} IS NOT TRUE GROUP BY 1"):
+        kind = Kind.find(code)
+        if kind is None:
+            summary.unknown_kind += count
+        else:
+            summary.counted[kind] = count
     for target, column in ((summary.domains, "rcpt_domain"), (summary.vmtas, "vmta"),
                            (summary.src_ips, "src_ip")):
         for key, *counts in query(
                 "SELECT coalesce({column}, {unknown}), {per_kind} FROM {table} "
-                f"WHERE {known} GROUP BY 1",
+                "WHERE {outcome} GROUP BY 1",
                 column=sql.Identifier(column), unknown=sql.Literal(UNKNOWN)):
             target.counts[key] = list(counts)
     for hour, *counts in query(
             "SELECT logged_seconds - logged_seconds % 3600, {per_kind} FROM {table} "
-            f"WHERE {known} AND logged_seconds IS NOT NULL GROUP BY 1"):
+            "WHERE {outcome} AND logged_seconds IS NOT NULL GROUP BY 1"):
         summary.hours.counts[hour] = list(counts)
     for delay, count in query(
             "SELECT logged_seconds - queued_seconds, count(*) FROM {table} WHERE type = 'd' "
@@ -72,9 +82,9 @@ def _summary(connection: psycopg.Connection[Any], table: sql.Identifier) -> Summ
             "SELECT coalesce(bounce_cat, {unknown}), count(*) FROM {table} WHERE type = 'b' "
             "GROUP BY 1", unknown=sql.Literal(UNKNOWN)):
         summary.bounce_cats.counts[category] = count
-    for kind, reasons in (("df", summary.deferral_reasons), ("b", summary.bounce_reasons)):
+    for code, reasons in (("df", summary.deferral_reasons), ("b", summary.bounce_reasons)):
         for status, reason, count in query(
                 "SELECT coalesce(dsn_status, ''), coalesce(reason, ''), count(*) FROM {table} "
-                "WHERE type = {kind} GROUP BY 1, 2", kind=sql.Literal(kind)):
+                "WHERE type = {kind} GROUP BY 1, 2", kind=sql.Literal(code)):
             reasons.counts[(status, reason)] = count
     return summary

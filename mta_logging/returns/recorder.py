@@ -4,13 +4,14 @@ complaint one ``f`` record per complaining recipient, anything else goes to the 
 The job a report is about is found, in this order, from a valid VERP token (see
 :mod:`mta_logging.verp`) in the addresses the report was sent to (the SMTP recipients the
 relay saw, else the delivery headers of a stored message) or, for a complaint, in its
-Original-Mail-From; else from the Message-ID of the returned headers in the sent index (see
-:mod:`mta_logging.returns.sent`). The sent index also gives ``orig``, the original envelope
-sender, and, with a VERP token's recipient index, the recipient of a complaint whose report
-leaves it out (RFC 6590 redaction). A complaint whose recipient cannot be found is recorded
-with ``rcpt`` :data:`UNKNOWN_RCPT`. Records go through an :class:`AccountingLogger` only; a
-record a handler could not write is counted in :attr:`Handled.unwritten`, so that the relay
-can answer 451 and have the message sent again.
+Original-Mail-From; else from the Message-ID of the returned headers and the recipients the
+report names in the sent index (see :mod:`mta_logging.returns.sent`: of the messages sent
+with that Message-ID, the one sent to those recipients). The sent index also gives ``orig``,
+the original envelope sender, and, with a VERP token's recipient index, the recipient of a
+complaint whose report leaves it out (RFC 6590 redaction). A complaint whose recipient
+cannot be found is recorded with ``rcpt`` :data:`UNKNOWN_RCPT`. Records go through an
+:class:`AccountingLogger` only; a record a handler could not write is counted in
+:attr:`Handled.unwritten`, so that the relay can answer 451 and have the message sent again.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class ReturnRecorder:
 
     def _bounce(self, accounting: AccountingLogger, report: BounceReport,
                 addresses: Sequence[str]) -> Handled:
-        trace = self._trace(addresses, report.message_id)
+        named = [address for reported in report.reported or report.recipients
+                 for address in (reported.rcpt, reported.original_rcpt)]
+        trace = self._trace(addresses, report.message_id, named)
         orig = None if trace.sent is None else trace.sent.orig
         headers = {} if report.message_id is None else {"Message-ID": report.message_id}
         for failed in report.recipients:
@@ -116,7 +119,7 @@ class ReturnRecorder:
     def _complaint(self, accounting: AccountingLogger, report: Complaint,
                    addresses: Sequence[str]) -> Handled:
         from_verp = () if report.original_mail_from is None else (report.original_mail_from,)
-        trace = self._trace((*addresses, *from_verp), report.message_id)
+        trace = self._trace((*addresses, *from_verp), report.message_id, report.recipients)
         recipients = report.recipients or (self._traced_rcpt(trace),)
         orig = report.original_mail_from if trace.sent is None else trace.sent.orig
         headers = {} if report.message_id is None else {"Message-ID": report.message_id}
@@ -132,7 +135,10 @@ class ReturnRecorder:
                   trace.job_id or "not traced", ", ".join(recipients))
         return Handled(COMPLAINT, len(recipients), trace.job_id)
 
-    def _trace(self, addresses: Sequence[str], message_id: str | None) -> _Trace:
+    def _trace(self, addresses: Sequence[str], message_id: str | None,
+               named: Sequence[str | None]) -> _Trace:
+        """The job of a report delivered to ``addresses`` (a VERP token among them), else of
+        the message sent with ``message_id`` to one of the recipients ``named``."""
         if self.verp is not None:
             for address in addresses:
                 token = self.verp.decode(address)
@@ -140,7 +146,7 @@ class ReturnRecorder:
                     sent = None if self.sent is None else self.sent.by_job_id(token.job_id)
                     return _Trace(token.job_id, sent, token)
         if self.sent is not None and message_id is not None:
-            sent = self.sent.by_message_id(message_id)
+            sent = self.sent.by_message_id(message_id, named)
             if sent is not None:
                 return _Trace(sent.job_id, sent, None)
         return _Trace(None, None, None)

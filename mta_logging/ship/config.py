@@ -115,8 +115,29 @@ def ship_settings(data: Mapping[str, Any], source: str = "ship settings") -> Shi
         raise ConfigError(exc.key, exc.value, exc.allowed, source=source) from None
 
 
-_KEYS = ("paths", "state_dir", "host", "nats", "webhooks", "ingest", "time_format",
-         "poll_interval", "hold_archives")
+def check_shipping(settings: ShipSettings, source: str) -> None:
+    """What ``mta-logging ship`` needs to start: paths to ship from and at least one sink
+    (``nats`` or ``webhooks``); ConfigError when one is missing."""
+    if not settings.paths:
+        raise ConfigError("paths", [], "expected a list of accounting files or directories",
+                          source=source)
+    if not settings.sink_names():
+        raise ConfigError("nats", None, "expected at least one sink: nats or webhooks",
+                          source=source)
+
+
+def ingest_sections(settings: ShipSettings, source: str) -> tuple[NatsSettings, IngestSettings]:
+    """What ``mta-logging ingest`` needs to start: the ``nats`` and ``ingest`` sections;
+    ConfigError when one is missing."""
+    if settings.nats is None or settings.ingest is None:
+        missing = "nats" if settings.nats is None else "ingest"
+        raise ConfigError(missing, None, "expected a mapping (ingest needs nats: and ingest:)",
+                          source=source)
+    return settings.nats, settings.ingest
+
+
+SHIP_KEYS = ("paths", "state_dir", "host", "nats", "webhooks", "ingest", "time_format",
+             "poll_interval", "hold_archives")
 _NATS_KEYS = ("servers", "stream", "subject_prefix", "replicas", "retention", "max_age",
               "duplicate_window", "window", "ack_timeout")
 _WEBHOOK_KEYS = ("url", "secret", "name", "batch", "timeout", "retry_for", "backoff_initial",
@@ -125,7 +146,7 @@ _INGEST_KEYS = ("dsn", "durable", "table", "batch", "ack_wait")
 
 
 def _build(data: Mapping[str, Any]) -> ShipSettings:
-    _check_keys("", data, _KEYS, what="ship settings")
+    _check_keys("", data, SHIP_KEYS, what="ship settings")
     paths = data.get("paths", [])
     if isinstance(paths, str):
         paths = [paths]
@@ -232,10 +253,6 @@ def _ingest(data: Any) -> IngestSettings:
         batch=_count("ingest.batch", data.get("batch"), _INGEST_DEFAULTS.batch),
         ack_wait=_seconds("ingest.ack_wait", data.get("ack_wait"), _INGEST_DEFAULTS.ack_wait),
     )
-
-
-
-
 
 
 def _token(key: str, value: Any) -> str:

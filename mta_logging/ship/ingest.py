@@ -27,11 +27,15 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from psycopg import sql
 
 from mta_logging.address import domain_of
-from mta_logging.errors import ConfigError
 from mta_logging.outcome import Kind
 from mta_logging.report.summary import normalize_reason
 from mta_logging.report.times import TimeParser
-from mta_logging.ship.config import IngestSettings, NatsSettings, load_ship_settings
+from mta_logging.ship.config import (
+    IngestSettings,
+    NatsSettings,
+    ingest_sections,
+    load_ship_settings,
+)
 from mta_logging.ship.nats_sink import connect, ensure_stream
 
 log = logging.getLogger("mta_logging.ship")
@@ -230,11 +234,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_ship_settings(args.config)
-    if settings.nats is None or settings.ingest is None:
-        missing = "nats" if settings.nats is None else "ingest"
-        raise ConfigError(missing, None, "expected a mapping (ingest needs nats: and ingest:)",
-                          source=args.config)
+    nats, ingest = ingest_sections(settings, args.config)
     logging.basicConfig(level=logging.INFO, format="mta-logging ingest: %(message)s")
-    ingester = Ingester(settings.nats, settings.ingest, settings.time_format)
+    ingester = Ingester(nats, ingest, settings.time_format)
     asyncio.run(ingester.run(once=args.once))
     return 0

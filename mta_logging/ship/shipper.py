@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from mta_logging.errors import ConfigError
 from mta_logging.report.reader import Reader, find_files
 from mta_logging.ship import interlock
 from mta_logging.ship.checkpoint import Checkpoint, CheckpointStore
-from mta_logging.ship.config import ShipSettings, load_ship_settings
+from mta_logging.ship.config import ShipSettings, check_shipping, load_ship_settings
 from mta_logging.ship.message import Message, message_for
 from mta_logging.ship.tail import FileIdentity, identify, read_entries
 
@@ -189,13 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_ship_settings(args.config)
-    if not settings.paths:
-        raise ConfigError("paths", [], "expected a list of accounting files or directories",
-                          source=args.config)
+    check_shipping(settings, args.config)
     sinks = sinks_for(settings)
-    if not sinks:
-        raise ConfigError("nats", None, "expected at least one sink: nats or webhooks",
-                          source=args.config)
     logging.basicConfig(level=logging.INFO, format="mta-logging ship: %(message)s")
     asyncio.run(Shipper(settings, sinks).run(once=args.once))
     return 0
