@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/classify_crossval.py            # the table
     .venv/bin/python benchmarks/classify_crossval.py --misses   # plus the misses of the
                                                                 # groups rules may be written on
+    .venv/bin/python benchmarks/classify_crossval.py --extra replies.tsv   # a set of your own
 
 The Sisimai rows (``tests/data/bounce_sisimai_train.tsv``) are grouped by the mail system that
 wrote the bounce, taken from the corpus file name in ``source``
@@ -12,6 +13,14 @@ at the other groups' misses (``--misses`` never prints a held-out row unless
 ``--show-held-out`` is given), and the held-out groups' accuracy is the measure of replies from
 mail systems the rules never saw. The table also gives every group's accuracy on its own, the
 hand-labelled samples and the extra replies collected from public sources.
+
+``--extra PATH`` scores a labelled set kept outside the repository (replies copied from
+third-party pages, whose text is not ours to commit): a TSV file with the columns ``code``,
+``enhanced``, ``text``, ``category`` and ``source``, the mail system that wrote the reply being
+the part of ``source`` before its first ``:`` (``comcast: postmaster.comcast.net/...``). The
+same hash splits its mail systems in two halves (:func:`half_of`): rules are written looking at
+the misses of the first half only, and the second half is the measure of mail systems the
+rules never saw. The table gives each half per mail system and per category.
 """
 
 from __future__ import annotations
@@ -48,22 +57,45 @@ class Case:
     group: str
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a labelled TSV file (``code``, ``enhanced``, ``text``, ``category``,
+    ``source``...), each as a mapping from column to field."""
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def case_of(row: dict[str, str], group: str) -> Case:
+    """The labelled reply of one row, in ``group``."""
+    return Case(
+        int(row["code"]) if row["code"].strip() else None,
+        row["enhanced"].strip() or None,
+        row["text"],
+        row["category"],
+        group,
+    )
+
+
 def read_cases(name: str) -> list[Case]:
     """The rows of a labelled file under ``tests/data``: the Sisimai rows grouped by the mail
     system in their ``source``, the others by the file's name."""
-    with open(DATA / name, encoding="utf-8", newline="") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [
-        Case(
-            int(row["code"]) if row["code"].strip() else None,
-            row["enhanced"].strip() or None,
-            row["text"],
-            row["category"],
+        case_of(
+            row,
             group_of(row["source"]) if name == SISIMAI
-            else row["source"].split(":", 1)[0] if name == HELD_OUT else name,
+            else system_of(row["source"]) if name == HELD_OUT else name,
         )
-        for row in rows
+        for row in read_rows(DATA / name)
     ]
+
+
+def read_extra(path: Path) -> list[Case]:
+    """The rows of a labelled file outside the repository, grouped by :func:`system_of`."""
+    return [case_of(row, system_of(row["source"])) for row in read_rows(path)]
+
+
+def system_of(source: str) -> str:
+    """The mail system a ``source`` field names: its text before the first ``:``."""
+    return source.split(":", 1)[0].strip()
 
 
 def group_of(source: str) -> str:
@@ -76,7 +108,17 @@ def group_of(source: str) -> str:
 
 def held_out(group: str) -> bool:
     """Whether ``group`` is set aside: a fixed hash, so the choice never follows the rules."""
-    return hashlib.sha256(group.encode("utf-8")).digest()[0] % HELD_OUT_BUCKETS == 0
+    return _hash_byte(group) % HELD_OUT_BUCKETS == 0
+
+
+def half_of(group: str) -> int:
+    """Which half of an ``--extra`` set ``group`` is in: 1, whose misses rules may be written
+    on, or 2, held out. The same fixed hash as :func:`held_out`."""
+    return 2 if _hash_byte(group) % 2 == 0 else 1
+
+
+def _hash_byte(group: str) -> int:
+    return hashlib.sha256(group.encode("utf-8")).digest()[0]
 
 
 def score(classifier: Classifier, cases: Iterable[Case]) -> tuple[int, int, list[str]]:
@@ -100,12 +142,52 @@ def percent(right: int, total: int) -> str:
     return f"{100 * right / total:.1f} %" if total else "-"
 
 
+def print_extra(classifier: Classifier, path: Path, show_held_out: bool) -> list[str]:
+    """Print the tables of an ``--extra`` set; return the misses to show (the first half's,
+    and the second's too when ``show_held_out``)."""
+    cases = read_extra(path)
+    systems = sorted({case.group for case in cases}, key=lambda name: (half_of(name), name))
+    print()
+    print(f"| {path.name}: mail system | half | rows | right | accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    shown: list[str] = []
+    for system in systems:
+        right, total, misses = score(classifier, [c for c in cases if c.group == system])
+        print(f"| {system} | {half_of(system)} | {total} | {right} | {percent(right, total)} |")
+        if half_of(system) == 1 or show_held_out:
+            shown.extend(misses)
+    print()
+    print(f"| {path.name}: half | mail systems | rows | right | accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    for half in (1, 2):
+        right, total, _ = score(classifier, [c for c in cases if half_of(c.group) == half])
+        count = sum(1 for system in systems if half_of(system) == half)
+        label = "1 (rules may be written on its misses)" if half == 1 else "2 (held out)"
+        print(f"| {label} | {count} | {total} | {right} | {percent(right, total)} |")
+    print()
+    print(f"| {path.name}: category | half 1 rows | right | accuracy | half 2 rows | right "
+          "| accuracy |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for category in sorted({case.category for case in cases}):
+        cells = []
+        for half in (1, 2):
+            right, total, _ = score(classifier, [
+                c for c in cases if c.category == category and half_of(c.group) == half])
+            cells.append(f"{total} | {right} | {percent(right, total)}")
+        print(f"| {category} | {' | '.join(cells)} |")
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true",
                         help="print the misses of the groups that are not held out")
     parser.add_argument("--show-held-out", action="store_true",
                         help="with --misses, print the held-out groups' misses too")
+    parser.add_argument("--extra", type=Path, action="append", default=[], metavar="PATH",
+                        help="also score this labelled TSV file (code, enhanced, text, "
+                             "category, source), by mail system in two hash-chosen halves; "
+                             "may be repeated")
     args = parser.parse_args(argv)
     classifier = default_classifier()
 
@@ -154,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     for category in sorted({case.category for case in aside}):
         right, total, _ = score(classifier, [case for case in aside if case.category == category])
         print(f"| {category} | {total} | {right} | {percent(right, total)} |")
+    for path in args.extra:
+        shown.extend(print_extra(classifier, path, args.show_held_out))
     if args.misses:
         print()
         print("\n".join(shown))
