@@ -106,3 +106,96 @@ def test_an_unavailable_mailbox_goes_by_a_telling_status() -> None:
 @pytest.mark.parametrize("text", ["Relaying denied", "Relay access denied"])
 def test_the_relay_refusals_of_before_still_hold(text: str) -> None:
     assert bounce_category(554, "5.7.1", text) == "relaying-issues"
+
+
+def test_terse_blocklist_and_open_relay_checks_are_spam_related() -> None:
+    check([
+        (550, None, "black ip", "spam-related"),
+        (554, None, "Black sender address", "spam-related"),
+        (554, None, "openrelay check", "spam-related"),
+        (555, None, "helohost error.", "spam-related"),
+        (550, None, "Transaction failed (SPAM_SUSPECT:IP_CONTROL)", "spam-related"),
+        (550, None, "Open relay not allowed", "relaying-issues"),
+        (550, None, "blackberry.example: user unknown", "bad-mailbox"),
+    ])
+
+
+def test_a_host_that_denies_relaying_or_the_sender_and_an_unvalidated_sender() -> None:
+    check([
+        (553, None, "host denies relay.", "relaying-issues"),
+        (550, "5.7.1", "Relaying is denied", "relaying-issues"),
+        (550, None, "mailbox unavailable or is not local", "relaying-issues"),
+        (553, None, "host denies the sender.", "spam-related"),
+        (554, None, "sender is unvalidated.", "invalid-sender"),
+        (550, None, "mailbox unavailable", "bad-mailbox"),
+    ])
+
+
+def test_loops_are_routing_errors() -> None:
+    check([
+        (552, None, "looping message.", "routing-errors"),
+        (554, "5.4.6", "Mail loop detected", "routing-errors"),
+        (550, None, "This message is looping: it already has my Delivered-To line",
+         "routing-errors"),
+        (550, None, "<jane@loopback.example>: user unknown", "bad-mailbox"),
+    ])
+
+
+def test_a_message_or_attachment_too_long_is_content_and_a_command_line_a_protocol_error() -> None:
+    check([
+        (552, None, "message is too long.", "content-related"),
+        (554, None, "attachment is too long", "content-related"),
+        (501, "5.7.1", "Message is too long", "content-related"),
+        (500, None, "Line too long", "protocol-errors"),
+        (554, None, "message header line too long", "content-related"),
+        (550, None, "Message contained unsafe content", "content-related"),
+    ])
+
+
+def test_certificate_failures_and_repeated_failed_logins_are_bad_configuration() -> None:
+    check([
+        (None, "4.7.5", "remote node SSL certificate not signed by a valid CA",
+         "bad-configuration"),
+        (None, "4.7.5", "SSL certificate subject does not match host", "bad-configuration"),
+        (451, None, "too much fail authentication", "bad-configuration"),
+        (None, "4.7.5", "TLS handshake failed", "bad-connection"),
+    ])
+
+
+def test_many_messages_in_a_short_time_is_throttling_not_a_full_mailbox() -> None:
+    check([
+        (451, None, "This account has sent too many messages in a short amount of time",
+         "policy-related"),
+        (450, "4.2.1", "Mailbox received too much email in a short period of time (G30)",
+         "policy-related"),
+        (451, None, "out of allow RCPT numbers.", "policy-related"),
+        (452, None, "Too many messages in the mailbox", "quota-issues"),
+    ])
+
+
+def test_recipients_refused_as_not_fully_qualified_or_none_correct_are_bad_mailbox() -> None:
+    check([
+        (None, None, "Recipient address rejected: need fully-qualified address", "bad-mailbox"),
+        (None, None, "No correct recipients", "bad-mailbox"),
+        (None, None, "Sender address rejected: need fully-qualified address", "invalid-sender"),
+    ])
+
+
+def test_bare_try_again_later_on_450_or_451_is_greylisting_and_busy_a_bad_connection() -> None:
+    check([
+        (451, None, "Please try again later.", "policy-related"),
+        (450, None, "[S09] Try Again Later", "policy-related"),
+        (450, None, "busy--Please try again later", "bad-connection"),
+        (421, None, "Please try again later", "bad-connection"),
+        (451, None, "Temporary local problem - please try later", "other"),
+    ])
+
+
+def test_tagged_bare_refusals_and_policy_in_other_languages() -> None:
+    check([
+        (550, "5.7.1", "[NR] Message rejected", "spam-related"),
+        (550, "5.1.0", "Naruszenie zasad 0aBc1d, zobacz https://support.example/kb/1",
+         "policy-related"),
+        (550, "5.1.0", "Address rejected", "bad-mailbox"),
+        (451, None, "stray newline", "protocol-errors"),
+    ])
