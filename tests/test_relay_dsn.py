@@ -578,6 +578,32 @@ async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, c
     assert len(suppression_lines(caplog)) == 1
 
 
+async def test_a_suppression_list_that_cannot_be_read_lets_the_report_go_to_the_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    (tmp_path / "suppression.db").mkdir()  # a directory where the list's file must be
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({"c@one.test": [(Kind.BOUNCE, "5.1.1")],
+                                   "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        queue.submit(queued(spool, "c@one.test"))
+        await until(lambda: not list(spool.queue_dir.iterdir())
+                    and "sender@example.test" in deliverer.asked)
+        await queue.stop(5)
+    assert deliverer.asked == ["c@one.test", "sender@example.test"]  # failed open: reported
+    assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.DELIVERED, "sender@example.test", None)]
+    assert suppression_lines(caplog) == [
+        f"suppression list lookup failed: suppression list {tmp_path / 'suppression.db'}: is a "
+        "directory; expected an SQLite file, or no file yet (one is made); notifications are "
+        "sent to every sender until it can be read (tried again every 10 s) (further failures "
+        "of this kind are counted, not logged, until one succeeds)"]
+
+
 @pytest.mark.parametrize(("notify", "action", "age", "after", "wanted"), [
     (None, FAILED, 0, None, True),
     (("NEVER",), FAILED, 0, None, False),
