@@ -30,6 +30,7 @@ from test_relay_queue import settings as queue_settings
 from mta_logging.outcome import Kind
 from mta_logging.relay.admin import StoppedQueue
 from mta_logging.relay.config import DsnSettings
+from mta_logging.relay.control import LiveQueue
 from mta_logging.relay.dsn import (
     DELAYED,
     FAILED,
@@ -602,6 +603,55 @@ async def test_a_suppression_list_that_cannot_be_read_lets_the_report_go_to_the_
         "directory; expected an SQLite file, or no file yet (one is made); notifications are "
         "sent to every sender until it can be read (tried again every 10 s) (further failures "
         "of this kind are counted, not logged, until one succeeds)"]
+
+
+def bounced_by_the_operator(records: Outcomes, since: str) -> None:
+    """The records and log of ``queue bounce`` of Q1 (b@one.test pending) whose sender,
+    sender@example.test, is on the suppression list: the recipient, then the sender."""
+    assert [(o.kind, o.rcpt, o.bounce_cat, o.orig) for o in records.outcomes] == [
+        (Kind.BOUNCE, "b@one.test", "admin-bounce", "sender@example.test"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed", "")]
+    assert records.outcomes[1].dsn_msg == (
+        f"550 5.7.1 <sender@example.test>: Recipient address rejected: on the suppression list "
+        f"since {since}, reason bad-mailbox")
+
+
+async def test_queue_bounce_on_a_stopped_relay_sends_no_report_to_a_suppressed_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        assert await StoppedQueue(spool, settings, lambda: logger).act("bounce", "Q1") == (
+            "admin-bounce: recorded and removed")
+    assert spool.load() == []  # no report to send, and Q1 is gone
+    bounced_by_the_operator(records, time_text(entry.added))
+    assert suppression_lines(caplog) == [
+        f"Q1: sender notification to <sender@example.test> not sent: on the suppression list "
+        f"since {time_text(entry.added)}, reason bad-mailbox"]
+
+
+async def test_queue_bounce_on_a_running_relay_sends_no_report_to_a_suppressed_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    message = queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    message.final[0] = True
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, ScriptedDeliverer({}), logger)  # type: ignore[arg-type]
+    queue.hold(message)  # known to the queue, not attempted
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        assert await LiveQueue(settings, spool, queue, None).act("bounce", "Q1") == (
+            "admin-bounce: recorded and removed")
+    await queue.stop(5)
+    assert spool.load() == [] and queue.messages == {}  # no report queued, and Q1 is gone
+    bounced_by_the_operator(records, time_text(entry.added))
+    assert len(suppression_lines(caplog)) == 1
 
 
 @pytest.mark.parametrize(("notify", "action", "age", "after", "wanted"), [
