@@ -556,6 +556,34 @@ async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_
         f"since {since}, reason bad-mailbox"]
 
 
+async def test_a_journal_write_that_fails_after_a_skipped_report_keeps_the_recipient_queued(
+        tmp_path):
+    spool = Spool.open(tmp_path / "spool")
+    spool.journal = failing_once(  # type: ignore[method-assign]
+        spool.journal, lambda queue_id, entries: "b 0" in entries)
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({
+        "c@one.test": [(Kind.BOUNCE, "5.1.1")],
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "c@one.test", "b@two.test"))
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    # not final without its journal entry: bounced and recorded again, the skip too; no report
+    assert deliverer.asked == ["c@one.test", "b@two.test", "c@one.test", "b@two.test"]
+    assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed"),
+        (Kind.DEFERRED, "b@two.test", None),
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed"),
+        (Kind.DELIVERED, "b@two.test", None)]
+
+
 async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, caplog):
     spool = Spool.open(tmp_path / "spool")
     listed(tmp_path / "suppression.db", "sender@example.test")
