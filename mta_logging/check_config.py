@@ -203,7 +203,8 @@ def relay_mapping(relay: RelaySettings, accounting: AccountingSettings | None
 
 def ship_mapping(settings: ShipSettings) -> dict[str, Any]:
     """The ship settings as a ship config file says them, without secrets: no webhook's
-    ``secret``, and the password of the ingest ``dsn`` URL as ``***``."""
+    ``secret``, and the password of the ingest ``dsn`` URL (``user:PASSWORD@`` or a
+    ``password=`` parameter) as ``***``."""
     data: dict[str, Any] = _plain(settings)
     for hook in data["webhooks"]:
         del hook["secret"]
@@ -213,10 +214,11 @@ def ship_mapping(settings: ShipSettings) -> dict[str, Any]:
 
 
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")  # postgresql://host/db?password=...
 
 
 def _without_password(dsn: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", dsn)
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
 
 
 def _host_port(host: str, port: int) -> str:

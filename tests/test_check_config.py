@@ -521,6 +521,17 @@ def test_a_ship_config_for_ingest_only_says_so(tmp_path, capsys):
     assert "  dsn: postgresql://mail@db/mail\n" in out
 
 
+def test_a_password_given_as_a_dsn_parameter_is_not_printed_either(tmp_path, capsys):
+    path = tmp_path / "ingest.yaml"
+    code, out, err = check_config(
+        path, "nats: {servers: nats://127.0.0.1:4222}\n"
+              "ingest: {dsn: 'postgresql://mail@db/mail?password=pa55&sslmode=require'}\n",
+        capsys)
+    assert (code, err) == (0, "")
+    assert "  dsn: postgresql://mail@db/mail?password=***&sslmode=require\n" in out
+    assert "pa55" not in out
+
+
 @pytest.mark.parametrize(("text", "error"), [
     (SHIP_CONFIG.replace("replicas: 3", "replicas: 0"),
      "nats.replicas: 0 is not valid; expected a whole number of at least 1"),

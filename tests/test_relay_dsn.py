@@ -30,6 +30,7 @@ from test_relay_queue import settings as queue_settings
 from mta_logging.outcome import Kind
 from mta_logging.relay.admin import StoppedQueue
 from mta_logging.relay.config import DsnSettings
+from mta_logging.relay.control import LiveQueue
 from mta_logging.relay.dsn import (
     DELAYED,
     FAILED,
@@ -555,6 +556,34 @@ async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_
         f"since {since}, reason bad-mailbox"]
 
 
+async def test_a_journal_write_that_fails_after_a_skipped_report_keeps_the_recipient_queued(
+        tmp_path):
+    spool = Spool.open(tmp_path / "spool")
+    spool.journal = failing_once(  # type: ignore[method-assign]
+        spool.journal, lambda queue_id, entries: "b 0" in entries)
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({
+        "c@one.test": [(Kind.BOUNCE, "5.1.1")],
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "c@one.test", "b@two.test"))
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    # not final without its journal entry: bounced and recorded again, the skip too; no report
+    assert deliverer.asked == ["c@one.test", "b@two.test", "c@one.test", "b@two.test"]
+    assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed"),
+        (Kind.DEFERRED, "b@two.test", None),
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed"),
+        (Kind.DELIVERED, "b@two.test", None)]
+
+
 async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, caplog):
     spool = Spool.open(tmp_path / "spool")
     listed(tmp_path / "suppression.db", "sender@example.test")
@@ -575,6 +604,81 @@ async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, c
     assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
         (Kind.DEFERRED, "b@two.test", None), (Kind.BOUNCE, "sender@example.test", "suppressed"),
         (Kind.DEFERRED, "b@two.test", None), (Kind.DELIVERED, "b@two.test", None)]
+    assert len(suppression_lines(caplog)) == 1
+
+
+async def test_a_suppression_list_that_cannot_be_read_lets_the_report_go_to_the_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    (tmp_path / "suppression.db").mkdir()  # a directory where the list's file must be
+    logger, records = accounting()
+    deliverer = ScriptedDeliverer({"c@one.test": [(Kind.BOUNCE, "5.1.1")],
+                                   "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        queue.submit(queued(spool, "c@one.test"))
+        await until(lambda: not list(spool.queue_dir.iterdir())
+                    and "sender@example.test" in deliverer.asked)
+        await queue.stop(5)
+    assert deliverer.asked == ["c@one.test", "sender@example.test"]  # failed open: reported
+    assert [(o.kind, o.rcpt, o.bounce_cat) for o in records.outcomes] == [
+        (Kind.BOUNCE, "c@one.test", "bad-mailbox"),
+        (Kind.DELIVERED, "sender@example.test", None)]
+    assert suppression_lines(caplog) == [
+        f"suppression list lookup failed: suppression list {tmp_path / 'suppression.db'}: is a "
+        "directory; expected an SQLite file, or no file yet (one is made); notifications are "
+        "sent to every sender until it can be read (tried again every 10 s) (further failures "
+        "of this kind are counted, not logged, until one succeeds)"]
+
+
+def bounced_by_the_operator(records: Outcomes, since: str) -> None:
+    """The records and log of ``queue bounce`` of Q1 (b@one.test pending) whose sender,
+    sender@example.test, is on the suppression list: the recipient, then the sender."""
+    assert [(o.kind, o.rcpt, o.bounce_cat, o.orig) for o in records.outcomes] == [
+        (Kind.BOUNCE, "b@one.test", "admin-bounce", "sender@example.test"),
+        (Kind.BOUNCE, "sender@example.test", "suppressed", "")]
+    assert records.outcomes[1].dsn_msg == (
+        f"550 5.7.1 <sender@example.test>: Recipient address rejected: on the suppression list "
+        f"since {since}, reason bad-mailbox")
+
+
+async def test_queue_bounce_on_a_stopped_relay_sends_no_report_to_a_suppressed_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        assert await StoppedQueue(spool, settings, lambda: logger).act("bounce", "Q1") == (
+            "admin-bounce: recorded and removed")
+    assert spool.load() == []  # no report to send, and Q1 is gone
+    bounced_by_the_operator(records, time_text(entry.added))
+    assert suppression_lines(caplog) == [
+        f"Q1: sender notification to <sender@example.test> not sent: on the suppression list "
+        f"since {time_text(entry.added)}, reason bad-mailbox"]
+
+
+async def test_queue_bounce_on_a_running_relay_sends_no_report_to_a_suppressed_sender(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    message = queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    message.final[0] = True
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, ScriptedDeliverer({}), logger)  # type: ignore[arg-type]
+    queue.hold(message)  # known to the queue, not attempted
+    with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
+        assert await LiveQueue(settings, spool, queue, None).act("bounce", "Q1") == (
+            "admin-bounce: recorded and removed")
+    await queue.stop(5)
+    assert spool.load() == [] and queue.messages == {}  # no report queued, and Q1 is gone
+    bounced_by_the_operator(records, time_text(entry.added))
     assert len(suppression_lines(caplog)) == 1
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,4 +94,47 @@ def test_an_index_of_the_version_without_dsn_parameters_is_read_and_added_to(
     with sqlite3.connect(tmp_path / "sent.sqlite") as db:
         assert db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == [
             ("sent",), ("sent_job",), ("sent_message",)]
+    db.close()
+
+
+OPEN_AT = """\
+import sys, time
+from mta_logging.returns.sent import SentIndex
+while time.time() < float(sys.argv[2]):  # the processes open the index together
+    time.sleep(0.001)
+SentIndex(sys.argv[1]).close()
+"""
+
+
+def test_an_index_of_the_previous_version_opened_by_four_processes_at_once_is_rebuilt_once(
+        tmp_path: Path) -> None:
+    path = tmp_path / "sent.sqlite"
+    with sqlite3.connect(path) as db:  # one row per Message-ID (its primary key), dsn kept
+        db.execute("CREATE TABLE sent (message_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+                   "orig TEXT NOT NULL, rcpts TEXT NOT NULL, added REAL NOT NULL, dsn TEXT)")
+        db.execute("CREATE INDEX sent_job ON sent (job_id)")
+        db.executemany("INSERT INTO sent VALUES (?, ?, 's@example.com', '[\"r@example.org\"]', "
+                       "?, NULL)", [(f"<m{n}@example.com>", f"Q{n}", time.time())
+                                    for n in range(20000)])
+    db.close()
+    start = f"{time.time() + 1.0:.3f}"
+    openers = [subprocess.Popen([sys.executable, "-c", OPEN_AT, str(path), start],
+                                stderr=subprocess.PIPE) for _ in range(4)]
+    ended = [(opener.communicate(timeout=60)[1].decode(), opener.returncode)
+             for opener in openers]
+    assert ended == [("", 0)] * 4
+    index = SentIndex(path)  # opened once more: nothing to rebuild
+    index.add("<m7@example.com>", Sent("R7", "again@example.com", ("r@example.org",)))
+    assert index.by_message_id("<m7@example.com>", ["r@example.org"]) == Sent(
+        "R7", "again@example.com", ("r@example.org",))
+    assert index.by_job_id("Q7") == Sent("Q7", "s@example.com", ("r@example.org",))
+    index.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*), count(DISTINCT job_id) FROM sent").fetchone() == (
+            20001, 20001)
+        assert db.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == [
+            ("sent",), ("sent_job",), ("sent_message",)]
+        assert [(row[1], row[5]) for row in db.execute("PRAGMA table_info(sent)")] == [
+            ("message_id", 0), ("job_id", 0), ("orig", 0), ("rcpts", 0), ("added", 0),
+            ("dsn", 0)]
     db.close()

@@ -10,7 +10,8 @@ next), ``active`` (being attempted, or not tried yet). ``bounce`` and ``delete``
 recipient not yet delivered or bounced as a bounce (category ``admin-bounce`` /
 ``admin-delete``) before the message leaves the spool: nothing vanishes unrecorded; ``bounce``
 also tells the sender (a delivery status notification, stored before the message is removed:
-see ``dsn``).
+see ``dsn``), unless the sender is on the suppression list (then the sender is recorded as a
+``suppressed`` bounce instead, as the queue does: see ``suppression``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
 from mta_logging.relay.message import MessageHeaders, header_section
 from mta_logging.relay.spool import BOUNCED, QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.suppression import SuppressedSenders, suppressed_senders
 
 _log = logging.getLogger("mta_logging.relay.admin")
 
@@ -94,9 +96,11 @@ def headers_text(spool: Spool, queue_id: str) -> str:
 
 
 def record_removal(spool: Spool, settings: RelaySettings, accounting: AccountingLogger | None,
-                   message: QueuedMessage, action: str) -> QueuedMessage | None:
+                   message: QueuedMessage, action: str,
+                   suppressed: SuppressedSenders | None = None) -> QueuedMessage | None:
     """Record each pending recipient as an administrative bounce, store the sender's
-    notification (``bounce``), then remove the message; the notification, to be queued.
+    notification (``bounce``; none to a sender ``suppressed`` lists, who is recorded instead),
+    then remove the message; the notification, to be queued.
 
     Raises :class:`MtaLoggingError` (the message stays queued) if a record could not be
     written, ``OSError`` if the notification could not be stored; recipients recorded before
@@ -126,7 +130,8 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
                for i in message.pending()
                if action == "bounce" and notice_wanted(settings.dsn, envelope, i, FAILED)]
     notice = None
-    if reports:
+    if reports and (suppressed is None
+                    or not suppressed.skips(message.queue_id, envelope.mail_from, settings)):
         notice_envelope, data = notification(
             settings.dsn, message.queue_id, envelope, content, reports, when=now,
             entries=[f"{BOUNCED} {r.index}" for r in reports])
@@ -220,7 +225,14 @@ class StoppedQueue:
     async def act(self, action: str, queue_id: str) -> str:
         message = self._message(queue_id)
         if action in REMOVALS:
-            record_removal(self.spool, self.settings, self._accounting(), message, action)
+            accounting = self._accounting()
+            suppressed = suppressed_senders(self.settings, accounting)
+            try:
+                record_removal(self.spool, self.settings, accounting, message, action,
+                               suppressed)
+            finally:
+                if suppressed is not None:
+                    suppressed.close()
             return f"{REMOVALS[action][0]}: recorded and removed"
         if action == "flush":
             if message.held:

@@ -103,7 +103,8 @@ class LiveQueue:
                                   "again when the attempt has ended")
         try:
             notice = await self._in_thread(record_removal, self.spool, self.settings,
-                                           self.queue.accounting, message, action)
+                                           self.queue.accounting, message, action,
+                                           self.queue.suppressed)
         except (MtaLoggingError, OSError) as exc:
             self.queue.submit(message)
             if isinstance(exc, OSError):

@@ -60,7 +60,7 @@ from mta_logging.relay.spool import (
     error_entry,
     new_queue_id,
 )
-from mta_logging.relay.suppression import SuppressedSenders
+from mta_logging.relay.suppression import suppressed_senders
 
 _log = logging.getLogger("mta_logging.relay.queue")
 
@@ -99,9 +99,8 @@ class DeliveryQueue:
             accounting.logger, on_write_error=self._unwritten.append)
         self.clock = clock
         self.faults = FaultLog(_log)
-        suppression = settings.suppression  # its file needs a restart, as the relay's lookups
-        self.suppressed = None if not suppression.enabled else SuppressedSenders(
-            suppression.file(settings.spool_dir), accounting, clock=clock)
+        # its file needs a restart, as the relay's lookups
+        self.suppressed = suppressed_senders(settings, accounting, clock=clock)
         self._in_progress: dict[str, int] = {}  # destination domain → deliveries under way
         # messages whose only pending recipients are at busy destinations, by destination
         self._parked: dict[str, collections.deque[QueuedMessage]] = {}

@@ -16,6 +16,7 @@ messages to addresses that bounce again (and are listed again once the file is b
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,10 +154,12 @@ class RelaySuppression:
 
 
 class SuppressedSenders:
-    """The list at ``path`` as the delivery queue sees it: a notification (a DSN) addressed
-    to a sender on it is not to be sent. Each one skipped is logged and its sender recorded
-    on ``accounting`` as a refused recipient is (a bounce of category ``suppressed``, from
-    ``<>``); the queue then writes the journal entries the notification stood for."""
+    """The list at ``path`` as the delivery queue and the operator's ``queue bounce`` see it: a
+    notification (a DSN) addressed to a sender on it is not to be sent. Each one skipped is
+    logged and its sender recorded on ``accounting`` as a refused recipient is (a bounce of
+    category ``suppressed``, from ``<>``); the caller then does what storing the notification
+    would have been followed by (the queue writes the journal entries it stood for). Safe to
+    use from several threads (``queue bounce`` on a running relay asks from a spool thread)."""
 
     def __init__(self, path: Path, accounting: AccountingLogger | None, *,
                  clock: Callable[[], float] = time.time) -> None:
@@ -164,11 +167,13 @@ class SuppressedSenders:
         self.accounting = None if accounting is None else AccountingLogger(accounting.logger)
         self.clock = clock
         self.lookup = Lookup(path, "notifications are sent to every sender", clock=clock)
+        self._lock = threading.Lock()
 
     def skips(self, queue_id: str, sender: str, settings: RelaySettings) -> bool:
         """Whether the notification about the message ``queue_id`` to ``sender`` is not to be
         sent (then logged and recorded, once per call)."""
-        entry = self.lookup.entry(sender)
+        with self._lock:
+            entry = self.lookup.entry(sender)
         if entry is None:
             return False
         _log.info("%s: sender notification to <%s> not sent: on the suppression list since "
@@ -178,4 +183,15 @@ class SuppressedSenders:
         return True
 
     def close(self) -> None:
-        self.lookup.close()
+        with self._lock:
+            self.lookup.close()
+
+
+def suppressed_senders(settings: RelaySettings, accounting: AccountingLogger | None, *,
+                       clock: Callable[[], float] = time.time) -> SuppressedSenders | None:
+    """The relay's :class:`SuppressedSenders` (its list's file, as ``settings`` say: beside
+    its spool unless ``path`` is set); None when the list is off."""
+    suppression = settings.suppression
+    if not suppression.enabled:
+        return None
+    return SuppressedSenders(suppression.file(settings.spool_dir), accounting, clock=clock)
