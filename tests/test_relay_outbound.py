@@ -201,6 +201,21 @@ async def test_a_data_taken_after_every_recipient_was_refused_gets_an_empty_mess
                                    "DATA", "", ".", "RSET", "QUIT"]
 
 
+async def test_a_pipelined_reply_that_never_ends_defers():
+    """A reply longer than aiosmtplib takes (continuation lines without end): the connection
+    is given up, the recipients deferred."""
+    def answer(line: str) -> str:
+        return "\r\n".join(["250-" + "x" * 70] * 600)
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.2")
+    assert result.dsn_msg == (f"lost connection with 127.0.0.1[127.0.0.1]:{server.port} while "
+                              "sending MAIL FROM")
+
+
 async def test_connection_refused_defers():
     port = free_port()
     outbound = deliverer(port)

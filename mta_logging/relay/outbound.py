@@ -89,7 +89,9 @@ class _PipeliningProtocol(SMTPProtocol):
     write (RFC 2920): aiosmtplib's own completes a read with the first reply in its buffer and
     drops what arrives before the next read."""
 
-    _expected = 1  # replies that complete the read under way
+    # while a group is under way: the replies read so far, and how many complete it
+    _group: list[SMTPResponse] | None = None
+    _expected = 0
 
     async def execute_group(self, commands: Sequence[bytes], timeout: float | None
                             ) -> list[SMTPResponse]:
@@ -101,15 +103,15 @@ class _PipeliningProtocol(SMTPProtocol):
         if self._command_lock is None:
             raise aiosmtplib.SMTPServerDisconnected("Server not connected")
         async with self._command_lock:
-            self._group: list[SMTPResponse] = []
-            self._expected = len(commands)
+            group: list[SMTPResponse] = []
+            self._group, self._expected = group, len(commands)
             try:
                 self._response_pending = True
                 self.write(b"".join(command + b"\r\n" for command in commands))
                 await self.read_response(timeout=timeout)
             finally:
-                self._expected = 1
-            return self._group
+                self._group = None
+            return group
 
     async def send_content(self, message: bytes, timeout: float | None) -> SMTPResponse:
         """The message after the server's 354 (line ends made CRLF, leading dots doubled, the
@@ -124,23 +126,25 @@ class _PipeliningProtocol(SMTPProtocol):
 
     def data_received(self, data: bytes) -> None:
         waiter = self._response_waiter
-        if self._expected == 1 or waiter is None or waiter.done():
+        group = self._group
+        if group is None or waiter is None or waiter.done():
             super().data_received(data)
             return
         self._buffer.extend(data)
         try:
-            while len(self._group) < self._expected:
+            while len(group) < self._expected:
                 response = self._read_response_from_buffer()
                 if response is None:
-                    if len(self._buffer) > MAX_RESPONSE_LENGTH:
+                    if len(self._buffer) > MAX_RESPONSE_LENGTH:  # as aiosmtplib's own
+                        del self._buffer[:]
                         raise aiosmtplib.SMTPResponseException(
                             aiosmtplib.SMTPStatus.invalid_response.value, "Response too long")
                     return
-                self._group.append(response)
+                group.append(response)
         except aiosmtplib.SMTPResponseException as exc:
             self._set_response_exception(waiter, exc)
             return
-        waiter.set_result(self._group[-1])
+        waiter.set_result(group[-1])
 
 
 class _Client(aiosmtplib.SMTP):
@@ -149,8 +153,9 @@ class _Client(aiosmtplib.SMTP):
     async def _create_connection(self, timeout: float | None) -> SMTPResponse:
         response = await super()._create_connection(timeout)
         # aiosmtplib has no hook for its protocol's class: the one it made (greeting read,
-        # nothing pending) becomes the subclass, which adds methods and no state of its own,
-        # and is handed to the transport again (uvloop keeps the methods it was given)
+        # nothing pending) becomes the subclass, whose methods and class defaults leave
+        # aiosmtplib's state as it is, and is handed to the transport again (uvloop keeps the
+        # methods it was given)
         assert self.protocol is not None and self.transport is not None
         self.protocol.__class__ = _PipeliningProtocol
         self.transport.set_protocol(self.protocol)
