@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_directory", "replace_file", "write_all", "write_new_file"]
+__all__ = ["create_file", "fsync_directory", "replace_file", "write_all", "write_new_file"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -29,19 +29,30 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def write_new_file(temporary: str | os.PathLike[str], target: str | os.PathLike[str],
-                   data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``temporary`` (created with ``mode``; it must not exist), ``fsync`` it
-    and rename it to ``target``. On an error ``temporary`` is removed and the error goes up. The
-    directory holding ``target`` is not ``fsync``'d: the caller does it (perhaps once for many
-    files) before it relies on the new name."""
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+def create_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` (with ``mode``; it must not exist), write ``data`` to it and ``fsync`` it.
+    On an error the file is removed and the error goes up. The directory is not ``fsync``'d:
+    the caller does it (perhaps once for many files) before it relies on the new name."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
             write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
+def write_new_file(temporary: str | os.PathLike[str], target: str | os.PathLike[str],
+                   data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``temporary`` by :func:`create_file` and rename it to ``target``. On an
+    error ``temporary`` is removed and the error goes up. The directory holding ``target`` is
+    not ``fsync``'d: the caller does it (perhaps once for many files) before it relies on the
+    new name."""
+    create_file(temporary, data, mode)
+    try:
         os.rename(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

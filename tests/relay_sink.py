@@ -15,7 +15,9 @@ recipient's local part:
 to those recipients (a destination that is down for a while); change them to let queued mail
 through. An accepted message gets ``250 2.0.0 Ok: delivered to <n> recipient(s)``.
 ``dsn=True`` makes it offer the DSN extension (with the relay's own protocol) and keep the DSN
-parameters of each message.
+parameters of each message. It offers PIPELINING (RFC 2920) unless ``pipelining=False``;
+``reads`` counts the reads of its sockets that brought the clients' bytes (pipelined
+commands arrive together).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from mta_logging import Outcome
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
@@ -88,6 +91,38 @@ class _SinkHandler:
         return f"250 2.0.0 Ok: delivered to {len(envelope.rcpt_tos)} recipient(s)"
 
 
+def _sink_protocol(base: type[SMTP]) -> type[SMTP]:
+    """``base`` whose EHLO also offers PIPELINING (aiosmtpd takes pipelined commands in turn
+    from its buffer), counting the reads that bring the client's bytes."""
+
+    class SinkSMTP(base):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, sink: Sink, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.sink = sink
+            if sink.pipelining and self._ehlo_hook_ver is None:
+                self._ehlo_hook_ver = "new"
+
+        def data_received(self, data: bytes) -> None:
+            self.sink.reads += 1
+            super().data_received(data)
+
+        async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+            result = await super()._call_handler_hook(command, *args)
+            if command != "EHLO" or not self.sink.pipelining:
+                return result
+            hostname, responses = args
+            if result is MISSING:  # no hook below: what aiosmtpd does without one
+                self.session.host_name = hostname
+                result = responses
+            return [*result[:-1], "250-PIPELINING", result[-1]]
+
+    return SinkSMTP
+
+
+_PlainSink = _sink_protocol(SMTP)
+_DsnSink = _sink_protocol(RelaySMTP)
+
+
 class _LoopThread:
     """An event loop in a daemon thread, for servers the synchronous tests start and stop."""
 
@@ -116,9 +151,12 @@ class Sink:
     """An SMTP sink on 127.0.0.1; ``with Sink() as sink: ... sink.port``."""
 
     def __init__(self, *, tls_context: ssl.SSLContext | None = None,
-                 slow_seconds: float = 30.0, smtputf8: bool = True, dsn: bool = False) -> None:
+                 slow_seconds: float = 30.0, smtputf8: bool = True, dsn: bool = False,
+                 pipelining: bool = True) -> None:
         self.tls_context = tls_context
         self.dsn = dsn
+        self.pipelining = pipelining
+        self.reads = 0
         self.slow_seconds = slow_seconds
         self.smtputf8 = smtputf8
         self.tempfail_all = False
@@ -144,8 +182,8 @@ class Sink:
             self.connections += 1
             options = {"hostname": "sink.test", "enable_SMTPUTF8": self.smtputf8,
                        "tls_context": self.tls_context, "loop": loop}
-            protocol = (RelaySMTP(handler, dsn=True, **options) if self.dsn
-                        else SMTP(handler, **options))
+            protocol = (_DsnSink(handler, sink=self, dsn=True, **options) if self.dsn
+                        else _PlainSink(handler, sink=self, **options))
             self._protocols.append(protocol)
             return protocol
 

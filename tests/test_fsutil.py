@@ -6,7 +6,13 @@ from unittest import mock
 
 import pytest
 
-from mta_logging.fsutil import fsync_directory, replace_file, write_all, write_new_file
+from mta_logging.fsutil import (
+    create_file,
+    fsync_directory,
+    replace_file,
+    write_all,
+    write_new_file,
+)
 
 
 def test_write_all_completes_short_writes(tmp_path):
@@ -42,6 +48,22 @@ def test_fsync_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         fsync_directory(tmp_path / "file")
+
+
+def test_create_file_writes_in_place_and_never_over_a_file(tmp_path):
+    create_file(tmp_path / "f", b"message")
+    assert (tmp_path / "f").read_bytes() == b"message"
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        create_file(tmp_path / "f", b"other")
+    assert (tmp_path / "f").read_bytes() == b"message"
+
+
+def test_create_file_removes_the_file_on_error(tmp_path):
+    failing = mock.patch("os.write", side_effect=OSError(errno.ENOSPC, "No space left"))
+    with failing, pytest.raises(OSError, match="No space left"):
+        create_file(tmp_path / "f", b"message")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_write_new_file_writes_then_renames(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Callable
 
 import pytest
 from relay_sink import FakeResolver, SilentServer, Sink, make_certificate, server_tls_context
@@ -42,8 +44,9 @@ def test_reply_parsing():
     assert reply_of(354, "odd").kind is Kind.DEFERRED
 
 
-async def test_one_result_per_recipient():
-    with Sink() as sink:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_one_result_per_recipient(pipelining):
+    with Sink(pipelining=pipelining) as sink:
         outbound = deliverer(sink.port)
         results = await outbound.deliver(
             "x.test", envelope("ok@x.test", "tempfail@x.test", "reject@x.test", "ok2@x.test"),
@@ -65,8 +68,10 @@ async def test_one_result_per_recipient():
     ("datadefer@x.test", Kind.DEFERRED, "4.3.0"),
     ("datafail@x.test", Kind.BOUNCE, "5.6.0"),
 ])
-async def test_the_reply_to_the_data_decides_for_every_accepted_recipient(rcpt, kind, status):
-    with Sink() as sink:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_the_reply_to_the_data_decides_for_every_accepted_recipient(rcpt, kind, status,
+                                                                         pipelining):
+    with Sink(pipelining=pipelining) as sink:
         outbound = deliverer(sink.port)
         results = await outbound.deliver("x.test", envelope("ok@x.test", rcpt), [0, 1], CONTENT)
         await outbound.close()
@@ -83,8 +88,9 @@ async def test_connections_are_reused():
         assert sink.connections == 1
 
 
-async def test_a_reused_connection_that_the_server_closed_is_replaced():
-    sink = Sink().start()
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_a_reused_connection_that_the_server_closed_is_replaced(pipelining):
+    sink = Sink(pipelining=pipelining).start()
     outbound = deliverer(sink.port)
     await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
     port = sink.port
@@ -96,6 +102,118 @@ async def test_a_reused_connection_that_the_server_closed_is_replaced():
         await outbound.close()
     assert result.kind is Kind.DELIVERED, result
     assert port != second.port
+
+
+@pytest.mark.parametrize(("pipelining", "reads"), [(True, 2), (False, 6)])
+async def test_pipelined_commands_reach_the_server_together(pipelining, reads):
+    """MAIL, the RCPTs and DATA in one read of the server's socket, the message in another;
+    one read per command without PIPELINING."""
+    with Sink(pipelining=pipelining) as sink:
+        outbound = deliverer(sink.port)
+        await outbound.deliver("x.test", envelope("ok@x.test"), [0], CONTENT)
+        before = sink.reads
+        results = await outbound.deliver(
+            "x.test", envelope("ok1@x.test", "reject@x.test", "ok2@x.test"), [0, 1, 2], CONTENT)
+        transaction_reads = sink.reads - before
+        await outbound.close()
+        assert sink.messages[1].rcpts == ("ok1@x.test", "ok2@x.test")
+    assert [r.kind for r in results] == [Kind.DELIVERED, Kind.BOUNCE, Kind.DELIVERED]
+    assert transaction_reads == reads
+
+
+class ScriptedServer:
+    """An SMTP server on 127.0.0.1 offering PIPELINING whose replies ``answer`` makes from each
+    command line (and from the final ``.`` of a message, after a 354); each reply in a write of
+    its own, after ``pause`` seconds. ``received`` holds what it was sent, line by line."""
+
+    def __init__(self, answer: Callable[[str], str], pause: float = 0.0) -> None:
+        self.answer = answer
+        self.pause = pause
+        self.received: list[str] = []
+        self._server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted ESMTP\r\n")
+        in_data = False
+        try:
+            while raw := await reader.readline():
+                line = raw.decode().rstrip("\r\n")
+                self.received.append(line)
+                if in_data and line != ".":
+                    continue
+                if line.startswith("EHLO"):
+                    reply = "250-scripted\r\n250 PIPELINING"
+                elif line == "QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                else:
+                    reply = self.answer(line)
+                in_data = reply.startswith("354")
+                await asyncio.sleep(self.pause)
+                writer.write(reply.encode() + b"\r\n")
+        finally:
+            writer.close()
+
+
+async def test_pipelined_replies_that_come_one_by_one():
+    def answer(line: str) -> str:
+        if line.startswith("RCPT TO:<reject"):
+            return "550 5.1.1 unknown"
+        return {"DATA": "354 go ahead", ".": "250 2.0.0 queued"}.get(line, "250 ok")
+
+    async with ScriptedServer(answer, pause=0.02) as server:
+        outbound = deliverer(server.port)
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "reject@x.test"), [0, 1], b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_msg) for r in results] == [
+        (Kind.DELIVERED, "250 2.0.0 queued"), (Kind.BOUNCE, "550 5.1.1 unknown")]
+    assert server.received[1:] == [
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>", "RCPT TO:<reject@x.test>",
+        "DATA", "Hello.", ".", "QUIT"]
+
+
+async def test_a_data_taken_after_every_recipient_was_refused_gets_an_empty_message():
+    """RFC 2920: the server answers the pipelined DATA with 354 although it refused every
+    RCPT; the client ends it with an empty message, RSETs, and keeps the refusals."""
+    def answer(line: str) -> str:
+        if line.startswith("RCPT"):
+            return "450 4.2.0 busy"
+        return {"DATA": "354 go ahead", ".": "554 5.5.1 no valid recipients"}.get(line, "250 ok")
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert (result.kind, result.dsn_msg) == (Kind.DEFERRED, "450 4.2.0 busy")
+    assert server.received[1:] == ["MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>",
+                                   "DATA", "", ".", "RSET", "QUIT"]
+
+
+async def test_a_pipelined_reply_that_never_ends_defers():
+    """A reply longer than aiosmtplib takes (continuation lines without end): the connection
+    is given up, the recipients deferred."""
+    def answer(line: str) -> str:
+        return "\r\n".join(["250-" + "x" * 70] * 600)
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.2")
+    assert result.dsn_msg == (f"lost connection with 127.0.0.1[127.0.0.1]:{server.port} while "
+                              "sending MAIL FROM")
 
 
 async def test_connection_refused_defers():
@@ -123,8 +241,9 @@ async def test_a_server_that_hangs_in_data_times_out_and_defers():
     assert result.dsn_msg.endswith("timed out while sending the message")
 
 
-async def test_a_connection_dropped_mid_data_defers():
-    with Sink() as sink:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_a_connection_dropped_mid_data_defers(pipelining):
+    with Sink(pipelining=pipelining) as sink:
         outbound = deliverer(sink.port)
         results = await outbound.deliver("x.test", envelope("drop@x.test", "ok@x.test"), [0, 1],
                                          CONTENT)

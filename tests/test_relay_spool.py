@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
+import zlib
 
 import pytest
 from hypothesis import given
@@ -13,7 +15,14 @@ from hypothesis import strategies as st
 
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
-from mta_logging.relay.spool import Envelope, QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.spool import (
+    CutShort,
+    Envelope,
+    QueuedMessage,
+    Spool,
+    new_queue_id,
+    read_queue_file,
+)
 
 ENVELOPE = Envelope("sender@example.test", ("a@one.test", "b@two.test", "c@one.test"),
                     1700000000.25, client_ip="127.0.0.1", client_helo="client.test")
@@ -23,13 +32,14 @@ addresses = st.text(min_size=0, max_size=40)  # any text, lone surrogates includ
 
 @given(mail_from=addresses, rcpts=st.lists(addresses, min_size=1, max_size=5),
        time_queued=st.floats(min_value=0, max_value=4e9), helo=st.none() | addresses,
-       smtputf8=st.booleans(), body_8bit=st.booleans())
-def test_envelope_round_trip(mail_from, rcpts, time_queued, helo, smtputf8, body_8bit):
+       smtputf8=st.booleans(), body_8bit=st.booleans(), content=st.binary(max_size=200))
+def test_envelope_round_trip(mail_from, rcpts, time_queued, helo, smtputf8, body_8bit,
+                             content):
     envelope = Envelope(mail_from, tuple(rcpts), time_queued, client_ip="::1", client_helo=helo,
                         smtputf8=smtputf8, body_8bit=body_8bit)
-    line = envelope.to_json()
+    line = envelope.to_json(content)
     assert b"\n" not in line and line.isascii()
-    assert Envelope.from_json(line) == envelope
+    assert read_queue_file(line + b"\n" + content) == (envelope, content)
 
 
 def test_store_then_load(tmp_path):
@@ -107,6 +117,71 @@ def test_finished_and_unacknowledged_leftovers_are_removed(tmp_path):
     assert os.listdir(spool.tmp_dir) == []
 
 
+def test_a_queue_file_is_written_in_place_with_the_length_and_crc_of_its_content(tmp_path):
+    spool = Spool.open(tmp_path)
+    content = b"Subject: x\r\n\r\nbody\r\n"
+    spool.store("Q1", ENVELOPE, content)
+    data = (spool.queue_dir / "Q1").read_bytes()
+    assert data.startswith(b'{"v":2,"len":%d,"crc":%d,"from":"sender@example.test",'
+                           % (len(content), zlib.crc32(content)))
+    assert data.endswith(b"}\n" + content)
+    assert os.listdir(spool.tmp_dir) == []
+
+
+def test_a_queue_file_that_cannot_be_written_is_removed(tmp_path, monkeypatch):
+    spool = Spool.open(tmp_path)
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        spool.store("Q1", ENVELOPE, b"x\r\n")
+    assert os.listdir(spool.queue_dir) == []
+
+
+def test_a_queue_file_cut_short_at_any_point_is_removed_on_load(tmp_path, caplog):
+    """A crash while the file was written in place: at every cut point the file is recognised
+    (never acknowledged), skipped by scan, removed by load with a log line, and the whole file
+    next to it loads."""
+    spool = Spool.open(tmp_path)
+    content = b"Subject: x\r\n\r\nbody\r\n"
+    spool.store("WHOLE", ENVELOPE, content)
+    whole = (spool.queue_dir / "WHOLE").read_bytes()
+    for cut in range(len(whole)):
+        (spool.queue_dir / f"CUT{cut:04d}").write_bytes(whole[:cut])
+    with caplog.at_level(logging.WARNING, logger="mta_logging.relay.spool"):
+        assert [m.queue_id for m in spool.scan()] == ["WHOLE"]
+        assert len(os.listdir(spool.queue_dir)) == len(whole) + 1
+        assert [m.queue_id for m in spool.load()] == ["WHOLE"]
+    assert os.listdir(spool.queue_dir) == ["WHOLE"]
+    removed = [r.getMessage() for r in caplog.records if "cut short by a crash" in r.getMessage()]
+    assert len(removed) == len(whole)
+    assert removed[0] == (f"removing queue file {spool.queue_dir / 'CUT0000'}, cut short by a "
+                          "crash before it was acknowledged (no end to its envelope line after "
+                          "0 bytes)")
+    assert removed[-1].endswith(f"({len(content) - 1} bytes of content, not {len(content)})")
+
+
+def test_a_queue_file_whose_content_does_not_match_its_crc_is_removed_on_load(tmp_path,
+                                                                              caplog):
+    """Its full length, but blocks that were never written (zeros after a crash)."""
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"Subject: x\r\n\r\nbody\r\n")
+    path = spool.queue_dir / "Q1"
+    data = path.read_bytes()
+    path.write_bytes(data[:-6] + b"\0" * 6)
+    with pytest.raises(CutShort, match="content with CRC-32"):
+        read_queue_file(path.read_bytes())
+    assert spool.read_message("Q1") is None
+    assert spool.scan() == []
+    assert path.exists()
+    with caplog.at_level(logging.WARNING, logger="mta_logging.relay.spool"):
+        assert spool.load() == []
+    assert not path.exists()
+    assert "content with CRC-32" in caplog.text
+
+
 def test_an_unreadable_queue_file_is_left_for_a_human(tmp_path):
     spool = Spool.open(tmp_path)
     (spool.queue_dir / "BROKEN").write_bytes(b"not json\nbody")
@@ -175,11 +250,11 @@ def test_the_dsn_parameters_and_the_report_link_round_trip(tmp_path):
                         mail_dsn=MailDsn(ret="FULL", envid="id=1"),
                         rcpt_dsn=(RcptDsn(notify=("NEVER",)),
                                   RcptDsn(notify=("SUCCESS", "FAILURE"), orcpt="rfc822;B@x")))
-    assert Envelope.from_json(envelope.to_json()) == envelope
+    assert read_queue_file(envelope.to_json(b"x") + b"\nx") == (envelope, b"x")
     assert envelope.dsn_of(1).orcpt == "rfc822;B@x"
     report = Envelope("", ("s@example.test",), 1700000001.0, report_of="Q1",
                       report_entries=("b 0", "w 1"))
-    assert Envelope.from_json(report.to_json()) == report
+    assert read_queue_file(report.to_json(b"") + b"\n") == (report, b"")
 
 
 def test_a_queue_file_written_before_dsn_loads_with_no_parameters(tmp_path):

@@ -5,6 +5,11 @@ STARTTLS when the server offers it (opportunistic: certificates are not verified
 handshake falls back to plain text, as MTAs do), and kept open for a few seconds after a
 transaction so the next message to the same address reuses them. The DSN parameters of the
 message (RFC 3461: RET, ENVID, NOTIFY, ORCPT) go on to a server that offers DSN.
+
+To a server that offers PIPELINING (RFC 2920) MAIL, every RCPT and DATA go in one write and
+their replies are read together; the message follows a 354. Measured: fewer writes and reads
+on the event loop (which spends most of its time in socket calls) and a round trip per command
+less.
 """
 
 from __future__ import annotations
@@ -17,10 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    MAX_RESPONSE_LENGTH,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
+from aiosmtplib.response import SMTPResponse
 
 from mta_logging.outcome import Kind
 from mta_logging.relay.addresses import CONTROL, RECIPIENT_STATUS, SENDER_STATUS
-from mta_logging.relay.config import RelaySettings
+from mta_logging.relay.config import RelaySettings, Timeouts
 from mta_logging.relay.resolve import Hop, Resolver, Unroutable, next_hops
 from mta_logging.relay.spool import Envelope
 from mta_logging.reply import one_line, parse_reply
@@ -71,11 +84,112 @@ def reply_of(code: int, message: str) -> Reply:
     return Reply(kind, status, f"{code} {text}".rstrip())
 
 
+class _PipeliningProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, which also takes the replies to a group of commands sent in one
+    write (RFC 2920): aiosmtplib's own completes a read with the first reply in its buffer and
+    drops what arrives before the next read."""
+
+    # while a group is under way: the replies read so far, and how many complete it
+    _group: list[SMTPResponse] | None = None
+    _expected = 0
+
+    async def execute_group(self, commands: Sequence[bytes], timeout: float | None
+                            ) -> list[SMTPResponse]:
+        """Send ``commands`` (command lines without CRLF) in one write; their replies, in
+        order. ValueError for a command with a control character (as aiosmtplib's own)."""
+        for command in commands:
+            if COMMAND_INJECTION_REGEX.search(command):
+                raise ValueError("Command arg contains a prohibited control character")
+        if self._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        async with self._command_lock:
+            group: list[SMTPResponse] = []
+            self._group, self._expected = group, len(commands)
+            try:
+                self._response_pending = True
+                self.write(b"".join(command + b"\r\n" for command in commands))
+                await self.read_response(timeout=timeout)
+            finally:
+                self._group = None
+            return group
+
+    async def send_content(self, message: bytes, timeout: float | None) -> SMTPResponse:
+        """The message after the server's 354 (line ends made CRLF, leading dots doubled, the
+        final dot), and the server's reply to it; aiosmtplib's ``data`` sends DATA first."""
+        if self._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        async with self._command_lock:
+            self._response_pending = True
+            self.write(PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
+                       + b".\r\n")
+            return await self.read_response(timeout=timeout)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._response_waiter
+        group = self._group
+        if group is None or waiter is None or waiter.done():
+            super().data_received(data)
+            return
+        self._buffer.extend(data)
+        try:
+            while len(group) < self._expected:
+                response = self._read_response_from_buffer()
+                if response is None:
+                    if len(self._buffer) > MAX_RESPONSE_LENGTH:  # as aiosmtplib's own
+                        del self._buffer[:]
+                        raise aiosmtplib.SMTPResponseException(
+                            aiosmtplib.SMTPStatus.invalid_response.value, "Response too long")
+                    return
+                group.append(response)
+        except aiosmtplib.SMTPResponseException as exc:
+            self._set_response_exception(waiter, exc)
+            return
+        waiter.set_result(group[-1])
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, with the pipelined commands of :class:`_PipeliningProtocol`."""
+
+    async def _create_connection(self, timeout: float | None) -> SMTPResponse:
+        response = await super()._create_connection(timeout)
+        # aiosmtplib has no hook for its protocol's class: the one it made (greeting read,
+        # nothing pending) becomes the subclass, whose methods and class defaults leave
+        # aiosmtplib's state as it is, and is handed to the transport again (uvloop keeps the
+        # methods it was given)
+        assert self.protocol is not None and self.transport is not None
+        self.protocol.__class__ = _PipeliningProtocol
+        self.transport.set_protocol(self.protocol)
+        return response
+
+    def _pipelining(self) -> _PipeliningProtocol:
+        if not isinstance(self.protocol, _PipeliningProtocol):
+            raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+        return self.protocol
+
+    async def execute_group(self, commands: Sequence[bytes], timeout: float | None
+                            ) -> list[SMTPResponse]:
+        """See :meth:`_PipeliningProtocol.execute_group`; a lost or timed-out connection is
+        closed, as aiosmtplib's ``execute_command`` does."""
+        try:
+            return await self._pipelining().execute_group(commands, timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+
+    async def send_content(self, message: bytes, timeout: float | None) -> SMTPResponse:
+        """See :meth:`_PipeliningProtocol.send_content`; closed on a lost connection."""
+        try:
+            return await self._pipelining().send_content(message, timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+
+
 class _Connection:
     __slots__ = ("smtp", "hop", "local_ip", "remote_name", "tls_protocol", "tls_cipher", "uses",
                  "expiry")
 
-    def __init__(self, smtp: aiosmtplib.SMTP, hop: Hop, greeting: str) -> None:
+    def __init__(self, smtp: _Client, hop: Hop, greeting: str) -> None:
         self.smtp = smtp
         self.hop = hop
         sockname = smtp.get_transport_info("sockname")
@@ -129,7 +243,7 @@ class ConnectionPool:
 
     async def _connect(self, hop: Hop, *, opportunistic: bool) -> _Connection:
         settings = self.settings
-        smtp = aiosmtplib.SMTP(
+        smtp = _Client(
             hostname=hop.ip, port=hop.port, local_hostname=settings.hostname,
             source_address=(settings.source_ip, 0) if settings.source_ip else None,
             timeout=settings.timeouts.command, start_tls=None if opportunistic else False,
@@ -235,12 +349,12 @@ class Deliverer:
 
     async def _transaction(self, conn: _Connection, envelope: Envelope, indexes: Sequence[int],
                            content: bytes, *, reused: bool) -> list[RcptResult]:
-        """MAIL, RCPT per recipient, DATA; the connection goes back to the pool after."""
+        """MAIL, RCPT per recipient, DATA (pipelined when the server offers it); the
+        connection goes back to the pool after."""
         conn.uses += 1
         smtp = conn.smtp
         timeouts = self.settings.timeouts
         results: dict[int, Reply] = {}
-        accepted: list[int] = []
         stage = "sending MAIL FROM"
         reusable = False
         try:
@@ -251,44 +365,63 @@ class Deliverer:
                 results = dict.fromkeys(indexes, refusal)
                 reusable = True
                 return self._finish(conn, indexes, results)
-            # execute_command rather than mail()/rcpt(): those re-parse every address with
-            # email.utils, the largest cost of a transaction; ours are already addr-specs.
-            response = await smtp.execute_command(
-                b"MAIL", b"FROM:<" + envelope.mail_from.encode(encoding) + b">", *options,
-                timeout=timeouts.command)
-            if response.code != 250:
-                if reused and response.code == 421:  # the server timed the idle connection out
-                    raise _StaleConnection(response.message)
-                results = dict.fromkeys(indexes, reply_of(response.code, response.message))
-                reusable = await _rset(smtp, timeouts.command)
-                return self._finish(conn, indexes, results)
-            stage = "sending RCPT TO"
+            # command lines made here rather than by mail()/rcpt(): those re-parse every
+            # address with email.utils, the largest cost of a transaction; ours are addr-specs.
+            mail = b" ".join([b"MAIL FROM:<" + envelope.mail_from.encode(encoding) + b">",
+                              *options])
+            sendable = []
+            rcpt_commands = []
             for index in indexes:
                 if CONTROL.search(envelope.rcpts[index]):  # the others of the domain still go
                     results[index] = Reply(Kind.BOUNCE, RECIPIENT_STATUS,
                                            UNSENDABLE.format("recipient"))
                     continue
+                sendable.append(index)
                 rcpt_options = [option.encode("ascii") for option in (
                     envelope.dsn_of(index).options() if smtp.supports_extension("dsn") else ())]
-                response = await smtp.execute_command(
-                    b"RCPT", b"TO:<" + envelope.rcpts[index].encode(encoding) + b">",
-                    *rcpt_options, timeout=timeouts.command)
+                rcpt_commands.append(b" ".join(
+                    [b"RCPT TO:<" + envelope.rcpts[index].encode(encoding) + b">",
+                     *rcpt_options]))
+            data_reply: SMTPResponse | None = None  # None: DATA not sent yet
+            if smtp.supports_extension("pipelining"):
+                *replies, data_reply = await smtp.execute_group(
+                    [mail, *rcpt_commands, b"DATA"], timeouts.command)
+                mail_reply, *rcpt_replies = replies
+            else:
+                mail_reply = await smtp.execute_command(mail, timeout=timeouts.command)
+                rcpt_replies = []
+                if mail_reply.code == 250:
+                    stage = "sending RCPT TO"
+                    for command in rcpt_commands:
+                        rcpt_replies.append(
+                            await smtp.execute_command(command, timeout=timeouts.command))
+            if mail_reply.code != 250:
+                if reused and mail_reply.code == 421:  # the server timed the idle connection out
+                    raise _StaleConnection(mail_reply.message)
+                results = dict.fromkeys(indexes, reply_of(mail_reply.code, mail_reply.message))
+                reusable = await _end_transaction(smtp, data_reply, timeouts)
+                return self._finish(conn, indexes, results)
+            accepted = []
+            for index, response in zip(sendable, rcpt_replies, strict=True):
                 if response.code in (250, 251):
                     accepted.append(index)
                 else:
                     results[index] = reply_of(response.code, response.message)
             if not accepted:
-                reusable = await _rset(smtp, timeouts.command)
+                reusable = await _end_transaction(smtp, data_reply, timeouts)
                 return self._finish(conn, indexes, results)
             stage = "sending the message"
-            try:
-                response = await smtp.data(content, timeout=timeouts.data)
-            except aiosmtplib.SMTPResponseException as exc:
-                reply = reply_of(exc.code, exc.message)
-                reusable = await _rset(smtp, timeouts.command)
+            if data_reply is None:
+                try:
+                    response = await smtp.data(content, timeout=timeouts.data)
+                except aiosmtplib.SMTPResponseException as exc:
+                    response = SMTPResponse(exc.code, exc.message)
+            elif data_reply.code == 354:
+                response = await smtp.send_content(content, timeouts.data)
             else:
-                reply = reply_of(response.code, response.message)
-                reusable = True
+                response = data_reply
+            reply = reply_of(response.code, response.message)
+            reusable = True if response.code == 250 else await _rset(smtp, timeouts.command)
             results.update(dict.fromkeys(accepted, reply))
             return self._finish(conn, indexes, results)
         except asyncio.CancelledError:
@@ -337,6 +470,19 @@ def _mail_options(smtp: aiosmtplib.SMTP, envelope: Envelope, size: int, label: s
         options += envelope.mail_dsn.options()
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     return [option.encode("ascii") for option in options], encoding, None
+
+
+async def _end_transaction(smtp: _Client, data_reply: SMTPResponse | None,
+                           timeouts: Timeouts) -> bool:
+    """End a transaction that delivers nothing: a DATA that the server took anyway (354,
+    pipelined after refused commands) gets an empty message, then RSET; False if the
+    connection is no good any more."""
+    if data_reply is not None and data_reply.code == 354:
+        try:
+            await smtp.send_content(b"", timeouts.data)
+        except _CONNECTION_ERRORS:
+            return False
+    return await _rset(smtp, timeouts.command)
 
 
 async def _rset(smtp: aiosmtplib.SMTP, timeout: float) -> bool:

@@ -2,8 +2,10 @@
 
 Layout under ``spool_dir``::
 
-    tmp/<id>     a message being written (deleted on start: it was never acknowledged)
-    queue/<id>   envelope (one JSON line) then the message bytes; written, fsync'd, renamed
+    queue/<id>   envelope (one JSON line, with the length and CRC-32 of what follows) then
+                 the message bytes; written in place and fsync'd
+    tmp/<id>     a message being written by a relay before version 2 of the queue file, which
+                 wrote it here and renamed it into queue/ (deleted on start: never acknowledged)
     state/<id>   journal of progress, appended: "d <n>" / "b <n>" = recipient n delivered /
                  bounced (final), "a <failures> <next_try>" = attempts failed so far, next try,
                  "e <text>" = the last temporary error, "h 1" / "h 0" = held / released,
@@ -13,7 +15,12 @@ Layout under ``spool_dir``::
     control.sock the running relay's control socket (mode 0600), for ``mta-logging queue``
 
 A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
-fsync'd. Final recipient states are journaled only after they are recorded in the accounting
+fsync'd. A queue file that a crash cut short (or whose content does not match its CRC-32: a
+crash can leave a file its full length with blocks never written) was never acknowledged:
+:meth:`Spool.load` removes it with a log line, and the readers that change nothing skip it.
+Version 1 queue files (no length, no CRC: they were complete before their rename) still load.
+
+Final recipient states are journaled only after they are recorded in the accounting
 files (see ``queue``), so a crash can make a restart deliver again to a recipient that is
 recorded, never leave a delivered recipient without a record. When every recipient is final
 the message's files are removed (after their records, likewise).
@@ -36,12 +43,13 @@ import os
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.fsutil import fsync_directory, write_all, write_new_file
+from mta_logging.fsutil import create_file, fsync_directory, write_all
 from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
 
 _log = logging.getLogger("mta_logging.relay.spool")
@@ -79,9 +87,12 @@ class Envelope:
         """The DSN parameters of recipient ``index``."""
         return self.rcpt_dsn[index] if self.rcpt_dsn else NO_RCPT_DSN
 
-    def to_json(self) -> bytes:
+    def to_json(self, content: bytes) -> bytes:
+        """The envelope line of a queue file holding ``content`` (version 2: with the length
+        and CRC-32 of ``content``)."""
         data: dict[str, Any] = {
-            "v": 1, "from": self.mail_from, "rcpts": list(self.rcpts), "t": self.time_queued,
+            "v": 2, "len": len(content), "crc": zlib.crc32(content), "from": self.mail_from,
+            "rcpts": list(self.rcpts), "t": self.time_queued,
             "ip": self.client_ip, "helo": self.client_helo, "utf8": self.smtputf8,
             "8bit": self.body_8bit}
         if self.mail_dsn.ret is not None:
@@ -98,9 +109,9 @@ class Envelope:
         return json.dumps(data, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
     @classmethod
-    def from_json(cls, line: bytes) -> Envelope:
-        data: dict[str, Any] = json.loads(line)
-        if data.get("v") != 1:
+    def from_fields(cls, data: dict[str, Any]) -> Envelope:
+        """The envelope of a queue file's envelope line (version 1 or 2), parsed."""
+        if data.get("v") not in (1, 2):
             raise ValueError(f"unknown envelope version {data.get('v')!r}")
         report_of, report_entries = data.get("report_of") or (None, ())
         return cls(mail_from=data["from"], rcpts=tuple(data["rcpts"]), time_queued=data["t"],
@@ -111,6 +122,30 @@ class Envelope:
                                           orcpt=orcpt)
                                   for notify, orcpt in data.get("rdsn") or ()),
                    report_of=report_of, report_entries=tuple(report_entries))
+
+
+class CutShort(ValueError):
+    """A queue file written in place that a crash cut short, or whose content does not match
+    its CRC-32: it was never acknowledged."""
+
+
+def read_queue_file(data: bytes) -> tuple[Envelope, bytes]:
+    """The envelope and the content of a queue file's bytes.
+
+    :class:`CutShort` for a file with no end to its envelope line or whose content's length or
+    CRC-32 is not the one its envelope line gives; ValueError, KeyError or TypeError for an
+    envelope line that is complete but unreadable."""
+    line, newline, content = data.partition(b"\n")
+    if not newline:
+        raise CutShort(f"no end to its envelope line after {len(data)} bytes")
+    fields: dict[str, Any] = json.loads(line)
+    envelope = Envelope.from_fields(fields)
+    if fields["v"] >= 2:
+        if fields["len"] != len(content):
+            raise CutShort(f"{len(content)} bytes of content, not {fields['len']}")
+        if fields["crc"] != zlib.crc32(content):
+            raise CutShort(f"content with CRC-32 {zlib.crc32(content)}, not {fields['crc']}")
+    return envelope, content
 
 
 @dataclass(slots=True, eq=False)
@@ -169,9 +204,10 @@ class Spool:
         return spool
 
     def store(self, queue_id: str, envelope: Envelope, content: bytes) -> None:
-        """Write the message durably: temp file, fsync, rename into queue/, fsync queue/."""
-        write_new_file(self.tmp_dir / queue_id, self.queue_dir / queue_id,
-                       envelope.to_json() + b"\n" + content)
+        """Write the message durably: ``queue/<id>`` created, written and fsync'd in place (one
+        file-system commit), then ``queue/`` fsync'd (shared by the threads storing at the same
+        time). On an error the file is removed and the error goes up."""
+        create_file(self.queue_dir / queue_id, envelope.to_json(content) + b"\n" + content)
         self._queue_dir_sync.sync()
 
     def read_content(self, queue_id: str) -> bytes:
@@ -206,29 +242,32 @@ class Spool:
             (self.state_dir / queue_id).unlink(missing_ok=True)
 
     def read_message(self, queue_id: str) -> QueuedMessage | None:
-        """One message with its progress, as the journal has it; None if it is not queued."""
+        """One message with its progress, as the journal has it; None if it is not queued (or
+        its file is cut short, see :func:`read_queue_file`)."""
         path = self.queue_dir / queue_id
         if not queue_id or "/" in queue_id or not path.is_file():
             return None
-        return self._load_one(path)
+        return self._load_one(path, remove_cut_short=False)
 
     def scan(self) -> list[QueuedMessage]:
-        """Every readable message with its progress, oldest first, changing nothing."""
-        messages = (self._load_one(path) for path in sorted(self.queue_dir.iterdir()))
+        """Every readable message with its progress, oldest first, changing nothing (a file
+        cut short is skipped)."""
+        messages = (self._load_one(path, remove_cut_short=False)
+                    for path in sorted(self.queue_dir.iterdir()))
         return [m for m in messages if m is not None and not m.complete]
 
     def load(self) -> list[QueuedMessage]:
         """Every message in the queue, with its progress, oldest first; tidies leftovers.
 
-        Temp files (never acknowledged to a client), journals without a message and messages
-        whose recipients are all final are removed.
+        Temp files and queue files cut short (never acknowledged to a client), journals
+        without a message and messages whose recipients are all final are removed.
         """
         for leftover in self.tmp_dir.iterdir():
             _log.info("removing unacknowledged temp file %s", leftover)
             leftover.unlink(missing_ok=True)
         messages = []
         for path in sorted(self.queue_dir.iterdir()):
-            message = self._load_one(path)
+            message = self._load_one(path, remove_cut_short=True)
             if message is None:
                 continue
             if message.complete:
@@ -262,10 +301,19 @@ class Spool:
                 self.remove(original.queue_id)
         return [m for m in messages if not m.complete]
 
-    def _load_one(self, path: Path) -> QueuedMessage | None:
+    def _load_one(self, path: Path, *, remove_cut_short: bool) -> QueuedMessage | None:
+        """The message of ``path`` with its progress; None for a file cut short (removed when
+        ``remove_cut_short``) or unreadable (left in place)."""
         try:
-            with path.open("rb") as file:
-                envelope = Envelope.from_json(file.readline())
+            envelope, _ = read_queue_file(path.read_bytes())
+        except CutShort as exc:
+            if remove_cut_short:
+                _log.warning("removing queue file %s, cut short by a crash before it was "
+                             "acknowledged (%s)", path, exc)
+                path.unlink(missing_ok=True)
+            else:
+                _log.info("skipping queue file %s: cut short (%s)", path, exc)
+            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Kept on disk for a human to look at; never deleted on a guess.
             _log.error("cannot read queue file %s (%s); left in place", path, exc)
