@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import time
 from pathlib import Path
 
 from relay_sink import Sink
@@ -30,6 +31,7 @@ from mta_logging.relay.config import DsnSettings
 from mta_logging.relay.dsn import passed_back
 from mta_logging.returns.parse import BounceReport, FailedRecipient
 from mta_logging.returns.sent import Sent
+from mta_logging.suppression import Entry, SuppressionList
 
 SAMPLE_MESSAGE_ID = b"<campaign-42.alice@example.com>"
 
@@ -139,6 +141,29 @@ def test_a_downstream_delay_reaches_the_sender_only_when_notify_asked_for_it(
          "smtp; 451 4.4.1 <late@a.test>: Recipient address rejected: User unknown in virtual "
          "mailbox table")]
     assert of_kind(tmp_path, "rb") == []
+
+
+def test_no_downstream_report_is_passed_back_to_a_sender_on_the_suppression_list(
+        tmp_path: Path) -> None:
+    (tmp_path / "spool").mkdir()
+    with SuppressionList(tmp_path / "spool" / "suppression.db") as suppression:
+        suppression.add([Entry(SENDER, "bad-mailbox", int(time.time()) - 3600, None, "bounce")])
+    with Sink() as dest, Sink() as home, relay(tmp_path, config(tmp_path, dest, home)
+                                               ) as running:
+        job = send_with(running.port, SENDER, "gone@a.test", [], ["NOTIFY=FAILURE"])
+        dest.wait_for_recipients(1)
+        assert returned(running.port, VERP.encode(job, 0),
+                        remote_dsn(VERP.encode(job, 0), "gone@a.test")) == (
+            250, b"2.0.0 Ok: bounce, 1 records")
+        wait_until(lambda: [r["rcpt"] for r in of_kind(tmp_path, "b")] == [SENDER],
+                   what="the suppressed sender's record")
+        assert running.stop() == 0
+
+    assert home.messages == []
+    assert queued(tmp_path) == []
+    assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
+        (SENDER, "", "suppressed")]
+    assert [(r["rcpt"], r["jobId"]) for r in of_kind(tmp_path, "rb")] == [("gone@a.test", job)]
 
 
 def test_each_recipient_is_matched_by_address_and_its_fields_are_carried_over() -> None:

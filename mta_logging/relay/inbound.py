@@ -245,8 +245,13 @@ class RelayHandler:
     async def _queue_passed_back(self, sent: Sent, envelope: SpoolEnvelope,
                                  content: bytes) -> bool:
         """Store the notification passing a downstream report on, and queue it; False (logged)
-        when it could not be stored."""
+        when it could not be stored. None is stored for a sender on the suppression list (the
+        skip is logged and the sender recorded, as the queue does for its own notifications)."""
         queue_id = new_queue_id()
+        suppressed = self.queue.suppressed
+        if suppressed is not None and await asyncio.get_running_loop().run_in_executor(
+                self.executor, suppressed.skips, queue_id, envelope.rcpts[0], self.settings):
+            return True
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.spool.store, queue_id, envelope, content)
