@@ -144,7 +144,8 @@ class _WordHits(dict[str, int]):
             self.clear()
             self.runs.clear()
         hits = 0
-        for run in _WORD.findall(word):
+        # (a word of letters and digits alone is its one run; a word is ASCII, see first_match)
+        for run in (word,) if word.isalnum() else _WORD.findall(word):
             entries = self.runs.get(run)
             if entries is None:
                 entries = self.runs[run] = self.table.entries(run)
@@ -183,14 +184,18 @@ class _KeyTable:
         self._starts: dict[str, list[_Entry]] = {}
         self._ends: dict[str, list[_Entry]] = {}
         self._inside: dict[str, list[_Entry]] = {}  # by the anchor's first three characters
-        self._lengths: set[int] = set()  # of the keys in _starts and _ends
+        # the lengths of the keys in _starts by their first character, in _ends by their last
+        self._start_lengths: dict[str, set[int]] = {}
+        self._end_lengths: dict[str, set[int]] = {}
 
     def add(self, anchor: str, bit: int, rank: int) -> None:
         """File ``anchor`` (ASCII, lower case, with ``len(_keys(anchor)) > rank``) with its
         probe's ``bit`` under the key of that rank."""
         kind, key = _keys(anchor)[rank]
-        if kind in ("starts", "ends"):
-            self._lengths.add(len(key))
+        if kind == "starts":
+            self._start_lengths.setdefault(key[0], set()).add(len(key))
+        elif kind == "ends":
+            self._end_lengths.setdefault(key[-1], set()).add(len(key))
         table = {"whole": self._whole, "starts": self._starts, "ends": self._ends,
                  "inside": self._inside}[kind]
         table.setdefault(key, []).append((anchor, bit, _word_local(anchor)))
@@ -199,17 +204,21 @@ class _KeyTable:
         """The literals whose key ``word`` holds, with the bits of their probes: they can be
         in a text with this word."""
         entries = list(self._whole.get(word, ()))
-        for length in self._lengths:
+        for length in self._start_lengths.get(word[:1], ()):
             if length <= len(word):
                 entries.extend(self._starts.get(word[:length], ()))
+        for length in self._end_lengths.get(word[-1:], ()):
+            if length <= len(word):
                 entries.extend(self._ends.get(word[-length:], ()))
-        entries.extend(
-            entry
-            for trigram in {word[i : i + 3] for i in range(len(word) - 2)}
-            for entry in self._inside.get(trigram, ())
-            if entry[0] in word
-        )
+        for trigram in self._inside.keys() & map(word.__getitem__, _trigrams(len(word))):
+            entries.extend(entry for entry in self._inside[trigram] if entry[0] in word)
         return tuple(entries)
+
+
+@functools.lru_cache(maxsize=64)
+def _trigrams(length: int) -> tuple[slice, ...]:
+    """The slices that cut the runs of three characters out of a word of ``length``."""
+    return tuple(slice(at, at + 3) for at in range(length - 2))
 
 
 @dataclass(frozen=True, slots=True)
