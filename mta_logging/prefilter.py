@@ -30,15 +30,19 @@ class PatternIndex:
     among all of them or among those a :meth:`select` chose.
 
     Every alternative needs some literals (each of a set of them) in a text to match it;
-    the best two sets are looked for through the words of a text (its runs of what ``\\w``
+    two sets are looked for through the words of a text (its runs of what ``\\w``
     matches in ASCII: letters, digits, ``_``). Each literal is filed under one of its own runs
     of word characters, its *key*, which a text holding the literal must hold as a whole word
     (the key has a non-word character on both sides in the literal), as the start of a word
     (before it only), the end of a word (after it only) or inside a word. Which keys a word
     holds is worked out once per distinct word and remembered (up to :attr:`WORDS` words, then
-    all forgotten at once), as a bit mask of the alternatives. A text costs a split into
-    words, a look-up per word, an OR of their masks, and for each alternative the masks
-    leave, in order, an ``in`` test of the text for its literals before its pattern is tried.
+    all forgotten at once), as a bit mask of the alternatives; of a literal without white
+    space the look-up also tests that the word holds it, so that such literals need no test
+    of the text. A set of one literal, in an alternative with no second set to look for, is
+    looked for by two of its keys. A text costs a split into words, a look-up per word, an OR
+    of their masks, and for each alternative the masks leave, in order, an ``in`` test of the
+    text for the literals the words do not decide (phrases, and sets beyond the two) before
+    its pattern is tried.
     """
 
     WORDS = 65536
