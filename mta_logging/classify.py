@@ -35,6 +35,7 @@ from mta_logging.reply import (
     has_status,
     parse_reply,
     parse_status,
+    single_spaced,
     without_continuations,
 )
 
@@ -166,6 +167,7 @@ class Classifier:
             {index: rule.text for index, rule in enumerate(self._rules) if rule.text is not None}
         )
         self._plan_for = functools.lru_cache(maxsize=4096)(self._make_plan)
+        self._given = functools.lru_cache(maxsize=4096, typed=True)(self._make_given)
         self._decided = (functools.lru_cache(maxsize=remember)(self._decide) if remember > 0
                          else self._decide)
 
@@ -219,20 +221,27 @@ class Classifier:
         only for what the caller did not give and the text can have: the usual cases, a code
         and a specific status given, or a code given and no status in the text, cost no
         search."""
-        status = parse_status(enhanced)
-        if code is None or (
-            (status is None or status[1:] == ("0", "0")) and has_status(text)
-        ):
+        status, generic, plan = self._given(code, enhanced)
+        if code is None or (generic and has_status(text)):
             found = find_reply(text).reply
             if code is None:
                 code = found.code
             embedded = parse_status(found.enhanced)
-            if embedded is not None and (status is None or status[1:] == ("0", "0")):
+            if embedded is not None and generic:
                 status = embedded
-        plan = self._plan_for(None if code is None else str(code), status)
+            plan = self._plan_for(None if code is None else str(code), status)
         whole = normalise_text(text)
         number = self._index.first_match(whole, plan.text_rules)
         return (plan.fallback if number is None else number), code, status, whole
+
+    def _make_given(
+        self, code: int | None, enhanced: str | None
+    ) -> tuple[_Status | None, bool, _Plan]:
+        """The status ``enhanced`` gives, whether it is none or a generic ``x.0.0`` (one in the
+        text then replaces it), and the plan for the code and that status."""
+        status = parse_status(enhanced)
+        return (status, status is None or status[1:] == ("0", "0"),
+                self._plan_for(None if code is None else str(code), status))
 
     def _make_plan(self, code: str | None, status: _Status | None) -> _Plan:
         text_rules: set[int] = set()
@@ -272,7 +281,7 @@ def failure_category(dsn_status: str | None, dsn_msg: str | None) -> str:
 def normalise_text(text: str) -> str:
     """The whole text as rules see it: whitespace runs collapsed to one space and the
     ``550-5.7.1`` prefixes of a multi-line reply's continuation lines removed."""
-    return without_continuations(" ".join(str(text).split()))
+    return without_continuations(single_spaced(str(text)))
 
 
 # Rules files ---------------------------------------------------------------------------------

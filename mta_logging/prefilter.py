@@ -30,15 +30,19 @@ class PatternIndex:
     among all of them or among those a :meth:`select` chose.
 
     Every alternative needs some literals (each of a set of them) in a text to match it;
-    the best two sets are looked for through the words of a text (its runs of what ``\\w``
+    two sets are looked for through the words of a text (its runs of what ``\\w``
     matches in ASCII: letters, digits, ``_``). Each literal is filed under one of its own runs
     of word characters, its *key*, which a text holding the literal must hold as a whole word
     (the key has a non-word character on both sides in the literal), as the start of a word
     (before it only), the end of a word (after it only) or inside a word. Which keys a word
     holds is worked out once per distinct word and remembered (up to :attr:`WORDS` words, then
-    all forgotten at once), as a bit mask of the alternatives. A text costs a split into
-    words, a look-up per word, an OR of their masks, and for each alternative the masks
-    leave, in order, an ``in`` test of the text for its literals before its pattern is tried.
+    all forgotten at once), as a bit mask of the alternatives; of a literal without white
+    space the look-up also tests that the word holds it, so that such literals need no test
+    of the text. A set of one literal, in an alternative with no second set to look for, is
+    looked for by two of its keys. A text costs a split into words, a look-up per word, an OR
+    of their masks, and for each alternative the masks leave, in order, an ``in`` test of the
+    text for the literals the words do not decide (phrases, and sets beyond the two) before
+    its pattern is tried.
     """
 
     WORDS = 65536
@@ -48,8 +52,8 @@ class PatternIndex:
         self._probes = tuple(
             probe for key in sorted(patterns) for probe in _probes(key, patterns[key])
         )
-        # Bit n of a mask: the best set of literals of probe n is in the text; bit n + count:
-        # its second best set is.
+        # Bit n of a mask: the first of the probe's indexed literals (see _Probe) is in the
+        # text; bit n + count: the second is.
         self._count = len(self._probes)
         self._all = (1 << self._count) - 1
         table = _KeyTable()
@@ -57,12 +61,14 @@ class PatternIndex:
         for number, probe in enumerate(self._probes):
             for which in range(2):
                 bit = 1 << number + which * self._count
-                literals = probe.required[which] if which < len(probe.required) else None
-                # A literal with a non-ASCII character is in no ASCII text, the only texts
-                # that are looked up (see first_match).
-                if literals is None or not all(
-                    table.add(literal, bit) for literal in literals if literal.isascii()
-                ):
+                if which < len(probe.indexed):
+                    literals, rank = probe.indexed[which]
+                    # A literal with a non-ASCII character is in no ASCII text, the only
+                    # texts that are looked up (see first_match).
+                    for literal in literals:
+                        if literal.isascii():
+                            table.add(literal, bit, rank)
+                else:
                     self._always |= bit
         self._words = _WordHits(table, self.WORDS)
 
@@ -90,7 +96,8 @@ class PatternIndex:
 
     def _first(self, left: int, text: str, lowered: str | None) -> int | None:
         """The key of the first probe of the mask ``left`` that matches ``text``: given in
-        lower case if ASCII (``lowered``), tested for the probe's literals first."""
+        lower case if ASCII (``lowered``), tested for the probe's literals that the mask does
+        not vouch for first."""
         probes = self._probes
         if lowered is None:
             while left:
@@ -105,7 +112,7 @@ class PatternIndex:
             bit = left & -left
             left ^= bit
             probe = probes[bit.bit_length() - 1]
-            for literals in probe.required:
+            for literals in probe.checks:
                 if not any(map(holds, literals)):
                     break
             else:
@@ -117,83 +124,105 @@ class PatternIndex:
 
 _WORD = re.compile(r"\w+", re.ASCII)
 
-_Entry = tuple[str, int]  # a literal and the bit of its probe
+# A literal, the bit of its probe and whether the literal is *word-local*: no white space in
+# it, so that a text holds it exactly when one of its words (runs of non-space characters)
+# does, which the word's look-up tests.
+_Entry = tuple[str, int, bool]
 
 
 class _WordHits(dict[str, int]):
     """What each word of a text (a run of non-space characters) says of the probes: the bits
     of the literals whose key one of its runs of word characters holds (see
-    :class:`_KeyTable`). Worked out at a word's first look-up and remembered, as are the
+    :class:`_KeyTable`) and, of a word-local literal, that the word holds it. Worked out at a
+    word's first look-up and remembered, as are the
     runs', up to ``limit`` words and runs, then all forgotten at once."""
 
     def __init__(self, table: _KeyTable, limit: int) -> None:
         super().__init__()
         self.table = table
         self.limit = limit
-        self.runs: dict[str, int] = {}
+        self.runs: dict[str, tuple[_Entry, ...]] = {}
 
     def __missing__(self, word: str) -> int:
         if len(self) >= self.limit or len(self.runs) >= self.limit:
             self.clear()
             self.runs.clear()
         hits = 0
-        for run in _WORD.findall(word):
-            bits = self.runs.get(run)
-            if bits is None:
-                bits = self.runs[run] = self.table.hits(run)
-            hits |= bits
+        # (a word of letters and digits alone is its one run; a word is ASCII, see first_match)
+        for run in (word,) if word.isalnum() else _WORD.findall(word):
+            entries = self.runs.get(run)
+            if entries is None:
+                entries = self.runs[run] = self.table.entries(run)
+            for literal, bit, local in entries:
+                if not local or literal in word:
+                    hits |= bit
         self[word] = hits
         return hits
 
 
+def _keys(anchor: str) -> list[tuple[str, str]]:
+    """The keys ``anchor`` (ASCII, lower case) can be filed under, the best first: its runs of
+    word characters, each with where a text holding the anchor holds it: as a whole word
+    (``whole``: the run has a non-word character on both sides in the anchor), as the start
+    of one (``starts``: a non-word character before it only), as the end of one (``ends``)
+    or, when the anchor is one run of three characters or more, inside one (``inside``, by
+    its first three characters). The longest run first (a long word is a rare one), a whole
+    word first among equals."""
+    options = []
+    for run in _WORD.finditer(anchor):
+        before, after = run.start() > 0, run.end() < len(anchor)
+        if before and after:
+            options.append((-len(run.group()), 0, "whole", run.group()))
+        elif before or after:
+            options.append((-len(run.group()), 1, "starts" if before else "ends", run.group()))
+        elif len(anchor) >= 3:
+            options.append((0, 2, "inside", anchor[:3]))
+    return [(kind, key) for _, _, kind, key in sorted(options)]
+
+
 class _KeyTable:
-    """Anchors by their keys: of each anchor's runs of word characters, a whole word rather
-    than the start or end of one, rather than a part of one (three characters at least); the
-    longest among equals."""
+    """Anchors by their keys (see :func:`_keys`)."""
 
     def __init__(self) -> None:
         self._whole: dict[str, list[_Entry]] = {}
         self._starts: dict[str, list[_Entry]] = {}
         self._ends: dict[str, list[_Entry]] = {}
         self._inside: dict[str, list[_Entry]] = {}  # by the anchor's first three characters
-        self._lengths: set[int] = set()  # of the keys in _starts and _ends
+        # the lengths of the keys in _starts by their first character, in _ends by their last
+        self._start_lengths: dict[str, set[int]] = {}
+        self._end_lengths: dict[str, set[int]] = {}
 
-    def add(self, anchor: str, bit: int) -> bool:
-        """File ``anchor`` (ASCII, lower case) with its probe's ``bit``; ``False`` when it has
-        no key."""
-        options = []
-        for run in _WORD.finditer(anchor):
-            before, after = run.start() > 0, run.end() < len(anchor)
-            if before and after:
-                options.append((0, -len(run.group()), run.group(), self._whole))
-            elif before or after:
-                options.append((1, -len(run.group()), run.group(),
-                                self._starts if before else self._ends))
-            elif len(anchor) >= 3:  # the anchor is one run
-                options.append((2, 0, anchor[:3], self._inside))
-        if not options:
-            return False
-        _, _, key, table = min(options, key=lambda option: option[:2])
-        if table is self._starts or table is self._ends:
-            self._lengths.add(len(key))
-        table.setdefault(key, []).append((anchor, bit))
-        return True
+    def add(self, anchor: str, bit: int, rank: int) -> None:
+        """File ``anchor`` (ASCII, lower case, with ``len(_keys(anchor)) > rank``) with its
+        probe's ``bit`` under the key of that rank."""
+        kind, key = _keys(anchor)[rank]
+        if kind == "starts":
+            self._start_lengths.setdefault(key[0], set()).add(len(key))
+        elif kind == "ends":
+            self._end_lengths.setdefault(key[-1], set()).add(len(key))
+        table = {"whole": self._whole, "starts": self._starts, "ends": self._ends,
+                 "inside": self._inside}[kind]
+        table.setdefault(key, []).append((anchor, bit, _word_local(anchor)))
 
-    def hits(self, word: str) -> int:
-        """The probes with a literal whose key ``word`` holds, as a bit mask: the literal can
-        be in a text with this word."""
+    def entries(self, word: str) -> tuple[_Entry, ...]:
+        """The literals whose key ``word`` holds, with the bits of their probes: they can be
+        in a text with this word."""
         entries = list(self._whole.get(word, ()))
-        for length in self._lengths:
+        for length in self._start_lengths.get(word[:1], ()):
             if length <= len(word):
                 entries.extend(self._starts.get(word[:length], ()))
+        for length in self._end_lengths.get(word[-1:], ()):
+            if length <= len(word):
                 entries.extend(self._ends.get(word[-length:], ()))
-        entries.extend(
-            entry
-            for trigram in {word[i : i + 3] for i in range(len(word) - 2)}
-            for entry in self._inside.get(trigram, ())
-            if entry[0] in word
-        )
-        return functools.reduce(operator.or_, (bit for _, bit in entries), 0)
+        for trigram in self._inside.keys() & map(word.__getitem__, _trigrams(len(word))):
+            entries.extend(entry for entry in self._inside[trigram] if entry[0] in word)
+        return tuple(entries)
+
+
+@functools.lru_cache(maxsize=64)
+def _trigrams(length: int) -> tuple[slice, ...]:
+    """The slices that cut the runs of three characters out of a word of ``length``."""
+    return tuple(slice(at, at + 3) for at in range(length - 2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +240,21 @@ class _Probe:
     ``required`` holds sets of lower-case literals (the best first), every match containing
     one literal of each set; empty when no such literals of three characters or more were
     found, and the probe is tried on every text.
+
+    ``indexed`` holds the two sets (at most) that the words of a text are looked up for,
+    each with the rank of the key its literals are filed under (see :func:`_keys`): the best
+    sets by their best keys, and a set of one literal by its second best key too, as the
+    literal's two runs of word characters are each required. ``checks`` holds the sets that
+    an ASCII text is tested for with ``in`` before the pattern is tried: all but the indexed
+    sets that are word-local (:func:`_word_local`), whose bits in a text's mask are set
+    exactly when the text holds one of their literals.
     """
 
     key: int
     pattern: re.Pattern[str]
     required: tuple[tuple[str, ...], ...]
+    indexed: tuple[tuple[tuple[str, ...], int], ...]
+    checks: tuple[tuple[str, ...], ...]
     lowered: re.Pattern[str] | None
     """The alternative in lower case, matched case-sensitively against lower-cased ASCII text:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
@@ -229,7 +268,7 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
     flags such as ``(?x)`` apply to every alternative, group numbers shift) or does not give
     patterns that compile (the split is a plain scan, not a full parse).
     """
-    whole = [_Probe(key, pattern, (), None)]
+    whole = [_Probe(key, pattern, (), (), (), None)]
     if _UNSPLITTABLE.search(pattern.pattern):
         return whole
     alternatives = _top_level_alternatives(pattern.pattern)
@@ -240,8 +279,33 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
     probes = []
     for part, source in zip(compiled, alternatives, strict=True):
         required = tuple(tuple(sorted(literals)) for literals in _required_literals(source))
-        probes.append(_Probe(key, part, required, _lower_case(source, pattern.flags)))
+        indexed = _indexed(required)
+        exact = {literals for literals, _ in indexed if all(map(_word_local, literals))}
+        checks = tuple(literals for literals in required if literals not in exact)
+        probes.append(_Probe(key, part, required, indexed, checks,
+                             _lower_case(source, pattern.flags)))
     return probes
+
+
+def _word_local(literal: str) -> bool:
+    """Whether a text holds ``literal`` exactly when one of its words (runs of non-space
+    characters) does: the literal has no white space."""
+    return not any(map(str.isspace, literal))
+
+
+def _indexed(
+    required: tuple[tuple[str, ...], ...]
+) -> tuple[tuple[tuple[str, ...], int], ...]:
+    """The two best conditions of :attr:`_Probe.indexed` among ``required``: each set by the
+    best key of its literals, a set of one literal by its second best key as well; only sets
+    whose ASCII literals all have a key of that rank (a non-ASCII literal is in no ASCII
+    text, the only texts that are looked up)."""
+    options = [(literals, 0) for literals in required]
+    options += [(literals, 1) for literals in required if len(literals) == 1]
+    return tuple([
+        (literals, rank) for literals, rank in options
+        if all(len(_keys(literal)) > rank for literal in literals if literal.isascii())
+    ][:2])
 
 
 def _lower_case(source: str, flags: int) -> re.Pattern[str] | None:

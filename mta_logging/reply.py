@@ -20,6 +20,7 @@ __all__ = [
     "one_line",
     "parse_reply",
     "parse_status",
+    "single_spaced",
     "without_continuations",
 ]
 
@@ -55,6 +56,16 @@ def one_line(message: str) -> str:
     if "\n" not in message and "\r" not in message:
         return message.strip()
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def single_spaced(text: str) -> str:
+    """``text`` with its white space runs collapsed to one space and none at either end:
+    ``" ".join(text.split())``, without the split for a text that is so already (no white
+    space but single spaces between other characters: every other white space character is
+    one that ``isprintable`` refuses)."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
 
 
 def parse_reply(message: str | None) -> Reply:
@@ -144,9 +155,11 @@ _WRAPPERS: tuple[_Wrapper, ...] = (
     # qmail: "192.0.2.1 does not like recipient. Remote host said: 550 ... Giving up on
     # 192.0.2.1."; Yahoo's DSN texts alike: "Remote host said: 550 ... [RCPT_TO]".
     _Wrapper("qmail", ("remote host said: ",), re.compile(
-        r"(?:(?:" + _HOST + r" (?P<recipient>does not like recipient)|Connected to (?P<host2>\S+)"
-        r" but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
-        r"|(?P<helo>my name was rejected))|(?P<host3>\S+) (?P<data>failed after I sent the"
+        # (possessive: each name is followed by a space, which it cannot hold; not trying its
+        # shorter starts saves the backtracking at every position of a text)
+        r"(?:(?:(?P<host>[\w.-]++) (?P<recipient>does not like recipient)|Connected to"
+        r" (?P<host2>\S++) but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
+        r"|(?P<helo>my name was rejected))|(?P<host3>\S++) (?P<data>failed after I sent the"
         r" message))\. )?Remote host said: " + _REPLY_START, re.IGNORECASE)),
     # Exchange and Office 365: "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound;
     # not found'", "Remote Server returned '<mx.example.org #5.0.0 smtp; 550 ...>'", and the
@@ -209,7 +222,7 @@ def find_reply(text: str | None) -> EmbeddedReply:
     Office 365, Gmail, Yahoo, RFC 3464 ``smtp;`` diagnostic codes), or prose with a code or an
     enhanced status in it (``"... (#5.1.2)"``). Never raises; a text with no code and no
     status gives ``EmbeddedReply(Reply(None, None, text))``, the text on one line."""
-    line = " ".join(str(text or "").split())
+    line = single_spaced(str(text or ""))
     lowered = line.lower()
     wrappers = _WRAPPERS if _ANY_MARKER.search(lowered) else ()
     for wrapper in wrappers:

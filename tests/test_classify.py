@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import classify_golden
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mta_logging import cli
@@ -24,7 +25,7 @@ from mta_logging.classify import (
     normalise_text,
 )
 from mta_logging.errors import ConfigError
-from mta_logging.reply import parse_status
+from mta_logging.reply import find_reply, parse_status, without_continuations
 
 DATA = Path(__file__).parent / "data"
 
@@ -448,6 +449,55 @@ def test_the_index_of_phrases_never_changes_which_rule_applies(
             rule
             for rule in classifier.rules
             if rule.applies_to_status(str(code), seen)
+            and (rule.text is None or rule.text.search(normalised))
+        ),
+        None,
+    )
+    assert verdict.rule is expected
+
+
+@functools.cache
+def forgetful() -> Classifier:
+    """A classifier that remembers no answer: every text goes through its fast path."""
+    return Classifier(builtin_rules(), remember=0)
+
+
+PHRASES = classify_golden.PHRASES.read_text(encoding="utf-8").splitlines()
+NOISE = ["the", "to", "of", "<jane.doe@example.org>", "r8s2kq1z", "mx.example.net",
+         "[192.0.2.25]", "2026-12-02T03:04:05", "550", "550-5.7.1", "5.1.1", "4.0.0", "(#5.1.2)",
+         "said:", "Remote host said:", "smtp;", "said: 550", "\u212a", "\u0130", "\u017fpam",
+         "\xe9", "\u2014", "-", ".", ":", "'", "#", "_", "<", ">", "[", "]"]
+mixed_text = st.lists(st.sampled_from(PHRASES) | st.sampled_from(NOISE), max_size=14).flatmap(
+    lambda parts: st.lists(st.sampled_from([" ", "", "  ", "\n", "\t"]),
+                           min_size=len(parts), max_size=len(parts))
+    .map(lambda gaps: "".join(gap + part for gap, part in zip(gaps, parts, strict=True))))
+mixed_text = mixed_text | mixed_text.map(str.upper) | mixed_text.map(str.title)
+
+
+@settings(deadline=None)  # the first example builds the classifier
+@given(st.sampled_from([None, 421, 450, 451, 452, 550, 552, 553, 554]),
+       st.sampled_from([None, "", "5.0.0", "4.0.0", "5.1.1", "4.2.2", "5.7.1", "5.4.4"]),
+       mixed_text)
+def test_the_first_rule_is_the_one_a_plain_loop_over_every_rule_finds(
+    code: int | None, status: str | None, text: str
+) -> None:
+    # rule phrases, wrapper words, addresses, ids and non-ASCII letters, mixed: the pre-filter
+    # and every shortcut of Classifier give what trying each rule in turn gives
+    verdict = forgetful().explain(code, status, text)
+    found = find_reply(text).reply
+    given = parse_status(status)
+    generic = given is None or given[1:] == ("0", "0")
+    seen = parse_status(found.enhanced) if generic and found.enhanced else given
+    expected_code = found.code if code is None else code
+    assert (verdict.code, parse_status(verdict.enhanced)) == (expected_code, seen)
+    normalised = " ".join(text.split())
+    normalised = without_continuations(normalised)
+    expected = next(
+        (
+            rule
+            for rule in builtin_rules()
+            if rule.applies_to_status(None if expected_code is None else str(expected_code),
+                                      seen)
             and (rule.text is None or rule.text.search(normalised))
         ),
         None,

@@ -60,6 +60,16 @@ def test_anchors_are_found_inside_at_the_edges_of_and_as_whole_words() -> None:
     assert index.first_match("status 5.1") is None
 
 
+def test_a_phrase_is_looked_for_by_two_of_its_words_and_a_word_by_its_letters() -> None:
+    index = PatternIndex(compiled(r"we do not relay", r"e-mail\b", r"mail from:? ?<>"))
+    assert index.first_match("Sorry, WE DO NOT RELAY for you") == 0
+    assert index.first_match("we do not, we relay") is None
+    assert index.first_match("no e-mail here") == 10
+    assert index.first_match("no e-mails here") is None
+    assert index.first_match("MAIL FROM:<> refused") == 20
+    assert index.first_match("mail from <bob@example.org>") is None
+
+
 def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
     index = PatternIndex(compiled(r"mailbox full", r"quota"))
     index.WORDS = 2
@@ -69,13 +79,15 @@ def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
 
 PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
           r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K", "e-mail",
-          "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+"]
+          "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+", "we do not relay", "mail from:? ?<>",
+          "user_unknown", "e-mail box"]
 patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
                     .map(lambda parts: "|".join(parts.split(" x? "))),
                     min_size=1, max_size=8)
 texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", "a", "b", "9",
                                   ".", "over", "quota", "\u212a", "no such", "invalid", "-",
-                                  "@", "<", "_", "e", "5.1.1", "xuser", "boxes"]),
+                                  "@", "<", "_", "e", "5.1.1", "xuser", "boxes", "we do",
+                                  "not relay", "relaying", "mail from:<>", "user_"]),
                  max_size=10).map(lambda words: "".join(words) if len(words) % 3 == 0
                                   else " ".join(words)) | st.text(max_size=30)
 

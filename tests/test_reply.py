@@ -11,8 +11,14 @@ from mta_logging.reply import (
     one_line,
     parse_reply,
     parse_status,
+    single_spaced,
     without_continuations,
 )
+
+# Every character str.split() splits at, and a few that look like white space but are not.
+WHITE_SPACE = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+SPACED = st.lists(st.sampled_from(["a", "550", "é", "\u200b", "\ufeff", "-"] + WHITE_SPACE)
+                  | st.text(max_size=5), max_size=20).map("".join)
 
 
 def test_code_status_and_text():
@@ -165,6 +171,17 @@ def test_without_continuations() -> None:
     assert without_continuations("this message is 550-5.7.1 likely spam") == (
         "this message is likely spam")
     assert without_continuations("see 10.0.0.1-550 here") == "see 10.0.0.1-550 here"
+
+
+def test_single_spaced() -> None:
+    assert single_spaced("  550 5.1.1\t user\r\n   unknown\u2028 ") == "550 5.1.1 user unknown"
+    assert single_spaced("550 5.1.1 user unknown") == "550 5.1.1 user unknown"
+    assert single_spaced("550\xa0user\u3000unknown") == "550 user unknown"
+
+
+@given(SPACED)
+def test_single_spaced_is_joining_the_words(text: str) -> None:
+    assert single_spaced(text) == " ".join(text.split())
 
 
 @given(st.text())
