@@ -592,12 +592,13 @@ async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, c
         "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DEFERRED, "4.2.0"),
                        (Kind.DELIVERED, "2.0.0")],
         "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
-    settings = queue_settings(dsn={"delay_notice_after": 0.001},
+    settings = queue_settings(dsn={"delay_notice_after": 5},
                               suppression={"path": str(tmp_path / "suppression.db")})
     queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
     queue.start()
     with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
-        queue.submit(queued(spool, "b@two.test"))
+        # queued 10 s ago: the first deferral is past delay_notice_after, however soon it comes
+        queue.submit(queued(spool, "b@two.test", age=10))
         await until(lambda: not list(spool.queue_dir.iterdir()))
         await queue.stop(5)
     assert deliverer.asked == ["b@two.test"] * 3

@@ -80,8 +80,11 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
     await asyncio.wait_for(poll(), timeout)
 
 
-def queued(spool: Spool, *rcpts: str, queue_id: str = "Q1") -> QueuedMessage:
-    envelope = Envelope("sender@example.test", rcpts, round(time.time(), 3))
+def queued(spool: Spool, *rcpts: str, queue_id: str = "Q1", age: float = 0.0
+           ) -> QueuedMessage:
+    """A message from sender@example.test to ``rcpts`` in ``spool``, queued ``age`` seconds
+    ago."""
+    envelope = Envelope("sender@example.test", rcpts, round(time.time() - age, 3))
     spool.store(queue_id, envelope, CONTENT)
     return QueuedMessage(queue_id, envelope, content=CONTENT)
 

@@ -244,8 +244,11 @@ def test_an_event_id_the_caller_gave_is_kept(tmp_path, accounting):
 
 def test_the_handler_works_from_a_dict_config_in_yaml(tmp_path):
     name = f"test.suppression.yaml.{tmp_path.name}"
+    # without disable_existing_loggers: false, every logger made so far (the relay's, which
+    # later tests read with caplog) would be switched off for the rest of the run
     config = yaml.safe_load(textwrap.dedent(f"""
         version: 1
+        disable_existing_loggers: false
         handlers:
           suppression:
             class: mta_logging.suppression.SuppressionHandler
