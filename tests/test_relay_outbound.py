@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Sequence
 
 import pytest
 from relay_sink import FakeResolver, SilentServer, Sink, make_certificate, server_tls_context
 
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import load_settings
+from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.outbound import Deliverer, Reply, reply_of
 from mta_logging.relay.resolve import Hop
 from mta_logging.relay.spool import Envelope
@@ -122,14 +124,25 @@ async def test_pipelined_commands_reach_the_server_together(pipelining, reads):
 
 
 class ScriptedServer:
-    """An SMTP server on 127.0.0.1 offering PIPELINING whose replies ``answer`` makes from each
-    command line (and from the final ``.`` of a message, after a 354); each reply in a write of
-    its own, after ``pause`` seconds. ``received`` holds what it was sent, line by line."""
+    """An SMTP server on 127.0.0.1 offering ``extensions`` (PIPELINING) whose replies ``answer``
+    makes from each command line (and from the final ``.`` of a message, after a 354); each
+    reply in a write of its own, after ``pause`` seconds. ``together``: the replies to the
+    commands before a DATA are held and go in one write with the reply to the DATA; ``split``:
+    each reply in two writes a moment apart. After a 421 it closes the connection; with
+    ``tls_context`` it offers STARTTLS until it is under TLS (``<TLS>`` in ``received``
+    then). ``received`` holds what it was sent, line by line; ``connections`` counts them."""
 
-    def __init__(self, answer: Callable[[str], str], pause: float = 0.0) -> None:
+    def __init__(self, answer: Callable[[str], str], pause: float = 0.0, *,
+                 extensions: Sequence[str] = ("PIPELINING",), together: bool = False,
+                 split: bool = False, tls_context: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.pause = pause
+        self.extensions = extensions
+        self.together = together
+        self.split = split
+        self.tls_context = tls_context
         self.received: list[str] = []
+        self.connections = 0
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -144,8 +157,11 @@ class ScriptedServer:
         await self._server.wait_closed()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         writer.write(b"220 scripted ESMTP\r\n")
         in_data = False
+        held: list[str] = []
+        under_tls = False
         try:
             while raw := await reader.readline():
                 line = raw.decode().rstrip("\r\n")
@@ -153,15 +169,38 @@ class ScriptedServer:
                 if in_data and line != ".":
                     continue
                 if line.startswith("EHLO"):
-                    reply = "250-scripted\r\n250 PIPELINING"
+                    offered = [*self.extensions] + (
+                        ["STARTTLS"] if self.tls_context and not under_tls else [])
+                    reply = "\r\n".join(
+                        f"250{'-' if i < len(offered) else ' '}{keyword}"
+                        for i, keyword in enumerate(["scripted", *offered]))
                 elif line == "QUIT":
                     writer.write(b"221 bye\r\n")
                     break
+                elif line == "STARTTLS" and self.tls_context is not None:
+                    writer.write(b"220 go ahead\r\n")
+                    await writer.drain()
+                    await writer.start_tls(self.tls_context)
+                    under_tls = True
+                    self.received.append("<TLS>")
+                    continue
                 else:
                     reply = self.answer(line)
                 in_data = reply.startswith("354")
                 await asyncio.sleep(self.pause)
-                writer.write(reply.encode() + b"\r\n")
+                if self.together and line.split(" ")[0] in ("MAIL", "RCPT"):
+                    held.append(reply)
+                    continue
+                data = "".join(f"{r}\r\n" for r in [*held, reply]).encode()
+                held.clear()
+                if self.split:
+                    writer.write(data[:len(data) // 2])
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    data = data[len(data) // 2:]
+                writer.write(data)
+                if reply.startswith("421"):
+                    break
         finally:
             writer.close()
 
@@ -214,6 +253,177 @@ async def test_a_pipelined_reply_that_never_ends_defers():
     assert (result.kind, result.dsn_status) == (Kind.DEFERRED, "4.4.2")
     assert result.dsn_msg == (f"lost connection with 127.0.0.1[127.0.0.1]:{server.port} while "
                               "sending MAIL FROM")
+
+
+def multi_line_answer(line: str) -> str:
+    """Multi-line replies to RCPT (RFC 2920 does not keep a server from them)."""
+    if line.startswith("RCPT TO:<reject"):
+        return "550-5.1.1 no such user\r\n550 5.1.1 here"
+    if line.startswith("RCPT"):
+        return "250-2.1.5 recipient\r\n250 2.1.5 ok"
+    return {"DATA": "354 go ahead", ".": "250 2.0.0 queued"}.get(line, "250 ok")
+
+
+@pytest.mark.parametrize(("together", "split"), [(True, False), (False, True), (True, True)])
+async def test_pipelined_replies_in_one_read_or_split_across_reads(together, split):
+    """The replies to MAIL, the RCPTs and DATA in one write of the server, or each cut in two
+    writes (a multi-line reply cut inside a line): each command gets its own reply."""
+    async with ScriptedServer(multi_line_answer, together=together, split=split) as server:
+        outbound = deliverer(server.port)
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "reject@x.test", "ok2@x.test"), [0, 1, 2],
+            b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_status, r.dsn_msg) for r in results] == [
+        (Kind.DELIVERED, "2.0.0", "250 2.0.0 queued"),
+        (Kind.BOUNCE, "5.1.1", "550 5.1.1 no such user 5.1.1 here"),
+        (Kind.DELIVERED, "2.0.0", "250 2.0.0 queued")]
+    assert server.received[1:] == [
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>", "RCPT TO:<reject@x.test>",
+        "RCPT TO:<ok2@x.test>", "DATA", "Hello.", ".", "QUIT"]
+    assert server.connections == 1
+
+
+async def test_a_421_in_the_middle_of_a_group_defers_with_its_text():
+    """RFC 5321 §3.8: a server that says 421 and closes answers every command after with it;
+    the next message goes on a new connection."""
+    rcpts = 0
+
+    def answer(line: str) -> str:
+        nonlocal rcpts
+        if line.startswith("RCPT"):
+            rcpts += 1
+            return "421 4.3.2 shutting down" if rcpts == 2 else "250 ok"
+        return {"DATA": "354 go ahead", ".": "250 2.0.0 queued"}.get(line, "250 ok")
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "two@x.test", "three@x.test"), [0, 1, 2],
+            b"Hello.\r\n")
+        [later] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_status, r.dsn_msg) for r in results] == [
+        (Kind.DEFERRED, "4.3.2", "421 4.3.2 shutting down")] * 3
+    assert (later.kind, later.dsn_msg) == (Kind.DELIVERED, "250 2.0.0 queued")
+    assert server.connections == 2
+    assert server.received[1:4] == [
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>", "RCPT TO:<two@x.test>"]
+
+
+async def test_a_421_to_a_pipelined_mail_on_a_reused_connection_retries_on_a_new_one():
+    mails = 0
+
+    def answer(line: str) -> str:
+        nonlocal mails
+        if line.startswith("MAIL"):
+            mails += 1
+            return "421 4.4.2 idle too long" if mails == 2 else "250 ok"
+        return {"DATA": "354 go ahead", ".": "250 2.0.0 queued"}.get(line, "250 ok")
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        first = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        second = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert [r.kind for r in [*first, *second]] == [Kind.DELIVERED, Kind.DELIVERED]
+    assert (server.connections, mails) == (2, 3)
+
+
+async def test_each_pipelined_reply_has_the_command_time_out_of_its_own():
+    """A server that takes its time over every reply (a tarpit): the group of five commands
+    takes longer than one command's time-out, but no reply does; the message goes."""
+    async with ScriptedServer(multi_line_answer, pause=0.5) as server:
+        outbound = deliverer(server.port, timeouts={"connect": 5, "command": 1.5, "data": 5})
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "ok2@x.test", "ok3@x.test"), [0, 1, 2],
+            b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_msg) for r in results] == [(Kind.DELIVERED, "250 2.0.0 queued")] * 3
+
+
+@pytest.mark.parametrize(("data", "sent"), [
+    ("503 5.5.1 no valid recipients", ["DATA", "RSET"]),
+    ("354 go ahead", ["DATA", "", ".", "RSET"])])
+async def test_a_refused_pipelined_mail_decides_for_every_recipient(data, sent):
+    """MAIL refused, the RCPTs after it answered (503) and DATA answered too: every
+    recipient has the reply to MAIL; a 354 gets an empty message; then RSET."""
+    def answer(line: str) -> str:
+        if line.startswith("MAIL"):
+            return "550 5.7.1 sender refused"
+        if line.startswith("RCPT"):
+            return "503 5.5.1 need MAIL first"
+        return {"DATA": data, ".": "554 5.5.1 no valid recipients"}.get(line, "250 ok")
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "ok2@x.test"), [0, 1], b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_status, r.dsn_msg) for r in results] == [
+        (Kind.BOUNCE, "5.7.1", "550 5.7.1 sender refused")] * 2
+    assert server.received[1:] == ["MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>",
+                                   "RCPT TO:<ok2@x.test>", *sent, "QUIT"]
+
+
+async def test_a_connection_is_reused_after_a_pipelined_transaction_that_failed():
+    """Every RCPT refused, a 354 anyway, the empty message refused, RSET: the next message
+    goes on the same connection."""
+    mails = 0
+
+    def answer(line: str) -> str:
+        nonlocal mails
+        if line.startswith("MAIL"):
+            mails += 1
+        if line.startswith("RCPT") and mails == 1:
+            return "550 5.1.1 unknown"
+        return {"DATA": "354 go ahead",
+                ".": "554 5.5.1 no valid recipients" if mails == 1 else "250 2.0.0 queued"
+                }.get(line, "250 ok")
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port)
+        [refused] = await outbound.deliver("x.test", envelope("no@x.test"), [0], b"Hello.\r\n")
+        [taken] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert (refused.kind, refused.dsn_msg) == (Kind.BOUNCE, "550 5.1.1 unknown")
+    assert (taken.kind, taken.dsn_msg) == (Kind.DELIVERED, "250 2.0.0 queued")
+    assert server.connections == 1
+    assert server.received[1:] == [
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<no@x.test>", "DATA", "", ".", "RSET",
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>", "DATA", "Hello.", ".", "QUIT"]
+
+
+async def test_the_group_goes_after_starttls_and_the_second_ehlo(tmp_path):
+    files = make_certificate(tmp_path)
+    if files is None:
+        pytest.skip("openssl is not installed")
+    async with ScriptedServer(multi_line_answer,
+                              tls_context=server_tls_context(*files)) as server:
+        outbound = deliverer(server.port)
+        [result] = await outbound.deliver("x.test", envelope("ok@x.test"), [0], b"Hello.\r\n")
+        await outbound.close()
+    assert (result.kind, result.dsn_msg) == (Kind.DELIVERED, "250 2.0.0 queued")
+    assert result.tls_protocol is not None
+    assert server.received == [
+        "EHLO relay.example.test", "STARTTLS", "<TLS>", "EHLO relay.example.test",
+        "MAIL FROM:<sender@example.test>", "RCPT TO:<ok@x.test>", "DATA", "Hello.", ".", "QUIT"]
+
+
+async def test_the_pipelined_mail_and_rcpt_carry_their_parameters():
+    """SMTPUTF8, BODY=8BITMIME, SIZE and the DSN parameters in the group as one at a time."""
+    utf8 = Envelope("sender@example.test", ("üser@x.test",), 1700000000.0, smtputf8=True,
+                    body_8bit=True, mail_dsn=MailDsn(ret="HDRS", envid="e1"),
+                    rcpt_dsn=(RcptDsn(notify=("FAILURE",), orcpt="rfc822;user@x.test"),))
+    async with ScriptedServer(multi_line_answer, extensions=(
+            "PIPELINING", "SMTPUTF8", "8BITMIME", "SIZE 1000", "DSN")) as server:
+        outbound = deliverer(server.port)
+        [result] = await outbound.deliver("x.test", utf8, [0], b"Hello.\r\n")
+        await outbound.close()
+    assert result.kind is Kind.DELIVERED
+    assert server.received[1:4] == [
+        "MAIL FROM:<sender@example.test> SMTPUTF8 BODY=8BITMIME SIZE=8 RET=HDRS ENVID=e1",
+        "RCPT TO:<üser@x.test> NOTIFY=FAILURE ORCPT=rfc822;user@x.test", "DATA"]
 
 
 async def test_connection_refused_defers():

@@ -89,14 +89,16 @@ class _PipeliningProtocol(SMTPProtocol):
     write (RFC 2920): aiosmtplib's own completes a read with the first reply in its buffer and
     drops what arrives before the next read."""
 
-    # while a group is under way: the replies read so far, and how many complete it
+    # while a group is under way: the replies read so far (None: no group)
     _group: list[SMTPResponse] | None = None
-    _expected = 0
 
     async def execute_group(self, commands: Sequence[bytes], timeout: float | None
                             ) -> list[SMTPResponse]:
         """Send ``commands`` (command lines without CRLF) in one write; their replies, in
-        order. ValueError for a command with a control character (as aiosmtplib's own)."""
+        order, each within ``timeout`` of the one before (as one command at a time would
+        wait). A server that says 421 and closes answers every command after with that 421
+        (RFC 5321 §3.8). ValueError for a command with a control character (as aiosmtplib's
+        own)."""
         for command in commands:
             if COMMAND_INJECTION_REGEX.search(command):
                 raise ValueError("Command arg contains a prohibited control character")
@@ -104,14 +106,37 @@ class _PipeliningProtocol(SMTPProtocol):
             raise aiosmtplib.SMTPServerDisconnected("Server not connected")
         async with self._command_lock:
             group: list[SMTPResponse] = []
-            self._group, self._expected = group, len(commands)
+            self._group = group
             try:
                 self._response_pending = True
                 self.write(b"".join(command + b"\r\n" for command in commands))
-                await self.read_response(timeout=timeout)
+                while self._take_replies(len(commands)) < len(commands):
+                    try:
+                        await self.read_response(timeout=timeout)
+                    except aiosmtplib.SMTPServerDisconnected:
+                        self._take_replies(len(commands))
+                        if not group or group[-1].code != 421:
+                            raise
+                        group += [group[-1]] * (len(commands) - len(group))
             finally:
                 self._group = None
             return group
+
+    def _take_replies(self, expected: int) -> int:
+        """Move the complete replies in the buffer to the group, up to ``expected``; how many
+        the group has. SMTPResponseException for a reply too long (as aiosmtplib's own)."""
+        group = self._group
+        assert group is not None
+        while len(group) < expected:
+            response = self._read_response_from_buffer()
+            if response is None:
+                if len(self._buffer) > MAX_RESPONSE_LENGTH:
+                    del self._buffer[:]
+                    raise aiosmtplib.SMTPResponseException(
+                        aiosmtplib.SMTPStatus.invalid_response.value, "Response too long")
+                break
+            group.append(response)
+        return len(group)
 
     async def send_content(self, message: bytes, timeout: float | None) -> SMTPResponse:
         """The message after the server's 354 (line ends made CRLF, leading dots doubled, the
@@ -125,26 +150,22 @@ class _PipeliningProtocol(SMTPProtocol):
             return await self.read_response(timeout=timeout)
 
     def data_received(self, data: bytes) -> None:
-        waiter = self._response_waiter
         group = self._group
-        if group is None or waiter is None or waiter.done():
+        if group is None:
             super().data_received(data)
             return
         self._buffer.extend(data)
+        waiter = self._response_waiter
+        if waiter is None or waiter.done():  # taken by execute_group when it next looks
+            return
+        before = len(group)
         try:
-            while len(group) < self._expected:
-                response = self._read_response_from_buffer()
-                if response is None:
-                    if len(self._buffer) > MAX_RESPONSE_LENGTH:  # as aiosmtplib's own
-                        del self._buffer[:]
-                        raise aiosmtplib.SMTPResponseException(
-                            aiosmtplib.SMTPStatus.invalid_response.value, "Response too long")
-                    return
-                group.append(response)
+            self._take_replies(before + 1)
         except aiosmtplib.SMTPResponseException as exc:
             self._set_response_exception(waiter, exc)
             return
-        waiter.set_result(group[-1])
+        if len(group) > before:  # a reply more: execute_group's wait for the next begins
+            waiter.set_result(group[-1])
 
 
 class _Client(aiosmtplib.SMTP):
