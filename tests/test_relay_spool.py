@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import threading
@@ -165,12 +166,12 @@ def test_a_queue_file_cut_short_at_any_point_is_removed_on_load(tmp_path, caplog
 
 def test_a_queue_file_whose_content_does_not_match_its_crc_is_removed_on_load(tmp_path,
                                                                               caplog):
-    """Its full length, but blocks that were never written (zeros after a crash)."""
+    """Its full length, but its last block never written (zeros after a crash)."""
     spool = Spool.open(tmp_path)
-    spool.store("Q1", ENVELOPE, b"Subject: x\r\n\r\nbody\r\n")
+    spool.store("Q1", ENVELOPE, b"Subject: x\r\n\r\n" + b"a line of the body\r\n" * 400)
     path = spool.queue_dir / "Q1"
     data = path.read_bytes()
-    path.write_bytes(data[:-6] + b"\0" * 6)
+    path.write_bytes(data[:4096] + bytes(len(data) - 4096))
     with pytest.raises(CutShort, match="content with CRC-32"):
         read_queue_file(path.read_bytes())
     assert spool.read_message("Q1") is None
@@ -180,6 +181,41 @@ def test_a_queue_file_whose_content_does_not_match_its_crc_is_removed_on_load(tm
         assert spool.load() == []
     assert not path.exists()
     assert "content with CRC-32" in caplog.text
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda data: data.replace(b"body", b"BODY"), "not the {crc} it was written with: changed "
+                                                   "since"),
+    (lambda data: data + b"more\r\n", "26 bytes of content, more than the 20 it was written with"),
+    (lambda data: data[:-6] + bytes(6), "not the {crc} it was written with: changed since"),
+], ids=["edited", "longer", "zeros-inside-a-block"])
+def test_an_accepted_queue_file_changed_since_is_left_for_a_human(tmp_path, caplog, change, why):
+    """What no crash before the fsync can leave (a file changed after the 250: a disk error, an
+    edit) may be accepted mail: never removed."""
+    spool = Spool.open(tmp_path)
+    spool.store("Q1", ENVELOPE, b"Subject: x\r\n\r\nbody\r\n")
+    path = spool.queue_dir / "Q1"
+    crc = json.loads(path.read_bytes().partition(b"\n")[0])["crc"]
+    path.write_bytes(change(path.read_bytes()))
+    with caplog.at_level(logging.ERROR, logger="mta_logging.relay.spool"):
+        assert spool.load() == []
+    assert path.exists()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"cannot read queue file {path} (")
+    assert line.endswith(why.format(crc=crc) + "); left in place")
+
+
+def test_a_store_whose_directory_fsync_fails_leaves_no_file(tmp_path, monkeypatch):
+    """The client is refused and sends again: a file left behind would go out twice."""
+    spool = Spool.open(tmp_path)
+
+    def failing(directory: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(spool_module, "fsync_directory", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        spool.store("Q1", ENVELOPE, b"x\r\n")
+    assert os.listdir(spool.queue_dir) == []
 
 
 def test_an_unreadable_queue_file_is_left_for_a_human(tmp_path):

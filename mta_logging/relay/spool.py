@@ -15,9 +15,11 @@ Layout under ``spool_dir``::
     control.sock the running relay's control socket (mode 0600), for ``mta-logging queue``
 
 A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
-fsync'd. A queue file that a crash cut short (or whose content does not match its CRC-32: a
-crash can leave a file its full length with blocks never written) was never acknowledged:
-:meth:`Spool.load` removes it with a log line, and the readers that change nothing skip it.
+fsync'd. A queue file that a crash cut short (shorter than its length, or failing its CRC-32
+with a block all zeros: a crash can leave a file its full length with blocks never written)
+was never acknowledged: :meth:`Spool.load` removes it with a log line, and the readers that
+change nothing skip it. A file that fails its checks otherwise may hold accepted mail: it is
+left in place with an error (see :func:`read_queue_file`).
 Version 1 queue files (no length, no CRC: they were complete before their rename) still load.
 
 Final recipient states are journaled only after they are recorded in the accounting
@@ -125,27 +127,47 @@ class Envelope:
 
 
 class CutShort(ValueError):
-    """A queue file written in place that a crash cut short, or whose content does not match
-    its CRC-32: it was never acknowledged."""
+    """A queue file written in place that a crash cut short: it was never acknowledged."""
+
+
+_BLOCK = 4096  # the file-system block a crash can leave unwritten (read back as zeros)
 
 
 def read_queue_file(data: bytes) -> tuple[Envelope, bytes]:
     """The envelope and the content of a queue file's bytes.
 
-    :class:`CutShort` for a file with no end to its envelope line or whose content's length or
-    CRC-32 is not the one its envelope line gives; ValueError, KeyError or TypeError for an
-    envelope line that is complete but unreadable."""
+    :class:`CutShort` for what only a crash before the fsync can leave: no end to the envelope
+    line, less content than its ``len``, or content that fails its CRC-32 with a block of the
+    file never written (all zeros). ValueError, KeyError or TypeError for anything else that
+    does not match: an unreadable envelope line, more content than ``len``, content that
+    fails its CRC-32 otherwise (changed after it was accepted: a disk error, an edit). Those
+    files may hold accepted mail, so they are never taken for cut short."""
     line, newline, content = data.partition(b"\n")
     if not newline:
         raise CutShort(f"no end to its envelope line after {len(data)} bytes")
     fields: dict[str, Any] = json.loads(line)
     envelope = Envelope.from_fields(fields)
     if fields["v"] >= 2:
-        if fields["len"] != len(content):
+        if len(content) < fields["len"]:
             raise CutShort(f"{len(content)} bytes of content, not {fields['len']}")
-        if fields["crc"] != zlib.crc32(content):
-            raise CutShort(f"content with CRC-32 {zlib.crc32(content)}, not {fields['crc']}")
+        if len(content) > fields["len"]:
+            raise ValueError(f"{len(content)} bytes of content, more than the {fields['len']}"
+                             " it was written with")
+        crc = zlib.crc32(content)
+        if crc != fields["crc"]:
+            if _has_unwritten_block(data):
+                raise CutShort(f"content with CRC-32 {crc}, not {fields['crc']}, and a block"
+                               " never written")
+            raise ValueError(f"content with CRC-32 {crc}, not the {fields['crc']} it was"
+                             " written with: changed since")
     return envelope, content
+
+
+def _has_unwritten_block(data: bytes) -> bool:
+    """Whether a file-system block of ``data`` (at its offset in the file) is all zeros."""
+    zeros = bytes(_BLOCK)
+    return any(data[offset:offset + _BLOCK] == zeros[:len(data) - offset]
+               for offset in range(0, len(data), _BLOCK))
 
 
 @dataclass(slots=True, eq=False)
@@ -206,9 +228,15 @@ class Spool:
     def store(self, queue_id: str, envelope: Envelope, content: bytes) -> None:
         """Write the message durably: ``queue/<id>`` created, written and fsync'd in place (one
         file-system commit), then ``queue/`` fsync'd (shared by the threads storing at the same
-        time). On an error the file is removed and the error goes up."""
-        create_file(self.queue_dir / queue_id, envelope.to_json(content) + b"\n" + content)
-        self._queue_dir_sync.sync()
+        time). On an error the file is removed and the error goes up (the client is refused and
+        sends the message again: a file left behind would be delivered twice)."""
+        path = self.queue_dir / queue_id
+        create_file(path, envelope.to_json(content) + b"\n" + content)
+        try:
+            self._queue_dir_sync.sync()
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
 
     def read_content(self, queue_id: str) -> bytes:
         """The message bytes (after the envelope line)."""
