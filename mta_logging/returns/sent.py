@@ -63,6 +63,11 @@ def _lower(addresses: Iterable[str | None]) -> set[str]:
     return {address.lower() for address in addresses if address}
 
 
+OPEN_TIMEOUT = 30.0
+"""Seconds an index waits for another process's write (the rebuild of an index of an earlier
+version, which holds the write lock while it copies every row) before it fails."""
+
+
 class SentIndex:
     """The index at ``path`` (created when missing). Safe to use from several threads."""
 
@@ -70,8 +75,8 @@ class SentIndex:
                  retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
         self.path = os.fspath(path)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT,
+                                       check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             # addresses in lower case as Python has them (SQLite's lower() is ASCII only)
