@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nats.errors
 from ship_servers import (
     NatsCluster,
     mta_logging_command,
@@ -20,6 +22,7 @@ from ship_servers import (
 
 from mta_logging.formatters import join_values
 from mta_logging.report.reader import Reader
+from mta_logging.ship import nats_sink
 from mta_logging.ship.message import message_for
 from mta_logging.ship.tail import identify, read_entries
 
@@ -125,3 +128,29 @@ def test_kill_9_of_the_shipper_and_of_a_nats_node_loses_and_doubles_nothing(
     assert set(ids) == expected_ids(accounting, "relay1")
     assert sorted(body["rcpt"] for _s, _i, body in messages) == sorted(
         record.rcpt for record in records)
+
+
+def test_jetstream_not_ready_is_waited_for_and_logged_once_an_episode(monkeypatch, caplog):
+    """A cluster electing its leaders answers a consumer's look-up with a time-out: the
+    ingester started then waits for it (it exited with a traceback, and nothing more reached
+    PostgreSQL), logging the episode once."""
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+
+    monkeypatch.setattr(nats_sink.asyncio, "sleep", nap)
+    answers: list[object] = [nats.errors.TimeoutError(), nats.errors.NoRespondersError(),
+                             nats.errors.TimeoutError(), "subscribed"]
+
+    async def attempt() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with caplog.at_level(logging.WARNING, "mta_logging.ship"):
+        assert asyncio.run(nats_sink.when_ready(attempt)) == "subscribed"
+    assert naps == [1.0, 1.0, 1.0]
+    assert [r.getMessage() for r in caplog.records] == [
+        "nats: JetStream not ready (nats: timeout); trying again every second"]

@@ -36,7 +36,7 @@ from mta_logging.ship.config import (
     ingest_sections,
     load_ship_settings,
 )
-from mta_logging.ship.nats_sink import connect, ensure_stream
+from mta_logging.ship.nats_sink import connect, ensure_stream, when_ready
 
 log = logging.getLogger("mta_logging.ship")
 
@@ -169,12 +169,13 @@ class Ingester:
         try:
             js = client.jetstream()
             await ensure_stream(js, self.nats)
-            subscription = await js.pull_subscribe(
+            # a restarted cluster may not answer for its consumers yet: wait, do not exit
+            subscription = await when_ready(lambda: js.pull_subscribe(
                 f"{self.nats.subject_prefix}.>", durable=self.settings.durable,
                 stream=self.nats.stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
                                       ack_wait=self.settings.ack_wait,
-                                      max_ack_pending=self.settings.batch * 4))
+                                      max_ack_pending=self.settings.batch * 4)))
             # the next batch is fetched while this one is written (both within max_ack_pending)
             fetching = asyncio.create_task(self._fetch(subscription, once))
             try:

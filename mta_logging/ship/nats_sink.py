@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import nats
 import nats.errors
@@ -29,6 +30,8 @@ log = logging.getLogger("mta_logging.ship")
 
 RETRY_MAX = 5.0  # seconds between two attempts at most
 
+T = TypeVar("T")
+
 
 async def connect(settings: NatsSettings, name: str) -> Client:
     """A client of the configured servers that reconnects for ever (the cluster's other nodes
@@ -42,28 +45,40 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         allow_reconnect=True)
 
 
-async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
-    """Create the stream when it is missing (an existing stream is used as it is)."""
+async def when_ready(attempt: Callable[[], Awaitable[T]]) -> T:
+    """What ``attempt()`` gives, tried again every second while JetStream cannot answer (no
+    server up, or a cluster electing its leaders after a node restarted): the first failure of
+    an episode is logged, not every try."""
+    failing = False
     while True:
         try:
-            try:
-                await js.stream_info(settings.stream)
-                return
-            except nats.js.errors.NotFoundError:
-                await js.add_stream(StreamConfig(
-                    name=settings.stream, subjects=[f"{settings.subject_prefix}.>"],
-                    num_replicas=settings.replicas,
-                    retention=RetentionPolicy(settings.retention), storage=StorageType.FILE,
-                    max_age=settings.max_age or None,
-                    duplicate_window=settings.duplicate_window))
-                log.info("nats: created stream %s (%s.>, %d replicas)", settings.stream,
-                         settings.subject_prefix, settings.replicas)
-                return
+            return await attempt()
         except (TimeoutError, nats.js.errors.ServiceUnavailableError,
                 nats.errors.NoRespondersError) as exc:
-            log.warning("nats: JetStream not ready (%s); trying again",
-                        exc or type(exc).__name__)
+            if not failing:
+                log.warning("nats: JetStream not ready (%s); trying again every second",
+                            exc or type(exc).__name__)
+                failing = True
             await asyncio.sleep(1.0)
+
+
+async def ensure_stream(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Create the stream when it is missing (an existing stream is used as it is); waits for
+    JetStream to be ready (:func:`when_ready`)."""
+    async def attempt() -> None:
+        try:
+            await js.stream_info(settings.stream)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(StreamConfig(
+                name=settings.stream, subjects=[f"{settings.subject_prefix}.>"],
+                num_replicas=settings.replicas,
+                retention=RetentionPolicy(settings.retention), storage=StorageType.FILE,
+                max_age=settings.max_age or None,
+                duplicate_window=settings.duplicate_window))
+            log.info("nats: created stream %s (%s.>, %d replicas)", settings.stream,
+                     settings.subject_prefix, settings.replicas)
+
+    await when_ready(attempt)
 
 
 class NatsSink:
