@@ -64,8 +64,8 @@ def _lower(addresses: Iterable[str | None]) -> set[str]:
 
 
 OPEN_TIMEOUT = 30.0
-"""Seconds an index waits for another process's write (the rebuild of an index of an earlier
-version, which holds the write lock while it copies every row) before it fails."""
+"""Seconds an index being opened waits for another process (the rebuild of an index of an
+earlier version holds the write lock while it copies every row) before it fails."""
 
 
 class SentIndex:
@@ -74,41 +74,60 @@ class SentIndex:
     def __init__(self, path: str | os.PathLike[str],
                  retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
         self.path = os.fspath(path)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT,
-                                       check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # addresses in lower case as Python has them (SQLite's lower() is ASCII only)
-            self._db.create_function("python_lower", 1, str.lower, deterministic=True)
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")  # one process creates or rebuilds it
-                self._create()
-                self._db.execute("DELETE FROM sent WHERE added < ?",
-                                 (time.time() - retention_days * 86400,))
-        except sqlite3.Error as exc:
-            raise ConfigError("sent_index", self.path, f"cannot be opened as an SQLite "
-                              f"database ({exc})") from None
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                self._db = self._open(retention_days)
+                break
+            except sqlite3.Error as exc:
+                # SQLite answers some lock waits (the switch to WAL while another process
+                # holds the file) at once, without its busy handler: tried again here.
+                if (isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+                        and time.monotonic() < deadline):
+                    time.sleep(0.05)
+                    continue
+                raise ConfigError("sent_index", self.path, f"cannot be opened as an SQLite "
+                                  f"database ({exc})") from None
         self._lock = threading.Lock()
 
-    def _create(self) -> None:
+    def _open(self, retention_days: float) -> sqlite3.Connection:
+        """A connection to the index, made or brought up to this version, old rows dropped;
+        closed again when any of it fails."""
+        db = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT, check_same_thread=False,
+                             isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # addresses in lower case as Python has them (SQLite's lower() is ASCII only)
+            db.create_function("python_lower", 1, str.lower, deterministic=True)
+            with db:
+                db.execute("BEGIN IMMEDIATE")  # one process creates or rebuilds it
+                self._create(db)
+                db.execute("DELETE FROM sent WHERE added < ?",
+                           (time.time() - retention_days * 86400,))
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _create(self, db: sqlite3.Connection) -> None:
         """Create the table, or bring one of an earlier version up to this one: add the
         ``dsn`` column, and drop the uniqueness of Message-IDs (copy the rows into a new
         table)."""
-        columns = {row[1]: row[5] for row in self._db.execute("PRAGMA table_info(sent)")}
+        columns = {row[1]: row[5] for row in db.execute("PRAGMA table_info(sent)")}
         if columns and "dsn" not in columns:
-            self._db.execute("ALTER TABLE sent ADD COLUMN dsn TEXT")
+            db.execute("ALTER TABLE sent ADD COLUMN dsn TEXT")
         if columns.get("message_id"):  # the primary key: one row per Message-ID
-            self._db.execute("ALTER TABLE sent RENAME TO sent_unique")
-        self._db.execute("CREATE TABLE IF NOT EXISTS sent (message_id TEXT NOT NULL, "
-                         "job_id TEXT NOT NULL, orig TEXT NOT NULL, rcpts TEXT NOT NULL, "
-                         "added REAL NOT NULL, dsn TEXT)")
+            db.execute("ALTER TABLE sent RENAME TO sent_unique")
+        db.execute("CREATE TABLE IF NOT EXISTS sent (message_id TEXT NOT NULL, "
+                   "job_id TEXT NOT NULL, orig TEXT NOT NULL, rcpts TEXT NOT NULL, "
+                   "added REAL NOT NULL, dsn TEXT)")
         if columns.get("message_id"):
-            self._db.execute(f"INSERT INTO sent ({_COLUMNS}) SELECT {_COLUMNS} "
-                             "FROM sent_unique ORDER BY added")
-            self._db.execute("DROP TABLE sent_unique")
-        self._db.execute("CREATE INDEX IF NOT EXISTS sent_message ON sent (message_id)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS sent_job ON sent (job_id)")
+            db.execute(f"INSERT INTO sent ({_COLUMNS}) SELECT {_COLUMNS} "
+                       "FROM sent_unique ORDER BY added")
+            db.execute("DROP TABLE sent_unique")
+        db.execute("CREATE INDEX IF NOT EXISTS sent_message ON sent (message_id)")
+        db.execute("CREATE INDEX IF NOT EXISTS sent_job ON sent (job_id)")
 
     def add(self, message_id: str, sent: Sent) -> None:
         """Remember ``sent`` under ``message_id`` (beside any other message sent with it)."""
