@@ -129,13 +129,17 @@ def test_a_queue_file_is_written_in_place_with_the_length_and_crc_of_its_content
     assert os.listdir(spool.tmp_dir) == []
 
 
-def test_a_queue_file_that_cannot_be_written_is_removed(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("module", "call"), [(os, "fsync"), (spool_module, "fsync_directory")],
+                         ids=["file-fsync", "directory-fsync"])
+def test_a_queue_file_that_cannot_be_made_durable_is_removed(tmp_path, monkeypatch, module,
+                                                            call):
+    """The client is refused and sends again: a file left behind would go out twice."""
     spool = Spool.open(tmp_path)
 
-    def failing_fsync(fd: int) -> None:
+    def failing(target: object) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(os, "fsync", failing_fsync)
+    monkeypatch.setattr(module, call, failing)
     with pytest.raises(OSError, match="Input/output error"):
         spool.store("Q1", ENVELOPE, b"x\r\n")
     assert os.listdir(spool.queue_dir) == []
@@ -203,19 +207,6 @@ def test_an_accepted_queue_file_changed_since_is_left_for_a_human(tmp_path, capl
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"cannot read queue file {path} (")
     assert line.endswith(why.format(crc=crc) + "); left in place")
-
-
-def test_a_store_whose_directory_fsync_fails_leaves_no_file(tmp_path, monkeypatch):
-    """The client is refused and sends again: a file left behind would go out twice."""
-    spool = Spool.open(tmp_path)
-
-    def failing(directory: object) -> None:
-        raise OSError(errno.EIO, os.strerror(errno.EIO))
-
-    monkeypatch.setattr(spool_module, "fsync_directory", failing)
-    with pytest.raises(OSError, match="Input/output error"):
-        spool.store("Q1", ENVELOPE, b"x\r\n")
-    assert os.listdir(spool.queue_dir) == []
 
 
 def test_an_unreadable_queue_file_is_left_for_a_human(tmp_path):
