@@ -523,10 +523,11 @@ def suppression_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "mta_logging.relay.suppression"]
 
 
-async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_recorded(
-        tmp_path, caplog):
-    spool = Spool.open(tmp_path / "spool")
-    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+def bounced_and_deferred(tmp_path: Path, spool: Spool
+                         ) -> tuple[DeliveryQueue, ScriptedDeliverer, Any]:
+    """A started queue with the suppression list at ``tmp_path`` and DSNs on, delivering
+    ``c@one.test`` to a bounce and ``b@two.test`` after one deferral; its deliverer and
+    records."""
     logger, records = accounting()
     deliverer = ScriptedDeliverer({
         "c@one.test": [(Kind.BOUNCE, "5.1.1")],
@@ -535,6 +536,14 @@ async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_
     settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
     queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
     queue.start()
+    return queue, deliverer, records
+
+
+async def test_no_report_goes_to_a_sender_on_the_suppression_list_the_sender_is_recorded(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    entry = listed(tmp_path / "suppression.db", "sender@example.test")
+    queue, deliverer, records = bounced_and_deferred(tmp_path, spool)
     with caplog.at_level(logging.INFO, "mta_logging.relay.suppression"):
         queue.submit(queued(spool, "c@one.test", "b@two.test"))
         await until(lambda: not list(spool.queue_dir.iterdir()))
@@ -562,14 +571,7 @@ async def test_a_journal_write_that_fails_after_a_skipped_report_keeps_the_recip
     spool.journal = failing_once(  # type: ignore[method-assign]
         spool.journal, lambda queue_id, entries: "b 0" in entries)
     listed(tmp_path / "suppression.db", "sender@example.test")
-    logger, records = accounting()
-    deliverer = ScriptedDeliverer({
-        "c@one.test": [(Kind.BOUNCE, "5.1.1")],
-        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
-        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
-    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
-    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
-    queue.start()
+    queue, deliverer, records = bounced_and_deferred(tmp_path, spool)
     queue.submit(queued(spool, "c@one.test", "b@two.test"))
     await until(lambda: not list(spool.queue_dir.iterdir()))
     await queue.stop(5)
