@@ -236,11 +236,22 @@ def _webhooks(data: Any) -> tuple[WebhookSettings, ...]:
     return tuple(hooks)
 
 
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")  # postgresql://host/db?password=...
+
+
+def without_password(dsn: str) -> str:
+    """``dsn`` with its password (``user:PASSWORD@`` or a ``password=`` parameter) as
+    ``***``: how a DSN is shown in output and error messages."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+
+
 def _ingest(data: Any) -> IngestSettings:
     _check_keys("ingest.", data, _INGEST_KEYS)
     dsn = data.get("dsn")
     if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
-        raise ConfigError("ingest.dsn", dsn, "expected a URL such as "
+        raise ConfigError("ingest.dsn", without_password(dsn) if isinstance(dsn, str) else dsn,
+                          "expected a URL such as "
                           "postgresql://user@127.0.0.1:5432/mail")
     table = data.get("table", _INGEST_DEFAULTS.table)
     if not isinstance(table, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
