@@ -25,7 +25,7 @@ import yaml
 from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load, read_yaml_mapping
 from mta_logging.config import from_mapping as accounting_from_mapping
 from mta_logging.dry_dictconfig import DryRun, dry_run
-from mta_logging.errors import ConfigError, spell_value
+from mta_logging.errors import ConfigError, spell_value, without_password
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route
 from mta_logging.relay.config import from_mapping as relay_from_mapping
@@ -36,7 +36,6 @@ from mta_logging.ship.config import (
     check_shipping,
     ingest_sections,
     ship_settings,
-    without_password,
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")

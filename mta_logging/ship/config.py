@@ -28,7 +28,7 @@ from mta_logging.checks import count as _count
 from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
 from mta_logging.config import read_yaml_mapping
-from mta_logging.errors import ConfigError
+from mta_logging.errors import ConfigError, without_password
 from mta_logging.fields import DEFAULT_TIME_FORMAT
 
 RETENTIONS = ("limits", "interest", "workqueue")
@@ -234,16 +234,6 @@ def _webhooks(data: Any) -> tuple[WebhookSettings, ...]:
                                  _HOOK_DEFAULTS.backoff_max),
         ))
     return tuple(hooks)
-
-
-_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")  # postgresql://host/db?password=...
-
-
-def without_password(dsn: str) -> str:
-    """``dsn`` with its password (``user:PASSWORD@`` or a ``password=`` parameter) as
-    ``***``: how a DSN is shown in output and error messages."""
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
 
 
 def _ingest(data: Any) -> IngestSettings:
