@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from relay_sink import FakeResolver, Outcomes, Sink, SinkMessage
+from relay_sink import FakeResolver, Outcomes, Sink, SinkMessage, full_disk_once
 from test_relay_e2e import READY, base_config, relay, wait_until
 from test_relay_e2e import records as file_records
 from test_relay_e2e import send as send_smtplib
@@ -27,7 +27,6 @@ from test_relay_inbound import client, running_relay, until
 from test_relay_queue import ScriptedDeliverer, accounting, queued
 from test_relay_queue import settings as queue_settings
 
-from mta_logging import handlers as handlers_module
 from mta_logging.errors import MtaLoggingError
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.outcome import Kind
@@ -594,17 +593,7 @@ def suppressed_record_fails_once(monkeypatch: pytest.MonkeyPatch, logger: loggin
     """Bounce files for ``logger`` in ``directory``, where the first write of a ``suppressed``
     record meets a full disk; the writes that failed."""
     logger.addHandler(AccountingFileHandler("bounce", directory))
-    real_write = os.write
-    failed: list[bytes] = []
-
-    def full_once(fd: int, data: bytes) -> int:
-        if b"\tsuppressed\n" in data and not failed:
-            failed.append(bytes(data))
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(handlers_module.os, "write", full_once)
-    return failed
+    return full_disk_once(monkeypatch, b"\tsuppressed\n")
 
 
 def bounce_file_rcpts(directory: Path) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import signal
@@ -23,11 +22,10 @@ from typing import Any
 import aiosmtplib
 import pytest
 import yaml
-from relay_sink import FakeResolver, Sink
+from relay_sink import FakeResolver, Sink, full_disk_once
 from test_relay_e2e import base_config, records, relay, wait_until
 
 import mta_logging
-from mta_logging import handlers as handlers_module
 from mta_logging.check_config import relay_mapping
 from mta_logging.errors import ConfigError
 from mta_logging.formatters import header_fields, split_line
@@ -185,21 +183,11 @@ async def test_a_refusal_whose_record_cannot_be_written_is_a_451_until_it_can(
     entry = Entry("gone@x.test", "bad-mailbox", now - 60, now + DAY, "bounce")
     with SuppressionList(path) as suppression:
         suppression.add([entry])
-    real_write = os.write
-    failed: list[bytes] = []
-
-    def full_once(fd: int, data: bytes) -> int:
-        if b"\tsuppressed\t" in data and not failed:
-            failed.append(bytes(data))
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(handlers_module.os, "write", full_once)
+    failed = full_disk_once(monkeypatch, b"\tsuppressed\t")
     with Sink() as sink:
         async with running_relay(tmp_path, sink.port) as relay:
             first = await send(relay, ["gone@x.test"])
             second = await send(relay, ["gone@x.test"])
-    monkeypatch.setattr(handlers_module.os, "write", real_write)
     assert first == {"gone@x.test": (451, "4.3.0 Error: accounting write error, try again "
                                           "later")}
     assert second == {"gone@x.test": (550, refusal_text("gone@x.test", entry).removeprefix(
