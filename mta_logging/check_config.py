@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 from mta_logging.config import SETTING_KEYS, AccountingSettings, describe, load, read_yaml_mapping
 from mta_logging.config import from_mapping as accounting_from_mapping
 from mta_logging.dry_dictconfig import DryRun, dry_run
-from mta_logging.errors import ConfigError
+from mta_logging.errors import ConfigError, spell_value, without_password
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import TOP_LEVEL_KEYS, RelaySettings, Route
 from mta_logging.relay.config import from_mapping as relay_from_mapping
@@ -80,7 +79,8 @@ def _check_relay(path: Path, data: Mapping[str, Any]) -> None:
 
 def _check_ship(path: Path, data: Mapping[str, Any]) -> None:
     """Validated as ``mta-logging ship`` and ``ingest`` validate it when they start; the file
-    must hold what one of the two needs (else the error ``ship`` gives), and which is said."""
+    must hold what one of the two needs, and which is said. A file that suits neither gets the
+    error ``ship`` gives followed by what ``ingest`` lacks, so that neither reading is hidden."""
     source = str(path)
     settings = ship_settings(data, source)
     commands: list[str] = []
@@ -95,7 +95,10 @@ def _check_ship(path: Path, data: Mapping[str, Any]) -> None:
         else:
             commands.append(command)
     if not commands:
-        raise refusals[0]
+        ship, ingest = refusals
+        raise ConfigError(ship.key, ship.value, f"{ship.allowed} — and for mta-logging ingest, "
+                          f"{ingest.key}: {spell_value(ingest.value, source)} is not valid; "
+                          f"{ingest.allowed}", source=source)
     print(f"{path}: OK (ship config, for {' and '.join(commands)})")
     print(_yaml(ship_mapping(settings)), end="")
 
@@ -209,16 +212,8 @@ def ship_mapping(settings: ShipSettings) -> dict[str, Any]:
     for hook in data["webhooks"]:
         del hook["secret"]
     if data["ingest"] is not None:
-        data["ingest"]["dsn"] = _without_password(data["ingest"]["dsn"])
+        data["ingest"]["dsn"] = without_password(data["ingest"]["dsn"])
     return data
-
-
-_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")  # postgresql://host/db?password=...
-
-
-def _without_password(dsn: str) -> str:
-    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
 
 
 def _host_port(host: str, port: int) -> str:

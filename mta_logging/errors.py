@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,3 +69,13 @@ def _yaml(value: Any) -> str:
 
 class FormatError(MtaLoggingError, ValueError):
     """An accounting file (or line) cannot be read: names the file and line."""
+
+
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")  # postgresql://user:PASSWORD@host/...
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")  # postgresql://host/db?password=...
+
+
+def without_password(dsn: str) -> str:
+    """``dsn`` with its password (``user:PASSWORD@`` or a ``password=`` parameter) as
+    ``***``: how a DSN is shown in output and error messages."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import shutil
 import ssl
 import subprocess
@@ -321,3 +323,19 @@ class Outcomes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.outcomes.append(record.outcome)  # type: ignore[attr-defined]
+
+
+def full_disk_once(monkeypatch: Any, needle: bytes) -> list[bytes]:
+    """The first ``os.write`` whose bytes hold ``needle`` (an accounting record's line) fails
+    as on a full disk (ENOSPC); the writes that failed (at most one)."""
+    real_write = os.write
+    failed: list[bytes] = []
+
+    def full_once(fd: int, data: bytes) -> int:
+        if needle in data and not failed:
+            failed.append(bytes(data))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_once)
+    return failed

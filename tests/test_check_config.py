@@ -541,10 +541,6 @@ def test_a_password_given_as_a_dsn_parameter_is_not_printed_either(tmp_path, cap
     ("paths: [./acct]\nstate_dir: ./s\npoll_intervall: 2\n",
      "poll_intervall: 2 is not valid; unknown setting; allowed: paths, state_dir, "
      "host, nats, webhooks, ingest, time_format, poll_interval, hold_archives"),
-    ("paths: [./acct]\nstate_dir: ./s\n",
-     "nats: null is not valid; expected at least one sink: nats or webhooks"),
-    ("state_dir: ./s\ningest: {dsn: postgresql:///mail}\n",
-     "paths: [] is not valid; expected a list of accounting files or directories"),
 ])
 def test_a_bad_ship_config_gets_the_error_ship_gives(tmp_path, capsys, text, error):
     path = tmp_path / "ship.yaml"
@@ -553,3 +549,36 @@ def test_a_bad_ship_config_gets_the_error_ship_gives(tmp_path, capsys, text, err
     assert err == f"mta-logging check-config: {path}: {error}\n"
     assert main(["ship", "--config", str(path)]) == 2
     assert capsys.readouterr() == ("", f"mta-logging ship: {path}: {error}\n")
+
+
+@pytest.mark.parametrize(("text", "ship_error", "ingest_error"), [
+    ("paths: [./acct]\nstate_dir: ./s\n",
+     "nats: null is not valid; expected at least one sink: nats or webhooks",
+     "nats: null is not valid; expected a mapping (ingest needs nats: and ingest:)"),
+    ("state_dir: ./s\ningest: {dsn: postgresql:///mail}\n",
+     "paths: [] is not valid; expected a list of accounting files or directories",
+     "nats: null is not valid; expected a mapping (ingest needs nats: and ingest:)"),
+    ("state_dir: ./s\nnats: {servers: nats://127.0.0.1:4222}\n",
+     "paths: [] is not valid; expected a list of accounting files or directories",
+     "ingest: null is not valid; expected a mapping (ingest needs nats: and ingest:)"),
+])
+def test_a_file_that_suits_neither_ship_nor_ingest_says_what_each_lacks(
+        tmp_path, capsys, text, ship_error, ingest_error):
+    path = tmp_path / "ship.yaml"
+    code, out, err = check_config(path, text, capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: {ship_error} — and for mta-logging "
+                   f"ingest, {ingest_error}\n")
+    assert main(["ship", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging ship: {path}: {ship_error}\n")
+
+
+@pytest.mark.parametrize("dsn", ["mysql://mail:pa55@db/mail", "db.example?password=pa55"])
+def test_a_bad_ingest_dsn_is_shown_without_its_password(tmp_path, capsys, dsn):
+    path = tmp_path / "ingest.yaml"
+    code, out, err = check_config(
+        path, f"nats: {{servers: nats://127.0.0.1:4222}}\ningest: {{dsn: '{dsn}'}}\n", capsys)
+    assert (code, out) == (2, "")
+    shown = dsn.replace("pa55", "***")
+    assert err == (f"mta-logging check-config: {path}: ingest.dsn: '{shown}' is not valid; "
+                   "expected a URL such as postgresql://user@127.0.0.1:5432/mail\n")

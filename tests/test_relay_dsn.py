@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from relay_sink import FakeResolver, Outcomes, Sink, SinkMessage
+from relay_sink import FakeResolver, Outcomes, Sink, SinkMessage, full_disk_once
 from test_relay_e2e import READY, base_config, relay, wait_until
 from test_relay_e2e import records as file_records
 from test_relay_e2e import send as send_smtplib
@@ -27,6 +27,8 @@ from test_relay_inbound import client, running_relay, until
 from test_relay_queue import ScriptedDeliverer, accounting, queued
 from test_relay_queue import settings as queue_settings
 
+from mta_logging.errors import MtaLoggingError
+from mta_logging.handlers import AccountingFileHandler
 from mta_logging.outcome import Kind
 from mta_logging.relay.admin import StoppedQueue
 from mta_logging.relay.config import DsnSettings
@@ -586,6 +588,72 @@ async def test_a_journal_write_that_fails_after_a_skipped_report_keeps_the_recip
         (Kind.DELIVERED, "b@two.test", None)]
 
 
+def suppressed_record_fails_once(monkeypatch: pytest.MonkeyPatch, logger: logging.Logger,
+                                 directory: Path) -> list[bytes]:
+    """Bounce files for ``logger`` in ``directory``, where the first write of a ``suppressed``
+    record meets a full disk; the writes that failed."""
+    logger.addHandler(AccountingFileHandler("bounce", directory))
+    return full_disk_once(monkeypatch, b"\tsuppressed\n")
+
+
+def bounce_file_rcpts(directory: Path) -> list[str]:
+    return [line.split("\t")[3] for path in sorted(directory.glob("*.tsv"))
+            for line in path.read_text().splitlines()[1:]]
+
+
+async def test_a_skipped_report_whose_record_cannot_be_written_keeps_its_recipient_queued(
+        tmp_path, monkeypatch, caplog):
+    """The sender's ``suppressed`` record meets a full disk: like a report that cannot be
+    stored, the bounce it stood for is not final; bounced, recorded and skipped again, with
+    the fault logged once and its end."""
+    spool = Spool.open(tmp_path / "spool")
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    queue, deliverer, records = bounced_and_deferred(tmp_path, spool)
+    assert queue.accounting is not None
+    failed = suppressed_record_fails_once(monkeypatch, queue.accounting.logger, tmp_path / "b")
+    with caplog.at_level(logging.WARNING, "mta_logging.relay.queue"):
+        queue.submit(queued(spool, "c@one.test", "b@two.test"))
+        await until(lambda: not list(spool.queue_dir.iterdir()))
+        await queue.stop(5)
+    assert len(failed) == 1
+    assert deliverer.asked == ["c@one.test", "b@two.test", "c@one.test", "b@two.test"]
+    assert bounce_file_rcpts(tmp_path / "b") == ["c@one.test", "c@one.test",
+                                                 "sender@example.test"]
+    assert [r.getMessage() for r in caplog.records if r.name == "mta_logging.relay.queue"] == [
+        "suppressed sender record write failed: Q1: the suppressed record of "
+        "<sender@example.test> could not be written; the notification's recipients stay "
+        "queued and are tried again (further failures of this kind are counted, not logged, "
+        "until one succeeds)",
+        "suppressed sender record write works again after 1 failure(s)"]
+
+
+async def test_a_skipped_delay_notice_whose_record_cannot_be_written_is_skipped_next_time(
+        tmp_path, monkeypatch):
+    spool = Spool.open(tmp_path / "spool")
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    failed = suppressed_record_fails_once(monkeypatch, logger.logger, tmp_path / "b")
+    deliverer = ScriptedDeliverer({
+        "b@two.test": [(Kind.DEFERRED, "4.2.0"), (Kind.DEFERRED, "4.2.0"),
+                       (Kind.DEFERRED, "4.2.0"), (Kind.DELIVERED, "2.0.0")],
+        "sender@example.test": [(Kind.DELIVERED, "2.0.0")]})
+    settings = queue_settings(dsn={"delay_notice_after": 5},
+                              suppression={"path": str(tmp_path / "suppression.db")})
+    queue = DeliveryQueue(settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "b@two.test", age=10))
+    await until(lambda: not list(spool.queue_dir.iterdir()))
+    await queue.stop(5)
+    # the first skip unrecorded: not remembered; the second recorded and remembered
+    assert len(failed) == 1
+    assert deliverer.asked == ["b@two.test"] * 4
+    assert bounce_file_rcpts(tmp_path / "b") == ["sender@example.test"]
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [
+        (Kind.DEFERRED, "b@two.test"), (Kind.BOUNCE, "sender@example.test"),
+        (Kind.DEFERRED, "b@two.test"), (Kind.BOUNCE, "sender@example.test"),
+        (Kind.DEFERRED, "b@two.test"), (Kind.DELIVERED, "b@two.test")]
+
+
 async def test_a_delay_notice_to_a_suppressed_sender_is_skipped_once(tmp_path, caplog):
     spool = Spool.open(tmp_path / "spool")
     listed(tmp_path / "suppression.db", "sender@example.test")
@@ -663,6 +731,29 @@ async def test_queue_bounce_on_a_stopped_relay_sends_no_report_to_a_suppressed_s
     assert suppression_lines(caplog) == [
         f"Q1: sender notification to <sender@example.test> not sent: on the suppression list "
         f"since {time_text(entry.added)}, reason bad-mailbox"]
+
+
+async def test_queue_bounce_whose_suppressed_record_cannot_be_written_keeps_the_message(
+        tmp_path, monkeypatch):
+    spool = Spool.open(tmp_path / "spool")
+    listed(tmp_path / "suppression.db", "sender@example.test")
+    logger, records = accounting()
+    failed = suppressed_record_fails_once(monkeypatch, logger.logger, tmp_path / "b")
+    queued(spool, "a@one.test", "b@one.test", queue_id="Q1")
+    spool.journal("Q1", ["d 0"])
+    settings = queue_settings(dsn={}, suppression={"path": str(tmp_path / "suppression.db")})
+    stopped = StoppedQueue(spool, settings, lambda: logger)
+    with pytest.raises(MtaLoggingError) as refused:
+        await stopped.act("bounce", "Q1")
+    assert str(refused.value) == ("Q1: the suppressed record of <sender@example.test> could "
+                                  "not be written; the message stays queued")
+    assert len(failed) == 1
+    assert [m.queue_id for m in spool.load()] == ["Q1"]
+    # the operator tries again: the recipient is recorded again, the sender this time
+    assert await stopped.act("bounce", "Q1") == "admin-bounce: recorded and removed"
+    assert spool.load() == []
+    assert bounce_file_rcpts(tmp_path / "b") == ["b@one.test", "b@one.test",
+                                                 "sender@example.test"]
 
 
 async def test_queue_bounce_on_a_running_relay_sends_no_report_to_a_suppressed_sender(

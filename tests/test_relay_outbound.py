@@ -125,14 +125,15 @@ async def test_pipelined_commands_reach_the_server_together(pipelining, reads):
 
 class ScriptedServer:
     """An SMTP server on 127.0.0.1 offering ``extensions`` (PIPELINING) whose replies ``answer``
-    makes from each command line (and from the final ``.`` of a message, after a 354); each
-    reply in a write of its own, after ``pause`` seconds. ``together``: the replies to the
-    commands before a DATA are held and go in one write with the reply to the DATA; ``split``:
-    each reply in two writes a moment apart. After a 421 it closes the connection; with
-    ``tls_context`` it offers STARTTLS until it is under TLS (``<TLS>`` in ``received``
-    then). ``received`` holds what it was sent, line by line; ``connections`` counts them."""
+    makes from each command line (and from the final ``.`` of a message, after a 354; ``None``:
+    the server answers nothing from then on); each reply in a write of its own, after ``pause``
+    seconds. ``together``: the replies to the commands before a DATA are held and go in one
+    write with the reply to the DATA; ``split``: each reply in two writes a moment apart.
+    After a 421 it closes the connection; with ``tls_context`` it offers STARTTLS until it is
+    under TLS (``<TLS>`` in ``received`` then). ``received`` holds what it was sent, line by
+    line; ``connections`` counts them."""
 
-    def __init__(self, answer: Callable[[str], str], pause: float = 0.0, *,
+    def __init__(self, answer: Callable[[str], str | None], pause: float = 0.0, *,
                  extensions: Sequence[str] = ("PIPELINING",), together: bool = False,
                  split: bool = False, tls_context: ssl.SSLContext | None = None) -> None:
         self.answer = answer
@@ -162,11 +163,12 @@ class ScriptedServer:
         in_data = False
         held: list[str] = []
         under_tls = False
+        silent = False
         try:
             while raw := await reader.readline():
                 line = raw.decode().rstrip("\r\n")
                 self.received.append(line)
-                if in_data and line != ".":
+                if silent or (in_data and line != "."):
                     continue
                 if line.startswith("EHLO"):
                     offered = [*self.extensions] + (
@@ -185,7 +187,11 @@ class ScriptedServer:
                     self.received.append("<TLS>")
                     continue
                 else:
-                    reply = self.answer(line)
+                    answered = self.answer(line)
+                    if answered is None:
+                        silent = True
+                        continue
+                    reply = answered
                 in_data = reply.startswith("354")
                 await asyncio.sleep(self.pause)
                 if self.together and line.split(" ")[0] in ("MAIL", "RCPT"):
@@ -340,6 +346,25 @@ async def test_each_pipelined_reply_has_the_command_time_out_of_its_own():
             b"Hello.\r\n")
         await outbound.close()
     assert [(r.kind, r.dsn_msg) for r in results] == [(Kind.DELIVERED, "250 2.0.0 queued")] * 3
+
+
+@pytest.mark.parametrize(("silent_at", "stage"), [
+    ("MAIL", "MAIL FROM"), ("RCPT TO:<ok2@", "RCPT TO"), ("DATA", "DATA")])
+async def test_a_pipelined_group_cut_short_names_the_command_whose_reply_did_not_come(
+        silent_at, stage):
+    """The server answers the pipelined commands up to one, then falls silent: the time-out
+    names that command, as one command at a time would."""
+    def answer(line: str) -> str | None:
+        return None if line.startswith(silent_at) else "250 ok"
+
+    async with ScriptedServer(answer) as server:
+        outbound = deliverer(server.port, timeouts={"connect": 5, "command": 0.5, "data": 5})
+        results = await outbound.deliver(
+            "x.test", envelope("ok@x.test", "ok2@x.test"), [0, 1], b"Hello.\r\n")
+        await outbound.close()
+    assert [(r.kind, r.dsn_status, r.dsn_msg) for r in results] == [
+        (Kind.DEFERRED, "4.4.2", f"conversation with 127.0.0.1[127.0.0.1]:{server.port} timed "
+                                 f"out while sending {stage}")] * 2
 
 
 @pytest.mark.parametrize(("data", "sent"), [

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from relay_sink import FakeResolver, Outcomes, Sink
+from relay_sink import FakeResolver, Outcomes, Sink, full_disk_once
 
 import mta_logging
-from mta_logging import handlers as handlers_module
 from mta_logging.fields import FIELD_NAMES, diagnostic_of
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import AccountingLogger
@@ -245,16 +244,7 @@ async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
     logger.setLevel(logging.INFO)
     handler = AccountingFileHandler("delivered", tmp_path / "delivered")
     logger.addHandler(handler)
-    real_write = os.write
-    failed: list[bytes] = []
-
-    def full_once(fd: int, data: bytes) -> int:
-        if b"once@x.test" in data and not failed:
-            failed.append(bytes(data))
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(handlers_module.os, "write", full_once)
+    failed = full_disk_once(monkeypatch, b"once@x.test")
     deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")],
                                    "other@x.test": [(Kind.DEFERRED, "4.2.0")]})
     queue = DeliveryQueue(settings(), spool, deliverer,
@@ -264,7 +254,6 @@ async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
     await until(lambda: "d 0\n" in (spool.state_dir / "Q1").read_text()
                 if (spool.state_dir / "Q1").exists() else False)
     await queue.stop(5)
-    monkeypatch.setattr(handlers_module.os, "write", real_write)
     handler.close()
     assert failed  # the first record of once@x.test met a full disk
     assert deliverer.asked.count("once@x.test") == 2  # so it was delivered again, and then

@@ -22,7 +22,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 import yaml
-from relay_sink import FakeResolver, Sink
+from relay_sink import FakeResolver, Sink, full_disk_once
 from test_relay_e2e import base_config, records, relay, wait_until
 
 import mta_logging
@@ -171,6 +171,30 @@ async def test_an_expired_entry_lets_mail_through_and_the_expiry_is_configurable
     with SuppressionList(path) as suppression:
         new = suppression.find("reject-new@x.test")
     assert new is not None and new.expires == new.added + 120
+
+
+async def test_a_refusal_whose_record_cannot_be_written_is_a_451_until_it_can(
+        tmp_path, monkeypatch):
+    """No refusal goes unrecorded: the first RCPT to a listed address meets a full disk for
+    its record and gets a 451 (the client tries again); the next is refused and recorded."""
+    now = int(time.time())
+    path = tmp_path / "spool" / "suppression.db"
+    path.parent.mkdir()
+    entry = Entry("gone@x.test", "bad-mailbox", now - 60, now + DAY, "bounce")
+    with SuppressionList(path) as suppression:
+        suppression.add([entry])
+    failed = full_disk_once(monkeypatch, b"\tsuppressed\t")
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as relay:
+            first = await send(relay, ["gone@x.test"])
+            second = await send(relay, ["gone@x.test"])
+    assert first == {"gone@x.test": (451, "4.3.0 Error: accounting write error, try again "
+                                          "later")}
+    assert second == {"gone@x.test": (550, refusal_text("gone@x.test", entry).removeprefix(
+        "550 "))}
+    assert len(failed) == 1
+    assert [(r["rcpt"], r["bounceCat"]) for r in bounce_records(tmp_path)] == [
+        ("gone@x.test", "suppressed")]
 
 
 async def test_an_address_added_by_the_command_while_the_relay_runs_is_refused_at_once(tmp_path):

@@ -78,3 +78,17 @@ def test_report_from_postgresql_takes_no_paths_or_filters() -> None:
     assert done.returncode == 2
     assert "PATH: None is not valid; expected accounting files or directories, or --from" in (
         done.stderr)
+
+
+def test_a_database_that_cannot_be_reached_is_named_without_its_password() -> None:
+    """Nothing listens on port 1: the error names the URL as given, its password hidden."""
+    for dsn, shown in (("postgresql://mail:pa55@127.0.0.1:1/x",
+                        "postgresql://mail:***@127.0.0.1:1/x"),
+                       ("postgresql://mail@127.0.0.1:1/x?password=pa55",
+                        "postgresql://mail@127.0.0.1:1/x?password=***")):
+        done = subprocess.run(mta_logging_command("report", "--from", dsn), capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"mta-logging report: --from: '{shown}' is not valid; "
+                                      "cannot connect (connection ")
+        assert "pa55" not in done.stderr

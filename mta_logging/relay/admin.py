@@ -103,8 +103,8 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
     then remove the message; the notification, to be queued.
 
     Raises :class:`MtaLoggingError` (the message stays queued) if a record could not be
-    written, ``OSError`` if the notification could not be stored; recipients recorded before
-    stay recorded. Blocking I/O: run it in a thread.
+    written (a recipient's, or the suppressed sender's), ``OSError`` if the notification could
+    not be stored; recipients recorded before stay recorded. Blocking I/O: run it in a thread.
     """
     category, text = REMOVALS[action]
     envelope = message.envelope
@@ -130,8 +130,13 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
                for i in message.pending()
                if action == "bounce" and notice_wanted(settings.dsn, envelope, i, FAILED)]
     notice = None
-    if reports and (suppressed is None
-                    or not suppressed.skips(message.queue_id, envelope.mail_from, settings)):
+    skipped = False
+    if reports and suppressed is not None:
+        try:
+            skipped = suppressed.skips(message.queue_id, envelope.mail_from, settings)
+        except MtaLoggingError as exc:
+            raise MtaLoggingError(f"{exc}; the message stays queued") from None
+    if reports and not skipped:
         notice_envelope, data = notification(
             settings.dsn, message.queue_id, envelope, content, reports, when=now,
             entries=[f"{BOUNCED} {r.index}" for r in reports])

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mta_logging.errors import MtaLoggingError
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
@@ -47,7 +48,11 @@ from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
-from mta_logging.relay.suppression import RelaySuppression
+from mta_logging.relay.suppression import (
+    SUPPRESSED_RECORD,
+    UNRECORDED_REFUSAL,
+    RelaySuppression,
+)
 from mta_logging.returns.quarantine import Quarantine
 from mta_logging.returns.recorder import ReturnRecorder
 from mta_logging.returns.sent import Sent, SentIndex
@@ -238,31 +243,43 @@ class RelayHandler:
         if handled.bounce is not None and handled.sent is not None:
             notice = passed_back(self.settings.dsn, handled.sent, handled.bounce,
                                  handled.rcpt_index, when=self.clock())
-            if notice is not None and not await self._queue_passed_back(handled.sent, *notice):
-                return "451 4.3.0 Error: queue file write error, try again later"
+            if notice is not None:
+                refusal = await self._queue_passed_back(handled.sent, *notice)
+                if refusal is not None:
+                    return refusal
         return f"250 2.0.0 Ok: {handled.what}, {handled.records} records"
 
     async def _queue_passed_back(self, sent: Sent, envelope: SpoolEnvelope,
-                                 content: bytes) -> bool:
-        """Store the notification passing a downstream report on, and queue it; False (logged)
-        when it could not be stored. None is stored for a sender on the suppression list (the
-        skip is logged and the sender recorded, as the queue does for its own notifications)."""
+                                 content: bytes) -> str | None:
+        """Store the notification passing a downstream report on, and queue it; the 451 for
+        the returning server (a fault, logged once per episode) when it could not be stored.
+        None is stored for a sender on the suppression list (the skip is logged and the sender
+        recorded, as the queue does for its own notifications; a 451 when that record could not
+        be written)."""
         queue_id = new_queue_id()
         suppressed = self.queue.suppressed
-        if suppressed is not None and await asyncio.get_running_loop().run_in_executor(
-                self.executor, suppressed.skips, queue_id, envelope.rcpts[0], self.settings):
-            return True
+        loop = asyncio.get_running_loop()
+        if suppressed is not None:
+            try:
+                skipped = await loop.run_in_executor(
+                    self.executor, suppressed.skips, queue_id, envelope.rcpts[0], self.settings)
+            except MtaLoggingError as exc:
+                self.faults.failed(SUPPRESSED_RECORD, str(exc))
+                return UNRECORDED_REFUSAL
+            if skipped:
+                self.faults.succeeded(SUPPRESSED_RECORD)
+                return None
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.spool.store, queue_id, envelope, content)
+            await loop.run_in_executor(self.executor, self.spool.store, queue_id, envelope,
+                                       content)
         except OSError as exc:
             self.faults.failed("notification write", f"{queue_id}: {exc}")
-            return False
+            return "451 4.3.0 Error: queue file write error, try again later"
         self.faults.succeeded("notification write")
         _log.info("%s: downstream report passed back to the sender of %s: %s", queue_id,
                   sent.job_id, ", ".join(envelope.rcpts))
         self.queue.submit(QueuedMessage(queue_id, envelope, content=content))
-        return True
+        return None
 
     def _store(self, queue_id: str, envelope: SpoolEnvelope, content: bytes) -> None:
         """In the spool's thread: store the message durably, then (with ``bounces:``) put it

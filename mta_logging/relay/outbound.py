@@ -91,6 +91,8 @@ class _PipeliningProtocol(SMTPProtocol):
 
     # while a group is under way: the replies read so far (None: no group)
     _group: list[SMTPResponse] | None = None
+    # how many commands of the last group got their reply (what a failure cut short)
+    answered = 0
 
     async def execute_group(self, commands: Sequence[bytes], timeout: float | None
                             ) -> list[SMTPResponse]:
@@ -120,6 +122,7 @@ class _PipeliningProtocol(SMTPProtocol):
                         group += [group[-1]] * (len(commands) - len(group))
             finally:
                 self._group = None
+                self.answered = len(group)
             return group
 
     def _take_replies(self, expected: int) -> int:
@@ -190,12 +193,19 @@ class _Client(aiosmtplib.SMTP):
     async def execute_group(self, commands: Sequence[bytes], timeout: float | None
                             ) -> list[SMTPResponse]:
         """See :meth:`_PipeliningProtocol.execute_group`; a lost or timed-out connection is
-        closed, as aiosmtplib's ``execute_command`` does."""
+        closed, as aiosmtplib's ``execute_command`` does; :attr:`answered` then says how many
+        of ``commands`` got their reply before."""
+        protocol = self._pipelining()
         try:
-            return await self._pipelining().execute_group(commands, timeout)
+            return await protocol.execute_group(commands, timeout)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
             self.close()
             raise
+        finally:
+            self.answered = protocol.answered
+
+    # how many commands of the last execute_group got their reply
+    answered = 0
 
     async def send_content(self, message: bytes, timeout: float | None) -> SMTPResponse:
         """See :meth:`_PipeliningProtocol.send_content`; closed on a lost connection."""
@@ -405,8 +415,10 @@ class Deliverer:
                      *rcpt_options]))
             data_reply: SMTPResponse | None = None  # None: DATA not sent yet
             if smtp.supports_extension("pipelining"):
+                stage = _PIPELINED
                 *replies, data_reply = await smtp.execute_group(
                     [mail, *rcpt_commands, b"DATA"], timeouts.command)
+                stage = "sending MAIL FROM"
                 mail_reply, *rcpt_replies = replies
             else:
                 mail_reply = await smtp.execute_command(mail, timeout=timeouts.command)
@@ -449,6 +461,8 @@ class Deliverer:
             smtp.close()  # cut off mid-transaction (shutdown): no QUIT to wait for
             raise
         except _CONNECTION_ERRORS as exc:
+            if stage == _PIPELINED:  # named by the first command whose reply did not come
+                stage = _awaited(smtp.answered, len(rcpt_commands))
             if reused and stage == "sending MAIL FROM":
                 raise _StaleConnection(str(exc)) from exc
             lost = _lost(conn, stage, exc)
@@ -529,6 +543,17 @@ def _connect_failure(hop: Hop, exc: BaseException) -> Reply:
     else:
         text = str(reason) or type(reason).__name__
     return Reply(Kind.DEFERRED, "4.4.1", f"connect to {label}: {text}")
+
+
+_PIPELINED = "sending the pipelined commands"
+
+
+def _awaited(answered: int, rcpts: int) -> str:
+    """The stage of a pipelined MAIL, ``rcpts`` RCPTs and DATA cut short after ``answered``
+    replies, named by the command whose reply was awaited as one command at a time names it."""
+    if answered == 0:
+        return "sending MAIL FROM"
+    return "sending RCPT TO" if answered <= rcpts else "sending DATA"
 
 
 def _lost(conn: _Connection, stage: str, exc: BaseException) -> Reply:

@@ -36,6 +36,7 @@ from typing import Any
 
 from mta_logging.address import domain_of
 from mta_logging.classify import failure_category
+from mta_logging.errors import MtaLoggingError
 from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind, Outcome
@@ -60,7 +61,7 @@ from mta_logging.relay.spool import (
     error_entry,
     new_queue_id,
 )
-from mta_logging.relay.suppression import suppressed_senders
+from mta_logging.relay.suppression import SUPPRESSED_RECORD, suppressed_senders
 
 _log = logging.getLogger("mta_logging.relay.queue")
 
@@ -396,10 +397,13 @@ class DeliveryQueue:
                            "recipient stays queued and will be tried again", message.queue_id,
                            result.kind.directory, message.envelope.rcpts[result.index])
         notice = None
-        if reports and not self._sender_suppressed(message):
-            notice = await self._store_notice(message, content, reports,
-                                              [entries[r.index] for r in reports])
-            if notice is None:  # not final without it: tried and reported again
+        if reports:
+            suppressed = self._sender_suppressed(message)
+            if suppressed is False:
+                notice = await self._store_notice(message, content, reports,
+                                                  [entries[r.index] for r in reports])
+            # not final without it (not stored, or the skip not recorded): tried again
+            if notice is None and not suppressed:
                 for report in reports:
                     del entries[report.index]
         if not entries:
@@ -446,17 +450,32 @@ class DeliveryQueue:
                    if notice_wanted(self.settings.dsn, envelope, r.index, DELAYED, age=age)]
         if not reports:
             return None
-        if self._sender_suppressed(message):  # remembered as if sent: skipped once
+        suppressed = self._sender_suppressed(message)
+        if suppressed:  # remembered as if sent: skipped once
             if await self._journal(message, [DELAY_NOTIFIED]):
                 message.delay_notified = True
             return None
+        if suppressed is None:  # not recorded: due again at the next deferral
+            return None
         return await self._store_notice(message, content, reports, [DELAY_NOTIFIED])
 
-    def _sender_suppressed(self, message: QueuedMessage) -> bool:
+    def _sender_suppressed(self, message: QueuedMessage) -> bool | None:
         """Whether the notification to the sender of ``message`` is not to be sent (the
-        sender is on the suppression list; logged and recorded)."""
-        return self.suppressed is not None and self.suppressed.skips(
-            message.queue_id, message.envelope.mail_from, self.settings)
+        sender is on the suppression list; logged and recorded); None when it is not to be
+        sent but the record could not be written (a fault, logged once per episode): then
+        nothing the notification stood for is final, as when it cannot be stored."""
+        if self.suppressed is None:
+            return False
+        try:
+            skipped = self.suppressed.skips(message.queue_id, message.envelope.mail_from,
+                                            self.settings)
+        except MtaLoggingError as exc:
+            self.faults.failed(SUPPRESSED_RECORD, f"{exc}; the notification's recipients stay "
+                                                  "queued and are tried again")
+            return None
+        if skipped:
+            self.faults.succeeded(SUPPRESSED_RECORD)
+        return skipped
 
     async def _store_notice(self, message: QueuedMessage, content: bytes,
                             reports: list[RecipientReport], entries: list[str]

@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
+from mta_logging.outcome import Outcome
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.faults import FaultLog
 from mta_logging.suppression import (
@@ -48,16 +50,24 @@ def refusal_text(address: str, entry: Entry) -> str:
             f"since {time_text(entry.added)}, reason {entry.reason}")
 
 
+UNRECORDED_REFUSAL = "451 4.3.0 Error: accounting write error, try again later"
+SUPPRESSED_RECORD = "suppressed sender record write"  # the fault's name (FaultLog)
+
+
 def record_suppressed(accounting: AccountingLogger | None, address: str, entry: Entry, *,
-                      orig: str, settings: RelaySettings, when: float) -> str:
+                      orig: str, settings: RelaySettings, when: float) -> bool:
     """Record ``address``, suppressed by ``entry``, as a bounce of category ``suppressed``
-    (with accounting on) with the RCPT reply it gets, which is returned."""
-    reply = refusal_text(address, entry)
-    if accounting is not None:
-        accounting.bounced(
-            address, time_queued=when, src_mta=settings.hostname, vmta=settings.vmta,
-            dsn_status=STATUS, dsn_msg=reply, bounce_cat=SUPPRESSED, orig=orig)
-    return reply
+    with the RCPT reply it gets (:func:`refusal_text`); whether the record was written (True
+    with accounting off: there is none to write). A failed write is reported by the handler,
+    once per episode."""
+    if accounting is None:
+        return True
+    unwritten: list[Outcome] = []
+    AccountingLogger(accounting.logger, on_write_error=unwritten.append).bounced(
+        address, time_queued=when, src_mta=settings.hostname, vmta=settings.vmta,
+        dsn_status=STATUS, dsn_msg=refusal_text(address, entry), bounce_cat=SUPPRESSED,
+        orig=orig)
+    return not unwritten
 
 
 class Lookup:
@@ -143,14 +153,18 @@ class RelaySuppression:
         self.lookup.open(self.handler.timeout)
 
     def refusal(self, address: str, mail_from: str, settings: RelaySettings) -> str | None:
-        """The 550 reply for a suppressed ``address`` (its bounce recorded), else None."""
+        """The 550 reply for a suppressed ``address`` (its bounce recorded), else None; a 451
+        (the client tries again) when the record could not be written: no refusal goes
+        unrecorded."""
         entry = self.lookup.entry(address)
         if entry is None:
             return None
         _log.info("refused <%s> from <%s>: on the suppression list since %s, reason %s",
                   address, mail_from, time_text(entry.added), entry.reason)
-        return record_suppressed(self.accounting, address, entry, settings=settings,
-                                 orig="" if mail_from == "<>" else mail_from, when=self.clock())
+        if record_suppressed(self.accounting, address, entry, settings=settings,
+                             orig="" if mail_from == "<>" else mail_from, when=self.clock()):
+            return refusal_text(address, entry)
+        return UNRECORDED_REFUSAL
 
 
 class SuppressedSenders:
@@ -171,15 +185,19 @@ class SuppressedSenders:
 
     def skips(self, queue_id: str, sender: str, settings: RelaySettings) -> bool:
         """Whether the notification about the message ``queue_id`` to ``sender`` is not to be
-        sent (then logged and recorded, once per call)."""
+        sent (then logged and recorded, once per call). Raises :class:`MtaLoggingError` when
+        the record could not be written: the caller keeps what the notification stood for
+        unfinished (tried again later), as when a notification cannot be stored."""
         with self._lock:
             entry = self.lookup.entry(sender)
         if entry is None:
             return False
         _log.info("%s: sender notification to <%s> not sent: on the suppression list since "
                   "%s, reason %s", queue_id, sender, time_text(entry.added), entry.reason)
-        record_suppressed(self.accounting, sender, entry, settings=settings, orig="",
-                          when=self.clock())
+        if not record_suppressed(self.accounting, sender, entry, settings=settings, orig="",
+                                 when=self.clock()):
+            raise MtaLoggingError(f"{queue_id}: the suppressed record of <{sender}> could not "
+                                  "be written")
         return True
 
     def close(self) -> None:

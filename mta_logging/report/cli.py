@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mta_logging.errors import ConfigError
+from mta_logging.errors import ConfigError, without_password
 from mta_logging.report import parallel, render
 from mta_logging.report.options import (
     add_input_arguments,
@@ -110,8 +110,9 @@ def _database_report(args: argparse.Namespace) -> dict[str, Any]:
     given = [name for name in ("paths", "kind", "since", "until", "domain", "job_id", "vmta",
                                "dsn_status", "bounce_cat") if getattr(args, name)]
     if given:
-        raise ConfigError("--from", args.from_dsn, f"the report from PostgreSQL takes no "
-                          f"{given[0].replace('_', '-')} (it covers the whole table)")
+        raise ConfigError("--from", without_password(args.from_dsn),
+                          f"the report from PostgreSQL takes no {given[0].replace('_', '-')} "
+                          "(it covers the whole table)")
     from mta_logging.report.database import summary_from_database
 
     return summary_from_database(args.from_dsn, args.table).report(args.top)

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from mta_logging.errors import ConfigError
+from mta_logging.errors import ConfigError, without_password
 from mta_logging.outcome import Kind
 from mta_logging.report.summary import KINDS, UNKNOWN, Summary
 
@@ -35,7 +35,8 @@ def summary_from_database(dsn: str, table: str) -> Summary:
         with psycopg.connect(dsn, connect_timeout=10) as connection:
             return _summary(connection, sql.Identifier(table))
     except psycopg.OperationalError as exc:
-        raise ConfigError("--from", dsn, f"cannot connect ({str(exc).strip()})") from None
+        raise ConfigError("--from", without_password(dsn),
+                          f"cannot connect ({str(exc).strip()})") from None
     except psycopg.errors.UndefinedTable:
         raise ConfigError("--table", table, "no such table in the database (mta-logging "
                           "ingest creates it)") from None

@@ -28,7 +28,7 @@ from mta_logging.checks import count as _count
 from mta_logging.checks import seconds as _seconds
 from mta_logging.checks import text as _text
 from mta_logging.config import read_yaml_mapping
-from mta_logging.errors import ConfigError
+from mta_logging.errors import ConfigError, without_password
 from mta_logging.fields import DEFAULT_TIME_FORMAT
 
 RETENTIONS = ("limits", "interest", "workqueue")
@@ -240,7 +240,8 @@ def _ingest(data: Any) -> IngestSettings:
     _check_keys("ingest.", data, _INGEST_KEYS)
     dsn = data.get("dsn")
     if not isinstance(dsn, str) or urlsplit(dsn).scheme not in ("postgresql", "postgres"):
-        raise ConfigError("ingest.dsn", dsn, "expected a URL such as "
+        raise ConfigError("ingest.dsn", without_password(dsn) if isinstance(dsn, str) else dsn,
+                          "expected a URL such as "
                           "postgresql://user@127.0.0.1:5432/mail")
     table = data.get("table", _INGEST_DEFAULTS.table)
     if not isinstance(table, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
