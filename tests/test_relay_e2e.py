@@ -41,14 +41,18 @@ MESSAGE = (b"From: sender@example.test\r\nTo: list@example.test\r\nSubject: e2e\
 
 
 class RelayProcess:
-    """The relay in a subprocess, working in ``workdir`` with ``config`` as its relay.yaml."""
+    """The relay in a subprocess, working in ``workdir`` with ``config`` as its relay.yaml;
+    ``site``: a directory put first on its path (a ``sitecustomize.py`` there injects a
+    fault)."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], *,
-                 max_open_files: int | None = None, args: Sequence[str] = ()) -> None:
+                 max_open_files: int | None = None, args: Sequence[str] = (),
+                 site: Path | None = None) -> None:
         self.workdir = workdir
         self.log = workdir / "relay.log"
         (workdir / "relay.yaml").write_text(yaml.safe_dump(config))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        path = str(ROOT) if site is None else os.pathsep.join([str(site), str(ROOT)])
+        env = {**os.environ, "PYTHONPATH": path}
         self._log_start = self.log.stat().st_size if self.log.exists() else 0  # a restart
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -79,8 +83,8 @@ class RelayProcess:
 
 @contextmanager
 def relay(workdir: Path, config: dict[str, Any], *, max_open_files: int | None = None,
-          args: Sequence[str] = ()) -> Iterator[RelayProcess]:
-    process = RelayProcess(workdir, config, max_open_files=max_open_files, args=args)
+          args: Sequence[str] = (), site: Path | None = None) -> Iterator[RelayProcess]:
+    process = RelayProcess(workdir, config, max_open_files=max_open_files, args=args, site=site)
     try:
         yield process
     finally:

@@ -34,6 +34,16 @@ from mta_logging.returns.sent import Sent
 from mta_logging.suppression import Entry, SuppressionList
 
 SAMPLE_MESSAGE_ID = b"<campaign-42.alice@example.com>"
+# a sitecustomize.py: the first os.write of a suppressed bounce record fails (a full disk)
+FULL_DISK_ONCE = """import errno, os
+_write, _failed = os.write, []
+def _full_once(fd, data):
+    if b"\\tsuppressed\\n" in data and not _failed:
+        _failed.append(fd)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _write(fd, data)
+os.write = _full_once
+"""
 
 
 def send_with(port: int, sender: str, rcpt: str, mail_options: list[str],
@@ -164,6 +174,36 @@ def test_no_downstream_report_is_passed_back_to_a_sender_on_the_suppression_list
     assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
         (SENDER, "", "suppressed")]
     assert [(r["rcpt"], r["jobId"]) for r in of_kind(tmp_path, "rb")] == [("gone@a.test", job)]
+
+
+def test_a_skip_whose_record_cannot_be_written_gets_a_451_and_is_recorded_on_the_retry(
+        tmp_path: Path) -> None:
+    """The suppressed sender's record meets a full disk (ENOSPC injected at its first
+    ``os.write`` in the relay's process): the remote server gets a 451 and sends again; then
+    the skip is recorded, once, and the remote bounce each time it was taken."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FULL_DISK_ONCE)
+    (tmp_path / "spool").mkdir()
+    with SuppressionList(tmp_path / "spool" / "suppression.db") as suppression:
+        suppression.add([Entry(SENDER, "bad-mailbox", int(time.time()) - 3600, None, "bounce")])
+    with Sink() as dest, Sink() as home, relay(tmp_path, config(tmp_path, dest, home),
+                                               site=site) as running:
+        job = send_with(running.port, SENDER, "gone@a.test", [], ["NOTIFY=FAILURE"])
+        dest.wait_for_recipients(1)
+        report = remote_dsn(VERP.encode(job, 0), "gone@a.test")
+        assert returned(running.port, VERP.encode(job, 0), report) == (
+            451, b"4.3.0 Error: accounting write error, try again later")
+        assert returned(running.port, VERP.encode(job, 0), report) == (
+            250, b"2.0.0 Ok: bounce, 1 records")
+        wait_until(lambda: [r["rcpt"] for r in of_kind(tmp_path, "b")] == [SENDER],
+                   what="the suppressed sender's record")
+        assert running.stop() == 0
+    assert home.messages == []
+    assert queued(tmp_path) == []
+    assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
+        (SENDER, "", "suppressed")]
+    assert [r["rcpt"] for r in of_kind(tmp_path, "rb")] == ["gone@a.test", "gone@a.test"]
 
 
 def test_each_recipient_is_matched_by_address_and_its_fields_are_carried_over() -> None:
