@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     """Print ``<file>: OK`` and the resolved settings (0); a bad file raises ConfigError."""
     path = Path(args.config)
     if path.suffix.lower() not in YAML_SUFFIXES:
+        settings = load(path)
         print(f"{path}: OK")
-        print(describe(load(path)), end="")
+        print(describe(settings), end="")
         return 0
     data = read_yaml_mapping(path, "settings")
     checks = {"relay": _check_relay, "ship": _check_ship, "dictConfig": _check_dict_config,

@@ -220,6 +220,22 @@ def test_an_ini_value_is_spelt_as_written(tmp_path, capsys):
                    "true or false\n")
 
 
+def test_a_refused_ini_file_is_never_said_to_be_ok(tmp_path, capsys):
+    path = tmp_path / "accounting_files.ini"
+    code, out, err = check_config(path, "[main]\narchiving=perhaps\n", capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: archiving: 'perhaps' is not valid; "
+                   "expected true or false\n")
+
+
+def test_a_directory_given_as_the_config_is_never_said_to_be_ok(tmp_path, capsys):
+    code = main(["check-config", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: config file: '{tmp_path}' is not valid; cannot be "
+                   "read (Is a directory)\n")
+
+
 # -- dictConfig files ----------------------------------------------------------------------------
 
 def test_the_shipped_logging_yaml_is_checked_dry(tmp_path, capsys, monkeypatch):
