@@ -112,8 +112,9 @@ def test_a_yaml_syntax_error_is_said_once(tmp_path, capsys):
     path = tmp_path / "r9.yaml"
     code, _, err = check_config(path, "listen: [a\n", capsys)
     assert code == 2
-    assert err.startswith(f"mta-logging check-config: config file: '{path}' is not valid; "
-                          "expected a YAML file (while parsing")
+    assert err == (f"mta-logging check-config: config file: '{path}' is not valid; expected a "
+                   "YAML file (line 2, column 1: expected ',' or ']', but got '<stream end>', "
+                   "while parsing a flow sequence)\n")
     assert err.count("not valid") == 1
 
 
