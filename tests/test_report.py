@@ -344,6 +344,24 @@ def test_report_missing_path_is_an_error(tmp_path: Path,
     assert code == 2 and "no such file or directory" in err
 
 
+def test_a_binary_file_and_a_line_with_a_lone_cr_are_skipped_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a program's bytes: a first "line" with a quote and a CR between NULs made csv raise
+    (tmp_path / "a.bin").write_bytes(b"\x7fELF\x02\x01\x00,\x00\"\x00\r\x00@\x00\n\x00\x01")
+    (tmp_path / "d.csv").write_bytes(b"type,timeLogged,rcpt\n"
+                                     b"d,2026-11-26 06:00:00\r,\"a@example.com\"\n"
+                                     b"d,2026-11-26 06:00:01,ok@example.com\n")
+    code, out, err = run(capsys, "grep", "--fields", "rcpt", str(tmp_path))
+    assert (code, out) == (0, "rcpt\nok@example.com\n")
+    assert err == (
+        f"mta-logging grep: warning: {tmp_path / 'a.bin'}:1: no header line (expected field "
+        "names such as 'type<TAB>timeLogged<TAB>rcpt...' or a JSON object); file skipped\n"
+        f"mta-logging grep: warning: {tmp_path / 'd.csv'}:2: not a line of values (new-line "
+        "character seen in unquoted field); line skipped\n")
+    code, out, _err = run(capsys, "report", "--json", str(tmp_path))
+    assert code == 0 and json.loads(out)["totals"]["delivered"] == 1
+
+
 # -- mta-logging grep ---------------------------------------------------------------------------
 
 def test_grep_json_lines_restore_values_exactly(acct: Path,

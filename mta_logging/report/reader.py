@@ -19,6 +19,7 @@ raises :class:`~mta_logging.errors.FormatError` instead.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import heapq
 import io
@@ -256,7 +257,10 @@ def detect_layout(first_line: str) -> Layout | None:
         if char.isalnum() or char == "_" or char in tried:
             continue
         tried.add(char)
-        names = header_fields(line, char)
+        try:
+            names = header_fields(line, char)
+        except csv.Error:  # not a line of values split by this character (binary data)
+            continue
         if _plausible_header(names):
             return Layout(char, _modern_names(names), legacy=line.endswith(char))
     names = [line.strip()]
@@ -826,7 +830,13 @@ class Reader:
         stats = self.stats
 
         def parse(number: int, line: str) -> tuple[Schema, list[str | None]] | None:
-            values: list[str | None] = split_line(line, separator)  # type: ignore[assignment]
+            try:
+                values: list[str | None] = split_line(line, separator)  # type: ignore[assignment]
+            except csv.Error as exc:  # a quote left open around a lone CR: no writer's line
+                stats.skipped_lines += 1
+                problem = str(exc).partition(" - ")[0]
+                self.issue(name, number, f"not a line of values ({problem}); line skipped")
+                return None
             if len(values) != count:
                 if legacy and len(values) == count + 1 and values[-1] == "":
                     values.pop()
