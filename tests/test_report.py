@@ -362,6 +362,23 @@ def test_a_binary_file_and_a_line_with_a_lone_cr_are_skipped_with_a_warning(
     assert code == 0 and json.loads(out)["totals"]["delivered"] == 1
 
 
+def test_grep_prints_a_remote_bounce_diagnostic_as_dsn_diag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = AccountingFileHandler("rb", tmp_path / "remote_bounce")
+    logger = AccountingLogger("test.report.rb")
+    logger.logger.addHandler(handler)
+    logger.logger.propagate = False
+    try:
+        logger.remote_bounce("gone@example.org", dsn_status="5.1.1", job_id="Q1",
+                             dsn_diag="smtp; 550 5.1.1 mailbox gone")
+    finally:
+        logger.logger.removeHandler(handler)
+        handler.close()
+    code, out, _err = run(capsys, "grep", "--fields", "rcpt,dsnMsg,dsnDiag", str(tmp_path))
+    assert (code, out) == (0, "rcpt\tdsnMsg\tdsnDiag\n"
+                              "gone@example.org\t\tsmtp; 550 5.1.1 mailbox gone\n")
+
+
 # -- mta-logging grep ---------------------------------------------------------------------------
 
 def test_grep_json_lines_restore_values_exactly(acct: Path,
