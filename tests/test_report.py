@@ -379,6 +379,19 @@ def test_grep_prints_a_remote_bounce_diagnostic_as_dsn_diag(
                               "gone@example.org\t\tsmtp; 550 5.1.1 mailbox gone\n")
 
 
+def test_a_bounce_reason_led_by_a_status_alone_keeps_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "b.tsv").write_text(
+        "type\ttimeLogged\trcpt\tdsnStatus\tdsnMsg\tbounceCat\n"
+        "b\t2026-11-26 06:00:00\ta@example.com\t5.0.0\t5.0.0 returned to the sender by the "
+        "administrator\tadmin-bounce\n", encoding="utf-8")
+    code, out, _err = run(capsys, "report", "--json", str(tmp_path))
+    assert code == 0
+    assert json.loads(out)["bounce_reasons"] == [
+        {"dsnStatus": "5.0.0", "dsnMsg": "5.0.0 returned to the sender by the administrator",
+         "count": 1}]
+
+
 # -- mta-logging grep ---------------------------------------------------------------------------
 
 def test_grep_json_lines_restore_values_exactly(acct: Path,
