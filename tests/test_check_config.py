@@ -558,6 +558,12 @@ def test_a_password_given_as_a_dsn_parameter_is_not_printed_either(tmp_path, cap
     ("paths: [./acct]\nstate_dir: ./s\npoll_intervall: 2\n",
      "poll_intervall: 2 is not valid; unknown setting; allowed: paths, state_dir, "
      "host, nats, webhooks, ingest, time_format, poll_interval, hold_archives"),
+    # which webhook of several is wrong: its place in the list, from 0
+    ("paths: [./acct]\nwebhooks: [{url: 'http://a.test/', secret: s}, {url: 'ftp://b.test/', "
+     "secret: s}]\n",
+     "webhooks[1].url: 'ftp://b.test/' is not valid; expected an http:// or https:// URL"),
+    ("paths: [./acct]\nwebhooks: [{url: 'http://a.test/', secret: s, batch: 0}]\n",
+     "webhooks[0].batch: 0 is not valid; expected a whole number of at least 1"),
 ])
 def test_a_bad_ship_config_gets_the_error_ship_gives(tmp_path, capsys, text, error):
     path = tmp_path / "ship.yaml"
