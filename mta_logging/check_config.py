@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.config)
     if path.suffix.lower() not in YAML_SUFFIXES:
         settings = load(path)
+        _check_accounting_directories(settings, str(path))
         print(f"{path}: OK")
         print(describe(settings), end="")
         return 0
@@ -124,8 +125,19 @@ def _check_dict_config(path: Path, data: Mapping[str, Any]) -> None:
 
 def _check_accounting(path: Path, data: Mapping[str, Any]) -> None:
     settings = accounting_from_mapping(data, str(path))
+    _check_accounting_directories(settings, str(path))
     print(f"{path}: OK")
     print(describe(settings), end="")
+
+
+def _check_accounting_directories(settings: AccountingSettings, source: str) -> None:
+    """The directory of each kind written can be made or written, as the relay checks its
+    own accounting directories (a file where a directory must be is refused)."""
+    for kind in settings.records:
+        directory = settings.directory(kind)
+        problem = directory_problem(directory)
+        if problem:
+            raise ConfigError("path", str(directory), problem, source=source)
 
 
 def config_kind(data: Mapping[str, Any], source: str) -> str:

@@ -75,6 +75,19 @@ def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
                    f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
+@pytest.mark.parametrize(("name", "text"), [("acct.yaml", "path: {acct}\n"),
+                                             ("accounting_files.ini", "[main]\npath={acct}\n")])
+def test_an_accounting_config_whose_path_is_a_file_is_refused(tmp_path, capsys, name, text):
+    acct = tmp_path / "acct"
+    acct.write_text("")
+    path = tmp_path / name
+    code, out, err = check_config(path, text.format(acct=acct), capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: path: '{acct / 'delivered'}' is not "
+                   f"valid; must be a directory (or to be made one), but {acct} is not a "
+                   "directory\n")
+
+
 @pytest.mark.parametrize("accounting", ["{path: ACCT}", "{path: ACCT, location: {bounce: b}}"])
 def test_a_kinds_directory_that_is_a_file_is_refused(tmp_path, capsys, accounting):
     (tmp_path / "acct").mkdir()
