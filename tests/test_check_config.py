@@ -335,6 +335,13 @@ REFUSED = {
     "    archiving: on\n    archive_to: old\n":
         "handlers.accounting.archive_to: 'old' is not valid; must be a directory (or to be "
         "made one), but acct/old is not a directory",
+    "version: 1\nhandlers:\n  suppression:\n    class: mta_logging.suppression.SuppressionHandler"
+    "\n    path: s.db\n    expiry: {bad-mailbox: forever}\n":
+        "handlers.suppression.expiry.bad-mailbox: 'forever' is not valid; expected a number of "
+        "seconds",
+    "version: 1\nhandlers:\n  suppression:\n    class: mta_logging.suppression.SuppressionHandler"
+    "\n    path: s.db\n    timeout: soon\n":
+        "handlers.suppression.timeout: 'soon' is not valid; expected a number of seconds",
 }
 
 
