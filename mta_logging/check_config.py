@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
     """Print ``<file>: OK`` and the resolved settings (0); a bad file raises ConfigError."""
     path = Path(args.config)
     if path.suffix.lower() not in YAML_SUFFIXES:
+        settings = load(path)
+        _check_accounting_directories(settings, str(path))
         print(f"{path}: OK")
-        print(describe(load(path)), end="")
+        print(describe(settings), end="")
         return 0
     data = read_yaml_mapping(path, "settings")
     checks = {"relay": _check_relay, "ship": _check_ship, "dictConfig": _check_dict_config,
@@ -123,8 +125,19 @@ def _check_dict_config(path: Path, data: Mapping[str, Any]) -> None:
 
 def _check_accounting(path: Path, data: Mapping[str, Any]) -> None:
     settings = accounting_from_mapping(data, str(path))
+    _check_accounting_directories(settings, str(path))
     print(f"{path}: OK")
     print(describe(settings), end="")
+
+
+def _check_accounting_directories(settings: AccountingSettings, source: str) -> None:
+    """The directory of each kind written can be made or written, as the relay checks its
+    own accounting directories (a file where a directory must be is refused)."""
+    for kind in settings.records:
+        directory = settings.directory(kind)
+        problem = directory_problem(directory)
+        if problem:
+            raise ConfigError("path", str(directory), problem, source=source)
 
 
 def config_kind(data: Mapping[str, Any], source: str) -> str:

@@ -127,19 +127,58 @@ def load(source: str | os.PathLike[str] | Mapping[str, Any] | AccountingSettings
 
 
 def read_text(path: Path) -> str:
-    """A config file's text; ConfigError naming the file when it cannot be read."""
+    """A config file's text; ConfigError naming the file when it cannot be read or is not
+    UTF-8 text."""
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("config file", str(path), f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config file", str(path), "expected UTF-8 text; byte "
+                          f"0x{exc.object[exc.start]:02x} at offset {exc.start} is not") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (YAML forbids it; the
+    safe loader would keep the last value and say nothing)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the safe loader refuses it itself
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found the key {key!r} twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parser's complaint on one line: where (line and column, from 1) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {problem}" + (f", {context}" if context else "")
 
 
 def read_yaml_mapping(path: Path, what: str) -> Mapping[str, Any]:
-    """A YAML config file that must hold a mapping of ``what`` (an empty file is {})."""
+    """A YAML config file that must hold a mapping of ``what`` (an empty file is {}); a key
+    given twice in one mapping is refused."""
     try:
-        data = yaml.safe_load(read_text(path))
+        data = yaml.load(read_text(path), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise ConfigError("config file", str(path), f"expected a YAML file ({exc})") from None
+        raise ConfigError("config file", str(path),
+                          f"expected a YAML file ({_yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -9,6 +9,8 @@ made), no logger is touched. Formatters and filters are made, as they have no si
 * :class:`~mta_logging.handlers.AccountingFileHandler` arguments are checked by the checks the
   handler itself runs (:mod:`mta_logging.settings`); the directories it would make are
   returned (:attr:`DryRun.directories`), for the caller to check as the relay checks its own.
+* :class:`~mta_logging.suppression.SuppressionHandler` arguments are checked as the handler
+  checks them when it is made (its expiry times and timeout).
 * Any other handler class is imported and its arguments bound to its signature; the file a
   ``logging.FileHandler`` (or subclass) would open at once is returned (:attr:`DryRun.files`).
 * References are checked: a handler's formatter and filters, a logger's handlers and filters,
@@ -32,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from mta_logging import settings as _settings
+from mta_logging.checks import seconds
 from mta_logging.errors import ConfigError, spell_value
 from mta_logging.handlers import AccountingFileHandler
 from mta_logging.outcome import Kind
+from mta_logging.suppression import DEFAULT_TIMEOUT, SuppressionHandler, checked_expiry
 
 TOP_LEVEL_KEYS = ("version", "incremental", "disable_existing_loggers", "formatters", "filters",
                   "handlers", "loggers", "root")
@@ -229,6 +233,8 @@ class _DryRun:
                      for argument, value in arguments.items()}
         if isinstance(factory, type) and issubclass(factory, AccountingFileHandler):
             self._accounting_handler(name, factory, converted)
+        elif isinstance(factory, type) and issubclass(factory, SuppressionHandler):
+            _suppression_handler(key, converted)
         elif isinstance(factory, type) and issubclass(factory, logging.FileHandler):
             self._file_handler(name, factory, converted)
         return str(described)
@@ -368,6 +374,14 @@ def _defaults(factory: Callable[..., Any]) -> dict[str, Any]:
     return {name: parameter.default
             for name, parameter in inspect.signature(factory).parameters.items()
             if parameter.default is not parameter.empty}
+
+
+def _suppression_handler(key: str, arguments: Mapping[str, Any]) -> None:
+    """The checks a SuppressionHandler makes when it is made: its expiry times (named by
+    reason, ``handlers.suppression.expiry.bad-mailbox``) and its timeout."""
+    checked_expiry(arguments.get("expiry"), key=f"{key}.expiry")
+    if "timeout" in arguments:
+        seconds(f"{key}.timeout", arguments["timeout"], DEFAULT_TIMEOUT)
 
 
 def _checked(key: str, name: str, value: Any, check: Callable[[Any], Any]) -> Any:

@@ -75,6 +75,19 @@ def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
                    f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
+@pytest.mark.parametrize(("name", "text"), [("acct.yaml", "path: {acct}\n"),
+                                             ("accounting_files.ini", "[main]\npath={acct}\n")])
+def test_an_accounting_config_whose_path_is_a_file_is_refused(tmp_path, capsys, name, text):
+    acct = tmp_path / "acct"
+    acct.write_text("")
+    path = tmp_path / name
+    code, out, err = check_config(path, text.format(acct=acct), capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: path: '{acct / 'delivered'}' is not "
+                   f"valid; must be a directory (or to be made one), but {acct} is not a "
+                   "directory\n")
+
+
 @pytest.mark.parametrize("accounting", ["{path: ACCT}", "{path: ACCT, location: {bounce: b}}"])
 def test_a_kinds_directory_that_is_a_file_is_refused(tmp_path, capsys, accounting):
     (tmp_path / "acct").mkdir()
@@ -112,8 +125,9 @@ def test_a_yaml_syntax_error_is_said_once(tmp_path, capsys):
     path = tmp_path / "r9.yaml"
     code, _, err = check_config(path, "listen: [a\n", capsys)
     assert code == 2
-    assert err.startswith(f"mta-logging check-config: config file: '{path}' is not valid; "
-                          "expected a YAML file (while parsing")
+    assert err == (f"mta-logging check-config: config file: '{path}' is not valid; expected a "
+                   "YAML file (line 2, column 1: expected ',' or ']', but got '<stream end>', "
+                   "while parsing a flow sequence)\n")
     assert err.count("not valid") == 1
 
 
@@ -220,6 +234,22 @@ def test_an_ini_value_is_spelt_as_written(tmp_path, capsys):
                    "true or false\n")
 
 
+def test_a_refused_ini_file_is_never_said_to_be_ok(tmp_path, capsys):
+    path = tmp_path / "accounting_files.ini"
+    code, out, err = check_config(path, "[main]\narchiving=perhaps\n", capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: {path}: archiving: 'perhaps' is not valid; "
+                   "expected true or false\n")
+
+
+def test_a_directory_given_as_the_config_is_never_said_to_be_ok(tmp_path, capsys):
+    code = main(["check-config", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err == (f"mta-logging check-config: config file: '{tmp_path}' is not valid; cannot be "
+                   "read (Is a directory)\n")
+
+
 # -- dictConfig files ----------------------------------------------------------------------------
 
 def test_the_shipped_logging_yaml_is_checked_dry(tmp_path, capsys, monkeypatch):
@@ -305,6 +335,13 @@ REFUSED = {
     "    archiving: on\n    archive_to: old\n":
         "handlers.accounting.archive_to: 'old' is not valid; must be a directory (or to be "
         "made one), but acct/old is not a directory",
+    "version: 1\nhandlers:\n  suppression:\n    class: mta_logging.suppression.SuppressionHandler"
+    "\n    path: s.db\n    expiry: {bad-mailbox: forever}\n":
+        "handlers.suppression.expiry.bad-mailbox: 'forever' is not valid; expected a number of "
+        "seconds",
+    "version: 1\nhandlers:\n  suppression:\n    class: mta_logging.suppression.SuppressionHandler"
+    "\n    path: s.db\n    timeout: soon\n":
+        "handlers.suppression.timeout: 'soon' is not valid; expected a number of seconds",
 }
 
 
@@ -541,6 +578,12 @@ def test_a_password_given_as_a_dsn_parameter_is_not_printed_either(tmp_path, cap
     ("paths: [./acct]\nstate_dir: ./s\npoll_intervall: 2\n",
      "poll_intervall: 2 is not valid; unknown setting; allowed: paths, state_dir, "
      "host, nats, webhooks, ingest, time_format, poll_interval, hold_archives"),
+    # which webhook of several is wrong: its place in the list, from 0
+    ("paths: [./acct]\nwebhooks: [{url: 'http://a.test/', secret: s}, {url: 'ftp://b.test/', "
+     "secret: s}]\n",
+     "webhooks[1].url: 'ftp://b.test/' is not valid; expected an http:// or https:// URL"),
+    ("paths: [./acct]\nwebhooks: [{url: 'http://a.test/', secret: s, batch: 0}]\n",
+     "webhooks[0].batch: 0 is not valid; expected a whole number of at least 1"),
 ])
 def test_a_bad_ship_config_gets_the_error_ship_gives(tmp_path, capsys, text, error):
     path = tmp_path / "ship.yaml"

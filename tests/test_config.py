@@ -196,6 +196,45 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         load(write(tmp_path, "b.yaml", "path: [unclosed\n"))
 
 
+def test_a_yaml_syntax_error_is_one_line_naming_where(tmp_path: Path) -> None:
+    path = write(tmp_path, "b.yaml", "path: x\nfields: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == (
+        f"config file: '{path}' is not valid; expected a YAML file (line 3, column 1: "
+        "expected ',' or ']', but got '<stream end>', while parsing a flow sequence)")
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "twice.yaml", "path: first\narchiving: true\npath: second\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == (
+        f"config file: '{path}' is not valid; expected a YAML file (line 3, column 1: found "
+        "the key 'path' twice in one mapping)")
+    relay = write(tmp_path, "relay.yaml", "accounting:\n  path: a\n  path: b\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 3: found the key 'path' twice"):
+        load_settings(relay)
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    path = write(tmp_path, "merge.yaml", "archive_to: &a {delivered: old, bounce: arch}\n"
+                 "location:\n  <<: *a\n  delivered: dl\n")
+    location = load(path).location
+    assert (location["delivered"], location["bounce"]) == ("dl", "arch")
+
+
+@pytest.mark.parametrize("name", ["accounting_files.ini", "accounting.yaml"])
+def test_a_config_file_that_is_not_utf8_is_refused_naming_the_byte(tmp_path: Path,
+                                                                   name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"path: x\n\xff\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == (f"config file: '{path}' is not valid; expected UTF-8 text; "
+                                 "byte 0xff at offset 8 is not")
+
+
 def test_unwritable_path_is_a_config_error(tmp_path: Path) -> None:
     blocker = write(tmp_path, "blocker", "a file where a directory must be")
     expected = r"path: .*blocker/acct' is not valid; cannot create .*/delivered \(Not a direc"

@@ -344,6 +344,54 @@ def test_report_missing_path_is_an_error(tmp_path: Path,
     assert code == 2 and "no such file or directory" in err
 
 
+def test_a_binary_file_and_a_line_with_a_lone_cr_are_skipped_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a program's bytes: a first "line" with a quote and a CR between NULs made csv raise
+    (tmp_path / "a.bin").write_bytes(b"\x7fELF\x02\x01\x00,\x00\"\x00\r\x00@\x00\n\x00\x01")
+    (tmp_path / "d.csv").write_bytes(b"type,timeLogged,rcpt\n"
+                                     b"d,2026-11-26 06:00:00\r,\"a@example.com\"\n"
+                                     b"d,2026-11-26 06:00:01,ok@example.com\n")
+    code, out, err = run(capsys, "grep", "--fields", "rcpt", str(tmp_path))
+    assert (code, out) == (0, "rcpt\nok@example.com\n")
+    assert err == (
+        f"mta-logging grep: warning: {tmp_path / 'a.bin'}:1: no header line (expected field "
+        "names such as 'type<TAB>timeLogged<TAB>rcpt...' or a JSON object); file skipped\n"
+        f"mta-logging grep: warning: {tmp_path / 'd.csv'}:2: not a line of values (new-line "
+        "character seen in unquoted field); line skipped\n")
+    code, out, _err = run(capsys, "report", "--json", str(tmp_path))
+    assert code == 0 and json.loads(out)["totals"]["delivered"] == 1
+
+
+def test_grep_prints_a_remote_bounce_diagnostic_as_dsn_diag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = AccountingFileHandler("rb", tmp_path / "remote_bounce")
+    logger = AccountingLogger("test.report.rb")
+    logger.logger.addHandler(handler)
+    logger.logger.propagate = False
+    try:
+        logger.remote_bounce("gone@example.org", dsn_status="5.1.1", job_id="Q1",
+                             dsn_diag="smtp; 550 5.1.1 mailbox gone")
+    finally:
+        logger.logger.removeHandler(handler)
+        handler.close()
+    code, out, _err = run(capsys, "grep", "--fields", "rcpt,dsnMsg,dsnDiag", str(tmp_path))
+    assert (code, out) == (0, "rcpt\tdsnMsg\tdsnDiag\n"
+                              "gone@example.org\t\tsmtp; 550 5.1.1 mailbox gone\n")
+
+
+def test_a_bounce_reason_led_by_a_status_alone_keeps_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "b.tsv").write_text(
+        "type\ttimeLogged\trcpt\tdsnStatus\tdsnMsg\tbounceCat\n"
+        "b\t2026-11-26 06:00:00\ta@example.com\t5.0.0\t5.0.0 returned to the sender by the "
+        "administrator\tadmin-bounce\n", encoding="utf-8")
+    code, out, _err = run(capsys, "report", "--json", str(tmp_path))
+    assert code == 0
+    assert json.loads(out)["bounce_reasons"] == [
+        {"dsnStatus": "5.0.0", "dsnMsg": "5.0.0 returned to the sender by the administrator",
+         "count": 1}]
+
+
 # -- mta-logging grep ---------------------------------------------------------------------------
 
 def test_grep_json_lines_restore_values_exactly(acct: Path,

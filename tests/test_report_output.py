@@ -103,6 +103,16 @@ def test_report_by_any_field(eight_bit: Path, capsys: pytest.CaptureFixture[str]
     assert "By custom_X-Campaign\ncustom_X-Campaign  delivered  deferred  bounced  total\n" in out
 
 
+def test_report_by_a_field_that_does_not_exist_is_refused(
+        eight_bit: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "report", "--by", "jobId", "--by", "campaign", str(eight_bit))
+    assert (code, out) == (2, "")
+    assert err.startswith("mta-logging report: --by: 'campaign' is not valid; unknown field; "
+                          "allowed fields: type, timeLogged, ")
+    assert err.endswith(", custom_<Header> (or header_<Header>), * for every field, !<field> to "
+                        "leave one out\n")
+
+
 @pytest.fixture
 def acct(tmp_path: Path) -> Path:
     return build_dataset(tmp_path)

@@ -331,6 +331,18 @@ def test_dsn_diag_is_its_own_field_beside_dsn_msg_and_the_old_name_alone(tmp_pat
     assert (old_record.dsn_msg, old_record.get("dsnDiag")) == ("250 Ok", None)
 
 
+def test_the_diagnostic_of_a_remote_bounce_file_stays_dsn_diag(tmp_path: Path) -> None:
+    # rb's default fields hold dsnDiag and no dsnMsg: the file is no Haraka file
+    fields = ["type", "timeLogged", "orig", "rcpt", "orcpt", "jobId", "dsnAction", "dsnStatus",
+              "dsnDiag", "dsnMta", "bounceCat"]
+    path = accounting_file(tmp_path / "remote_bounce" / "rb.tsv", [[
+        "rb", "2026-11-26 06:00:00", "s@example.test", "gone@example.org", "gone@example.org",
+        "Q1", "failed", "5.1.1", "smtp; 550 5.1.1 mailbox gone", "dns; mx.example.org",
+        "bad-mailbox"]], fields=fields)
+    (record,), _ = read(path)
+    assert (record.dsn_msg, record.get("dsnDiag")) == (None, "smtp; 550 5.1.1 mailbox gone")
+
+
 def test_header_fields_are_found_in_any_case_and_either_spelling(tmp_path: Path) -> None:
     path = accounting_file(tmp_path / "d.tsv", [["d", "spring"]],
                            fields=["type", "custom_X-Campaign"])

@@ -110,6 +110,11 @@ def test_report_says_what_was_counted_as_other(tmp_path: Path) -> None:
      "554 5.7.1 see <url> blocked"),
     ("550-5.7.1 spam\r\n550 5.7.1 bye", "550-5.7.1 spam # # bye"),
     ("1234 messages queued", "# messages queued"),  # not a reply code: a number like others
+    # an enhanced status with no reply code (queue bounce, a timed-out connection) stays
+    ("5.0.0 returned to the sender by the administrator",
+     "5.0.0 returned to the sender by the administrator"),
+    ("4.4.1 connection to 192.0.2.7 timed out", "4.4.1 connection to <ip> timed out"),
+    ("sent 5.0.0 back", "sent # back"),  # a status after the first word is a word like others
     ("", ""),
 ])
 def test_normalized_reasons(message: str, normalized: str) -> None:

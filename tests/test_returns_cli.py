@@ -64,6 +64,18 @@ def test_everything_recorded_is_exit_status_0(tmp_path: Path) -> None:
     assert not (tmp_path / "quarantine").exists()
 
 
+def test_a_message_without_from_is_quarantined_without_a_traceback(tmp_path: Path) -> None:
+    message = tmp_path / "away.eml"
+    message.write_bytes(b"Subject: out of office\n\nI am away.\n")
+    done = ingest(str(message), "--config", str(config(tmp_path)),
+                  "--quarantine", str(tmp_path / "quarantine"))
+    (kept,) = (tmp_path / "quarantine").iterdir()
+    assert (done.returncode, done.stderr) == (1, (
+        f"returned mail quarantined as {kept}: neither a delivery status notification nor a "
+        "feedback report (35 bytes)\n"))
+    assert kept.read_bytes() == message.read_bytes()
+
+
 def test_records_without_rb_and_f_and_a_missing_path_are_exit_status_2(tmp_path: Path) -> None:
     done = ingest(str(SAMPLES / "sendmail.eml"), "--config", str(config(tmp_path, "d,df,b")),
                   "--quarantine", str(tmp_path / "quarantine"))

@@ -136,7 +136,7 @@ def test_checkpoints_survive_a_restart_and_a_failed_write_keeps_the_old_one(
 def test_config_errors_name_key_value_and_what_is_allowed() -> None:
     with pytest.raises(ConfigError, match=r"nats\.replicas: 7 is not valid; expected 1 to 5"):
         ship_settings({"paths": ["a"], "nats": {"replicas": 7}})
-    with pytest.raises(ConfigError, match=r"webhooks\[\]\.url: 'ftp://x' is not valid"):
+    with pytest.raises(ConfigError, match=r"webhooks\[0\]\.url: 'ftp://x' is not valid"):
         ship_settings({"paths": ["a"], "webhooks": [{"url": "ftp://x", "secret": "s"}]})
     with pytest.raises(ConfigError, match=r"nats\.subjects: .*unknown setting; allowed: servers"):
         ship_settings({"nats": {"subjects": "x"}})

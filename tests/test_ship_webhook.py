@@ -36,6 +36,7 @@ def test_batches_are_retried_until_acknowledged_and_each_record_arrives(tmp_path
                               capture_output=True, text=True, timeout=90)
         assert done.returncode == 0, done.stderr
         assert "webhook webhook1: batch not acknowledged (HTTP 503); again in" in done.stderr
+        assert "HTTP Request:" not in done.stderr  # no line per POST from httpx
         assert receiver.bad_signatures == 0
         ids = [record["eventId"] for record in receiver.records]
         assert len(ids) == len(set(ids)) == 300

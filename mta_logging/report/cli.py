@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mta_logging.errors import ConfigError, without_password
+from mta_logging.fields import parse_fields
 from mta_logging.report import parallel, render
 from mta_logging.report.options import (
     add_input_arguments,
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--jobs", args.jobs, "expected a number of processes, 0 for one per "
                               "core")
         reader, warnings = reader_from_args(args, "report")
-        by = [name for item in args.by for name in item.split(",") if name.strip()]
+        by = list(parse_fields(",".join(args.by), key="--by")) if args.by else []
         try:
             jobs = args.jobs or parallel.default_jobs(reader)
             if jobs > 1:

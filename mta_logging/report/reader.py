@@ -6,9 +6,10 @@ one-character separator, detected from the header) are split with the writer's o
 ``split_line``, so escaping is undone exactly; JSON lines files (first character ``{``) carry
 their field names in every record. Files written by the Haraka ``accounting_files`` plugin read
 the same way: a trailing separator, CRLF line ends, `` - `` / ``undefined`` for unknown values
-and its old field names (``dsnDiag``, ``dlvSourceIp``, ``dlvDestinationIp``, in a file without
-the field of today's name) are understood. Header fields (``custom_<Name>``, also spelled
-``header_<Name>``) are found in any case, under either spelling, as the writer looks headers up.
+and its old field names (``dsnDiag``, ``dlvSourceIp``, ``dlvDestinationIp``, in a file of only
+the plugin's fields, without the field of today's name) are understood. Header fields
+(``custom_<Name>``, also spelled ``header_<Name>``) are found in any case, under either
+spelling, as the writer looks headers up.
 JSON values are unescaped as separated values are (``\\xNN`` back to the byte it stands for).
 
 Everything streams: memory does not grow with the number of lines read. Input that cannot be
@@ -19,6 +20,7 @@ raises :class:`~mta_logging.errors.FormatError` instead.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import heapq
 import io
@@ -48,6 +50,11 @@ log = logging.getLogger("mta_logging.report")
 
 # Field names of the Haraka plugin that this project renamed.
 LEGACY_FIELD_NAMES = {"dsnDiag": "dsnMsg", "dlvSourceIp": "srcIp", "dlvDestinationIp": "destIp"}
+# Every field the Haraka plugin could write (its catalogue, srcType and the old names above);
+# a header naming any other field is this project's, whose dsnDiag is a field of its own.
+HARAKA_FIELD_NAMES = frozenset((
+    "type", "timeLogged", "timeQueued", "rcpt", "srcType", "srcMta", "srcIp", "destIp", "vmta",
+    "jobId", "dsnStatus", "dsnMsg", "delay", "bounceCat", *LEGACY_FIELD_NAMES))
 # What the Haraka plugin wrote for a value it did not know (compared after stripping spaces).
 LEGACY_UNKNOWN = frozenset({"", "-", "undefined", "null"})
 
@@ -256,7 +263,10 @@ def detect_layout(first_line: str) -> Layout | None:
         if char.isalnum() or char == "_" or char in tried:
             continue
         tried.add(char)
-        names = header_fields(line, char)
+        try:
+            names = header_fields(line, char)
+        except csv.Error:  # not a line of values split by this character (binary data)
+            continue
         if _plausible_header(names):
             return Layout(char, _modern_names(names), legacy=line.endswith(char))
     names = [line.strip()]
@@ -275,9 +285,12 @@ def _plausible_header(names: list[str]) -> bool:
 
 
 def _modern_names(names: list[str]) -> tuple[str, ...]:
-    """The names, the Haraka plugin's old ones renamed unless the file has the new name too
-    (``dsnDiag`` is also a field of its own now, beside ``dsnMsg``)."""
+    """The names, the Haraka plugin's old ones renamed in a file the plugin could have
+    written (no field but its own and header fields) that lacks the new name: ``dsnDiag`` is
+    also a field of its own now, the only place of the diagnostic in ``rb`` records."""
     stripped = [name.strip() for name in names]
+    if not all(name in HARAKA_FIELD_NAMES or header_name(name) is not None for name in stripped):
+        return tuple(stripped)
     return tuple(name if LEGACY_FIELD_NAMES.get(name, name) in stripped
                  else LEGACY_FIELD_NAMES[name] for name in stripped)
 
@@ -826,7 +839,13 @@ class Reader:
         stats = self.stats
 
         def parse(number: int, line: str) -> tuple[Schema, list[str | None]] | None:
-            values: list[str | None] = split_line(line, separator)  # type: ignore[assignment]
+            try:
+                values: list[str | None] = split_line(line, separator)  # type: ignore[assignment]
+            except csv.Error as exc:  # a quote left open around a lone CR: no writer's line
+                stats.skipped_lines += 1
+                problem = str(exc).partition(" - ")[0]
+                self.issue(name, number, f"not a line of values ({problem}); line skipped")
+                return None
             if len(values) != count:
                 if legacy and len(values) == count + 1 and values[-1] == "":
                     values.pop()

@@ -20,7 +20,7 @@ from mta_logging.address import domain_of
 from mta_logging.errors import ConfigError
 from mta_logging.formatters import unescape
 from mta_logging.outcome import KIND_NAMES, Kind
-from mta_logging.reply import parse_reply
+from mta_logging.reply import parse_reply, parse_status
 from mta_logging.report.reader import ReadStats, Record, Rows, Schema, written_seconds
 from mta_logging.report.text import visible_data
 from mta_logging.report.times import offset_changes, wall_time
@@ -49,17 +49,21 @@ REASON_LENGTH = 160
 def normalize_reason(message: str | None) -> str:
     """A DSN message with its variable parts replaced, so that equal reasons count together.
 
-    The leading SMTP code and enhanced status stay; in the rest, words that are addresses
-    become ``<addr>``, IPs ``<ip>``, URLs ``<url>``, and other words holding a digit (queue
-    ids, counts, times) ``#``; runs of white space become one space.
+    The leading SMTP code and enhanced status stay (an enhanced status alone too, as in
+    ``5.0.0 returned to the sender``); in the rest, words that are addresses become
+    ``<addr>``, IPs ``<ip>``, URLs ``<url>``, and other words holding a digit (queue ids,
+    counts, times) ``#``; runs of white space become one space.
     """
     if not message:
         return ""
     reply = parse_reply(message)
+    head, words = reply.head, reply.text.split()
+    if not head and words and parse_status(words[0]) is not None:
+        head, words = words[0], words[1:]
     if len(_WORDS) >= _WORD_CACHE_SIZE:
         _WORDS.clear()
-    rest = " ".join(map(_WORDS.__getitem__, reply.text.split()))
-    text = f"{reply.head} {rest}".strip() if reply.head else rest
+    rest = " ".join(map(_WORDS.__getitem__, words))
+    text = f"{head} {rest}".strip() if head else rest
     if len(text) > REASON_LENGTH:
         text = text[: REASON_LENGTH - 1] + "…"
     return text

@@ -31,6 +31,18 @@ _ORIGINAL_TYPES = ("text/rfc822-headers", "message/rfc822", "message/rfc822-head
 _PARSER = email.parser.BytesParser(policy=email.policy.compat32)
 _HEADERS = email.parser.HeaderParser(policy=email.policy.compat32)
 _log = logging.getLogger("mta_logging.returns")
+
+
+class _HandledDetectorFailure(logging.Filter):
+    """Drops the traceback flufl.bounce logs (``Exception in detector``) before it re-raises
+    a detector's failure: :func:`_plain_failures` handles that failure and logs it on one
+    line, so a message without ``From:`` gives no traceback on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+
+logging.getLogger("flufl.bounce").addFilter(_HandledDetectorFailure())
 _ADDRESS = re.compile(r"<?([^<>\s;,]+@[^<>\s;,]+?)>?\s*$")
 
 

@@ -211,26 +211,27 @@ def _webhooks(data: Any) -> tuple[WebhookSettings, ...]:
     if not isinstance(data, list):
         raise ConfigError("webhooks", data, "expected a list of {url, secret} mappings")
     hooks = []
-    for number, item in enumerate(data, start=1):
-        _check_keys("webhooks[].", item, _WEBHOOK_KEYS)
+    for index, item in enumerate(data):
+        where = f"webhooks[{index}]"  # which one of the list, counted from 0
+        _check_keys(f"{where}.", item, _WEBHOOK_KEYS)
         url = item.get("url")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError("webhooks[].url", url, "expected an http:// or https:// URL")
-        name = item.get("name", f"webhook{number}")
+            raise ConfigError(f"{where}.url", url, "expected an http:// or https:// URL")
+        name = item.get("name", f"webhook{index + 1}")
         if not isinstance(name, str) or not _SINK_NAME.match(name) or name == "nats":
-            raise ConfigError("webhooks[].name", name, "expected letters, digits, '.', '_' or "
+            raise ConfigError(f"{where}.name", name, "expected letters, digits, '.', '_' or "
                               "'-' (and not 'nats')")
         hooks.append(WebhookSettings(
             url=url,
-            secret=_text("webhooks[].secret", item.get("secret")),
+            secret=_text(f"{where}.secret", item.get("secret")),
             name=name,
-            batch=_count("webhooks[].batch", item.get("batch"), _HOOK_DEFAULTS.batch),
-            timeout=_seconds("webhooks[].timeout", item.get("timeout"), _HOOK_DEFAULTS.timeout),
-            retry_for=_seconds("webhooks[].retry_for", item.get("retry_for"),
+            batch=_count(f"{where}.batch", item.get("batch"), _HOOK_DEFAULTS.batch),
+            timeout=_seconds(f"{where}.timeout", item.get("timeout"), _HOOK_DEFAULTS.timeout),
+            retry_for=_seconds(f"{where}.retry_for", item.get("retry_for"),
                                _HOOK_DEFAULTS.retry_for),
-            backoff_initial=_seconds("webhooks[].backoff_initial", item.get("backoff_initial"),
+            backoff_initial=_seconds(f"{where}.backoff_initial", item.get("backoff_initial"),
                                      _HOOK_DEFAULTS.backoff_initial),
-            backoff_max=_seconds("webhooks[].backoff_max", item.get("backoff_max"),
+            backoff_max=_seconds(f"{where}.backoff_max", item.get("backoff_max"),
                                  _HOOK_DEFAULTS.backoff_max),
         ))
     return tuple(hooks)

@@ -191,5 +191,8 @@ def run(args: argparse.Namespace) -> int:
     check_shipping(settings, args.config)
     sinks = sinks_for(settings)
     logging.basicConfig(level=logging.INFO, format="mta-logging ship: %(message)s")
+    # httpx logs every request at INFO ("HTTP Request: POST ... 200 OK"); its failures the
+    # webhook sink logs itself
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(Shipper(settings, sinks).run(once=args.once))
     return 0
