@@ -35,6 +35,11 @@ with ``PYTHONHASHSEED=0``, the record about 44,000–55,000):
 | a new reply | 2.9–3.2 ×, 145,000 | 2.2–2.9 ×, 119,000 |
 | a new reply with a new address | 3.2–4.1 ×, 228,000 | 2.3–2.9 ×, 178,000 |
 | ``find_reply(text)`` | 1.1–1.2 × | 0.8–1.4 × |
+
+The rules read in tiers (the embedded reply first, then the wrapper's words) cost a new reply
+129,000 instructions, 162,000 with a new address (120,700 and 151,400 counted the same way
+just before: classifying the 666 replies in turn after a warm-up of 3,000, 5,000 minus 1,000
+replies under callgrind, divided by 4,000).
 """
 
 from __future__ import annotations

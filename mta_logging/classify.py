@@ -6,8 +6,9 @@ refused connection, a DNS failure, a time-out), the RFC 3463 enhanced status cod
 mail system's bounce text around the remote server's reply (pulled out first by
 :func:`mta_logging.reply.find_reply`). Ordered rules, read from tab-separated files, map them to
 one of :data:`CATEGORIES`; the built-in rules ship in ``mta_logging/data/bounce_rules.tsv``,
-whose header documents the format. The first rule whose fields all match wins, so a user's own
-rules file goes in front of the built-in one::
+whose header documents the format and the order in which rules are tried (in tiers: the reply's
+own words, then the wrapper's, then the statuses; see :class:`Classifier`). A user's own rules
+file goes in front of the built-in one, and its rules are tried first::
 
     classifier = Classifier.from_files(["/etc/mta-logging/bounce_rules.tsv"])
     classifier.classify(550, "5.7.1", "Message rejected: listed at example-rbl.org")
@@ -33,6 +34,7 @@ from mta_logging.reply import (
     EmbeddedReply,
     find_reply,
     has_status,
+    may_be_wrapped,
     parse_reply,
     parse_status,
     single_spaced,
@@ -41,6 +43,7 @@ from mta_logging.reply import (
 
 __all__ = [
     "CATEGORIES",
+    "PARTS",
     "RELAY_CATEGORIES",
     "Classifier",
     "Rule",
@@ -81,6 +84,12 @@ its suppression list, bounced or deleted by an operator). Rules cannot name them
 
 OTHER: Final = "other"
 
+PARTS: Final[tuple[str, ...]] = ("reply", "wrapper", "status", "code", "any")
+"""What decided a :class:`Verdict` (its ``part``): a text rule that matched the embedded reply's
+own words (``reply``; the whole text when no wrapper is found) or only the wrapper's words
+around it (``wrapper``), a rule without a text condition on the enhanced status (``status``), on
+the reply code alone (``code``) or on neither (``any``)."""
+
 _BUILTIN_RULES: Final = "bounce_rules.tsv"
 _FIELDS: Final = ("category", "code", "enhanced", "text")
 _ANY: Final = "-"
@@ -103,7 +112,8 @@ class Rule:
     ``codes`` and ``statuses`` are ``None`` when the line said ``-`` (any); ``text`` is ``None``
     likewise. A status pattern ``None`` stands for ``none``: the failure has no status.
     ``origin`` names the file and line, for error messages and debugging; ``line`` is the rule
-    as written.
+    as written; ``source`` the file it was read from (the rules of each file start a tier of
+    their own, see :class:`Classifier`).
     """
 
     category: str
@@ -112,6 +122,7 @@ class Rule:
     text: re.Pattern[str] | None
     origin: str
     line: str = ""
+    source: str = ""
 
     def applies_to_status(self, code: str | None, status: _Status | None) -> bool:
         """Whether the code and enhanced-status fields of this rule accept the given ones."""
@@ -125,8 +136,10 @@ class Verdict:
     """Why a failure got its category: the ``rule`` that applied (``None``: no rule did, the
     category is ``other``), the reply ``found`` in the text (see
     :func:`mta_logging.reply.find_reply`), the ``code`` and ``enhanced`` status the rules were
-    given, and the ``text`` the rule's pattern was searched in (the whole text on one line;
-    ``""`` for a rule without a text condition, or when no rule applied)."""
+    given, the ``text`` the rule's pattern was searched in (the embedded reply's words, or the
+    whole text on one line; ``""`` for a rule without a text condition, or when no rule
+    applied) and the ``part`` that decided, one of :data:`PARTS` (``""`` when no rule
+    applied)."""
 
     category: str
     rule: Rule | None
@@ -134,28 +147,41 @@ class Verdict:
     code: int | None
     enhanced: str | None
     text: str
+    part: str
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """Which rules can apply for one reply code and status: the text rules among them (those
-    before the first rule without a text condition) and that rule, which applies when none of
-    those does."""
+    before the first rule without a text condition that applies), that rule, which applies
+    when none of those does, and for each tier number ``t`` the text rules of the tiers before
+    ``t`` (``earlier[t]``; the wrapper's words are searched by those alone once the reply's own
+    words matched a rule of tier ``t``)."""
 
     text_rules: Selection
     fallback: int | None
+    earlier: tuple[Selection, ...]
 
 
 class Classifier:
-    """Classifies failed deliveries with an ordered list of rules; the first that applies wins.
+    """Classifies failed deliveries with an ordered list of rules, read as a postmaster reads a
+    bounce: the remote server's own words first, then what the mail system that wrapped them
+    says, then the status codes.
 
     The reply is pulled out of the text first (:func:`mta_logging.reply.find_reply`: the
     remote server's reply inside an Exim, Postfix, qmail, Exchange... bounce text): a code or
     status the caller does not give, or gives only as a generic ``x.0.0``, is the one found
-    there. The text rules are searched in the whole text, the wrapper's words included (what
-    a mail system says of the refusal, "refused to talk to me", "my name was rejected", is
-    often the most telling part); the rules without a text condition then decide by the code
-    and status.
+    there. The rules fall into *tiers*: a tier is a run of rules with a text condition, from
+    one file, and the rules without one that follow it. Tier by tier, the text rules are
+    searched in the embedded reply's own words (the whole text when no wrapper is found), then
+    in the whole text, which adds the wrapper's words ("refused to talk to me", "retry timeout
+    exceeded": telling when the reply itself says nothing the tier knows); the first rule that
+    matches wins, else the first of the tier's rules without a text condition that accepts the
+    code and status; else the next tier. So the built-in rules put the words that name a
+    reason first, then the statuses that decide whatever weaker words say, then the words that
+    only introduce a refusal ("Sender address rejected", "Access denied"), then the other
+    statuses and the codes; and each rules file in front of them is a tier of its own, tried
+    before them, as a whole.
     """
 
     def __init__(self, rules: Iterable[Rule], *, remember: int = 4096) -> None:
@@ -163,6 +189,7 @@ class Classifier:
         answer, so that the same reply for many recipients is classified once; ``0`` for
         none."""
         self._rules = tuple(rules)
+        self._tier = _tiers(self._rules)
         self._index = PatternIndex(
             {index: rule.text for index, rule in enumerate(self._rules) if rule.text is not None}
         )
@@ -197,11 +224,10 @@ class Classifier:
     def explain(self, code: int | None, enhanced: str | None, text: str) -> Verdict:
         """The category of this failure, the rule that gave it and what was read from the
         text. Never raises."""
-        number, code, status, searched = self._decided(code, enhanced, text)
+        number, code, status, searched, part = self._decided(code, enhanced, text)
         rule = None if number is None else self._rules[number]
         return Verdict(OTHER if rule is None else rule.category, rule, find_reply(text), code,
-                       None if status is None else ".".join(status),
-                       searched if rule is not None and rule.text is not None else "")
+                       None if status is None else ".".join(status), searched, part)
 
     def rule_for(self, code: int | None, enhanced: str | None, text: str) -> Rule | None:
         """The first rule that applies to this failure, or ``None`` when none does."""
@@ -215,24 +241,40 @@ class Classifier:
 
     def _decide(
         self, code: int | None, enhanced: str | None, text: str
-    ) -> tuple[int | None, int | None, _Status | None, str]:
+    ) -> tuple[int | None, int | None, _Status | None, str, str]:
         """The number of the rule that applies (``None``: none does), the code and status the
-        rules were given, and the text searched. The text is searched for an embedded reply
-        only for what the caller did not give and the text can have: the usual cases, a code
-        and a specific status given, or a code given and no status in the text, cost no
-        search."""
+        rules were given, the text the rule was searched in and the part that decided (see
+        :data:`PARTS`). The text is searched for an embedded reply only when it may hold a
+        wrapper, or for what the caller did not give and the text can have: the usual cases,
+        a reply without a wrapper with its code and a specific status given, cost no search.
+        The whole text is searched a second time only when a wrapper was found, and then only
+        by the rules of the tiers before the one the reply's own words matched."""
         status, generic, plan = self._given(code, enhanced)
-        if code is None or (generic and has_status(text)):
-            found = find_reply(text).reply
+        whole = normalise_text(text)
+        own = whole
+        if code is None or (generic and has_status(text)) or may_be_wrapped(whole):
+            found = find_reply(text)
             if code is None:
-                code = found.code
-            embedded = parse_status(found.enhanced)
+                code = found.reply.code
+            embedded = parse_status(found.reply.enhanced)
             if embedded is not None and generic:
                 status = embedded
             plan = self._plan_for(None if code is None else str(code), status)
-        whole = normalise_text(text)
-        number = self._index.first_match(whole, plan.text_rules)
-        return (plan.fallback if number is None else number), code, status, whole
+            if found.wrapper:
+                own = normalise_text(found.reply.text)
+        number = self._index.first_match(own, plan.text_rules)
+        if own is not whole:
+            earlier = plan.text_rules if number is None else plan.earlier[self._tier[number]]
+            around = self._index.first_match(whole, earlier) if earlier.probes else None
+            if around is not None:
+                return around, code, status, whole, "wrapper"
+        if number is not None:
+            return number, code, status, own, "reply"
+        if plan.fallback is None:
+            return None, code, status, "", ""
+        rule = self._rules[plan.fallback]
+        part = "status" if rule.statuses is not None else "code" if rule.codes else "any"
+        return plan.fallback, code, status, "", part
 
     def _make_given(
         self, code: int | None, enhanced: str | None
@@ -244,13 +286,32 @@ class Classifier:
                 self._plan_for(None if code is None else str(code), status))
 
     def _make_plan(self, code: str | None, status: _Status | None) -> _Plan:
-        text_rules: set[int] = set()
+        text_rules: list[int] = []
+        fallback = None
         for index, rule in enumerate(self._rules):
             if rule.applies_to_status(code, status):
                 if rule.text is None:
-                    return _Plan(self._index.select(text_rules), index)
-                text_rules.add(index)
-        return _Plan(self._index.select(text_rules), None)
+                    fallback = index
+                    break
+                text_rules.append(index)
+        tiers = (self._tier[-1] + 1) if self._tier else 0
+        earlier = tuple(self._index.select(i for i in text_rules if self._tier[i] < tier)
+                        for tier in range(tiers))
+        return _Plan(self._index.select(text_rules), fallback, earlier)
+
+
+def _tiers(rules: tuple[Rule, ...]) -> tuple[int, ...]:
+    """The tier number of each rule: a new tier starts at a rule with a text condition that
+    follows one without, or one from another file."""
+    numbers = []
+    tier = 0
+    for index, rule in enumerate(rules):
+        if index and rule.text is not None:
+            previous = rules[index - 1]
+            if previous.text is None or previous.source != rule.source:
+                tier += 1
+        numbers.append(tier)
+    return tuple(numbers)
 
 
 @functools.cache
@@ -316,11 +377,11 @@ def _parse_rules(content: str, source: str) -> tuple[Rule, ...]:
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        rules.append(_parse_rule(line, f"{source}, line {number}"))
+        rules.append(_parse_rule(line, f"{source}, line {number}", source))
     return tuple(rules)
 
 
-def _parse_rule(line: str, origin: str) -> Rule:
+def _parse_rule(line: str, origin: str, source: str) -> Rule:
     fields = _FIELD_SEPARATOR.split(line.strip())
     if len(fields) != len(_FIELDS):
         raise ConfigError(
@@ -342,6 +403,7 @@ def _parse_rule(line: str, origin: str) -> Rule:
         text=_parse_text(text, origin),
         origin=origin,
         line=line.strip(),
+        source=source,
     )
 
 

@@ -1,10 +1,12 @@
 """``mta-logging classify [TEXT | -]``: the bounce category of a reply, and why.
 
 For operators writing their own rules: prints the category, the rule that gave it (file, line
-and the rule as written) and what was pulled out of the text (reply code, enhanced status, the
-remote server's words, the wrapper it was found in). ``-`` (or no TEXT) reads the text from
-standard input, all of it as one failure (a multi-line reply or bounce text). ``--rules FILE``
-puts a rules file in front of the built-in rules, as :meth:`Classifier.from_files` does.
+and the rule as written), which part of the failure decided (the embedded reply's own words,
+the wrapper's words around it, the enhanced status, the reply code) and what was pulled out of
+the text (reply code, enhanced status, the remote server's words, the wrapper it was found in).
+``-`` (or no TEXT) reads the text from standard input, all of it as one failure (a multi-line
+reply or bounce text). ``--rules FILE`` puts a rules file in front of the built-in rules, as
+:meth:`Classifier.from_files` does.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from mta_logging.classify import Classifier, Verdict
 from mta_logging.reply import parse_status
 
 _TABS = re.compile(r"\t+")
-_LABELS = ("category", "rule", "code", "status", "reply", "wrapper", "command", "host")
+_LABELS = ("category", "rule", "decided", "code", "status", "reply", "wrapper", "command", "host")
 _WIDTH = max(map(len, _LABELS)) + 2
+_DECIDED = {"reply": "embedded reply", "wrapper": "wrapper", "status": "status", "code": "code",
+            "any": "any failure"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +58,7 @@ def as_text(verdict: Verdict) -> str:
     values = (
         verdict.category,
         "- (no rule applies)" if rule is None else f"{rule.origin}: {_TABS.sub(chr(9), rule.line)}",
+        _DECIDED.get(verdict.part, "-"),
         "-" if verdict.code is None else str(verdict.code),
         verdict.enhanced or "-",
         found.reply.text or "-",
@@ -72,6 +77,7 @@ def as_json(verdict: Verdict) -> dict[str, Any]:
     return {
         "category": verdict.category,
         "rule": None if rule is None else {"origin": rule.origin, "line": rule.line},
+        "decided": verdict.part or None,
         "code": verdict.code,
         "status": verdict.enhanced,
         "reply": {"code": found.reply.code, "status": found.reply.enhanced,

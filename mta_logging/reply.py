@@ -17,6 +17,7 @@ __all__ = [
     "Reply",
     "find_reply",
     "has_status",
+    "may_be_wrapped",
     "one_line",
     "parse_reply",
     "parse_status",
@@ -257,6 +258,12 @@ def has_status(text: str) -> bool:
     """Whether ``text`` holds something that reads as an enhanced status (``5.1.1``, not part
     of an IP address): a cheap test before :func:`find_reply`, which finds none without it."""
     return _STATUS_IN_TEXT.search(text) is not None
+
+
+def may_be_wrapped(line: str) -> bool:
+    """Whether ``line`` (white space already single) holds a marker of a wrapper shape that
+    :func:`find_reply` knows: a cheap test; without one, the text is the reply itself."""
+    return _ANY_MARKER.search(line.lower()) is not None
 
 
 def _reply_at(line: str) -> Reply:
