@@ -12,6 +12,13 @@ Message-ID. With ``--suppression FILE`` (the relay's suppression list, ``spool_d
 hard bounces and complaints put their recipient on that list, with the default expiry times,
 as the relay's own returned mail does.
 
+Each message handled (recorded, or quarantined) is remembered by its SHA-256 in ``--ingested
+FILE`` (default: ``.ingested`` in the quarantine directory; see
+:mod:`~mta_logging.returns.ingested`), and a later run skips it: the same Maildir read by a
+cron job is recorded once. A message whose record could not be written is not remembered.
+``--again`` handles the messages handled before too (the quarantine fed back after a change
+of options).
+
 Prints one summary line. Exit status: 0 every message was recorded (or reported no failed
 recipient), 1 some were quarantined, 2 a bad argument or config, an input that could not be
 read, a message that could not be quarantined (what was handled before stays recorded) or a
@@ -31,6 +38,7 @@ from pathlib import Path
 from mta_logging.config import configure, load
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.outcome import Kind
+from mta_logging.returns.ingested import IngestedMessages
 from mta_logging.returns.quarantine import Quarantine
 from mta_logging.returns.recorder import (
     BOUNCE,
@@ -42,6 +50,8 @@ from mta_logging.returns.recorder import (
 from mta_logging.returns.sent import SentIndex
 from mta_logging.suppression import SuppressionHandler, SuppressionList, put_first
 from mta_logging.verp import Verp, read_secret
+
+INGESTED_NAME = ".ingested"  # the default list of messages handled, in the quarantine directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the file holding the VERP secret (needed with --verp-domain)")
     parser.add_argument("--sent-index", metavar="FILE",
                         help="the relay's sent index (sent.sqlite in its spool directory)")
+    parser.add_argument("--ingested", metavar="FILE",
+                        help="the list of messages handled before, which are skipped "
+                             "(default: .ingested in the quarantine directory)")
+    parser.add_argument("--again", action="store_true",
+                        help="handle the messages handled before too (e.g. the quarantine fed "
+                             "back after a change of options)")
     parser.add_argument("--suppression", metavar="FILE",
                         help="the suppression list that hard bounces and complaints are added "
                              "to (the relay's suppression.db; made when missing)")
@@ -76,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not os.path.exists(path):
             raise MtaLoggingError(f"{path}: no such file or directory")
+    # a run already under way, or a list that cannot be opened: exit 2 before anything is read
+    ingested = IngestedMessages(args.ingested if args.ingested is not None
+                                else Path(args.quarantine) / INGESTED_NAME)
     suppression = None
     if args.suppression is not None:
         SuppressionList(args.suppression).close()  # a file that is no list: exit 2 at once
@@ -88,17 +107,23 @@ def run(args: argparse.Namespace) -> int:
     recorder = ReturnRecorder(logger, Quarantine(args.quarantine), verp=verp, sent=sent)
     outcomes: Counter[str] = Counter()
     records: Counter[str] = Counter()
-    unwritten = 0
+    unwritten = skipped = 0
     try:
         for data in _messages([Path(p) for p in args.paths]):
+            if not args.again and ingested.seen(data):
+                skipped += 1
+                continue
             handled = recorder.handle(data)
             outcomes[handled.what] += 1
             records[handled.what] += handled.records
             unwritten += handled.unwritten
+            if not handled.unwritten:
+                ingested.add(data)
     except OSError as exc:
         raise MtaLoggingError(f"stopped after {sum(outcomes.values())} messages: "
                               f"{exc.filename or ''}: {exc.strerror}") from None
     finally:
+        ingested.close()
         if sent is not None:
             sent.close()
         if suppression is not None:
@@ -108,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
           f"({records[BOUNCE]} rb records), {outcomes[COMPLAINT]} complaints "
           f"({records[COMPLAINT]} f records), {outcomes[NO_FAILURE]} without a failed "
           f"recipient, {outcomes[QUARANTINED]} quarantined in {args.quarantine}"
+          + (f"; {skipped} ingested before, skipped" if skipped else "")
           + (f"; {unwritten} records could not be written" if unwritten else ""))
     if unwritten:
         return 2

@@ -3,7 +3,8 @@
 Each message is written byte for byte to ``<directory>/<time>-<random>.eml`` (a temporary
 name, ``fsync``, rename, ``fsync`` of the directory), so that once :meth:`Quarantine.keep`
 returns the message survives a crash; an operator reads it, and may feed it to
-``mta-logging ingest-bounce`` again. Nothing is ever dropped: a failure to write raises.
+``mta-logging ingest-bounce --again`` (which handles messages it handled before). Nothing is
+ever dropped: a failure to write raises.
 """
 
 from __future__ import annotations
