@@ -105,6 +105,26 @@ def test_the_relay_config_names_the_list_and_its_expiry(tmp_path, capsys, monkey
     assert entry is not None and entry.expires == entry.added + 3600
 
 
+@pytest.mark.parametrize("section", [None, False, {"enabled": False}])
+@pytest.mark.parametrize("command", [["add", "a@x.test"], ["list"], ["export"]])
+def test_a_relay_config_without_the_list_is_refused_and_no_file_is_made(
+        tmp_path, capsys, monkeypatch, section, command):
+    """The relay would never read a list it keeps none of: nothing is written, and the
+    operator is told how to turn it on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spool").mkdir()
+    config = {"spool_dir": "spool"} if section is None else {
+        "spool_dir": "spool", "suppression": section}
+    (tmp_path / "relay.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = run(capsys, command[0], "--config", "relay.yaml", *command[1:])
+    assert (code, out) == (2, "")
+    assert err == ("mta-logging suppression: relay.yaml: suppression: null is not valid; this "
+                   "relay keeps no suppression list, so it would never read one: turn it on "
+                   "with 'suppression: true' (then restart the relay), or name a list with "
+                   "--db\n")
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
 def test_remove_says_which_addresses_were_not_listed(capsys, listed):
     code, out, err = run(capsys, "remove", "--db", str(listed), "GONE@x.test", "nobody@x.test")
     assert (code, out, err) == (1, "removed gone@x.test\n",

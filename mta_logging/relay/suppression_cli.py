@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from mta_logging.errors import ConfigError
 from mta_logging.relay.config import load_settings
 from mta_logging.suppression import (
     DEFAULT_EXPIRY,
@@ -91,10 +92,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _where(args: argparse.Namespace) -> tuple[Path, Mapping[str, float | None]]:
-    """The list's file and the expiry times to add entries with."""
+    """The list's file and the expiry times to add entries with. ConfigError for a relay
+    config without the list: the relay would never read what is written."""
     if args.db is not None:
         return Path(args.db), DEFAULT_EXPIRY
     settings = load_settings(args.config)
+    if not settings.suppression.enabled:
+        raise ConfigError("suppression", None, "this relay keeps no suppression list, so it "
+                          "would never read one: turn it on with 'suppression: true' (then "
+                          "restart the relay), or name a list with --db", source=args.config)
     return settings.suppression.file(settings.spool_dir), settings.suppression.expiry
 
 
