@@ -1,9 +1,10 @@
 """The relay process: spool, queue, inbound server and outbound delivery, started and stopped.
 
 Start: the spool's lock is taken (one relay per spool; a ``queue`` command working on the
-spool is waited for), the spool is loaded (mail left by a stopped or crashed relay is queued
-again, due messages first, held ones kept aside), delivery workers start, the control socket
-(``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
+spool is waited for), the mail of worker spools left by a relay with ``workers`` > 1 is moved
+in (a relay of one process only), the spool is loaded (mail left by a stopped or crashed relay
+is queued again, due messages first, held ones kept aside), delivery workers start, the
+control socket (``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
 ``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
