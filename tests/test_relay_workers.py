@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import smtplib
 import socket
 import time
 from pathlib import Path
@@ -20,7 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 from relay_sink import Sink
-from test_relay_e2e import Clients, RelayProcess, base_config, records, relay, send, wait_until
+from test_relay_e2e import (
+    MESSAGE,
+    Clients,
+    RelayProcess,
+    base_config,
+    records,
+    relay,
+    send,
+    wait_until,
+)
 from test_relay_metrics import scrape
 
 from mta_logging.cli import main
@@ -85,6 +95,25 @@ def test_two_workers_share_the_connections_and_every_message_is_delivered(tmp_pa
     assert sorted(p.name for p in spool.iterdir() if p.is_dir()) == [
         "queue", "state", "tmp", "worker-1", "worker-2"]
     assert [p.name for p in (spool / "worker-1" / "queue").iterdir()] == []
+
+
+def test_sessions_opened_at_once_are_spread_over_the_workers(tmp_path):
+    """16 connections open before any sends (as ``smtp-source -s 16`` does): each worker gets
+    some (one socket shared by both would let the first to wake take them all)."""
+    with Sink() as sink, relay(tmp_path, config_of(sink)) as running:
+        clients = [smtplib.SMTP("127.0.0.1", running.port, timeout=10) for _ in range(16)]
+        ids = []
+        for number, client in enumerate(clients):
+            client.ehlo("client.test")
+            client.mail("sender@example.test")
+            assert client.rcpt(f"s{number}@x.test")[0] == 250
+            code, text = client.data(MESSAGE)
+            assert code == 250, text
+            ids.append(text.decode().rpartition(" ")[2])
+            client.quit()
+        wait_until(lambda: len(sink.delivered()) == 16, what="the 16 messages")
+        assert running.stop() == 0
+    assert {worker_of(queue_id) for queue_id in ids} == {1, 2}
 
 
 def test_a_worker_killed_mid_load_is_started_again_and_its_mail_delivered(tmp_path):

@@ -2,10 +2,14 @@
 
 The supervisor takes the lock of ``spool_dir``, moves into worker 1's spool the mail of every
 spool no worker will use (``spool_dir``'s own queue, left by a relay of one process, and
-``worker-<K>/`` for K above ``workers``), binds the listening socket once, and starts
-``workers`` processes, each a full relay (``server.Relay``) on that socket with its own spool
-``spool_dir/worker-<K>/`` (its lock, control socket and journals). The kernel hands each new
-connection to whichever worker accepts it first.
+``worker-<K>/`` for K above ``workers``), binds the listen address (one socket per worker,
+all bound here with ``SO_REUSEPORT``, so a port in use is one error before any worker starts)
+and starts ``workers`` processes, each a full relay (``server.Relay``) on its socket with its
+own spool ``spool_dir/worker-<K>/`` (its lock, control socket and journals). The kernel spreads
+new connections over the sockets by a hash of their addresses: one socket shared by every
+worker would let the first worker to wake take a whole burst of them (asyncio accepts up to
+``listen_backlog`` at a time), and a worker's socket stays open here while the worker is
+started again, its connections waiting in its queue.
 
 Each worker holds one end of a socket pair: it sends one line there once it serves
 (:func:`ready_message`), and drains when the other end closes (the supervisor is gone). The
@@ -90,7 +94,7 @@ class Supervisor:
         self.stopping = False
         self.failed = False
         self._signals: list[int] = []
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
         self.address = (settings.listen_host, settings.listen_port)
 
     def run(self, on_ready: ReadyCallback) -> int:
@@ -112,8 +116,8 @@ class Supervisor:
             time.sleep(0.1)
         try:
             self._gather(root)
-            self._listener = _bind(self.settings)
-            host, port = self._listener.getsockname()[:2]
+            self._listeners = _bind(self.settings)
+            host, port = self._listeners[0].getsockname()[:2]
             self.address = (str(host), int(port))
             previous = {signum: signal.signal(signum, self._on_signal)
                         for signum in (*STOP_SIGNALS, signal.SIGHUP)}
@@ -128,7 +132,7 @@ class Supervisor:
                     worker.link.close()
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
-                self._close_listener()
+                self._close_listeners()
         finally:
             lock.release()
 
@@ -143,12 +147,12 @@ class Supervisor:
                     move_messages(spool, first)
 
     def _start(self, index: int, *, restarted: bool) -> None:
-        assert self._listener is not None
+        listener = self._listeners[index - 1]
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                self.command(index, self._listener.fileno(), theirs.fileno()),
-                pass_fds=(self._listener.fileno(), theirs.fileno()))
+                self.command(index, listener.fileno(), theirs.fileno()),
+                pass_fds=(listener.fileno(), theirs.fileno()))
         except OSError:
             ours.close()
             raise
@@ -187,7 +191,7 @@ class Supervisor:
 
     def _stop_all(self, signum: signal.Signals) -> None:
         self.stopping = True
-        self._close_listener()
+        self._close_listeners()
         self._signal_all(signum)
 
     def _signal_all(self, signum: signal.Signals) -> None:
@@ -195,10 +199,10 @@ class Supervisor:
             if worker.process.poll() is None:
                 worker.process.send_signal(signum)
 
-    def _close_listener(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        self._listeners = []
 
     def _read_links(self) -> None:
         links = {w.link: w for w in self.workers.values() if w.link_open}
@@ -237,14 +241,25 @@ class Supervisor:
         self._start(worker.index, restarted=True)
 
 
-def _bind(settings: RelaySettings) -> socket.socket:
-    """The listening socket the workers share; MtaLoggingError when the address is taken."""
+def _bind(settings: RelaySettings) -> list[socket.socket]:
+    """A listening socket per worker on the listen address (``SO_REUSEPORT``; with port 0 the
+    port the first one got); MtaLoggingError when the address cannot be bound."""
     host, port = settings.listen_host, settings.listen_port
+    listeners: list[socket.socket] = []
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                     flags=socket.AI_PASSIVE)[0][0]
-        return socket.create_server((host, port), family=family,
-                                    backlog=settings.listen_backlog)
+        for _ in range(settings.workers):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, port))
+            listener.listen(settings.listen_backlog)
+            port = listener.getsockname()[1]
     except OSError as exc:
+        for listener in listeners:
+            listener.close()
         raise MtaLoggingError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
                               ) from None
+    return listeners
