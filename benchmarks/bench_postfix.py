@@ -1,7 +1,7 @@
 """Messages per second through Postfix 3.7 and through ``mta-logging relay``, side by side.
 
     .venv/bin/python benchmarks/bench_postfix.py [--messages 3000] [--size 2000] [--rounds 3]
-        [--rcpts 1 5] [--event-loops asyncio uvloop]
+        [--rcpts 1 5] [--event-loops asyncio uvloop] [--workers 1 2]
 
 Run as root (Postfix's ``master`` starts as root). Everything runs on 127.0.0.1, everything
 lives under one temporary directory, and only Postfix's own C test programs make the load:
@@ -15,7 +15,8 @@ lives under one temporary directory, and only Postfix's own C test programs make
   for the run and the file put back as it was afterwards. Stopped with ``postfix -c DIR stop``.
 * Ours: ``mta-logging relay`` with a route of ``*`` to its sink, accounting on (a received and
   a delivered record per recipient), the spool fsync'd before 250, operator log at WARNING;
-  one instance per ``--event-loops`` value (its ``event_loop`` setting).
+  one instance per ``--event-loops`` and ``--workers`` value (its ``event_loop`` and
+  ``workers`` settings; with workers its CPU is the supervisor's and every worker's).
 * An ``smtp-sink`` behind each relay, counting messages (``-c``).
 * The load: ``smtp-source -d -s 16`` (16 sessions, several messages each), ``--messages``
   messages of ``--size`` bytes, 1 and then 5 recipients per message.
@@ -167,7 +168,12 @@ class Postfix:
 
     def cpu_seconds(self) -> float:
         """CPU time of the master and of every process under it, reaped children included."""
-        return sum(cpu_seconds(pid, children=True) for pid in _tree(self.master_pid))
+        return _tree_cpu_seconds(self.master_pid)
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU time of ``root`` and of every process under it, reaped children included."""
+    return sum(cpu_seconds(pid, children=True) for pid in _tree(root))
 
 
 def _tree(root: int) -> list[int]:
@@ -232,6 +238,9 @@ def main() -> None:
     parser.add_argument("--event-loops", nargs="+", default=["asyncio"],
                         choices=["asyncio", "uvloop"],
                         help="our relay once with each (its event_loop setting)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="our relay once with each number of worker processes (its "
+                             "workers setting)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_postfix.py runs Postfix's master, which must start as root")
@@ -247,14 +256,17 @@ def main() -> None:
         postfix.start()
         sides = [Side("Postfix 3.7", postfix.port, sinks[0], postfix.cpu_seconds)]
         for loop in args.event_loops:
-            sinks.append(Sink(free_port()))
-            workdir = root / f"relay-{loop}"
-            workdir.mkdir()
-            process, port, _ = start_relay(workdir, sinks[-1].port, accounting=True,
-                                           settings=f"event_loop: {loop}\n")
-            relays.append(process)
-            sides.append(Side(f"ours ({loop})", port, sinks[-1],
-                              functools.partial(cpu_seconds, process.pid)))
+            for workers in args.workers:
+                sinks.append(Sink(free_port()))
+                workdir = root / f"relay-{loop}-{workers}"
+                workdir.mkdir()
+                process, port, _ = start_relay(
+                    workdir, sinks[-1].port, accounting=True,
+                    settings=f"event_loop: {loop}\nworkers: {workers}\n")
+                relays.append(process)
+                name = loop if args.workers == [1] else f"{loop}, {workers} worker(s)"
+                sides.append(Side(f"ours ({name})", port, sinks[-1],
+                                  functools.partial(_tree_cpu_seconds, process.pid)))
         for side in sides:  # warm-up: processes started, connections open, caches filled
             side.run(SESSIONS * 10, args.size, 1)
         rows = [_measure(sides, args.messages, args.size, rcpts, args.rounds)

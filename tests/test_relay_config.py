@@ -250,3 +250,32 @@ def test_password_hashes_verify():
     assert not verify_password("wrong", hashed)
     settings = load_settings({"auth_users": {"alice": hashed}})
     assert settings.auth_users["alice"] == hashed
+
+
+def test_workers_default_to_one_process():
+    assert load_settings(None).workers == 1
+    assert load_settings({"workers": 2}).workers == 2
+    assert load_settings({"workers": 64}).workers == 64
+
+
+@pytest.mark.parametrize(("value", "allowed"), [
+    (0, "expected a whole number of at least 1"),
+    (-1, "expected a whole number of at least 1"),
+    ("two", "expected a whole number of at least 1"),
+    (True, "expected a whole number of at least 1"),
+    (65, "expected a whole number from 1 to 64 (relay processes; more than the machine's "
+         "cores rarely helps)"),
+])
+def test_a_bad_number_of_workers_is_refused(value, allowed):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"workers": value})
+    assert str(caught.value) == f"relay settings: workers: {value!r} is not valid; {allowed}"
+
+
+def test_the_metrics_ports_of_every_worker_must_exist():
+    assert load_settings({"workers": 4, "metrics": "127.0.0.1:65532"}).workers == 4
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"workers": 4, "metrics": "127.0.0.1:65534"})
+    assert str(caught.value) == (
+        "relay settings: metrics: '127.0.0.1:65534' is not valid; worker K listens on the "
+        "port plus K-1: with workers 4 expected a port up to 65532")

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta_logging.errors import MtaLoggingError
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.spool import (
@@ -21,8 +22,11 @@ from mta_logging.relay.spool import (
     Envelope,
     QueuedMessage,
     Spool,
+    move_messages,
     new_queue_id,
     read_queue_file,
+    worker_dir,
+    worker_dirs,
 )
 
 ENVELOPE = Envelope("sender@example.test", ("a@one.test", "b@two.test", "c@one.test"),
@@ -327,3 +331,45 @@ def test_a_report_whose_entries_are_missing_completes_the_journal_on_load(tmp_pa
     assert (spool.state_dir / "Q2").read_text() == "w 1\n"
     spool.load()
     assert (spool.state_dir / "Q2").read_text() == "w 1\n"  # in effect: not written again
+
+
+def test_the_ids_of_two_workers_never_share_a_tag(monkeypatch):
+    monkeypatch.setattr(spool_module, "_PROCESS_TAG", spool_module._PROCESS_TAG)
+    tags = []
+    for index in (1, 2, 64):
+        spool_module.use_worker_tag(index)
+        tags.append(int(new_queue_id()[-3:], 16))
+    assert [tag % 64 for tag in tags] == [0, 1, 63]
+
+
+def test_worker_spools_are_found_in_order_of_their_number(tmp_path):
+    for name in ("worker-10", "worker-2", "worker-1", "worker-x", "queue"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "worker-3").write_text("a file")
+    assert [p.name for p in worker_dirs(tmp_path)] == ["worker-1", "worker-2", "worker-10"]
+    assert worker_dir(tmp_path, 2) == tmp_path / "worker-2"
+    assert worker_dirs(tmp_path / "missing") == []
+
+
+def test_moving_messages_keeps_each_journal_with_its_message(tmp_path):
+    source, target = Spool.open(tmp_path / "one"), Spool.open(tmp_path / "two")
+    source.store("Q1", ENVELOPE, b"first\r\n")
+    source.journal("Q1", ["d 1"])
+    source.store("Q2", ENVELOPE, b"second\r\n")
+    target.store("Q3", ENVELOPE, b"third\r\n")
+    assert move_messages(source, target) == 2
+    assert [m.queue_id for m in target.load()] == ["Q1", "Q2", "Q3"]
+    assert [m.pending() for m in target.load()] == [[0, 2], [0, 1, 2], [0, 1, 2]]
+    assert list(source.queue_dir.iterdir()) == list(source.state_dir.iterdir()) == []
+
+
+def test_moving_onto_a_name_already_there_stops_and_overwrites_nothing(tmp_path):
+    source, target = Spool.open(tmp_path / "one"), Spool.open(tmp_path / "two")
+    source.store("Q1", ENVELOPE, b"mine\r\n")
+    target.store("Q1", ENVELOPE, b"theirs\r\n")
+    with pytest.raises(MtaLoggingError) as caught:
+        move_messages(source, target)
+    assert str(caught.value) == (f"cannot move {source.queue_dir / 'Q1'} into "
+                                 f"{target.queue_dir}: {target.queue_dir / 'Q1'} exists")
+    assert target.read_content("Q1") == b"theirs\r\n"
+    assert source.read_content("Q1") == b"mine\r\n"

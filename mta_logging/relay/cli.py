@@ -3,6 +3,8 @@
 SIGHUP reads the config file again and applies it (see ``server``); the command-line
 overrides (``--listen``, ``--spool-dir``, ``--accounting-path``, ``--log-level``) stay in force.
 ``--check`` validates everything the relay checks before it serves, and exits.
+With ``workers`` > 1 this process is the supervisor (see ``workers``) and starts each worker as
+this command again with the hidden ``--worker K --listen-fd FD --supervisor-fd FD``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import getpass
 import logging
+import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,8 @@ from mta_logging.relay.operator_log import setup as setup_log
 from mta_logging.relay.passwords import hash_password
 from mta_logging.relay.preflight import accounting_settings, check
 from mta_logging.relay.server import Relay, event_loop_factory, serve
+from mta_logging.relay.spool import use_worker_tag
+from mta_logging.relay.workers import Supervisor, ready_message
 
 READY = "mta-logging relay: listening on"
 
@@ -51,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hash-password", action="store_true",
                         help="read a password (stdin, or a prompt on a terminal), print its "
                              "hash for auth_users, and exit")
+    # a worker of a supervisor (workers > 1): its number, the shared listening socket, its link
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,24 +72,35 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = _settings(args)
     accounting_files = accounting_settings(settings, args.accounting_path, args.config)
-    check(settings, accounting_files)
+    check(settings, accounting_files, listening=args.worker is not None)
     if args.check:
         print(f"mta-logging relay: {args.config or 'the default settings'}: OK (listen "
               f"{settings.listen_host}:{settings.listen_port}, spool {settings.spool_dir}, "
-              f"accounting {'off' if accounting_files is None else accounting_files.path})")
+              f"accounting {'off' if accounting_files is None else accounting_files.path}"
+              f"{'' if settings.workers == 1 else f', workers {settings.workers}'})")
         return 0
     try:
         setup_log(args.log_level or settings.log_level, args.log_format, args.log_file)
     except OSError as exc:
         raise MtaLoggingError(f"--log-file {args.log_file}: cannot open it ({exc.strerror})"
                               ) from None
+    if settings.workers > 1 and args.worker is None:
+        return Supervisor(settings, functools.partial(_worker_command, args)).run(
+            functools.partial(_announce_workers, settings))
+    if args.worker is not None:
+        use_worker_tag(args.worker)
     accounting = None
     accounting_dirs: list[Path] = []
     if accounting_files is not None:
         configured = mta_logging.configure(accounting_files)
         accounting = AccountingLogger(configured.logger)
         accounting_dirs = [configured.directory(kind) for kind in configured.records]
-    relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs)
+    supervisor = None if args.supervisor_fd is None else socket.socket(
+        fileno=args.supervisor_fd)
+    relay = Relay(settings, accounting=accounting, accounting_dirs=accounting_dirs,
+                  worker=args.worker,
+                  listen_socket=None if args.listen_fd is None else socket.socket(
+                      fileno=args.listen_fd))
 
     def reload() -> None:
         new = _settings(args)
@@ -92,8 +114,29 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("mta_logging").setLevel(args.log_level or new.log_level)
 
     with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-        runner.run(serve(relay, on_ready=_announce, reload=reload if args.config else None))
+        runner.run(serve(relay, on_ready=_announce if supervisor is None else functools.partial(
+            _tell_supervisor, supervisor), reload=reload if args.config else None,
+            supervisor=supervisor))
     return 0
+
+
+def _worker_command(args: argparse.Namespace, index: int, listen_fd: int, link_fd: int
+                    ) -> list[str]:
+    """This command again, as worker ``index`` of the supervisor."""
+    command = [sys.executable, "-m", "mta_logging.cli", "relay", "--log-format",
+               args.log_format]
+    for option, value in (("--config", args.config), ("--listen", args.listen),
+                          ("--spool-dir", args.spool_dir),
+                          ("--accounting-path", args.accounting_path),
+                          ("--log-level", args.log_level), ("--log-file", args.log_file)):
+        if value is not None:
+            command += [option, value]
+    return [*command, "--worker", str(index), "--listen-fd", str(listen_fd),
+            "--supervisor-fd", str(link_fd)]
+
+
+def _tell_supervisor(link: socket.socket, relay: Relay) -> None:
+    link.sendall(ready_message(relay))
 
 
 def _settings(args: argparse.Namespace) -> RelaySettings:
@@ -108,17 +151,30 @@ def _settings(args: argparse.Namespace) -> RelaySettings:
         overrides.update(listen_host=host, listen_port=port)
     if args.spool_dir is not None:
         overrides["spool_dir"] = Path(args.spool_dir)
+    if args.worker is not None and settings.metrics is not None and settings.metrics[1]:
+        host, port = settings.metrics  # worker K: the metrics port plus K-1
+        overrides["metrics"] = (host, port + args.worker - 1)
     return dataclasses.replace(settings, **overrides)
 
 
 def _announce(relay: Relay) -> None:
-    settings: RelaySettings = relay.settings
-    host, port = relay.address
-    accounting = "on" if settings.accounting_enabled else "off"
-    metrics = relay.metrics_server.address
-    metrics_text = "" if metrics is None else f", metrics on {metrics[0]}:{metrics[1]}"
     loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
         else "asyncio"
-    print(f"{READY} {host}:{port} (hostname {settings.hostname}, spool {settings.spool_dir}, "
-          f"accounting {accounting}, event loop {loop}{metrics_text})", file=sys.stderr,
-          flush=True)
+    metrics = relay.metrics_server.address
+    _print_ready(relay.settings, relay.address, loop, [] if metrics is None else [metrics])
+
+
+def _announce_workers(settings: RelaySettings, address: tuple[str, int],
+                      ready: Sequence[dict[str, Any]]) -> None:
+    metrics = [(str(r["metrics"][0]), int(r["metrics"][1])) for r in ready if r["metrics"]]
+    _print_ready(settings, address, settings.event_loop, metrics, f", workers {len(ready)}")
+
+
+def _print_ready(settings: RelaySettings, address: tuple[str, int], loop: str,
+                 metrics: Sequence[tuple[str, int]], workers: str = "") -> None:
+    accounting = "on" if settings.accounting_enabled else "off"
+    metrics_text = "" if not metrics else ", metrics on " + ", ".join(
+        f"{host}:{port}" for host, port in metrics)
+    print(f"{READY} {address[0]}:{address[1]} (hostname {settings.hostname}, spool "
+          f"{settings.spool_dir}, accounting {accounting}, event loop {loop}{workers}"
+          f"{metrics_text})", file=sys.stderr, flush=True)

@@ -196,6 +196,7 @@ class RelaySettings:
     suppression: SuppressionSettings = SuppressionSettings()
     bounces: BounceSettings = BounceSettings()
     event_loop: str = "asyncio"
+    workers: int = 1
 
     @property
     def quarantine_dir(self) -> Path:
@@ -241,10 +242,12 @@ TOP_LEVEL_KEYS = (
     "timeouts", "connection_reuse", "starttls", "accounting", "shutdown_timeout", "log_level",
     "min_free_space", "listen_backlog", "max_connections", "max_connections_per_ip",
     "max_per_destination", "metrics", "dsn", "suppression", "bounces", "event_loop",
+    "workers",
 )
 STARTTLS_MODES = ("opportunistic", "off")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EVENT_LOOPS = ("asyncio", "uvloop")
+MAX_WORKERS = 64
 
 
 def load_settings(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
@@ -280,7 +283,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         port = listen_port
     accounting_enabled, accounting = _accounting(data.get("accounting"))
     hostname = data.get("hostname")
-    return RelaySettings(
+    settings = RelaySettings(
         listen_host=host,
         listen_port=port,
         hostname=_hostname(hostname) if hostname is not None else socket.gethostname(),
@@ -322,7 +325,14 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
         suppression=_suppression(data.get("suppression")),
         bounces=_bounces(data.get("bounces")),
         event_loop=_event_loop(data.get("event_loop"), defaults.event_loop),
+        workers=_workers(data.get("workers"), defaults.workers),
     )
+    if settings.metrics is not None and settings.metrics[1] + settings.workers - 1 > 65535:
+        host, port = settings.metrics
+        raise ConfigError("metrics", f"{host}:{port}", f"worker K listens on the port plus K-1: "
+                          f"with workers {settings.workers} expected a port up to "
+                          f"{65536 - settings.workers}")
+    return settings
 
 
 def _dsn(value: Any) -> DsnSettings:
@@ -502,6 +512,14 @@ def _event_loop(value: Any, default: str) -> str:
         raise ConfigError("event_loop", name, "uvloop is not installed (pip install "
                           "'mta-logging[uvloop]'); expected asyncio without it")
     return name
+
+
+def _workers(value: Any, default: int) -> int:
+    workers = _count("workers", value, default)
+    if workers > MAX_WORKERS:
+        raise ConfigError("workers", value, f"expected a whole number from 1 to {MAX_WORKERS} "
+                          "(relay processes; more than the machine's cores rarely helps)")
+    return workers
 
 
 def _hostname(value: Any, key: str = "hostname") -> str:

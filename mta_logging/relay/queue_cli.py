@@ -3,7 +3,10 @@
 The spool is found by ``--config`` (the relay's config: its ``spool_dir``) or ``--spool-dir``.
 If the spool's lock is free the relay is stopped, and the command works on the spool itself
 while holding the lock (a relay starting meanwhile waits for it); otherwise it asks the
-running relay on its control socket. See ``admin`` for what each operation does.
+running relay on its control socket. A relay with ``workers`` > 1 has a spool per worker
+(``spool_dir/worker-<K>/``): the command asks each (running or stopped, as above) and merges
+the answers (queue ids are unique across the workers). See ``admin`` for what each operation
+does.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
 from mta_logging.relay.admin import ACTIONS, STATES, QueueEntry, StoppedQueue, dispatch, has_domain
 from mta_logging.relay.config import RelaySettings, load_settings
-from mta_logging.relay.spool import Spool, SpoolLock
+from mta_logging.relay.spool import Spool, SpoolLock, worker_dirs
 
 CONTROL_TIMEOUT = 120.0
 
@@ -66,14 +69,46 @@ def run(args: argparse.Namespace) -> int:
         root = settings.spool_dir
     else:
         raise MtaLoggingError("name the relay with --config RELAY_YAML or --spool-dir DIR")
-    spool = Spool(root)
-    if not spool.queue_dir.is_dir():
+    spools = spools_of(root)
+    if not spools:
         raise MtaLoggingError(f"no spool at {root} (it has no queue/ directory)")
     request = _request(args)
-    answer = ask(spool, settings, request)
+    answer = merged(request, [ask(spool, settings, request) for spool in spools])
     if not answer["ok"]:
         raise MtaLoggingError(answer["error"])
     return _print(args, answer["result"])
+
+
+def spools_of(root: Path) -> list[Spool]:
+    """The spools of the relay whose ``spool_dir`` is ``root``: each worker's
+    (``worker-<K>/``) and ``root``'s own; ``root``'s own, when there are workers, only while
+    its queue holds mail (a relay of one process left it, a relay with workers moves it)."""
+    spools = [Spool(path) for path in worker_dirs(root)]
+    own = Spool(root)
+    if own.queue_dir.is_dir() and (not spools or any(own.queue_dir.iterdir())):
+        spools.insert(0, own)
+    return spools
+
+
+def merged(request: dict[str, Any], answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One answer from the answers of several spools to ``request``: the first failure; else
+    the lists joined (oldest first); ``show`` the spool that has the message; an action's
+    result per id from the spool that has it (else the first refusal)."""
+    if len(answers) == 1:
+        return answers[0]
+    if request["op"] == "show":
+        return next((a for a in answers if a["ok"]), answers[0])
+    failed = next((a for a in answers if not a["ok"]), None)
+    if failed is not None:
+        return failed
+    if request["op"] == "list":
+        entries = [entry for answer in answers for entry in answer["result"]]
+        return {"ok": True, "result": sorted(entries, key=lambda e: e["queued_at"])}
+    by_id: dict[str, dict[str, Any]] = {}
+    for outcome in (o for answer in answers for o in answer["result"]):
+        if outcome["id"] not in by_id or (outcome["ok"] and not by_id[outcome["id"]]["ok"]):
+            by_id[outcome["id"]] = outcome
+    return {"ok": True, "result": list(by_id.values())}
 
 
 def ask(spool: Spool, settings: RelaySettings | None, request: dict[str, Any]

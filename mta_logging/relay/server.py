@@ -1,9 +1,10 @@
 """The relay process: spool, queue, inbound server and outbound delivery, started and stopped.
 
 Start: the spool's lock is taken (one relay per spool; a ``queue`` command working on the
-spool is waited for), the spool is loaded (mail left by a stopped or crashed relay is queued
-again, due messages first, held ones kept aside), delivery workers start, the control socket
-(``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
+spool is waited for), the mail of worker spools left by a relay with ``workers`` > 1 is moved
+in (a relay of one process only), the spool is loaded (mail left by a stopped or crashed relay
+is queued again, due messages first, held ones kept aside), delivery workers start, the
+control socket (``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
 spooled finish, open client connections close, and deliveries in progress get
 ``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import time
 import weakref
@@ -49,7 +51,14 @@ from mta_logging.relay.metrics import (
 from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
-from mta_logging.relay.spool import Spool, SpoolLock
+from mta_logging.relay.spool import (
+    Spool,
+    SpoolLock,
+    locked,
+    move_messages,
+    worker_dir,
+    worker_dirs,
+)
 from mta_logging.relay.storage import FreeSpace
 from mta_logging.relay.suppression import RelaySuppression
 
@@ -81,7 +90,7 @@ def restart_settings(settings: RelaySettings) -> dict[str, object]:
             "concurrency": settings.concurrency,
             "metrics": None if metrics is None else f"{metrics[0]}:{metrics[1]}",
             "accounting": settings.accounting_enabled, "event_loop": settings.event_loop,
-            "suppression": _suppression_file(settings)}
+            "suppression": _suppression_file(settings), "workers": settings.workers}
 
 
 def _suppression_file(settings: RelaySettings) -> str | None:
@@ -94,17 +103,26 @@ class Relay:
     """One relay instance on the running event loop: ``await start()``, later ``await stop()``."""
 
     def __init__(self, settings: RelaySettings, *, accounting: AccountingLogger | None,
-                 resolver: Resolver | None = None, accounting_dirs: Iterable[Path] = ()
+                 resolver: Resolver | None = None, accounting_dirs: Iterable[Path] = (),
+                 worker: int | None = None, listen_socket: socket.socket | None = None
                  ) -> None:
         """``accounting_dirs``: where the accounting files are written; with ``spool_dir``,
-        the directories whose free space ``min_free_space`` is about."""
+        the directories whose free space ``min_free_space`` is about. ``worker``: the relay is
+        that worker of a supervisor (see ``workers``): its spool is ``spool_dir/worker-<K>/``
+        and it serves ``listen_socket``, bound by the supervisor. Without it the relay binds
+        ``listen`` itself and, on start, first moves into ``spool_dir`` the mail of worker
+        spools left by a relay run with ``workers`` > 1."""
         self.settings = settings
+        spool_root = settings.spool_dir if worker is None else worker_dir(settings.spool_dir,
+                                                                          worker)
         try:
-            self.spool = Spool.open(settings.spool_dir)
+            self.spool = Spool.open(spool_root)
         except OSError as exc:
-            raise ConfigError("spool_dir", str(settings.spool_dir),
+            raise ConfigError("spool_dir", str(spool_root),
                               f"must be a directory the relay can write ({exc.strerror})"
                               ) from None
+        self.worker = worker
+        self.listen_socket = listen_socket
         # Spool writes wait on fsync; many in parallel let the file system commit them together.
         self.executor = ThreadPoolExecutor(SPOOL_THREADS, thread_name_prefix="relay-spool")
         self.deliverer = Deliverer(settings, resolver or DnsResolver())
@@ -140,6 +158,13 @@ class Relay:
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(quiet_accept_errors(self._previous_handler))
         await self._lock_spool()
+        if self.worker is None:
+            try:
+                await loop.run_in_executor(None, self._gather_worker_spools)
+            except (MtaLoggingError, OSError) as exc:
+                self.lock.release()
+                loop.set_exception_handler(self._previous_handler)
+                raise MtaLoggingError(f"{exc}; the spool was not loaded") from None
         messages = await loop.run_in_executor(None, self.spool.load)
         if self.suppression is not None:  # before any delivery records a bounce
             await loop.run_in_executor(None, self.suppression.open)
@@ -179,8 +204,12 @@ class Relay:
 
         host, port = self.settings.listen_host, self.settings.listen_port
         try:
-            self._server = await loop.create_server(factory, host, port,
-                                                    backlog=self.settings.listen_backlog)
+            if self.listen_socket is not None:
+                self._server = await loop.create_server(factory, sock=self.listen_socket,
+                                                        backlog=self.settings.listen_backlog)
+            else:
+                self._server = await loop.create_server(factory, host, port,
+                                                        backlog=self.settings.listen_backlog)
         except OSError as exc:
             await self.metrics_server.stop()
             await self.control.stop()
@@ -189,6 +218,12 @@ class Relay:
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
+
+    def _gather_worker_spools(self) -> None:
+        """The mail of every worker spool moved into this relay's spool (their locks taken)."""
+        for directory in worker_dirs(self.settings.spool_dir):
+            with locked(Spool.open(directory)) as source:
+                move_messages(source, self.spool)
 
     async def _lock_spool(self) -> None:
         deadline = time.monotonic() + LOCK_WAIT
@@ -279,10 +314,12 @@ class Relay:
 
 
 async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None,
-                reload: Callable[[], None] | None = None) -> None:
+                reload: Callable[[], None] | None = None,
+                supervisor: socket.socket | None = None) -> None:
     """Start, call ``on_ready``, run until SIGTERM or SIGINT, then drain. On SIGHUP call
     ``reload`` (which reads the settings again and applies them); a failure of it is logged
-    and the relay goes on as it was. Without ``reload`` SIGHUP is logged and ignored."""
+    and the relay goes on as it was. Without ``reload`` SIGHUP is logged and ignored.
+    ``supervisor``: a worker's link to its supervisor; its closing drains the relay too."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -291,13 +328,33 @@ async def serve(relay: Relay, on_ready: Callable[[Relay], None] | None = None,
     await relay.start()
     if on_ready is not None:
         on_ready(relay)
+    if supervisor is not None:
+        supervisor.setblocking(False)
+        loop.add_reader(supervisor.fileno(), _watch_supervisor, supervisor, stop)
     try:
         await stop.wait()
         _log.info("signal received; draining")
     finally:
+        if supervisor is not None:
+            loop.remove_reader(supervisor.fileno())
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await relay.stop()
+
+
+def _watch_supervisor(link: socket.socket, stop: asyncio.Event) -> None:
+    """The supervisor's end of ``link`` closed (it is gone): stop, as on SIGTERM."""
+    try:
+        data = link.recv(64)
+    except BlockingIOError:
+        return
+    except OSError as exc:
+        _log.warning("the link to the supervisor failed (%s); draining", exc)
+        data = b""
+    if not data:
+        _log.warning("the supervisor is gone; draining")
+        asyncio.get_running_loop().remove_reader(link.fileno())
+        stop.set()
 
 
 def _reload(reload: Callable[[], None] | None) -> None:

@@ -13,6 +13,9 @@ Layout under ``spool_dir``::
     lock         locked (``flock``) by the running relay, or by a ``queue`` command working
                  on the spool of a stopped relay
     control.sock the running relay's control socket (mode 0600), for ``mta-logging queue``
+    worker-<K>/  the spool of worker K of a relay with ``workers`` > 1, laid out as above; the
+                 supervisor holds ``lock`` here, and the spool of every other worker count is
+                 moved (:func:`move_messages`) into the one in use when the relay starts
 
 A message is accepted (the client hears 250) only once ``queue/<id>`` and its directory are
 fsync'd. A queue file that a crash cut short (shorter than its length, or failing its CRC-32
@@ -46,12 +49,15 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mta_logging.errors import MtaLoggingError
 from mta_logging.fsutil import create_file, fsync_directory, write_all
+from mta_logging.relay.config import MAX_WORKERS
 from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
 
 _log = logging.getLogger("mta_logging.relay.spool")
@@ -60,8 +66,10 @@ DELIVERED = "d"
 BOUNCED = "b"
 DELAY_NOTIFIED = "w 1"
 _FINAL = (DELIVERED, BOUNCED)
-_PROCESS_TAG = secrets.randbelow(4096)
+_TAGS = 4096
+_PROCESS_TAG = secrets.randbelow(_TAGS)
 _last_micros = 0
+WORKER_PREFIX = "worker-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,29 @@ def new_queue_id() -> str:
     global _last_micros
     _last_micros = max(time.time_ns() // 1000, _last_micros + 1)
     return f"{_last_micros:013X}{_PROCESS_TAG:03X}"
+
+
+def use_worker_tag(index: int) -> None:
+    """Make this process's queue ids unlike those of every other worker of its relay: worker
+    ``index`` (1-based) of at most ``MAX_WORKERS`` draws its tag among those equal to
+    ``index - 1`` modulo ``MAX_WORKERS``."""
+    global _PROCESS_TAG
+    _PROCESS_TAG = secrets.randbelow(_TAGS // MAX_WORKERS) * MAX_WORKERS + index - 1
+
+
+def worker_dir(spool_dir: Path, index: int) -> Path:
+    """The spool of worker ``index`` (1-based) of a relay whose ``spool_dir`` is given."""
+    return spool_dir / f"{WORKER_PREFIX}{index}"
+
+
+def worker_dirs(spool_dir: Path) -> list[Path]:
+    """The worker spools under ``spool_dir`` (``worker-<K>/``), by K."""
+    if not spool_dir.is_dir():
+        return []
+    found = [(int(path.name.removeprefix(WORKER_PREFIX)), path) for path in spool_dir.iterdir()
+             if path.name.startswith(WORKER_PREFIX)
+             and path.name.removeprefix(WORKER_PREFIX).isdigit() and path.is_dir()]
+    return [path for _, path in sorted(found)]
 
 
 class Spool:
@@ -395,6 +426,32 @@ def error_entry(text: str) -> str:
     return "e " + " ".join(text.split()).encode("ascii", "backslashreplace").decode("ascii")
 
 
+def move_messages(source: Spool, target: Spool) -> int:
+    """Move every message of ``source`` (queue files, journals, temp files) into ``target``,
+    durably; the number of queue files moved. Both spools' locks must be held. Queue files
+    move before journals and ``target`` is only loaded afterwards (a load drops journals
+    without a message), so a crash midway leaves what the next move completes. A name
+    already in ``target`` raises MtaLoggingError, moving nothing more."""
+    moved = len(list(source.queue_dir.iterdir())) if source.queue_dir.is_dir() else 0
+    for source_dir, target_dir in ((source.queue_dir, target.queue_dir),
+                                   (source.state_dir, target.state_dir),
+                                   (source.tmp_dir, target.tmp_dir)):
+        if not source_dir.is_dir():
+            continue
+        for path in sorted(source_dir.iterdir()):
+            destination = target_dir / path.name
+            if destination.exists():
+                raise MtaLoggingError(f"cannot move {path} into {target_dir}: "
+                                      f"{destination} exists")
+            path.rename(destination)
+        fsync_directory(target_dir)
+        fsync_directory(source_dir)
+    if moved:
+        _log.info("moved %d message(s) from the spool %s into %s", moved, source.root,
+                  target.root)
+    return moved
+
+
 class SpoolLock:
     """The spool's lock file, held while a process works on the spool: the relay while it
     runs, a ``queue`` command while it changes a stopped relay's spool."""
@@ -418,6 +475,19 @@ class SpoolLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def locked(spool: Spool) -> Iterator[Spool]:
+    """``spool`` with its lock held meanwhile; MtaLoggingError if another process holds it."""
+    lock = SpoolLock(spool)
+    if not lock.acquire():
+        raise MtaLoggingError(f"the spool {spool.root} is in use by another relay (its lock "
+                              f"file {lock.path} is held)")
+    try:
+        yield spool
+    finally:
+        lock.release()
 
 
 class DirectorySync:
