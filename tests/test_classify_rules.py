@@ -283,3 +283,30 @@ def test_a_sender_refused_with_a_pointer_and_a_scanner_out_of_service() -> None:
         (451, "4.7.1", "Unable to scan the message at this time, try again later", "other"),
         (451, "4.7.1", "Greylisted, please try again later", "policy-related"),
     ])
+
+
+def test_what_a_message_holds_or_lacks_refused_is_content_related() -> None:
+    check([
+        (550, None, "Disallowed MIME type application/x-msdownload", "content-related"),
+        (554, None, "Message rejected: it contains an executable", "content-related"),
+        (550, None, "Macro-enabled documents are not accepted here", "content-related"),
+        (550, None, "Empty message body refused", "content-related"),
+        (554, None, "Too many links in the message", "content-related"),
+        (550, None, "Empty envelope sender refused", "invalid-sender"),
+    ])
+
+
+def test_a_relay_asking_to_log_in_first_is_relaying_and_a_failed_login_our_setting() -> None:
+    check([
+        (550, None, "Please enable SMTP authentication in your mail client", "relaying-issues"),
+        (553, None, "Login is required to send to this domain", "relaying-issues"),
+        (550, None, "Sign in with your user name before sending", "relaying-issues"),
+        (535, "5.7.8", "Authentication failed: login rejected", "bad-configuration"),
+    ])
+
+
+def test_giving_up_after_days_is_an_expired_message() -> None:
+    check([
+        (None, None, "Giving up after 5 days of retries", "message-expired"),
+        (None, None, "Giving up on 192.0.2.8", "other"),
+    ])
