@@ -199,3 +199,114 @@ def test_tagged_bare_refusals_and_policy_in_other_languages() -> None:
         (550, "5.1.0", "Address rejected", "bad-mailbox"),
         (451, None, "stray newline", "protocol-errors"),
     ])
+
+
+def test_attachments_refused_for_their_file_type_are_content_not_a_blocklist() -> None:
+    check([
+        (554, None, "Blocked attachment: high-risk file extension .scr", "content-related"),
+        (550, None, "Blacklisted file type in message (.js)", "content-related"),
+        (554, "5.7.1", "Policy match: BANNED_FILE_EXTENSION", "content-related"),
+        (550, None, "Message refused: attachment not accepted", "content-related"),
+        (550, None, "Password-protected archives are not delivered here", "content-related"),
+        (550, None, "Sending host 192.0.2.8 is blacklisted", "spam-related"),
+    ])
+
+
+def test_a_message_that_does_not_conform_to_the_standards_is_content_related() -> None:
+    check([
+        (554, None, "Message does not comply with RFC 5322", "content-related"),
+        (550, None, "The mail failed to conform to internet standards", "content-related"),
+        (550, None, "Message contains prohibited phrases", "content-related"),
+        (501, None, "Syntax error in parameters", "protocol-errors"),
+    ])
+
+
+def test_relaying_refusals_in_their_other_words_are_relaying_issues() -> None:
+    check([
+        (553, None, "this host isn't permitted to be relayed through", "relaying-issues"),
+        (550, None, "We don't relay mail for other domains", "relaying-issues"),
+        (554, None, "Relay attempt rejected", "relaying-issues"),
+        (530, None, "SMTP AUTH is required for outgoing mail", "relaying-issues"),
+        (553, "5.3.0", "POP before SMTP: check your mail before sending", "relaying-issues"),
+        (501, "5.1.8", "Please use the mail submission port for outgoing mail",
+         "relaying-issues"),
+        (550, "5.7.2", "You are not permitted to send to external destinations",
+         "relaying-issues"),
+        (None, None, "Envelope sender is not authorised on this relay", "relaying-issues"),
+        (550, None, "Sender is not authorized to send on behalf of example.com",
+         "policy-related"),
+        (501, "5.1.8", "Bad sender address syntax", "invalid-sender"),
+    ])
+
+
+def test_send_rates_and_concurrency_over_their_limit_are_policy_related() -> None:
+    check([
+        (None, None, "Daily message rate exceeded, try again tomorrow", "policy-related"),
+        (421, None, "Concurrency limit exceeded for your host", "policy-related"),
+        (421, None, "Service unavailable, closing transmission channel", "bad-connection"),
+    ])
+
+
+def test_a_busy_network_is_a_bad_connection_and_a_remote_host_without_tls_our_setting() -> None:
+    check([
+        (421, "4.4.1", "Network is busy, try again", "bad-connection"),
+        (421, "4.4.1", "No answer from host", "no-answer-from-host"),
+        (None, None, "TLS was not advertised by mx.example.net", "bad-configuration"),
+        (None, None, "TLS negotiation with mx.example.net failed", "bad-connection"),
+    ])
+
+
+def test_mx_and_dns_failures_no_server_reached_and_attempts_used_up() -> None:
+    check([
+        (450, None, "Cannot find an MX host for example.net", "bad-domain"),
+        (None, None, "DNS server returned a server failure for example.net", "routing-errors"),
+        (None, None, "Unable to reach any MX for example.net", "no-answer-from-host"),
+        (None, None, "No mail servers were reachable for example.net", "no-answer-from-host"),
+        (None, None, "No mail servers for example.net", "bad-domain"),
+        (None, None, "Max retries (12) exceeded for this message", "message-expired"),
+        (None, None, "Retry limit reached", "message-expired"),
+    ])
+
+
+def test_an_address_that_bounced_before_is_bad_mailbox() -> None:
+    check([
+        (None, None, "Address previously hard-bounced, not sending", "bad-mailbox"),
+        (None, None, "Recipient bounced before: skipped", "bad-mailbox"),
+        (None, None, "Not delivering to unsubscribed address", "other"),
+    ])
+
+
+def test_a_sender_refused_with_a_pointer_and_a_scanner_out_of_service() -> None:
+    check([
+        (550, None, "Envelope from refused. Please go to postmaster.example/errors",
+         "spam-related"),
+        (451, "4.7.1", "Unable to scan the message at this time, try again later", "other"),
+        (451, "4.7.1", "Greylisted, please try again later", "policy-related"),
+    ])
+
+
+def test_what_a_message_holds_or_lacks_refused_is_content_related() -> None:
+    check([
+        (550, None, "Disallowed MIME type application/x-msdownload", "content-related"),
+        (554, None, "Message rejected: it contains an executable", "content-related"),
+        (550, None, "Macro-enabled documents are not accepted here", "content-related"),
+        (550, None, "Empty message body refused", "content-related"),
+        (554, None, "Too many links in the message", "content-related"),
+        (550, None, "Empty envelope sender refused", "invalid-sender"),
+    ])
+
+
+def test_a_relay_asking_to_log_in_first_is_relaying_and_a_failed_login_our_setting() -> None:
+    check([
+        (550, None, "Please enable SMTP authentication in your mail client", "relaying-issues"),
+        (553, None, "Login is required to send to this domain", "relaying-issues"),
+        (550, None, "Sign in with your user name before sending", "relaying-issues"),
+        (535, "5.7.8", "Authentication failed: login rejected", "bad-configuration"),
+    ])
+
+
+def test_giving_up_after_days_is_an_expired_message() -> None:
+    check([
+        (None, None, "Giving up after 5 days of retries", "message-expired"),
+        (None, None, "Giving up on 192.0.2.8", "other"),
+    ])
