@@ -674,6 +674,19 @@ def test_cli_prints_the_category_the_rule_and_what_was_pulled_out(
     )
 
 
+def test_the_readme_example_is_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README's ``mta-logging classify`` example, line number of the rule included, as the
+    command prints it today (a rule added above it moves the line)."""
+    readme = (DATA.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("$ mta-logging classify 'host mx.example.org")
+    command, printed = readme[start:readme.index("```", start)].split("\n", 1)
+    text = command.removeprefix("$ mta-logging classify ").strip("'")
+    status, out, err = run_cli(capsys, text)
+    assert (status, err, out) == (0, "", printed)
+
+
 def test_cli_reads_standard_input_and_takes_code_and_status(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -310,3 +310,42 @@ def test_giving_up_after_days_is_an_expired_message() -> None:
         (None, None, "Giving up after 5 days of retries", "message-expired"),
         (None, None, "Giving up on 192.0.2.8", "other"),
     ])
+
+
+def test_relaying_without_logging_in_and_a_protocol_not_followed() -> None:
+    check([
+        (550, None, "You may not relay mail through us without SMTP authentication",
+         "relaying-issues"),
+        (550, None, "Relaying denied", "relaying-issues"),
+        (550, None, "Sending without authentication is fine here, but your host is listed",
+         "spam-related"),
+        (554, None, "Your client is not following the ESMTP protocol", "protocol-errors"),
+        (554, None, "Your client is not following our rules", "other"),
+    ])
+
+
+def test_a_recipient_without_its_domain_or_missing_from_the_list_is_a_bad_mailbox() -> None:
+    check([
+        (553, None, "Incomplete recipient address: please supply a domain name", "bad-mailbox"),
+        (550, "5.7.1", "Recipient address rejected: not on our list of valid recipients",
+         "bad-mailbox"),
+        (550, "5.7.1", "Recipient address rejected: not in the recipient table", "bad-mailbox"),
+        (550, "5.7.1", "Recipient address rejected: rate limit", "policy-related"),
+    ])
+
+
+def test_a_delay_by_a_greylisting_daemon_is_policy_related() -> None:
+    check([
+        (450, "4.2.0", "Recipient address rejected: Delayed by postgrey", "policy-related"),
+        (450, "4.2.0", "Delayed by greylisting filter, come back in 5 minutes", "policy-related"),
+        (450, "4.2.0", "Delayed by the recipient mailbox being full", "quota-issues"),
+    ])
+
+
+def test_too_many_connections_from_your_ip_is_throttling_a_bare_refusal_of_it_a_block() -> None:
+    check([
+        (421, None, "Too many connections from your IP, slow down", "policy-related"),
+        (450, "4.2.0", "Delivery delayed: too many connections from your IP", "policy-related"),
+        (554, None, "Mail from your IP is not accepted", "spam-related"),
+        (550, None, "Connections by your network are refused", "spam-related"),
+    ])
