@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import logging
+import operator
 import os
 import re
 import sys
@@ -27,6 +29,7 @@ from typing import Any
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
+from mta_logging.activefile import write_whole
 from mta_logging.eventid import new_event_id
 from mta_logging.fields import (
     DSN_ACTIONS,
@@ -53,7 +56,7 @@ __all__ = [
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
-    "emitter_for",
+    "ACCELERATOR", "accelerated", "emit_accelerated", "emitter_for",
 ]
 
 VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
@@ -500,7 +503,7 @@ FILTER = logging.Filterer.filter  # a subclass or a patched class that filters d
 FORMAT = logging.Handler.format  # a subclass or a patched class that formats differs
 
 
-_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format"))
+_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format", "write_line"))
 
 
 class RoutedHandler(logging.Handler):
@@ -512,7 +515,7 @@ class RoutedHandler(logging.Handler):
     _filter_set = False
     _format_set = False
     # True for the class write_directly names (not for its subclasses, see there), and for its
-    # instances until ``handle``, ``emit``, ``filter`` or ``format`` is set on one
+    # instances until ``handle``, ``emit``, ``filter``, ``format`` or ``write_line`` is set on one
     _writes_directly = False
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -582,11 +585,14 @@ def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
 # of the outcome's kind only turn the outcome and the record's time into their line and write
 # it, and the others turn the record away: ``emit_direct`` does just that, without making the
 # record (half the cost of writing one). Written after, and checked against, ``Logger.handle``,
-# ``Logger.callHandlers`` and ``Filterer.filter`` of CPython 3.11.7.
+# ``Logger.callHandlers`` and ``Filterer.filter`` of CPython 3.11.7. ``emit_accelerated`` is
+# ``emit_direct`` with the line's making and writing done by the C accelerator
+# (``mta_logging/_accel.c``) where it can.
 
 WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
 
 Emitter = Callable[[logging.Logger, int, Outcome, RecordMaker], bool]
+WriteStep = Callable[[Any, Any, Outcome, float], None]
 
 
 def message_args(outcome: Outcome) -> tuple[str, ...]:
@@ -611,56 +617,56 @@ class _Direct:
     handler_class: type[RoutedHandler]
     formatter_class: type[logging.Formatter]
     # Logger's handle, callHandlers, filter and makeRecord, the handler class's handle, emit,
-    # filter and format, the formatter class's format
+    # filter, format and write_line, the formatter class's format and outcome_line
     methods: tuple[Any, ...]
 
 
 _direct: _Direct | None = None
 
 
+# the names of _Direct.methods: the logger class's, the handler class's, the formatter class's
+_METHOD_NAMES = (("handle", "callHandlers", "filter", "makeRecord"),
+                 ("handle", "emit", "filter", "format", "write_line"),
+                 ("format", "outcome_line"))
+_METHODS_OF = tuple(operator.attrgetter(*names) for names in _METHOD_NAMES)
+
+
 def _methods(logger_class: Any, handler_class: Any, formatter_class: Any) -> tuple[Any, ...]:
     """The methods a class patched later would replace (see _Direct.methods)."""
-    return (logger_class.handle, logger_class.callHandlers, logger_class.filter,
-            logger_class.makeRecord, handler_class.handle, handler_class.emit,
-            handler_class.filter, handler_class.format, formatter_class.format)
+    of_logger, of_handler, of_formatter = _METHODS_OF
+    return of_logger(logger_class) + of_handler(handler_class) + of_formatter(formatter_class)
 
 
-_HOOKS_OF_LOGGER = frozenset(("handle", "callHandlers", "filter", "makeRecord"))
+_HOOKS_OF_LOGGER = frozenset(_METHOD_NAMES[0])
 
 
 def write_directly(handler_class: type[RoutedHandler],
                    formatter_class: type[logging.Formatter]) -> None:
     """Let :func:`emit_direct` write through handlers of exactly ``handler_class`` (marked
     ``_writes_directly``; the class must unmark its subclasses) whose formatter is exactly
-    ``formatter_class``, as long as the ``handle``/``emit`` of the one and the ``format`` of the
-    other stay the methods they are now, and ``filter``/``format`` of the handler class stay
-    ``Filterer.filter``/``Handler.format``. ``handler.write_line(text, created, None)`` must
-    write (lock held) what ``emit`` writes for a record made at ``created`` whose formatted
-    text is ``text``, raising instead of calling ``handleError``, and
-    ``formatter.outcome_line(outcome, created)`` must give what ``format`` gives for it."""
+    ``formatter_class``, as long as the ``handle``/``emit``/``write_line`` of the one and the
+    ``format``/``outcome_line`` of the other stay the methods they are now, and
+    ``filter``/``format`` of the handler class stay ``Filterer.filter``/``Handler.format``.
+    ``handler.write_line(text, created, None)`` must write (lock held) what ``emit`` writes for
+    a record made at ``created`` whose formatted text is ``text``, raising instead of calling
+    ``handleError``, and ``formatter.outcome_line(outcome, created)`` must give what ``format``
+    gives for it."""
     global _direct
     handler_class._writes_directly = True
     _direct = _Direct(handler_class, formatter_class, _methods(
         logging.Logger, handler_class, formatter_class))
 
 
-def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
-                make_record: RecordMaker) -> bool:
-    """What :func:`emit_plain` writes and answers, without making a LogRecord when every
-    handler the record would reach is one that :func:`write_directly` allows (no filters on
-    those of the outcome's kind, nor ``handle``/``emit``/``filter``/``format`` set on any, nor
-    a formatter of another class or with ``format`` set), at least one of them takes the
-    outcome's kind, and the logger is a plain one: records made by :func:`template_record` with
-    the default record factory, no filters, not disabled, ``handle``/``callHandlers``/
-    ``filter``/``makeRecord`` Logger's own. Otherwise it is :func:`emit_plain`. The time
-    logged is ``time.time()`` at the call, as the record's would be; a record is made only for
-    ``handleError`` when a write fails."""
+def _targets(logger: logging.Logger, level: int, outcome: Outcome,
+             make_record: RecordMaker) -> list[Any] | None:
+    """The handlers :func:`emit_direct` writes ``outcome`` to, or None when the record must be
+    made (see there)."""
     direct = _direct
     if (direct is None or make_record is not template_record or logger.disabled
             or logger.filters or logging._logRecordFactory is not _LogRecord  # type: ignore[attr-defined]
             or _methods(logger.__class__, direct.handler_class, direct.formatter_class)
             != direct.methods or not _HOOKS_OF_LOGGER.isdisjoint(logger.__dict__)):
-        return emit_plain(logger, level, outcome, make_record)
+        return None
     formatter_class = direct.formatter_class
     kind = outcome.kind
     targets = []
@@ -669,33 +675,126 @@ def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
         while current is not None:
             for handler in current.handlers:
                 if not handler._writes_directly:  # type: ignore[attr-defined]
-                    return emit_plain(logger, level, outcome, make_record)
+                    return None
                 if handler.kind is kind and level >= handler.level:  # type: ignore[attr-defined]
                     formatter = handler.formatter
+                    values = formatter.__dict__
                     if (handler.filters or formatter.__class__ is not formatter_class
-                            or "format" in formatter.__dict__ or handler.lock is None):
-                        return emit_plain(logger, level, outcome, make_record)
+                            or "format" in values or "outcome_line" in values
+                            or handler.lock is None):
+                        return None
                     targets.append(handler)
             current = current.parent if current.propagate else None
     except AttributeError:
-        return emit_plain(logger, level, outcome, make_record)
-    if not targets:  # nothing to write (or the last resort's turn): as logging does it
-        return emit_plain(logger, level, outcome, make_record)
-    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
-    failed: logging.LogRecord | None = None
-    for handler in targets:
-        with handler.lock:  # type: ignore[union-attr]
-            try:
-                handler.write_line(  # type: ignore[attr-defined]
-                    handler.formatter.outcome_line(outcome, created),  # type: ignore[union-attr]
-                    created, None)
-            except Exception:
-                if failed is None:
-                    failed = make_record(logger, level, message_args(outcome), outcome)
-                handler.handleError(failed)
-    return failed is not None and WRITE_FAILED in failed.__dict__
+        return None
+    return targets or None  # none: nothing to write (or the last resort's turn), as logging
+
+
+Targets = Callable[[logging.Logger, int, Outcome, RecordMaker], "list[Any] | None"]
+
+
+def _emit_with(find_targets: Targets, write: WriteStep, name: str, doc: str) -> Emitter:
+    """The direct emitter ``name`` that writes to the handlers ``find_targets`` gives (None:
+    the record is made, :func:`emit_plain`), each with ``write(handler, formatter, outcome,
+    created)``: write the line (lock held), raising what fails."""
+
+    def emit(logger: logging.Logger, level: int, outcome: Outcome,
+             make_record: RecordMaker) -> bool:
+        targets = find_targets(logger, level, outcome, make_record)
+        if targets is None:
+            return emit_plain(logger, level, outcome, make_record)
+        created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+        failed: logging.LogRecord | None = None
+        for handler in targets:
+            with handler.lock:
+                try:
+                    write(handler, handler.formatter, outcome, created)
+                except Exception:
+                    if failed is None:
+                        failed = make_record(logger, level, message_args(outcome), outcome)
+                    handler.handleError(failed)
+        return failed is not None and WRITE_FAILED in failed.__dict__
+
+    emit.__name__ = emit.__qualname__ = name
+    emit.__doc__ = doc
+    return emit
+
+
+def _write_line(handler: Any, formatter: Any, outcome: Outcome, created: float) -> None:
+    handler.write_line(formatter.outcome_line(outcome, created), created, None)
+
+
+emit_direct = _emit_with(_targets, _write_line, "emit_direct", """What :func:`emit_plain` writes and
+    answers, without making a LogRecord when every handler the record would reach is one that
+    :func:`write_directly` allows (no filters on those of the outcome's kind, nor
+    ``handle``/``emit``/``filter``/``format``/``write_line`` set on any, nor a formatter of
+    another class or with ``format``/``outcome_line`` set), at least one of them takes the
+    outcome's kind, and the logger is a plain one: records made by :func:`template_record` with
+    the default record factory, no filters, not disabled, ``handle``/``callHandlers``/
+    ``filter``/``makeRecord`` Logger's own. Otherwise it is :func:`emit_plain`. The time logged
+    is ``time.time()`` at the call, as the record's would be; a record is made only for
+    ``handleError`` when a write fails.""")
+
+
+# == The C accelerator (mta_logging/_accel.c) =====================================================
+# Built by setup.py where a C compiler is found (``optional``: without one the install still
+# succeeds, and ACCELERATOR is None). ``MTA_LOGGING_REQUIRE_ACCELERATOR=1`` (set by .ci/run)
+# makes tests/test_accel.py fail when it was not built.
+
+
+def _accelerator() -> Any:
+    """The C accelerator module, or None where it was not built."""
+    try:
+        return importlib.import_module("mta_logging._accel")
+    except ImportError:
+        return None
+
+
+ACCELERATOR = _accelerator()
+
+_OS_WRITE = os.write  # the C write is os.write's; a patched os.write is called instead
+
+
+def accelerated() -> bool:
+    """True if the C accelerator is built and used: on a verified Python (:func:`enabled`)."""
+    return ACCELERATOR is not None and enabled()
+
+
+def _accelerated_targets(logger: logging.Logger, level: int, outcome: Outcome,
+                         make_record: RecordMaker) -> list[Any] | None:
+    """What :func:`_targets` answers, the logger's checks and the walk made by
+    ``_accel.direct_targets``."""
+    direct = _direct
+    if (direct is None or make_record is not template_record
+            or logging._logRecordFactory is not _LogRecord):  # type: ignore[attr-defined]
+        return None
+    targets: list[Any] | None = ACCELERATOR.direct_targets(
+        logger, level, outcome.kind, direct.handler_class, direct.formatter_class,
+        _METHOD_NAMES, direct.methods)
+    return targets
+
+
+def _append_line(handler: Any, formatter: Any, outcome: Outcome, created: float) -> None:
+    """``_write_line``, the line made and written by ``_accel.append_line`` where it can (an
+    ASCII line that needs no escaping, an open file that needs no rollover), else by the
+    formatter and the handler as ``_write_line`` does, with the line already made."""
+    if os.write is not _OS_WRITE:
+        _write_line(handler, formatter, outcome, created)
+        return
+    written = ACCELERATOR.append_line(handler, formatter, outcome, created, write_whole)
+    if written is not True:
+        handler.write_line(formatter._escaped_line(outcome, created) if written is None
+                           else written, created, None)
+
+
+emit_accelerated = _emit_with(_accelerated_targets, _append_line, "emit_accelerated", """What
+    :func:`emit_direct` writes and answers (checks, fallbacks and errors included), with the
+    handlers found and each line made and written by the C accelerator where it can.""")
 
 
 def emitter_for() -> Emitter:
-    """:func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
+    """:func:`emit_accelerated` where the C accelerator is :func:`accelerated`, else
+    :func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
+    if accelerated():
+        return emit_accelerated
     return emit_direct if enabled() else emit_plain

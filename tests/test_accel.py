@@ -1,0 +1,176 @@
+"""The C accelerator (``mta_logging/_accel.c``): built where CI requires it, and its
+``append_line`` writes what ``write_line(outcome_line(...))`` writes, or hands the work back
+unwritten. That the accelerated emitter writes the same files as the plain ways in every setup
+is ``tests/test_speedups_emit.py``'s (parametrized over it)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mta_logging import AccountingFileHandler, AccountingFormatter, Outcome, speedups
+from mta_logging.activefile import ActiveFile, write_whole
+from mta_logging.outcome import Kind
+
+T0 = time.mktime((2025, 11, 26, 6, 20, 0, 0, 0, -1))
+accel = speedups.ACCELERATOR
+needs_accelerator = pytest.mark.skipif(accel is None, reason="the C accelerator was not built")
+
+
+def test_the_accelerator_is_built_where_ci_requires_it() -> None:
+    if os.environ.get("MTA_LOGGING_REQUIRE_ACCELERATOR") != "1":
+        pytest.skip("MTA_LOGGING_REQUIRE_ACCELERATOR is not 1 (.ci/run sets it)")
+    assert accel is not None, "mta_logging._accel did not import: was it built?"
+    assert speedups.accelerated()
+
+
+@pytest.fixture
+def handler(tmp_path: Path) -> Iterator[AccountingFileHandler]:
+    handler = AccountingFileHandler("delivered", path=tmp_path)
+    handler.open()
+    yield handler
+    handler.close()
+
+
+def written(handler: AccountingFileHandler) -> bytes:
+    assert handler.path is not None
+    return handler.path.read_bytes()
+
+
+def append(handler: AccountingFileHandler, outcome: Outcome, created: float = T0) -> Any:
+    with handler.lock:
+        return accel.append_line(handler, handler.formatter, outcome, created, write_whole)
+
+
+OUTCOME = Outcome(Kind.DELIVERED, "a@example.com", job_id="7", dsn_msg="250 2.0.0 OK")
+
+
+@needs_accelerator
+def test_a_plain_line_is_written_and_counted_as_write_line_does(
+        handler: AccountingFileHandler, tmp_path: Path) -> None:
+    reference = AccountingFileHandler("delivered", path=tmp_path / "reference")
+    try:
+        formatter = reference.formatter
+        assert isinstance(formatter, AccountingFormatter)
+        with reference.lock:
+            reference.write_line(formatter.outcome_line(OUTCOME, T0), T0, None)
+        assert append(handler, OUTCOME) is True
+        assert written(handler) == written(reference)
+        assert written(handler).endswith(b"\ta@example.com\t\t\t\t7\t\t250 2.0.0 OK\n")
+        file, other = handler._file, reference._file
+        assert file is not None and other is not None
+        assert (file.size, file.records) == (other.size, other.records) == (
+            len(written(handler)), 1)
+    finally:
+        reference.close()
+
+
+@needs_accelerator
+@pytest.mark.parametrize("value", ["tab\there", "back\\slash", "é", "a\udcffb", "cr\r"])
+def test_a_line_that_needs_escaping_or_is_not_ascii_is_left_to_the_formatter(
+        handler: AccountingFileHandler, value: str) -> None:
+    before = written(handler)
+    assert append(handler, Outcome(Kind.DELIVERED, "a@example.com", dsn_msg=value)) is None
+    assert written(handler) == before
+
+
+@needs_accelerator
+def test_a_csv_line_with_a_quote_is_left_to_the_formatter(handler: AccountingFileHandler) -> None:
+    handler.formatter = AccountingFormatter(kind="delivered", separator=",")
+    assert append(handler, Outcome(Kind.DELIVERED, 'a"b@example.com')) is None
+    assert append(handler, Outcome(Kind.DELIVERED, "a@example.com")) is True
+    assert written(handler).endswith(b"\nd,2025-11-26 06:20:00,,a@example.com,,,,,,\n")
+
+
+def no_file(handler: AccountingFileHandler) -> None:
+    handler._retire()
+
+
+def fsync_always(handler: AccountingFileHandler) -> None:
+    handler.fsync = "always"
+
+
+def torn(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.torn = True
+
+
+def interval_over(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.records, handler._file.rollover_at = 1, T0
+
+
+def size_reached(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.records, handler.max_bytes = 1, handler._file.size + 10
+
+
+@needs_accelerator
+@pytest.mark.parametrize("state", [no_file, fsync_always, torn, interval_over, size_reached])
+def test_a_file_not_to_append_to_here_gets_the_line_back_unwritten(
+        handler: AccountingFileHandler, state: Any) -> None:
+    path, file = handler.path, handler._file
+    assert path is not None and file is not None
+    before = path.read_bytes()
+    state(handler)
+    records = file.records
+    line = append(handler, OUTCOME)
+    formatter = handler.formatter
+    assert isinstance(formatter, AccountingFormatter)
+    assert line == formatter.outcome_line(OUTCOME, T0)
+    assert (path.read_bytes(), file.records) == (before, records)
+
+
+@needs_accelerator
+def test_a_failed_write_raises_what_os_write_raises_and_counts_nothing(
+        handler: AccountingFileHandler, tmp_path: Path) -> None:
+    file = handler._file
+    assert file is not None
+    readable = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT, 0o644)
+    writable, file.fd = file.fd, readable
+    try:
+        with pytest.raises(OSError) as expected:
+            os.write(readable, b"x")
+        with pytest.raises(OSError) as raised:
+            append(handler, OUTCOME)
+    finally:
+        file.fd = writable
+        os.close(readable)
+    assert raised.value.errno == errno.EBADF
+    assert (type(raised.value), str(raised.value)) == (type(expected.value), str(expected.value))
+    assert (file.records, file.size) == (0, file.header_size)
+
+
+@needs_accelerator
+def test_a_partial_write_is_finished_by_write_whole(tmp_path: Path) -> None:
+    """A non-blocking pipe with less room than the line: write(2) takes a part of it."""
+    reading, writing = os.pipe()
+    fcntl.fcntl(writing, fcntl.F_SETFL, os.O_NONBLOCK)
+    try:
+        page = 4096  # a pipe holds whole pages: one left free takes 4096 bytes of the line
+        for _page in range(fcntl.fcntl(writing, fcntl.F_GETPIPE_SZ) // page - 1):
+            os.write(writing, b"." * page)
+        formatter = AccountingFormatter(kind="delivered")
+        file = ActiveFile(writing, tmp_path / "pipe", "pipe")
+        finished: list[tuple[int, int]] = []
+
+        def finish(target: ActiveFile, data: bytes, done: int) -> None:
+            finished.append((len(data), done))
+            target.size += len(data)
+
+        holder = type("Holder", (), {"_file": file, "fsync": "never", "max_bytes": 10**9})()
+        outcome = Outcome(Kind.DELIVERED, "a@example.com", dsn_msg="x" * 5000)
+        line = formatter.outcome_line(outcome, T0)
+        assert accel.append_line(holder, formatter, outcome, T0, finish) is True
+    finally:
+        os.close(reading)
+        os.close(writing)
+    assert finished == [(len(line) + 1, page)]
+    assert (file.records, file.size) == (1, len(line) + 1)
