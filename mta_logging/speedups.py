@@ -16,7 +16,6 @@ import functools
 import importlib
 import json
 import logging
-import operator
 import os
 import re
 import sys
@@ -56,7 +55,7 @@ __all__ = [
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
-    "ACCELERATOR", "accelerated", "emit_accelerated", "emitter_for",
+    "ACCELERATOR", "accelerated", "builder_for", "emit_accelerated", "emitter_for",
 ]
 
 VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
@@ -592,7 +591,6 @@ def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
 WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
 
 Emitter = Callable[[logging.Logger, int, Outcome, RecordMaker], bool]
-WriteStep = Callable[[Any, Any, Outcome, float], None]
 
 
 def message_args(outcome: Outcome) -> tuple[str, ...]:
@@ -617,27 +615,29 @@ class _Direct:
     handler_class: type[RoutedHandler]
     formatter_class: type[logging.Formatter]
     # Logger's handle, callHandlers, filter and makeRecord, the handler class's handle, emit,
-    # filter, format and write_line, the formatter class's format and outcome_line
+    # filter and format, the formatter class's format
     methods: tuple[Any, ...]
+    # for emit_accelerated, which writes without them: those and the handler class's
+    # write_line, the formatter class's outcome_line (in the order of _ACCELERATED_NAMES)
+    accelerated_methods: tuple[Any, ...]
 
 
 _direct: _Direct | None = None
 
 
-# the names of _Direct.methods: the logger class's, the handler class's, the formatter class's
-_METHOD_NAMES = (("handle", "callHandlers", "filter", "makeRecord"),
-                 ("handle", "emit", "filter", "format", "write_line"),
-                 ("format", "outcome_line"))
-_METHODS_OF = tuple(operator.attrgetter(*names) for names in _METHOD_NAMES)
-
-
 def _methods(logger_class: Any, handler_class: Any, formatter_class: Any) -> tuple[Any, ...]:
     """The methods a class patched later would replace (see _Direct.methods)."""
-    of_logger, of_handler, of_formatter = _METHODS_OF
-    return of_logger(logger_class) + of_handler(handler_class) + of_formatter(formatter_class)
+    return (logger_class.handle, logger_class.callHandlers, logger_class.filter,
+            logger_class.makeRecord, handler_class.handle, handler_class.emit,
+            handler_class.filter, handler_class.format, formatter_class.format)
 
 
-_HOOKS_OF_LOGGER = frozenset(_METHOD_NAMES[0])
+_HOOKS_OF_LOGGER = frozenset(("handle", "callHandlers", "filter", "makeRecord"))
+# the names of _Direct.accelerated_methods: the logger class's, the handler class's and the
+# formatter class's (the logger's are also those that must not be set on a logger)
+_ACCELERATED_NAMES = (("handle", "callHandlers", "filter", "makeRecord"),
+                      ("handle", "emit", "filter", "format", "write_line"),
+                      ("format", "outcome_line"))
 
 
 def write_directly(handler_class: type[RoutedHandler],
@@ -653,20 +653,29 @@ def write_directly(handler_class: type[RoutedHandler],
     gives for it."""
     global _direct
     handler_class._writes_directly = True
-    _direct = _Direct(handler_class, formatter_class, _methods(
-        logging.Logger, handler_class, formatter_class))
+    owners = (logging.Logger, handler_class, formatter_class)
+    _direct = _Direct(handler_class, formatter_class, _methods(*owners), tuple(
+        getattr(owner, name) for owner, names in zip(owners, _ACCELERATED_NAMES, strict=True)
+        for name in names))
 
 
-def _targets(logger: logging.Logger, level: int, outcome: Outcome,
-             make_record: RecordMaker) -> list[Any] | None:
-    """The handlers :func:`emit_direct` writes ``outcome`` to, or None when the record must be
-    made (see there)."""
+def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
+                make_record: RecordMaker) -> bool:
+    """What :func:`emit_plain` writes and answers, without making a LogRecord when every
+    handler the record would reach is one that :func:`write_directly` allows (no filters on
+    those of the outcome's kind, nor ``handle``/``emit``/``filter``/``format`` set on any, nor
+    a formatter of another class or with ``format`` set), at least one of them takes the
+    outcome's kind, and the logger is a plain one: records made by
+    :func:`template_record` with the default record factory, no filters, not disabled,
+    ``handle``/``callHandlers``/``filter``/``makeRecord`` Logger's own. Otherwise it is
+    :func:`emit_plain`. The time logged is ``time.time()`` at the call, as the record's would
+    be; a record is made only for ``handleError`` when a write fails."""
     direct = _direct
     if (direct is None or make_record is not template_record or logger.disabled
             or logger.filters or logging._logRecordFactory is not _LogRecord  # type: ignore[attr-defined]
             or _methods(logger.__class__, direct.handler_class, direct.formatter_class)
             != direct.methods or not _HOOKS_OF_LOGGER.isdisjoint(logger.__dict__)):
-        return None
+        return emit_plain(logger, level, outcome, make_record)
     formatter_class = direct.formatter_class
     kind = outcome.kind
     targets = []
@@ -675,65 +684,39 @@ def _targets(logger: logging.Logger, level: int, outcome: Outcome,
         while current is not None:
             for handler in current.handlers:
                 if not handler._writes_directly:  # type: ignore[attr-defined]
-                    return None
+                    return emit_plain(logger, level, outcome, make_record)
                 if handler.kind is kind and level >= handler.level:  # type: ignore[attr-defined]
                     formatter = handler.formatter
-                    values = formatter.__dict__
                     if (handler.filters or formatter.__class__ is not formatter_class
-                            or "format" in values or "outcome_line" in values
-                            or handler.lock is None):
-                        return None
+                            or "format" in formatter.__dict__ or handler.lock is None):
+                        return emit_plain(logger, level, outcome, make_record)
                     targets.append(handler)
             current = current.parent if current.propagate else None
     except AttributeError:
-        return None
-    return targets or None  # none: nothing to write (or the last resort's turn), as logging
+        return emit_plain(logger, level, outcome, make_record)
+    if not targets:  # nothing to write (or the last resort's turn): as logging does it
+        return emit_plain(logger, level, outcome, make_record)
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+    failed: logging.LogRecord | None = None
+    for handler in targets:
+        with handler.lock:  # type: ignore[union-attr]
+            try:
+                handler.write_line(  # type: ignore[attr-defined]
+                    handler.formatter.outcome_line(outcome, created),  # type: ignore[union-attr]
+                    created, None)
+            except Exception:
+                failed = _report(failed, handler, logger, level, outcome, make_record)
+    return failed is not None and WRITE_FAILED in failed.__dict__
 
 
-Targets = Callable[[logging.Logger, int, Outcome, RecordMaker], "list[Any] | None"]
-
-
-def _emit_with(find_targets: Targets, write: WriteStep, name: str, doc: str) -> Emitter:
-    """The direct emitter ``name`` that writes to the handlers ``find_targets`` gives (None:
-    the record is made, :func:`emit_plain`), each with ``write(handler, formatter, outcome,
-    created)``: write the line (lock held), raising what fails."""
-
-    def emit(logger: logging.Logger, level: int, outcome: Outcome,
-             make_record: RecordMaker) -> bool:
-        targets = find_targets(logger, level, outcome, make_record)
-        if targets is None:
-            return emit_plain(logger, level, outcome, make_record)
-        created = time.time()  # looked up at each call, as LogRecord does (clock patching)
-        failed: logging.LogRecord | None = None
-        for handler in targets:
-            with handler.lock:
-                try:
-                    write(handler, handler.formatter, outcome, created)
-                except Exception:
-                    if failed is None:
-                        failed = make_record(logger, level, message_args(outcome), outcome)
-                    handler.handleError(failed)
-        return failed is not None and WRITE_FAILED in failed.__dict__
-
-    emit.__name__ = emit.__qualname__ = name
-    emit.__doc__ = doc
-    return emit
-
-
-def _write_line(handler: Any, formatter: Any, outcome: Outcome, created: float) -> None:
-    handler.write_line(formatter.outcome_line(outcome, created), created, None)
-
-
-emit_direct = _emit_with(_targets, _write_line, "emit_direct", """What :func:`emit_plain` writes and
-    answers, without making a LogRecord when every handler the record would reach is one that
-    :func:`write_directly` allows (no filters on those of the outcome's kind, nor
-    ``handle``/``emit``/``filter``/``format``/``write_line`` set on any, nor a formatter of
-    another class or with ``format``/``outcome_line`` set), at least one of them takes the
-    outcome's kind, and the logger is a plain one: records made by :func:`template_record` with
-    the default record factory, no filters, not disabled, ``handle``/``callHandlers``/
-    ``filter``/``makeRecord`` Logger's own. Otherwise it is :func:`emit_plain`. The time logged
-    is ``time.time()`` at the call, as the record's would be; a record is made only for
-    ``handleError`` when a write fails.""")
+def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: logging.Logger,
+            level: int, outcome: Outcome, make_record: RecordMaker) -> logging.LogRecord:
+    """``handler.handleError`` (while the failure is handled) with the record of ``outcome``:
+    ``failed``, or made now for the first failure."""
+    if failed is None:
+        failed = make_record(logger, level, message_args(outcome), outcome)
+    handler.handleError(failed)
+    return failed
 
 
 # == The C accelerator (mta_logging/_accel.c) =====================================================
@@ -752,7 +735,7 @@ def _accelerator() -> Any:
 
 ACCELERATOR = _accelerator()
 
-_OS_WRITE = os.write  # the C write is os.write's; a patched os.write is called instead
+_OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
 
 
 def accelerated() -> bool:
@@ -760,36 +743,50 @@ def accelerated() -> bool:
     return ACCELERATOR is not None and enabled()
 
 
-def _accelerated_targets(logger: logging.Logger, level: int, outcome: Outcome,
-                         make_record: RecordMaker) -> list[Any] | None:
-    """What :func:`_targets` answers, the logger's checks and the walk made by
-    ``_accel.direct_targets``."""
+def builder_for(build: Callable[..., Outcome], fields: Sequence[str]) -> Callable[..., Outcome]:
+    """``build`` (``logger._build``: kind, rcpt, ... details), or where :func:`accelerated`
+    ``_accel.build_outcome`` in front of it, which makes the same Outcome for the usual
+    arguments and passes any other to ``build``. ``fields``: the keys of the dict that
+    ``build`` makes the Outcome's ``__dict__``, in order."""
+    if not accelerated():
+        return build
+    builder: Callable[..., Outcome] = functools.partial(
+        ACCELERATOR.build_outcome, build, dict.fromkeys(fields), _new_object, Outcome)
+    return builder
+
+
+def emit_accelerated(logger: logging.Logger, level: int, outcome: Outcome,
+                     make_record: RecordMaker) -> bool:
+    """What :func:`emit_direct` writes and answers (its checks, its fallback to
+    :func:`emit_plain`, its errors), with the handlers found by ``_accel.direct_targets`` and
+    each line made and written by ``_accel.append_line`` where it can (``os.write`` the os
+    module's; else the formatter and the handler make and write it, as in emit_direct). Its
+    checks are emit_direct's, and the handler class's ``write_line`` and the formatter's
+    ``outcome_line`` (class and instance) the ones this stands in for."""
     direct = _direct
     if (direct is None or make_record is not template_record
             or logging._logRecordFactory is not _LogRecord):  # type: ignore[attr-defined]
-        return None
-    targets: list[Any] | None = ACCELERATOR.direct_targets(
+        return emit_plain(logger, level, outcome, make_record)
+    targets = ACCELERATOR.direct_targets(
         logger, level, outcome.kind, direct.handler_class, direct.formatter_class,
-        _METHOD_NAMES, direct.methods)
-    return targets
-
-
-def _append_line(handler: Any, formatter: Any, outcome: Outcome, created: float) -> None:
-    """``_write_line``, the line made and written by ``_accel.append_line`` where it can (an
-    ASCII line that needs no escaping, an open file that needs no rollover), else by the
-    formatter and the handler as ``_write_line`` does, with the line already made."""
-    if os.write is not _OS_WRITE:
-        _write_line(handler, formatter, outcome, created)
-        return
-    written = ACCELERATOR.append_line(handler, formatter, outcome, created, write_whole)
-    if written is not True:
-        handler.write_line(formatter._escaped_line(outcome, created) if written is None
-                           else written, created, None)
-
-
-emit_accelerated = _emit_with(_accelerated_targets, _append_line, "emit_accelerated", """What
-    :func:`emit_direct` writes and answers (checks, fallbacks and errors included), with the
-    handlers found and each line made and written by the C accelerator where it can.""")
+        _ACCELERATED_NAMES, direct.accelerated_methods)
+    if targets is None:
+        return emit_plain(logger, level, outcome, make_record)
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+    in_c = os.write is _OS_WRITE
+    failed: logging.LogRecord | None = None
+    for handler in targets:
+        with handler.lock:
+            try:
+                formatter = handler.formatter
+                line = (ACCELERATOR.append_line(handler, formatter, outcome, created, write_whole)
+                        if in_c else formatter.outcome_line(outcome, created))
+                if line is not True:  # not written: the line (None: escaped by the formatter)
+                    handler.write_line(formatter._escaped_line(outcome, created) if line is None
+                                       else line, created, None)
+            except Exception:
+                failed = _report(failed, handler, logger, level, outcome, make_record)
+    return failed is not None and WRITE_FAILED in failed.__dict__
 
 
 def emitter_for() -> Emitter:

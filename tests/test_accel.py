@@ -1,4 +1,5 @@
-"""The C accelerator (``mta_logging/_accel.c``): built where CI requires it, and its
+"""The C accelerator (``mta_logging/_accel.c``): built where CI requires it; its
+``build_outcome`` makes the Outcome (or raises the error) that ``logger._build`` makes, and its
 ``append_line`` writes what ``write_line(outcome_line(...))`` writes, or hands the work back
 unwritten. That the accelerated emitter writes the same files as the plain ways in every setup
 is ``tests/test_speedups_emit.py``'s (parametrized over it)."""
@@ -7,16 +8,28 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mta_logging import AccountingFileHandler, AccountingFormatter, Outcome, speedups
+from mta_logging import (
+    AccountingFileHandler,
+    AccountingFormatter,
+    AccountingLogger,
+    Outcome,
+    speedups,
+)
 from mta_logging.activefile import ActiveFile, write_whole
+from mta_logging.logger import _BUILT, _build
 from mta_logging.outcome import Kind
 
 T0 = time.mktime((2025, 11, 26, 6, 20, 0, 0, 0, -1))
@@ -174,3 +187,45 @@ def test_a_partial_write_is_finished_by_write_whole(tmp_path: Path) -> None:
         os.close(writing)
     assert finished == [(len(line) + 1, page)]
     assert (file.records, file.size) == (1, len(line) + 1)
+
+
+BUILT_ARGUMENTS = st.tuples(
+    st.sampled_from([Kind.DELIVERED, Kind.BOUNCE]),
+    st.sampled_from(["a@example.com", "", 7, "é@example.com"]),  # rcpt
+    st.sampled_from([None, T0, int(T0), datetime(2025, 11, 26), "soon"]),  # time_queued
+    *[st.none() | st.text(max_size=4)] * 4,  # src_mta, src_ip, dest_ip, vmta
+    st.sampled_from([None, "42", 42]),  # job_id
+    *[st.none() | st.text(max_size=4)] * 2,  # dsn_status, dsn_msg
+    st.sampled_from([None, 60, 60.5, True, "60"]),  # delay
+    st.none() | st.text(max_size=4),  # bounce_cat
+    st.sampled_from([None, {"X-Job": "1"}, MappingProxyType({"X-Job": "2"}), ["X-Job"]]),
+    st.sampled_from([None, {"k": "v"}]),  # extra
+    st.sampled_from([{}, {"size": 10}, {"size": "10"}, {"unknown": 1}]),  # details
+)
+
+
+def built(build: Any, arguments: tuple[Any, ...]) -> Any:
+    """The Outcome's fields, in order, or the error's type and text."""
+    try:
+        return list(vars(build(*arguments[:-1], dict(arguments[-1]))).items())
+    except TypeError as error:
+        return (type(error), str(error))
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(BUILT_ARGUMENTS)
+def test_the_accelerated_build_makes_the_outcome_and_errors_of_build(
+        arguments: tuple[Any, ...]) -> None:
+    assert built(speedups.builder_for(_build, _BUILT), arguments) == built(_build, arguments)
+
+
+@needs_accelerator
+def test_the_logger_builds_through_the_accelerator(tmp_path: Path) -> None:
+    assert isinstance(AccountingLogger._outcome, functools.partial)
+    assert AccountingLogger._outcome.args[:1] == (_build,)
+    outcome = AccountingLogger("test.accel.build").delivered(
+        "a@example.com", time_queued=T0, job_id="7", delay=1.5)
+    assert outcome == Outcome(Kind.DELIVERED, "a@example.com", time_queued=T0, job_id="7",
+                              delay=1.5)
+    assert outcome.headers == {} and outcome.headers is not outcome.extra
