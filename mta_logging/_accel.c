@@ -1,8 +1,9 @@
 /* mta_logging._accel: the per-record work of AccountingLogger's accelerated path, in C.
  *
  * One job: from the logger's arguments to the outcome's lines in the files, for the usual
- * case. build_outcome makes the Outcome as logger._build makes it; direct_targets finds the
- * accounting file handlers that would write it, as speedups._targets does (or finds that
+ * case. build_outcome makes the Outcome as logger._build makes it; a Line makes an outcome's
+ * line as speedups.compiled_line does, for the common fields; direct_targets finds the
+ * accounting file handlers that would write it, as speedups.emit_direct does (or finds that
  * the record must be made); append_line writes its line to one handler's active file, as
  * AccountingFormatter.outcome_line and AccountingFileHandler.write_line would, for a line
  * that needs no escaping and an open file that needs no rollover. Every other case is
@@ -17,6 +18,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,7 +27,8 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_fsync, *str_records, *str_size, *str_max_bytes, *str_rollover_at, *str_fd,
     *str_always, *str_disabled, *str_filters, *str_dict, *str_handlers, *str_writes_directly,
     *str_kind, *str_level, *str_formatter, *str_lock, *str_format, *str_outcome_line,
-    *str_parent, *str_propagate;
+    *str_parent, *str_propagate, *str_last_second, *str_code, *str_value, *str_text, *str_of,
+    *str_time_queued;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -380,15 +383,16 @@ walk(PyObject *logger, PyObject *level, PyObject *kind, PyObject *formatter_clas
 }
 
 PyDoc_STRVAR(direct_targets_doc,
-"direct_targets(logger, level, kind, formatter_class, names, methods, /)\n--\n\n"
-"What ``speedups._targets`` answers after its module-level checks: the handlers of\n"
+"direct_targets(logger, level, kind, handler_class, formatter_class, names, methods, /)\n"
+"--\n\n"
+"The handlers ``speedups.emit_direct`` writes to, after its module-level checks: those of\n"
 "``logger`` (and of the parents it propagates to) of ``kind`` whose level ``level``\n"
-"reaches, or None if the record must be made: the logger disabled or with filters, one of\n"
+"reaches; or None if the record must be made: the logger disabled or with filters, one of\n"
 "its methods set on it, a method of its class, of ``handler_class`` or of\n"
 "``formatter_class`` other than ``methods`` (``names``: the names of the logger's, the\n"
-"handler class's and the formatter class's, in that order, as ``speedups._methods``), a\n"
-"handler not marked ``_writes_directly``, one of the kind with filters, no lock, or a\n"
-"formatter not of ``formatter_class`` or with a formatter method set on it, or no target.");
+"handler class's and the formatter class's, in that order), a handler not marked\n"
+"``_writes_directly``, one of the kind with filters or no lock, its formatter not of\n"
+"``formatter_class`` or with one of the formatter's methods set on it, or no target.");
 
 static PyObject *
 direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -520,6 +524,224 @@ done:
     return outcome;
 }
 
+/* == Line: the compiled line function of speedups.compiled_line, for the common fields ==== */
+
+/* what each field of a Line's spec is (speedups.accelerated_line makes the spec) */
+enum { FIELD_ATTRIBUTE, FIELD_TYPE, FIELD_LOGGED, FIELD_QUEUED };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *spec;         /* tuple of (what, argument) pairs, one per field */
+    PyObject *separator;    /* str */
+    PyObject *placeholder;  /* str: an unknown value */
+    PyObject *kind_class;   /* mta_logging.outcome.Kind */
+    PyObject *outcome_class;  /* mta_logging.outcome.Outcome */
+    vectorcallfunc vectorcall;
+} Line;
+
+/* outcome.<name>: for an Outcome (a dataclass without slots or descriptors: its fields are
+ * in the instance's __dict__, the defaults of the others on the class) read from the dict
+ * first; for anything else, and whatever the dict lacks, the attribute protocol. */
+static PyObject *
+outcome_attribute(Line *self, PyObject *outcome, PyObject *values, PyObject *name)
+{
+    if (values != NULL) {
+        PyObject *value = PyDict_GetItemWithError(values, name);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(outcome, name);
+}
+
+/* A value as the compiled line's _as_text makes it text: str as it is, None the
+ * placeholder, anything else str(). Steals `value`. */
+static PyObject *
+as_text(Line *self, PyObject *value)
+{
+    if (value == NULL || PyUnicode_CheckExact(value)) {
+        return value;
+    }
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return Py_NewRef(self->placeholder);
+    }
+    Py_SETREF(value, PyObject_Str(value));
+    return value;
+}
+
+/* The text of `timestamp` from a TimeText: its one-second cache (last_second: start, end,
+ * text) when the timestamp is in that second, else the method `method` ("text" or "of"). */
+static PyObject *
+time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_only_for_float)
+{
+    if (!cached_only_for_float || PyFloat_CheckExact(timestamp)) {
+        PyObject *cache = PyObject_GetAttr(times, str_last_second);
+        if (cache == NULL) {
+            return NULL;
+        }
+        if (PyTuple_Check(cache) && PyTuple_GET_SIZE(cache) == 3) {
+            int after = PyObject_RichCompareBool(PyTuple_GET_ITEM(cache, 0), timestamp, Py_LE);
+            int before = after == 1
+                ? PyObject_RichCompareBool(timestamp, PyTuple_GET_ITEM(cache, 1), Py_LT) : after;
+            if (before < 0) {
+                Py_DECREF(cache);
+                return NULL;
+            }
+            if (before == 1) {
+                PyObject *text = Py_NewRef(PyTuple_GET_ITEM(cache, 2));
+                Py_DECREF(cache);
+                return text;
+            }
+        }
+        Py_DECREF(cache);
+    }
+    return PyObject_CallMethodOneArg(times, method, timestamp);
+}
+
+static PyObject *
+line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Line *self = (Line *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a line takes (outcome, time_logged)");
+        return NULL;
+    }
+    PyObject *outcome = args[0], *time_logged = args[1], *values = NULL, *line = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(self->spec);
+    PyObject *texts = PyTuple_New(count);
+    if (texts == NULL) {
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(outcome) == self->outcome_class
+            && (values = PyObject_GenericGetDict(outcome, NULL)) == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *field = PyTuple_GET_ITEM(self->spec, index);
+        PyObject *argument = PyTuple_GET_ITEM(field, 1), *text;
+        switch (PyLong_AsLong(PyTuple_GET_ITEM(field, 0))) {
+        case FIELD_ATTRIBUTE:
+            text = as_text(self, outcome_attribute(self, outcome, values, argument));
+            break;
+        case FIELD_TYPE: {  /* Kind.code, or .value of another enum */
+            PyObject *kind = outcome_attribute(self, outcome, values, str_kind);
+            text = kind == NULL ? NULL : PyObject_GetAttr(
+                kind, (PyObject *)Py_TYPE(kind) == self->kind_class ? str_code : str_value);
+            Py_XDECREF(kind);
+            break;
+        }
+        case FIELD_LOGGED:
+            text = time_text(argument, time_logged, str_text, 0);
+            break;
+        case FIELD_QUEUED: {
+            PyObject *queued = outcome_attribute(self, outcome, values, str_time_queued);
+            text = queued == NULL ? NULL : queued == Py_None ? Py_NewRef(self->placeholder)
+                : time_text(argument, queued, str_of, 1);
+            Py_XDECREF(queued);
+            break;
+        }
+        default:
+            PyErr_SetString(PyExc_ValueError, "a line's spec names an unknown field");
+            text = NULL;
+        }
+        if (text == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(texts, index, text);
+    }
+    line = PyUnicode_Join(self->separator, texts);  /* str.join: its errors for a non-str */
+done:
+    Py_XDECREF(values);
+    Py_DECREF(texts);
+    return line;
+}
+
+static PyObject *
+line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *spec, *separator, *placeholder, *kind_class, *outcome_class;
+    static char *keywords[] = {"spec", "separator", "placeholder", "kind_class",
+                               "outcome_class", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!UUOO:Line", keywords, &PyTuple_Type,
+                                     &spec, &separator, &placeholder, &kind_class,
+                                     &outcome_class)) {
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(spec); index++) {
+        PyObject *field = PyTuple_GET_ITEM(spec, index);
+        if (!PyTuple_Check(field) || PyTuple_GET_SIZE(field) != 2
+                || !PyLong_Check(PyTuple_GET_ITEM(field, 0))) {
+            PyErr_SetString(PyExc_TypeError, "Line: the spec holds (what, argument) pairs");
+            return NULL;
+        }
+    }
+    Line *self = (Line *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->spec = Py_NewRef(spec);
+    self->separator = Py_NewRef(separator);
+    self->placeholder = Py_NewRef(placeholder);
+    self->kind_class = Py_NewRef(kind_class);
+    self->outcome_class = Py_NewRef(outcome_class);
+    self->vectorcall = line_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+line_traverse(Line *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->spec);
+    Py_VISIT(self->kind_class);
+    Py_VISIT(self->outcome_class);
+    return 0;
+}
+
+static int
+line_clear(Line *self)
+{
+    Py_CLEAR(self->spec);
+    Py_CLEAR(self->separator);
+    Py_CLEAR(self->placeholder);
+    Py_CLEAR(self->kind_class);
+    Py_CLEAR(self->outcome_class);
+    return 0;
+}
+
+static void
+line_dealloc(Line *self)
+{
+    PyObject_GC_UnTrack(self);
+    line_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(line_doc,
+"Line(spec, separator, placeholder, kind_class, outcome_class)\n--\n\n"
+"``line(outcome, time_logged)``: what ``speedups.compiled_line`` gives for the fields of\n"
+"``spec`` (made by ``speedups.accelerated_line``: for each field, (0, attribute name) for a\n"
+"value written as text, (1, None) for the type, (2, the TimeText) for the time logged,\n"
+"(3, a TimeText of its own) for the time queued), joined by ``separator``, unknown values\n"
+"as ``placeholder``, nothing escaped.");
+
+static PyTypeObject LineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Line",
+    .tp_basicsize = sizeof(Line),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = line_doc,
+    .tp_new = line_new,
+    .tp_traverse = (traverseproc)line_traverse,
+    .tp_clear = (inquiry)line_clear,
+    .tp_dealloc = (destructor)line_dealloc,
+    .tp_vectorcall_offset = offsetof(Line, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
 static PyMethodDef accel_methods[] = {
     {"build_outcome", (PyCFunction)(void (*)(void))build_outcome, METH_FASTCALL,
      build_outcome_doc},
@@ -550,7 +772,9 @@ PyInit__accel(void)
         {&str_writes_directly, "_writes_directly"}, {&str_kind, "kind"}, {&str_level, "level"},
         {&str_formatter, "formatter"}, {&str_lock, "lock"}, {&str_format, "format"},
         {&str_outcome_line, "outcome_line"}, {&str_parent, "parent"},
-        {&str_propagate, "propagate"},
+        {&str_propagate, "propagate"}, {&str_last_second, "last_second"},
+        {&str_code, "code"}, {&str_value, "value"}, {&str_text, "text"}, {&str_of, "of"},
+        {&str_time_queued, "time_queued"},
     };
     for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
         if (*names[at].name == NULL
@@ -558,5 +782,12 @@ PyInit__accel(void)
             return NULL;
         }
     }
-    return PyModule_Create(&accel_module);
+    if (PyType_Ready(&LineType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&accel_module);
+    if (module != NULL && PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0) {
+        Py_CLEAR(module);
+    }
+    return module;
 }

@@ -55,7 +55,8 @@ __all__ = [
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
-    "ACCELERATOR", "accelerated", "builder_for", "emit_accelerated", "emitter_for",
+    "ACCELERATOR", "accelerated", "accelerated_line", "builder_for", "emit_accelerated",
+    "emitter_for",
 ]
 
 VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
@@ -64,6 +65,28 @@ VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
 def enabled() -> bool:
     """True if this Python (major, minor) is one the tricks were verified on."""
     return sys.version_info[:2] in VERIFIED_PYTHONS
+
+
+# == The C accelerator (mta_logging/_accel.c) =====================================================
+# Built by setup.py where a C compiler is found (``optional``: without one the install still
+# succeeds, and ACCELERATOR is None). ``MTA_LOGGING_REQUIRE_ACCELERATOR=1`` (set by .ci/run)
+# makes tests/test_accel.py fail when it was not built.
+
+
+def _accelerator() -> Any:
+    """The C accelerator module, or None where it was not built."""
+    try:
+        return importlib.import_module("mta_logging._accel")
+    except ImportError:
+        return None
+
+
+ACCELERATOR = _accelerator()
+
+
+def accelerated() -> bool:
+    """True if the C accelerator is built and used: on a verified Python (:func:`enabled`)."""
+    return ACCELERATOR is not None and enabled()
 
 
 # == Outcome.__init__ in one step (outcome.py) ====================================================
@@ -401,9 +424,46 @@ def extractor_for(fields: Sequence[str], times: TimeText | None = None) -> Extra
     return (compiled_extractor if enabled() else plain_extractor)(fields, times)
 
 
+# the fields whose value is an attribute of the outcome as text (_as_text), by name; those,
+# the type and the two times are the fields ``_accel.Line`` makes
+_ATTRIBUTE_FIELDS = {name: item.name for name, expression in _EXPRESSIONS.items()
+                     for item in dataclasses.fields(Outcome)
+                     if expression == _as_text(f"outcome.{item.name}")}
+_TYPE, _LOGGED, _QUEUED = 1, 2, 3  # (0: an attribute) what each field of a Line's spec is
+
+
+def accelerated_line(fields: Sequence[str], times: TimeText | None, separator: str,
+                     placeholder: str) -> Callable[[Outcome, float], str] | None:
+    """What :func:`compiled_line` gives, from one ``_accel.Line``, if the C accelerator is
+    built and makes every one of ``fields`` (the type, the two times and the fields in
+    ``_ATTRIBUTE_FIELDS``); else None."""
+    if ACCELERATOR is None:
+        return None
+    times = times or TimeText()
+    spec: list[tuple[int, Any]] = []
+    for name in parse_fields(fields):
+        if name in _ATTRIBUTE_FIELDS:
+            spec.append((0, sys.intern(_ATTRIBUTE_FIELDS[name])))
+        elif name == "type":
+            spec.append((_TYPE, None))
+        elif name == "timeLogged":
+            spec.append((_LOGGED, times))
+        elif name == "timeQueued":  # its own one-second cache, as compiled_line's
+            spec.append((_QUEUED, TimeText(times.time_format, times.utc)))
+        else:
+            return None
+    line: Callable[[Outcome, float], str] = ACCELERATOR.Line(
+        tuple(spec), separator, placeholder, Kind, Outcome)
+    return line
+
+
 def line_for(fields: Sequence[str], times: TimeText | None, separator: str,
              placeholder: str) -> Callable[[Outcome, float], str]:
-    """:func:`compiled_line` on a verified Python, else :func:`plain_line`."""
+    """:func:`accelerated_line` where the accelerator is used (:func:`accelerated`) and makes
+    the fields, else :func:`compiled_line` on a verified Python, else :func:`plain_line`."""
+    line = accelerated_line(fields, times, separator, placeholder) if accelerated() else None
+    if line is not None:
+        return line
     return (compiled_line if enabled() else plain_line)(fields, times, separator, placeholder)
 
 
@@ -719,28 +779,9 @@ def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: 
     return failed
 
 
-# == The C accelerator (mta_logging/_accel.c) =====================================================
-# Built by setup.py where a C compiler is found (``optional``: without one the install still
-# succeeds, and ACCELERATOR is None). ``MTA_LOGGING_REQUIRE_ACCELERATOR=1`` (set by .ci/run)
-# makes tests/test_accel.py fail when it was not built.
-
-
-def _accelerator() -> Any:
-    """The C accelerator module, or None where it was not built."""
-    try:
-        return importlib.import_module("mta_logging._accel")
-    except ImportError:
-        return None
-
-
-ACCELERATOR = _accelerator()
+# == The C accelerator's emitter and builder ======================================================
 
 _OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
-
-
-def accelerated() -> bool:
-    """True if the C accelerator is built and used: on a verified Python (:func:`enabled`)."""
-    return ACCELERATOR is not None and enabled()
 
 
 def builder_for(build: Callable[..., Outcome], fields: Sequence[str]) -> Callable[..., Outcome]:

@@ -229,3 +229,55 @@ def test_the_logger_builds_through_the_accelerator(tmp_path: Path) -> None:
     assert outcome == Outcome(Kind.DELIVERED, "a@example.com", time_queued=T0, job_id="7",
                               delay=1.5)
     assert outcome.headers == {} and outcome.headers is not outcome.extra
+
+
+LINE_FIELDS = ["type", "timeLogged", "timeQueued", *speedups._ATTRIBUTE_FIELDS]
+values = st.none() | st.text(max_size=6) | st.integers() | st.sampled_from(["\t", "é", "a\udcffb"])
+outcomes = st.builds(
+    Outcome, st.sampled_from(list(Kind)), st.text(min_size=1, max_size=8),
+    time_queued=st.none() | st.floats(T0 - 5, T0 + 5) | st.just(datetime(2025, 11, 26, 6, 19))
+    | st.integers(int(T0) - 2, int(T0) + 2),
+    src_mta=values, vmta=values, job_id=values, dsn_msg=values, size=st.none() | st.integers(),
+    rcv_helo=values, feedback_type=values)
+
+
+class Later(Outcome):
+    """A subclass: its values are read through the attribute protocol."""
+
+    @property
+    def vmta(self) -> str:  # type: ignore[override]
+        return "from a property"
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(LINE_FIELDS), min_size=1, max_size=12),
+       st.sampled_from(["\t", ",", ";"]), st.sampled_from(["", "-"]),
+       st.lists(st.tuples(outcomes, st.floats(T0 - 3, T0 + 3) | st.integers(
+           int(T0) - 3, int(T0) + 3)), min_size=1, max_size=5))
+def test_the_accelerated_line_is_the_compiled_line(
+        fields: list[str], separator: str, placeholder: str,
+        records: list[tuple[Outcome, float]]) -> None:
+    compiled = speedups.compiled_line(fields, None, separator, placeholder)
+    accelerated = speedups.accelerated_line(fields, None, separator, placeholder)
+    assert accelerated is not None
+    for outcome, time_logged in records:  # the one-second caches kept from record to record
+        assert accelerated(outcome, time_logged) == compiled(outcome, time_logged)
+
+
+@needs_accelerator
+def test_the_accelerated_line_reads_a_subclass_through_its_attributes() -> None:
+    fields = ["type", "rcpt", "vmta"]
+    outcome = Later(Kind.DELIVERED, "a@example.com", vmta="from the field")
+    line = speedups.accelerated_line(fields, None, "\t", "")
+    assert line is not None
+    assert line(outcome, T0) == speedups.compiled_line(fields, None, "\t", "")(outcome, T0) == (
+        "d\ta@example.com\tfrom a property")
+
+
+@needs_accelerator
+def test_a_field_the_accelerator_does_not_make_leaves_the_compiled_line() -> None:
+    assert speedups.accelerated_line(["type", "eventId"], None, "\t", "") is None
+    assert speedups.accelerated_line(["type", "custom_X-Job"], None, "\t", "") is None
+    assert type(AccountingFormatter(kind="deferred")._line) is not accel.Line  # delay
+    assert type(AccountingFormatter(kind="delivered")._line) is accel.Line
