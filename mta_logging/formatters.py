@@ -227,7 +227,13 @@ class AccountingFormatter(logging.Formatter):
             if line.isascii() else _is_plain(line, separator)
         ):
             return line
-        return join_values(self._extract(outcome, time_logged), separator, self._placeholder)
+        return self._escaped_line(outcome, time_logged)
+
+    def _escaped_line(self, outcome: Outcome, time_logged: float) -> str:
+        """``outcome_line`` when the values joined as they are would not do: each value
+        escaped as it needs (``join_values``)."""
+        return join_values(self._extract(outcome, time_logged), self._separator,
+                           self._placeholder)
 
 
 class AccountingJsonFormatter(JsonFormatter):

@@ -241,7 +241,7 @@ def _build(
         )
     if headers is not None and not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a mapping of header name to value, not {headers!r}")
-    values = {
+    values = {  # the keys of _BUILT, in its order
         "kind": kind, "rcpt": rcpt, "time_queued": time_queued, "src_mta": src_mta,
         "src_ip": src_ip, "dest_ip": dest_ip, "vmta": vmta,
         "job_id": job_id if job_id is None or job_id.__class__ is str else str(job_id),
@@ -275,7 +275,10 @@ def _checked(details: Details) -> Details:
     return details
 
 
-AccountingLogger._outcome = staticmethod(_build)
+_BUILT = ("kind", "rcpt", "time_queued", "src_mta", "src_ip", "dest_ip", "vmta", "job_id",
+          "dsn_status", "dsn_msg", "delay", "bounce_cat", "headers", "extra")
+# the C accelerator's build in front of _build where it is used (see speedups.builder_for)
+AccountingLogger._outcome = staticmethod(speedups.builder_for(_build, _BUILT))
 
 
 def _through_outcome(

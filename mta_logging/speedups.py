@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Any
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
+from mta_logging.activefile import write_whole
 from mta_logging.eventid import new_event_id
 from mta_logging.fields import (
     DSN_ACTIONS,
@@ -53,6 +55,7 @@ __all__ = [
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
+    "ACCELERATOR", "accelerated", "accelerated_line", "builder_for", "emit_accelerated",
     "emitter_for",
 ]
 
@@ -62,6 +65,28 @@ VERIFIED_PYTHONS: frozenset[tuple[int, int]] = frozenset({(3, 11)})
 def enabled() -> bool:
     """True if this Python (major, minor) is one the tricks were verified on."""
     return sys.version_info[:2] in VERIFIED_PYTHONS
+
+
+# == The C accelerator (mta_logging/_accel.c) =====================================================
+# Built by setup.py where a C compiler is found (``optional``: without one the install still
+# succeeds, and ACCELERATOR is None). ``MTA_LOGGING_REQUIRE_ACCELERATOR=1`` (set by .ci/run)
+# makes tests/test_accel.py fail when it was not built.
+
+
+def _accelerator() -> Any:
+    """The C accelerator module, or None where it was not built."""
+    try:
+        return importlib.import_module("mta_logging._accel")
+    except ImportError:
+        return None
+
+
+ACCELERATOR = _accelerator()
+
+
+def accelerated() -> bool:
+    """True if the C accelerator is built and used: on a verified Python (:func:`enabled`)."""
+    return ACCELERATOR is not None and enabled()
 
 
 # == Outcome.__init__ in one step (outcome.py) ====================================================
@@ -399,9 +424,46 @@ def extractor_for(fields: Sequence[str], times: TimeText | None = None) -> Extra
     return (compiled_extractor if enabled() else plain_extractor)(fields, times)
 
 
+# the fields whose value is an attribute of the outcome as text (_as_text), by name; those,
+# the type and the two times are the fields ``_accel.Line`` makes
+_ATTRIBUTE_FIELDS = {name: item.name for name, expression in _EXPRESSIONS.items()
+                     for item in dataclasses.fields(Outcome)
+                     if expression == _as_text(f"outcome.{item.name}")}
+_TYPE, _LOGGED, _QUEUED = 1, 2, 3  # (0: an attribute) what each field of a Line's spec is
+
+
+def accelerated_line(fields: Sequence[str], times: TimeText | None, separator: str,
+                     placeholder: str) -> Callable[[Outcome, float], str] | None:
+    """What :func:`compiled_line` gives, from one ``_accel.Line``, if the C accelerator is
+    built and makes every one of ``fields`` (the type, the two times and the fields in
+    ``_ATTRIBUTE_FIELDS``); else None."""
+    if ACCELERATOR is None:
+        return None
+    times = times or TimeText()
+    spec: list[tuple[int, Any]] = []
+    for name in parse_fields(fields):
+        if name in _ATTRIBUTE_FIELDS:
+            spec.append((0, sys.intern(_ATTRIBUTE_FIELDS[name])))
+        elif name == "type":
+            spec.append((_TYPE, None))
+        elif name == "timeLogged":
+            spec.append((_LOGGED, times))
+        elif name == "timeQueued":  # its own one-second cache, as compiled_line's
+            spec.append((_QUEUED, TimeText(times.time_format, times.utc)))
+        else:
+            return None
+    line: Callable[[Outcome, float], str] = ACCELERATOR.Line(
+        tuple(spec), separator, placeholder, Kind, Outcome)
+    return line
+
+
 def line_for(fields: Sequence[str], times: TimeText | None, separator: str,
              placeholder: str) -> Callable[[Outcome, float], str]:
-    """:func:`compiled_line` on a verified Python, else :func:`plain_line`."""
+    """:func:`accelerated_line` where the accelerator is used (:func:`accelerated`) and makes
+    the fields, else :func:`compiled_line` on a verified Python, else :func:`plain_line`."""
+    line = accelerated_line(fields, times, separator, placeholder) if accelerated() else None
+    if line is not None:
+        return line
     return (compiled_line if enabled() else plain_line)(fields, times, separator, placeholder)
 
 
@@ -500,7 +562,7 @@ FILTER = logging.Filterer.filter  # a subclass or a patched class that filters d
 FORMAT = logging.Handler.format  # a subclass or a patched class that formats differs
 
 
-_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format"))
+_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format", "write_line"))
 
 
 class RoutedHandler(logging.Handler):
@@ -512,7 +574,7 @@ class RoutedHandler(logging.Handler):
     _filter_set = False
     _format_set = False
     # True for the class write_directly names (not for its subclasses, see there), and for its
-    # instances until ``handle``, ``emit``, ``filter`` or ``format`` is set on one
+    # instances until ``handle``, ``emit``, ``filter``, ``format`` or ``write_line`` is set on one
     _writes_directly = False
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -582,7 +644,9 @@ def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
 # of the outcome's kind only turn the outcome and the record's time into their line and write
 # it, and the others turn the record away: ``emit_direct`` does just that, without making the
 # record (half the cost of writing one). Written after, and checked against, ``Logger.handle``,
-# ``Logger.callHandlers`` and ``Filterer.filter`` of CPython 3.11.7.
+# ``Logger.callHandlers`` and ``Filterer.filter`` of CPython 3.11.7. ``emit_accelerated`` is
+# ``emit_direct`` with the line's making and writing done by the C accelerator
+# (``mta_logging/_accel.c``) where it can.
 
 WRITE_FAILED = "write_failed"  # attribute a handler sets on a record it could not write
 
@@ -613,6 +677,9 @@ class _Direct:
     # Logger's handle, callHandlers, filter and makeRecord, the handler class's handle, emit,
     # filter and format, the formatter class's format
     methods: tuple[Any, ...]
+    # for emit_accelerated, which writes without them: those and the handler class's
+    # write_line, the formatter class's outcome_line (in the order of _ACCELERATED_NAMES)
+    accelerated_methods: tuple[Any, ...]
 
 
 _direct: _Direct | None = None
@@ -626,22 +693,30 @@ def _methods(logger_class: Any, handler_class: Any, formatter_class: Any) -> tup
 
 
 _HOOKS_OF_LOGGER = frozenset(("handle", "callHandlers", "filter", "makeRecord"))
+# the names of _Direct.accelerated_methods: the logger class's, the handler class's and the
+# formatter class's (the logger's are also those that must not be set on a logger)
+_ACCELERATED_NAMES = (("handle", "callHandlers", "filter", "makeRecord"),
+                      ("handle", "emit", "filter", "format", "write_line"),
+                      ("format", "outcome_line"))
 
 
 def write_directly(handler_class: type[RoutedHandler],
                    formatter_class: type[logging.Formatter]) -> None:
     """Let :func:`emit_direct` write through handlers of exactly ``handler_class`` (marked
     ``_writes_directly``; the class must unmark its subclasses) whose formatter is exactly
-    ``formatter_class``, as long as the ``handle``/``emit`` of the one and the ``format`` of the
-    other stay the methods they are now, and ``filter``/``format`` of the handler class stay
-    ``Filterer.filter``/``Handler.format``. ``handler.write_line(text, created, None)`` must
-    write (lock held) what ``emit`` writes for a record made at ``created`` whose formatted
-    text is ``text``, raising instead of calling ``handleError``, and
-    ``formatter.outcome_line(outcome, created)`` must give what ``format`` gives for it."""
+    ``formatter_class``, as long as the ``handle``/``emit``/``write_line`` of the one and the
+    ``format``/``outcome_line`` of the other stay the methods they are now, and
+    ``filter``/``format`` of the handler class stay ``Filterer.filter``/``Handler.format``.
+    ``handler.write_line(text, created, None)`` must write (lock held) what ``emit`` writes for
+    a record made at ``created`` whose formatted text is ``text``, raising instead of calling
+    ``handleError``, and ``formatter.outcome_line(outcome, created)`` must give what ``format``
+    gives for it."""
     global _direct
     handler_class._writes_directly = True
-    _direct = _Direct(handler_class, formatter_class, _methods(
-        logging.Logger, handler_class, formatter_class))
+    owners = (logging.Logger, handler_class, formatter_class)
+    _direct = _Direct(handler_class, formatter_class, _methods(*owners), tuple(
+        getattr(owner, name) for owner, names in zip(owners, _ACCELERATED_NAMES, strict=True)
+        for name in names))
 
 
 def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
@@ -650,11 +725,11 @@ def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
     handler the record would reach is one that :func:`write_directly` allows (no filters on
     those of the outcome's kind, nor ``handle``/``emit``/``filter``/``format`` set on any, nor
     a formatter of another class or with ``format`` set), at least one of them takes the
-    outcome's kind, and the logger is a plain one: records made by :func:`template_record` with
-    the default record factory, no filters, not disabled, ``handle``/``callHandlers``/
-    ``filter``/``makeRecord`` Logger's own. Otherwise it is :func:`emit_plain`. The time
-    logged is ``time.time()`` at the call, as the record's would be; a record is made only for
-    ``handleError`` when a write fails."""
+    outcome's kind, and the logger is a plain one: records made by
+    :func:`template_record` with the default record factory, no filters, not disabled,
+    ``handle``/``callHandlers``/``filter``/``makeRecord`` Logger's own. Otherwise it is
+    :func:`emit_plain`. The time logged is ``time.time()`` at the call, as the record's would
+    be; a record is made only for ``handleError`` when a write fails."""
     direct = _direct
     if (direct is None or make_record is not template_record or logger.disabled
             or logger.filters or logging._logRecordFactory is not _LogRecord  # type: ignore[attr-defined]
@@ -690,12 +765,74 @@ def emit_direct(logger: logging.Logger, level: int, outcome: Outcome,
                     handler.formatter.outcome_line(outcome, created),  # type: ignore[union-attr]
                     created, None)
             except Exception:
-                if failed is None:
-                    failed = make_record(logger, level, message_args(outcome), outcome)
-                handler.handleError(failed)
+                failed = _report(failed, handler, logger, level, outcome, make_record)
+    return failed is not None and WRITE_FAILED in failed.__dict__
+
+
+def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: logging.Logger,
+            level: int, outcome: Outcome, make_record: RecordMaker) -> logging.LogRecord:
+    """``handler.handleError`` (while the failure is handled) with the record of ``outcome``:
+    ``failed``, or made now for the first failure."""
+    if failed is None:
+        failed = make_record(logger, level, message_args(outcome), outcome)
+    handler.handleError(failed)
+    return failed
+
+
+# == The C accelerator's emitter and builder ======================================================
+
+_OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
+
+
+def builder_for(build: Callable[..., Outcome], fields: Sequence[str]) -> Callable[..., Outcome]:
+    """``build`` (``logger._build``: kind, rcpt, ... details), or where :func:`accelerated`
+    ``_accel.build_outcome`` in front of it, which makes the same Outcome for the usual
+    arguments and passes any other to ``build``. ``fields``: the keys of the dict that
+    ``build`` makes the Outcome's ``__dict__``, in order."""
+    if not accelerated():
+        return build
+    builder: Callable[..., Outcome] = functools.partial(
+        ACCELERATOR.build_outcome, build, dict.fromkeys(fields), _new_object, Outcome)
+    return builder
+
+
+def emit_accelerated(logger: logging.Logger, level: int, outcome: Outcome,
+                     make_record: RecordMaker) -> bool:
+    """What :func:`emit_direct` writes and answers (its checks, its fallback to
+    :func:`emit_plain`, its errors), with the handlers found by ``_accel.direct_targets`` and
+    each line made and written by ``_accel.append_line`` where it can (``os.write`` the os
+    module's; else the formatter and the handler make and write it, as in emit_direct). Its
+    checks are emit_direct's, and the handler class's ``write_line`` and the formatter's
+    ``outcome_line`` (class and instance) the ones this stands in for."""
+    direct = _direct
+    if (direct is None or make_record is not template_record
+            or logging._logRecordFactory is not _LogRecord):  # type: ignore[attr-defined]
+        return emit_plain(logger, level, outcome, make_record)
+    targets = ACCELERATOR.direct_targets(
+        logger, level, outcome.kind, direct.handler_class, direct.formatter_class,
+        _ACCELERATED_NAMES, direct.accelerated_methods)
+    if targets is None:
+        return emit_plain(logger, level, outcome, make_record)
+    created = time.time()  # looked up at each call, as LogRecord does (clock patching)
+    in_c = os.write is _OS_WRITE
+    failed: logging.LogRecord | None = None
+    for handler in targets:
+        with handler.lock:
+            try:
+                formatter = handler.formatter
+                line = (ACCELERATOR.append_line(handler, formatter, outcome, created, write_whole)
+                        if in_c else formatter.outcome_line(outcome, created))
+                if line is not True:  # not written: the line (None: escaped by the formatter)
+                    handler.write_line(formatter._escaped_line(outcome, created) if line is None
+                                       else line, created, None)
+            except Exception:
+                failed = _report(failed, handler, logger, level, outcome, make_record)
     return failed is not None and WRITE_FAILED in failed.__dict__
 
 
 def emitter_for() -> Emitter:
-    """:func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
+    """:func:`emit_accelerated` where the C accelerator is :func:`accelerated`, else
+    :func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
+    if accelerated():
+        return emit_accelerated
     return emit_direct if enabled() else emit_plain

@@ -319,8 +319,12 @@ def test_the_compiled_functions_are_chosen_only_where_verified() -> None:
         assert AccountingFormatter("rcpt")._line.__qualname__ == line.__qualname__
     assert line.__qualname__ == "plain_line.<locals>.line"
     with tricks(True):
-        assert speedups.line_for(["rcpt"], None, "\t", "").__qualname__ == "extract"
+        line = speedups.line_for(["rcpt"], None, "\t", "")
+        assert speedups.line_for(["eventId"], None, "\t", "").__qualname__ == "extract"
         assert speedups.extractor_for(["rcpt"]).__qualname__ == "extract"
+    # the C accelerator's line where it is built and makes the fields
+    accelerator = speedups.ACCELERATOR
+    assert type(line) is accelerator.Line if accelerator else line.__qualname__ == "extract"
 
 
 @BOTH

@@ -10,6 +10,7 @@ emitter; the clock is frozen, so that file names and times agree.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import sys
@@ -35,6 +36,10 @@ from mta_logging.outcome import Kind
 
 T0 = time.mktime((2025, 11, 26, 6, 20, 0, 0, 0, -1))
 EMITTERS = {"direct": speedups.emit_direct, "plain": speedups.emit_plain}
+# the C accelerator's, where it was built (tests/test_accel.py says where it must be)
+DIRECT_EMITTERS = {"direct": speedups.emit_direct}
+if speedups.ACCELERATOR is not None:
+    EMITTERS["accelerated"] = DIRECT_EMITTERS["accelerated"] = speedups.emit_accelerated
 
 
 class Kept(logging.Handler):
@@ -167,6 +172,13 @@ def a_disabled_logger(setup: Setup) -> None:
     setup.logger.disabled = True
 
 
+def outcome_line_set_on_a_formatter(setup: Setup) -> None:
+    formatter = setup.handlers[0].formatter
+    assert isinstance(formatter, AccountingFormatter)
+    formatter.outcome_line = functools.partial(  # type: ignore[method-assign]
+        shouted_line, formatter)
+
+
 SETUPS: dict[str, Callable[[Setup], None]] = {
     "plain": nothing,
     "propagating to a second writer": propagating_to_a_second_writer,
@@ -182,8 +194,13 @@ SETUPS: dict[str, Callable[[Setup], None]] = {
     "emit set on a handler": emit_set_on_a_handler,
     "format set on a formatter": format_set_on_a_formatter,
     "a disabled logger": a_disabled_logger,
+    "outcome_line set on a formatter": outcome_line_set_on_a_formatter,
 }
 DIRECT_SETUPS = {"plain", "propagating to a second writer", "a formatter separator"}
+# the setups each direct emitter writes without a record (emit_direct calls a formatter's own
+# outcome_line; the accelerator, which writes without it, steps aside)
+WRITTEN_DIRECTLY = {"direct": DIRECT_SETUPS | {"outcome_line set on a formatter"},
+                    "accelerated": DIRECT_SETUPS}
 
 OUTCOMES = [
     Outcome(Kind.DELIVERED, "a@example.com", job_id="1", dsn_msg="250 2.0.0 OK"),
@@ -221,23 +238,25 @@ def run(emit: speedups.Emitter, setup_name: str, directory: Path,
     return answers, setup.files(), setup.kept.messages
 
 
+@pytest.mark.parametrize("emitter", sorted(DIRECT_EMITTERS))
 @pytest.mark.parametrize("setup_name", sorted(SETUPS))
 def test_direct_writes_what_the_record_would_have_written(
-        setup_name: str, tmp_path: Path, spied: mock.MagicMock) -> None:
-    direct = run(speedups.emit_direct, setup_name, tmp_path / "direct", OUTCOMES)
+        setup_name: str, emitter: str, tmp_path: Path, spied: mock.MagicMock) -> None:
+    direct = run(DIRECT_EMITTERS[emitter], setup_name, tmp_path / "direct", OUTCOMES)
     took_direct_way = not spied.called
     spied.reset_mock()
     plain = run(speedups.emit_plain, setup_name, tmp_path / "plain", OUTCOMES)
     assert direct == plain
-    assert took_direct_way is (setup_name in DIRECT_SETUPS)
+    assert took_direct_way is (setup_name in WRITTEN_DIRECTLY[emitter])
     answers, files, _seen = direct
     assert answers == [False] * len(OUTCOMES)
     if setup_name != "a disabled logger":
         assert files  # something was written to compare
 
 
-def test_the_plain_setup_writes_the_lines_a_reader_expects(tmp_path: Path) -> None:
-    _answers, files, _seen = run(speedups.emit_direct, "plain", tmp_path, OUTCOMES)
+@pytest.mark.parametrize("emitter", sorted(DIRECT_EMITTERS))
+def test_the_plain_setup_writes_the_lines_a_reader_expects(emitter: str, tmp_path: Path) -> None:
+    _answers, files, _seen = run(DIRECT_EMITTERS[emitter], "plain", tmp_path, OUTCOMES)
     delivered = next(data for name, data in files.items() if name.startswith("delivered/"))
     assert delivered.decode().splitlines()[1:] == [
         "d\t2025-11-26 06:20:00\t\ta@example.com\t\t\t\t1\t\t250 2.0.0 OK",
@@ -260,7 +279,7 @@ def test_any_outcomes_are_written_the_same_both_ways(outcomes: list[Outcome],
     with tempfile.TemporaryDirectory() as directory:
         results = [run(emit, setup_name, Path(directory) / name, outcomes)
                    for name, emit in EMITTERS.items()]
-    assert results[0] == results[1]
+    assert all(result == results[0] for result in results[1:])
 
 
 @pytest.mark.parametrize("emitter", sorted(EMITTERS))
@@ -294,8 +313,10 @@ def test_a_write_that_fails_is_answered_and_reported_with_its_record(
         "first@example.com", "after@example.com"]
 
 
+@pytest.mark.parametrize("emitter", sorted(DIRECT_EMITTERS))
 def test_a_patched_logger_class_method_is_called(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spied: mock.MagicMock) -> None:
+        emitter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        spied: mock.MagicMock) -> None:
     """As a monitoring library patches ``Logger.callHandlers``: the record is made for it."""
     seen: list[str] = []
     plain_call_handlers = logging.Logger.callHandlers
@@ -305,13 +326,14 @@ def test_a_patched_logger_class_method_is_called(
         plain_call_handlers(self, record)
 
     monkeypatch.setattr(logging.Logger, "callHandlers", call_handlers)
-    _answers, files, _kept = run(speedups.emit_direct, "plain", tmp_path, OUTCOMES[:1])
+    _answers, files, _kept = run(DIRECT_EMITTERS[emitter], "plain", tmp_path, OUTCOMES[:1])
     assert seen == ["delivered a@example.com job 1: 250 2.0.0 OK"]
     assert spied.called and list(files) == ["delivered/d.2025-11-26-062000.tsv"]
 
 
+@pytest.mark.parametrize("emitter", sorted(DIRECT_EMITTERS))
 def test_a_patched_handler_class_method_is_called(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        emitter: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     handled: list[str] = []
     plain_handle = AccountingFileHandler.handle
 
@@ -320,8 +342,34 @@ def test_a_patched_handler_class_method_is_called(
         return bool(plain_handle(self, record))
 
     monkeypatch.setattr(AccountingFileHandler, "handle", handle)
-    run(speedups.emit_direct, "plain", tmp_path, OUTCOMES[:1])
+    run(DIRECT_EMITTERS[emitter], "plain", tmp_path, OUTCOMES[:1])
     assert len(handled) == 3  # each of the three handlers is asked
+
+
+def shouted_line(self: AccountingFormatter, outcome: Outcome, created: float) -> str:
+    return PLAIN_OUTCOME_LINE(self, outcome, created).upper()
+
+
+def shouted_write(self: AccountingFileHandler, text: str, created: float,
+                  record: logging.LogRecord | None) -> None:
+    PLAIN_WRITE_LINE(self, text.upper(), created, record)
+
+
+PLAIN_OUTCOME_LINE = AccountingFormatter.outcome_line
+PLAIN_WRITE_LINE = AccountingFileHandler.write_line
+
+
+@pytest.mark.parametrize("emitter", sorted(DIRECT_EMITTERS))
+@pytest.mark.parametrize(("cls", "name", "method"), [
+    (AccountingFormatter, "outcome_line", shouted_line),
+    (AccountingFileHandler, "write_line", shouted_write)], ids=["outcome_line", "write_line"])
+def test_a_patched_line_or_write_method_is_what_writes(
+        emitter: str, cls: type, name: str, method: Callable[..., Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cls, name, method)
+    _answers, files, _kept = run(DIRECT_EMITTERS[emitter], "plain", tmp_path, OUTCOMES[:1])
+    assert list(files.values())[0].decode().splitlines()[1:] == [
+        "D\t2025-11-26 06:20:00\t\tA@EXAMPLE.COM\t\t\t\t1\t\t250 2.0.0 OK"]
 
 
 def test_a_handler_writes_directly_until_a_step_is_set_on_it(tmp_path: Path) -> None:
@@ -346,4 +394,5 @@ def test_the_direct_way_is_taken_only_where_verified(on: bool) -> None:
     verified = frozenset({sys.version_info[:2]}) if on else frozenset()
     with mock.patch.object(speedups, "VERIFIED_PYTHONS", verified):
         acct = AccountingLogger("test.emit.choice")
-    assert acct._emit is (speedups.emit_direct if on else speedups.emit_plain)
+    direct = speedups.emit_direct if speedups.ACCELERATOR is None else speedups.emit_accelerated
+    assert acct._emit is (direct if on else speedups.emit_plain)

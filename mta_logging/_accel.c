@@ -1,0 +1,793 @@
+/* mta_logging._accel: the per-record work of AccountingLogger's accelerated path, in C.
+ *
+ * One job: from the logger's arguments to the outcome's lines in the files, for the usual
+ * case. build_outcome makes the Outcome as logger._build makes it; a Line makes an outcome's
+ * line as speedups.compiled_line does, for the common fields; direct_targets finds the
+ * accounting file handlers that would write it, as speedups.emit_direct does (or finds that
+ * the record must be made); append_line writes its line to one handler's active file, as
+ * AccountingFormatter.outcome_line and AccountingFileHandler.write_line would, for a line
+ * that needs no escaping and an open file that needs no rollover. Every other case is
+ * handed back to the Python code, unwritten. speedups.py checks that os.write is the os
+ * module's before calling in here; this file reads and sets attributes through the ordinary
+ * attribute protocol, and copies nothing of CPython's internals.
+ *
+ * tests/test_accel.py checks it byte for byte against the Python path.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+/* interned attribute names */
+static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn,
+    *str_fsync, *str_records, *str_size, *str_max_bytes, *str_rollover_at, *str_fd,
+    *str_always, *str_disabled, *str_filters, *str_dict, *str_handlers, *str_writes_directly,
+    *str_kind, *str_level, *str_formatter, *str_lock, *str_format, *str_outcome_line,
+    *str_parent, *str_propagate, *str_last_second, *str_code, *str_value, *str_text, *str_of,
+    *str_time_queued;
+
+/* An attribute as a C integer; -1 with an exception set if it is not one. */
+static int
+ssize_attribute(PyObject *owner, PyObject *name, Py_ssize_t *value)
+{
+    PyObject *object = PyObject_GetAttr(owner, name);
+    if (object == NULL) {
+        return -1;
+    }
+    *value = PyLong_AsSsize_t(object);
+    Py_DECREF(object);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* 1 if the ASCII line holds exactly `separators` separators and no value in it needs
+ * escaping (AccountingFormatter.outcome_line's test for ASCII lines), else 0. */
+static int
+is_plain(const char *data, Py_ssize_t length, char separator, Py_ssize_t separators)
+{
+    /* memchr, not a loop over the characters: a fifth of the instructions */
+    if (memchr(data, '\\', (size_t)length) || memchr(data, '\n', (size_t)length)
+            || memchr(data, '\r', (size_t)length)
+            || (separator != '\t' && (length == 0 || memchr(data, '"', (size_t)length)))) {
+        return 0;
+    }
+    const char *end = data + length;
+    Py_ssize_t count = 0;
+    for (const char *at = data; (at = memchr(at, separator, (size_t)(end - at))) != NULL; at++) {
+        if (++count > separators) {
+            return 0;
+        }
+    }
+    return count == separators;
+}
+
+/* write(2) as os.write does it: the GIL released, tried again after EINTR unless a signal
+ * handler raised. Returns what write returned; -1 with an exception set on failure. */
+static Py_ssize_t
+write_once(int fd, const char *data, Py_ssize_t length)
+{
+    Py_ssize_t written;
+    int signalled = 0;
+    do {
+        Py_BEGIN_ALLOW_THREADS
+        written = write(fd, data, (size_t)length);
+        Py_END_ALLOW_THREADS
+    } while (written < 0 && errno == EINTR && !(signalled = PyErr_CheckSignals()));
+    if (written < 0 && !signalled) {
+        PyErr_SetFromErrno(PyExc_OSError);  /* os.write's error, the same text */
+    }
+    return written;
+}
+
+/* The appending itself, once the line is known to be plain ASCII: None if the file is not
+ * one to append to here (none open, a write to cut back, a rollover due, fsync "always"),
+ * True once written and counted, NULL with the exception of a failed write (nothing
+ * counted; a partial write is finished or cut back by activefile.write_whole). */
+static PyObject *
+append(PyObject *handler, PyObject *line, double created, PyObject *write_whole)
+{
+    PyObject *file = NULL, *fsync = NULL, *data = NULL, *result = NULL;
+    Py_ssize_t records, size, max_bytes, fd;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(line);
+    int flag;
+
+    file = PyObject_GetAttr(handler, str_file);
+    if (file == NULL) {
+        goto done;
+    }
+    if (file == Py_None) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    fsync = PyObject_GetAttr(handler, str_fsync);
+    if (fsync == NULL || (flag = PyObject_RichCompareBool(fsync, str_always, Py_EQ)) < 0) {
+        goto done;
+    }
+    if (flag) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *torn = PyObject_GetAttr(file, str_torn);
+    if (torn == NULL) {
+        goto done;
+    }
+    flag = PyObject_IsTrue(torn);
+    Py_DECREF(torn);
+    if (flag < 0 || ssize_attribute(file, str_records, &records) < 0
+            || ssize_attribute(file, str_size, &size) < 0
+            || ssize_attribute(handler, str_max_bytes, &max_bytes) < 0
+            || ssize_attribute(file, str_fd, &fd) < 0) {
+        goto done;
+    }
+    if (flag) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (records > 0) {
+        PyObject *rollover_at = PyObject_GetAttr(file, str_rollover_at);
+        if (rollover_at == NULL) {
+            goto done;
+        }
+        double deadline = PyFloat_AsDouble(rollover_at);
+        Py_DECREF(rollover_at);
+        if (deadline == -1.0 && PyErr_Occurred()) {
+            goto done;
+        }
+        /* write_line's test: past max_size with this line and its line end, or due */
+        if (length + 1 > max_bytes - size || created >= deadline) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    /* the line and its line end, in one buffer for one write */
+    data = PyBytes_FromStringAndSize(NULL, length + 1);
+    if (data == NULL) {
+        goto done;
+    }
+    char *buffer = PyBytes_AS_STRING(data);
+    memcpy(buffer, PyUnicode_1BYTE_DATA(line), (size_t)length);
+    buffer[length] = '\n';
+    Py_ssize_t written = write_once((int)fd, buffer, length + 1);
+    if (written < 0) {
+        goto done;
+    }
+    PyObject *counted;
+    if (written == length + 1) {
+        counted = PyLong_FromSsize_t(size + written);
+        if (counted == NULL || PyObject_SetAttr(file, str_size, counted) < 0) {
+            Py_XDECREF(counted);
+            goto done;
+        }
+        Py_DECREF(counted);
+    }
+    else {
+        PyObject *done_part = PyLong_FromSsize_t(written);
+        if (done_part == NULL) {
+            goto done;
+        }
+        PyObject *finished = PyObject_CallFunctionObjArgs(write_whole, file, data, done_part,
+                                                          NULL);
+        Py_DECREF(done_part);
+        if (finished == NULL) {
+            goto done;
+        }
+        Py_DECREF(finished);
+    }
+    counted = PyLong_FromSsize_t(records + 1);
+    if (counted == NULL || PyObject_SetAttr(file, str_records, counted) < 0) {
+        Py_XDECREF(counted);
+        goto done;
+    }
+    Py_DECREF(counted);
+    result = Py_NewRef(Py_True);
+done:
+    Py_XDECREF(file);
+    Py_XDECREF(fsync);
+    Py_XDECREF(data);
+    return result;
+}
+
+PyDoc_STRVAR(append_line_doc,
+"append_line(handler, formatter, outcome, created, write_whole, /)\n--\n\n"
+"Write the line of ``outcome`` logged at ``created`` (``formatter._line``) to the active file\n"
+"of ``handler``, with one write(2), as ``handler.write_line(formatter.outcome_line(outcome,\n"
+"created), created, None)`` would. Returns True once written and counted; the line (str)\n"
+"when it needs no escaping but this file is not one to append to here (none open, a\n"
+"rollover due, a failed write to cut back, fsync 'always'); None when the line needs\n"
+"escaping or is not ASCII (``formatter._escaped_line`` makes it). Nothing is written unless\n"
+"it returns True or raises the OSError of the failed write, as os.write raises it (a\n"
+"partial write is passed to ``write_whole(file, data, written)``). The handler's lock must\n"
+"be held; the caller checks that the classes and methods are the ones this reproduces.");
+
+static PyObject *
+append_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "append_line() takes 5 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *handler = args[0], *formatter = args[1], *created = args[3];
+    PyObject *make_line = NULL, *line = NULL, *separator = NULL, *result = NULL;
+    Py_ssize_t separators;
+
+    double time_logged = PyFloat_AsDouble(created);
+    if (time_logged == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    make_line = PyObject_GetAttr(formatter, str_line);
+    if (make_line == NULL) {
+        goto done;
+    }
+    line = PyObject_Vectorcall(make_line, args + 2, 2, NULL);  /* (outcome, created) */
+    if (line == NULL) {
+        goto done;
+    }
+    if (!PyUnicode_Check(line)) {
+        PyErr_Format(PyExc_TypeError, "formatter._line gave %.100s, not str",
+                     Py_TYPE(line)->tp_name);
+        goto done;
+    }
+    separator = PyObject_GetAttr(formatter, str_separator);
+    if (separator == NULL || ssize_attribute(formatter, str_separators, &separators) < 0) {
+        goto done;
+    }
+    if (!PyUnicode_Check(separator) || !PyUnicode_IS_ASCII(separator)
+            || PyUnicode_GET_LENGTH(separator) != 1 || !PyUnicode_IS_ASCII(line)
+            || !is_plain((const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line),
+                         (char)PyUnicode_1BYTE_DATA(separator)[0], separators)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    result = append(handler, line, time_logged, args[4]);
+    if (result == Py_None) {  /* plain, but not for here: the caller writes this line */
+        Py_SETREF(result, Py_NewRef(line));
+    }
+done:
+    Py_XDECREF(make_line);
+    Py_XDECREF(line);
+    Py_XDECREF(separator);
+    return result;
+}
+
+/* 1 if the attribute is true, 0 if false, -1 with an exception set. */
+static int
+true_attribute(PyObject *owner, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(owner, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* 1 if each of `names` read from `owner` equals the next of `methods` (from *at on), 0 if
+ * one does not, -1 with an exception set. */
+static int
+same_methods(PyObject *owner, PyObject *names, PyObject *methods, Py_ssize_t *at)
+{
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(names); index++) {
+        PyObject *method = PyObject_GetAttr(owner, PyTuple_GET_ITEM(names, index));
+        if (method == NULL) {
+            return -1;
+        }
+        int same = PyObject_RichCompareBool(method, PyTuple_GET_ITEM(methods, (*at)++), Py_EQ);
+        Py_DECREF(method);
+        if (same <= 0) {
+            return same;
+        }
+    }
+    return 1;
+}
+
+/* 1 if `object`'s __dict__ holds none of `names`, 0 if it holds one, -1 on an error. */
+static int
+none_set(PyObject *object, PyObject *names)
+{
+    PyObject *values = PyObject_GetAttr(object, str_dict);
+    if (values == NULL) {
+        return -1;
+    }
+    int found = 0;
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(names) && found == 0; index++) {
+        found = PySequence_Contains(values, PyTuple_GET_ITEM(names, index));
+    }
+    Py_DECREF(values);
+    return found < 0 ? -1 : !found;
+}
+
+/* The handlers of `logger` and of the parents it propagates to that take this record (see
+ * direct_targets), appended to `targets`: 1, or 0 if one is not a plain accounting file
+ * handler (the record must be made), -1 with an exception set. */
+static int
+walk(PyObject *logger, PyObject *level, PyObject *kind, PyObject *formatter_class,
+     PyObject *formatter_names, PyObject *targets)
+{
+    PyObject *current = Py_NewRef(logger);
+    int verdict = 1;
+    while (current != Py_None && verdict == 1) {
+        PyObject *listed = PyObject_GetAttr(current, str_handlers);
+        PyObject *handlers = listed == NULL ? NULL : PySequence_Tuple(listed);
+        Py_XDECREF(listed);
+        if (handlers == NULL) {
+            verdict = -1;
+            break;
+        }
+        for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(handlers) && verdict == 1; index++) {
+            PyObject *handler = PyTuple_GET_ITEM(handlers, index);
+            verdict = true_attribute(handler, str_writes_directly);
+            if (verdict != 1) {
+                break;
+            }
+            PyObject *its_kind = PyObject_GetAttr(handler, str_kind);
+            if (its_kind == NULL) {
+                verdict = -1;
+                break;
+            }
+            Py_DECREF(its_kind);  /* compared by identity only */
+            if (its_kind != kind) {
+                continue;
+            }
+            PyObject *its_level = PyObject_GetAttr(handler, str_level);
+            int reached = its_level == NULL ? -1
+                : PyObject_RichCompareBool(level, its_level, Py_GE);
+            Py_XDECREF(its_level);
+            if (reached < 0) {
+                verdict = -1;
+                break;
+            }
+            if (reached == 0) {
+                continue;  /* a level above the record's: not a target */
+            }
+            PyObject *formatter = PyObject_GetAttr(handler, str_formatter);
+            if (formatter == NULL) {
+                verdict = -1;
+                break;
+            }
+            int plain = none_set(formatter, formatter_names);
+            if (plain == 1) {
+                int filtered = true_attribute(handler, str_filters);
+                plain = filtered < 0 ? -1 : !filtered;
+            }
+            if (plain == 1) {
+                PyObject *lock = PyObject_GetAttr(handler, str_lock);
+                plain = lock == NULL ? -1
+                    : (lock != Py_None && (PyObject *)Py_TYPE(formatter) == formatter_class);
+                Py_XDECREF(lock);
+            }
+            Py_DECREF(formatter);
+            verdict = plain == 1 ? (PyList_Append(targets, handler) < 0 ? -1 : 1) : plain;
+        }
+        Py_DECREF(handlers);
+        if (verdict != 1) {
+            break;
+        }
+        int propagates = true_attribute(current, str_propagate);
+        PyObject *next = propagates == 1 ? PyObject_GetAttr(current, str_parent)
+            : propagates == 0 ? Py_NewRef(Py_None) : NULL;
+        Py_SETREF(current, next);
+        if (current == NULL) {
+            return -1;
+        }
+    }
+    Py_DECREF(current);
+    if (verdict < 0 && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();  /* a handler or formatter of another class: make the record */
+        return 0;
+    }
+    return verdict;
+}
+
+PyDoc_STRVAR(direct_targets_doc,
+"direct_targets(logger, level, kind, handler_class, formatter_class, names, methods, /)\n"
+"--\n\n"
+"The handlers ``speedups.emit_direct`` writes to, after its module-level checks: those of\n"
+"``logger`` (and of the parents it propagates to) of ``kind`` whose level ``level``\n"
+"reaches; or None if the record must be made: the logger disabled or with filters, one of\n"
+"its methods set on it, a method of its class, of ``handler_class`` or of\n"
+"``formatter_class`` other than ``methods`` (``names``: the names of the logger's, the\n"
+"handler class's and the formatter class's, in that order), a handler not marked\n"
+"``_writes_directly``, one of the kind with filters or no lock, its formatter not of\n"
+"``formatter_class`` or with one of the formatter's methods set on it, or no target.");
+
+static PyObject *
+direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "direct_targets() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *logger = args[0], *level = args[1], *kind = args[2], *handler_class = args[3];
+    PyObject *formatter_class = args[4], *names = args[5], *methods = args[6];
+    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 3 || !PyTuple_Check(methods)) {
+        PyErr_SetString(PyExc_TypeError, "direct_targets(): names and methods are tuples");
+        return NULL;
+    }
+    PyObject *owners[3] = {(PyObject *)Py_TYPE(logger), handler_class, formatter_class};
+    Py_ssize_t at = 0, expected = 0;
+    for (int owner = 0; owner < 3; owner++) {
+        PyObject *its_names = PyTuple_GET_ITEM(names, owner);
+        if (!PyTuple_Check(its_names)) {
+            PyErr_SetString(PyExc_TypeError, "direct_targets(): names are tuples of str");
+            return NULL;
+        }
+        expected += PyTuple_GET_SIZE(its_names);
+    }
+    if (expected != PyTuple_GET_SIZE(methods)) {
+        PyErr_SetString(PyExc_TypeError, "direct_targets(): a method for each name");
+        return NULL;
+    }
+    int plain = 1;
+    for (int owner = 0; owner < 3 && plain == 1; owner++) {
+        plain = same_methods(owners[owner], PyTuple_GET_ITEM(names, owner), methods, &at);
+    }
+    if (plain == 1) {
+        int disabled = true_attribute(logger, str_disabled);
+        int filtered = disabled != 0 ? disabled : true_attribute(logger, str_filters);
+        plain = filtered != 0 ? (filtered < 0 ? -1 : 0)
+            : none_set(logger, PyTuple_GET_ITEM(names, 0));
+    }
+    if (plain < 0) {
+        return NULL;
+    }
+    PyObject *targets = PyList_New(0);
+    if (targets == NULL) {
+        return NULL;
+    }
+    if (plain == 1) {
+        plain = walk(logger, level, kind, formatter_class, PyTuple_GET_ITEM(names, 2),
+                     targets);
+    }
+    if (plain < 0) {
+        Py_DECREF(targets);
+        return NULL;
+    }
+    if (plain == 0 || PyList_GET_SIZE(targets) == 0) {
+        Py_SETREF(targets, Py_NewRef(Py_None));
+    }
+    return targets;
+}
+
+PyDoc_STRVAR(build_outcome_doc,
+"build_outcome(build, template, new_object, outcome_class, kind, rcpt, time_queued,\n"
+"              src_mta, src_ip, dest_ip, vmta, job_id, dsn_status, dsn_msg, delay,\n"
+"              bounce_cat, headers, extra, details, /)\n--\n\n"
+"What ``build(kind, rcpt, ..., details)`` (``logger._build``) returns, for arguments that\n"
+"need none of its conversions and pass its checks as they are: ``rcpt`` non-empty text,\n"
+"``time_queued`` None or a float, ``delay`` None, an int or a float (not a bool),\n"
+"``job_id`` None or text, ``headers`` None or a dict, no ``details``. The Outcome is made as\n"
+"``build`` makes it: ``new_object(outcome_class)`` given a copy of ``template`` (the keys of\n"
+"build's dict, in its order) holding the arguments, headers and extra None made empty\n"
+"dicts, as its ``__dict__``. Any other arguments go to ``build`` itself (its errors, its\n"
+"conversions).");
+
+/* the arguments of build, after the four bound ones */
+enum { KIND, RCPT, TIME_QUEUED, SRC_MTA, SRC_IP, DEST_IP, VMTA, JOB_ID, DSN_STATUS, DSN_MSG,
+       DELAY, BOUNCE_CAT, HEADERS, EXTRA, DETAILS, BUILD_ARGUMENTS };
+
+static PyObject *
+build_outcome(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 + BUILD_ARGUMENTS) {
+        PyErr_Format(PyExc_TypeError, "build_outcome() takes %d arguments (%zd given)",
+                     4 + BUILD_ARGUMENTS, nargs);
+        return NULL;
+    }
+    PyObject *build = args[0], *template = args[1], *new_object = args[2];
+    PyObject *outcome_class = args[3];
+    PyObject *const *given = args + 4;
+    PyObject *rcpt = given[RCPT], *time_queued = given[TIME_QUEUED], *delay = given[DELAY];
+    PyObject *job_id = given[JOB_ID], *headers = given[HEADERS], *details = given[DETAILS];
+    if (!PyDict_CheckExact(template) || PyDict_GET_SIZE(template) != DETAILS) {
+        PyErr_SetString(PyExc_TypeError, "build_outcome(): a template of the fields");
+        return NULL;
+    }
+    if (!(PyUnicode_CheckExact(rcpt) && PyUnicode_GET_LENGTH(rcpt) > 0)
+            || !(time_queued == Py_None || PyFloat_CheckExact(time_queued))
+            || !(delay == Py_None || PyFloat_CheckExact(delay) || PyLong_CheckExact(delay))
+            || !(job_id == Py_None || PyUnicode_CheckExact(job_id))
+            || !(headers == Py_None || PyDict_CheckExact(headers))
+            || !PyDict_CheckExact(details) || PyDict_GET_SIZE(details) != 0) {
+        return PyObject_Vectorcall(build, given, BUILD_ARGUMENTS, NULL);
+    }
+    PyObject *values = PyDict_Copy(template);
+    if (values == NULL) {
+        return NULL;
+    }
+    PyObject *key, *ignored, *outcome = NULL;
+    Py_ssize_t position = 0;
+    for (int field = KIND; PyDict_Next(template, &position, &key, &ignored); field++) {
+        PyObject *value = given[field];
+        int failed;
+        if ((field == HEADERS || field == EXTRA) && value == Py_None) {
+            PyObject *empty = PyDict_New();
+            failed = empty == NULL || PyDict_SetItem(values, key, empty) < 0;
+            Py_XDECREF(empty);
+        }
+        else {
+            failed = PyDict_SetItem(values, key, value) < 0;
+        }
+        if (failed) {
+            goto done;
+        }
+    }
+    outcome = PyObject_CallOneArg(new_object, outcome_class);
+    if (outcome != NULL && PyObject_GenericSetAttr(outcome, str_dict, values) < 0) {
+        Py_CLEAR(outcome);  /* (object.__setattr__, past the frozen class's __setattr__) */
+    }
+done:
+    Py_DECREF(values);
+    return outcome;
+}
+
+/* == Line: the compiled line function of speedups.compiled_line, for the common fields ==== */
+
+/* what each field of a Line's spec is (speedups.accelerated_line makes the spec) */
+enum { FIELD_ATTRIBUTE, FIELD_TYPE, FIELD_LOGGED, FIELD_QUEUED };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *spec;         /* tuple of (what, argument) pairs, one per field */
+    PyObject *separator;    /* str */
+    PyObject *placeholder;  /* str: an unknown value */
+    PyObject *kind_class;   /* mta_logging.outcome.Kind */
+    PyObject *outcome_class;  /* mta_logging.outcome.Outcome */
+    vectorcallfunc vectorcall;
+} Line;
+
+/* outcome.<name>: for an Outcome (a dataclass without slots or descriptors: its fields are
+ * in the instance's __dict__, the defaults of the others on the class) read from the dict
+ * first; for anything else, and whatever the dict lacks, the attribute protocol. */
+static PyObject *
+outcome_attribute(Line *self, PyObject *outcome, PyObject *values, PyObject *name)
+{
+    if (values != NULL) {
+        PyObject *value = PyDict_GetItemWithError(values, name);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(outcome, name);
+}
+
+/* A value as the compiled line's _as_text makes it text: str as it is, None the
+ * placeholder, anything else str(). Steals `value`. */
+static PyObject *
+as_text(Line *self, PyObject *value)
+{
+    if (value == NULL || PyUnicode_CheckExact(value)) {
+        return value;
+    }
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return Py_NewRef(self->placeholder);
+    }
+    Py_SETREF(value, PyObject_Str(value));
+    return value;
+}
+
+/* The text of `timestamp` from a TimeText: its one-second cache (last_second: start, end,
+ * text) when the timestamp is in that second, else the method `method` ("text" or "of"). */
+static PyObject *
+time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_only_for_float)
+{
+    if (!cached_only_for_float || PyFloat_CheckExact(timestamp)) {
+        PyObject *cache = PyObject_GetAttr(times, str_last_second);
+        if (cache == NULL) {
+            return NULL;
+        }
+        if (PyTuple_Check(cache) && PyTuple_GET_SIZE(cache) == 3) {
+            int after = PyObject_RichCompareBool(PyTuple_GET_ITEM(cache, 0), timestamp, Py_LE);
+            int before = after == 1
+                ? PyObject_RichCompareBool(timestamp, PyTuple_GET_ITEM(cache, 1), Py_LT) : after;
+            if (before < 0) {
+                Py_DECREF(cache);
+                return NULL;
+            }
+            if (before == 1) {
+                PyObject *text = Py_NewRef(PyTuple_GET_ITEM(cache, 2));
+                Py_DECREF(cache);
+                return text;
+            }
+        }
+        Py_DECREF(cache);
+    }
+    return PyObject_CallMethodOneArg(times, method, timestamp);
+}
+
+static PyObject *
+line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Line *self = (Line *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a line takes (outcome, time_logged)");
+        return NULL;
+    }
+    PyObject *outcome = args[0], *time_logged = args[1], *values = NULL, *line = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(self->spec);
+    PyObject *texts = PyTuple_New(count);
+    if (texts == NULL) {
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(outcome) == self->outcome_class
+            && (values = PyObject_GenericGetDict(outcome, NULL)) == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *field = PyTuple_GET_ITEM(self->spec, index);
+        PyObject *argument = PyTuple_GET_ITEM(field, 1), *text;
+        switch (PyLong_AsLong(PyTuple_GET_ITEM(field, 0))) {
+        case FIELD_ATTRIBUTE:
+            text = as_text(self, outcome_attribute(self, outcome, values, argument));
+            break;
+        case FIELD_TYPE: {  /* Kind.code, or .value of another enum */
+            PyObject *kind = outcome_attribute(self, outcome, values, str_kind);
+            text = kind == NULL ? NULL : PyObject_GetAttr(
+                kind, (PyObject *)Py_TYPE(kind) == self->kind_class ? str_code : str_value);
+            Py_XDECREF(kind);
+            break;
+        }
+        case FIELD_LOGGED:
+            text = time_text(argument, time_logged, str_text, 0);
+            break;
+        case FIELD_QUEUED: {
+            PyObject *queued = outcome_attribute(self, outcome, values, str_time_queued);
+            text = queued == NULL ? NULL : queued == Py_None ? Py_NewRef(self->placeholder)
+                : time_text(argument, queued, str_of, 1);
+            Py_XDECREF(queued);
+            break;
+        }
+        default:
+            PyErr_SetString(PyExc_ValueError, "a line's spec names an unknown field");
+            text = NULL;
+        }
+        if (text == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(texts, index, text);
+    }
+    line = PyUnicode_Join(self->separator, texts);  /* str.join: its errors for a non-str */
+done:
+    Py_XDECREF(values);
+    Py_DECREF(texts);
+    return line;
+}
+
+static PyObject *
+line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *spec, *separator, *placeholder, *kind_class, *outcome_class;
+    static char *keywords[] = {"spec", "separator", "placeholder", "kind_class",
+                               "outcome_class", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!UUOO:Line", keywords, &PyTuple_Type,
+                                     &spec, &separator, &placeholder, &kind_class,
+                                     &outcome_class)) {
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(spec); index++) {
+        PyObject *field = PyTuple_GET_ITEM(spec, index);
+        if (!PyTuple_Check(field) || PyTuple_GET_SIZE(field) != 2
+                || !PyLong_Check(PyTuple_GET_ITEM(field, 0))) {
+            PyErr_SetString(PyExc_TypeError, "Line: the spec holds (what, argument) pairs");
+            return NULL;
+        }
+    }
+    Line *self = (Line *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->spec = Py_NewRef(spec);
+    self->separator = Py_NewRef(separator);
+    self->placeholder = Py_NewRef(placeholder);
+    self->kind_class = Py_NewRef(kind_class);
+    self->outcome_class = Py_NewRef(outcome_class);
+    self->vectorcall = line_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+line_traverse(Line *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->spec);
+    Py_VISIT(self->kind_class);
+    Py_VISIT(self->outcome_class);
+    return 0;
+}
+
+static int
+line_clear(Line *self)
+{
+    Py_CLEAR(self->spec);
+    Py_CLEAR(self->separator);
+    Py_CLEAR(self->placeholder);
+    Py_CLEAR(self->kind_class);
+    Py_CLEAR(self->outcome_class);
+    return 0;
+}
+
+static void
+line_dealloc(Line *self)
+{
+    PyObject_GC_UnTrack(self);
+    line_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(line_doc,
+"Line(spec, separator, placeholder, kind_class, outcome_class)\n--\n\n"
+"``line(outcome, time_logged)``: what ``speedups.compiled_line`` gives for the fields of\n"
+"``spec`` (made by ``speedups.accelerated_line``: for each field, (0, attribute name) for a\n"
+"value written as text, (1, None) for the type, (2, the TimeText) for the time logged,\n"
+"(3, a TimeText of its own) for the time queued), joined by ``separator``, unknown values\n"
+"as ``placeholder``, nothing escaped.");
+
+static PyTypeObject LineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Line",
+    .tp_basicsize = sizeof(Line),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = line_doc,
+    .tp_new = line_new,
+    .tp_traverse = (traverseproc)line_traverse,
+    .tp_clear = (inquiry)line_clear,
+    .tp_dealloc = (destructor)line_dealloc,
+    .tp_vectorcall_offset = offsetof(Line, vectorcall),
+    .tp_call = PyVectorcall_Call,
+};
+
+static PyMethodDef accel_methods[] = {
+    {"build_outcome", (PyCFunction)(void (*)(void))build_outcome, METH_FASTCALL,
+     build_outcome_doc},
+    {"direct_targets", (PyCFunction)(void (*)(void))direct_targets, METH_FASTCALL,
+     direct_targets_doc},
+    {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL, append_line_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accel_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mta_logging._accel",
+    .m_doc = "The per-record work of AccountingLogger's accelerated path, in C (see speedups.py).",
+    .m_size = -1,
+    .m_methods = accel_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__accel(void)
+{
+    struct { PyObject **name; const char *text; } names[] = {
+        {&str_line, "_line"}, {&str_separator, "_separator"},
+        {&str_separators, "_separators"}, {&str_file, "_file"}, {&str_torn, "torn"},
+        {&str_fsync, "fsync"}, {&str_records, "records"}, {&str_size, "size"},
+        {&str_max_bytes, "max_bytes"}, {&str_rollover_at, "rollover_at"}, {&str_fd, "fd"},
+        {&str_always, "always"}, {&str_disabled, "disabled"}, {&str_filters, "filters"},
+        {&str_dict, "__dict__"}, {&str_handlers, "handlers"},
+        {&str_writes_directly, "_writes_directly"}, {&str_kind, "kind"}, {&str_level, "level"},
+        {&str_formatter, "formatter"}, {&str_lock, "lock"}, {&str_format, "format"},
+        {&str_outcome_line, "outcome_line"}, {&str_parent, "parent"},
+        {&str_propagate, "propagate"}, {&str_last_second, "last_second"},
+        {&str_code, "code"}, {&str_value, "value"}, {&str_text, "text"}, {&str_of, "of"},
+        {&str_time_queued, "time_queued"},
+    };
+    for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
+        if (*names[at].name == NULL
+                && (*names[at].name = PyUnicode_InternFromString(names[at].text)) == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&LineType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&accel_module);
+    if (module != NULL && PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0) {
+        Py_CLEAR(module);
+    }
+    return module;
+}

@@ -1,0 +1,283 @@
+"""The C accelerator (``mta_logging/_accel.c``): built where CI requires it; its
+``build_outcome`` makes the Outcome (or raises the error) that ``logger._build`` makes, and its
+``append_line`` writes what ``write_line(outcome_line(...))`` writes, or hands the work back
+unwritten. That the accelerated emitter writes the same files as the plain ways in every setup
+is ``tests/test_speedups_emit.py``'s (parametrized over it)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mta_logging import (
+    AccountingFileHandler,
+    AccountingFormatter,
+    AccountingLogger,
+    Outcome,
+    speedups,
+)
+from mta_logging.activefile import ActiveFile, write_whole
+from mta_logging.logger import _BUILT, _build
+from mta_logging.outcome import Kind
+
+T0 = time.mktime((2025, 11, 26, 6, 20, 0, 0, 0, -1))
+accel = speedups.ACCELERATOR
+needs_accelerator = pytest.mark.skipif(accel is None, reason="the C accelerator was not built")
+
+
+def test_the_accelerator_is_built_where_ci_requires_it() -> None:
+    if os.environ.get("MTA_LOGGING_REQUIRE_ACCELERATOR") != "1":
+        pytest.skip("MTA_LOGGING_REQUIRE_ACCELERATOR is not 1 (.ci/run sets it)")
+    assert accel is not None, "mta_logging._accel did not import: was it built?"
+    assert speedups.accelerated()
+
+
+@pytest.fixture
+def handler(tmp_path: Path) -> Iterator[AccountingFileHandler]:
+    handler = AccountingFileHandler("delivered", path=tmp_path)
+    handler.open()
+    yield handler
+    handler.close()
+
+
+def written(handler: AccountingFileHandler) -> bytes:
+    assert handler.path is not None
+    return handler.path.read_bytes()
+
+
+def append(handler: AccountingFileHandler, outcome: Outcome, created: float = T0) -> Any:
+    with handler.lock:
+        return accel.append_line(handler, handler.formatter, outcome, created, write_whole)
+
+
+OUTCOME = Outcome(Kind.DELIVERED, "a@example.com", job_id="7", dsn_msg="250 2.0.0 OK")
+
+
+@needs_accelerator
+def test_a_plain_line_is_written_and_counted_as_write_line_does(
+        handler: AccountingFileHandler, tmp_path: Path) -> None:
+    reference = AccountingFileHandler("delivered", path=tmp_path / "reference")
+    try:
+        formatter = reference.formatter
+        assert isinstance(formatter, AccountingFormatter)
+        with reference.lock:
+            reference.write_line(formatter.outcome_line(OUTCOME, T0), T0, None)
+        assert append(handler, OUTCOME) is True
+        assert written(handler) == written(reference)
+        assert written(handler).endswith(b"\ta@example.com\t\t\t\t7\t\t250 2.0.0 OK\n")
+        file, other = handler._file, reference._file
+        assert file is not None and other is not None
+        assert (file.size, file.records) == (other.size, other.records) == (
+            len(written(handler)), 1)
+    finally:
+        reference.close()
+
+
+@needs_accelerator
+@pytest.mark.parametrize("value", ["tab\there", "back\\slash", "é", "a\udcffb", "cr\r"])
+def test_a_line_that_needs_escaping_or_is_not_ascii_is_left_to_the_formatter(
+        handler: AccountingFileHandler, value: str) -> None:
+    before = written(handler)
+    assert append(handler, Outcome(Kind.DELIVERED, "a@example.com", dsn_msg=value)) is None
+    assert written(handler) == before
+
+
+@needs_accelerator
+def test_a_csv_line_with_a_quote_is_left_to_the_formatter(handler: AccountingFileHandler) -> None:
+    handler.formatter = AccountingFormatter(kind="delivered", separator=",")
+    assert append(handler, Outcome(Kind.DELIVERED, 'a"b@example.com')) is None
+    assert append(handler, Outcome(Kind.DELIVERED, "a@example.com")) is True
+    assert written(handler).endswith(b"\nd,2025-11-26 06:20:00,,a@example.com,,,,,,\n")
+
+
+def no_file(handler: AccountingFileHandler) -> None:
+    handler._retire()
+
+
+def fsync_always(handler: AccountingFileHandler) -> None:
+    handler.fsync = "always"
+
+
+def torn(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.torn = True
+
+
+def interval_over(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.records, handler._file.rollover_at = 1, T0
+
+
+def size_reached(handler: AccountingFileHandler) -> None:
+    assert handler._file is not None
+    handler._file.records, handler.max_bytes = 1, handler._file.size + 10
+
+
+@needs_accelerator
+@pytest.mark.parametrize("state", [no_file, fsync_always, torn, interval_over, size_reached])
+def test_a_file_not_to_append_to_here_gets_the_line_back_unwritten(
+        handler: AccountingFileHandler, state: Any) -> None:
+    path, file = handler.path, handler._file
+    assert path is not None and file is not None
+    before = path.read_bytes()
+    state(handler)
+    records = file.records
+    line = append(handler, OUTCOME)
+    formatter = handler.formatter
+    assert isinstance(formatter, AccountingFormatter)
+    assert line == formatter.outcome_line(OUTCOME, T0)
+    assert (path.read_bytes(), file.records) == (before, records)
+
+
+@needs_accelerator
+def test_a_failed_write_raises_what_os_write_raises_and_counts_nothing(
+        handler: AccountingFileHandler, tmp_path: Path) -> None:
+    file = handler._file
+    assert file is not None
+    readable = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT, 0o644)
+    writable, file.fd = file.fd, readable
+    try:
+        with pytest.raises(OSError) as expected:
+            os.write(readable, b"x")
+        with pytest.raises(OSError) as raised:
+            append(handler, OUTCOME)
+    finally:
+        file.fd = writable
+        os.close(readable)
+    assert raised.value.errno == errno.EBADF
+    assert (type(raised.value), str(raised.value)) == (type(expected.value), str(expected.value))
+    assert (file.records, file.size) == (0, file.header_size)
+
+
+@needs_accelerator
+def test_a_partial_write_is_finished_by_write_whole(tmp_path: Path) -> None:
+    """A non-blocking pipe with less room than the line: write(2) takes a part of it."""
+    reading, writing = os.pipe()
+    fcntl.fcntl(writing, fcntl.F_SETFL, os.O_NONBLOCK)
+    try:
+        page = 4096  # a pipe holds whole pages: one left free takes 4096 bytes of the line
+        for _page in range(fcntl.fcntl(writing, fcntl.F_GETPIPE_SZ) // page - 1):
+            os.write(writing, b"." * page)
+        formatter = AccountingFormatter(kind="delivered")
+        file = ActiveFile(writing, tmp_path / "pipe", "pipe")
+        finished: list[tuple[int, int]] = []
+
+        def finish(target: ActiveFile, data: bytes, done: int) -> None:
+            finished.append((len(data), done))
+            target.size += len(data)
+
+        holder = type("Holder", (), {"_file": file, "fsync": "never", "max_bytes": 10**9})()
+        outcome = Outcome(Kind.DELIVERED, "a@example.com", dsn_msg="x" * 5000)
+        line = formatter.outcome_line(outcome, T0)
+        assert accel.append_line(holder, formatter, outcome, T0, finish) is True
+    finally:
+        os.close(reading)
+        os.close(writing)
+    assert finished == [(len(line) + 1, page)]
+    assert (file.records, file.size) == (1, len(line) + 1)
+
+
+BUILT_ARGUMENTS = st.tuples(
+    st.sampled_from([Kind.DELIVERED, Kind.BOUNCE]),
+    st.sampled_from(["a@example.com", "", 7, "é@example.com"]),  # rcpt
+    st.sampled_from([None, T0, int(T0), datetime(2025, 11, 26), "soon"]),  # time_queued
+    *[st.none() | st.text(max_size=4)] * 4,  # src_mta, src_ip, dest_ip, vmta
+    st.sampled_from([None, "42", 42]),  # job_id
+    *[st.none() | st.text(max_size=4)] * 2,  # dsn_status, dsn_msg
+    st.sampled_from([None, 60, 60.5, True, "60"]),  # delay
+    st.none() | st.text(max_size=4),  # bounce_cat
+    st.sampled_from([None, {"X-Job": "1"}, MappingProxyType({"X-Job": "2"}), ["X-Job"]]),
+    st.sampled_from([None, {"k": "v"}]),  # extra
+    st.sampled_from([{}, {"size": 10}, {"size": "10"}, {"unknown": 1}]),  # details
+)
+
+
+def built(build: Any, arguments: tuple[Any, ...]) -> Any:
+    """The Outcome's fields, in order, or the error's type and text."""
+    try:
+        return list(vars(build(*arguments[:-1], dict(arguments[-1]))).items())
+    except TypeError as error:
+        return (type(error), str(error))
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(BUILT_ARGUMENTS)
+def test_the_accelerated_build_makes_the_outcome_and_errors_of_build(
+        arguments: tuple[Any, ...]) -> None:
+    assert built(speedups.builder_for(_build, _BUILT), arguments) == built(_build, arguments)
+
+
+@needs_accelerator
+def test_the_logger_builds_through_the_accelerator(tmp_path: Path) -> None:
+    assert isinstance(AccountingLogger._outcome, functools.partial)
+    assert AccountingLogger._outcome.args[:1] == (_build,)
+    outcome = AccountingLogger("test.accel.build").delivered(
+        "a@example.com", time_queued=T0, job_id="7", delay=1.5)
+    assert outcome == Outcome(Kind.DELIVERED, "a@example.com", time_queued=T0, job_id="7",
+                              delay=1.5)
+    assert outcome.headers == {} and outcome.headers is not outcome.extra
+
+
+LINE_FIELDS = ["type", "timeLogged", "timeQueued", *speedups._ATTRIBUTE_FIELDS]
+values = st.none() | st.text(max_size=6) | st.integers() | st.sampled_from(["\t", "é", "a\udcffb"])
+outcomes = st.builds(
+    Outcome, st.sampled_from(list(Kind)), st.text(min_size=1, max_size=8),
+    time_queued=st.none() | st.floats(T0 - 5, T0 + 5) | st.just(datetime(2025, 11, 26, 6, 19))
+    | st.integers(int(T0) - 2, int(T0) + 2),
+    src_mta=values, vmta=values, job_id=values, dsn_msg=values, size=st.none() | st.integers(),
+    rcv_helo=values, feedback_type=values)
+
+
+class Later(Outcome):
+    """A subclass: its values are read through the attribute protocol."""
+
+    @property
+    def vmta(self) -> str:  # type: ignore[override]
+        return "from a property"
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(LINE_FIELDS), min_size=1, max_size=12),
+       st.sampled_from(["\t", ",", ";"]), st.sampled_from(["", "-"]),
+       st.lists(st.tuples(outcomes, st.floats(T0 - 3, T0 + 3) | st.integers(
+           int(T0) - 3, int(T0) + 3)), min_size=1, max_size=5))
+def test_the_accelerated_line_is_the_compiled_line(
+        fields: list[str], separator: str, placeholder: str,
+        records: list[tuple[Outcome, float]]) -> None:
+    compiled = speedups.compiled_line(fields, None, separator, placeholder)
+    accelerated = speedups.accelerated_line(fields, None, separator, placeholder)
+    assert accelerated is not None
+    for outcome, time_logged in records:  # the one-second caches kept from record to record
+        assert accelerated(outcome, time_logged) == compiled(outcome, time_logged)
+
+
+@needs_accelerator
+def test_the_accelerated_line_reads_a_subclass_through_its_attributes() -> None:
+    fields = ["type", "rcpt", "vmta"]
+    outcome = Later(Kind.DELIVERED, "a@example.com", vmta="from the field")
+    line = speedups.accelerated_line(fields, None, "\t", "")
+    assert line is not None
+    assert line(outcome, T0) == speedups.compiled_line(fields, None, "\t", "")(outcome, T0) == (
+        "d\ta@example.com\tfrom a property")
+
+
+@needs_accelerator
+def test_a_field_the_accelerator_does_not_make_leaves_the_compiled_line() -> None:
+    assert speedups.accelerated_line(["type", "eventId"], None, "\t", "") is None
+    assert speedups.accelerated_line(["type", "custom_X-Job"], None, "\t", "") is None
+    assert type(AccountingFormatter(kind="deferred")._line) is not accel.Line  # delay
+    assert type(AccountingFormatter(kind="delivered")._line) is accel.Line
