@@ -187,6 +187,13 @@ accounting: {{path: {tmp_path}/acct, archiving: yes, records: "d, r", max_size: 
     assert printed["accounting"]["archiving"] is True
 
 
+def test_the_printed_relay_config_shows_the_hostname_as_the_reporting_mta(tmp_path, capsys):
+    config = tmp_path / "relay.yaml"
+    config.write_text(f"hostname: relay.example.test\nspool_dir: {tmp_path}/spool\n")
+    printed = yaml.safe_load(round_trip(tmp_path, config, capsys).read_text())
+    assert printed["dsn"]["reporting_mta"] == "relay.example.test"
+
+
 def test_a_relay_config_with_an_accounting_file_prints_the_settings_inline(tmp_path, capsys):
     ini = tmp_path / "accounting_files.ini"
     ini.write_text(f"path={tmp_path}/acct\narchiving=true\n[location]\nbounce=/b\n")
