@@ -87,6 +87,8 @@ def test_the_size_listed_is_the_size_the_relay_logged_not_the_queue_files(tmp_pa
                      str(tmp_path / "spool"))
             running_list = run(capsys, "list", *where)
             running_show = run(capsys, "show", job, *where)
+            assert run(capsys, "show", "NOSUCH", *where) == (
+                1, "", "mta-logging queue show: NOSUCH: no such message in the queue\n")
             assert running.stop() == 0
             logged = re.search(rf"{job}: from=<sender@example.test>, size=(\d+),",
                                running.log.read_text())
@@ -124,6 +126,13 @@ def test_hold_release_and_flush_on_a_stopped_relay_are_journaled(tmp_path, capsy
     assert message is not None and not message.held and message.next_try == 0
     assert run(capsys, "flush", "--all", *where)[:2] == (
         0, "Q1: due at once when the relay starts\nQ2: due at once when the relay starts\n")
+
+
+@pytest.mark.parametrize("command", ["show", "flush", "hold", "release", "bounce", "delete"])
+def test_every_subcommand_given_an_unknown_id_says_so_and_exits_1(tmp_path, capsys, command):
+    config, _ = stopped_spool(tmp_path)
+    assert run(capsys, command, "NOSUCH", "--config", str(config)) == (
+        1, "", f"mta-logging queue {command}: NOSUCH: no such message in the queue\n")
 
 
 def test_delete_and_bounce_record_every_pending_recipient_first(tmp_path, capsys):
