@@ -105,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
     def reload() -> None:
         new = _settings(args)
         new_accounting = accounting_settings(new, args.accounting_path, args.config)
-        check(new, new_accounting, listening=True)
-        relay.check_reload(new)
+        try:
+            check(new, new_accounting, listening=True)
+            relay.check_reload(new)
+        except ConfigError as exc:
+            raise exc.located(args.config) from None  # a refused reload names the file
         if new_accounting is not None and new_accounting != accounting_settings(
                 relay.settings, args.accounting_path, args.config):
             mta_logging.configure(new_accounting)
