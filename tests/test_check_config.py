@@ -75,6 +75,20 @@ def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
                    f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
+@pytest.mark.parametrize("name", ["acct.ini", "acct.yaml"])
+def test_an_accounting_file_that_cannot_be_read_names_the_relay_config_and_the_key(
+        tmp_path, capsys, name):
+    missing = tmp_path / "nonexist" / name
+    path = tmp_path / "relay.yaml"
+    expected = (f"{path}: accounting: '{missing}' is not valid; cannot be read (No such file or "
+                "directory)\n")
+    code, out, err = check_config(path, f"spool_dir: {tmp_path}/spool\naccounting: {missing}\n",
+                                  capsys)
+    assert (code, out, err) == (2, "", f"mta-logging check-config: {expected}")
+    assert main(["relay", "--check", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging relay: {expected}")
+
+
 @pytest.mark.parametrize(("name", "text"), [("acct.yaml", "path: {acct}\n"),
                                              ("accounting_files.ini", "[main]\npath={acct}\n")])
 def test_an_accounting_config_whose_path_is_a_file_is_refused(tmp_path, capsys, name, text):

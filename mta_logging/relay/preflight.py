@@ -21,16 +21,20 @@ def accounting_settings(settings: RelaySettings, path: str | None, source: str |
                         ) -> AccountingSettings | None:
     """The accounting settings the relay uses (None: accounting off); ``path`` overrides
     theirs. An error in settings inline in the relay config (``source``) names the key as
-    ``accounting.<key>``."""
+    ``accounting.<key>``; a file named by ``accounting`` that cannot be read (or parsed) is
+    refused naming ``source`` and ``accounting``; an error inside that file names the file."""
     if not settings.accounting_enabled:
         return None
     try:
         loaded = load_accounting(settings.accounting)
     except ConfigError as exc:
-        if not isinstance(settings.accounting, Mapping):
-            raise
-        raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
-                          ) from None
+        if isinstance(settings.accounting, Mapping):
+            raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
+                              ) from None
+        if exc.key == "config file":
+            raise ConfigError("accounting", settings.accounting, exc.allowed, source=source
+                              ) from None
+        raise
     return loaded if path is None else dataclasses.replace(loaded, path=path)
 
 
