@@ -75,6 +75,22 @@ def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
                    f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
+def test_a_suppression_list_whose_directory_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "passwd").write_text("")
+    listed = tmp_path / "passwd" / "x.db"
+    path = tmp_path / "relay.yaml"
+    expected = (f"suppression.path: '{listed}' is not valid; must be a directory (or to be "
+                f"made one), but {tmp_path / 'passwd'} is not a directory\n")
+    code, out, err = check_config(path, f"spool_dir: {tmp_path}/spool\n"
+                                        f"suppression: {{enabled: true, path: {listed}}}\n",
+                                  capsys)
+    assert (code, out, err) == (2, "", f"mta-logging check-config: {path}: {expected}")
+    # the relay's own check names no file, as for spool_dir (--spool-dir may override it)
+    assert main(["relay", "--check", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging relay: {expected}")
+    assert not (tmp_path / "spool").exists()  # refused before anything is made
+
+
 @pytest.mark.parametrize("name", ["acct.ini", "acct.yaml"])
 def test_an_accounting_file_that_cannot_be_read_names_the_relay_config_and_the_key(
         tmp_path, capsys, name):

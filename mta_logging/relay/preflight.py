@@ -40,12 +40,18 @@ def accounting_settings(settings: RelaySettings, path: str | None, source: str |
 
 def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
           listening: bool = False) -> None:
-    """What the relay checks before it creates anything: the spool and the accounting
-    directories can be made or written, the listen address is free (unless ``listening``:
-    the relay holds it). Raises ConfigError naming the key."""
+    """What the relay checks before it creates anything: the spool, the accounting
+    directories and the suppression list's directory can be made or written, the listen
+    address is free (unless ``listening``: the relay holds it). Raises ConfigError naming the
+    key."""
     problem = directory_problem(settings.spool_dir)
     if problem:
         raise ConfigError("spool_dir", str(settings.spool_dir), problem)
+    if settings.suppression.enabled:
+        suppression_file = settings.suppression.file(settings.spool_dir)
+        problem = directory_problem(suppression_file.parent)
+        if problem:
+            raise ConfigError("suppression.path", str(suppression_file), problem)
     if accounting is not None:
         for kind in accounting.records:
             directory = accounting.directory(kind)
