@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if args.hash_password:
         password = getpass.getpass("password: ") if sys.stdin.isatty() else \
             sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise MtaLoggingError("--hash-password: the password read is empty; expected at "
+                                  "least one character (one line on stdin, or at the prompt)")
         print(hash_password(password))
         return 0
     settings = _settings(args)
