@@ -79,19 +79,18 @@ def test_list_on_a_stopped_relay_shows_what_is_pending(tmp_path, capsys):
 
 
 def test_the_size_listed_is_the_size_the_relay_logged_not_the_queue_files(tmp_path, capsys):
-    with Sink() as sink:
-        with relay(tmp_path, base_config(sink.port)) as running:
-            job = send(running.port, ["tempfail@x.test"])
-            wait_until(lambda: len(records(tmp_path)) == 1, what="the deferral recorded")
-            where = ("--config", str(tmp_path / "relay.yaml"), "--spool-dir",
-                     str(tmp_path / "spool"))
-            running_list = run(capsys, "list", *where)
-            running_show = run(capsys, "show", job, *where)
-            assert run(capsys, "show", "NOSUCH", *where) == (
-                1, "", "mta-logging queue show: NOSUCH: no such message in the queue\n")
-            assert running.stop() == 0
-            logged = re.search(rf"{job}: from=<sender@example.test>, size=(\d+),",
-                               running.log.read_text())
+    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
+        job = send(running.port, ["tempfail@x.test"])
+        wait_until(lambda: len(records(tmp_path)) == 1, what="the deferral recorded")
+        where = ("--config", str(tmp_path / "relay.yaml"), "--spool-dir",
+                 str(tmp_path / "spool"))
+        running_list = run(capsys, "list", *where)
+        running_show = run(capsys, "show", job, *where)
+        assert run(capsys, "show", "NOSUCH", *where) == (
+            1, "", "mta-logging queue show: NOSUCH: no such message in the queue\n")
+        assert running.stop() == 0
+        logged = re.search(rf"{job}: from=<sender@example.test>, size=(\d+),",
+                           running.log.read_text())
     assert logged is not None
     size = int(logged.group(1))
     queue_file = tmp_path / "spool" / "queue" / job
