@@ -92,10 +92,10 @@ class DsnSettings:
     a relay MUST tell the sender about mail it accepted and cannot deliver). ``reporting_mta``:
     the name in ``Reporting-MTA`` and in the report's ``From`` (from a config: the relay's
     ``hostname`` setting unless given; the default here is the default ``hostname``).
-    ``delay_notice_after``: seconds in the queue after which a
-    recipient without a NOTIFY parameter gets a delay notice (None: only those that asked with
-    NOTIFY=DELAY, at their first deferral). ``max_full_size``: RET=FULL returns the whole
-    message up to this many bytes, the headers only above it.
+    ``delay_notice_after``: seconds in the queue after which a recipient without a NOTIFY
+    parameter gets a delay notice (None: only those that asked with NOTIFY=DELAY, at their
+    first deferral). ``max_full_size``: RET=FULL returns the whole message up to this many
+    bytes, the headers only above it.
     """
 
     enabled: bool = True
@@ -284,8 +284,8 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
             raise ConfigError("listen", data["listen"], "expected host:port such as 127.0.0.1:2525")
         port = listen_port
     accounting_enabled, accounting = _accounting(data.get("accounting"))
-    hostname = _hostname(data["hostname"]) if data.get("hostname") is not None else (
-        socket.gethostname())
+    given_hostname = data.get("hostname")
+    hostname = socket.gethostname() if given_hostname is None else _hostname(given_hostname)
     settings = RelaySettings(
         listen_host=host,
         listen_port=port,
