@@ -75,6 +75,36 @@ def test_an_accounting_path_that_is_a_file_is_refused(tmp_path, capsys):
                    f"to be made one), but {tmp_path / 'acct'} is not a directory\n")
 
 
+def test_a_suppression_list_whose_directory_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "passwd").write_text("")
+    listed = tmp_path / "passwd" / "x.db"
+    path = tmp_path / "relay.yaml"
+    expected = (f"suppression.path: '{listed}' is not valid; must be a directory (or to be "
+                f"made one), but {tmp_path / 'passwd'} is not a directory\n")
+    code, out, err = check_config(path, f"spool_dir: {tmp_path}/spool\n"
+                                        f"suppression: {{enabled: true, path: {listed}}}\n",
+                                  capsys)
+    assert (code, out, err) == (2, "", f"mta-logging check-config: {path}: {expected}")
+    # the relay's own check names no file, as for spool_dir (--spool-dir may override it)
+    assert main(["relay", "--check", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging relay: {expected}")
+    assert not (tmp_path / "spool").exists()  # refused before anything is made
+
+
+@pytest.mark.parametrize("name", ["acct.ini", "acct.yaml"])
+def test_an_accounting_file_that_cannot_be_read_names_the_relay_config_and_the_key(
+        tmp_path, capsys, name):
+    missing = tmp_path / "nonexist" / name
+    path = tmp_path / "relay.yaml"
+    expected = (f"{path}: accounting: '{missing}' is not valid; cannot be read (No such file or "
+                "directory)\n")
+    code, out, err = check_config(path, f"spool_dir: {tmp_path}/spool\naccounting: {missing}\n",
+                                  capsys)
+    assert (code, out, err) == (2, "", f"mta-logging check-config: {expected}")
+    assert main(["relay", "--check", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"mta-logging relay: {expected}")
+
+
 @pytest.mark.parametrize(("name", "text"), [("acct.yaml", "path: {acct}\n"),
                                              ("accounting_files.ini", "[main]\npath={acct}\n")])
 def test_an_accounting_config_whose_path_is_a_file_is_refused(tmp_path, capsys, name, text):
@@ -185,6 +215,13 @@ accounting: {{path: {tmp_path}/acct, archiving: yes, records: "d, r", max_size: 
                                  "*": "127.0.0.1:2602"}
     assert printed["accounting"]["records"] == ["d", "r"]
     assert printed["accounting"]["archiving"] is True
+
+
+def test_the_printed_relay_config_shows_the_hostname_as_the_reporting_mta(tmp_path, capsys):
+    config = tmp_path / "relay.yaml"
+    config.write_text(f"hostname: relay.example.test\nspool_dir: {tmp_path}/spool\n")
+    printed = yaml.safe_load(round_trip(tmp_path, config, capsys).read_text())
+    assert printed["dsn"]["reporting_mta"] == "relay.example.test"
 
 
 def test_a_relay_config_with_an_accounting_file_prints_the_settings_inline(tmp_path, capsys):

@@ -4,6 +4,7 @@ running relay's control socket (under load: nothing lost, nothing delivered twic
 from __future__ import annotations
 
 import json
+import re
 import stat
 import threading
 import time
@@ -60,7 +61,7 @@ def test_list_on_a_stopped_relay_shows_what_is_pending(tmp_path, capsys):
          "451 4.2.0 <x@one.test>: Mailbox busy"),
         ("Q2", "active", "", ["w@two.test"], 0, ""),
     ]
-    assert entries[0]["size"] > len(CONTENT) and entries[0]["next_try"] > time.time()
+    assert entries[0]["size"] == len(CONTENT) and entries[0]["next_try"] > time.time()
     assert [e["id"] for e in listed(capsys, "--spool-dir", str(tmp_path / "spool"),
                                     "--domain", "TWO.test")] == ["Q2"]
     assert [e["id"] for e in listed(capsys, "--config", str(config), "--state", "deferred")
@@ -75,6 +76,30 @@ def test_list_on_a_stopped_relay_shows_what_is_pending(tmp_path, capsys):
     code, out, _ = run(capsys, "show", "Q1", "--config", str(config))
     assert code == 0
     assert "recipient: <y@two.test> done\n" in out and "Subject: queued\r\nX-Campaign" in out
+
+
+def test_the_size_listed_is_the_size_the_relay_logged_not_the_queue_files(tmp_path, capsys):
+    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
+        job = send(running.port, ["tempfail@x.test"])
+        wait_until(lambda: len(records(tmp_path)) == 1, what="the deferral recorded")
+        where = ("--config", str(tmp_path / "relay.yaml"), "--spool-dir",
+                 str(tmp_path / "spool"))
+        running_list = run(capsys, "list", *where)
+        running_show = run(capsys, "show", job, *where)
+        assert run(capsys, "show", "NOSUCH", *where) == (
+            1, "", "mta-logging queue show: NOSUCH: no such message in the queue\n")
+        assert running.stop() == 0
+        logged = re.search(rf"{job}: from=<sender@example.test>, size=(\d+),",
+                           running.log.read_text())
+    assert logged is not None
+    size = int(logged.group(1))
+    queue_file = tmp_path / "spool" / "queue" / job
+    assert queue_file.stat().st_size > size
+    assert [e["size"] for e in listed(capsys, *where)] == [size]
+    for code, out, _ in (running_list, run(capsys, "list", *where)):
+        assert code == 0 and f"{size:>8} bytes  attempts 1" in out
+    for code, out, _ in (running_show, run(capsys, "show", job, *where)):
+        assert code == 0 and f"\nsize: {size}\n" in out
 
 
 def test_show_ends_the_headers_at_an_empty_line_of_bare_newlines_too(tmp_path, capsys):
@@ -100,6 +125,13 @@ def test_hold_release_and_flush_on_a_stopped_relay_are_journaled(tmp_path, capsy
     assert message is not None and not message.held and message.next_try == 0
     assert run(capsys, "flush", "--all", *where)[:2] == (
         0, "Q1: due at once when the relay starts\nQ2: due at once when the relay starts\n")
+
+
+@pytest.mark.parametrize("command", ["show", "flush", "hold", "release", "bounce", "delete"])
+def test_every_subcommand_given_an_unknown_id_says_so_and_exits_1(tmp_path, capsys, command):
+    config, _ = stopped_spool(tmp_path)
+    assert run(capsys, command, "NOSUCH", "--config", str(config)) == (
+        1, "", f"mta-logging queue {command}: NOSUCH: no such message in the queue\n")
 
 
 def test_delete_and_bounce_record_every_pending_recipient_first(tmp_path, capsys):

@@ -3,7 +3,11 @@ address, RFC 4616's authorization identity, and a failure limit per connection."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import aiosmtplib
 import pytest
@@ -11,10 +15,34 @@ from relay_sink import FakeResolver, make_certificate
 
 from mta_logging.relay import passwords as passwords_module
 from mta_logging.relay.config import load_settings
-from mta_logging.relay.passwords import PasswordChecker, hash_password
+from mta_logging.relay.passwords import PasswordChecker, hash_password, verify_password
 from mta_logging.relay.server import Relay
 
 ALICE = hash_password("s3cret", iterations=1000)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hash_command(stdin: str) -> subprocess.CompletedProcess[str]:
+    """``mta-logging relay --hash-password`` with ``stdin`` piped in (not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "mta_logging.cli", "relay", "--hash-password"],
+                          input=stdin, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_hash_password_prints_a_hash_of_the_line_read():
+    done = hash_command("correct horse\n")
+    assert (done.returncode, done.stderr) == (0, "")
+    hashed = done.stdout.rstrip("\n")
+    assert hashed.startswith("pbkdf2_sha256$200000$") and verify_password("correct horse", hashed)
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "\r\n"])
+def test_hash_password_refuses_an_empty_password(stdin):
+    done = hash_command(stdin)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("mta-logging relay: --hash-password: the password read is empty; "
+                           "expected at least one character (one line on stdin, or at the "
+                           "prompt)\n")
 
 
 class Sleeps:

@@ -123,15 +123,25 @@ def test_ipv4_mapped_clients_match_ipv4_networks():
 
 def test_dsn_defaults_and_values():
     defaults = load_settings(None).dsn
-    assert defaults == DsnSettings(enabled=True, reporting_mta=socket.getfqdn(),
+    assert defaults == DsnSettings(enabled=True, reporting_mta=socket.gethostname(),
                                    delay_notice_after=None, max_full_size=1024 * 1024)
     assert load_settings({"dsn": {}}).dsn == defaults
+    assert load_settings({}).dsn == defaults
     given = load_settings({"dsn": {"enabled": False, "reporting_mta": "mx.example.test",
                                    "delay_notice_after": 14400, "max_full_size": "64K"}}).dsn
     assert given == DsnSettings(enabled=False, reporting_mta="mx.example.test",
                                 delay_notice_after=14400.0, max_full_size=65536)
     for off in ("off", False, None):
         assert load_settings({"dsn": {"delay_notice_after": off}}).dsn.delay_notice_after is None
+
+
+def test_the_reporting_mta_is_the_hostname_setting_unless_given():
+    for dsn in ({}, {"dsn": None}, {"dsn": {}}, {"dsn": {"enabled": True}}):
+        settings = load_settings({"hostname": "relay.example.test", **dsn})
+        assert settings.dsn.reporting_mta == "relay.example.test"
+    given = load_settings({"hostname": "relay.example.test",
+                           "dsn": {"reporting_mta": "mx.example.test"}})
+    assert given.dsn.reporting_mta == "mx.example.test"
 
 
 def test_sizes_accept_units():

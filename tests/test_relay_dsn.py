@@ -91,6 +91,20 @@ def outcomes(records: Outcomes, kind: Kind) -> list[Any]:
     return [o for o in records.outcomes if o.kind is kind]
 
 
+async def test_without_a_reporting_mta_the_report_names_the_relays_hostname(tmp_path):
+    with Sink() as dest, Sink() as home:
+        async with two_sinks(tmp_path, dest, home, hostname="mx1.example.test", dsn={}
+                             ) as (relay, _):
+            await send(relay, ["reject@x.test"])
+            await until(lambda: home.delivered() == ["sender@example.test"])
+    [notice] = home.messages
+    report = parsed(notice)
+    assert report["From"] == "Mail Delivery System <MAILER-DAEMON@mx1.example.test>"
+    assert report["Message-ID"].endswith("@mx1.example.test>")
+    _, (per_message, _), _ = parts(report)
+    assert per_message["Reporting-MTA"] == "dns; mx1.example.test"
+
+
 async def test_a_550_gives_one_report_to_the_sender_from_the_null_sender(tmp_path):
     with Sink() as dest, Sink() as home:
         async with two_sinks(tmp_path, dest, home) as (relay, records):

@@ -3,6 +3,8 @@ prometheus_client's parser, the values checked against the records written."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import smtplib
 import urllib.error
@@ -13,6 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from relay_sink import Sink
 from test_relay_e2e import base_config, records, relay, send, wait_until
+
+from mta_logging.logger import AccountingLogger
+from mta_logging.outcome import Kind, Outcome
+from mta_logging.relay.metrics import MetricsServer, RecordCounter, RelayMetrics
 
 
 def get(url: str) -> tuple[int, str]:
@@ -62,7 +68,7 @@ def test_a_scrape_matches_the_records_written(tmp_path):
             assert running.stop() == 0
 
     written = Counter((r["type"], r.get("bounceCat", "")) for r in records(tmp_path))
-    label = {"d": "delivered", "df": "deferred", "b": "bounced"}
+    label = {"d": "delivered", "df": "deferred", "b": "bounce"}
     for (kind, category), count in written.items():
         key = ("mta_logging_records_total",
                (("bounce_category", category), ("kind", label[kind])))
@@ -80,3 +86,30 @@ def test_a_scrape_matches_the_records_written(tmp_path):
     assert samples[("mta_logging_free_space_bytes", (("directory", "spool"),))] > 0
     assert samples[("mta_logging_free_space_bytes",
                     (("directory", "accounting/delivered"),))] > 0
+
+
+async def test_every_kind_label_is_spelt_as_kind_options_and_directories_spell_it(tmp_path):
+    metrics = RelayMetrics()
+    logger = logging.getLogger(f"test.relay.metrics.{tmp_path.name}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    counter = RecordCounter(metrics)
+    logger.addHandler(counter)
+    try:
+        accounting = AccountingLogger(logger)
+        for kind in Kind:
+            accounting.record(Outcome(kind, f"{kind.code}@x.test"))
+    finally:
+        logger.removeHandler(counter)
+    server = MetricsServer(metrics, lambda: [])
+    await server.start("127.0.0.1", 0)
+    try:
+        assert server.address is not None
+        samples = await asyncio.to_thread(scrape, f"http://127.0.0.1:{server.address[1]}")
+    finally:
+        await server.stop()
+    labels = [dict(labels)["kind"] for (name, labels), value in samples.items()
+              if name == "mta_logging_records_total" and value == 1]
+    # the kinds' directory names: what --kind, the config's kind keys and the file tree say
+    assert sorted(labels) == ["bounce", "deferred", "delivered", "feedback", "received",
+                              "remote_bounce"]

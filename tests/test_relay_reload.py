@@ -64,8 +64,9 @@ def test_reload_under_load_changes_routes_and_refuses_a_bad_config(tmp_path):
     assert "held@x.test" in second.delivered()
     assert ("ERROR mta_logging.relay: reload refused, the relay goes on with its current "
             "settings: relay.yaml: max_recipients: 0 is not valid;") in log
-    assert ("reload refused, the relay goes on with its current settings: listen: "
-            "'127.0.0.1:1' is not valid; cannot change while the relay runs") in log
+    assert ("ERROR mta_logging.relay: reload refused, the relay goes on with its current "
+            "settings: relay.yaml: listen: '127.0.0.1:1' is not valid; cannot change while the "
+            "relay runs (it is '127.0.0.1:0'); restart the relay\n") in log
     # log_level WARNING is in force after the good reload: no INFO line for the new route's
     for rcpt in second.delivered():
         assert f"to=<{rcpt}>" not in log

@@ -198,8 +198,8 @@ def test_sighup_reloads_every_worker(tmp_path):
         log = running.log.read_text()
         assert running.stop() == 0
     assert first.delivered() == []
-    assert "workers: 3 is not valid; cannot change while the relay runs (it is 2); " \
-           "restart the relay" in log
+    assert "relay.yaml: workers: 3 is not valid; cannot change while the relay runs (it is " \
+           "2); restart the relay" in log
 
 
 def test_queue_commands_see_every_workers_messages(tmp_path, capsys, monkeypatch):

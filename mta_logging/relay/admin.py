@@ -46,7 +46,9 @@ ADMIN_STATUS = "5.0.0"
 
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
-    """What ``queue list`` shows of one message; ``recipients`` are the ones still pending."""
+    """What ``queue list`` shows of one message; ``size``: its bytes as received (the log's
+    ``size=``; the queue file without its envelope line); ``recipients``: the ones still
+    pending."""
 
     queue_id: str
     state: str
@@ -80,7 +82,7 @@ def entry_of(spool: Spool, message: QueuedMessage, *, attempting: bool) -> Queue
     else:
         state = "deferred"
     try:
-        size = (spool.queue_dir / message.queue_id).stat().st_size
+        size = spool.content_size(message.queue_id)
     except FileNotFoundError:
         size = 0
     envelope = message.envelope

@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if args.hash_password:
         password = getpass.getpass("password: ") if sys.stdin.isatty() else \
             sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise MtaLoggingError("--hash-password: the password read is empty; expected at "
+                                  "least one character (one line on stdin, or at the prompt)")
         print(hash_password(password))
         return 0
     settings = _settings(args)
@@ -105,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     def reload() -> None:
         new = _settings(args)
         new_accounting = accounting_settings(new, args.accounting_path, args.config)
-        check(new, new_accounting, listening=True)
-        relay.check_reload(new)
+        try:
+            check(new, new_accounting, listening=True)
+            relay.check_reload(new)
+        except ConfigError as exc:
+            raise exc.located(args.config) from None  # a refused reload names the file
         if new_accounting is not None and new_accounting != accounting_settings(
                 relay.settings, args.accounting_path, args.config):
             mta_logging.configure(new_accounting)

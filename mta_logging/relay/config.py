@@ -90,14 +90,16 @@ class DsnSettings:
 
     ``enabled``: DSN offered at EHLO, and reports sent to envelope senders (RFC 5321 §4.5.5:
     a relay MUST tell the sender about mail it accepted and cannot deliver). ``reporting_mta``:
-    the name in ``Reporting-MTA``. ``delay_notice_after``: seconds in the queue after which a
-    recipient without a NOTIFY parameter gets a delay notice (None: only those that asked with
-    NOTIFY=DELAY, at their first deferral). ``max_full_size``: RET=FULL returns the whole
-    message up to this many bytes, the headers only above it.
+    the name in ``Reporting-MTA`` and in the report's ``From`` (from a config: the relay's
+    ``hostname`` setting unless given; the default here is the default ``hostname``).
+    ``delay_notice_after``: seconds in the queue after which a recipient without a NOTIFY
+    parameter gets a delay notice (None: only those that asked with NOTIFY=DELAY, at their
+    first deferral). ``max_full_size``: RET=FULL returns the whole message up to this many
+    bytes, the headers only above it.
     """
 
     enabled: bool = True
-    reporting_mta: str = field(default_factory=socket.getfqdn)
+    reporting_mta: str = field(default_factory=socket.gethostname)
     delay_notice_after: float | None = None
     max_full_size: int = DEFAULT_MAX_FULL_SIZE
 
@@ -282,11 +284,12 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
             raise ConfigError("listen", data["listen"], "expected host:port such as 127.0.0.1:2525")
         port = listen_port
     accounting_enabled, accounting = _accounting(data.get("accounting"))
-    hostname = data.get("hostname")
+    given_hostname = data.get("hostname")
+    hostname = socket.gethostname() if given_hostname is None else _hostname(given_hostname)
     settings = RelaySettings(
         listen_host=host,
         listen_port=port,
-        hostname=_hostname(hostname) if hostname is not None else socket.gethostname(),
+        hostname=hostname,
         relay_networks=_networks(data.get("relay_networks", None), defaults.relay_networks),
         auth_users=_auth_users(data.get("auth_users")),
         tls=_tls(data.get("tls")),
@@ -321,7 +324,7 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
                                       data.get("max_connections_per_ip"),
                                       defaults.max_connections_per_ip),
         metrics=_metrics(data.get("metrics")),
-        dsn=_dsn(data.get("dsn")),
+        dsn=_dsn(data.get("dsn"), hostname),
         suppression=_suppression(data.get("suppression")),
         bounces=_bounces(data.get("bounces")),
         event_loop=_event_loop(data.get("event_loop"), defaults.event_loop),
@@ -335,9 +338,10 @@ def _build(data: Mapping[str, Any]) -> RelaySettings:
     return settings
 
 
-def _dsn(value: Any) -> DsnSettings:
+def _dsn(value: Any, hostname: str) -> DsnSettings:
+    """``dsn``; ``reporting_mta`` not given is the relay's ``hostname``."""
     if value is None:
-        return DsnSettings()
+        return DsnSettings(reporting_mta=hostname)
     _check_keys("dsn.", value, ("enabled", "reporting_mta", "delay_notice_after",
                                 "max_full_size"))
     enabled = _flag("dsn.enabled", value.get("enabled"), True)
@@ -345,7 +349,7 @@ def _dsn(value: Any) -> DsnSettings:
     delay = value.get("delay_notice_after")
     return DsnSettings(
         enabled=enabled,
-        reporting_mta=socket.getfqdn() if reporting_mta is None else _hostname(
+        reporting_mta=hostname if reporting_mta is None else _hostname(
             reporting_mta, "dsn.reporting_mta"),
         delay_notice_after=_delay_notice_after(delay),
         max_full_size=_size("dsn.max_full_size", value.get("max_full_size"),

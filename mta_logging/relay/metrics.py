@@ -80,7 +80,8 @@ class RecordCounter(logging.Handler):
         if WRITE_FAILED in record.__dict__:
             self.metrics.write_errors.inc()
             return
-        self.metrics.records.labels(outcome.kind.label, outcome.bounce_cat or "").inc()
+        # the kind as --kind, the config and the directories spell it (remote_bounce)
+        self.metrics.records.labels(outcome.kind.directory, outcome.bounce_cat or "").inc()
         if outcome.kind is Kind.DELIVERED and outcome.time_queued is not None:
             queued = outcome.time_queued
             since = queued.timestamp() if isinstance(queued, datetime) else float(queued)

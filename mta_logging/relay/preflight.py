@@ -21,27 +21,37 @@ def accounting_settings(settings: RelaySettings, path: str | None, source: str |
                         ) -> AccountingSettings | None:
     """The accounting settings the relay uses (None: accounting off); ``path`` overrides
     theirs. An error in settings inline in the relay config (``source``) names the key as
-    ``accounting.<key>``."""
+    ``accounting.<key>``; a file named by ``accounting`` that cannot be read (or parsed) is
+    refused naming ``source`` and ``accounting``; an error inside that file names the file."""
     if not settings.accounting_enabled:
         return None
     try:
         loaded = load_accounting(settings.accounting)
     except ConfigError as exc:
-        if not isinstance(settings.accounting, Mapping):
-            raise
-        raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
-                          ) from None
+        if isinstance(settings.accounting, Mapping):
+            raise ConfigError(f"accounting.{exc.key}", exc.value, exc.allowed, source=source
+                              ) from None
+        if exc.key == "config file":
+            raise ConfigError("accounting", settings.accounting, exc.allowed, source=source
+                              ) from None
+        raise
     return loaded if path is None else dataclasses.replace(loaded, path=path)
 
 
 def check(settings: RelaySettings, accounting: AccountingSettings | None, *,
           listening: bool = False) -> None:
-    """What the relay checks before it creates anything: the spool and the accounting
-    directories can be made or written, the listen address is free (unless ``listening``:
-    the relay holds it). Raises ConfigError naming the key."""
+    """What the relay checks before it creates anything: the spool, the accounting
+    directories and the suppression list's directory can be made or written, the listen
+    address is free (unless ``listening``: the relay holds it). Raises ConfigError naming the
+    key."""
     problem = directory_problem(settings.spool_dir)
     if problem:
         raise ConfigError("spool_dir", str(settings.spool_dir), problem)
+    if settings.suppression.enabled:
+        suppression_file = settings.suppression.file(settings.spool_dir)
+        problem = directory_problem(suppression_file.parent)
+        if problem:
+            raise ConfigError("suppression.path", str(suppression_file), problem)
     if accounting is not None:
         for kind in accounting.records:
             directory = accounting.directory(kind)

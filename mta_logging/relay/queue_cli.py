@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise MtaLoggingError(f"no spool at {root} (it has no queue/ directory)")
     request = _request(args)
     answer = merged(request, [ask(spool, settings, request) for spool in spools])
+    if not answer["ok"] and request["op"] == "show":
+        # failed for its id, as an action fails for one of its ids: said on stderr, exit 1
+        print(f"mta-logging queue show: {answer['error']}", file=sys.stderr)
+        return 1
     if not answer["ok"]:
         raise MtaLoggingError(answer["error"])
     return _print(args, answer["result"])

@@ -274,6 +274,13 @@ class Spool:
         data = (self.queue_dir / queue_id).read_bytes()
         return data[data.index(b"\n") + 1:]
 
+    def content_size(self, queue_id: str) -> int:
+        """The size in bytes of the message (after the envelope line): the ``size=`` of the
+        relay's log line for it; FileNotFoundError if it is not queued."""
+        with (self.queue_dir / queue_id).open("rb") as file:
+            envelope_line = file.readline()
+            return os.fstat(file.fileno()).st_size - len(envelope_line)
+
     def journal(self, queue_id: str, entries: Iterable[str], *, sync: bool = True) -> None:
         """Append progress entries (``d 0``, ``b 1``, ``a 2 1700000000.0``) in one write.
 
