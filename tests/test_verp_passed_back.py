@@ -153,11 +153,23 @@ def test_a_downstream_delay_reaches_the_sender_only_when_notify_asked_for_it(
     assert of_kind(tmp_path, "rb") == []
 
 
-def test_no_downstream_report_is_passed_back_to_a_sender_on_the_suppression_list(
-        tmp_path: Path) -> None:
+def sender_listed(tmp_path: Path) -> None:
+    """SENDER on the suppression list of the relay's spool (a hard bounce, an hour ago)."""
     (tmp_path / "spool").mkdir()
     with SuppressionList(tmp_path / "spool" / "suppression.db") as suppression:
         suppression.add([Entry(SENDER, "bad-mailbox", int(time.time()) - 3600, None, "bounce")])
+
+
+def the_skip_is_recorded_once(tmp_path: Path) -> None:
+    """Nothing left queued, and the sender recorded once as a suppressed bounce."""
+    assert queued(tmp_path) == []
+    assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
+        (SENDER, "", "suppressed")]
+
+
+def test_no_downstream_report_is_passed_back_to_a_sender_on_the_suppression_list(
+        tmp_path: Path) -> None:
+    sender_listed(tmp_path)
     with Sink() as dest, Sink() as home, relay(tmp_path, config(tmp_path, dest, home)
                                                ) as running:
         job = send_with(running.port, SENDER, "gone@a.test", [], ["NOTIFY=FAILURE"])
@@ -170,9 +182,7 @@ def test_no_downstream_report_is_passed_back_to_a_sender_on_the_suppression_list
         assert running.stop() == 0
 
     assert home.messages == []
-    assert queued(tmp_path) == []
-    assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
-        (SENDER, "", "suppressed")]
+    the_skip_is_recorded_once(tmp_path)
     assert [(r["rcpt"], r["jobId"]) for r in of_kind(tmp_path, "rb")] == [("gone@a.test", job)]
 
 
@@ -184,9 +194,7 @@ def test_a_skip_whose_record_cannot_be_written_gets_a_451_and_is_recorded_on_the
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(FULL_DISK_ONCE)
-    (tmp_path / "spool").mkdir()
-    with SuppressionList(tmp_path / "spool" / "suppression.db") as suppression:
-        suppression.add([Entry(SENDER, "bad-mailbox", int(time.time()) - 3600, None, "bounce")])
+    sender_listed(tmp_path)
     with Sink() as dest, Sink() as home, relay(tmp_path, config(tmp_path, dest, home),
                                                site=site) as running:
         job = send_with(running.port, SENDER, "gone@a.test", [], ["NOTIFY=FAILURE"])
@@ -200,9 +208,7 @@ def test_a_skip_whose_record_cannot_be_written_gets_a_451_and_is_recorded_on_the
                    what="the suppressed sender's record")
         assert running.stop() == 0
     assert home.messages == []
-    assert queued(tmp_path) == []
-    assert [(r["rcpt"], r["orig"], r["bounceCat"]) for r in of_kind(tmp_path, "b")] == [
-        (SENDER, "", "suppressed")]
+    the_skip_is_recorded_once(tmp_path)
     assert [r["rcpt"] for r in of_kind(tmp_path, "rb")] == ["gone@a.test", "gone@a.test"]
 
 
