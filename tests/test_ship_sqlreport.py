@@ -75,9 +75,9 @@ def test_report_from_postgresql_takes_no_paths_or_filters() -> None:
                            "whole table)\n")
     done = subprocess.run(mta_logging_command("report"), capture_output=True, text=True,
                           timeout=60)
-    assert done.returncode == 2
-    assert "PATH: None is not valid; expected accounting files or directories, or --from" in (
-        done.stderr)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("mta-logging report: no PATH given: name the accounting files or "
+                           "directories to report on, or --from URL for the PostgreSQL table\n")
 
 
 def test_a_database_that_cannot_be_reached_is_named_without_its_password() -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mta_logging.errors import ConfigError, without_password
+from mta_logging.errors import ConfigError, MtaLoggingError, without_password
 from mta_logging.fields import parse_fields
 from mta_logging.report import parallel, render
 from mta_logging.report.options import (
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.from_dsn is not None:
         report = _database_report(args)
     elif not args.paths:
-        raise ConfigError("PATH", None, "expected accounting files or directories, or --from")
+        raise MtaLoggingError("no PATH given: name the accounting files or directories to "
+                              "report on, or --from URL for the PostgreSQL table")
     else:
         if args.jobs < 0:
             raise ConfigError("--jobs", args.jobs, "expected a number of processes, 0 for one per "
