@@ -230,8 +230,7 @@ class Relay:
         while not self.lock.acquire():
             if time.monotonic() >= deadline:
                 asyncio.get_running_loop().set_exception_handler(self._previous_handler)
-                raise MtaLoggingError(f"the spool {self.spool.root} is in use by another "
-                                      f"relay (its lock file {self.lock.path} is held)")
+                raise self.lock.in_use()
             await asyncio.sleep(0.1)
 
     def check_reload(self, settings: RelaySettings) -> ssl.SSLContext | None:

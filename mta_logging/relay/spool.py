@@ -464,6 +464,7 @@ class SpoolLock:
     runs, a ``queue`` command while it changes a stopped relay's spool."""
 
     def __init__(self, spool: Spool) -> None:
+        self.root = spool.root
         self.path = spool.lock_path
         self._fd: int | None = None
 
@@ -483,14 +484,18 @@ class SpoolLock:
             os.close(self._fd)
             self._fd = None
 
+    def in_use(self) -> MtaLoggingError:
+        """The error to raise when :meth:`acquire` keeps failing: the spool and its lock file."""
+        return MtaLoggingError(f"the spool {self.root} is in use by another relay (its lock "
+                               f"file {self.path} is held)")
+
 
 @contextmanager
 def locked(spool: Spool) -> Iterator[Spool]:
     """``spool`` with its lock held meanwhile; MtaLoggingError if another process holds it."""
     lock = SpoolLock(spool)
     if not lock.acquire():
-        raise MtaLoggingError(f"the spool {spool.root} is in use by another relay (its lock "
-                              f"file {lock.path} is held)")
+        raise lock.in_use()
     try:
         yield spool
     finally:

@@ -111,8 +111,7 @@ class Supervisor:
         deadline = time.monotonic() + LOCK_WAIT
         while not lock.acquire():
             if time.monotonic() >= deadline:
-                raise MtaLoggingError(f"the spool {root.root} is in use by another relay (its "
-                                      f"lock file {lock.path} is held)")
+                raise lock.in_use()
             time.sleep(0.1)
         try:
             self._gather(root)
