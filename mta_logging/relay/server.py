@@ -54,8 +54,7 @@ from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import (
     Spool,
     SpoolLock,
-    locked,
-    move_messages,
+    move_spools,
     worker_dir,
     worker_dirs,
 )
@@ -160,7 +159,8 @@ class Relay:
         await self._lock_spool()
         if self.worker is None:
             try:
-                await loop.run_in_executor(None, self._gather_worker_spools)
+                await loop.run_in_executor(None, lambda: move_spools(
+                    worker_dirs(self.settings.spool_dir), self.spool))
             except (MtaLoggingError, OSError) as exc:
                 self.lock.release()
                 loop.set_exception_handler(self._previous_handler)
@@ -218,12 +218,6 @@ class Relay:
                                   ) from None
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
-
-    def _gather_worker_spools(self) -> None:
-        """The mail of every worker spool moved into this relay's spool (their locks taken)."""
-        for directory in worker_dirs(self.settings.spool_dir):
-            with locked(Spool.open(directory)) as source:
-                move_messages(source, self.spool)
 
     async def _lock_spool(self) -> None:
         deadline = time.monotonic() + LOCK_WAIT

@@ -490,6 +490,15 @@ class SpoolLock:
                                f"file {self.path} is held)")
 
 
+def move_spools(directories: Iterable[Path], target: Spool) -> None:
+    """:func:`move_messages` from the spool in each of ``directories`` (its lock taken
+    meanwhile; MtaLoggingError if another process holds it) into ``target``, whose lock must
+    be held."""
+    for directory in directories:
+        with locked(Spool.open(directory)) as source:
+            move_messages(source, target)
+
+
 @contextmanager
 def locked(spool: Spool) -> Iterator[Spool]:
     """``spool`` with its lock held meanwhile; MtaLoggingError if another process holds it."""

@@ -39,10 +39,12 @@ from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.server import LOCK_WAIT, Relay
 from mta_logging.relay.spool import (
+    WORKER_PREFIX,
     Spool,
     SpoolLock,
     locked,
     move_messages,
+    move_spools,
     worker_dir,
     worker_dirs,
 )
@@ -137,13 +139,11 @@ class Supervisor:
 
     def _gather(self, root: Spool) -> None:
         """Mail of the spools no worker will use moved into worker 1's."""
-        extra = [Spool.open(path) for path in worker_dirs(root.root)
-                 if int(path.name.rpartition("-")[2]) > self.settings.workers]
+        extra = [path for path in worker_dirs(root.root)
+                 if int(path.name.removeprefix(WORKER_PREFIX)) > self.settings.workers]
         with locked(Spool.open(worker_dir(root.root, 1))) as first:
             move_messages(root, first)
-            for spool in extra:
-                with locked(spool):
-                    move_messages(spool, first)
+            move_spools(extra, first)
 
     def _start(self, index: int, *, restarted: bool) -> None:
         listener = self._listeners[index - 1]
