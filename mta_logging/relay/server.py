@@ -52,9 +52,9 @@ from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import (
-    Spool,
     SpoolLock,
     move_spools,
+    open_spool_dir,
     worker_dir,
     worker_dirs,
 )
@@ -114,12 +114,7 @@ class Relay:
         self.settings = settings
         spool_root = settings.spool_dir if worker is None else worker_dir(settings.spool_dir,
                                                                           worker)
-        try:
-            self.spool = Spool.open(spool_root)
-        except OSError as exc:
-            raise ConfigError("spool_dir", str(spool_root),
-                              f"must be a directory the relay can write ({exc.strerror})"
-                              ) from None
+        self.spool = open_spool_dir(spool_root)
         self.worker = worker
         self.listen_socket = listen_socket
         # Spool writes wait on fsync; many in parallel let the file system commit them together.

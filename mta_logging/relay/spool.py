@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.errors import MtaLoggingError
+from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.fsutil import create_file, fsync_directory, write_all
 from mta_logging.relay.config import MAX_WORKERS
 from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
@@ -488,6 +488,16 @@ class SpoolLock:
         """The error to raise when :meth:`acquire` keeps failing: the spool and its lock file."""
         return MtaLoggingError(f"the spool {self.root} is in use by another relay (its lock "
                                f"file {self.path} is held)")
+
+
+def open_spool_dir(root: Path) -> Spool:
+    """:meth:`Spool.open` for the relay's ``spool_dir`` (or a worker's spool under it): a
+    directory it cannot make or write is the ConfigError on ``spool_dir`` naming it."""
+    try:
+        return Spool.open(root)
+    except OSError as exc:
+        raise ConfigError("spool_dir", str(root),
+                          f"must be a directory the relay can write ({exc.strerror})") from None
 
 
 def move_spools(directories: Iterable[Path], target: Spool) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from mta_logging.errors import ConfigError, MtaLoggingError
+from mta_logging.errors import MtaLoggingError
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.server import LOCK_WAIT, Relay
 from mta_logging.relay.spool import (
@@ -45,6 +45,7 @@ from mta_logging.relay.spool import (
     locked,
     move_messages,
     move_spools,
+    open_spool_dir,
     worker_dir,
     worker_dirs,
 )
@@ -103,12 +104,7 @@ class Supervisor:
         """Serve until every worker has stopped; ``on_ready`` with the listening address and
         the workers' ready messages (by K) once all serve. The exit status (see the module
         docstring)."""
-        try:
-            root = Spool.open(self.settings.spool_dir)
-        except OSError as exc:
-            raise ConfigError("spool_dir", str(self.settings.spool_dir),
-                              f"must be a directory the relay can write ({exc.strerror})"
-                              ) from None
+        root = open_spool_dir(self.settings.spool_dir)
         lock = SpoolLock(root)
         deadline = time.monotonic() + LOCK_WAIT
         while not lock.acquire():
