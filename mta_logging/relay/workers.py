@@ -201,10 +201,7 @@ class Supervisor:
 
     def _read_links(self) -> None:
         links = {w.link: w for w in self.workers.values() if w.link_open}
-        readable = select.select(list(links), [], [], POLL)[0] if links else []
-        if not links:
-            time.sleep(POLL)
-        for link in readable:
+        for link in select.select(list(links), [], [], POLL)[0]:  # no links: a sleep of POLL
             worker = links[link]
             data = link.recv(4096)
             if not data:
