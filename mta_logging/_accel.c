@@ -26,9 +26,8 @@
 static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn,
     *str_fsync, *str_records, *str_size, *str_max_bytes, *str_rollover_at, *str_fd,
     *str_always, *str_disabled, *str_filters, *str_dict, *str_handlers, *str_writes_directly,
-    *str_kind, *str_level, *str_formatter, *str_lock, *str_format, *str_outcome_line,
-    *str_parent, *str_propagate, *str_last_second, *str_code, *str_value, *str_text, *str_of,
-    *str_time_queued;
+    *str_kind, *str_level, *str_formatter, *str_lock, *str_parent, *str_propagate,
+    *str_last_second, *str_code, *str_value, *str_text, *str_of, *str_time_queued;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -770,8 +769,7 @@ PyInit__accel(void)
         {&str_always, "always"}, {&str_disabled, "disabled"}, {&str_filters, "filters"},
         {&str_dict, "__dict__"}, {&str_handlers, "handlers"},
         {&str_writes_directly, "_writes_directly"}, {&str_kind, "kind"}, {&str_level, "level"},
-        {&str_formatter, "formatter"}, {&str_lock, "lock"}, {&str_format, "format"},
-        {&str_outcome_line, "outcome_line"}, {&str_parent, "parent"},
+        {&str_formatter, "formatter"}, {&str_lock, "lock"}, {&str_parent, "parent"},
         {&str_propagate, "propagate"}, {&str_last_second, "last_second"},
         {&str_code, "code"}, {&str_value, "value"}, {&str_text, "text"}, {&str_of, "of"},
         {&str_time_queued, "time_queued"},

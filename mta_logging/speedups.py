@@ -562,7 +562,9 @@ FILTER = logging.Filterer.filter  # a subclass or a patched class that filters d
 FORMAT = logging.Handler.format  # a subclass or a patched class that formats differs
 
 
-_HOOKS_OF_HANDLE = frozenset(("handle", "emit", "filter", "format", "write_line"))
+# the handler methods a handler may not have set on it for a direct write (see RoutedHandler)
+_HANDLER_HOOKS = ("handle", "emit", "filter", "format", "write_line")
+_HOOKS_OF_HANDLE = frozenset(_HANDLER_HOOKS)
 
 
 class RoutedHandler(logging.Handler):
@@ -692,12 +694,11 @@ def _methods(logger_class: Any, handler_class: Any, formatter_class: Any) -> tup
             handler_class.filter, handler_class.format, formatter_class.format)
 
 
-_HOOKS_OF_LOGGER = frozenset(("handle", "callHandlers", "filter", "makeRecord"))
+_LOGGER_HOOKS = ("handle", "callHandlers", "filter", "makeRecord")
+_HOOKS_OF_LOGGER = frozenset(_LOGGER_HOOKS)
 # the names of _Direct.accelerated_methods: the logger class's, the handler class's and the
 # formatter class's (the logger's are also those that must not be set on a logger)
-_ACCELERATED_NAMES = (("handle", "callHandlers", "filter", "makeRecord"),
-                      ("handle", "emit", "filter", "format", "write_line"),
-                      ("format", "outcome_line"))
+_ACCELERATED_NAMES = (_LOGGER_HOOKS, _HANDLER_HOOKS, ("format", "outcome_line"))
 
 
 def write_directly(handler_class: type[RoutedHandler],

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mta_logging.errors import MtaLoggingError
+from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
 from mta_logging.relay.spool import (
@@ -22,8 +22,11 @@ from mta_logging.relay.spool import (
     Envelope,
     QueuedMessage,
     Spool,
+    SpoolLock,
+    locked,
     move_messages,
     new_queue_id,
+    open_spool_dir,
     read_queue_file,
     worker_dir,
     worker_dirs,
@@ -373,3 +376,26 @@ def test_moving_onto_a_name_already_there_stops_and_overwrites_nothing(tmp_path)
                                  f"{target.queue_dir}: {target.queue_dir / 'Q1'} exists")
     assert target.read_content("Q1") == b"theirs\r\n"
     assert source.read_content("Q1") == b"mine\r\n"
+
+
+def test_a_spool_dir_that_cannot_be_made_is_a_config_error_naming_it(tmp_path):
+    (tmp_path / "spool").write_text("a file where the spool must be\n")
+    with pytest.raises(ConfigError) as caught:
+        open_spool_dir(tmp_path / "spool")
+    text = str(caught.value)
+    assert "spool_dir" in text and str(tmp_path / "spool") in text
+    assert "must be a directory the relay can write" in text
+    assert (tmp_path / "spool").read_text() == "a file where the spool must be\n"
+
+
+def test_a_held_spool_lock_names_the_spool_and_its_lock_file(tmp_path):
+    spool = Spool.open(tmp_path / "spool")
+    holder = SpoolLock(spool)
+    assert holder.acquire()
+    try:
+        with pytest.raises(MtaLoggingError) as caught, locked(spool):
+            pass
+    finally:
+        holder.release()
+    assert str(caught.value) == (f"the spool {spool.root} is in use by another relay (its lock "
+                                 f"file {spool.lock_path} is held)")

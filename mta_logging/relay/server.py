@@ -52,10 +52,9 @@ from mta_logging.relay.outbound import Deliverer
 from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.resolve import DnsResolver, Resolver
 from mta_logging.relay.spool import (
-    Spool,
     SpoolLock,
-    locked,
-    move_messages,
+    move_spools,
+    open_spool_dir,
     worker_dir,
     worker_dirs,
 )
@@ -115,12 +114,7 @@ class Relay:
         self.settings = settings
         spool_root = settings.spool_dir if worker is None else worker_dir(settings.spool_dir,
                                                                           worker)
-        try:
-            self.spool = Spool.open(spool_root)
-        except OSError as exc:
-            raise ConfigError("spool_dir", str(spool_root),
-                              f"must be a directory the relay can write ({exc.strerror})"
-                              ) from None
+        self.spool = open_spool_dir(spool_root)
         self.worker = worker
         self.listen_socket = listen_socket
         # Spool writes wait on fsync; many in parallel let the file system commit them together.
@@ -160,7 +154,8 @@ class Relay:
         await self._lock_spool()
         if self.worker is None:
             try:
-                await loop.run_in_executor(None, self._gather_worker_spools)
+                await loop.run_in_executor(None, lambda: move_spools(
+                    worker_dirs(self.settings.spool_dir), self.spool))
             except (MtaLoggingError, OSError) as exc:
                 self.lock.release()
                 loop.set_exception_handler(self._previous_handler)
@@ -219,19 +214,12 @@ class Relay:
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
 
-    def _gather_worker_spools(self) -> None:
-        """The mail of every worker spool moved into this relay's spool (their locks taken)."""
-        for directory in worker_dirs(self.settings.spool_dir):
-            with locked(Spool.open(directory)) as source:
-                move_messages(source, self.spool)
-
     async def _lock_spool(self) -> None:
         deadline = time.monotonic() + LOCK_WAIT
         while not self.lock.acquire():
             if time.monotonic() >= deadline:
                 asyncio.get_running_loop().set_exception_handler(self._previous_handler)
-                raise MtaLoggingError(f"the spool {self.spool.root} is in use by another "
-                                      f"relay (its lock file {self.lock.path} is held)")
+                raise self.lock.in_use()
             await asyncio.sleep(0.1)
 
     def check_reload(self, settings: RelaySettings) -> ssl.SSLContext | None:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta_logging.errors import MtaLoggingError
+from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.fsutil import create_file, fsync_directory, write_all
 from mta_logging.relay.config import MAX_WORKERS
 from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
@@ -464,6 +464,7 @@ class SpoolLock:
     runs, a ``queue`` command while it changes a stopped relay's spool."""
 
     def __init__(self, spool: Spool) -> None:
+        self.root = spool.root
         self.path = spool.lock_path
         self._fd: int | None = None
 
@@ -483,14 +484,37 @@ class SpoolLock:
             os.close(self._fd)
             self._fd = None
 
+    def in_use(self) -> MtaLoggingError:
+        """The error to raise when :meth:`acquire` keeps failing: the spool and its lock file."""
+        return MtaLoggingError(f"the spool {self.root} is in use by another relay (its lock "
+                               f"file {self.path} is held)")
+
+
+def open_spool_dir(root: Path) -> Spool:
+    """:meth:`Spool.open` for the relay's ``spool_dir`` (or a worker's spool under it): a
+    directory it cannot make or write is the ConfigError on ``spool_dir`` naming it."""
+    try:
+        return Spool.open(root)
+    except OSError as exc:
+        raise ConfigError("spool_dir", str(root),
+                          f"must be a directory the relay can write ({exc.strerror})") from None
+
+
+def move_spools(directories: Iterable[Path], target: Spool) -> None:
+    """:func:`move_messages` from the spool in each of ``directories`` (its lock taken
+    meanwhile; MtaLoggingError if another process holds it) into ``target``, whose lock must
+    be held."""
+    for directory in directories:
+        with locked(Spool.open(directory)) as source:
+            move_messages(source, target)
+
 
 @contextmanager
 def locked(spool: Spool) -> Iterator[Spool]:
     """``spool`` with its lock held meanwhile; MtaLoggingError if another process holds it."""
     lock = SpoolLock(spool)
     if not lock.acquire():
-        raise MtaLoggingError(f"the spool {spool.root} is in use by another relay (its lock "
-                              f"file {lock.path} is held)")
+        raise lock.in_use()
     try:
         yield spool
     finally:

@@ -35,14 +35,17 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from mta_logging.errors import ConfigError, MtaLoggingError
+from mta_logging.errors import MtaLoggingError
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.server import LOCK_WAIT, Relay
 from mta_logging.relay.spool import (
+    WORKER_PREFIX,
     Spool,
     SpoolLock,
     locked,
     move_messages,
+    move_spools,
+    open_spool_dir,
     worker_dir,
     worker_dirs,
 )
@@ -101,18 +104,12 @@ class Supervisor:
         """Serve until every worker has stopped; ``on_ready`` with the listening address and
         the workers' ready messages (by K) once all serve. The exit status (see the module
         docstring)."""
-        try:
-            root = Spool.open(self.settings.spool_dir)
-        except OSError as exc:
-            raise ConfigError("spool_dir", str(self.settings.spool_dir),
-                              f"must be a directory the relay can write ({exc.strerror})"
-                              ) from None
+        root = open_spool_dir(self.settings.spool_dir)
         lock = SpoolLock(root)
         deadline = time.monotonic() + LOCK_WAIT
         while not lock.acquire():
             if time.monotonic() >= deadline:
-                raise MtaLoggingError(f"the spool {root.root} is in use by another relay (its "
-                                      f"lock file {lock.path} is held)")
+                raise lock.in_use()
             time.sleep(0.1)
         try:
             self._gather(root)
@@ -138,13 +135,11 @@ class Supervisor:
 
     def _gather(self, root: Spool) -> None:
         """Mail of the spools no worker will use moved into worker 1's."""
-        extra = [Spool.open(path) for path in worker_dirs(root.root)
-                 if int(path.name.rpartition("-")[2]) > self.settings.workers]
+        extra = [path for path in worker_dirs(root.root)
+                 if int(path.name.removeprefix(WORKER_PREFIX)) > self.settings.workers]
         with locked(Spool.open(worker_dir(root.root, 1))) as first:
             move_messages(root, first)
-            for spool in extra:
-                with locked(spool):
-                    move_messages(spool, first)
+            move_spools(extra, first)
 
     def _start(self, index: int, *, restarted: bool) -> None:
         listener = self._listeners[index - 1]
@@ -206,10 +201,7 @@ class Supervisor:
 
     def _read_links(self) -> None:
         links = {w.link: w for w in self.workers.values() if w.link_open}
-        readable = select.select(list(links), [], [], POLL)[0] if links else []
-        if not links:
-            time.sleep(POLL)
-        for link in readable:
+        for link in select.select(list(links), [], [], POLL)[0]:  # no links: a sleep of POLL
             worker = links[link]
             data = link.recv(4096)
             if not data:

@@ -38,7 +38,7 @@ from pathlib import Path
 from mta_logging.config import configure, load
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.outcome import Kind
-from mta_logging.returns.ingested import IngestedMessages
+from mta_logging.returns.ingested import IngestedMessages, digest
 from mta_logging.returns.quarantine import Quarantine
 from mta_logging.returns.recorder import (
     BOUNCE,
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     unwritten = skipped = 0
     try:
         for data in _messages([Path(p) for p in args.paths]):
-            if not args.again and ingested.seen(data):
+            key = digest(data)
+            if not args.again and ingested.seen(key):
                 skipped += 1
                 continue
             handled = recorder.handle(data)
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             records[handled.what] += handled.records
             unwritten += handled.unwritten
             if not handled.unwritten:
-                ingested.add(data)
+                ingested.add(key)
     except OSError as exc:
         raise MtaLoggingError(f"stopped after {sum(outcomes.values())} messages: "
                               f"{exc.filename or ''}: {exc.strerror}") from None

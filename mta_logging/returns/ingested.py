@@ -61,13 +61,13 @@ class IngestedMessages:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-    def seen(self, data: bytes) -> bool:
-        """Whether a message with these bytes was handled by an earlier run (or this one)."""
-        return _digest(data) in self._done
+    def seen(self, digest: bytes) -> bool:
+        """Whether the message of this :func:`digest` was handled by an earlier run (or this
+        one)."""
+        return digest in self._done
 
-    def add(self, data: bytes) -> None:
-        """Remember the message with these bytes as handled (handed to the OS at once)."""
-        digest = _digest(data)
+    def add(self, digest: bytes) -> None:
+        """Remember the message of this :func:`digest` as handled (handed to the OS at once)."""
         if digest in self._done:
             return
         if not self._tail_checked:  # a file cut short mid-line: the next line starts afresh
@@ -89,5 +89,7 @@ class IngestedMessages:
             os.close(fd)
 
 
-def _digest(data: bytes) -> bytes:
+def digest(data: bytes) -> bytes:
+    """The key of a message with these bytes: its SHA-256 in hex, as a line of the file holds
+    it (reckoned once per message, for :meth:`IngestedMessages.seen` and ``add``)."""
     return hashlib.sha256(data).hexdigest().encode("ascii")
