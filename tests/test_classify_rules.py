@@ -493,3 +493,14 @@ def test_orange_and_la_poste_codes() -> None:
         (554, None, "Not delivered. WOFR_999", "other"),
         (554, None, "Not delivered. OFR_998", "other"),
     ])
+
+
+def test_a_deferral_with_a_trailing_tag_is_greylisting_a_busy_service_a_bad_connection() -> None:
+    # docs/categories.md: "4.2.1 try again later" is a deferral, not a disabled mailbox
+    check([
+        (451, "4.2.1", "Please try again later. (#id-5.9.4)", "policy-related"),
+        (450, "4.2.1", "Try again later [mx3]", "policy-related"),
+        (421, "4.2.1", "Service busy, try again later", "bad-connection"),
+        (450, "4.2.1", "Mailbox disabled, try again later", "inactive-mailbox"),
+        (451, "4.2.1", "Please try again later (the mailbox is over quota)", "quota-issues"),
+    ])
