@@ -504,3 +504,12 @@ def test_a_deferral_with_a_trailing_tag_is_greylisting_a_busy_service_a_bad_conn
         (450, "4.2.1", "Mailbox disabled, try again later", "inactive-mailbox"),
         (451, "4.2.1", "Please try again later (the mailbox is over quota)", "quota-issues"),
     ])
+
+
+def test_a_recipient_that_blocked_the_sender_is_its_policy_and_a_blocked_mailbox_inactive() -> None:
+    check([
+        (550, None, "The recipient has blocked you", "policy-related"),
+        (550, "5.2.1", "The user has blocked mail from this sender", "policy-related"),
+        (550, None, "Recipient mailbox has been blocked", "inactive-mailbox"),
+        (550, None, "Recipient account is blocked", "inactive-mailbox"),
+    ])
