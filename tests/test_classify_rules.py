@@ -513,3 +513,39 @@ def test_a_recipient_that_blocked_the_sender_is_its_policy_and_a_blocked_mailbox
         (550, None, "Recipient mailbox has been blocked", "inactive-mailbox"),
         (550, None, "Recipient account is blocked", "inactive-mailbox"),
     ])
+
+
+def test_cox_codes() -> None:
+    check([
+        (554, None, "Not delivered. AUP#CXBL", "spam-related"),
+        (554, None, "Not delivered. AUP#IPBL1010", "spam-related"),
+        (554, None, "Not delivered. AUP#CXDNS", "policy-related"),
+        (554, None, "Not delivered. AUP#CXSMTP", "protocol-errors"),
+        (554, None, "Not delivered. AUP#CXFOO", "other"),
+        (554, None, "Not delivered. CXBL", "other"),
+    ])
+
+
+def test_spectrum_codes() -> None:
+    check([
+        (554, None, "Not delivered. AUP#In-1020", "spam-related"),
+        (554, None, "Not delivered. AUP#I-1220", "spam-related"),
+        (554, None, "Not delivered. AUP#I-1300", "policy-related"),
+        (554, None, "Not delivered. AUP#O-1530", "content-related"),
+        (554, None, "Not delivered. AUP#1090", "other"),
+        (554, None, "Not delivered. AUP#I-999", "other"),
+    ])
+
+
+def test_godaddy_codes() -> None:
+    check([
+        (554, None, "Not delivered. IB104", "spam-related"),
+        (554, None, "Not delivered. IB705", "virus-related"),
+        (554, None, "Not delivered. IB508", "policy-related"),
+        (554, None, "Not delivered. IB506", "invalid-sender"),
+        (554, None, "Not delivered. IB501", "content-related"),
+        (554, None, "Not delivered. IB401", "bad-configuration"),
+        (554, None, "Not delivered. IB101", "bad-connection"),
+        (554, None, "Not delivered. LIB508", "other"),
+        (554, None, "Not delivered. IB999", "other"),
+    ])
