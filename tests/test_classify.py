@@ -416,13 +416,13 @@ def write(path: Path, *lines: str) -> Path:
 def test_a_user_rules_file_goes_in_front_of_the_built_in_rules(tmp_path: Path) -> None:
     rules = write(
         tmp_path / "site.tsv",
-        "# Orange: OFR_506 is their spam filter",
-        "spam-related\t-\t-\t\\bOFR_506\\b",
+        "# A site's own code: XQ_506 is its spam filter",
+        "spam-related\t-\t-\t\\bXQ_506\\b",
         "",
         "bad-connection\t\t421\t\t4.7.x\t\ttry again later, closing connection",
     )
     classifier = Classifier.from_files([rules])
-    reply = "Mail rejete. Mail rejected. OFR_506 [506]"
+    reply = "Mail rejete. Mail rejected. XQ_506 [506]"
     assert bounce_category(550, "5.2.0", reply) == "bad-mailbox"
     assert classifier.classify(550, "5.2.0", reply) == "spam-related"
     retry = "Try again later, closing connection."

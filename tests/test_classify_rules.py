@@ -349,3 +349,203 @@ def test_too_many_connections_from_your_ip_is_throttling_a_bare_refusal_of_it_a_
         (554, None, "Mail from your IP is not accepted", "spam-related"),
         (550, None, "Connections by your network are refused", "spam-related"),
     ])
+
+
+
+# --- Vendor codes: each decides by the meaning its vendor's documentation gives -------------------
+# (mta_logging/data/bounce_rules.tsv names the page of each block; docs/categories.md the
+# convention). The replies are worded so that only the code tells the reason ("Not delivered" is
+# no reason: 554 alone says nothing, 550 alone a missing mailbox). Next to them, near texts: the
+# code's letters inside another word, or a number its vendor does not document, which go by
+# their other words.
+
+
+def test_microsoft_outlook_and_exchange_online_codes() -> None:
+    check([
+        (554, None, "Not delivered (SC-002)", "spam-related"),
+        (554, None, "Not delivered (DY-001)", "spam-related"),
+        (554, None, "Not delivered [192.0.2.8] (S3140)", "spam-related"),
+        (550, "5.7.1", "Access denied. AS(201806281)", "bad-mailbox"),
+        (550, "5.7.513", "Service unavailable, client host [192.0.2.8] refused", "spam-related"),
+        (550, "5.7.705", "Access denied, tenant has exceeded threshold", "spam-related"),
+        (554, None, "Not delivered (DESC-001)", "other"),
+        (554, None, "Not delivered (SC-005)", "other"),
+        (550, "5.7.1", "Access denied. AS(2018062)", "policy-related"),
+    ])
+
+
+def test_yahoo_deferral_blocklist_and_content_codes() -> None:
+    check([
+        (421, None, "Not delivered [TSS07]", "spam-related"),
+        (421, "4.7.0", "Try again later [TS03]", "spam-related"),
+        (553, "5.7.1", "Not delivered [BL22]", "spam-related"),
+        (554, None, "Message not allowed - [PH02] not accepted for policy reasons",
+         "content-related"),
+        (554, None, "Message not allowed - [PHONE] not accepted for policy reasons",
+         "policy-related"),
+        (421, "4.7.0", "Try again later, queue TSS04X full", "policy-related"),
+    ])
+
+
+def test_comcast_and_att_codes() -> None:
+    check([
+        (554, None, "Not delivered, see BL000101", "spam-related"),
+        (554, None, "Not delivered, see ES000010", "spam-related"),
+        (554, None, "Not delivered, see BL006", "spam-related"),
+        (554, None, "Not delivered, ldap:ou=rblmx,dc=example,dc=net", "spam-related"),
+        (554, None, "Not delivered, unauthorized interface for <192.0.2.8>", "spam-related"),
+        (550, None, "Error. Blocked for status: <unknown sender>", "policy-related"),
+        (421, None, "failure in DNS look-up.", "policy-related"),
+        (554, None, "Not delivered, see BL000200", "other"),
+        (554, None, "Not delivered, see TABLE000101", "other"),
+    ])
+
+
+def test_sophos_email_codes() -> None:
+    check([
+        (554, None, "XGEMAIL_0011 not delivered", "bad-mailbox"),
+        (550, None, "XGEMAIL_0010 rejected", "relaying-issues"),
+        (550, None, "XGEMAIL_0002 rejected", "policy-related"),
+        (550, None, "XGEMAIL_0009 rejected", "spam-related"),
+        (552, None, "XGEMAIL_0012 rejected", "content-related"),
+        (550, None, "XGEMAIL_0007 rejected", "bad-configuration"),
+        # a code Sophos does not list, and a Sophos scanner named alone
+        (554, None, "XGEMAIL_0099 not delivered", "other"),
+        (550, None, "Scanned by Sophos: rejected", "virus-related"),
+    ])
+
+
+def test_trellix_email_security_codes() -> None:
+    check([
+        (554, None, "ETP101 not delivered", "bad-mailbox"),
+        (550, None, "ETP105 Bad domain mode", "relaying-issues"),
+        (451, None, "ETP103 Recipient check pending", "no-answer-from-host"),
+        (554, None, "ETP104 not delivered", "routing-errors"),
+        (554, None, "NETP101 not delivered", "other"),
+    ])
+
+
+def test_mimecast_reasons() -> None:
+    check([
+        (451, None, "Internal resource temporarily unavailable - https://community.mimecast.com",
+         "policy-related"),
+        (550, "5.7.1", "Unable to process connection at this time", "bad-connection"),
+        (421, None, "Account service is temporarily unavailable", "policy-related"),
+        (550, None, "Journal message past expiration", "message-expired"),
+        (451, None, "Resources temporarily unavailable", "other"),
+    ])
+
+
+def test_trend_micro_reputation_codes() -> None:
+    check([
+        (450, "4.7.1", "<jane@example.org>: Recipient address rejected: ERS-DUL", "spam-related"),
+        (450, "4.7.1", "<jane@example.org>: Recipient address rejected: PERS-QIL",
+         "policy-related"),
+        (550, None, "Scanned by Trend Micro: rejected", "virus-related"),
+    ])
+
+
+def test_netease_codes() -> None:
+    check([
+        (554, None, "DT:SPM 163 mx3,abc123 1700000000", "spam-related"),
+        (550, None, "MI:NHD 163 mx3", "spam-related"),
+        (451, None, "MI:SFQ 163 smtp2 please try again", "policy-related"),
+        (550, None, "MI:IMF 163 mx3", "invalid-sender"),
+        (550, None, "RP:FRL 163 mx3", "relaying-issues"),
+        (554, None, "DT:SUM 163 mx3", "policy-related"),
+        (554, None, "UDT:SPMX not delivered", "other"),
+        (550, None, "HTML:ICC not found", "bad-mailbox"),
+    ])
+
+
+def test_tencent_qq_codes() -> None:
+    check([
+        (550, None, "Mail content denied. https://service.mail.qq.com/detail/122/171",
+         "spam-related"),
+        (550, None, "Rejected. https://service.mail.qq.com/detail/122/66", "spam-related"),
+        (550, None, "Sender frequency limited. https://service.mail.qq.com/detail/122/174",
+         "policy-related"),
+        (550, None, "Too busy. https://service.mail.qq.com/detail/122/17", "bad-connection"),
+        (550, None, "Recipient content denied", "content-related"),
+    ])
+
+
+def test_alibaba_mail_replies() -> None:
+    check([
+        (505, None, "the total of RCPTs is achieved the maximum threshold", "policy-related"),
+        (510, None, "The number of attachments is achieved the maximum threshold",
+         "content-related"),
+        (503, None, "Rcptto account isn't a local account", "bad-mailbox"),
+        (502, None, "Mailfrom account is a local account", "relaying-issues"),
+        (502, None, "Mailfrom account is unknown here", "bad-mailbox"),
+    ])
+
+
+def test_orange_and_la_poste_codes() -> None:
+    check([
+        (554, None, "Not delivered. OFR_999 [999]", "spam-related"),
+        (554, None, "Not delivered LPNAAA_101", "spam-related"),
+        (554, None, "Not delivered. OFR004_104 [104]", "policy-related"),
+        (554, None, "Not delivered. OFR_416 [416]", "bad-mailbox"),
+        (554, None, "Not delivered. LPN007_417", "quota-issues"),
+        (554, None, "Not delivered. LPN007_420", "inactive-mailbox"),
+        (554, None, "Not delivered. OFR004_405", "invalid-sender"),
+        (554, None, "Not delivered. WOFR_999", "other"),
+        (554, None, "Not delivered. OFR_998", "other"),
+    ])
+
+
+def test_a_deferral_with_a_trailing_tag_is_greylisting_a_busy_service_a_bad_connection() -> None:
+    # docs/categories.md: "4.2.1 try again later" is a deferral, not a disabled mailbox
+    check([
+        (451, "4.2.1", "Please try again later. (#id-5.9.4)", "policy-related"),
+        (450, "4.2.1", "Try again later [mx3]", "policy-related"),
+        (421, "4.2.1", "Service busy, try again later", "bad-connection"),
+        (450, "4.2.1", "Mailbox disabled, try again later", "inactive-mailbox"),
+        (451, "4.2.1", "Please try again later (the mailbox is over quota)", "quota-issues"),
+    ])
+
+
+def test_a_recipient_that_blocked_the_sender_is_its_policy_and_a_blocked_mailbox_inactive() -> None:
+    check([
+        (550, None, "The recipient has blocked you", "policy-related"),
+        (550, "5.2.1", "The user has blocked mail from this sender", "policy-related"),
+        (550, None, "Recipient mailbox has been blocked", "inactive-mailbox"),
+        (550, None, "Recipient account is blocked", "inactive-mailbox"),
+    ])
+
+
+def test_cox_codes() -> None:
+    check([
+        (554, None, "Not delivered. AUP#CXBL", "spam-related"),
+        (554, None, "Not delivered. AUP#IPBL1010", "spam-related"),
+        (554, None, "Not delivered. AUP#CXDNS", "policy-related"),
+        (554, None, "Not delivered. AUP#CXSMTP", "protocol-errors"),
+        (554, None, "Not delivered. AUP#CXFOO", "other"),
+        (554, None, "Not delivered. CXBL", "other"),
+    ])
+
+
+def test_spectrum_codes() -> None:
+    check([
+        (554, None, "Not delivered. AUP#In-1020", "spam-related"),
+        (554, None, "Not delivered. AUP#I-1220", "spam-related"),
+        (554, None, "Not delivered. AUP#I-1300", "policy-related"),
+        (554, None, "Not delivered. AUP#O-1530", "content-related"),
+        (554, None, "Not delivered. AUP#1090", "other"),
+        (554, None, "Not delivered. AUP#I-999", "other"),
+    ])
+
+
+def test_godaddy_codes() -> None:
+    check([
+        (554, None, "Not delivered. IB104", "spam-related"),
+        (554, None, "Not delivered. IB705", "virus-related"),
+        (554, None, "Not delivered. IB508", "policy-related"),
+        (554, None, "Not delivered. IB506", "invalid-sender"),
+        (554, None, "Not delivered. IB501", "content-related"),
+        (554, None, "Not delivered. IB401", "bad-configuration"),
+        (554, None, "Not delivered. IB101", "bad-connection"),
+        (554, None, "Not delivered. LIB508", "other"),
+        (554, None, "Not delivered. IB999", "other"),
+    ])
