@@ -589,6 +589,7 @@ typedef struct {
     PyObject *placeholder;  /* str: an unknown value */
     PyObject *kind_class;   /* mta_logging.outcome.Kind */
     PyObject *outcome_class;  /* mta_logging.outcome.Outcome */
+    int *what;              /* each field's what, read from the spec when made */
     vectorcallfunc vectorcall;
 } Line;
 
@@ -637,9 +638,17 @@ time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_onl
             return NULL;
         }
         if (PyTuple_Check(cache) && PyTuple_GET_SIZE(cache) == 3) {
-            int after = PyObject_RichCompareBool(PyTuple_GET_ITEM(cache, 0), timestamp, Py_LE);
-            int before = after == 1
-                ? PyObject_RichCompareBool(timestamp, PyTuple_GET_ITEM(cache, 1), Py_LT) : after;
+            PyObject *start = PyTuple_GET_ITEM(cache, 0), *end = PyTuple_GET_ITEM(cache, 1);
+            int before;
+            if (PyFloat_CheckExact(start) && PyFloat_CheckExact(end)
+                    && PyFloat_CheckExact(timestamp)) {  /* float's comparisons, without them */
+                double at = PyFloat_AS_DOUBLE(timestamp);
+                before = PyFloat_AS_DOUBLE(start) <= at && at < PyFloat_AS_DOUBLE(end);
+            }
+            else {
+                int after = PyObject_RichCompareBool(start, timestamp, Py_LE);
+                before = after == 1 ? PyObject_RichCompareBool(timestamp, end, Py_LT) : after;
+            }
             if (before < 0) {
                 Py_DECREF(cache);
                 return NULL;
@@ -653,6 +662,40 @@ time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_onl
         Py_DECREF(cache);
     }
     return PyObject_CallMethodOneArg(times, method, timestamp);
+}
+
+/* separator.join(texts): for ASCII text, copied into the new str directly (what str.join
+ * makes of it, without its general steps); anything else is str.join's (its errors). */
+static PyObject *
+joined(PyObject *separator, PyObject *texts)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(texts);
+    Py_ssize_t gap = PyUnicode_GET_LENGTH(separator);
+    Py_ssize_t length = count > 0 ? gap * (count - 1) : 0;
+    int ascii = PyUnicode_IS_ASCII(separator);
+    for (Py_ssize_t index = 0; index < count && ascii; index++) {
+        PyObject *text = PyTuple_GET_ITEM(texts, index);
+        ascii = PyUnicode_CheckExact(text) && PyUnicode_IS_ASCII(text);
+        length += ascii ? PyUnicode_GET_LENGTH(text) : 0;
+    }
+    if (!ascii || count == 0) {
+        return PyUnicode_Join(separator, texts);
+    }
+    PyObject *line = PyUnicode_New(length, 127);
+    if (line == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *at = PyUnicode_1BYTE_DATA(line);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *text = PyTuple_GET_ITEM(texts, index);
+        if (index > 0) {
+            memcpy(at, PyUnicode_1BYTE_DATA(separator), (size_t)gap);
+            at += gap;
+        }
+        memcpy(at, PyUnicode_1BYTE_DATA(text), (size_t)PyUnicode_GET_LENGTH(text));
+        at += PyUnicode_GET_LENGTH(text);
+    }
+    return line;
 }
 
 static PyObject *
@@ -676,7 +719,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *field = PyTuple_GET_ITEM(self->spec, index);
         PyObject *argument = PyTuple_GET_ITEM(field, 1), *text;
-        switch (PyLong_AsLong(PyTuple_GET_ITEM(field, 0))) {
+        switch (self->what[index]) {
         case FIELD_ATTRIBUTE:
             text = as_text(self, outcome_attribute(self, outcome, values, argument));
             break;
@@ -706,7 +749,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         }
         PyTuple_SET_ITEM(texts, index, text);
     }
-    line = PyUnicode_Join(self->separator, texts);  /* str.join: its errors for a non-str */
+    line = joined(self->separator, texts);
 done:
     Py_XDECREF(values);
     Py_DECREF(texts);
@@ -732,10 +775,25 @@ line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
+    Py_ssize_t count = PyTuple_GET_SIZE(spec);
+    int *what = PyMem_New(int, count > 0 ? count : 1);
+    if (what == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        long its = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(spec, index), 0));
+        if (its == -1 && PyErr_Occurred()) {
+            PyMem_Free(what);
+            return NULL;
+        }
+        what[index] = its < FIELD_ATTRIBUTE || its > FIELD_QUEUED ? -1 : (int)its;
+    }
     Line *self = (Line *)type->tp_alloc(type, 0);
     if (self == NULL) {
+        PyMem_Free(what);
         return NULL;
     }
+    self->what = what;
     self->spec = Py_NewRef(spec);
     self->separator = Py_NewRef(separator);
     self->placeholder = Py_NewRef(placeholder);
@@ -770,6 +828,7 @@ line_dealloc(Line *self)
 {
     PyObject_GC_UnTrack(self);
     line_clear(self);
+    PyMem_Free(self->what);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -797,11 +856,16 @@ static PyTypeObject LineType = {
 
 /* == Emitter: speedups.emit_accelerated's usual case in C ============================= */
 
+/* the globals of speedups an Emitter reads when it is made (_direct: at each record) */
+enum { G_TEMPLATE_RECORD, G_LOGGING, G_LOG_RECORD, G_OS, G_OS_WRITE, G_NAMES, G_TIME,
+       G_WRITE_WHOLE, G_WRITE_FAILED, G_COUNT };
+
 typedef struct {
     PyObject_HEAD
     PyObject *python;    /* speedups.emit_accelerated: what every other call gets */
     PyObject *finish;    /* speedups.finish_accelerated: a line append_line did not write */
-    PyObject *speedups;  /* the globals of speedups, read at each record */
+    PyObject *speedups;  /* the globals of speedups */
+    PyObject *constant[G_COUNT];
     vectorcallfunc vectorcall;
 } Emitter;
 
@@ -828,18 +892,6 @@ speedups_global(Emitter *self, PyObject *name)
     return value;
 }
 
-/* 1 if module.<name> (the module being speedups.<module_name>) is speedups.<expected>, 0 if
- * not, -1 with an exception set. */
-static int
-module_attribute_is(Emitter *self, PyObject *module_name, PyObject *name, PyObject *expected_name)
-{
-    PyObject *module = speedups_global(self, module_name);
-    PyObject *expected = module == NULL ? NULL : speedups_global(self, expected_name);
-    if (expected == NULL) {
-        return -1;
-    }
-    return class_attribute_is(module, name, expected);
-}
 
 /* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
 static int
@@ -861,26 +913,23 @@ static int
 emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
           PyObject *make_record)
 {
+    PyObject *const *constant = self->constant;
     PyObject *direct = speedups_global(self, str_direct_global);
-    PyObject *template_record = direct == NULL ? NULL
-        : speedups_global(self, str_template_record);
-    if (template_record == NULL) {
+    if (direct == NULL) {
         return -1;
     }
-    if (direct == Py_None || make_record != template_record) {
+    if (direct == Py_None || make_record != constant[G_TEMPLATE_RECORD]) {
         return 2;
     }
-    int plain = module_attribute_is(self, str_logging, str_log_record_factory, str_log_record);
+    int plain = class_attribute_is(constant[G_LOGGING], str_log_record_factory,
+                                   constant[G_LOG_RECORD]);
     if (plain == 1) {
-        plain = module_attribute_is(self, str_os, str_write, str_os_write);
+        plain = class_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE]);
     }
     if (plain != 1) {
         return plain < 0 ? -1 : 2;
     }
-    PyObject *names = speedups_global(self, str_accelerated_names);
-    if (names == NULL) {
-        return -1;
-    }
+    PyObject *names = constant[G_NAMES];
     PyObject *arguments[7] = {logger, level, NULL, NULL, NULL, names, NULL};
     PyObject *targets = NULL, *created = NULL, *failed = Py_NewRef(Py_None);
     int verdict = -1;
@@ -900,10 +949,9 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
         goto done;
     }
     /* time.time() looked up at each record, as LogRecord does (clock patching) */
-    PyObject *time_module = speedups_global(self, str_time);
-    created = time_module == NULL ? NULL : PyObject_CallMethodNoArgs(time_module, str_time);
-    PyObject *write_whole = created == NULL ? NULL : speedups_global(self, str_write_whole);
-    if (write_whole == NULL) {
+    created = PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
+    PyObject *write_whole = constant[G_WRITE_WHOLE];
+    if (created == NULL) {
         goto done;
     }
     for (Py_ssize_t index = 0; index < PyList_GET_SIZE(targets); index++) {
@@ -971,8 +1019,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     }
     else {
         PyObject *values = PyObject_GetAttr(failed, str_dict);
-        PyObject *marker = values == NULL ? NULL : speedups_global(self, str_write_failed);
-        verdict = marker == NULL ? -1 : PySequence_Contains(values, marker);
+        verdict = values == NULL ? -1 : PySequence_Contains(values, constant[G_WRITE_FAILED]);
         Py_XDECREF(values);
     }
 done:
@@ -1018,6 +1065,17 @@ emitter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->finish = Py_NewRef(finish);
     self->speedups = Py_NewRef(speedups);
     self->vectorcall = emitter_vectorcall;
+    PyObject *names[G_COUNT] = {str_template_record, str_logging, str_log_record, str_os,
+                                str_os_write, str_accelerated_names, str_time, str_write_whole,
+                                str_write_failed};
+    for (int at = 0; at < G_COUNT; at++) {
+        PyObject *value = speedups_global(self, names[at]);
+        if (value == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->constant[at] = Py_NewRef(value);
+    }
     return (PyObject *)self;
 }
 
@@ -1027,6 +1085,9 @@ emitter_traverse(Emitter *self, visitproc visit, void *arg)
     Py_VISIT(self->python);
     Py_VISIT(self->finish);
     Py_VISIT(self->speedups);
+    for (int at = 0; at < G_COUNT; at++) {
+        Py_VISIT(self->constant[at]);
+    }
     return 0;
 }
 
@@ -1036,6 +1097,9 @@ emitter_clear(Emitter *self)
     Py_CLEAR(self->python);
     Py_CLEAR(self->finish);
     Py_CLEAR(self->speedups);
+    for (int at = 0; at < G_COUNT; at++) {
+        Py_CLEAR(self->constant[at]);
+    }
     return 0;
 }
 
@@ -1066,7 +1130,9 @@ PyDoc_STRVAR(emitter_doc,
 "handler's lock entered and left as ``with`` does, its line made and written by\n"
 "append_line, or, when append_line did not write it or raised an Exception, handed to\n"
 "``finish`` (``speedups.finish_accelerated``) under the lock. Every other call is\n"
-"``python``'s. ``speedups``: that module's globals, read at each record.");
+"``python``'s. ``speedups``: that module's globals; ``_direct`` is read at each record,\n"
+"the module's constants (template_record, the logging, os and time modules, _LogRecord,\n"
+"_OS_WRITE, _ACCELERATED_NAMES, write_whole, WRITE_FAILED) when it is made.");
 
 static PyTypeObject EmitterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -1173,6 +1239,9 @@ new_outcome(Entry *self, PyObject *const *given)
         PyObject *value = given[field], *empty = NULL;
         if ((field == F_HEADERS || field == F_EXTRA) && value == Py_None) {
             value = empty = PyDict_New();
+        }
+        else if (value == Py_None) {
+            continue;  /* the template's value */
         }
         int failed = value == NULL
             || PyDict_SetItem(values, PyTuple_GET_ITEM(self->fields, field), value) < 0;
