@@ -335,9 +335,10 @@ none_set(PyObject *object, PyObject *names)
     if (values == NULL) {
         return -1;
     }
-    int found = 0;
+    int found = 0, exact = PyDict_CheckExact(values);
     for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(names) && found == 0; index++) {
-        found = PySequence_Contains(values, PyTuple_GET_ITEM(names, index));
+        PyObject *name = PyTuple_GET_ITEM(names, index);
+        found = exact ? PyDict_Contains(values, name) : PySequence_Contains(values, name);
     }
     Py_DECREF(values);
     return found < 0 ? -1 : !found;

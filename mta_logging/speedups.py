@@ -781,7 +781,11 @@ def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: 
     return failed
 
 
-# == The C accelerator's emitter and builder ======================================================
+# == The C accelerator's emitter, builder and entry ===============================================
+# ``emit_accelerated`` is emit_direct with the C accelerator's steps; ``EMIT_IN_C`` does its usual
+# case wholly in C and is the logger's emitter; ``entry_for`` puts AccountingLogger.delivered and
+# .deferred in C in front of their Python methods (the Outcome made, record()'s steps, EMIT_IN_C's
+# work without a call). Each steps aside to the Python code for anything unusual.
 
 _OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
 
@@ -878,6 +882,6 @@ def entry_for(method: Callable[..., Outcome], kind: Kind, owner: type,
 def emitter_for() -> Emitter:
     """:data:`EMIT_IN_C` where the C accelerator is :func:`accelerated`, else
     :func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
-    if accelerated():
-        return EMIT_IN_C  # type: ignore[return-value]
+    if accelerated() and EMIT_IN_C is not None:
+        return EMIT_IN_C
     return emit_direct if enabled() else emit_plain

@@ -390,7 +390,8 @@ CALLS: list[dict[str, Any]] = [
 @needs_accelerator
 @pytest.mark.parametrize("name", ["delivered", "deferred"])
 def test_the_c_entry_writes_the_bytes_of_the_python_method(
-        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        plain_spied: mock.MagicMock) -> None:
     monkeypatch.setattr(time, "time", lambda: T0)
     python = getattr(AccountingLogger, name).__wrapped__
     results = []
@@ -403,6 +404,7 @@ def test_the_c_entry_writes_the_bytes_of_the_python_method(
         results.append((returned, files(tmp_path / way)))
     assert results[0] == results[1]
     assert len(lines(tmp_path / "c")) == len(CALLS)
+    assert not plain_spied.called  # both ways wrote without a record
 
 
 @needs_accelerator
