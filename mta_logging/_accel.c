@@ -27,7 +27,13 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_fsync, *str_records, *str_size, *str_max_bytes, *str_rollover_at, *str_fd,
     *str_always, *str_disabled, *str_filters, *str_dict, *str_handlers, *str_writes_directly,
     *str_kind, *str_level, *str_formatter, *str_lock, *str_parent, *str_propagate,
-    *str_last_second, *str_code, *str_value, *str_text, *str_of, *str_time_queued;
+    *str_last_second, *str_code, *str_value, *str_text, *str_of, *str_time_queued,
+    *str_logger, *str_is_enabled_for, *str_emit, *str_make_record, *str_on_write_error,
+    *str_record, *str_outcome_builder, *str_direct_global, *str_template_record, *str_logging,
+    *str_log_record_factory, *str_log_record, *str_os, *str_write, *str_os_write,
+    *str_accelerated_names, *str_handler_class, *str_formatter_class,
+    *str_accelerated_methods, *str_time, *str_write_whole, *str_enter, *str_exit,
+    *str_write_failed, *str_cache;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -264,6 +270,44 @@ true_attribute(PyObject *owner, PyObject *name)
     return truth;
 }
 
+/* == Classes checked once per change ====================================================
+ * A check of a class's attributes holds until the class (or a base) changes. CPython keeps
+ * a counter for that: a type's version tag (the public tp_version_tag), given to a class when
+ * an attribute is looked up on it and taken away (Py_TPFLAGS_VALID_VERSION_TAG cleared)
+ * whenever an attribute of it or of a base is set or deleted; a tag is never given twice.
+ * A Seen remembers the class and its tag when a check (against `against`) last passed. */
+typedef struct {
+    PyObject *type;     /* strong */
+    PyObject *names;    /* strong: the names the check looked up */
+    PyObject *against;  /* strong: what it compared them with */
+    unsigned int tag;
+} Seen;
+
+/* 1 if the check of `names` of `type` against `against` passed and the class has not
+ * changed since. */
+static int
+seen_unchanged(const Seen *seen, PyObject *type, PyObject *names, PyObject *against)
+{
+    PyTypeObject *its = (PyTypeObject *)type;
+    return seen->type == type && seen->names == names && seen->against == against
+        && Py_TYPE(type) == &PyType_Type
+        && PyType_HasFeature(its, Py_TPFLAGS_VALID_VERSION_TAG) && its->tp_version_tag == seen->tag;
+}
+
+/* Remember that the check of `names` of `type` (a class of the plain metaclass) against
+ * `against` passed, if the class has a tag (the lookups of the check gave it one). */
+static void
+seen_now(Seen *seen, PyObject *type, PyObject *names, PyObject *against)
+{
+    PyTypeObject *its = (PyTypeObject *)type;
+    if (Py_TYPE(type) == &PyType_Type && PyType_HasFeature(its, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        Py_XSETREF(seen->type, Py_NewRef(type));
+        Py_XSETREF(seen->names, Py_NewRef(names));
+        Py_XSETREF(seen->against, Py_NewRef(against));
+        seen->tag = its->tp_version_tag;
+    }
+}
+
 /* 1 if each of `names` read from `owner` equals the next of `methods` (from *at on), 0 if
  * one does not, -1 with an exception set. */
 static int
@@ -291,9 +335,10 @@ none_set(PyObject *object, PyObject *names)
     if (values == NULL) {
         return -1;
     }
-    int found = 0;
+    int found = 0, exact = PyDict_CheckExact(values);
     for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(names) && found == 0; index++) {
-        found = PySequence_Contains(values, PyTuple_GET_ITEM(names, index));
+        PyObject *name = PyTuple_GET_ITEM(names, index);
+        found = exact ? PyDict_Contains(values, name) : PySequence_Contains(values, name);
     }
     Py_DECREF(values);
     return found < 0 ? -1 : !found;
@@ -420,9 +465,19 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "direct_targets(): a method for each name");
         return NULL;
     }
+    /* the classes' methods: looked up again only when a class changed (see Seen) */
+    static Seen seen[3];
     int plain = 1;
     for (int owner = 0; owner < 3 && plain == 1; owner++) {
-        plain = same_methods(owners[owner], PyTuple_GET_ITEM(names, owner), methods, &at);
+        PyObject *its_names = PyTuple_GET_ITEM(names, owner);
+        if (seen_unchanged(&seen[owner], owners[owner], its_names, methods)) {
+            at += PyTuple_GET_SIZE(its_names);
+            continue;
+        }
+        plain = same_methods(owners[owner], its_names, methods, &at);
+        if (plain == 1) {
+            seen_now(&seen[owner], owners[owner], its_names, methods);
+        }
     }
     if (plain == 1) {
         int disabled = true_attribute(logger, str_disabled);
@@ -535,6 +590,7 @@ typedef struct {
     PyObject *placeholder;  /* str: an unknown value */
     PyObject *kind_class;   /* mta_logging.outcome.Kind */
     PyObject *outcome_class;  /* mta_logging.outcome.Outcome */
+    int *what;              /* each field's what, read from the spec when made */
     vectorcallfunc vectorcall;
 } Line;
 
@@ -583,9 +639,17 @@ time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_onl
             return NULL;
         }
         if (PyTuple_Check(cache) && PyTuple_GET_SIZE(cache) == 3) {
-            int after = PyObject_RichCompareBool(PyTuple_GET_ITEM(cache, 0), timestamp, Py_LE);
-            int before = after == 1
-                ? PyObject_RichCompareBool(timestamp, PyTuple_GET_ITEM(cache, 1), Py_LT) : after;
+            PyObject *start = PyTuple_GET_ITEM(cache, 0), *end = PyTuple_GET_ITEM(cache, 1);
+            int before;
+            if (PyFloat_CheckExact(start) && PyFloat_CheckExact(end)
+                    && PyFloat_CheckExact(timestamp)) {  /* float's comparisons, without them */
+                double at = PyFloat_AS_DOUBLE(timestamp);
+                before = PyFloat_AS_DOUBLE(start) <= at && at < PyFloat_AS_DOUBLE(end);
+            }
+            else {
+                int after = PyObject_RichCompareBool(start, timestamp, Py_LE);
+                before = after == 1 ? PyObject_RichCompareBool(timestamp, end, Py_LT) : after;
+            }
             if (before < 0) {
                 Py_DECREF(cache);
                 return NULL;
@@ -599,6 +663,40 @@ time_text(PyObject *times, PyObject *timestamp, PyObject *method, int cached_onl
         Py_DECREF(cache);
     }
     return PyObject_CallMethodOneArg(times, method, timestamp);
+}
+
+/* separator.join(texts): for ASCII text, copied into the new str directly (what str.join
+ * makes of it, without its general steps); anything else is str.join's (its errors). */
+static PyObject *
+joined(PyObject *separator, PyObject *texts)
+{
+    Py_ssize_t count = PyTuple_GET_SIZE(texts);
+    Py_ssize_t gap = PyUnicode_GET_LENGTH(separator);
+    Py_ssize_t length = count > 0 ? gap * (count - 1) : 0;
+    int ascii = PyUnicode_IS_ASCII(separator);
+    for (Py_ssize_t index = 0; index < count && ascii; index++) {
+        PyObject *text = PyTuple_GET_ITEM(texts, index);
+        ascii = PyUnicode_CheckExact(text) && PyUnicode_IS_ASCII(text);
+        length += ascii ? PyUnicode_GET_LENGTH(text) : 0;
+    }
+    if (!ascii || count == 0) {
+        return PyUnicode_Join(separator, texts);
+    }
+    PyObject *line = PyUnicode_New(length, 127);
+    if (line == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *at = PyUnicode_1BYTE_DATA(line);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *text = PyTuple_GET_ITEM(texts, index);
+        if (index > 0) {
+            memcpy(at, PyUnicode_1BYTE_DATA(separator), (size_t)gap);
+            at += gap;
+        }
+        memcpy(at, PyUnicode_1BYTE_DATA(text), (size_t)PyUnicode_GET_LENGTH(text));
+        at += PyUnicode_GET_LENGTH(text);
+    }
+    return line;
 }
 
 static PyObject *
@@ -622,7 +720,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *field = PyTuple_GET_ITEM(self->spec, index);
         PyObject *argument = PyTuple_GET_ITEM(field, 1), *text;
-        switch (PyLong_AsLong(PyTuple_GET_ITEM(field, 0))) {
+        switch (self->what[index]) {
         case FIELD_ATTRIBUTE:
             text = as_text(self, outcome_attribute(self, outcome, values, argument));
             break;
@@ -652,7 +750,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         }
         PyTuple_SET_ITEM(texts, index, text);
     }
-    line = PyUnicode_Join(self->separator, texts);  /* str.join: its errors for a non-str */
+    line = joined(self->separator, texts);
 done:
     Py_XDECREF(values);
     Py_DECREF(texts);
@@ -678,10 +776,25 @@ line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
+    Py_ssize_t count = PyTuple_GET_SIZE(spec);
+    int *what = PyMem_New(int, count > 0 ? count : 1);
+    if (what == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        long its = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(spec, index), 0));
+        if (its == -1 && PyErr_Occurred()) {
+            PyMem_Free(what);
+            return NULL;
+        }
+        what[index] = its < FIELD_ATTRIBUTE || its > FIELD_QUEUED ? -1 : (int)its;
+    }
     Line *self = (Line *)type->tp_alloc(type, 0);
     if (self == NULL) {
+        PyMem_Free(what);
         return NULL;
     }
+    self->what = what;
     self->spec = Py_NewRef(spec);
     self->separator = Py_NewRef(separator);
     self->placeholder = Py_NewRef(placeholder);
@@ -716,6 +829,7 @@ line_dealloc(Line *self)
 {
     PyObject_GC_UnTrack(self);
     line_clear(self);
+    PyMem_Free(self->what);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -739,6 +853,702 @@ static PyTypeObject LineType = {
     .tp_dealloc = (destructor)line_dealloc,
     .tp_vectorcall_offset = offsetof(Line, vectorcall),
     .tp_call = PyVectorcall_Call,
+};
+
+/* == Emitter: speedups.emit_accelerated's usual case in C ============================= */
+
+/* the globals of speedups an Emitter reads when it is made (_direct: at each record) */
+enum { G_TEMPLATE_RECORD, G_LOGGING, G_LOG_RECORD, G_OS, G_OS_WRITE, G_NAMES, G_TIME,
+       G_WRITE_WHOLE, G_WRITE_FAILED, G_COUNT };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *python;    /* speedups.emit_accelerated: what every other call gets */
+    PyObject *finish;    /* speedups.finish_accelerated: a line append_line did not write */
+    PyObject *speedups;  /* the globals of speedups */
+    PyObject *constant[G_COUNT];
+    vectorcallfunc vectorcall;
+} Emitter;
+
+/* 1 if `owner.<name>` (a class) is `expected`, 0 if not, -1 with an exception set. */
+static int
+class_attribute_is(PyObject *owner, PyObject *name, PyObject *expected)
+{
+    PyObject *value = PyObject_GetAttr(owner, name);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_DECREF(value);  /* compared by identity only */
+    return value == expected;
+}
+
+/* speedups.<name> (its globals, read at each record), borrowed; NULL with KeyError if unset */
+static PyObject *
+speedups_global(Emitter *self, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(self->speedups, name);
+    if (value == NULL && !PyErr_Occurred()) {
+        PyErr_SetObject(PyExc_KeyError, name);
+    }
+    return value;
+}
+
+
+/* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
+static int
+leave(PyObject *lock)
+{
+    PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
+    PyObject *left = PyObject_VectorcallMethod(str_exit, arguments, 4, NULL);
+    Py_XDECREF(left);
+    return left == NULL ? -1 : 0;
+}
+
+/* What speedups.emit_accelerated(logger, level, outcome, make_record) answers and writes,
+ * for its usual case: 1 or 0 (a handler marked the record WRITE_FAILED or not), -1 with an
+ * exception set, 2 if this is not its usual case (a check of emit_accelerated fails,
+ * os.write is not the os module's, or direct_targets gives None): nothing done, the caller
+ * calls emit_accelerated. Each handler's line is append_line's, as emit_accelerated has it;
+ * a line it did not write, or its write's failure, goes to finish_accelerated (lock held). */
+static int
+emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
+          PyObject *make_record)
+{
+    PyObject *const *constant = self->constant;
+    PyObject *direct = speedups_global(self, str_direct_global);
+    if (direct == NULL) {
+        return -1;
+    }
+    if (direct == Py_None || make_record != constant[G_TEMPLATE_RECORD]) {
+        return 2;
+    }
+    int plain = class_attribute_is(constant[G_LOGGING], str_log_record_factory,
+                                   constant[G_LOG_RECORD]);
+    if (plain == 1) {
+        plain = class_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE]);
+    }
+    if (plain != 1) {
+        return plain < 0 ? -1 : 2;
+    }
+    PyObject *names = constant[G_NAMES];
+    PyObject *arguments[7] = {logger, level, NULL, NULL, NULL, names, NULL};
+    PyObject *targets = NULL, *created = NULL, *failed = Py_NewRef(Py_None);
+    int verdict = -1;
+    arguments[2] = PyObject_GetAttr(outcome, str_kind);
+    arguments[3] = arguments[2] == NULL ? NULL : PyObject_GetAttr(direct, str_handler_class);
+    arguments[4] = arguments[3] == NULL ? NULL : PyObject_GetAttr(direct, str_formatter_class);
+    arguments[6] = arguments[4] == NULL ? NULL
+        : PyObject_GetAttr(direct, str_accelerated_methods);
+    if (arguments[6] != NULL) {
+        targets = direct_targets(NULL, arguments, 7);
+    }
+    if (targets == NULL) {
+        goto done;
+    }
+    if (targets == Py_None) {
+        verdict = 2;
+        goto done;
+    }
+    /* time.time() looked up at each record, as LogRecord does (clock patching) */
+    created = PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
+    PyObject *write_whole = constant[G_WRITE_WHOLE];
+    if (created == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(targets); index++) {
+        PyObject *handler = PyList_GET_ITEM(targets, index);
+        PyObject *lock = PyObject_GetAttr(handler, str_lock);
+        PyObject *entered = lock == NULL ? NULL : PyObject_CallMethodNoArgs(lock, str_enter);
+        if (entered == NULL) {
+            Py_XDECREF(lock);
+            goto done;
+        }
+        Py_DECREF(entered);
+        PyObject *formatter = PyObject_GetAttr(handler, str_formatter);
+        PyObject *line = NULL;
+        if (formatter != NULL) {
+            PyObject *append_arguments[5] = {handler, formatter, outcome, created, write_whole};
+            line = append_line(NULL, append_arguments, 5);
+            Py_DECREF(formatter);
+        }
+        if (line == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            /* the failure as the line: finish_accelerated raises it where handleError sees it */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (traceback != NULL) {
+                PyException_SetTraceback(value, traceback);
+            }
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            line = value;
+        }
+        if (line != NULL && line != Py_True) {
+            PyObject *finish_arguments[8] = {handler, outcome, created, line, failed, logger,
+                                             level, make_record};
+            Py_SETREF(failed, PyObject_Vectorcall(self->finish, finish_arguments, 8, NULL));
+            Py_SETREF(line, failed == NULL ? NULL : Py_NewRef(Py_True));
+        }
+        if (line == NULL) {  /* an exception to pass on: the lock left as `with` leaves it */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None
+                                           : traceback};
+            PyObject *left = PyObject_VectorcallMethod(str_exit, exit_arguments, 4, NULL);
+            if (left == NULL) {
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(traceback);
+            }
+            else {
+                Py_DECREF(left);
+                PyErr_Restore(type, value, traceback);
+            }
+            Py_DECREF(lock);
+            goto done;
+        }
+        Py_DECREF(line);
+        int left = leave(lock);
+        Py_DECREF(lock);
+        if (left < 0) {
+            goto done;
+        }
+    }
+    if (failed == Py_None) {
+        verdict = 0;
+    }
+    else {
+        PyObject *values = PyObject_GetAttr(failed, str_dict);
+        verdict = values == NULL ? -1 : PySequence_Contains(values, constant[G_WRITE_FAILED]);
+        Py_XDECREF(values);
+    }
+done:
+    for (int at = 2; at < 7; at++) {
+        if (at != 5) {
+            Py_XDECREF(arguments[at]);
+        }
+    }
+    Py_XDECREF(targets);
+    Py_XDECREF(created);
+    Py_XDECREF(failed);
+    return verdict;
+}
+
+static PyObject *
+emitter_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Emitter *self = (Emitter *)callable;
+    int verdict = 2;
+    if (PyVectorcall_NARGS(nargsf) == 4 && kwnames == NULL) {
+        verdict = emit_here(self, args[0], args[1], args[2], args[3]);
+    }
+    if (verdict == 2) {
+        return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+    }
+    return verdict < 0 ? NULL : PyBool_FromLong(verdict);
+}
+
+static PyObject *
+emitter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *python, *finish, *speedups;
+    static char *keywords[] = {"python", "finish", "speedups", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!:Emitter", keywords, &python, &finish,
+                                     &PyDict_Type, &speedups)) {
+        return NULL;
+    }
+    Emitter *self = (Emitter *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->python = Py_NewRef(python);
+    self->finish = Py_NewRef(finish);
+    self->speedups = Py_NewRef(speedups);
+    self->vectorcall = emitter_vectorcall;
+    PyObject *names[G_COUNT] = {str_template_record, str_logging, str_log_record, str_os,
+                                str_os_write, str_accelerated_names, str_time, str_write_whole,
+                                str_write_failed};
+    for (int at = 0; at < G_COUNT; at++) {
+        PyObject *value = speedups_global(self, names[at]);
+        if (value == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->constant[at] = Py_NewRef(value);
+    }
+    return (PyObject *)self;
+}
+
+static int
+emitter_traverse(Emitter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->python);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->speedups);
+    for (int at = 0; at < G_COUNT; at++) {
+        Py_VISIT(self->constant[at]);
+    }
+    return 0;
+}
+
+static int
+emitter_clear(Emitter *self)
+{
+    Py_CLEAR(self->python);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->speedups);
+    for (int at = 0; at < G_COUNT; at++) {
+        Py_CLEAR(self->constant[at]);
+    }
+    return 0;
+}
+
+static void
+emitter_dealloc(Emitter *self)
+{
+    PyObject_GC_UnTrack(self);
+    emitter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+emitter_wrapped(Emitter *self, void *unused)
+{
+    return Py_NewRef(self->python);
+}
+
+static PyGetSetDef emitter_getset[] = {
+    {"__wrapped__", (getter)emitter_wrapped, NULL, "the emitter written in Python", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(emitter_doc,
+"Emitter(python, finish, speedups)\n--\n\n"
+"``emitter(logger, level, outcome, make_record)``: what ``python``\n"
+"(``speedups.emit_accelerated``) writes and answers, done in C for its usual case (its\n"
+"checks passed, ``os.write`` the os module's, direct_targets giving the handlers): each\n"
+"handler's lock entered and left as ``with`` does, its line made and written by\n"
+"append_line, or, when append_line did not write it or raised an Exception, handed to\n"
+"``finish`` (``speedups.finish_accelerated``) under the lock. Every other call is\n"
+"``python``'s. ``speedups``: that module's globals; ``_direct`` is read at each record,\n"
+"the module's constants (template_record, the logging, os and time modules, _LogRecord,\n"
+"_OS_WRITE, _ACCELERATED_NAMES, write_whole, WRITE_FAILED) when it is made.");
+
+static PyTypeObject EmitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Emitter",
+    .tp_basicsize = sizeof(Emitter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = emitter_doc,
+    .tp_new = emitter_new,
+    .tp_traverse = (traverseproc)emitter_traverse,
+    .tp_clear = (inquiry)emitter_clear,
+    .tp_dealloc = (destructor)emitter_dealloc,
+    .tp_vectorcall_offset = offsetof(Emitter, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_getset = emitter_getset,
+};
+
+/* == Entry: AccountingLogger.delivered and .deferred entered in C ========================= */
+/* the fields of an Outcome's __dict__ as logger._build makes it (logger._BUILT), in order */
+enum { F_KIND, F_RCPT, F_TIME_QUEUED, F_SRC_MTA, F_SRC_IP, F_DEST_IP, F_VMTA, F_JOB_ID,
+       F_DSN_STATUS, F_DSN_MSG, F_DELAY, F_BOUNCE_CAT, F_HEADERS, F_EXTRA, F_BUILT };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *python;         /* the method written in Python: what every other call gets */
+    PyObject *kind;           /* the Kind it records */
+    PyObject *owner;          /* AccountingLogger */
+    PyObject *record;         /* AccountingLogger.record as defined */
+    PyObject *builder;        /* AccountingLogger._outcome as installed */
+    PyObject *fields;         /* logger._BUILT, interned: the keywords are fields[2:] */
+    PyObject *template;       /* dict.fromkeys(fields) */
+    PyObject *outcome_class;  /* Outcome */
+    PyObject *is_enabled_for; /* logging.Logger.isEnabledFor */
+    Seen record_seen, builder_seen;  /* the class's record and _outcome last checked */
+    vectorcallfunc vectorcall;
+} Entry;
+
+/* 1 if `type.<name>` is `expected`, looked up again only when the class changed since it
+ * last was (see Seen); 0 if not, -1 with an exception set. */
+static int
+class_attribute_seen(Seen *seen, PyObject *type, PyObject *name, PyObject *expected)
+{
+    if (seen_unchanged(seen, type, name, expected)) {
+        return 1;
+    }
+    int same = class_attribute_is(type, name, expected);
+    if (same == 1) {
+        seen_now(seen, type, name, expected);
+    }
+    return same;
+}
+
+/* 1 if logger.isEnabledFor(level) is true, 0 if not, -1 with an exception set. Logger's own
+ * (bound to this logger) is done here as CPython 3.11 does it: False if disabled, else its
+ * _cache's answer for the level; the method is called for any other and on a cache miss. */
+static int
+logger_enabled(Entry *self, PyObject *logger, PyObject *level)
+{
+    PyObject *method = PyObject_GetAttr(logger, str_is_enabled_for);
+    if (method == NULL) {
+        return -1;
+    }
+    PyObject *answer = NULL;
+    if (PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == self->is_enabled_for
+            && PyMethod_GET_SELF(method) == logger) {
+        int disabled = true_attribute(logger, str_disabled);
+        if (disabled != 0) {
+            Py_DECREF(method);
+            return disabled < 0 ? -1 : 0;
+        }
+        PyObject *cache = PyObject_GetAttr(logger, str_cache);
+        if (cache == NULL) {
+            Py_DECREF(method);
+            return -1;
+        }
+        if (PyDict_CheckExact(cache)) {
+            answer = Py_XNewRef(PyDict_GetItemWithError(cache, level));
+        }
+        Py_DECREF(cache);
+        if (answer == NULL && PyErr_Occurred()) {
+            Py_DECREF(method);
+            return -1;
+        }
+    }
+    if (answer == NULL) {
+        answer = PyObject_CallOneArg(method, level);
+    }
+    Py_DECREF(method);
+    int truth = answer == NULL ? -1 : PyObject_IsTrue(answer);
+    Py_XDECREF(answer);
+    return truth;
+}
+
+/* The Outcome of `given` (the F_BUILT values, borrowed) made as logger._build makes it:
+ * object.__new__(Outcome) given the dict of the fields, in order, as its __dict__, headers
+ * and extra None made empty dicts. */
+static PyObject *
+new_outcome(Entry *self, PyObject *const *given)
+{
+    PyObject *values = PyDict_Copy(self->template);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t field = 0; field < F_BUILT; field++) {
+        PyObject *value = given[field], *empty = NULL;
+        if ((field == F_HEADERS || field == F_EXTRA) && value == Py_None) {
+            value = empty = PyDict_New();
+        }
+        else if (value == Py_None) {
+            continue;  /* the template's value */
+        }
+        int failed = value == NULL
+            || PyDict_SetItem(values, PyTuple_GET_ITEM(self->fields, field), value) < 0;
+        Py_XDECREF(empty);
+        if (failed) {
+            Py_DECREF(values);
+            return NULL;
+        }
+    }
+    PyTypeObject *type = (PyTypeObject *)self->outcome_class;
+    /* object.__new__(Outcome): no arguments, no abstract methods, so its tp_alloc */
+    PyObject *outcome = type->tp_alloc(type, 0);
+    if (outcome != NULL && PyObject_GenericSetDict(outcome, values, NULL) < 0) {
+        Py_CLEAR(outcome);
+    }
+    Py_DECREF(values);
+    return outcome;
+}
+
+/* What AccountingLogger.record(self, outcome) does, for the class's own record: emit the
+ * outcome through self._emit when the logger is enabled for its level, then tell
+ * on_write_error of a failed write. Returns a new reference to `outcome`, or NULL. */
+static PyObject *
+record_outcome(Entry *self, PyObject *logger_self, PyObject *outcome, PyObject *kind)
+{
+    PyObject *logger = NULL, *level = NULL, *emit = NULL, *make_record = NULL, *hook = NULL;
+    PyObject *result = NULL;
+    logger = PyObject_GetAttr(logger_self, str_logger);
+    level = logger == NULL ? NULL : PyObject_GetAttr(kind, str_level);
+    if (level == NULL) {
+        goto done;
+    }
+    int truth = logger_enabled(self, logger, level);
+    if (truth < 0) {
+        goto done;
+    }
+    if (truth) {
+        emit = PyObject_GetAttr(logger_self, str_emit);
+        make_record = emit == NULL ? NULL : PyObject_GetAttr(logger_self, str_make_record);
+        if (make_record == NULL) {
+            goto done;
+        }
+        /* an Emitter: its work done here, without the call */
+        int in_c = Py_IS_TYPE(emit, &EmitterType);
+        truth = in_c ? emit_here((Emitter *)emit, logger, level, outcome, make_record) : 2;
+        if (truth == 2) {
+            PyObject *arguments[4] = {logger, level, outcome, make_record};
+            PyObject *failed = PyObject_Vectorcall(in_c ? ((Emitter *)emit)->python : emit,
+                                                   arguments, 4, NULL);
+            truth = failed == NULL ? -1 : PyObject_IsTrue(failed);
+            Py_XDECREF(failed);
+        }
+        if (truth < 0) {
+            goto done;
+        }
+        if (truth) {
+            hook = PyObject_GetAttr(logger_self, str_on_write_error);
+            if (hook == NULL) {
+                goto done;
+            }
+            if (hook != Py_None) {
+                PyObject *told = PyObject_CallOneArg(hook, outcome);
+                if (told == NULL) {
+                    goto done;
+                }
+                Py_DECREF(told);
+            }
+        }
+    }
+    result = Py_NewRef(outcome);
+done:
+    Py_XDECREF(logger);
+    Py_XDECREF(level);
+    Py_XDECREF(emit);
+    Py_XDECREF(make_record);
+    Py_XDECREF(hook);
+    return result;
+}
+
+static PyObject *
+entry_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Entry *self = (Entry *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2) {
+        goto python;
+    }
+    PyObject *given[F_BUILT];
+    given[F_KIND] = self->kind;
+    given[F_RCPT] = args[1];
+    for (Py_ssize_t field = F_TIME_QUEUED; field < F_BUILT; field++) {
+        given[field] = Py_None;
+    }
+    Py_ssize_t keywords = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t index = 0; index < keywords; index++) {
+        /* the names of a call in code are interned, as the fields are: compared by identity
+         * (any other name, a detail or one spelt at run time, goes to the Python method) */
+        PyObject *name = PyTuple_GET_ITEM(kwnames, index);
+        Py_ssize_t field = F_TIME_QUEUED;
+        while (field < F_BUILT && PyTuple_GET_ITEM(self->fields, field) != name) {
+            field++;
+        }
+        if (field == F_BUILT) {
+            goto python;
+        }
+        given[field] = args[nargs + index];
+    }
+    PyObject *rcpt = given[F_RCPT], *time_queued = given[F_TIME_QUEUED];
+    PyObject *delay = given[F_DELAY], *job_id = given[F_JOB_ID], *headers = given[F_HEADERS];
+    /* the arguments logger._build takes as they are (build_outcome's test) */
+    if (!(PyUnicode_CheckExact(rcpt) && PyUnicode_GET_LENGTH(rcpt) > 0)
+            || !(time_queued == Py_None || PyFloat_CheckExact(time_queued))
+            || !(delay == Py_None || PyFloat_CheckExact(delay) || PyLong_CheckExact(delay))
+            || !(job_id == Py_None || PyUnicode_CheckExact(job_id))
+            || !(headers == Py_None || PyDict_CheckExact(headers))) {
+        goto python;
+    }
+    if (!PyObject_TypeCheck(args[0], (PyTypeObject *)self->owner)) {
+        goto python;
+    }
+    /* a subclass's (or a patched) record or outcome builder: the Python method calls them */
+    PyObject *type = (PyObject *)Py_TYPE(args[0]);
+    int plain = class_attribute_seen(&self->record_seen, type, str_record, self->record);
+    if (plain == 1) {
+        plain = class_attribute_seen(&self->builder_seen, type, str_outcome_builder,
+                                     self->builder);
+    }
+    if (plain < 0) {
+        return NULL;
+    }
+    if (plain == 0) {
+        goto python;
+    }
+    PyObject *outcome = new_outcome(self, given);
+    if (outcome == NULL) {
+        return NULL;
+    }
+    PyObject *result = record_outcome(self, args[0], outcome, self->kind);
+    Py_DECREF(outcome);
+    return result;
+python:
+    return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+entry_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, instance);
+}
+
+static PyObject *
+entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *python, *kind, *owner, *record, *builder, *fields, *outcome_class;
+    PyObject *is_enabled_for;
+    static char *keywords[] = {"python", "kind", "owner", "record", "builder", "fields",
+                               "outcome_class", "is_enabled_for", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!OOO!O!O:Entry", keywords, &python,
+                                     &kind, &PyType_Type, &owner, &record, &builder,
+                                     &PyTuple_Type, &fields, &PyType_Type, &outcome_class,
+                                     &is_enabled_for)) {
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(fields) != F_BUILT) {
+        PyErr_Format(PyExc_TypeError, "Entry: %d fields, not %zd", F_BUILT,
+                     PyTuple_GET_SIZE(fields));
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < F_BUILT; index++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(fields, index))) {
+            PyErr_SetString(PyExc_TypeError, "Entry: the fields are names (str)");
+            return NULL;
+        }
+    }
+    PyObject *interned = PyTuple_New(F_BUILT), *template = PyDict_New();
+    if (interned == NULL || template == NULL) {
+        goto failed;
+    }
+    for (Py_ssize_t index = 0; index < F_BUILT; index++) {
+        PyObject *name = Py_NewRef(PyTuple_GET_ITEM(fields, index));
+        PyUnicode_InternInPlace(&name);
+        PyTuple_SET_ITEM(interned, index, name);
+        if (PyDict_SetItem(template, name, Py_None) < 0) {
+            goto failed;
+        }
+    }
+    Entry *self = (Entry *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        goto failed;
+    }
+    self->python = Py_NewRef(python);
+    self->kind = Py_NewRef(kind);
+    self->owner = Py_NewRef(owner);
+    self->record = Py_NewRef(record);
+    self->builder = Py_NewRef(builder);
+    self->fields = interned;
+    self->template = template;
+    self->outcome_class = Py_NewRef(outcome_class);
+    self->is_enabled_for = Py_NewRef(is_enabled_for);
+    self->vectorcall = entry_vectorcall;
+    return (PyObject *)self;
+failed:
+    Py_XDECREF(interned);
+    Py_XDECREF(template);
+    return NULL;
+}
+
+static int
+entry_traverse(Entry *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->python);
+    Py_VISIT(self->kind);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->record);
+    Py_VISIT(self->builder);
+    Py_VISIT(self->template);
+    Py_VISIT(self->outcome_class);
+    Py_VISIT(self->is_enabled_for);
+    Seen *seen[2] = {&self->record_seen, &self->builder_seen};
+    for (int at = 0; at < 2; at++) {
+        Py_VISIT(seen[at]->type);
+        Py_VISIT(seen[at]->names);
+        Py_VISIT(seen[at]->against);
+    }
+    return 0;
+}
+
+static int
+entry_clear(Entry *self)
+{
+    Py_CLEAR(self->python);
+    Py_CLEAR(self->kind);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->record);
+    Py_CLEAR(self->builder);
+    Py_CLEAR(self->fields);
+    Py_CLEAR(self->template);
+    Py_CLEAR(self->outcome_class);
+    Py_CLEAR(self->is_enabled_for);
+    Seen *seen[2] = {&self->record_seen, &self->builder_seen};
+    for (int at = 0; at < 2; at++) {
+        Py_CLEAR(seen[at]->type);
+        Py_CLEAR(seen[at]->names);
+        Py_CLEAR(seen[at]->against);
+    }
+    return 0;
+}
+
+static void
+entry_dealloc(Entry *self)
+{
+    PyObject_GC_UnTrack(self);
+    entry_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* __doc__, __name__, __qualname__, __module__: the Python method's (closure: the name) */
+static PyObject *
+entry_python_attribute(Entry *self, void *name)
+{
+    return PyObject_GetAttrString(self->python, (const char *)name);
+}
+
+static PyObject *
+entry_wrapped(Entry *self, void *unused)
+{
+    return Py_NewRef(self->python);
+}
+
+static PyGetSetDef entry_getset[] = {
+    {"__wrapped__", (getter)entry_wrapped, NULL, "the method written in Python", NULL},
+    {"__doc__", (getter)entry_python_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)entry_python_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)entry_python_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)entry_python_attribute, NULL, NULL, "__module__"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Entry",
+    .tp_basicsize = sizeof(Entry),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = PyDoc_STR(
+        "Entry(python, kind, owner, record, builder, fields, outcome_class, is_enabled_for)\n"
+        "--\n\n"
+        "A method of ``owner`` (AccountingLogger) that records an outcome of ``kind`` as the\n"
+        "method ``python`` (its delivered or deferred) does: for a call with the recipient\n"
+        "and keywords among ``fields`` (logger._BUILT) whose values logger._build takes as\n"
+        "they are, on an instance whose class's ``record`` and ``_outcome`` are ``record``\n"
+        "and ``builder``, it makes the Outcome as _build makes it and does what ``record``\n"
+        "does with it, in C (an Emitter's work done without calling it; Logger's own\n"
+        "``is_enabled_for`` read in C); every other call is ``python``'s (its errors, its\n"
+        "texts)."),
+    .tp_new = entry_new,
+    .tp_traverse = (traverseproc)entry_traverse,
+    .tp_clear = (inquiry)entry_clear,
+    .tp_dealloc = (destructor)entry_dealloc,
+    .tp_vectorcall_offset = offsetof(Entry, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = entry_get,
+    .tp_getset = entry_getset,
 };
 
 static PyMethodDef accel_methods[] = {
@@ -772,7 +1582,19 @@ PyInit__accel(void)
         {&str_formatter, "formatter"}, {&str_lock, "lock"}, {&str_parent, "parent"},
         {&str_propagate, "propagate"}, {&str_last_second, "last_second"},
         {&str_code, "code"}, {&str_value, "value"}, {&str_text, "text"}, {&str_of, "of"},
-        {&str_time_queued, "time_queued"},
+        {&str_time_queued, "time_queued"}, {&str_logger, "logger"},
+        {&str_is_enabled_for, "isEnabledFor"}, {&str_emit, "_emit"},
+        {&str_make_record, "_make_record"}, {&str_on_write_error, "on_write_error"},
+        {&str_record, "record"}, {&str_outcome_builder, "_outcome"},
+        {&str_direct_global, "_direct"}, {&str_template_record, "template_record"},
+        {&str_logging, "logging"}, {&str_log_record_factory, "_logRecordFactory"},
+        {&str_log_record, "_LogRecord"}, {&str_os, "os"}, {&str_write, "write"},
+        {&str_os_write, "_OS_WRITE"}, {&str_accelerated_names, "_ACCELERATED_NAMES"},
+        {&str_handler_class, "handler_class"}, {&str_formatter_class, "formatter_class"},
+        {&str_accelerated_methods, "accelerated_methods"}, {&str_time, "time"},
+        {&str_write_whole, "write_whole"}, {&str_enter, "__enter__"},
+        {&str_exit, "__exit__"}, {&str_write_failed, "WRITE_FAILED"},
+        {&str_cache, "_cache"},
     };
     for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
         if (*names[at].name == NULL
@@ -780,11 +1602,14 @@ PyInit__accel(void)
             return NULL;
         }
     }
-    if (PyType_Ready(&LineType) < 0) {
+    if (PyType_Ready(&LineType) < 0 || PyType_Ready(&EmitterType) < 0
+            || PyType_Ready(&EntryType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&accel_module);
-    if (module != NULL && PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0) {
+    if (module != NULL && (PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0
+            || PyModule_AddObjectRef(module, "Emitter", (PyObject *)&EmitterType) < 0
+            || PyModule_AddObjectRef(module, "Entry", (PyObject *)&EntryType) < 0)) {
         Py_CLEAR(module);
     }
     return module;

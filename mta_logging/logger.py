@@ -279,6 +279,11 @@ _BUILT = ("kind", "rcpt", "time_queued", "src_mta", "src_ip", "dest_ip", "vmta",
           "dsn_status", "dsn_msg", "delay", "bounce_cat", "headers", "extra")
 # the C accelerator's build in front of _build where it is used (see speedups.builder_for)
 AccountingLogger._outcome = staticmethod(speedups.builder_for(_build, _BUILT))
+# delivered and deferred entered in C where the accelerator is used (see speedups.entry_for)
+AccountingLogger.delivered = speedups.entry_for(  # type: ignore[method-assign]
+    AccountingLogger.delivered, Kind.DELIVERED, AccountingLogger, _BUILT)
+AccountingLogger.deferred = speedups.entry_for(  # type: ignore[method-assign]
+    AccountingLogger.deferred, Kind.DEFERRED, AccountingLogger, _BUILT)
 
 
 def _through_outcome(

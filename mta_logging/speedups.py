@@ -56,6 +56,7 @@ __all__ = [
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
     "ACCELERATOR", "accelerated", "accelerated_line", "builder_for", "emit_accelerated",
+    "finish_accelerated", "EMIT_IN_C", "entry_for",
     "emitter_for",
 ]
 
@@ -780,7 +781,11 @@ def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: 
     return failed
 
 
-# == The C accelerator's emitter and builder ======================================================
+# == The C accelerator's emitter, builder and entry ===============================================
+# ``emit_accelerated`` is emit_direct with the C accelerator's steps; ``EMIT_IN_C`` does its usual
+# case wholly in C and is the logger's emitter; ``entry_for`` puts AccountingLogger.delivered and
+# .deferred in C in front of their Python methods (the Outcome made, record()'s steps, EMIT_IN_C's
+# work without a call). Each steps aside to the Python code for anything unusual.
 
 _OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
 
@@ -819,21 +824,64 @@ def emit_accelerated(logger: logging.Logger, level: int, outcome: Outcome,
     failed: logging.LogRecord | None = None
     for handler in targets:
         with handler.lock:
+            line: Any
             try:
                 formatter = handler.formatter
                 line = (ACCELERATOR.append_line(handler, formatter, outcome, created, write_whole)
                         if in_c else formatter.outcome_line(outcome, created))
-                if line is not True:  # not written: the line (None: escaped by the formatter)
-                    handler.write_line(formatter._escaped_line(outcome, created) if line is None
-                                       else line, created, None)
-            except Exception:
-                failed = _report(failed, handler, logger, level, outcome, make_record)
+            except Exception as error:
+                line = error
+            if line is not True:  # not written
+                failed = finish_accelerated(handler, outcome, created, line, failed, logger,
+                                            level, make_record)
     return failed is not None and WRITE_FAILED in failed.__dict__
 
 
+def finish_accelerated(handler: logging.Handler, outcome: Outcome, created: float,
+                       line: str | Exception | None, failed: logging.LogRecord | None,
+                       logger: logging.Logger, level: int,
+                       make_record: RecordMaker) -> logging.LogRecord | None:
+    """The rest of :func:`emit_accelerated`'s step for ``handler`` (its lock held) when the
+    line was not written: ``line`` written by ``handler.write_line`` (None: the formatter's
+    ``_escaped_line``), or, for ``line`` the exception making or writing it raised (or one of
+    write_line's), ``handleError`` (see ``_report``). Returns the record made for
+    handleError: ``failed``, or the one made now for the first failure."""
+    try:
+        if isinstance(line, Exception):
+            raise line
+        handler.write_line(  # type: ignore[attr-defined]
+            handler.formatter._escaped_line(outcome, created)  # type: ignore[union-attr]
+            if line is None else line, created, None)
+    except Exception:
+        failed = _report(failed, handler, logger, level, outcome, make_record)
+    return failed
+
+
+# what emit_accelerated writes and answers, in C for its usual case (the others: its own)
+EMIT_IN_C: Emitter | None = (None if ACCELERATOR is None else ACCELERATOR.Emitter(
+    emit_accelerated, finish_accelerated, globals()))
+
+
+def entry_for(method: Callable[..., Outcome], kind: Kind, owner: type,
+              fields: Sequence[str]) -> Callable[..., Outcome]:
+    """``method`` (``AccountingLogger.delivered`` or ``.deferred``, of ``kind``), or where
+    :func:`accelerated` an ``_accel.Entry`` in front of it, entered in C: for the usual call
+    (the recipient and keywords among ``fields``, the keys of ``logger._build``'s dict, with
+    values it takes as they are) on an instance whose class's ``record`` and ``_outcome`` are
+    ``owner``'s as they are now, it makes the Outcome ``_build`` makes and does what ``record``
+    does with it (an :data:`EMIT_IN_C` emitter's work done without the call); every other
+    call is ``method``'s. Same signature (``__wrapped__``)."""
+    if not accelerated():
+        return method
+    entry: Callable[..., Outcome] = ACCELERATOR.Entry(
+        method, kind, owner, owner.record, owner._outcome,  # type: ignore[attr-defined]
+        tuple(fields), Outcome, logging.Logger.isEnabledFor)
+    return entry
+
+
 def emitter_for() -> Emitter:
-    """:func:`emit_accelerated` where the C accelerator is :func:`accelerated`, else
+    """:data:`EMIT_IN_C` where the C accelerator is :func:`accelerated`, else
     :func:`emit_direct` on a verified Python, else :func:`emit_plain`."""
-    if accelerated():
-        return emit_accelerated
+    if accelerated() and EMIT_IN_C is not None:
+        return EMIT_IN_C
     return emit_direct if enabled() else emit_plain

@@ -1,14 +1,18 @@
 """The C accelerator (``mta_logging/_accel.c``): built where CI requires it; its
 ``build_outcome`` makes the Outcome (or raises the error) that ``logger._build`` makes, and its
 ``append_line`` writes what ``write_line(outcome_line(...))`` writes, or hands the work back
-unwritten. That the accelerated emitter writes the same files as the plain ways in every setup
-is ``tests/test_speedups_emit.py``'s (parametrized over it)."""
+unwritten; ``AccountingLogger.delivered``/``.deferred`` entered in C (``Entry``) return, raise
+and write what the Python methods do, and notice what is changed between two records. That the
+accelerated emitters (``emit_accelerated``, ``EMIT_IN_C``) write the same files as the plain
+ways in every setup is ``tests/test_speedups_emit.py``'s (parametrized over them)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -281,3 +286,217 @@ def test_a_field_the_accelerator_does_not_make_leaves_the_compiled_line() -> Non
     assert speedups.accelerated_line(["type", "custom_X-Job"], None, "\t", "") is None
     assert type(AccountingFormatter(kind="deferred")._line) is not accel.Line  # delay
     assert type(AccountingFormatter(kind="delivered")._line) is accel.Line
+
+
+# == AccountingLogger.delivered/deferred entered in C (_accel.Entry) and the C emitter =======
+
+_logger_count = 0
+
+
+@contextlib.contextmanager
+def accounting_logger(directory: Path) -> Iterator[logging.Logger]:
+    """A logger of its own with an accounting file handler per kind written in C (delivered,
+    deferred) in ``directory``. (Made in the test itself: pytest gives the loggers that do not
+    propagate, when a test starts, a handler of its own, which no direct write passes.)"""
+    global _logger_count
+    _logger_count += 1
+    logger = logging.getLogger(f"test.accel.entry.{_logger_count}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handlers = [AccountingFileHandler(kind, path=directory) for kind in ("delivered", "deferred")]
+    for each in handlers:
+        logger.addHandler(each)
+    try:
+        yield logger
+    finally:
+        for each in handlers:
+            logger.removeHandler(each)
+            each.close()
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records, lines and file names all get T0."""
+    monkeypatch.setattr(time, "time", lambda: T0)
+
+
+@pytest.fixture
+def plain_spied() -> Iterator[mock.MagicMock]:
+    """``speedups.emit_plain``, spied on: called when the record must be made (every way
+    that writes without it steps aside to it)."""
+    with mock.patch.object(speedups, "emit_plain", wraps=speedups.emit_plain) as spy:
+        yield spy
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def lines(directory: Path) -> list[str]:
+    return [line for data in files(directory).values() for line in data.decode().splitlines()
+            if not line.startswith("type")]
+
+
+@needs_accelerator
+def test_delivered_and_deferred_are_entered_in_c_with_the_python_signature() -> None:
+    import inspect
+
+    for name in ("delivered", "deferred"):
+        method = getattr(AccountingLogger, name)
+        assert type(method) is accel.Entry
+        assert method.__name__ == name and method.__doc__ == method.__wrapped__.__doc__
+        assert inspect.signature(method) == inspect.signature(method.__wrapped__)
+    assert AccountingLogger("test.accel.bound").delivered.__self__ is not None  # bound
+    assert AccountingLogger("test.accel.choice")._emit is speedups.EMIT_IN_C
+
+
+def outcome_or_error(call: Any, arguments: tuple[Any, ...]) -> Any:
+    """What ``call(rcpt, keywords..., **details)`` returns (the Outcome's fields, in order)
+    or raises (the error's type and text)."""
+    keywords = dict(zip(_BUILT[2:], arguments[2:-1], strict=True))
+    try:
+        return list(vars(call(arguments[1], **keywords, **arguments[-1])).items())
+    except TypeError as error:
+        return (type(error), str(error))
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(BUILT_ARGUMENTS)
+def test_the_c_entry_returns_and_raises_what_the_python_method_does(
+        arguments: tuple[Any, ...]) -> None:
+    logger = logging.getLogger("test.accel.entry.quiet")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    acct = AccountingLogger(logger)
+    for name in ("delivered", "deferred"):
+        python = functools.partial(getattr(AccountingLogger, name).__wrapped__, acct)
+        kind = Kind.DELIVERED if name == "delivered" else Kind.DEFERRED
+        assert outcome_or_error(getattr(acct, name), (kind, *arguments[1:])) == (
+            outcome_or_error(python, (kind, *arguments[1:])))
+
+
+CALLS: list[dict[str, Any]] = [
+    {"time_queued": T0 - 42, "src_mta": "mx", "src_ip": "192.0.2.1", "dest_ip": "198.51.100.2",
+     "vmta": "pool", "job_id": "7", "dsn_status": "2.0.0", "dsn_msg": "250 2.0.0 OK"},
+    {"job_id": 42, "delay": 60},  # job_id converted: the Python method
+    {"dsn_msg": "250 ok\twith a tab", "headers": {"X-Job": "1"}},  # escaped by the formatter
+    {"vmta": "é", "extra": {"k": "v"}, "orig": "a@example.org"},  # a detail: the Python method
+]
+
+
+@needs_accelerator
+@pytest.mark.parametrize("name", ["delivered", "deferred"])
+def test_the_c_entry_writes_the_bytes_of_the_python_method(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        plain_spied: mock.MagicMock) -> None:
+    monkeypatch.setattr(time, "time", lambda: T0)
+    python = getattr(AccountingLogger, name).__wrapped__
+    results = []
+    for way in ("c", "python"):
+        with accounting_logger(tmp_path / way) as logger:
+            acct = AccountingLogger(logger)
+            call = getattr(acct, name) if way == "c" else functools.partial(python, acct)
+            returned = [call(f"r{number}@example.com", **keywords)
+                        for number, keywords in enumerate(CALLS)]
+        results.append((returned, files(tmp_path / way)))
+    assert results[0] == results[1]
+    assert len(lines(tmp_path / "c")) == len(CALLS)
+    assert not plain_spied.called  # both ways wrote without a record
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_keyword_spelt_at_run_time_goes_to_the_python_method(tmp_path: Path) -> None:
+    name = "".join(["job", "_id"])  # not the interned name a call in code passes
+    with accounting_logger(tmp_path) as logger:
+        outcome = AccountingLogger(logger).delivered("a@example.com", **{name: "7"})
+    assert outcome == Outcome(Kind.DELIVERED, "a@example.com", job_id="7")
+    assert lines(tmp_path) == ["d\t2025-11-26 06:20:00\t\ta@example.com\t\t\t\t7\t\t"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_record_or_outcome_replaced_after_a_record_is_used_at_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_spied: mock.MagicMock) -> None:
+    seen: list[str] = []
+    plain_record = AccountingLogger.record
+
+    def record(self: AccountingLogger, outcome: Outcome) -> Outcome:
+        seen.append(outcome.rcpt)
+        return plain_record(self, outcome)
+
+    class Shouting(AccountingLogger):
+        @staticmethod
+        def outcome(kind: Kind | str, rcpt: str, **fields: Any) -> Outcome:
+            return AccountingLogger.outcome(kind, rcpt.upper(), **fields)
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        with monkeypatch.context() as patched:
+            patched.setattr(AccountingLogger, "record", record)
+            acct.delivered("second@example.com")
+        acct.delivered("third@example.com")
+        shouted = Shouting(logger).deferred("fourth@example.com")
+    assert seen == ["second@example.com"] and shouted.rcpt == "FOURTH@EXAMPLE.COM"
+    assert [line.split("\t")[3] for line in lines(tmp_path)] == [  # deferred/, delivered/
+        "FOURTH@EXAMPLE.COM", "first@example.com", "second@example.com", "third@example.com"]
+    assert not plain_spied.called  # every line written without a record
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_logger_disabled_after_a_record_writes_nothing_more(tmp_path: Path) -> None:
+    asked: list[int] = []
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        logging.disable(logging.INFO)
+        try:
+            acct.delivered("while-disabled@example.com")
+        finally:
+            logging.disable(logging.NOTSET)
+        logger.disabled = True
+        acct.delivered("logger-disabled@example.com")
+        logger.disabled = False
+        logger.isEnabledFor = (  # type: ignore[method-assign]
+            lambda level: asked.append(level) or False)
+        acct.delivered("not-enabled@example.com")
+        del logger.isEnabledFor
+        acct.delivered("last@example.com")
+    assert [line.split("\t")[3] for line in lines(tmp_path)] == [
+        "first@example.com", "last@example.com"]
+    assert asked == [logging.INFO]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("patched", ["Logger.callHandlers", "AccountingFileHandler.write_line"])
+def test_a_class_method_patched_after_a_record_in_c_is_called_at_the_next(
+        patched: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        plain_spied: mock.MagicMock) -> None:
+    calls: list[str] = []
+    owner: Any = logging.Logger if patched.startswith("Logger") else AccountingFileHandler
+    name = patched.split(".")[1]
+    plain = getattr(owner, name)
+
+    def spy(self: Any, *arguments: Any) -> Any:
+        calls.append(name)
+        return plain(self, *arguments)
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")  # (the file opened by write_line)
+        calls_before, made_before = list(calls), plain_spied.call_count
+        with monkeypatch.context() as context:
+            context.setattr(owner, name, spy)
+            acct.delivered("second@example.com")
+            calls_during = list(calls)
+        acct.delivered("third@example.com")
+    assert (calls_before, made_before) == ([], 0)  # written in C
+    assert calls_during == calls == [name]
+    assert [line.split("\t")[3] for line in lines(tmp_path)] == [
+        "first@example.com", "second@example.com", "third@example.com"]

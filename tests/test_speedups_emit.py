@@ -40,6 +40,7 @@ EMITTERS = {"direct": speedups.emit_direct, "plain": speedups.emit_plain}
 DIRECT_EMITTERS = {"direct": speedups.emit_direct}
 if speedups.ACCELERATOR is not None:
     EMITTERS["accelerated"] = DIRECT_EMITTERS["accelerated"] = speedups.emit_accelerated
+    EMITTERS["in C"] = DIRECT_EMITTERS["in C"] = speedups.EMIT_IN_C  # type: ignore[assignment]
 
 
 class Kept(logging.Handler):
@@ -200,7 +201,7 @@ DIRECT_SETUPS = {"plain", "propagating to a second writer", "a formatter separat
 # the setups each direct emitter writes without a record (emit_direct calls a formatter's own
 # outcome_line; the accelerator, which writes without it, steps aside)
 WRITTEN_DIRECTLY = {"direct": DIRECT_SETUPS | {"outcome_line set on a formatter"},
-                    "accelerated": DIRECT_SETUPS}
+                    "accelerated": DIRECT_SETUPS, "in C": DIRECT_SETUPS}
 
 OUTCOMES = [
     Outcome(Kind.DELIVERED, "a@example.com", job_id="1", dsn_msg="250 2.0.0 OK"),
@@ -394,5 +395,5 @@ def test_the_direct_way_is_taken_only_where_verified(on: bool) -> None:
     verified = frozenset({sys.version_info[:2]}) if on else frozenset()
     with mock.patch.object(speedups, "VERIFIED_PYTHONS", verified):
         acct = AccountingLogger("test.emit.choice")
-    direct = speedups.emit_direct if speedups.ACCELERATOR is None else speedups.emit_accelerated
+    direct = speedups.emit_direct if speedups.ACCELERATOR is None else speedups.EMIT_IN_C
     assert acct._emit is (direct if on else speedups.emit_plain)
