@@ -45,6 +45,7 @@ replies under callgrind, divided by 4,000).
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import shutil
 import statistics
@@ -52,7 +53,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import ROOT, arguments, configure_ours, machine, measure
+from _common import ROOT, Writer, arguments, configure_ours, machine, measure
 
 from mta_logging import AccountingLogger, bounce_category
 from mta_logging.classify import Classifier, builtin_rules
@@ -60,9 +61,6 @@ from mta_logging.reply import find_reply
 
 DATA = ROOT / "tests" / "data"
 FILES = ("bounce_samples.tsv", "bounce_sisimai_train.tsv", "bounce_extra.tsv")
-WRITE = "bounced(..., bounce_cat=...): write the record"
-
-
 def replies() -> list[tuple[int | None, str | None, str]]:
     found = []
     for name in FILES:
@@ -79,49 +77,118 @@ def dsn_message(code: int | None, enhanced: str | None, text: str) -> str:
     return " ".join(part for part in (str(code) if code else "", enhanced or "", text) if part)
 
 
-def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
+NEW = "classify a new reply (remember=0)"
+NEW_ADDRESS = "classify a new reply with a new address (remember=0)"
+SEEN = "bounce_category(code, status, text): a reply seen before"
+SEEN_ADDRESS = "classify a reply seen before, with a new address (remember=4096)"
+WRITE = "bounced(..., bounce_cat=...): write the record"
+
+
+def _cases() -> tuple[list[tuple[int | None, str | None, str]], int]:
     cases = replies()
+    return cases, len(cases)
+
+
+def classify_new(directory: Path) -> Writer:
+    """Every reply classified as if never seen (its words seen before)."""
+    cases, count = _cases()
+    forgetful = Classifier(builtin_rules(), remember=0)
+
+    def classify(i: int) -> None:
+        forgetful.classify(*cases[i % count])
+
+    return classify
+
+
+def _addressed(classify: Callable[[int | None, str | None, str], object]) -> Writer:
+    """Each reply with an address appended that no call before had (a counter of its own:
+    the ``i`` of a benchmark loop starts again at 0)."""
+    cases, count = _cases()
+    fresh = itertools.count()
+
+    def classify_addressed(i: int) -> None:
+        code, enhanced, text = cases[i % count]
+        classify(code, enhanced, f"{text} <r{next(fresh)}@example.org>")
+
+    return classify_addressed
+
+
+def classify_new_address(directory: Path) -> Writer:
+    """Every reply classified as if never seen, with a never-seen address in it."""
+    return _addressed(Classifier(builtin_rules(), remember=0).classify)
+
+
+def classify_seen(directory: Path) -> Writer:
+    """The shared default classifier, which remembers the answers (all of them, once warm)."""
+    cases, count = _cases()
+
+    def classify(i: int) -> None:
+        bounce_category(*cases[i % count])
+
+    return classify
+
+
+def classify_seen_address(directory: Path) -> Writer:
+    """A classifier of its own that remembers answers as the default one does (the new
+    addresses would push the other rows' replies out of the shared one), each reply with a
+    never-seen address in it."""
+    return _addressed(Classifier.builtin().classify)
+
+
+def pull_out(directory: Path) -> Writer:
+    """:func:`find_reply` alone."""
+    cases, count = _cases()
+
+    def find(i: int) -> None:
+        find_reply(cases[i % count][2])
+
+    return find
+
+
+def _bounced(directory: Path, given: bool) -> Writer:
+    cases, count = _cases()
     messages = [dsn_message(*case) for case in cases]
     statuses = [case[1] or "5.0.0" for case in cases]
-    count = len(cases)
+    configure_ours(directory)
+    acct = AccountingLogger()
+    category = {"bounce_cat": "other"} if given else {}
+
+    def write(i: int) -> None:
+        n = i % count
+        acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n], dsn_msg=messages[n],
+                     **category)
+
+    return write
+
+
+def write_given(directory: Path) -> Writer:
+    """The bounce record written with its category given."""
+    return _bounced(directory, given=True)
+
+
+def write_classified(directory: Path) -> Writer:
+    """The bounce record with the category left to the classifier (the replies seen before)."""
+    return _bounced(directory, given=False)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
+    NEW: classify_new,
+    NEW_ADDRESS: classify_new_address,
+    SEEN: classify_seen,
+    SEEN_ADDRESS: classify_seen_address,
+    "find_reply(text)": pull_out,
+    WRITE: write_given,
+    "bounced(...): write the record, category classified (seen before)": write_classified,
+}
+"""The rows, each a maker of the i-th call for a directory (``bench_instructions.py
+--classify`` counts their instructions)."""
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
     directory = Path(tempfile.mkdtemp(prefix="bench-classify-"))
     try:
-        configure_ours(directory)
-        acct = AccountingLogger()
-        forgetful = Classifier(builtin_rules(), remember=0)
-
-        def classify_new(i: int) -> None:
-            forgetful.classify(*cases[i % count])
-
-        def classify_new_word(i: int) -> None:
-            code, enhanced, text = cases[i % count]
-            forgetful.classify(code, enhanced, f"{text} <r{i}@example.org>")
-
-        def classify(i: int) -> None:
-            bounce_category(*cases[i % count])
-
-        def pull_out(i: int) -> None:
-            find_reply(cases[i % count][2])
-
-        def write_given(i: int) -> None:
-            n = i % count
-            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
-                         dsn_msg=messages[n], bounce_cat="other")
-
-        def write_classified(i: int) -> None:
-            n = i % count
-            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
-                         dsn_msg=messages[n])
-
-        rows: dict[str, Callable[[int], None]] = {
-            "classify a new reply (remember=0)": classify_new,
-            "classify a new reply with a new address (remember=0)": classify_new_word,
-            "bounce_category(code, status, text): a reply seen before": classify,
-            "find_reply(text)": pull_out,
-            WRITE: write_given,
-            "bounced(...): write the record, category classified (seen before)": write_classified,
-        }
+        rows = {name: make(directory) for name, make in IMPLEMENTATIONS.items()}
         micros: dict[str, list[float]] = {name: [] for name in rows}
         names = list(rows)
         for round_number in range(args.rounds):
@@ -133,7 +200,8 @@ def main() -> None:
         logging.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
 
-    print(f"Machine: {machine()}; {count} replies, {args.rounds} rounds of {args.seconds} s.")
+    print(f"Machine: {machine()}; {len(replies())} replies, {args.rounds} rounds of"
+          f" {args.seconds} s.")
     print()
     print("| what | µs per call (median round) | middle half of rounds | × writing the record |")
     print("|---|---:|---:|---:|")
