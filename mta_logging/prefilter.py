@@ -133,8 +133,9 @@ class PatternIndex:
                 if not any(map(holds, literals)):
                     break
             else:
-                if (probe.lowered.search(lowered) if ascii_text and probe.lowered is not None
-                        else probe.pattern.search(text)):
+                if probe.literal or (probe.lowered.search(lowered)
+                                     if ascii_text and probe.lowered is not None
+                                     else probe.pattern.search(text)):
                     return probe.key
         return None
 
@@ -281,6 +282,10 @@ class _Probe:
     """The alternative in lower case, matched case-sensitively against lower-cased ASCII text:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
     pattern means (non-ASCII, character codes such as ``\\x41``, upper case in a class)."""
+    literal: bool = False
+    """Whether the alternative is nothing but its one required literal, ASCII, matched
+    case-insensitively (``mail loop``, ``quota exceeded``): a text that holds the literal, as
+    the mask and the checks vouch, matches it, without the pattern being tried."""
 
 
 def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
@@ -304,8 +309,11 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
         indexed = _indexed(required)
         exact = {literals for literals, _ in indexed if all(map(_word_local, literals))}
         checks = tuple(literals for literals in required if literals not in exact)
+        literal = (pattern.flags & (re.IGNORECASE | re.VERBOSE) == re.IGNORECASE
+                   and source.isascii() and _LITERAL.fullmatch(source) is not None
+                   and required == ((_ESCAPE.sub(r"\1", source).lower(),),))
         probes.append(_Probe(key, part, required, indexed, checks,
-                             _lower_case(source, pattern.flags)))
+                             _lower_case(source, pattern.flags), literal))
     return probes
 
 
@@ -416,6 +424,9 @@ _ESCAPE_ARGUMENTS = re.compile(
     r"(?<=\\x)[0-9a-fA-F]{2}|(?<=\\u)[0-9a-fA-F]{4}|(?<=\\U)[0-9a-fA-F]{8}"
     r"|(?<=\\N)\{[^}]*\}|(?<=\\0)[0-7]{0,2}"
 )
+# An alternative of literal characters alone (escapes of punctuation among them), and an escape
+_LITERAL = re.compile(r"(?:[^\\.^$*+?{}\[\]()|]|\\[^0-9A-Za-z])+")
+_ESCAPE = re.compile(r"\\(.)")
 _QUANTIFIER = re.compile(r"(?:[?*+]|\{(\d*)(?:,\d*)?\})[?+]?")
 
 

@@ -67,6 +67,16 @@ def test_every_letter_that_matches_an_ascii_one_only_case_insensitively_is_tried
         assert index.first_match(f"é mail{char}box full") == 0, hex(ord(char))
 
 
+def test_a_literal_alternative_matches_where_the_text_holds_it() -> None:
+    # (matched on the word look-ups and the checks alone, its pattern not tried)
+    index = PatternIndex(compiled(r"\[spf\] fail|mail loop", r"quota", r"spf"))
+    assert index.first_match("[SPF] FAIL for you") == 0
+    assert index.first_match("a MAIL LOOP here") == 0
+    assert index.first_match("mail  loop, [spf]  fail") == 20
+    assert index.first_match("mailloop") is None
+    assert index.first_match("Überquota") == 10
+
+
 def test_a_scan_of_the_words_serves_several_selections() -> None:
     index = PatternIndex(compiled(r"mailbox full", r"quota", r"full"))
     text = "Mailbox FULL, over quota"
