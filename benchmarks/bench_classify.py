@@ -11,12 +11,17 @@ turn with the code and status each row gives. Rows:
   classified as if never seen: the cost of a new reply (its words, though, have been seen: the
   pre-filter remembers which rule phrases each word it met holds);
 * the same with a never-seen recipient address appended to each text (``<r12345@example.org>``,
-  one new word per reply), as real bounces differ: the cost of a new reply with a new word;
+  one new word per reply, from a counter of the row's own), as real bounces differ: the cost
+  of a new reply with a new word;
 * ``bounce_category(code, status, text)``: the same through the shared default classifier,
   which remembers the answers for the last 4,096 distinct replies (the same reply for many
   recipients, as large providers send it, is classified once): the replies taken in turn
   (666 when written) are all remembered after the warm-up, so this row is the cost of a reply
   seen before;
+* ``Classifier.builtin()`` (remembering answers as the default one does, but its own: the new
+  addresses would push the other rows' replies out of the shared one), each reply with a
+  never-seen address: what real traffic costs, the same reply coming back for another
+  recipient (no cache key can leave the address out exactly, see the README);
 * ``find_reply(text)``: pulling the reply out of a wrapper text alone (the classifier does it
   only when the caller does not give the code or a specific status);
 * ``bounced(..., bounce_cat=...)``: writing the bounce record with its category given, through
@@ -40,11 +45,28 @@ The rules read in tiers (the embedded reply first, then the wrapper's words) cos
 129,000 instructions, 162,000 with a new address (120,700 and 151,400 counted the same way
 just before: classifying the 666 replies in turn after a warm-up of 3,000, 5,000 minus 1,000
 replies under callgrind, divided by 4,000).
+
+``bench_instructions.py --classify`` counts each row's instructions per call. Issue 18's
+"speed held", before → after one scan of a text's words for the rules and the wrapper
+markers, ``find_reply`` building its reply once (``reply_codes`` for a text without
+markers), non-ASCII texts looked up through their words and literal alternatives matched
+without their patterns (``--quick``; the µs of ``--rounds 6 --seconds 0.2``, one run each on
+a machine with a load average of 5–6 on 2 cores, so only roughly):
+
+| row | instructions before | after | µs before | after |
+|---|---:|---:|---:|---:|
+| a new reply | 130,089 (3.00 ×) | 108,692 (2.59 ×) | 64 (4.2 ×) | 40 (2.1 ×) |
+| a new reply with a new address | 177,984 | 149,132 | 65 | 97 |
+| a reply seen before | 3,774 | 3,774 | 1.3 | 1.4 |
+| a reply seen before, with a new address | 182,391 | 152,819 | 77 | 91 |
+| ``find_reply(text)`` | 82,307 | 64,259 | 25 | 28 |
+| writing the bounce record | 43,385 | 42,024 | 15 | 19 |
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import shutil
 import statistics
@@ -52,7 +74,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import ROOT, arguments, configure_ours, machine, measure
+from _common import ROOT, Writer, arguments, configure_ours, machine, measure
 
 from mta_logging import AccountingLogger, bounce_category
 from mta_logging.classify import Classifier, builtin_rules
@@ -60,9 +82,6 @@ from mta_logging.reply import find_reply
 
 DATA = ROOT / "tests" / "data"
 FILES = ("bounce_samples.tsv", "bounce_sisimai_train.tsv", "bounce_extra.tsv")
-WRITE = "bounced(..., bounce_cat=...): write the record"
-
-
 def replies() -> list[tuple[int | None, str | None, str]]:
     found = []
     for name in FILES:
@@ -79,49 +98,118 @@ def dsn_message(code: int | None, enhanced: str | None, text: str) -> str:
     return " ".join(part for part in (str(code) if code else "", enhanced or "", text) if part)
 
 
-def main() -> None:
-    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
+NEW = "classify a new reply (remember=0)"
+NEW_ADDRESS = "classify a new reply with a new address (remember=0)"
+SEEN = "bounce_category(code, status, text): a reply seen before"
+SEEN_ADDRESS = "classify a reply seen before, with a new address (remember=4096)"
+WRITE = "bounced(..., bounce_cat=...): write the record"
+
+
+def _cases() -> tuple[list[tuple[int | None, str | None, str]], int]:
     cases = replies()
+    return cases, len(cases)
+
+
+def classify_new(directory: Path) -> Writer:
+    """Every reply classified as if never seen (its words seen before)."""
+    cases, count = _cases()
+    forgetful = Classifier(builtin_rules(), remember=0)
+
+    def classify(i: int) -> None:
+        forgetful.classify(*cases[i % count])
+
+    return classify
+
+
+def _addressed(classify: Callable[[int | None, str | None, str], object]) -> Writer:
+    """Each reply with an address appended that no call before had (a counter of its own:
+    the ``i`` of a benchmark loop starts again at 0)."""
+    cases, count = _cases()
+    fresh = itertools.count()
+
+    def classify_addressed(i: int) -> None:
+        code, enhanced, text = cases[i % count]
+        classify(code, enhanced, f"{text} <r{next(fresh)}@example.org>")
+
+    return classify_addressed
+
+
+def classify_new_address(directory: Path) -> Writer:
+    """Every reply classified as if never seen, with a never-seen address in it."""
+    return _addressed(Classifier(builtin_rules(), remember=0).classify)
+
+
+def classify_seen(directory: Path) -> Writer:
+    """The shared default classifier, which remembers the answers (all of them, once warm)."""
+    cases, count = _cases()
+
+    def classify(i: int) -> None:
+        bounce_category(*cases[i % count])
+
+    return classify
+
+
+def classify_seen_address(directory: Path) -> Writer:
+    """A classifier of its own that remembers answers as the default one does (the new
+    addresses would push the other rows' replies out of the shared one), each reply with a
+    never-seen address in it."""
+    return _addressed(Classifier.builtin().classify)
+
+
+def pull_out(directory: Path) -> Writer:
+    """:func:`find_reply` alone."""
+    cases, count = _cases()
+
+    def find(i: int) -> None:
+        find_reply(cases[i % count][2])
+
+    return find
+
+
+def _bounced(directory: Path, given: bool) -> Writer:
+    cases, count = _cases()
     messages = [dsn_message(*case) for case in cases]
     statuses = [case[1] or "5.0.0" for case in cases]
-    count = len(cases)
+    configure_ours(directory)
+    acct = AccountingLogger()
+    category = {"bounce_cat": "other"} if given else {}
+
+    def write(i: int) -> None:
+        n = i % count
+        acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n], dsn_msg=messages[n],
+                     **category)
+
+    return write
+
+
+def write_given(directory: Path) -> Writer:
+    """The bounce record written with its category given."""
+    return _bounced(directory, given=True)
+
+
+def write_classified(directory: Path) -> Writer:
+    """The bounce record with the category left to the classifier (the replies seen before)."""
+    return _bounced(directory, given=False)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Writer]] = {
+    NEW: classify_new,
+    NEW_ADDRESS: classify_new_address,
+    SEEN: classify_seen,
+    SEEN_ADDRESS: classify_seen_address,
+    "find_reply(text)": pull_out,
+    WRITE: write_given,
+    "bounced(...): write the record, category classified (seen before)": write_classified,
+}
+"""The rows, each a maker of the i-th call for a directory (``bench_instructions.py
+--classify`` counts their instructions)."""
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], rounds=20, seconds=0.25)
     directory = Path(tempfile.mkdtemp(prefix="bench-classify-"))
     try:
-        configure_ours(directory)
-        acct = AccountingLogger()
-        forgetful = Classifier(builtin_rules(), remember=0)
-
-        def classify_new(i: int) -> None:
-            forgetful.classify(*cases[i % count])
-
-        def classify_new_word(i: int) -> None:
-            code, enhanced, text = cases[i % count]
-            forgetful.classify(code, enhanced, f"{text} <r{i}@example.org>")
-
-        def classify(i: int) -> None:
-            bounce_category(*cases[i % count])
-
-        def pull_out(i: int) -> None:
-            find_reply(cases[i % count][2])
-
-        def write_given(i: int) -> None:
-            n = i % count
-            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
-                         dsn_msg=messages[n], bounce_cat="other")
-
-        def write_classified(i: int) -> None:
-            n = i % count
-            acct.bounced(f"user{n:04d}@example.org", dsn_status=statuses[n],
-                         dsn_msg=messages[n])
-
-        rows: dict[str, Callable[[int], None]] = {
-            "classify a new reply (remember=0)": classify_new,
-            "classify a new reply with a new address (remember=0)": classify_new_word,
-            "bounce_category(code, status, text): a reply seen before": classify,
-            "find_reply(text)": pull_out,
-            WRITE: write_given,
-            "bounced(...): write the record, category classified (seen before)": write_classified,
-        }
+        rows = {name: make(directory) for name, make in IMPLEMENTATIONS.items()}
         micros: dict[str, list[float]] = {name: [] for name in rows}
         names = list(rows)
         for round_number in range(args.rounds):
@@ -133,7 +221,8 @@ def main() -> None:
         logging.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
 
-    print(f"Machine: {machine()}; {count} replies, {args.rounds} rounds of {args.seconds} s.")
+    print(f"Machine: {machine()}; {len(replies())} replies, {args.rounds} rounds of"
+          f" {args.seconds} s.")
     print()
     print("| what | µs per call (median round) | middle half of rounds | × writing the record |")
     print("|---|---:|---:|---:|")

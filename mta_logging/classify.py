@@ -31,12 +31,14 @@ from typing import Final
 from mta_logging.errors import ConfigError
 from mta_logging.prefilter import PatternIndex, Selection
 from mta_logging.reply import (
+    WRAPPER_MARKERS,
     EmbeddedReply,
     find_reply,
     has_status,
     may_be_wrapped,
     parse_reply,
     parse_status,
+    reply_codes,
     single_spaced,
     without_continuations,
 )
@@ -103,6 +105,9 @@ _Status = tuple[str, str, str]
 _FIELD_SEPARATOR = re.compile(r"\t+")
 _CODE_PATTERN = re.compile(r"[2-5x][0-9x]{2}")
 _STATUS_PATTERN = re.compile(r"([245x])\.([0-9]{1,3}|x)\.([0-9]{1,3}|x)")
+# What may_be_wrapped looks for, as a pattern of the index (case-insensitive, as the rules' are:
+# the same answer as lower() gives on an ASCII text)
+_MARKERS = re.compile("|".join(map(re.escape, WRAPPER_MARKERS)), re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +195,12 @@ class Classifier:
         none."""
         self._rules = tuple(rules)
         self._tier = _tiers(self._rules)
-        self._index = PatternIndex(
-            {index: rule.text for index, rule in enumerate(self._rules) if rule.text is not None}
-        )
+        patterns = {index: rule.text for index, rule in enumerate(self._rules)
+                    if rule.text is not None}
+        # the wrapper markers are looked for through the same words as the rules' phrases
+        patterns[len(self._rules)] = _MARKERS
+        self._index = PatternIndex(patterns)
+        self._markers = self._index.select([len(self._rules)])
         self._plan_for = functools.lru_cache(maxsize=4096)(self._make_plan)
         self._given = functools.lru_cache(maxsize=4096, typed=True)(self._make_given)
         self._decided = (functools.lru_cache(maxsize=remember)(self._decide) if remember > 0
@@ -251,21 +259,31 @@ class Classifier:
         by the rules of the tiers before the one the reply's own words matched."""
         status, generic, plan = self._given(code, enhanced)
         whole = normalise_text(text)
-        own = whole
-        if code is None or (generic and has_status(text)) or may_be_wrapped(whole):
-            found = find_reply(text)
+        scanned = self._index.scan(whole)
+        own, own_scanned = whole, scanned
+        # (the index's case-insensitive search differs from lower() on some non-ASCII letters)
+        marked = (self._index.first_match(whole, self._markers, scanned) is not None
+                  if whole.isascii() else may_be_wrapped(whole))
+        if code is None or (generic and has_status(text)) or marked:
+            if marked:
+                found = find_reply(text)
+                found_code, found_status = found.reply.code, found.reply.enhanced
+            else:  # what find_reply would find: no wrapper (whole holds every marker text does)
+                found_code, found_status = reply_codes(text)
             if code is None:
-                code = found.reply.code
-            embedded = parse_status(found.reply.enhanced)
+                code = found_code
+            embedded = parse_status(found_status)
             if embedded is not None and generic:
                 status = embedded
             plan = self._plan_for(None if code is None else str(code), status)
-            if found.wrapper:
+            if marked and found.wrapper:
                 own = normalise_text(found.reply.text)
-        number = self._index.first_match(own, plan.text_rules)
+                own_scanned = self._index.scan(own)
+        number = self._index.first_match(own, plan.text_rules, own_scanned)
         if own is not whole:
             earlier = plan.text_rules if number is None else plan.earlier[self._tier[number]]
-            around = self._index.first_match(whole, earlier) if earlier.probes else None
+            around = (self._index.first_match(whole, earlier, scanned) if earlier.probes
+                      else None)
             if around is not None:
                 return around, code, status, whole, "wrapper"
         if number is not None:

@@ -58,16 +58,19 @@ class PatternIndex:
         self._all = (1 << self._count) - 1
         table = _KeyTable()
         self._always = 0  # what no word can rule out
+        self._unicode = 0  # what no word of a non-ASCII text can rule out
         for number, probe in enumerate(self._probes):
             for which in range(2):
                 bit = 1 << number + which * self._count
                 if which < len(probe.indexed):
                     literals, rank = probe.indexed[which]
-                    # A literal with a non-ASCII character is in no ASCII text, the only
-                    # texts that are looked up (see first_match).
+                    # A literal with a non-ASCII character is in no ASCII text: it is not
+                    # filed, and its set is taken as found in every other text.
                     for literal in literals:
                         if literal.isascii():
                             table.add(literal, bit, rank)
+                        else:
+                            self._unicode |= bit
                 else:
                     self._always |= bit
         self._words = _WordHits(table, self.WORDS)
@@ -80,26 +83,39 @@ class PatternIndex:
             1 << number for number, probe in enumerate(self._probes) if probe.key in wanted
         ))
 
-    def first_match(self, text: str, selection: Selection | None = None) -> int | None:
-        """The smallest number whose pattern searches ``text`` with success, among the
-        patterns of ``selection`` (all when ``None``); ``None`` when there is none."""
-        left = self._all if selection is None else selection.probes
+    def scan(self, text: str) -> int:
+        """What the words of ``text`` say of the patterns: a mask for :meth:`first_match`'s
+        ``scanned``, worth keeping when several selections are searched in the same text
+        (working it out is most of the cost of a search)."""
+        found = self._always
         if not text.isascii():
-            # Case-insensitive matching pairs some non-ASCII letters with ASCII ones (the
-            # Kelvin sign with "k"), which lower() does not reproduce: every probe is tried.
-            return self._first(left, text, None)
-        lowered = text.lower()
+            if _FOLDS_TO_ASCII.search(text):
+                # Case-insensitive matching pairs these with ASCII letters (the Kelvin sign
+                # with "k"), which lower() does not reproduce: every probe is tried.
+                return self._all
+            found |= self._unicode
         self._words.limit = self.WORDS
-        found = functools.reduce(operator.or_, map(self._words.__getitem__, lowered.split()),
-                                 self._always)
-        return self._first(left & found & found >> self._count, text, lowered)
+        found = functools.reduce(operator.or_, map(self._words.__getitem__,
+                                                   text.lower().split()), found)
+        return found & found >> self._count
 
-    def _first(self, left: int, text: str, lowered: str | None) -> int | None:
-        """The key of the first probe of the mask ``left`` that matches ``text``: given in
-        lower case if ASCII (``lowered``), tested for the probe's literals that the mask does
-        not vouch for first."""
+    def first_match(
+        self, text: str, selection: Selection | None = None, scanned: int | None = None
+    ) -> int | None:
+        """The smallest number whose pattern searches ``text`` with success, among the
+        patterns of ``selection`` (all when ``None``); ``None`` when there is none.
+        ``scanned``: what :meth:`scan` gave for this text, if it was called."""
+        left = self._all if selection is None else selection.probes
+        left &= self.scan(text) if scanned is None else scanned
+        return self._first(left, text)
+
+    def _first(self, left: int, text: str) -> int | None:
+        """The key of the first probe of the mask ``left`` that matches ``text``, tested for
+        the probe's literals that the mask does not vouch for first (but in a text with
+        letters that lower() does not pair as case-insensitive matching does)."""
         probes = self._probes
-        if lowered is None:
+        ascii_text = text.isascii()
+        if not ascii_text and _FOLDS_TO_ASCII.search(text):
             while left:
                 bit = left & -left
                 left ^= bit
@@ -107,6 +123,7 @@ class PatternIndex:
                 if probe.pattern.search(text):
                     return probe.key
             return None
+        lowered = text.lower()
         holds = lowered.__contains__
         while left:
             bit = left & -left
@@ -116,13 +133,19 @@ class PatternIndex:
                 if not any(map(holds, literals)):
                     break
             else:
-                if (probe.pattern.search(text) if probe.lowered is None
-                        else probe.lowered.search(lowered)):
+                if probe.literal or (probe.lowered.search(lowered)
+                                     if ascii_text and probe.lowered is not None
+                                     else probe.pattern.search(text)):
                     return probe.key
         return None
 
 
 _WORD = re.compile(r"\w+", re.ASCII)
+# The non-ASCII characters that case-insensitive matching pairs with an ASCII letter (İ, ı,
+# the long s and the Kelvin sign: tests/test_prefilter.py checks the list against re itself).
+# In a text without them, lower() finds every ASCII literal that a case-insensitive match
+# holds, as it does in an ASCII text.
+_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
 
 # A literal, the bit of its probe and whether the literal is *word-local*: no white space in
 # it, so that a text holds it exactly when one of its words (runs of non-space characters)
@@ -148,8 +171,8 @@ class _WordHits(dict[str, int]):
             self.clear()
             self.runs.clear()
         hits = 0
-        # (a word of letters and digits alone is its one run; a word is ASCII, see first_match)
-        for run in (word,) if word.isalnum() else _WORD.findall(word):
+        # (a word of ASCII letters and digits alone is its one run)
+        for run in (word,) if word.isalnum() and word.isascii() else _WORD.findall(word):
             entries = self.runs.get(run)
             if entries is None:
                 entries = self.runs[run] = self.table.entries(run)
@@ -259,6 +282,10 @@ class _Probe:
     """The alternative in lower case, matched case-sensitively against lower-cased ASCII text:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
     pattern means (non-ASCII, character codes such as ``\\x41``, upper case in a class)."""
+    literal: bool = False
+    """Whether the alternative is nothing but its one required literal, ASCII, matched
+    case-insensitively (``mail loop``, ``quota exceeded``): a text that holds the literal, as
+    the mask and the checks vouch, matches it, without the pattern being tried."""
 
 
 def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
@@ -282,8 +309,11 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
         indexed = _indexed(required)
         exact = {literals for literals, _ in indexed if all(map(_word_local, literals))}
         checks = tuple(literals for literals in required if literals not in exact)
+        literal = (pattern.flags & (re.IGNORECASE | re.VERBOSE) == re.IGNORECASE
+                   and source.isascii() and _LITERAL.fullmatch(source) is not None
+                   and required == ((_ESCAPE.sub(r"\1", source).lower(),),))
         probes.append(_Probe(key, part, required, indexed, checks,
-                             _lower_case(source, pattern.flags)))
+                             _lower_case(source, pattern.flags), literal))
     return probes
 
 
@@ -394,6 +424,9 @@ _ESCAPE_ARGUMENTS = re.compile(
     r"(?<=\\x)[0-9a-fA-F]{2}|(?<=\\u)[0-9a-fA-F]{4}|(?<=\\U)[0-9a-fA-F]{8}"
     r"|(?<=\\N)\{[^}]*\}|(?<=\\0)[0-7]{0,2}"
 )
+# An alternative of literal characters alone (escapes of punctuation among them), and an escape
+_LITERAL = re.compile(r"(?:[^\\.^$*+?{}\[\]()|]|\\[^0-9A-Za-z])+")
+_ESCAPE = re.compile(r"\\(.)")
 _QUANTIFIER = re.compile(r"(?:[?*+]|\{(\d*)(?:,\d*)?\})[?+]?")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "WRAPPERS",
+    "WRAPPER_MARKERS",
     "EmbeddedReply",
     "Reply",
     "find_reply",
@@ -21,6 +22,7 @@ __all__ = [
     "one_line",
     "parse_reply",
     "parse_status",
+    "reply_codes",
     "single_spaced",
     "without_continuations",
 ]
@@ -32,6 +34,10 @@ _START = re.compile(
     r"(?![0-9]|\.[0-9]))?"
 )
 _STATUS = re.compile(r"\s*([245])\.([0-9]{1,3})\.([0-9]{1,3})\s*\Z")
+
+# A reply's parts, as a Reply holds them: built into one only at the end (a frozen dataclass
+# costs about as much to build as parsing the reply does).
+_Parts = tuple[int | None, str | None, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +79,20 @@ def parse_reply(message: str | None) -> Reply:
     """The code, the enhanced status and the text of a reply that starts with its code
     (``"550 5.1.1 <bob@example.org>: user unknown"``); a text that does not start with a code
     gives ``Reply(None, None, text)``. Never raises."""
+    return Reply(*_parse(message))
+
+
+def _parse(message: str | None) -> _Parts:
     if not message:
-        return Reply(None, None, "")
+        return None, None, "", ""
     matched = _START.match(message)
     if matched is None:
-        return Reply(None, None, one_line(message))
+        return None, None, one_line(message), ""
     rest = message[matched.end():]
     if rest[:1] == "-":  # "550-5.1.1-..." is unusual but a continuation marker all the same
         rest = rest[1:]
-    return Reply(int(matched.group("code")), matched.group("status"), one_line(rest),
-                 matched.group(0).strip())
+    code, status, head = matched.group("code", "status", 0)
+    return int(code), status, one_line(rest), head.strip()
 
 
 def parse_status(enhanced: str | None) -> tuple[str, str, str] | None:
@@ -189,9 +199,19 @@ _WRAPPERS: tuple[_Wrapper, ...] = (
         + _REPLY_START, re.IGNORECASE)),
 )
 
-_ANY_MARKER = re.compile("|".join(
-    re.escape(marker) for marker in sorted({m for wrapper in _WRAPPERS for m in wrapper.markers})
-))
+
+def _fewest(markers: set[str]) -> tuple[str, ...]:
+    """The markers that hold none of the others: a text holds one of ``markers`` exactly when
+    it holds one of these."""
+    return tuple(sorted(marker for marker in markers
+                        if not any(other != marker and other in marker for other in markers)))
+
+
+WRAPPER_MARKERS: tuple[str, ...] = _fewest(
+    {marker for wrapper in _WRAPPERS for marker in wrapper.markers}
+)
+"""Lower-case literals, one of which every text that :func:`find_reply` finds a wrapper in
+holds (see :func:`may_be_wrapped`)."""
 
 WRAPPERS: tuple[str, ...] = tuple(dict.fromkeys(wrapper.name for wrapper in _WRAPPERS))
 """The names :func:`find_reply` gives the wrapper shapes it knows, in the order it tries them."""
@@ -225,33 +245,42 @@ def find_reply(text: str | None) -> EmbeddedReply:
     status gives ``EmbeddedReply(Reply(None, None, text))``, the text on one line."""
     line = single_spaced(str(text or ""))
     lowered = line.lower()
-    wrappers = _WRAPPERS if _ANY_MARKER.search(lowered) else ()
+    wrappers = _WRAPPERS if any(map(lowered.__contains__, WRAPPER_MARKERS)) else ()
     for wrapper in wrappers:
         if not any(marker in lowered for marker in wrapper.markers):
             continue
         matched = wrapper.pattern.search(line)
         if matched is None:
             continue
-        reply = _reply_at(line[matched.end():])
+        code, enhanced, reply, head = _reply_at(line[matched.end():])
         command = _command_named(matched)
-        trailer = _TRAILER.search(reply.text)
+        trailer = _TRAILER.search(reply)
         if trailer is not None:
             command = command or _normal_command(trailer.group("command") or
                                                  trailer.group("stage") or "")
-            reply = Reply(reply.code, reply.enhanced, reply.text[:trailer.start()].rstrip(),
-                          reply.head)
-        if reply.enhanced is None:
-            reply = Reply(reply.code, _status_in(reply.text), reply.text, reply.head)
-        return EmbeddedReply(reply, wrapper.name, command, _host_named(matched))
-    reply = _reply_at(line)
-    if reply.code is not None and reply.enhanced is not None:
-        return EmbeddedReply(reply)
-    code = reply.code
+            reply = reply[:trailer.start()].rstrip()
+        if enhanced is None:
+            enhanced = _status_in(reply)
+        return EmbeddedReply(Reply(code, enhanced, reply, head), wrapper.name, command,
+                             _host_named(matched))
+    return EmbeddedReply(Reply(*_unwrapped(line)))
+
+
+def reply_codes(text: str) -> tuple[int | None, str | None]:
+    """The code and the enhanced status of ``text`` as :func:`find_reply` finds them when the
+    text holds no marker of a wrapper (see :func:`may_be_wrapped`): what it finds, without the
+    search for wrappers and without building the reply."""
+    code, enhanced, _, _ = _unwrapped(single_spaced(text))
+    return code, enhanced
+
+
+def _unwrapped(line: str) -> _Parts:
+    """The reply that ``line`` is, or the prose with a code or a status in it that it is."""
+    code, enhanced, text, head = _reply_at(line)
     if code is None:
-        found = _CODE_IN_TEXT.search(reply.text)
+        found = _CODE_IN_TEXT.search(text)
         code = None if found is None else int(found.group(0)[:3])
-    return EmbeddedReply(Reply(code, reply.enhanced or _status_in(reply.text), reply.text,
-                               reply.head))
+    return code, enhanced or _status_in(text), text, head
 
 
 def has_status(text: str) -> bool:
@@ -263,23 +292,22 @@ def has_status(text: str) -> bool:
 def may_be_wrapped(line: str) -> bool:
     """Whether ``line`` (white space already single) holds a marker of a wrapper shape that
     :func:`find_reply` knows: a cheap test; without one, the text is the reply itself."""
-    return _ANY_MARKER.search(line.lower()) is not None
+    return any(map(line.lower().__contains__, WRAPPER_MARKERS))
 
 
-def _reply_at(line: str) -> Reply:
+def _reply_at(line: str) -> _Parts:
     """The reply that starts ``line``, its text without continuation prefixes and without a
     repetition of its head (``"550 5.1.1 550 5.1.1 <x>: ..."``, as some DSN texts quote it)."""
-    reply = parse_reply(line)
-    if reply.code is not None and reply.text[:3] == str(reply.code):
-        inner = parse_reply(reply.text)
-        if inner.code == reply.code:
-            reply = Reply(reply.code, reply.enhanced or inner.enhanced, inner.text, reply.head)
-    text = without_continuations(reply.text)
-    if "-" in reply.head:  # the last line of a multi-line reply: "550 5.7.1 " in the text
-        last = re.escape(str(reply.code)) + (f" {re.escape(reply.enhanced)}" if reply.enhanced
-                                             else "")
+    code, enhanced, text, head = _parse(line)
+    if code is not None and text[:3] == str(code):
+        inner_code, inner_enhanced, inner_text, _ = _parse(text)
+        if inner_code == code:
+            enhanced, text = enhanced or inner_enhanced, inner_text
+    text = without_continuations(text)
+    if "-" in head:  # the last line of a multi-line reply: "550 5.7.1 " in the text
+        last = re.escape(str(code)) + (f" {re.escape(enhanced)}" if enhanced else "")
         text = re.sub(rf"(?<![\w.-]){last} ", "", text)
-    return Reply(reply.code, reply.enhanced, text, reply.head)
+    return code, enhanced, text, head
 
 
 def _status_in(text: str) -> str | None:

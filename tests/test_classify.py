@@ -27,7 +27,14 @@ from mta_logging.classify import (
     normalise_text,
 )
 from mta_logging.errors import ConfigError
-from mta_logging.reply import find_reply, parse_status, without_continuations
+from mta_logging.reply import (
+    find_reply,
+    may_be_wrapped,
+    parse_status,
+    reply_codes,
+    single_spaced,
+    without_continuations,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -600,7 +607,9 @@ PHRASES = classify_golden.PHRASES.read_text(encoding="utf-8").splitlines()
 NOISE = ["the", "to", "of", "<jane.doe@example.org>", "r8s2kq1z", "mx.example.net",
          "[192.0.2.25]", "2026-12-02T03:04:05", "550", "550-5.7.1", "5.1.1", "4.0.0", "(#5.1.2)",
          "said:", "Remote host said:", "smtp;", "said: 550", "\u212a", "\u0130", "\u017fpam",
-         "\xe9", "\u2014", "-", ".", ":", "'", "#", "_", "<", ">", "[", "]"]
+         "\xe9", "\u2014", "-", ".", ":", "'", "#", "_", "<", ">", "[", "]", "<<<", "#550",
+         "returned '", "SMTP error from remote mail server after RCPT TO:<a@b.example>:",
+         "\u30e6\u30fc\u30b6\u30fc", "rejet\xe9e"]
 mixed_text = st.lists(st.sampled_from(PHRASES) | st.sampled_from(NOISE), max_size=14).flatmap(
     lambda parts: st.lists(st.sampled_from([" ", "", "  ", "\n", "\t"]),
                            min_size=len(parts), max_size=len(parts))
@@ -625,6 +634,27 @@ def test_the_first_rule_is_the_one_a_plain_loop_over_every_rule_finds(
     expected_code = found.code if code is None else code
     assert (verdict.code, parse_status(verdict.enhanced)) == (expected_code, seen)
     assert verdict.rule is rule_by_hand(builtin_rules(), expected_code, seen, text)
+
+
+@given(mixed_text)
+def test_a_text_without_wrapper_markers_is_read_as_find_reply_reads_it(text: str) -> None:
+    # the classifier reads the code and status of such a text with reply_codes
+    if not may_be_wrapped(single_spaced(text)):
+        found = find_reply(text).reply
+        assert reply_codes(text) == (found.code, found.enhanced)
+
+
+@pytest.mark.parametrize("row", SAMPLES + SISIMAI + EXTRA + HELD_OUT,
+                         ids=lambda row: row["text"][:40])
+def test_every_labelled_row_is_explained_as_a_plain_loop_over_every_rule_explains_it(
+    row: dict[str, str]
+) -> None:
+    code, status, text = arguments(row)
+    verdict = forgetful().explain(code, status, text)
+    assert verdict.rule is rule_by_hand(builtin_rules(), verdict.code,
+                                        parse_status(verdict.enhanced), text)
+    if not may_be_wrapped(single_spaced(text)):
+        assert reply_codes(text) == (verdict.found.reply.code, verdict.found.reply.enhanced)
 
 
 def test_remembered_answers_are_the_answers() -> None:

@@ -46,6 +46,47 @@ def test_non_ascii_text_is_matched_like_the_patterns_match_it() -> None:
     assert index.first_match("BLOCKÉD") is None
 
 
+def test_non_ascii_text_is_looked_up_through_its_words_as_ascii_text_is() -> None:
+    index = PatternIndex(compiled(r"user unknown", r"ユーザー|mailbox", r"rejet", r"\bbad\b"))
+    assert index.first_match("Usér unknown") is None
+    assert index.first_match("ÉTÉ: USER UNKNOWN") == 0
+    assert index.first_match("ユーザーNeko は見つかりません") == 10
+    assert index.first_match("Mail rejetée") == 20
+    assert index.first_match("très bad") == 30
+    assert index.first_match("trèsbad") is None
+
+
+def test_every_letter_that_matches_an_ascii_one_only_case_insensitively_is_tried() -> None:
+    letters = re.compile("[a-z]", re.IGNORECASE)
+    pairing = [chr(point) for point in range(0x80, 0x110000) if letters.fullmatch(chr(point))]
+    assert pairing  # the Kelvin sign, the long s, the dotted and dotless i
+    for char in pairing:
+        lower = next(letter for letter in "abcdefghijklmnopqrstuvwxyz"
+                     if re.fullmatch(letter, char, re.IGNORECASE))
+        index = PatternIndex(compiled(f"mail{lower}box full"))
+        assert index.first_match(f"é mail{char}box full") == 0, hex(ord(char))
+
+
+def test_a_literal_alternative_matches_where_the_text_holds_it() -> None:
+    # (matched on the word look-ups and the checks alone, its pattern not tried)
+    index = PatternIndex(compiled(r"\[spf\] fail|mail loop", r"quota", r"spf"))
+    assert index.first_match("[SPF] FAIL for you") == 0
+    assert index.first_match("a MAIL LOOP here") == 0
+    assert index.first_match("mail  loop, [spf]  fail") == 20
+    assert index.first_match("mailloop") is None
+    assert index.first_match("Überquota") == 10
+
+
+def test_a_scan_of_the_words_serves_several_selections() -> None:
+    index = PatternIndex(compiled(r"mailbox full", r"quota", r"full"))
+    text = "Mailbox FULL, over quota"
+    scanned = index.scan(text)
+    assert index.first_match(text, index.select([10, 20]), scanned) == 10
+    assert index.first_match(text, index.select([20]), scanned) == 20
+    assert index.first_match(text, None, scanned) == 0
+    assert index.first_match("é" + text, None, index.scan("é" + text)) == 0
+
+
 def test_anchors_are_found_inside_at_the_edges_of_and_as_whole_words() -> None:
     index = PatternIndex(compiled(r"quota", r"mailbox full", r"(?:no such|bad) user\b",
                                   r"<user@", r"5\.1\.1"))
@@ -80,14 +121,16 @@ def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
 PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
           r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K", "e-mail",
           "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+", "we do not relay", "mail from:? ?<>",
-          "user_unknown", "e-mail box"]
+          "user_unknown", "e-mail box", "ユーザー", "rejeté", "ré"]
 patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
                     .map(lambda parts: "|".join(parts.split(" x? "))),
                     min_size=1, max_size=8)
 texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", "a", "b", "9",
                                   ".", "over", "quota", "\u212a", "no such", "invalid", "-",
                                   "@", "<", "_", "e", "5.1.1", "xuser", "boxes", "we do",
-                                  "not relay", "relaying", "mail from:<>", "user_"]),
+                                  "not relay", "relaying", "mail from:<>", "user_", "é",
+                                  "ユーザー", "USERÉ", "REJETÉ", "\u0130", "\u017f", "mailboxé",
+                                  "\u00a0", "\u3000"]),
                  max_size=10).map(lambda words: "".join(words) if len(words) % 3 == 0
                                   else " ".join(words)) | st.text(max_size=30)
 
@@ -104,3 +147,4 @@ def test_the_index_gives_what_trying_every_pattern_in_order_gives(
     expected = next((number for number in sorted(table)
                      if number in keys and table[number].search(text)), None)
     assert index.first_match(text, index.select(keys)) == expected
+    assert index.first_match(text, index.select(keys), index.scan(text)) == expected
