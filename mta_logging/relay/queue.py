@@ -105,7 +105,7 @@ class _Removals:
             trip = asyncio.get_running_loop().run_in_executor(
                 self.executor, self._remove_all, [(q, journaled) for q, journaled, _ in batch])
         except RuntimeError as exc:  # the executor is shut down
-            _settle(batch, exc, [])
+            _wake(batch, exc, [])
             return
         self._under_way = True
         trip.add_done_callback(functools.partial(self._finished, batch))
@@ -130,12 +130,12 @@ class _Removals:
                 future.cancel()
         else:
             failure = trip.exception()
-            _settle(batch, failure, [] if failure is not None else trip.result())
+            _wake(batch, failure, [] if failure is not None else trip.result())
         if self._waiting:
             self._start()
 
 
-def _settle(batch: list[_Removal], failure: BaseException | None,
+def _wake(batch: list[_Removal], failure: BaseException | None,
             errors: list[OSError | None]) -> None:
     """Wake the waiters of ``batch``: each with its own error (or none), or all with
     ``failure`` (the trip itself failed); a waiter cancelled meanwhile is left alone."""

@@ -368,7 +368,7 @@ class RelaySMTP(SMTP):
         if reader._buffer:  # type: ignore[attr-defined]  # asyncio's has no public length
             after = scanner.feed(await reader.read(_READ_SIZE))  # resumes a paused socket
             if after is not None:
-                if after:
+                if after and not reader.at_eof():
                     reader.feed_data(after)
                 return
         self._data_end = self.loop.create_future()
