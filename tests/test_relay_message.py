@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay import message
 from mta_logging.relay.message import hop_count, parse_headers, protocol_name, received_header
@@ -33,6 +35,17 @@ def test_received_field():
     assert text.startswith("Received: from client.test ([127.0.0.1])\r\n\tby relay.example.test "
                            "(mta-logging) with ESMTPS id ABC\r\n\tfor <a@b.test>; ")
     assert text.endswith("\r\n") and text.count("\r\n") == 3
+
+
+def test_received_field_dates_the_second_of_its_time():
+    def date_of(when: float) -> str:
+        field = received_header(hostname="r", queue_id="Q", client_ip=None, client_helo=None,
+                                protocol="SMTP", rcpts=("a@b",), when=when)
+        return field.decode().rpartition("; ")[2]
+
+    assert date_of(1700000000.9) == formatdate(1700000000, localtime=True) + "\r\n"
+    assert date_of(1700000001.2) == formatdate(1700000001, localtime=True) + "\r\n"
+    assert date_of(1700000000.1) == formatdate(1700000000, localtime=True) + "\r\n"
 
 
 def test_received_field_cannot_be_forged_by_the_helo_name():

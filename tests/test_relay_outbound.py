@@ -8,12 +8,15 @@ import ssl
 from collections.abc import Callable, Sequence
 
 import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 from relay_sink import FakeResolver, SilentServer, Sink, make_certificate, server_tls_context
 
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import load_settings
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
-from mta_logging.relay.outbound import Deliverer, Reply, reply_of
+from mta_logging.relay.outbound import Deliverer, Reply, reply_of, transparent
 from mta_logging.relay.resolve import Hop
 from mta_logging.relay.spool import Envelope
 
@@ -35,6 +38,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n."])).map(b"".join))
+def test_the_message_goes_as_aiosmtplib_sends_it(message):
+    assert transparent(message) == (PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
+                                    + b".\r\n")
+
+
+@pytest.mark.parametrize(("message", "sent"), [
+    (CONTENT, CONTENT.replace(b"\n.leading", b"\n..leading") + b".\r\n"),
+    (b"", b"\r\n.\r\n"),
+    (b".\r\nbare\nend", b"..\r\nbare\r\nend\r\n.\r\n"),
+])
+def test_message_lines_ended_and_dots_doubled(message, sent):
+    assert transparent(message) == sent
 
 
 def test_reply_parsing():

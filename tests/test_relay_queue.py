@@ -231,6 +231,35 @@ async def test_a_recipient_is_recorded_before_it_is_journaled_or_its_message_rem
     assert snapshots.seen == [("a@one.test", True, ""), ("b@two.test", True, "d 0\n")]
 
 
+async def test_removals_at_the_same_time_each_meet_their_own_error(tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    real_remove = spool.remove
+    failed: list[str] = []
+
+    def remove(queue_id: str, journaled: bool = True) -> None:
+        if queue_id == "Q3" and not failed:
+            failed.append(queue_id)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_remove(queue_id, journaled)
+
+    monkeypatch.setattr(spool, "remove", remove)
+    rcpts = [f"r{n}@x{n}.test" for n in range(6)]
+    deliverer = ScriptedDeliverer({rcpt: [(Kind.DELIVERED, "2.0.0")] for rcpt in rcpts})
+    queue = DeliveryQueue(settings(concurrency=6), spool, deliverer,
+                          logger)  # type: ignore[arg-type]
+    queue.start()
+    for n, rcpt in enumerate(rcpts):
+        queue.submit(queued(spool, rcpt, queue_id=f"Q{n}"))
+    await until(lambda: not list(spool.queue_dir.iterdir()) and not queue.messages)
+    await queue.stop(5)
+    assert failed == ["Q3"]
+    assert "queue file removal failed: queue Q3: [Errno 5] Input/output error" in caplog.text
+    # the message that could not be removed stayed queued, was delivered again and removed
+    assert sorted(deliverer.asked) == sorted([*rcpts, "r3@x3.test"])
+    assert not list(spool.state_dir.iterdir())
+
+
 def file_records(directory: Path) -> list[str]:
     return [line for path in sorted(directory.glob("*.tsv"))
             for line in path.read_text().splitlines()[1:]]

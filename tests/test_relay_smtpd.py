@@ -129,3 +129,39 @@ async def test_same_replies_and_content_as_aiosmtpd(body):
     theirs = await _session(SMTP, session)
     assert ours == theirs
     assert ours[0][-1] == b"250 OK\r\n"  # the session goes on normally after DATA
+
+
+async def _unwaited_session(protocol: type[SMTP], writes: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """Send ``writes`` to ``protocol`` one after the other without waiting for a reply (the
+    last one ends with QUIT); every byte the server replied until it closed, and the
+    contents."""
+    handler = _Capture()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: protocol(handler, hostname="t", data_size_limit=200, loop=loop), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for data in writes:
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(0.01)  # each write its own segment, mostly
+    replies = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    server.close()
+    return replies, handler.contents
+
+
+_UNWAITED = (b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+             b"Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\nNOOP\r\nMAIL FROM:<e@f.test>\r\n"
+             b"RCPT TO:<g@h.test>\r\nDATA\r\nsecond\r\n.\r\nQUIT\r\n")
+
+
+@pytest.mark.parametrize("size", [len(_UNWAITED), 7])
+async def test_a_client_that_does_not_wait_for_replies_hears_what_aiosmtpd_says(size):
+    # the message in the same segments as the commands around it, or cut anywhere
+    writes = [_UNWAITED[i:i + size] for i in range(0, len(_UNWAITED), size)]
+    ours = await _unwaited_session(RelaySMTP, writes)
+    assert ours == await _unwaited_session(SMTP, writes)
+    assert ours[1] == [b"Subject: hi\r\n\r\n.dot\r\nbody\r\n", b"second\r\n"]
+    assert ours[0].endswith(b"250 OK\r\n250 OK\r\n250 OK\r\n354 End data with <CR><LF>.<CR><LF>"
+                            b"\r\n250 OK\r\n221 Bye\r\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from email.utils import formatdate
@@ -86,8 +87,15 @@ def received_header(*, hostname: str, queue_id: str, client_ip: str | None,
             f"\tby {hostname} (mta-logging) with {protocol} id {queue_id}")
     if len(rcpts) == 1:
         text += f"\r\n\tfor <{_safe(rcpts[0])}>"
-    text += f"; {formatdate(when, localtime=True)}\r\n"
+    text += f"; {_date(int(when))}\r\n"
     return text.encode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """RFC 5322 date-time of ``second`` in local time (``formatdate`` drops the fraction):
+    one ``formatdate`` a second rather than one a message."""
+    return formatdate(second, localtime=True)
 
 
 def _safe(text: str) -> str:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import aiosmtplib
 from aiosmtplib.protocol import (
     COMMAND_INJECTION_REGEX,
+    LINE_ENDINGS_REGEX,
     MAX_RESPONSE_LENGTH,
     PERIOD_REGEX,
     SMTPProtocol,
-    normalize_message_line_endings,
 )
 from aiosmtplib.response import SMTPResponse
 
@@ -82,6 +82,22 @@ def reply_of(code: int, message: str) -> Reply:
     else:
         status = f"{code // 100}.0.0"
     return Reply(kind, status, f"{code} {text}".rstrip())
+
+
+def transparent(message: bytes) -> bytes:
+    """``message`` as it goes after the 354, as aiosmtplib's ``data`` sends it: every line end
+    CRLF (a lone CR or LF made one), the last line ended, leading dots doubled (RFC 5321
+    §4.5.2), then the final ``.`` line. aiosmtplib runs a regular expression over the message
+    for each; here they run only when there is something for them to do (a relayed message
+    came in over SMTP: CRLF line ends, seldom a leading dot), found by counting bytes."""
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = LINE_ENDINGS_REGEX.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    if message.startswith(b".") or b"\n." in message:
+        message = PERIOD_REGEX.sub(b"..", message)
+    return message + b".\r\n"
 
 
 class _PipeliningProtocol(SMTPProtocol):
@@ -148,8 +164,7 @@ class _PipeliningProtocol(SMTPProtocol):
             raise aiosmtplib.SMTPServerDisconnected("Server not connected")
         async with self._command_lock:
             self._response_pending = True
-            self.write(PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
-                       + b".\r\n")
+            self.write(transparent(message))
             return await self.read_response(timeout=timeout)
 
     def data_received(self, data: bytes) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -74,6 +75,80 @@ BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 MAX_CACHED = 1000
 
 
+_Removal = tuple[str, bool, "asyncio.Future[None]"]  # queue id, journaled, its waiter
+
+
+class _Removals:
+    """Removes finished messages from the spool in ``executor``, in batches: the removals
+    asked for while a batch is under way go together in the next one, one trip to a thread
+    for all of them rather than one a message (each trip wakes a thread, then the event loop).
+    In a thread even without a journal: an unlink waits for the file system's journal commit
+    that the spool's fsyncs keep running, and would stall the event loop."""
+
+    def __init__(self, spool: Spool, executor: Executor | None) -> None:
+        self.spool = spool
+        self.executor = executor
+        self._waiting: list[_Removal] = []
+        self._under_way = False
+
+    async def remove(self, queue_id: str, journaled: bool) -> None:
+        """:meth:`Spool.remove` of the message; its OSError goes up."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((queue_id, journaled, future))
+        if not self._under_way:
+            self._start()
+        await future
+
+    def _start(self) -> None:
+        batch, self._waiting = self._waiting, []
+        try:
+            trip = asyncio.get_running_loop().run_in_executor(
+                self.executor, self._remove_all, [(q, journaled) for q, journaled, _ in batch])
+        except RuntimeError as exc:  # the executor is shut down
+            _wake(batch, exc, [])
+            return
+        self._under_way = True
+        trip.add_done_callback(functools.partial(self._finished, batch))
+
+    def _remove_all(self, batch: list[tuple[str, bool]]) -> list[OSError | None]:
+        """In the thread: each removal, and its error (None: removed)."""
+        errors: list[OSError | None] = []
+        for queue_id, journaled in batch:
+            try:
+                self.spool.remove(queue_id, journaled)
+            except OSError as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
+
+    def _finished(self, batch: list[_Removal], trip: asyncio.Future[list[OSError | None]]
+                  ) -> None:
+        self._under_way = False
+        if trip.cancelled():  # the executor was shut down with its work cancelled
+            for *_, future in batch:
+                future.cancel()
+        else:
+            failure = trip.exception()
+            _wake(batch, failure, [] if failure is not None else trip.result())
+        if self._waiting:
+            self._start()
+
+
+def _wake(batch: list[_Removal], failure: BaseException | None,
+            errors: list[OSError | None]) -> None:
+    """Wake the waiters of ``batch``: each with its own error (or none), or all with
+    ``failure`` (the trip itself failed); a waiter cancelled meanwhile is left alone."""
+    for index, (_, _, future) in enumerate(batch):
+        if future.done():
+            continue
+        error = failure if failure is not None else errors[index]
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
 class DeliveryQueue:
     """Runs ``settings.concurrency`` delivery workers over the messages of the spool.
 
@@ -113,6 +188,7 @@ class DeliveryQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._removals = _Removals(spool, executor)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -359,10 +435,7 @@ class DeliveryQueue:
     async def _remove(self, message: QueuedMessage) -> bool:
         """Remove a finished message from the spool; False (reported) if that failed."""
         try:
-            # in a thread even without a journal: an unlink waits for the file system's journal
-            # commit that the spool's fsyncs keep running, and would stall the event loop
-            await self._in_thread(self.spool.remove, message.queue_id,
-                                  message.journaled)
+            await self._removals.remove(message.queue_id, message.journaled)
         except OSError as exc:
             self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}")
             return False

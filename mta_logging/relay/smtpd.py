@@ -9,10 +9,13 @@ otherwise aiosmtpd's.
 * ``_getaddr``: aiosmtpd runs the email package's full RFC 5322 parser on every MAIL and RCPT
   address. A plain ``<local@domain>`` (then parameters) gives the same result with one regular
   expression; anything else still goes to the full parser. A property test checks both agree.
-* ``smtp_DATA``: aiosmtpd reads the message one line per ``readuntil`` call. Here it is read in
-  the chunks the socket delivers and scanned for the end (``CRLF . CRLF``) with
-  :class:`DataScanner`; the size limit (552), the line length limit (500) and dot-unstuffing
-  are applied to the whole message at the end, as aiosmtpd does line by line.
+* ``smtp_DATA``: aiosmtpd reads the message one line per ``readuntil`` call. Here the chunks
+  the socket delivers go from ``data_received`` straight into a :class:`DataScanner`, which
+  looks for the end (``CRLF . CRLF``); the session's task wakes once, at the end. (Through the
+  StreamReader every chunk was copied twice, and a message longer than twice its line limit
+  paused and resumed the socket's reading: two ``epoll_ctl`` calls a message.) The size limit
+  (552), the line length limit (500) and dot-unstuffing are applied to the whole message at
+  the end, as aiosmtpd does line by line.
 
 Both measured as the largest costs of the relay's inbound side.
 """
@@ -51,7 +54,7 @@ _PLAIN_ADDRESS = re.compile(
 _DSN_KEYWORD = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 END_OF_DATA = b"\r\n.\r\n"
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
-# one receive), so each read drains it and bytes after the end of DATA can be handed back.
+# one receive), so one read drains it.
 _READ_SIZE = 1 << 20
 _Dsn = TypeVar("_Dsn", MailDsn, RcptDsn)
 MAX_AUTH_FAILURES = 3  # per connection; the last one is answered 421 and the connection closed
@@ -133,6 +136,10 @@ class RelaySMTP(SMTP):
     _refused = False
     _client_ip: str | None = None  # counted in limits while the connection is open
     _auth_failures = 0
+    # while the bytes of DATA are read: the scanner data_received feeds, and the future it
+    # completes at their end
+    _scanner: DataScanner | None = None
+    _data_end: asyncio.Future[None] | None = None
 
     def __init__(self, handler: Any, *, limits: ConnectionLimits | None = None,
                  passwords: PasswordChecker | None = None, dsn: bool = False,
@@ -243,8 +250,21 @@ class RelaySMTP(SMTP):
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
+        if self._refused:
+            return
+        scanner = self._scanner
+        if scanner is None:
             super().data_received(data)
+            return
+        self._reset_timeout()
+        after = scanner.feed(data)
+        if after is None:
+            return
+        self._scanner = None
+        if after:
+            super().data_received(after)  # a client that did not wait for the reply
+        if self._data_end is not None and not self._data_end.done():
+            self._data_end.set_result(None)
 
     def eof_received(self) -> bool | None:
         return False if self._refused else super().eof_received()
@@ -324,21 +344,11 @@ class RelaySMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         scanner = DataScanner(self.data_size_limit, self.line_length_limit)
-        reader = self._reader
-        while True:
-            try:
-                chunk = await reader.read(_READ_SIZE)
-            except asyncio.CancelledError:
-                self._writer.close()  # the connection was lost during DATA
-                raise
-            if not chunk:
-                return
-            self._reset_timeout()
-            after = scanner.feed(chunk)
-            if after is not None:
-                break
-        if after and not reader.at_eof():
-            reader.feed_data(after)  # a client that did not wait for the reply
+        try:
+            await self._read_data(scanner)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection was lost during DATA
+            raise
         content, error = scanner.result()
         if error is not None:
             self._set_post_data_state()
@@ -349,3 +359,22 @@ class RelaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self, scanner: DataScanner) -> None:
+        """Feed ``scanner`` up to the end of DATA: first what the StreamReader holds already
+        (a client that sent on without waiting for the 354), then the chunks data_received
+        hands it; the bytes after the end go back to the StreamReader (the next commands)."""
+        reader = self._reader
+        if reader._buffer:  # type: ignore[attr-defined]  # asyncio's has no public length
+            after = scanner.feed(await reader.read(_READ_SIZE))  # resumes a paused socket
+            if after is not None:
+                if after and not reader.at_eof():
+                    reader.feed_data(after)
+                return
+        self._data_end = self.loop.create_future()
+        self._scanner = scanner
+        try:
+            await self._data_end
+        finally:
+            self._scanner = None
+            self._data_end = None
