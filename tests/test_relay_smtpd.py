@@ -91,14 +91,22 @@ class _Capture:
         return "250 OK"
 
 
-async def _session(protocol: type[SMTP], payload: bytes) -> tuple[list[bytes], list[bytes]]:
-    """Send a whole SMTP session (as raw bytes) to ``protocol``; the replies and contents."""
-    handler = _Capture()
+async def _connect(protocol: type[SMTP], handler: _Capture
+                   ) -> tuple[asyncio.Server, asyncio.StreamReader, asyncio.StreamWriter]:
+    """``protocol`` serving ``handler`` on a port of 127.0.0.1 (200-byte data limit), and a
+    connection to it."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: protocol(handler, hostname="t", data_size_limit=200, loop=loop), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return server, reader, writer
+
+
+async def _session(protocol: type[SMTP], payload: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Send a whole SMTP session (as raw bytes) to ``protocol``; the replies and contents."""
+    handler = _Capture()
+    server, reader, writer = await _connect(protocol, handler)
 
     async def reply() -> bytes:
         lines = [await asyncio.wait_for(reader.readline(), 5)]
@@ -136,11 +144,7 @@ async def _unwaited_session(protocol: type[SMTP], writes: list[bytes]) -> tuple[
     last one ends with QUIT); every byte the server replied until it closed, and the
     contents."""
     handler = _Capture()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: protocol(handler, hostname="t", data_size_limit=200, loop=loop), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    server, reader, writer = await _connect(protocol, handler)
     for data in writes:
         writer.write(data)
         await writer.drain()
