@@ -103,6 +103,7 @@ def test_the_fast_path_answers_and_emits_as_the_plain_one(setup: str) -> None:
 def test_both_paths_write_the_same_files(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The switch (the class's ``handle``) set either way: the files a user reads agree."""
+    monkeypatch.setattr(time, "time", lambda: T)  # file names are stamped to the second
     written = []
     for handle in HANDLES:
         with monkeypatch.context() as switched:
