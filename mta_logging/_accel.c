@@ -12,6 +12,10 @@
  * attribute protocol, and copies nothing of CPython's internals.
  *
  * tests/test_accel.py checks it byte for byte against the Python path.
+ *
+ * Beside it, create_synced and fsync_directory: fsutil's durable file creation and directory
+ * fsync, their os calls made in one call without the GIL (used by fsutil while those os
+ * calls are the os module's own; tests/test_fsutil.py checks the files and errors of both).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 /* interned attribute names */
@@ -1551,12 +1556,164 @@ static PyTypeObject EntryType = {
     .tp_getset = entry_getset,
 };
 
+/* ---- durable files for the relay's spool (fsutil.create_synced, fsutil.fsync_directory) ----
+ *
+ * What fsutil.create_file and fsutil.fsync_directory do with os.open, os.write, os.fsync and
+ * os.close, in one call that lets go of the GIL once: each of those os calls takes the GIL
+ * back when it returns, and a spool thread that wants it back while the event loop holds it
+ * costs futex calls and context switches on both sides (many of them per message). */
+
+/* Write all of data to fd (short writes and EINTR retried); 0, or -1 with errno set. */
+static int
+write_fully(int fd, const char *data, Py_ssize_t size)
+{
+    while (size > 0) {
+        ssize_t written = write(fd, data, (size_t)size);
+        if (written < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        data += written;
+        size -= written;
+    }
+    return 0;
+}
+
+static int
+fsync_retried(int fd)
+{
+    int result;
+    do {
+        result = fsync(fd);
+    } while (result < 0 && errno == EINTR);
+    return result;
+}
+
+/* OSError for ``error``, naming ``path`` (its os.fspath, as the os module names it) unless
+ * NULL: the os module names the path for an open and not for a write or an fsync. */
+static void
+raise_os_error(int error, PyObject *path)
+{
+    PyObject *name = path == NULL ? NULL : PyOS_FSPath(path);
+    if (path != NULL && name == NULL) {
+        return;
+    }
+    errno = error;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    Py_XDECREF(name);
+}
+
+PyDoc_STRVAR(create_synced_doc,
+"create_synced(path, data, mode, /)\n--\n\n"
+"Create ``path`` (O_EXCL, with ``mode``), write all of ``data``, fsync and close it, without\n"
+"the GIL; on an error the file (when it was made) is removed and OSError goes up as\n"
+"fsutil.create_file's os calls raise it (its errno; ``path`` named when the open failed).");
+
+static PyObject *
+create_synced(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "create_synced takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(args[0], &path)) {
+        return NULL;
+    }
+    long mode = PyLong_AsLong(args[2]);
+    if (mode == -1 && PyErr_Occurred()) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(path);
+    int error = 0, opened = 1;
+    Py_BEGIN_ALLOW_THREADS
+    int fd;
+    do {
+        fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        error = errno;
+        opened = 0;
+    }
+    else {
+        if (write_fully(fd, data.buf, data.len) < 0 || fsync_retried(fd) < 0) {
+            error = errno;
+        }
+        if (close(fd) < 0 && error == 0 && errno != EINTR) {
+            error = errno;  /* EINTR: the descriptor is closed on Linux; nothing to retry */
+        }
+        if (error != 0) {
+            unlink(name);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    if (error != 0) {
+        raise_os_error(error, opened ? NULL : args[0]);
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_DECREF(path);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(fsync_directory_doc,
+"fsync_directory(directory, /)\n--\n\n"
+"Open ``directory`` (O_DIRECTORY), fsync and close it, without the GIL; OSError as\n"
+"fsutil.fsync_directory's os calls raise it (``directory`` named when the open failed).");
+
+static PyObject *
+fsync_directory(PyObject *module, PyObject *directory)
+{
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(directory, &path)) {
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(path);
+    int error = 0, opened = 1;
+    Py_BEGIN_ALLOW_THREADS
+    int fd;
+    do {
+        fd = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        error = errno;
+        opened = 0;
+    }
+    else {
+        if (fsync_retried(fd) < 0) {
+            error = errno;
+        }
+        if (close(fd) < 0 && error == 0 && errno != EINTR) {
+            error = errno;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (error != 0) {
+        raise_os_error(error, opened ? NULL : directory);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef accel_methods[] = {
     {"build_outcome", (PyCFunction)(void (*)(void))build_outcome, METH_FASTCALL,
      build_outcome_doc},
     {"direct_targets", (PyCFunction)(void (*)(void))direct_targets, METH_FASTCALL,
      direct_targets_doc},
     {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL, append_line_doc},
+    {"create_synced", (PyCFunction)(void (*)(void))create_synced, METH_FASTCALL,
+     create_synced_doc},
+    {"fsync_directory", (PyCFunction)fsync_directory, METH_O, fsync_directory_doc},
     {NULL, NULL, 0, NULL},
 };
 
