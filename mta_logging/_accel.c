@@ -1376,6 +1376,29 @@ entry_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (plain == 0) {
         goto python;
     }
+    /* an instance with a __dict__ (of a subclass without __slots__) may hold a record or an
+     * _outcome of its own (mock.patch.object sets one there), and a class's own
+     * __getattribute__ may answer anything: the Python method looks them up */
+    if (Py_TYPE(args[0])->tp_dictoffset != 0) {
+        if (Py_TYPE(args[0])->tp_getattro != PyObject_GenericGetAttr) {
+            goto python;
+        }
+        PyObject *values = PyObject_GenericGetDict(args[0], NULL);
+        if (values == NULL) {
+            return NULL;
+        }
+        int found = PyDict_Contains(values, str_record);
+        if (found == 0) {
+            found = PyDict_Contains(values, str_outcome_builder);
+        }
+        Py_DECREF(values);
+        if (found < 0) {
+            return NULL;
+        }
+        if (found) {
+            goto python;
+        }
+    }
     PyObject *outcome = new_outcome(self, given);
     if (outcome == NULL) {
         return NULL;

@@ -500,3 +500,41 @@ def test_a_class_method_patched_after_a_record_in_c_is_called_at_the_next(
     assert calls_during == calls == [name]
     assert [line.split("\t")[3] for line in lines(tmp_path)] == [
         "first@example.com", "second@example.com", "third@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_an_instance_s_own_record_or_outcome_builder_is_called_as_the_python_method_calls_it(
+        tmp_path: Path) -> None:
+    """A subclass without ``__slots__`` has a ``__dict__``: ``record`` or ``_outcome`` set on
+    one instance (as ``mock.patch.object(acct, "record")`` does) is what its delivered and
+    deferred call, as bounced (written in Python) does."""
+    seen: list[tuple[str, str]] = []
+
+    class Instrumented(AccountingLogger):
+        pass
+
+    with accounting_logger(tmp_path) as logger:
+        acct = Instrumented(logger)
+        plain_record = acct.record
+        acct.record = (  # type: ignore[method-assign]
+            lambda outcome: seen.append(("record", outcome.rcpt)) or plain_record(outcome))
+        acct.delivered("one@example.com")
+        acct.deferred("two@example.com")
+        acct.bounced("three@example.com")
+        del acct.record
+        plain_outcome = acct._outcome
+        acct._outcome = (  # type: ignore[method-assign]
+            lambda kind, rcpt, *rest: seen.append(("_outcome", rcpt))
+            or plain_outcome(kind, rcpt.upper(), *rest))
+        acct.delivered("four@example.com")
+        acct.deferred("five@example.com")
+        del acct._outcome
+        acct.delivered("six@example.com")
+    assert seen == [("record", "one@example.com"), ("record", "two@example.com"),
+                    ("record", "three@example.com"), ("_outcome", "four@example.com"),
+                    ("_outcome", "five@example.com")]
+    assert sorted(line.split("\t")[3] for line in lines(tmp_path)) == [
+        "FIVE@EXAMPLE.COM", "FOUR@EXAMPLE.COM", "one@example.com", "six@example.com",
+        "two@example.com"]  # (no bounce handler here)
+
