@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import resource
+import shutil
 import signal
 import smtplib
 import socket
@@ -277,6 +278,31 @@ def test_authenticated_clients_relay_from_anywhere_over_tls_only(tmp_path):
             client.sendmail("alice@example.test", ["friend@example.org"], MESSAGE)
             wait_until(lambda: sink.delivered() == ["friend@example.org"], what="delivery")
         assert b" with ESMTPSA id " in sink.messages[0].content
+
+
+def test_the_spool_removed_under_the_relay_gets_451_and_a_clean_stop(tmp_path):
+    """The whole spool directory removed while the relay runs (an operator's mistake, a
+    cleanup job): a client hears 451, the fault is logged once, and SIGTERM still drains and
+    exits cleanly, saying what it could not count."""
+    with Sink() as sink, relay(tmp_path, base_config(sink.port)) as running:
+        send(running.port, ["first@x.test"])
+        wait_until(lambda: sink.delivered() == ["first@x.test"], what="the first delivery")
+        wait_until(lambda: not list((tmp_path / "spool" / "queue").iterdir()),
+                   what="the first message removed")
+        shutil.rmtree(tmp_path / "spool")
+        replies = []
+        for number in range(2):
+            with smtplib.SMTP("127.0.0.1", running.port, timeout=10) as client:
+                client.ehlo("client.test")
+                assert client.mail("sender@example.test")[0] == 250
+                assert client.rcpt(f"later{number}@x.test")[0] == 250
+                replies.append(client.data(MESSAGE))
+        assert running.stop() == 0
+    assert replies == [(451, b"4.3.0 Error: queue file write error, try again later")] * 2
+    log = running.log.read_text()
+    assert log.count("queue file write failed") == 1
+    assert "stopped; the spool's queue directory cannot be read" in log
+    assert "Traceback" not in log
 
 
 def test_bad_input_gets_clear_replies_and_the_relay_keeps_going(tmp_path):
