@@ -74,6 +74,29 @@ is_plain(const char *data, Py_ssize_t length, char separator, Py_ssize_t separat
     return count == separators;
 }
 
+/* 1 if the line that is not ASCII holds exactly `separators` separators and no value in it
+ * needs escaping (AccountingFormatter.outcome_line's test for it: formatters._is_plain, no
+ * backslash, CR, LF or surrogate, no '"' unless the separator is a tab), else 0. */
+static int
+is_plain_text(PyObject *line, Py_UCS4 separator, Py_ssize_t separators)
+{
+    int kind = PyUnicode_KIND(line);
+    const void *data = PyUnicode_DATA(line);
+    Py_ssize_t count = 0;
+    for (Py_ssize_t index = 0; index < PyUnicode_GET_LENGTH(line); index++) {
+        Py_UCS4 character = PyUnicode_READ(kind, data, index);
+        if (character == '\\' || character == '\n' || character == '\r'
+                || Py_UNICODE_IS_SURROGATE(character)
+                || (separator != '\t' && character == '"')) {
+            return 0;
+        }
+        if (character == separator && ++count > separators) {
+            return 0;
+        }
+    }
+    return count == separators;
+}
+
 /* write(2) as os.write does it: the GIL released, tried again after EINTR unless a signal
  * handler raised. Returns what write returned; -1 with an exception set on failure. */
 static Py_ssize_t
@@ -205,9 +228,10 @@ PyDoc_STRVAR(append_line_doc,
 "Write the line of ``outcome`` logged at ``created`` (``formatter._line``) to the active file\n"
 "of ``handler``, with one write(2), as ``handler.write_line(formatter.outcome_line(outcome,\n"
 "created), created, None)`` would. Returns True once written and counted; the line (str)\n"
-"when it needs no escaping but this file is not one to append to here (none open, a\n"
-"rollover due, a failed write to cut back, fsync 'always'); None when the line needs\n"
-"escaping or is not ASCII (``formatter._escaped_line`` makes it). Nothing is written unless\n"
+"when it needs no escaping but is not ASCII (``write_line`` encodes it) or this file is not\n"
+"one to append to here (none open, a rollover due, a failed write to cut back, fsync\n"
+"'always'); None when the line needs escaping (``formatter._escaped_line`` makes it, as\n"
+"``outcome_line`` does). Nothing is written unless\n"
 "it returns True or raises the OSError of the failed write, as os.write raises it (a\n"
 "partial write is passed to ``write_whole(file, data, written)``). The handler's lock must\n"
 "be held; the caller checks that the classes and methods are the ones this reproduces.");
@@ -245,9 +269,20 @@ append_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     if (!PyUnicode_Check(separator) || !PyUnicode_IS_ASCII(separator)
-            || PyUnicode_GET_LENGTH(separator) != 1 || !PyUnicode_IS_ASCII(line)
-            || !is_plain((const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line),
-                         (char)PyUnicode_1BYTE_DATA(separator)[0], separators)) {
+            || PyUnicode_GET_LENGTH(separator) != 1) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    char separator_char = (char)PyUnicode_1BYTE_DATA(separator)[0];
+    if (!PyUnicode_IS_ASCII(line)) {
+        /* written by write_line (it encodes), as outcome_line gives it: not made again (a
+         * value's str() called twice) unless it needs escaping */
+        result = Py_NewRef(is_plain_text(line, (Py_UCS4)(unsigned char)separator_char,
+                                         separators) ? line : Py_None);
+        goto done;
+    }
+    if (!is_plain((const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line),
+                  separator_char, separators)) {
         result = Py_NewRef(Py_None);
         goto done;
     }
@@ -1380,6 +1415,29 @@ entry_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     }
     if (plain == 0) {
         goto python;
+    }
+    /* an instance with a __dict__ (of a subclass without __slots__) may hold a record or an
+     * _outcome of its own (mock.patch.object sets one there), and a class's own
+     * __getattribute__ may answer anything: the Python method looks them up */
+    if (Py_TYPE(args[0])->tp_dictoffset != 0) {
+        if (Py_TYPE(args[0])->tp_getattro != PyObject_GenericGetAttr) {
+            goto python;
+        }
+        PyObject *values = PyObject_GenericGetDict(args[0], NULL);
+        if (values == NULL) {
+            return NULL;
+        }
+        int found = PyDict_Contains(values, str_record);
+        if (found == 0) {
+            found = PyDict_Contains(values, str_outcome_builder);
+        }
+        Py_DECREF(values);
+        if (found < 0) {
+            return NULL;
+        }
+        if (found) {
+            goto python;
+        }
     }
     PyObject *outcome = new_outcome(self, given);
     if (outcome == NULL) {
