@@ -1415,8 +1415,69 @@ typedef struct {
     PyObject *finish;    /* speedups.finish_accelerated: a line append_line did not write */
     PyObject *speedups;  /* the globals of speedups */
     PyObject *constant[G_COUNT];
+    /* the dict versions of the logging and os modules when their check last passed, and of
+     * the time module when its time was read (kept_time: a value of that dict) */
+    uint64_t logging_version, os_version, time_version;
+    PyObject *kept_time;
+    /* the class of the handlers' locks (an immutable one: its methods cannot change) and its
+     * __enter__ and __exit__ */
+    PyTypeObject *lock_type;
+    PyObject *lock_enter, *lock_exit;
     vectorcallfunc vectorcall;
 } Emitter;
+
+static int class_attribute_is(PyObject *owner, PyObject *name, PyObject *expected);
+
+/* The version of a module's dict (a module of the plain class, whose attributes are its
+ * dict's), or 0 for any other. */
+static uint64_t
+module_version(PyObject *module)
+{
+    if (!Py_IS_TYPE(module, &PyModule_Type)) {
+        return 0;
+    }
+    PyObject *dict = PyModule_GetDict(module);
+    return dict != NULL && PyDict_CheckExact(dict) ? ((PyDictObject *)dict)->ma_version_tag : 0;
+}
+
+/* class_attribute_is(module, name, expected), not asked again while the module's dict has
+ * the version it had when the answer was 1 (*kept). */
+static int
+module_attribute_is(PyObject *module, PyObject *name, PyObject *expected, uint64_t *kept)
+{
+    uint64_t version = module_version(module);
+    if (version != 0 && version == *kept) {
+        return 1;
+    }
+    int same = class_attribute_is(module, name, expected);
+    *kept = same == 1 ? version : 0;
+    return same;
+}
+
+/* The lock's __enter__ or __exit__ called: through the kept method of its class when the
+ * lock is of the class kept (an immutable type: its methods cannot be set), else looked up. */
+static PyObject *
+lock_call(Emitter *self, PyObject *const *arguments, size_t count, PyObject *name)
+{
+    PyObject *lock = arguments[0];
+    PyTypeObject *type = Py_TYPE(lock);
+    if (self->lock_type == NULL && PyType_HasFeature(type, Py_TPFLAGS_IMMUTABLETYPE)
+            && type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset == 0) {
+        PyObject *enter = _PyType_Lookup(type, str_enter), *exit = _PyType_Lookup(type, str_exit);
+        if (enter != NULL && exit != NULL && Py_IS_TYPE(enter, &PyMethodDescr_Type)
+                && Py_IS_TYPE(exit, &PyMethodDescr_Type)) {
+            self->lock_type = (PyTypeObject *)Py_NewRef(type);
+            self->lock_enter = Py_NewRef(enter);
+            self->lock_exit = Py_NewRef(exit);
+        }
+    }
+    if (type == self->lock_type) {
+        return PyObject_Vectorcall(name == str_enter ? self->lock_enter : self->lock_exit,
+                                   arguments, count, NULL);
+    }
+    return PyObject_VectorcallMethod(name, (PyObject **)arguments, count, NULL);
+}
+
 
 /* 1 if `owner.<name>` (a class) is `expected`, 0 if not, -1 with an exception set. */
 static int
@@ -1444,10 +1505,10 @@ speedups_global(Emitter *self, PyObject *name)
 
 /* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
 static int
-leave(PyObject *lock)
+leave(Emitter *self, PyObject *lock)
 {
     PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
-    PyObject *left = PyObject_VectorcallMethod(str_exit, arguments, 4, NULL);
+    PyObject *left = lock_call(self, arguments, 4, str_exit);
     Py_XDECREF(left);
     return left == NULL ? -1 : 0;
 }
@@ -1470,10 +1531,11 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     if (direct == Py_None || make_record != constant[G_TEMPLATE_RECORD]) {
         return 2;
     }
-    int plain = class_attribute_is(constant[G_LOGGING], str_log_record_factory,
-                                   constant[G_LOG_RECORD]);
+    int plain = module_attribute_is(constant[G_LOGGING], str_log_record_factory,
+                                    constant[G_LOG_RECORD], &self->logging_version);
     if (plain == 1) {
-        plain = class_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE]);
+        plain = module_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE],
+                                    &self->os_version);
     }
     if (plain != 1) {
         return plain < 0 ? -1 : 2;
@@ -1498,7 +1560,18 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
         goto done;
     }
     /* time.time() looked up at each record, as LogRecord does (clock patching) */
-    created = PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
+    uint64_t version = module_version(constant[G_TIME]);
+    if (version == 0 || version != self->time_version) {  /* time.time looked up again */
+        PyObject *dict = version == 0 ? NULL : PyModule_GetDict(constant[G_TIME]);
+        PyObject *found = dict == NULL ? NULL : PyDict_GetItemWithError(dict, str_time);
+        self->time_version = found != NULL ? version : 0;
+        self->kept_time = found;  /* a value of that dict, while it has that version */
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    created = self->time_version != 0 ? PyObject_CallNoArgs(self->kept_time)
+        : PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
     PyObject *write_whole = constant[G_WRITE_WHOLE];
     if (created == NULL) {
         goto done;
@@ -1506,7 +1579,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     for (Py_ssize_t index = 0; index < PyList_GET_SIZE(targets); index++) {
         PyObject *handler = PyList_GET_ITEM(targets, index);
         PyObject *lock = PyObject_GetAttr(handler, str_lock);
-        PyObject *entered = lock == NULL ? NULL : PyObject_CallMethodNoArgs(lock, str_enter);
+        PyObject *entered = lock == NULL ? NULL : lock_call(self, &lock, 1, str_enter);
         if (entered == NULL) {
             Py_XDECREF(lock);
             goto done;
@@ -1543,7 +1616,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
             PyErr_NormalizeException(&type, &value, &traceback);
             PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None
                                            : traceback};
-            PyObject *left = PyObject_VectorcallMethod(str_exit, exit_arguments, 4, NULL);
+            PyObject *left = lock_call(self, exit_arguments, 4, str_exit);
             if (left == NULL) {
                 Py_XDECREF(type);
                 Py_XDECREF(value);
@@ -1557,7 +1630,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
             goto done;
         }
         Py_DECREF(line);
-        int left = leave(lock);
+        int left = leave(self, lock);
         Py_DECREF(lock);
         if (left < 0) {
             goto done;
@@ -1637,6 +1710,9 @@ emitter_traverse(Emitter *self, visitproc visit, void *arg)
     for (int at = 0; at < G_COUNT; at++) {
         Py_VISIT(self->constant[at]);
     }
+    Py_VISIT(self->lock_type);
+    Py_VISIT(self->lock_enter);
+    Py_VISIT(self->lock_exit);
     return 0;
 }
 
@@ -1649,6 +1725,9 @@ emitter_clear(Emitter *self)
     for (int at = 0; at < G_COUNT; at++) {
         Py_CLEAR(self->constant[at]);
     }
+    Py_CLEAR(self->lock_type);
+    Py_CLEAR(self->lock_enter);
+    Py_CLEAR(self->lock_exit);
     return 0;
 }
 

@@ -696,3 +696,72 @@ def test_the_logger_or_emitter_replaced_after_a_record_in_c_is_used_at_the_next(
     assert emitted == ["four@example.com"]
     assert rcpts(tmp_path / "first") == ["one@example.com", "two@example.com"]
     assert rcpts(tmp_path / "second") == ["three@example.com", "four@example.com"]
+
+
+@needs_accelerator
+def test_the_clock_patched_after_a_record_in_c_times_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: T0)
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        monkeypatch.setattr(time, "time", lambda: T0 + 1)  # the time module's dict changed
+        acct.delivered("a-second-later@example.com")
+    assert [line.split("\t")[1] for line in lines(tmp_path)] == [
+        "2025-11-26 06:20:00", "2025-11-26 06:20:00", "2025-11-26 06:20:01"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_record_factory_or_os_write_set_after_a_record_in_c_is_used_at_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    written: list[bytes] = []
+    plain_factory, plain_write = logging.getLogRecordFactory(), os.write
+
+    def factory(*arguments: Any, **keywords: Any) -> logging.LogRecord:
+        made.append(arguments[0])
+        return plain_factory(*arguments, **keywords)
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        logging.setLogRecordFactory(factory)
+        try:
+            acct.delivered("made@example.com")
+        finally:
+            logging.setLogRecordFactory(plain_factory)
+        monkeypatch.setattr(os, "write", lambda fd, data: written.append(data)
+                            or plain_write(fd, data))
+        acct.delivered("through-os-write@example.com")
+    assert made == [logger.name]
+    assert [data.decode().split("\t")[3] for data in written] == ["through-os-write@example.com"]
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "made@example.com",
+                               "through-os-write@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_lock_of_another_class_set_after_a_record_in_c_is_entered_at_the_next(
+        tmp_path: Path) -> None:
+    import threading
+
+    entered: list[str] = []
+
+    class Lock(threading._PyRLock):  # type: ignore[name-defined,misc]
+        def __enter__(self) -> Any:
+            entered.append("enter")
+            return super().__enter__()
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.lock = Lock()
+        acct.delivered("third@example.com")
+    assert entered == ["enter"]
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "third@example.com"]
