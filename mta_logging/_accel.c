@@ -8,8 +8,12 @@
  * AccountingFormatter.outcome_line and AccountingFileHandler.write_line would, for a line
  * that needs no escaping and an open file that needs no rollover. Every other case is
  * handed back to the Python code, unwritten. speedups.py checks that os.write is the os
- * module's before calling in here; this file reads and sets attributes through the ordinary
- * attribute protocol, and copies nothing of CPython's internals.
+ * module's before calling in here. This file reads and sets attributes through the ordinary
+ * attribute protocol, or, where it keeps what it read (see Watch, Slots, Plan), through what
+ * that protocol itself consults: _PyType_Lookup, an instance's dict, a slot's member
+ * (PyMember_GetOne/SetOne), with the class's tp_version_tag and the dict's ma_version_tag
+ * (both fields of CPython 3.11's public headers; speedups uses this only on 3.11) telling
+ * when to read again. It copies nothing of CPython's internals.
  *
  * tests/test_accel.py checks it byte for byte against the Python path.
  */
