@@ -8,8 +8,12 @@
  * AccountingFormatter.outcome_line and AccountingFileHandler.write_line would, for a line
  * that needs no escaping and an open file that needs no rollover. Every other case is
  * handed back to the Python code, unwritten. speedups.py checks that os.write is the os
- * module's before calling in here; this file reads and sets attributes through the ordinary
- * attribute protocol, and copies nothing of CPython's internals.
+ * module's before calling in here. This file reads and sets attributes through the ordinary
+ * attribute protocol, or, where it keeps what it read (see Watch, Slots, Plan), through what
+ * that protocol itself consults: _PyType_Lookup, an instance's dict, a slot's member
+ * (PyMember_GetOne/SetOne), with the class's tp_version_tag and the dict's ma_version_tag
+ * (both fields of CPython 3.11's public headers; speedups uses this only on 3.11) telling
+ * when to read again. It copies nothing of CPython's internals.
  *
  * tests/test_accel.py checks it byte for byte against the Python path.
  *
@@ -20,8 +24,10 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <string.h>
 #include <fcntl.h>
@@ -97,6 +103,146 @@ is_plain_text(PyObject *line, Py_UCS4 separator, Py_ssize_t separators)
     return count == separators;
 }
 
+/* == Objects unchanged since a walk: class version tags and dict versions ==================
+ * An attribute that the generic attribute protocol (a class without __getattribute__ or
+ * __getattr__ of its own) finds in the instance's __dict__, with no data descriptor of that
+ * name on the class, or on the class as a plain value (no descriptor), depends on nothing but
+ * that dict and the class (and its bases). CPython 3.11 counts changes of both: the class's
+ * version tag (see Seen) and the dict's ma_version_tag (PEP 509: a new number from one global
+ * counter at every change of any dict, so a number is never seen twice). A Watch remembers an
+ * object's class, tag and dict version; its pointers are compared, never followed. */
+typedef struct {
+    PyObject *object;
+    PyTypeObject *type;
+    unsigned int tag;
+    uint64_t version;
+} Watch;
+
+/* The __dict__ of `object` (a new reference) if its class reads attributes generically and
+ * it has an exact dict; else NULL, no exception set. */
+static PyObject *
+generic_dict(PyObject *object)
+{
+    if (Py_TYPE(object)->tp_getattro != PyObject_GenericGetAttr) {
+        return NULL;
+    }
+    PyObject *dict = PyObject_GenericGetDict(object, NULL);
+    if (dict == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (!PyDict_CheckExact(dict)) {
+        Py_CLEAR(dict);
+    }
+    return dict;
+}
+
+/* 1 if `object` is the watched one, of the same class with the same tag, its dict unchanged. */
+static int
+watch_holds(const Watch *watch, PyObject *object)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (object != watch->object || type != watch->type
+            || !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+            || type->tp_version_tag != watch->tag) {
+        return 0;
+    }
+    PyObject *dict = generic_dict(object);
+    int same = dict != NULL && ((PyDictObject *)dict)->ma_version_tag == watch->version;
+    Py_XDECREF(dict);
+    return same;
+}
+
+/* Watch `object`, whose dict is `dict`: 1, or 0 if its class has no tag to watch. */
+static int
+watch_now(Watch *watch, PyObject *object, PyObject *dict)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return 0;
+    }
+    watch->object = object;
+    watch->type = type;
+    watch->tag = type->tp_version_tag;
+    watch->version = ((PyDictObject *)dict)->ma_version_tag;
+    return 1;
+}
+
+/* `object.<name>` as the generic protocol reads it, when it depends only on `dict` and the
+ * class (see Watch): 1 with the value (borrowed) in *value, 0 if it is not such an attribute
+ * or is missing (no exception set). */
+static int
+plain_read(PyObject *object, PyObject *dict, PyObject *name, PyObject **value)
+{
+    PyObject *on_class = _PyType_Lookup(Py_TYPE(object), name);  /* borrowed, no error */
+    if (on_class != NULL && Py_TYPE(on_class)->tp_descr_set != NULL) {
+        return 0;  /* a data descriptor: it decides */
+    }
+    *value = PyDict_GetItemWithError(dict, name);
+    if (*value != NULL) {
+        return 1;
+    }
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *value = on_class;
+    return on_class != NULL && Py_TYPE(on_class)->tp_descr_get == NULL;
+}
+
+/* == Slots read through their member descriptors =========================================
+ * A __slots__ attribute is a member descriptor of the class (a data descriptor: the instance
+ * has no dict to shadow it), read and set by PyMember_GetOne/PyMember_SetOne at its offset,
+ * as the generic protocol does. While the class's tag (see Seen) is the one seen when the
+ * descriptors were found, they are still the class's: read them without looking them up. */
+#define SLOTS_MAX 8
+
+typedef struct {
+    PyTypeObject *type;  /* compared only */
+    unsigned int tag;
+    int count;
+    PyMemberDef *member[SLOTS_MAX];
+} Slots;
+
+/* 1 if `slots` were found on the class of `object` and it has not changed since. */
+static int
+slots_hold(const Slots *slots, PyObject *object)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    return slots->count > 0 && type == slots->type
+        && PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)
+        && type->tp_version_tag == slots->tag;
+}
+
+/* Find the member descriptors of `names` (a NULL-ended array) on the class of `object`
+ * (generic attribute reads and writes): 1, or 0 (count 0) if one is not a member. */
+static int
+slots_find(Slots *slots, PyObject *object, PyObject *const *names)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    slots->count = 0;
+    if (type->tp_getattro != PyObject_GenericGetAttr
+            || type->tp_setattro != PyObject_GenericSetAttr) {
+        return 0;
+    }
+    int count = 0;
+    for (; names[count] != NULL; count++) {
+        PyObject *descriptor = _PyType_Lookup(type, names[count]);
+        if (count == SLOTS_MAX || descriptor == NULL
+                || !Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+            return 0;
+        }
+        slots->member[count] = ((PyMemberDescrObject *)descriptor)->d_member;
+    }
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        return 0;
+    }
+    slots->type = type;
+    slots->tag = type->tp_version_tag;
+    slots->count = count;
+    return 1;
+}
+
 /* write(2) as os.write does it: the GIL released, tried again after EINTR unless a signal
  * handler raised. Returns what write returned; -1 with an exception set on failure. */
 static Py_ssize_t
@@ -115,6 +261,149 @@ write_once(int fd, const char *data, Py_ssize_t length)
     return written;
 }
 
+/* == The reads of append_line kept (see Watch, Slots) =====================================
+ * For a few formatters, their _line, _separator and _separators; for a few handlers, their
+ * _file, fsync and max_bytes, and the slots of the file's class. Pointers compared, never
+ * followed before the watch holds (the values are those of the unchanged dicts). */
+#define KEPT_MAX 4
+
+typedef struct {
+    Watch watch;
+    PyObject *make_line;  /* _line */
+    char separator;
+    Py_ssize_t separators;
+} KeptFormatter;
+
+typedef struct {
+    Watch watch;
+    PyObject *file;   /* _file (not None) */
+    int always;       /* fsync == "always" */
+    Py_ssize_t max_bytes;
+} KeptHandler;
+
+static KeptFormatter kept_formatters[KEPT_MAX];
+static KeptHandler kept_handlers[KEPT_MAX];
+static int next_formatter, next_handler;
+static Slots file_slots;  /* the file class's torn, records, size, max_bytes (unused), fd, ... */
+enum { FILE_TORN, FILE_RECORDS, FILE_SIZE, FILE_FD, FILE_ROLLOVER_AT, FILE_SLOTS };
+
+static const KeptFormatter *
+kept_formatter(PyObject *formatter)
+{
+    for (int at = 0; at < KEPT_MAX; at++) {
+        if (kept_formatters[at].watch.object == formatter
+                && watch_holds(&kept_formatters[at].watch, formatter)) {
+            return &kept_formatters[at];
+        }
+    }
+    return NULL;
+}
+
+/* Keep the formatter's reads if they are plain attributes (see plain_read). */
+static void
+keep_formatter(PyObject *formatter)
+{
+    KeptFormatter *kept = &kept_formatters[next_formatter];
+    PyObject *dict = generic_dict(formatter), *separator, *separators;
+    kept->watch.object = NULL;
+    if (dict != NULL && watch_now(&kept->watch, formatter, dict)
+            && plain_read(formatter, dict, str_line, &kept->make_line)
+            && plain_read(formatter, dict, str_separator, &separator)
+            && PyUnicode_CheckExact(separator) && PyUnicode_IS_ASCII(separator)
+            && PyUnicode_GET_LENGTH(separator) == 1
+            && plain_read(formatter, dict, str_separators, &separators)
+            && PyLong_CheckExact(separators)) {
+        kept->separator = (char)PyUnicode_1BYTE_DATA(separator)[0];
+        kept->separators = PyLong_AsSsize_t(separators);
+        if (kept->separators == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            kept->watch.object = NULL;
+        }
+        else {
+            next_formatter = (next_formatter + 1) % KEPT_MAX;
+        }
+    }
+    else {
+        kept->watch.object = NULL;
+    }
+    Py_XDECREF(dict);
+}
+
+static const KeptHandler *
+kept_handler(PyObject *handler)
+{
+    for (int at = 0; at < KEPT_MAX; at++) {
+        if (kept_handlers[at].watch.object == handler
+                && watch_holds(&kept_handlers[at].watch, handler)) {
+            return &kept_handlers[at];
+        }
+    }
+    return NULL;
+}
+
+/* Keep the handler's reads (an open file) if they are plain attributes, and find the file
+ * class's slots. */
+static void
+keep_handler(PyObject *handler)
+{
+    KeptHandler *kept = &kept_handlers[next_handler];
+    PyObject *dict = generic_dict(handler), *fsync, *max_bytes;
+    int always;
+    kept->watch.object = NULL;
+    if (dict != NULL && watch_now(&kept->watch, handler, dict)
+            && plain_read(handler, dict, str_file, &kept->file) && kept->file != Py_None
+            && plain_read(handler, dict, str_fsync, &fsync) && PyUnicode_CheckExact(fsync)
+            && (always = PyUnicode_Compare(fsync, str_always) == 0, !PyErr_Occurred())
+            && plain_read(handler, dict, str_max_bytes, &max_bytes)
+            && PyLong_CheckExact(max_bytes)
+            && ((kept->max_bytes = PyLong_AsSsize_t(max_bytes)) != -1 || !PyErr_Occurred())) {
+        kept->always = always;
+        next_handler = (next_handler + 1) % KEPT_MAX;
+        if (!slots_hold(&file_slots, kept->file)) {
+            PyObject *names[] = {str_torn, str_records, str_size, str_fd, str_rollover_at,
+                                 NULL};
+            slots_find(&file_slots, kept->file, names);
+        }
+    }
+    else {
+        kept->watch.object = NULL;
+    }
+    PyErr_Clear();
+    Py_XDECREF(dict);
+}
+
+/* file.<name> (slot `slot` of the file's class when the slots hold): a new reference. */
+static PyObject *
+file_get(PyObject *file, int slot, PyObject *name)
+{
+    if (slots_hold(&file_slots, file)) {
+        return PyMember_GetOne((const char *)file, file_slots.member[slot]);
+    }
+    return PyObject_GetAttr(file, name);
+}
+
+static int
+file_set(PyObject *file, int slot, PyObject *name, PyObject *value)
+{
+    if (slots_hold(&file_slots, file)) {
+        return PyMember_SetOne((char *)file, file_slots.member[slot], value);
+    }
+    return PyObject_SetAttr(file, name, value);
+}
+
+/* file.<name> as a C integer; -1 with an exception set if it is not one. */
+static int
+file_ssize(PyObject *file, int slot, PyObject *name, Py_ssize_t *value)
+{
+    PyObject *object = file_get(file, slot, name);
+    if (object == NULL) {
+        return -1;
+    }
+    *value = PyLong_AsSsize_t(object);
+    Py_DECREF(object);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 /* The appending itself, once the line is known to be plain ASCII: None if the file is not
  * one to append to here (none open, a write to cut back, a rollover due, fsync "always"),
  * True once written and counted, NULL with the exception of a failed write (nothing
@@ -127,32 +416,40 @@ append(PyObject *handler, PyObject *line, double created, PyObject *write_whole)
     Py_ssize_t length = PyUnicode_GET_LENGTH(line);
     int flag;
 
-    file = PyObject_GetAttr(handler, str_file);
-    if (file == NULL) {
-        goto done;
+    const KeptHandler *kept = kept_handler(handler);
+    if (kept != NULL) {  /* its _file, fsync and max_bytes as they were read */
+        file = Py_NewRef(kept->file);
+        flag = kept->always;
     }
-    if (file == Py_None) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    fsync = PyObject_GetAttr(handler, str_fsync);
-    if (fsync == NULL || (flag = PyObject_RichCompareBool(fsync, str_always, Py_EQ)) < 0) {
-        goto done;
+    else {
+        file = PyObject_GetAttr(handler, str_file);
+        if (file == NULL) {
+            goto done;
+        }
+        if (file == Py_None) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        fsync = PyObject_GetAttr(handler, str_fsync);
+        if (fsync == NULL || (flag = PyObject_RichCompareBool(fsync, str_always, Py_EQ)) < 0) {
+            goto done;
+        }
     }
     if (flag) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *torn = PyObject_GetAttr(file, str_torn);
+    PyObject *torn = file_get(file, FILE_TORN, str_torn);
     if (torn == NULL) {
         goto done;
     }
     flag = PyObject_IsTrue(torn);
     Py_DECREF(torn);
-    if (flag < 0 || ssize_attribute(file, str_records, &records) < 0
-            || ssize_attribute(file, str_size, &size) < 0
-            || ssize_attribute(handler, str_max_bytes, &max_bytes) < 0
-            || ssize_attribute(file, str_fd, &fd) < 0) {
+    if (flag < 0 || file_ssize(file, FILE_RECORDS, str_records, &records) < 0
+            || file_ssize(file, FILE_SIZE, str_size, &size) < 0
+            || (kept != NULL ? (max_bytes = kept->max_bytes, 0)
+                : ssize_attribute(handler, str_max_bytes, &max_bytes)) < 0
+            || file_ssize(file, FILE_FD, str_fd, &fd) < 0) {
         goto done;
     }
     if (flag) {
@@ -160,7 +457,7 @@ append(PyObject *handler, PyObject *line, double created, PyObject *write_whole)
         goto done;
     }
     if (records > 0) {
-        PyObject *rollover_at = PyObject_GetAttr(file, str_rollover_at);
+        PyObject *rollover_at = file_get(file, FILE_ROLLOVER_AT, str_rollover_at);
         if (rollover_at == NULL) {
             goto done;
         }
@@ -190,7 +487,7 @@ append(PyObject *handler, PyObject *line, double created, PyObject *write_whole)
     PyObject *counted;
     if (written == length + 1) {
         counted = PyLong_FromSsize_t(size + written);
-        if (counted == NULL || PyObject_SetAttr(file, str_size, counted) < 0) {
+        if (counted == NULL || file_set(file, FILE_SIZE, str_size, counted) < 0) {
             Py_XDECREF(counted);
             goto done;
         }
@@ -210,12 +507,15 @@ append(PyObject *handler, PyObject *line, double created, PyObject *write_whole)
         Py_DECREF(finished);
     }
     counted = PyLong_FromSsize_t(records + 1);
-    if (counted == NULL || PyObject_SetAttr(file, str_records, counted) < 0) {
+    if (counted == NULL || file_set(file, FILE_RECORDS, str_records, counted) < 0) {
         Py_XDECREF(counted);
         goto done;
     }
     Py_DECREF(counted);
     result = Py_NewRef(Py_True);
+    if (kept == NULL) {
+        keep_handler(handler);
+    }
 done:
     Py_XDECREF(file);
     Py_XDECREF(fsync);
@@ -251,7 +551,9 @@ append_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (time_logged == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    make_line = PyObject_GetAttr(formatter, str_line);
+    const KeptFormatter *kept = kept_formatter(formatter);
+    make_line = kept != NULL ? Py_NewRef(kept->make_line)
+        : PyObject_GetAttr(formatter, str_line);
     if (make_line == NULL) {
         goto done;
     }
@@ -264,16 +566,25 @@ append_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      Py_TYPE(line)->tp_name);
         goto done;
     }
-    separator = PyObject_GetAttr(formatter, str_separator);
-    if (separator == NULL || ssize_attribute(formatter, str_separators, &separators) < 0) {
-        goto done;
+    char separator_char;
+    /* (kept, and unchanged by the line's making) */
+    if (kept != NULL && watch_holds(&kept->watch, formatter)) {
+        separator_char = kept->separator;
+        separators = kept->separators;
     }
-    if (!PyUnicode_Check(separator) || !PyUnicode_IS_ASCII(separator)
-            || PyUnicode_GET_LENGTH(separator) != 1) {
-        result = Py_NewRef(Py_None);
-        goto done;
+    else {
+        separator = PyObject_GetAttr(formatter, str_separator);
+        if (separator == NULL || ssize_attribute(formatter, str_separators, &separators) < 0) {
+            goto done;
+        }
+        if (!PyUnicode_Check(separator) || !PyUnicode_IS_ASCII(separator)
+                || PyUnicode_GET_LENGTH(separator) != 1) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        separator_char = (char)PyUnicode_1BYTE_DATA(separator)[0];
+        keep_formatter(formatter);
     }
-    char separator_char = (char)PyUnicode_1BYTE_DATA(separator)[0];
     if (!PyUnicode_IS_ASCII(line)) {
         /* written by write_line (it encodes), as outcome_line gives it: not made again (a
          * value's str() called twice) unless it needs escaping */
@@ -382,6 +693,235 @@ none_set(PyObject *object, PyObject *names)
     }
     Py_DECREF(values);
     return found < 0 ? -1 : !found;
+}
+
+/* An exact list with no item: 1, else 0 (what a plan needs of `filters`). */
+static int
+empty_list(PyObject *object)
+{
+    return PyList_CheckExact(object) && PyList_GET_SIZE(object) == 0;
+}
+
+/* == Plan: direct_targets' answer kept while nothing it read has changed ================
+ * Made after direct_targets found targets, by a walk reading the same attributes from the
+ * dicts (plain_read); kept only if every one is such an attribute with a value whose test
+ * runs no code (exact bools, exact ints, exact lists). Its pointers are compared with what
+ * the next call is given and reaches, never followed: a logger's or handler's attributes are
+ * read only once its dict is known unchanged, which keeps them alive. */
+#define PLAN_STEPS 16
+#define PLAN_HANDLERS 64
+
+typedef struct {
+    Watch watch;
+    PyObject *filters;   /* the logger's filters (the first step's only: an empty list) */
+    PyObject *handlers;  /* its handlers list */
+    Py_ssize_t count;    /* its length */
+    PyObject *next;      /* the parent it propagates to, or None */
+} PlanStep;
+
+typedef struct {
+    Watch watch;
+    int target;
+    PyObject *filters;    /* a target's: an empty list */
+    PyObject *formatter;  /* a target's */
+    Watch formatter_watch;
+} PlanHandler;
+
+typedef struct {
+    int valid;
+    /* what direct_targets was given */
+    PyObject *level, *kind, *handler_class, *formatter_class, *names, *methods;
+    int steps, handlers, targets;
+    PlanStep step[PLAN_STEPS];
+    PlanHandler handler[PLAN_HANDLERS];
+} Plan;
+
+static Plan plan;
+
+/* 1 if `plan` was made for these arguments and nothing it read has changed. */
+static int
+plan_holds(const Plan *made, PyObject *logger, PyObject *const *args)
+{
+    if (!made->valid || made->level != args[1] || made->kind != args[2]
+            || made->handler_class != args[3] || made->formatter_class != args[4]
+            || made->names != args[5] || made->methods != args[6]) {
+        return 0;
+    }
+    PyObject *current = logger;
+    int at = 0;
+    for (int index = 0; index < made->steps; index++) {
+        const PlanStep *step = &made->step[index];
+        if (!watch_holds(&step->watch, current)) {
+            return 0;
+        }
+        /* the dict unchanged: its values (filters, handlers, next) are the ones kept */
+        if (index == 0 && PyList_GET_SIZE(step->filters) != 0) {
+            return 0;
+        }
+        if (PyList_GET_SIZE(step->handlers) != step->count) {
+            return 0;
+        }
+        for (Py_ssize_t item = 0; item < step->count; item++, at++) {
+            const PlanHandler *kept = &made->handler[at];
+            PyObject *handler = PyList_GET_ITEM(step->handlers, item);
+            if (!watch_holds(&kept->watch, handler)) {
+                return 0;
+            }
+            if (kept->target && (PyList_GET_SIZE(kept->filters) != 0
+                                 || !watch_holds(&kept->formatter_watch, kept->formatter))) {
+                return 0;
+            }
+        }
+        current = step->next;
+    }
+    return current == Py_None;
+}
+
+/* The targets of a plan that holds: a new list. */
+static PyObject *
+plan_targets(const Plan *made)
+{
+    PyObject *targets = PyList_New(made->targets);
+    if (targets == NULL) {
+        return NULL;
+    }
+    Py_ssize_t found = 0;
+    for (int index = 0; index < made->handlers; index++) {
+        if (made->handler[index].target) {
+            PyList_SET_ITEM(targets, found++, Py_NewRef(made->handler[index].watch.object));
+        }
+    }
+    return targets;
+}
+
+/* One handler of a plan's walk (see plan_make): 1, or 0 if it cannot be planned. */
+static int
+plan_handler(Plan *made, PyObject *handler, PyObject *level, PyObject *kind,
+             PyObject *formatter_class, PyObject *formatter_names)
+{
+    if (made->handlers == PLAN_HANDLERS) {
+        return 0;
+    }
+    PlanHandler *kept = &made->handler[made->handlers];
+    PyObject *dict = generic_dict(handler), *value, *its_level, *formatter, *lock;
+    int done = 0;
+    if (dict == NULL || !watch_now(&kept->watch, handler, dict)
+            || !plain_read(handler, dict, str_writes_directly, &value)
+            || value != Py_True || !plain_read(handler, dict, str_kind, &value)) {
+        goto done;
+    }
+    kept->target = 0;
+    if (value == kind) {
+        if (!plain_read(handler, dict, str_level, &its_level) || !PyLong_CheckExact(its_level)
+                || !PyLong_CheckExact(level)) {
+            goto done;
+        }
+        int reached = PyObject_RichCompareBool(level, its_level, Py_GE);
+        if (reached < 0) {
+            PyErr_Clear();
+            goto done;
+        }
+        if (reached) {
+            PyObject *formatter_dict;
+            if (!plain_read(handler, dict, str_formatter, &formatter)
+                    || (PyObject *)Py_TYPE(formatter) != formatter_class
+                    || !plain_read(handler, dict, str_filters, &kept->filters)
+                    || !empty_list(kept->filters) || !plain_read(handler, dict, str_lock, &lock)
+                    || lock == Py_None || (formatter_dict = generic_dict(formatter)) == NULL) {
+                goto done;
+            }
+            int plain = watch_now(&kept->formatter_watch, formatter, formatter_dict);
+            for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(formatter_names); index++) {
+                PyObject *name = PyTuple_GET_ITEM(formatter_names, index);
+                plain = plain && PyUnicode_CheckExact(name)
+                    && PyDict_Contains(formatter_dict, name) == 0;
+            }
+            Py_DECREF(formatter_dict);
+            if (!plain) {
+                PyErr_Clear();
+                goto done;
+            }
+            kept->formatter = formatter;
+            kept->target = 1;
+            made->targets++;
+        }
+    }
+    done = 1;
+    made->handlers++;
+done:
+    Py_XDECREF(dict);
+    return done;
+}
+
+/* Make `made` for direct_targets(logger, *args[1:]) (whose answer was `targets`, a list):
+ * valid if every attribute the answer rests on could be planned and the plan's targets are
+ * those. */
+static void
+plan_make(Plan *made, PyObject *logger, PyObject *const *args, PyObject *targets)
+{
+    PyObject *level = args[1], *kind = args[2], *names = args[5];
+    PyObject *logger_names = PyTuple_GET_ITEM(names, 0);
+    PyObject *formatter_names = PyTuple_GET_ITEM(names, 2);
+    made->valid = 0;
+    made->steps = made->handlers = made->targets = 0;
+    PyObject *current = logger;
+    while (current != Py_None) {
+        if (made->steps == PLAN_STEPS) {
+            return;
+        }
+        PlanStep *step = &made->step[made->steps];
+        PyObject *dict = generic_dict(current), *value;
+        int plain = dict != NULL && watch_now(&step->watch, current, dict);
+        if (plain && made->steps == 0) {  /* direct_targets' own tests of the logger */
+            plain = plain_read(current, dict, str_disabled, &value) && value == Py_False
+                && plain_read(current, dict, str_filters, &step->filters)
+                && empty_list(step->filters);
+            for (Py_ssize_t index = 0; plain && index < PyTuple_GET_SIZE(logger_names); index++) {
+                PyObject *name = PyTuple_GET_ITEM(logger_names, index);
+                plain = PyUnicode_CheckExact(name) && PyDict_Contains(dict, name) == 0;
+            }
+        }
+        plain = plain && plain_read(current, dict, str_handlers, &step->handlers)
+            && PyList_CheckExact(step->handlers);
+        if (plain) {
+            step->count = PyList_GET_SIZE(step->handlers);
+            for (Py_ssize_t index = 0; plain && index < step->count; index++) {
+                plain = plan_handler(made, PyList_GET_ITEM(step->handlers, index), level, kind,
+                                     args[4], formatter_names);
+            }
+        }
+        plain = plain && plain_read(current, dict, str_propagate, &value)
+            && (value == Py_True || value == Py_False);
+        if (plain) {
+            step->next = Py_None;
+            if (value == Py_True) {
+                plain = plain_read(current, dict, str_parent, &step->next);
+            }
+        }
+        Py_XDECREF(dict);
+        if (!plain) {
+            PyErr_Clear();
+            return;
+        }
+        made->steps++;
+        current = step->next;
+    }
+    if (made->targets != PyList_GET_SIZE(targets)) {
+        return;
+    }
+    for (int index = 0, found = 0; index < made->handlers; index++) {
+        if (made->handler[index].target
+                && made->handler[index].watch.object != PyList_GET_ITEM(targets, found++)) {
+            return;
+        }
+    }
+    made->level = level;
+    made->kind = kind;
+    made->handler_class = args[3];
+    made->formatter_class = args[4];
+    made->names = names;
+    made->methods = args[6];
+    made->valid = 1;
 }
 
 /* The handlers of `logger` and of the parents it propagates to that take this record (see
@@ -519,6 +1059,10 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             seen_now(&seen[owner], owners[owner], its_names, methods);
         }
     }
+    if (plain == 1 && plan_holds(&plan, logger, args)) {
+        return plan_targets(&plan);  /* nothing it rests on changed since it was made */
+    }
+    plan.valid = 0;
     if (plain == 1) {
         int disabled = true_attribute(logger, str_disabled);
         int filtered = disabled != 0 ? disabled : true_attribute(logger, str_filters);
@@ -542,6 +1086,9 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (plain == 0 || PyList_GET_SIZE(targets) == 0) {
         Py_SETREF(targets, Py_NewRef(Py_None));
+    }
+    else {
+        plan_make(&plan, logger, args, targets);
     }
     return targets;
 }
@@ -907,8 +1454,69 @@ typedef struct {
     PyObject *finish;    /* speedups.finish_accelerated: a line append_line did not write */
     PyObject *speedups;  /* the globals of speedups */
     PyObject *constant[G_COUNT];
+    /* the dict versions of the logging and os modules when their check last passed, and of
+     * the time module when its time was read (kept_time: a value of that dict) */
+    uint64_t logging_version, os_version, time_version;
+    PyObject *kept_time;
+    /* the class of the handlers' locks (an immutable one: its methods cannot change) and its
+     * __enter__ and __exit__ */
+    PyTypeObject *lock_type;
+    PyObject *lock_enter, *lock_exit;
     vectorcallfunc vectorcall;
 } Emitter;
+
+static int class_attribute_is(PyObject *owner, PyObject *name, PyObject *expected);
+
+/* The version of a module's dict (a module of the plain class, whose attributes are its
+ * dict's), or 0 for any other. */
+static uint64_t
+module_version(PyObject *module)
+{
+    if (!Py_IS_TYPE(module, &PyModule_Type)) {
+        return 0;
+    }
+    PyObject *dict = PyModule_GetDict(module);
+    return dict != NULL && PyDict_CheckExact(dict) ? ((PyDictObject *)dict)->ma_version_tag : 0;
+}
+
+/* class_attribute_is(module, name, expected), not asked again while the module's dict has
+ * the version it had when the answer was 1 (*kept). */
+static int
+module_attribute_is(PyObject *module, PyObject *name, PyObject *expected, uint64_t *kept)
+{
+    uint64_t version = module_version(module);
+    if (version != 0 && version == *kept) {
+        return 1;
+    }
+    int same = class_attribute_is(module, name, expected);
+    *kept = same == 1 ? version : 0;
+    return same;
+}
+
+/* The lock's __enter__ or __exit__ called: through the kept method of its class when the
+ * lock is of the class kept (an immutable type: its methods cannot be set), else looked up. */
+static PyObject *
+lock_call(Emitter *self, PyObject *const *arguments, size_t count, PyObject *name)
+{
+    PyObject *lock = arguments[0];
+    PyTypeObject *type = Py_TYPE(lock);
+    if (self->lock_type == NULL && PyType_HasFeature(type, Py_TPFLAGS_IMMUTABLETYPE)
+            && type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset == 0) {
+        PyObject *enter = _PyType_Lookup(type, str_enter), *exit = _PyType_Lookup(type, str_exit);
+        if (enter != NULL && exit != NULL && Py_IS_TYPE(enter, &PyMethodDescr_Type)
+                && Py_IS_TYPE(exit, &PyMethodDescr_Type)) {
+            self->lock_type = (PyTypeObject *)Py_NewRef(type);
+            self->lock_enter = Py_NewRef(enter);
+            self->lock_exit = Py_NewRef(exit);
+        }
+    }
+    if (type == self->lock_type) {
+        return PyObject_Vectorcall(name == str_enter ? self->lock_enter : self->lock_exit,
+                                   arguments, count, NULL);
+    }
+    return PyObject_VectorcallMethod(name, (PyObject **)arguments, count, NULL);
+}
+
 
 /* 1 if `owner.<name>` (a class) is `expected`, 0 if not, -1 with an exception set. */
 static int
@@ -936,10 +1544,10 @@ speedups_global(Emitter *self, PyObject *name)
 
 /* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
 static int
-leave(PyObject *lock)
+leave(Emitter *self, PyObject *lock)
 {
     PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
-    PyObject *left = PyObject_VectorcallMethod(str_exit, arguments, 4, NULL);
+    PyObject *left = lock_call(self, arguments, 4, str_exit);
     Py_XDECREF(left);
     return left == NULL ? -1 : 0;
 }
@@ -962,10 +1570,11 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     if (direct == Py_None || make_record != constant[G_TEMPLATE_RECORD]) {
         return 2;
     }
-    int plain = class_attribute_is(constant[G_LOGGING], str_log_record_factory,
-                                   constant[G_LOG_RECORD]);
+    int plain = module_attribute_is(constant[G_LOGGING], str_log_record_factory,
+                                    constant[G_LOG_RECORD], &self->logging_version);
     if (plain == 1) {
-        plain = class_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE]);
+        plain = module_attribute_is(constant[G_OS], str_write, constant[G_OS_WRITE],
+                                    &self->os_version);
     }
     if (plain != 1) {
         return plain < 0 ? -1 : 2;
@@ -990,7 +1599,18 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
         goto done;
     }
     /* time.time() looked up at each record, as LogRecord does (clock patching) */
-    created = PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
+    uint64_t version = module_version(constant[G_TIME]);
+    if (version == 0 || version != self->time_version) {  /* time.time looked up again */
+        PyObject *dict = version == 0 ? NULL : PyModule_GetDict(constant[G_TIME]);
+        PyObject *found = dict == NULL ? NULL : PyDict_GetItemWithError(dict, str_time);
+        self->time_version = found != NULL ? version : 0;
+        self->kept_time = found;  /* a value of that dict, while it has that version */
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    created = self->time_version != 0 ? PyObject_CallNoArgs(self->kept_time)
+        : PyObject_CallMethodNoArgs(constant[G_TIME], str_time);
     PyObject *write_whole = constant[G_WRITE_WHOLE];
     if (created == NULL) {
         goto done;
@@ -998,7 +1618,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     for (Py_ssize_t index = 0; index < PyList_GET_SIZE(targets); index++) {
         PyObject *handler = PyList_GET_ITEM(targets, index);
         PyObject *lock = PyObject_GetAttr(handler, str_lock);
-        PyObject *entered = lock == NULL ? NULL : PyObject_CallMethodNoArgs(lock, str_enter);
+        PyObject *entered = lock == NULL ? NULL : lock_call(self, &lock, 1, str_enter);
         if (entered == NULL) {
             Py_XDECREF(lock);
             goto done;
@@ -1035,7 +1655,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
             PyErr_NormalizeException(&type, &value, &traceback);
             PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None
                                            : traceback};
-            PyObject *left = PyObject_VectorcallMethod(str_exit, exit_arguments, 4, NULL);
+            PyObject *left = lock_call(self, exit_arguments, 4, str_exit);
             if (left == NULL) {
                 Py_XDECREF(type);
                 Py_XDECREF(value);
@@ -1049,7 +1669,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
             goto done;
         }
         Py_DECREF(line);
-        int left = leave(lock);
+        int left = leave(self, lock);
         Py_DECREF(lock);
         if (left < 0) {
             goto done;
@@ -1129,6 +1749,9 @@ emitter_traverse(Emitter *self, visitproc visit, void *arg)
     for (int at = 0; at < G_COUNT; at++) {
         Py_VISIT(self->constant[at]);
     }
+    Py_VISIT(self->lock_type);
+    Py_VISIT(self->lock_enter);
+    Py_VISIT(self->lock_exit);
     return 0;
 }
 
@@ -1141,6 +1764,9 @@ emitter_clear(Emitter *self)
     for (int at = 0; at < G_COUNT; at++) {
         Py_CLEAR(self->constant[at]);
     }
+    Py_CLEAR(self->lock_type);
+    Py_CLEAR(self->lock_enter);
+    Py_CLEAR(self->lock_exit);
     return 0;
 }
 
@@ -1207,8 +1833,47 @@ typedef struct {
     PyObject *outcome_class;  /* Outcome */
     PyObject *is_enabled_for; /* logging.Logger.isEnabledFor */
     Seen record_seen, builder_seen;  /* the class's record and _outcome last checked */
+    /* record_outcome's reads, kept while nothing they rest on changed (see Watch): the
+     * AccountingLogger's logger, _emit and _make_record, the kind's level, the logger's
+     * _cache (its disabled False, its isEnabledFor Logger's); pointers compared, never
+     * followed before the watches hold */
+    int kept;
+    Slots self_slots;  /* the AccountingLogger's logger, _emit, _make_record */
+    Watch logger_watch, kind_watch;
+    PyObject *kept_logger, *kept_level, *kept_cache;
     vectorcallfunc vectorcall;
 } Entry;
+
+/* Keep record_outcome's reads of `logger_self` (see Entry.kept) if each is such an attribute
+ * that a Watch can keep; else leave nothing kept. */
+static void
+keep_reads(Entry *self, PyObject *logger_self, PyObject *kind)
+{
+    self->kept = 0;
+    PyObject *names[] = {str_logger, str_emit, str_make_record, NULL};
+    PyObject *logger = NULL, *logger_dict = NULL, *kind_dict = NULL, *value;
+    int plain = slots_find(&self->self_slots, logger_self, names)
+        && (logger = PyMember_GetOne((const char *)logger_self,
+                                     self->self_slots.member[0])) != NULL;
+    self->kept_logger = logger;  /* compared only: the slot's value is read at each record */
+    Py_XDECREF(logger);
+    plain = plain && (logger_dict = generic_dict(self->kept_logger)) != NULL
+        && watch_now(&self->logger_watch, self->kept_logger, logger_dict)
+        && plain_read(self->kept_logger, logger_dict, str_disabled, &value) && value == Py_False
+        && plain_read(self->kept_logger, logger_dict, str_cache, &self->kept_cache)
+        && PyDict_CheckExact(self->kept_cache)
+        /* Logger's own isEnabledFor: from the class, not set on the logger */
+        && PyDict_Contains(logger_dict, str_is_enabled_for) == 0
+        && _PyType_Lookup(Py_TYPE(self->kept_logger), str_is_enabled_for)
+            == self->is_enabled_for
+        && (kind_dict = generic_dict(kind)) != NULL
+        && watch_now(&self->kind_watch, kind, kind_dict)
+        && plain_read(kind, kind_dict, str_level, &self->kept_level);
+    Py_XDECREF(logger_dict);
+    Py_XDECREF(kind_dict);
+    PyErr_Clear();
+    self->kept = plain;
+}
 
 /* 1 if `type.<name>` is `expected`, looked up again only when the class changed since it
  * last was (see Seen); 0 if not, -1 with an exception set. */
@@ -1310,20 +1975,49 @@ record_outcome(Entry *self, PyObject *logger_self, PyObject *outcome, PyObject *
 {
     PyObject *logger = NULL, *level = NULL, *emit = NULL, *make_record = NULL, *hook = NULL;
     PyObject *result = NULL;
-    logger = PyObject_GetAttr(logger_self, str_logger);
-    level = logger == NULL ? NULL : PyObject_GetAttr(kind, str_level);
-    if (level == NULL) {
-        goto done;
+    int kept = self->kept && slots_hold(&self->self_slots, logger_self);
+    if (kept) {
+        logger = PyMember_GetOne((const char *)logger_self, self->self_slots.member[0]);
+        if (logger == NULL) {
+            goto done;
+        }
+        kept = logger == self->kept_logger && watch_holds(&self->logger_watch, logger)
+            && watch_holds(&self->kind_watch, kind);
     }
-    int truth = logger_enabled(self, logger, level);
+    int truth;
+    if (kept) {  /* the reads kept (see Entry.kept), the logger enabled as logger_enabled has it */
+        level = Py_NewRef(self->kept_level);
+        PyObject *answer = PyDict_GetItemWithError(self->kept_cache, level);
+        truth = answer != NULL ? PyObject_IsTrue(answer)
+            : PyErr_Occurred() ? -1 : logger_enabled(self, logger, level);
+    }
+    else {
+        Py_XSETREF(logger, PyObject_GetAttr(logger_self, str_logger));
+        level = logger == NULL ? NULL : PyObject_GetAttr(kind, str_level);
+        if (level == NULL) {
+            goto done;
+        }
+        truth = logger_enabled(self, logger, level);
+    }
     if (truth < 0) {
         goto done;
     }
     if (truth) {
-        emit = PyObject_GetAttr(logger_self, str_emit);
-        make_record = emit == NULL ? NULL : PyObject_GetAttr(logger_self, str_make_record);
-        if (make_record == NULL) {
-            goto done;
+        if (kept) {  /* the slots' values, read at each record */
+            emit = PyMember_GetOne((const char *)logger_self, self->self_slots.member[1]);
+            make_record = emit == NULL ? NULL
+                : PyMember_GetOne((const char *)logger_self, self->self_slots.member[2]);
+            if (make_record == NULL) {
+                goto done;
+            }
+        }
+        else {
+            emit = PyObject_GetAttr(logger_self, str_emit);
+            make_record = emit == NULL ? NULL : PyObject_GetAttr(logger_self, str_make_record);
+            if (make_record == NULL) {
+                goto done;
+            }
+            keep_reads(self, logger_self, kind);
         }
         /* an Emitter: its work done here, without the call */
         int in_c = Py_IS_TYPE(emit, &EmitterType);

@@ -580,6 +580,74 @@ class _Counted(str):
         return f"{super().__str__()} {_Counted.calls}"
 
 
+# == What the C path keeps between records (Plan, Entry's kept reads, append_line's) ==========
+# Each is kept only while the dicts and classes it was read from are unchanged; what is read
+# from a list (handlers, filters) or a slot (the active file's) is read at each record. Each
+# test changes one thing after a record written in C and looks at the next record.
+
+
+def rcpts(directory: Path) -> list[str]:
+    return [line.split("\t")[3] for line in lines(directory)]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_handler_level_raised_after_a_record_in_c_stops_the_next(tmp_path: Path) -> None:
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")  # (written with the kept answer)
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.setLevel(logging.WARNING)
+        acct.delivered("above-its-level@example.com")
+        delivered.setLevel(logging.NOTSET)
+        acct.delivered("last@example.com")
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "last@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_handler_added_to_the_list_after_a_record_in_c_gets_the_next(tmp_path: Path) -> None:
+    second = AccountingFileHandler("delivered", path=tmp_path / "second")
+    with accounting_logger(tmp_path / "first") as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("one@example.com")
+        acct.delivered("two@example.com")
+        logger.handlers.append(second)  # the list changed, not the logger's dict
+        acct.delivered("three@example.com")
+        logger.handlers.remove(second)
+        acct.delivered("four@example.com")
+    second.close()
+    assert rcpts(tmp_path / "first") == [
+        "one@example.com", "two@example.com", "three@example.com", "four@example.com"]
+    assert rcpts(tmp_path / "second") == ["three@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_filter_appended_to_a_handler_after_a_record_in_c_is_asked_at_the_next(
+        tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def refuse(record: logging.LogRecord) -> bool:
+        asked.append(record.outcome.rcpt)  # type: ignore[attr-defined]
+        return False
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.filters.append(refuse)  # the list changed, not the handler's dict
+        acct.delivered("refused@example.com")
+        delivered.filters.remove(refuse)
+        acct.delivered("last@example.com")
+    assert asked == ["refused@example.com"]
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "last@example.com"]
+
+
 @needs_accelerator
 @pytest.mark.usefixtures("frozen_clock")
 @pytest.mark.parametrize("value", ["r\u00e9ponse", "plain", "tab\there"])
@@ -598,3 +666,200 @@ def test_each_value_is_made_text_as_often_as_the_python_emitter_makes_it(
         made[way] = (_Counted.calls, lines(tmp_path / way))
     assert made["c"] == made["python"]
     assert made["c"][0] == (2 if "\t" in value else 1)
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_propagation_turned_on_after_a_record_in_c_reaches_the_parent_at_the_next(
+        tmp_path: Path) -> None:
+    with accounting_logger(tmp_path / "child") as logger:
+        parent = logger.parent
+        assert parent is not None
+        above = AccountingFileHandler("delivered", path=tmp_path / "parent")
+        parent.addHandler(above)
+        try:
+            acct = AccountingLogger(logger)
+            acct.delivered("first@example.com")
+            acct.delivered("second@example.com")
+            logger.propagate = True
+            acct.delivered("propagated@example.com")
+            logger.propagate = False
+        finally:
+            parent.removeHandler(above)
+            above.close()
+    assert rcpts(tmp_path / "parent") == ["propagated@example.com"]
+    assert rcpts(tmp_path / "child") == [
+        "first@example.com", "second@example.com", "propagated@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_format_set_on_a_formatter_after_a_record_in_c_makes_the_next_record(
+        tmp_path: Path, plain_spied: mock.MagicMock) -> None:
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        formatter = delivered.formatter
+        assert formatter is not None
+        plain_format = formatter.format
+        formatter.format = lambda record: plain_format(record).upper()  # type: ignore[method-assign]
+        acct.delivered("shouted@example.com")
+        del formatter.format
+        acct.delivered("last@example.com")
+    assert rcpts(tmp_path) == [
+        "first@example.com", "second@example.com", "SHOUTED@EXAMPLE.COM", "last@example.com"]
+    assert plain_spied.call_count == 1
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_the_separator_changed_after_a_record_in_c_separates_the_next(tmp_path: Path) -> None:
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com", job_id="1")
+        acct.delivered("second@example.com", job_id="2")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.formatter.separator = ","  # type: ignore[union-attr]
+        acct.delivered("third@example.com", job_id="3")
+    written = files(tmp_path)
+    assert [data.decode().splitlines()[-3:] for data in written.values()] == [[
+        "d\t2025-11-26 06:20:00\t\tfirst@example.com\t\t\t\t1\t\t",
+        "d\t2025-11-26 06:20:00\t\tsecond@example.com\t\t\t\t2\t\t",
+        "d,2025-11-26 06:20:00,,third@example.com,,,,3,,"]]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("change", ["max_bytes", "rollover_at"])
+def test_a_rollover_made_due_after_a_record_in_c_happens_at_the_next(
+        change: str, tmp_path: Path) -> None:
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        if change == "max_bytes":  # the handler's (its dict)
+            delivered.max_bytes = 1
+        else:  # the active file's (a slot)
+            delivered._file.rollover_at = T0  # type: ignore[attr-defined]
+        acct.delivered("third@example.com")
+    per_file = [[line.split("\t")[3] for line in data.decode().splitlines()
+                 if not line.startswith("type")] for data in files(tmp_path).values()]
+    assert sorted(per_file) == [["first@example.com", "second@example.com"],
+                                ["third@example.com"]]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_fsync_always_set_after_a_record_in_c_syncs_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    plain_fsync = os.fsync
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or plain_fsync(fd))
+        delivered.fsync = "always"
+        acct.delivered("synced@example.com")
+    assert synced and rcpts(tmp_path) == [
+        "first@example.com", "second@example.com", "synced@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_the_logger_or_emitter_replaced_after_a_record_in_c_is_used_at_the_next(
+        tmp_path: Path) -> None:
+    emitted: list[str] = []
+    with accounting_logger(tmp_path / "first") as first, \
+            accounting_logger(tmp_path / "second") as second:
+        acct = AccountingLogger(first)
+        acct.delivered("one@example.com")
+        acct.delivered("two@example.com")
+        acct.logger = second  # a slot of the AccountingLogger
+        acct.delivered("three@example.com")
+        plain_emit = acct._emit
+        acct._emit = lambda *arguments: emitted.append(  # type: ignore[method-assign]
+            arguments[2].rcpt) or plain_emit(*arguments)
+        acct.delivered("four@example.com")
+        second.setLevel(logging.WARNING)  # (the logger's cache cleared)
+        acct.delivered("below-the-level@example.com")
+    assert emitted == ["four@example.com"]
+    assert rcpts(tmp_path / "first") == ["one@example.com", "two@example.com"]
+    assert rcpts(tmp_path / "second") == ["three@example.com", "four@example.com"]
+
+
+@needs_accelerator
+def test_the_clock_patched_after_a_record_in_c_times_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: T0)
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        monkeypatch.setattr(time, "time", lambda: T0 + 1)  # the time module's dict changed
+        acct.delivered("a-second-later@example.com")
+    assert [line.split("\t")[1] for line in lines(tmp_path)] == [
+        "2025-11-26 06:20:00", "2025-11-26 06:20:00", "2025-11-26 06:20:01"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_record_factory_or_os_write_set_after_a_record_in_c_is_used_at_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    written: list[bytes] = []
+    plain_factory, plain_write = logging.getLogRecordFactory(), os.write
+
+    def factory(*arguments: Any, **keywords: Any) -> logging.LogRecord:
+        made.append(arguments[0])
+        return plain_factory(*arguments, **keywords)
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        logging.setLogRecordFactory(factory)
+        try:
+            acct.delivered("made@example.com")
+        finally:
+            logging.setLogRecordFactory(plain_factory)
+        monkeypatch.setattr(os, "write", lambda fd, data: written.append(data)
+                            or plain_write(fd, data))
+        acct.delivered("through-os-write@example.com")
+    assert made == [logger.name]
+    assert [data.decode().split("\t")[3] for data in written] == ["through-os-write@example.com"]
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "made@example.com",
+                               "through-os-write@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_a_lock_of_another_class_set_after_a_record_in_c_is_entered_at_the_next(
+        tmp_path: Path) -> None:
+    import threading
+
+    entered: list[str] = []
+
+    class Lock(threading._PyRLock):  # type: ignore[name-defined,misc]
+        def __enter__(self) -> Any:
+            entered.append("enter")
+            return super().__enter__()
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.lock = Lock()
+        acct.delivered("third@example.com")
+    assert entered == ["enter"]
+    assert rcpts(tmp_path) == ["first@example.com", "second@example.com", "third@example.com"]
