@@ -283,9 +283,10 @@ class _Probe:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
     pattern means (non-ASCII, character codes such as ``\\x41``, upper case in a class)."""
     literal: bool = False
-    """Whether the alternative is nothing but its one required literal, ASCII, matched
-    case-insensitively (``mail loop``, ``quota exceeded``): a text that holds the literal, as
-    the mask and the checks vouch, matches it, without the pattern being tried."""
+    """Whether the alternative is nothing but one literal, ASCII, matched case-insensitively
+    (``mail loop``, ``quota exceeded``; one shorter than three characters, such as a wrapper
+    marker's `` #``, is then the probe's one check): a text that holds the literal, as the mask
+    and the checks vouch, matches it, without the pattern being tried."""
 
 
 def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
@@ -310,8 +311,12 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
         exact = {literals for literals, _ in indexed if all(map(_word_local, literals))}
         checks = tuple(literals for literals in required if literals not in exact)
         literal = (pattern.flags & (re.IGNORECASE | re.VERBOSE) == re.IGNORECASE
-                   and source.isascii() and _LITERAL.fullmatch(source) is not None
-                   and required == ((_ESCAPE.sub(r"\1", source).lower(),),))
+                   and source.isascii() and _LITERAL.fullmatch(source) is not None)
+        if literal:
+            value = _ESCAPE.sub(r"\1", source).lower()
+            if not required:  # shorter than three characters (" #"): tested with ``in`` alone
+                checks = ((value,),)
+            literal = required in ((), ((value,),))
         probes.append(_Probe(key, part, required, indexed, checks,
                              _lower_case(source, pattern.flags), literal))
     return probes

@@ -77,6 +77,19 @@ def test_a_literal_alternative_matches_where_the_text_holds_it() -> None:
     assert index.first_match("Überquota") == 10
 
 
+def test_a_literal_alternative_shorter_than_three_characters_matches_where_the_text_holds_it(
+) -> None:
+    # (such as the wrapper marker " #": no word to look it up by, an ``in`` test of the text)
+    index = PatternIndex(compiled(r" #|<<", r"k;", r"\.x"))
+    assert index.first_match("mx.example.org #5.1.1") == 0
+    assert index.first_match("a#b, a <<< b") == 0
+    assert index.first_match("OK; a.X") == 10
+    assert index.first_match("\u212a; a") == 10  # the Kelvin sign matches "k"
+    assert index.first_match("a.x #") == 0
+    assert index.first_match("a.X") == 20
+    assert index.first_match("a#x <k") is None
+
+
 def test_a_scan_of_the_words_serves_several_selections() -> None:
     index = PatternIndex(compiled(r"mailbox full", r"quota", r"full"))
     text = "Mailbox FULL, over quota"
@@ -121,7 +134,7 @@ def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
 PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
           r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K", "e-mail",
           "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+", "we do not relay", "mail from:? ?<>",
-          "user_unknown", "e-mail box", "ユーザー", "rejeté", "ré"]
+          "user_unknown", "e-mail box", "ユーザー", "rejeté", "ré", "#", "<<", "s;"]
 patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
                     .map(lambda parts: "|".join(parts.split(" x? "))),
                     min_size=1, max_size=8)
@@ -130,7 +143,7 @@ texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", 
                                   "@", "<", "_", "e", "5.1.1", "xuser", "boxes", "we do",
                                   "not relay", "relaying", "mail from:<>", "user_", "é",
                                   "ユーザー", "USERÉ", "REJETÉ", "\u0130", "\u017f", "mailboxé",
-                                  "\u00a0", "\u3000"]),
+                                  "\u00a0", "\u3000", "#", "<<", "S;", "\u017f;"]),
                  max_size=10).map(lambda words: "".join(words) if len(words) % 3 == 0
                                   else " ".join(words)) | st.text(max_size=30)
 
