@@ -14,9 +14,10 @@ hold worked out once. The answer is always the one the patterns themselves give.
 from __future__ import annotations
 
 import functools
+import importlib
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["PatternIndex", "Selection"]
@@ -87,16 +88,15 @@ class PatternIndex:
         """What the words of ``text`` say of the patterns: a mask for :meth:`first_match`'s
         ``scanned``, worth keeping when several selections are searched in the same text
         (working it out is most of the cost of a search)."""
-        found = self._always
-        if not text.isascii():
-            if _FOLDS_TO_ASCII.search(text):
-                # Case-insensitive matching pairs these with ASCII letters (the Kelvin sign
-                # with "k"), which lower() does not reproduce: every probe is tried.
-                return self._all
-            found |= self._unicode
         self._words.limit = self.WORDS
-        found = functools.reduce(operator.or_, map(self._words.__getitem__,
-                                                   text.lower().split()), found)
+        if text.isascii():
+            found = _or_words(self._words, text, self._always)
+        elif _FOLDS_TO_ASCII.search(text):
+            # Case-insensitive matching pairs these with ASCII letters (the Kelvin sign with
+            # "k"), which lower() does not reproduce: every probe is tried.
+            return self._all
+        else:
+            found = _python_or_words(self._words, text, self._always | self._unicode)
         return found & found >> self._count
 
     def first_match(
@@ -139,6 +139,22 @@ class PatternIndex:
                     return probe.key
         return None
 
+
+def _python_or_words(words: dict[str, int], text: str, found: int) -> int:
+    """``found`` OR'ed with what ``words`` says of each word of ``text``, lower-cased."""
+    return functools.reduce(operator.or_, map(words.__getitem__, text.lower().split()), found)
+
+
+def _accelerated_or_words() -> Callable[[dict[str, int], str, int], int]:
+    """:func:`_python_or_words` for an ASCII text, in C (``mta_logging/_accel.c``, ``or_words``)
+    where the accelerator was built; else the Python one."""
+    try:
+        return importlib.import_module("mta_logging._accel").or_words
+    except ImportError:
+        return _python_or_words
+
+
+_or_words = _accelerated_or_words()
 
 _WORD = re.compile(r"\w+", re.ASCII)
 # The non-ASCII characters that case-insensitive matching pairs with an ASCII letter (İ, ı,

@@ -1,11 +1,18 @@
 """The pre-filter: numbered patterns, the first that matches, found without trying them all."""
 
 import re
+from unittest import mock
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta_logging import prefilter, speedups
 from mta_logging.prefilter import PatternIndex
+
+# The scan of a text's words: in C where the accelerator is built, and the Python it stands for.
+OR_WORDS = [prefilter._python_or_words] + (
+    [speedups.ACCELERATOR.or_words] if speedups.ACCELERATOR is not None else [])
 
 
 def compiled(*sources: str) -> dict[int, re.Pattern[str]]:
@@ -153,11 +160,40 @@ def test_the_index_gives_what_trying_every_pattern_in_order_gives(
     sources: list[str], text: str, chosen: set[int]
 ) -> None:
     table = compiled(*sources)
-    index = PatternIndex(table)
-    expected = next((number for number in sorted(table) if table[number].search(text)), None)
-    assert index.first_match(text) == expected
+    first = next((number for number in sorted(table) if table[number].search(text)), None)
     keys = {number * 10 for number in chosen}
     expected = next((number for number in sorted(table)
                      if number in keys and table[number].search(text)), None)
-    assert index.first_match(text, index.select(keys)) == expected
-    assert index.first_match(text, index.select(keys), index.scan(text)) == expected
+    for or_words in OR_WORDS:
+        with mock.patch.object(prefilter, "_or_words", or_words):
+            index = PatternIndex(table)
+            assert index.first_match(text) == first
+            assert index.first_match(text, index.select(keys)) == expected
+            assert index.first_match(text, index.select(keys), index.scan(text)) == expected
+
+
+class Words(dict[str, int]):
+    """Masks of words, made up at a word's first look-up (the first 0), as _WordHits does."""
+
+    def __missing__(self, word: str) -> int:
+        hits = self[word] = (1 << 3 * len(word) + 40) - 1 if len(self) % 3 else 0
+        return hits
+
+
+@pytest.mark.skipif(len(OR_WORDS) < 2, reason="the C accelerator is not built")
+@given(st.text(st.sampled_from("aB\x00 \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x7f-_.@")
+               | st.characters(max_codepoint=127), max_size=40), st.integers(0, 1 << 90))
+def test_the_word_scan_in_c_gives_what_the_python_gives(text: str, found: int) -> None:
+    accelerated, python = Words(), Words()
+    assert OR_WORDS[1](accelerated, text, found) == OR_WORDS[0](python, text, found)
+    assert list(accelerated.items()) == list(python.items())  # the same words, in turn
+
+
+@pytest.mark.skipif(len(OR_WORDS) < 2, reason="the C accelerator is not built")
+def test_the_word_scan_in_c_refuses_what_it_is_not_for() -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        OR_WORDS[1](Words(), "rejeté", 0)
+    with pytest.raises(TypeError, match="a dict, a str and an int"):
+        OR_WORDS[1](Words(), b"spam", 0)
+    with pytest.raises(KeyError):
+        OR_WORDS[1]({}, "spam", 0)
