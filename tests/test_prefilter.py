@@ -4,7 +4,7 @@ import re
 from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mta_logging import prefilter, speedups
@@ -155,6 +155,7 @@ texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", 
                                   else " ".join(words)) | st.text(max_size=30)
 
 
+@settings(deadline=None)  # each example builds an index per scan of the words
 @given(patterns, texts, st.sets(st.integers(0, 7)))
 def test_the_index_gives_what_trying_every_pattern_in_order_gives(
     sources: list[str], text: str, chosen: set[int]
