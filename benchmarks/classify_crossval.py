@@ -21,6 +21,11 @@ the part of ``source`` before its first ``:`` (``comcast: postmaster.comcast.net
 same hash splits its mail systems in two halves (:func:`half_of`): rules are written looking at
 the misses of the first half only, and the second half is the measure of mail systems the
 rules never saw. The table gives each half per mail system and per category.
+
+``tests/data/bounce_heldout_f.tsv`` (set F) is scored on every run: its total, each half of its
+mail systems by the same hash, its rows without the ones marked doubtful, and each category,
+counts only. It is never looked at while rules are written: its rows, its misses and its
+per-system figures are printed only with ``--misses --show-held-out``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from mta_logging.classify import Classifier, default_classifier  # noqa: E402
 DATA = ROOT / "tests" / "data"
 SISIMAI = "bounce_sisimai_train.tsv"
 HELD_OUT = "bounce_heldout.tsv"  # never looked at while writing rules: see its rows' sources
+SET_F = "bounce_heldout_f.tsv"  # set F: never looked at while writing rules (tests/data/README.md)
 HELD_OUT_BUCKETS = 4  # one group in four is held out
 
 
@@ -55,6 +61,7 @@ class Case:
     text: str
     category: str
     group: str
+    doubtful: bool = False
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -65,13 +72,15 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def case_of(row: dict[str, str], group: str) -> Case:
-    """The labelled reply of one row, in ``group``."""
+    """The labelled reply of one row, in ``group``; doubtful when its ``doubtful`` column (if
+    any) says ``yes``."""
     return Case(
         int(row["code"]) if row["code"].strip() else None,
         row["enhanced"].strip() or None,
         row["text"],
         row["category"],
         group,
+        (row.get("doubtful") or "").strip().lower().startswith("yes"),
     )
 
 
@@ -86,6 +95,11 @@ def read_cases(name: str) -> list[Case]:
         )
         for row in read_rows(DATA / name)
     ]
+
+
+def read_set_f(path: Path | None = None) -> list[Case]:
+    """The rows of set F (``tests/data/bounce_heldout_f.tsv``), grouped by :func:`system_of`."""
+    return read_extra(path if path is not None else DATA / SET_F)
 
 
 def read_extra(path: Path) -> list[Case]:
@@ -178,17 +192,62 @@ def print_extra(classifier: Classifier, path: Path, show_held_out: bool) -> list
     return shown
 
 
+def print_set_f(classifier: Classifier, cases: list[Case], show_held_out: bool) -> list[str]:
+    """Print set F's counts: all rows, each half of its mail systems, the rows not marked
+    doubtful, each category. Its rows and misses are returned (and its mail systems printed)
+    only when ``show_held_out``; otherwise nothing of a row is printed."""
+    systems = {case.group for case in cases}
+    print()
+    print(f"| {SET_F} (set F, held out) | mail systems | rows | right | accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    parts: list[tuple[str, list[Case]]] = [("all", cases)]
+    for half in (1, 2):
+        parts.append((f"half {half}", [c for c in cases if half_of(c.group) == half]))
+    parts.append(("not doubtful", [c for c in cases if not c.doubtful]))
+    for half in (1, 2):
+        parts.append((f"half {half}, not doubtful",
+                      [c for c in cases if half_of(c.group) == half and not c.doubtful]))
+    for label, part in parts:
+        right, total, _ = score(classifier, part)
+        count = len({c.group for c in part})
+        print(f"| {label} | {count} | {total} | {right} | {percent(right, total)} |")
+    print()
+    print(f"| {SET_F}: category | rows | right | accuracy | not doubtful | right | accuracy |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for category in sorted({case.category for case in cases}):
+        cells = []
+        for part in ([c for c in cases if c.category == category],
+                     [c for c in cases if c.category == category and not c.doubtful]):
+            right, total, _ = score(classifier, part)
+            cells.append(f"{total} | {right} | {percent(right, total)}")
+        print(f"| {category} | {' | '.join(cells)} |")
+    if not show_held_out:
+        return []
+    print()
+    print(f"| {SET_F}: mail system | half | rows | right | accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    for system in sorted(systems, key=lambda name: (half_of(name), name)):
+        right, total, _ = score(classifier, [c for c in cases if c.group == system])
+        print(f"| {system} | {half_of(system)} | {total} | {right} | {percent(right, total)} |")
+    return score(classifier, cases)[2]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", action="store_true",
                         help="print the misses of the groups that are not held out")
     parser.add_argument("--show-held-out", action="store_true",
-                        help="with --misses, print the held-out groups' misses too")
+                        help="with --misses, print the held-out groups' misses too, and set F's "
+                             "mail systems and misses")
     parser.add_argument("--extra", type=Path, action="append", default=[], metavar="PATH",
                         help="also score this labelled TSV file (code, enhanced, text, "
                              "category, source), by mail system in two hash-chosen halves; "
                              "may be repeated")
     args = parser.parse_args(argv)
+    for path in args.extra:
+        if path.resolve() == (DATA / SET_F).resolve():
+            parser.error(f"{SET_F} is scored on every run; its misses print only with "
+                         "--misses --show-held-out")
     classifier = default_classifier()
 
     by_group: dict[str, list[Case]] = defaultdict(list)
@@ -236,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     for category in sorted({case.category for case in aside}):
         right, total, _ = score(classifier, [case for case in aside if case.category == category])
         print(f"| {category} | {total} | {right} | {percent(right, total)} |")
+    set_f_misses = print_set_f(classifier, read_set_f(), args.misses and args.show_held_out)
     for path in args.extra:
         shown.extend(print_extra(classifier, path, args.show_held_out))
     if args.misses:
+        shown.extend(set_f_misses)
         print()
         print("\n".join(shown))
     return 0

@@ -15,6 +15,10 @@
  *
  * Besides, or_words: the bounce classifier's scan of a text's words (prefilter.py), which
  * falls back to the same work in Python where this module was not built.
+ *
+ * Beside it, create_synced and fsync_directory: fsutil's durable file creation and directory
+ * fsync, their os calls made in one call without the GIL (used by fsutil while those os
+ * calls are the os module's own; tests/test_fsutil.py checks the files and errors of both).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 /* interned attribute names */
@@ -66,6 +71,29 @@ is_plain(const char *data, Py_ssize_t length, char separator, Py_ssize_t separat
     Py_ssize_t count = 0;
     for (const char *at = data; (at = memchr(at, separator, (size_t)(end - at))) != NULL; at++) {
         if (++count > separators) {
+            return 0;
+        }
+    }
+    return count == separators;
+}
+
+/* 1 if the line that is not ASCII holds exactly `separators` separators and no value in it
+ * needs escaping (AccountingFormatter.outcome_line's test for it: formatters._is_plain, no
+ * backslash, CR, LF or surrogate, no '"' unless the separator is a tab), else 0. */
+static int
+is_plain_text(PyObject *line, Py_UCS4 separator, Py_ssize_t separators)
+{
+    int kind = PyUnicode_KIND(line);
+    const void *data = PyUnicode_DATA(line);
+    Py_ssize_t count = 0;
+    for (Py_ssize_t index = 0; index < PyUnicode_GET_LENGTH(line); index++) {
+        Py_UCS4 character = PyUnicode_READ(kind, data, index);
+        if (character == '\\' || character == '\n' || character == '\r'
+                || Py_UNICODE_IS_SURROGATE(character)
+                || (separator != '\t' && character == '"')) {
+            return 0;
+        }
+        if (character == separator && ++count > separators) {
             return 0;
         }
     }
@@ -203,9 +231,10 @@ PyDoc_STRVAR(append_line_doc,
 "Write the line of ``outcome`` logged at ``created`` (``formatter._line``) to the active file\n"
 "of ``handler``, with one write(2), as ``handler.write_line(formatter.outcome_line(outcome,\n"
 "created), created, None)`` would. Returns True once written and counted; the line (str)\n"
-"when it needs no escaping but this file is not one to append to here (none open, a\n"
-"rollover due, a failed write to cut back, fsync 'always'); None when the line needs\n"
-"escaping or is not ASCII (``formatter._escaped_line`` makes it). Nothing is written unless\n"
+"when it needs no escaping but is not ASCII (``write_line`` encodes it) or this file is not\n"
+"one to append to here (none open, a rollover due, a failed write to cut back, fsync\n"
+"'always'); None when the line needs escaping (``formatter._escaped_line`` makes it, as\n"
+"``outcome_line`` does). Nothing is written unless\n"
 "it returns True or raises the OSError of the failed write, as os.write raises it (a\n"
 "partial write is passed to ``write_whole(file, data, written)``). The handler's lock must\n"
 "be held; the caller checks that the classes and methods are the ones this reproduces.");
@@ -243,9 +272,20 @@ append_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     if (!PyUnicode_Check(separator) || !PyUnicode_IS_ASCII(separator)
-            || PyUnicode_GET_LENGTH(separator) != 1 || !PyUnicode_IS_ASCII(line)
-            || !is_plain((const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line),
-                         (char)PyUnicode_1BYTE_DATA(separator)[0], separators)) {
+            || PyUnicode_GET_LENGTH(separator) != 1) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    char separator_char = (char)PyUnicode_1BYTE_DATA(separator)[0];
+    if (!PyUnicode_IS_ASCII(line)) {
+        /* written by write_line (it encodes), as outcome_line gives it: not made again (a
+         * value's str() called twice) unless it needs escaping */
+        result = Py_NewRef(is_plain_text(line, (Py_UCS4)(unsigned char)separator_char,
+                                         separators) ? line : Py_None);
+        goto done;
+    }
+    if (!is_plain((const char *)PyUnicode_1BYTE_DATA(line), PyUnicode_GET_LENGTH(line),
+                  separator_char, separators)) {
         result = Py_NewRef(Py_None);
         goto done;
     }
@@ -1379,6 +1419,29 @@ entry_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (plain == 0) {
         goto python;
     }
+    /* an instance with a __dict__ (of a subclass without __slots__) may hold a record or an
+     * _outcome of its own (mock.patch.object sets one there), and a class's own
+     * __getattribute__ may answer anything: the Python method looks them up */
+    if (Py_TYPE(args[0])->tp_dictoffset != 0) {
+        if (Py_TYPE(args[0])->tp_getattro != PyObject_GenericGetAttr) {
+            goto python;
+        }
+        PyObject *values = PyObject_GenericGetDict(args[0], NULL);
+        if (values == NULL) {
+            return NULL;
+        }
+        int found = PyDict_Contains(values, str_record);
+        if (found == 0) {
+            found = PyDict_Contains(values, str_outcome_builder);
+        }
+        Py_DECREF(values);
+        if (found < 0) {
+            return NULL;
+        }
+        if (found) {
+            goto python;
+        }
+    }
     PyObject *outcome = new_outcome(self, given);
     if (outcome == NULL) {
         return NULL;
@@ -1632,6 +1695,155 @@ or_words(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return found;
 }
 
+/* ---- durable files for the relay's spool (fsutil.create_synced, fsutil.fsync_directory) ----
+ *
+ * What fsutil.create_file and fsutil.fsync_directory do with os.open, os.write, os.fsync and
+ * os.close, in one call that lets go of the GIL once: each of those os calls takes the GIL
+ * back when it returns, and a spool thread that wants it back while the event loop holds it
+ * costs futex calls and context switches on both sides (many of them per message). */
+
+/* Write all of data to fd (short writes and EINTR retried); 0, or -1 with errno set. */
+static int
+write_fully(int fd, const char *data, Py_ssize_t size)
+{
+    while (size > 0) {
+        ssize_t written = write(fd, data, (size_t)size);
+        if (written < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        data += written;
+        size -= written;
+    }
+    return 0;
+}
+
+static int
+fsync_retried(int fd)
+{
+    int result;
+    do {
+        result = fsync(fd);
+    } while (result < 0 && errno == EINTR);
+    return result;
+}
+
+/* OSError for ``error``, naming ``path`` (its os.fspath, as the os module names it) unless
+ * NULL: the os module names the path for an open and not for a write or an fsync. */
+static void
+raise_os_error(int error, PyObject *path)
+{
+    PyObject *name = path == NULL ? NULL : PyOS_FSPath(path);
+    if (path != NULL && name == NULL) {
+        return;
+    }
+    errno = error;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+    Py_XDECREF(name);
+}
+
+PyDoc_STRVAR(create_synced_doc,
+"create_synced(path, data, mode, /)\n--\n\n"
+"Create ``path`` (O_EXCL, with ``mode``), write all of ``data``, fsync and close it, without\n"
+"the GIL; on an error the file (when it was made) is removed and OSError goes up as\n"
+"fsutil.create_file's os calls raise it (its errno; ``path`` named when the open failed).");
+
+static PyObject *
+create_synced(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "create_synced takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(args[0], &path)) {
+        return NULL;
+    }
+    long mode = PyLong_AsLong(args[2]);
+    if (mode == -1 && PyErr_Occurred()) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(path);
+    int error = 0, opened = 1;
+    Py_BEGIN_ALLOW_THREADS
+    int fd;
+    do {
+        fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        error = errno;
+        opened = 0;
+    }
+    else {
+        if (write_fully(fd, data.buf, data.len) < 0 || fsync_retried(fd) < 0) {
+            error = errno;
+        }
+        if (close(fd) < 0 && error == 0 && errno != EINTR) {
+            error = errno;  /* EINTR: the descriptor is closed on Linux; nothing to retry */
+        }
+        if (error != 0) {
+            unlink(name);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    if (error != 0) {
+        raise_os_error(error, opened ? NULL : args[0]);
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_DECREF(path);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(fsync_directory_doc,
+"fsync_directory(directory, /)\n--\n\n"
+"Open ``directory`` (O_DIRECTORY), fsync and close it, without the GIL; OSError as\n"
+"fsutil.fsync_directory's os calls raise it (``directory`` named when the open failed).");
+
+static PyObject *
+fsync_directory(PyObject *module, PyObject *directory)
+{
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(directory, &path)) {
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(path);
+    int error = 0, opened = 1;
+    Py_BEGIN_ALLOW_THREADS
+    int fd;
+    do {
+        fd = open(name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        error = errno;
+        opened = 0;
+    }
+    else {
+        if (fsync_retried(fd) < 0) {
+            error = errno;
+        }
+        if (close(fd) < 0 && error == 0 && errno != EINTR) {
+            error = errno;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (error != 0) {
+        raise_os_error(error, opened ? NULL : directory);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef accel_methods[] = {
     {"build_outcome", (PyCFunction)(void (*)(void))build_outcome, METH_FASTCALL,
      build_outcome_doc},
@@ -1639,6 +1851,9 @@ static PyMethodDef accel_methods[] = {
      direct_targets_doc},
     {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL, append_line_doc},
     {"or_words", (PyCFunction)(void (*)(void))or_words, METH_FASTCALL, or_words_doc},
+    {"create_synced", (PyCFunction)(void (*)(void))create_synced, METH_FASTCALL,
+     create_synced_doc},
+    {"fsync_directory", (PyCFunction)fsync_directory, METH_O, fsync_directory_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -91,12 +91,43 @@ def test_a_plain_line_is_written_and_counted_as_write_line_does(
 
 
 @needs_accelerator
-@pytest.mark.parametrize("value", ["tab\there", "back\\slash", "é", "a\udcffb", "cr\r"])
-def test_a_line_that_needs_escaping_or_is_not_ascii_is_left_to_the_formatter(
+@pytest.mark.parametrize("value", ["tab\there", "back\\slash", "é\tà", "a\udcffb", "cr\r",
+                                   "é\u2028\\"])
+def test_a_line_that_needs_escaping_is_left_to_the_formatter(
         handler: AccountingFileHandler, value: str) -> None:
     before = written(handler)
     assert append(handler, Outcome(Kind.DELIVERED, "a@example.com", dsn_msg=value)) is None
     assert written(handler) == before
+
+
+@needs_accelerator
+@pytest.mark.parametrize("value", ["é", "réponse \u2028 \U0001f600", "ü\x00"])
+def test_a_line_that_is_not_ascii_and_needs_no_escaping_comes_back_unwritten(
+        handler: AccountingFileHandler, value: str) -> None:
+    """(``write_line`` encodes and writes it: made once, as ``outcome_line`` makes it.)"""
+    before = written(handler)
+    outcome = Outcome(Kind.DELIVERED, "a@example.com", dsn_msg=value)
+    formatter = handler.formatter
+    assert isinstance(formatter, AccountingFormatter)
+    assert append(handler, outcome) == formatter.outcome_line(outcome, T0)
+    assert append(handler, outcome).endswith("\t" + value)
+    assert written(handler) == before
+
+
+@needs_accelerator
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('ab\t,"\\\r\n\x00é\u2028\ud800\U0001f600')),
+               max_size=8), st.sampled_from(["\t", ","]))
+def test_what_comes_back_unwritten_is_the_formatter_s_line_or_none_when_it_escapes(
+        value: str, separator: str) -> None:
+    """Given no file (every line comes back): the line outcome_line gives when that is the
+    line as it is, None when outcome_line escapes it."""
+    formatter = AccountingFormatter(kind="delivered", separator=separator)
+    holder = type("Holder", (), {"_file": None})()
+    outcome = Outcome(Kind.DELIVERED, "a@example.com", dsn_msg=value)
+    line = formatter.outcome_line(outcome, T0)
+    expected = line if line == formatter._line(outcome, T0) else None
+    assert accel.append_line(holder, formatter, outcome, T0, write_whole) == expected
 
 
 @needs_accelerator
@@ -500,3 +531,70 @@ def test_a_class_method_patched_after_a_record_in_c_is_called_at_the_next(
     assert calls_during == calls == [name]
     assert [line.split("\t")[3] for line in lines(tmp_path)] == [
         "first@example.com", "second@example.com", "third@example.com"]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_an_instance_s_own_record_or_outcome_builder_is_called_as_the_python_method_calls_it(
+        tmp_path: Path) -> None:
+    """A subclass without ``__slots__`` has a ``__dict__``: ``record`` or ``_outcome`` set on
+    one instance (as ``mock.patch.object(acct, "record")`` does) is what its delivered and
+    deferred call, as bounced (written in Python) does."""
+    seen: list[tuple[str, str]] = []
+
+    class Instrumented(AccountingLogger):
+        pass
+
+    with accounting_logger(tmp_path) as logger:
+        acct = Instrumented(logger)
+        plain_record = acct.record
+        acct.record = (  # type: ignore[method-assign]
+            lambda outcome: seen.append(("record", outcome.rcpt)) or plain_record(outcome))
+        acct.delivered("one@example.com")
+        acct.deferred("two@example.com")
+        acct.bounced("three@example.com")
+        del acct.record
+        plain_outcome = acct._outcome
+        acct._outcome = (  # type: ignore[method-assign]
+            lambda kind, rcpt, *rest: seen.append(("_outcome", rcpt))
+            or plain_outcome(kind, rcpt.upper(), *rest))
+        acct.delivered("four@example.com")
+        acct.deferred("five@example.com")
+        del acct._outcome
+        acct.delivered("six@example.com")
+    assert seen == [("record", "one@example.com"), ("record", "two@example.com"),
+                    ("record", "three@example.com"), ("_outcome", "four@example.com"),
+                    ("_outcome", "five@example.com")]
+    assert sorted(line.split("\t")[3] for line in lines(tmp_path)) == [
+        "FIVE@EXAMPLE.COM", "FOUR@EXAMPLE.COM", "one@example.com", "six@example.com",
+        "two@example.com"]  # (no bounce handler here)
+
+
+class _Counted(str):
+    """A text whose ``str()`` counts the calls (an object that renders itself lazily)."""
+
+    calls = 0
+
+    def __str__(self) -> str:
+        _Counted.calls += 1
+        return f"{super().__str__()} {_Counted.calls}"
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("value", ["r\u00e9ponse", "plain", "tab\there"])
+def test_each_value_is_made_text_as_often_as_the_python_emitter_makes_it(
+        value: str, tmp_path: Path) -> None:
+    """A line that is not ASCII but needs no escaping is made once and written as it is, as
+    the formatter does; one that needs escaping twice (the line, then each value escaped).
+    The bytes written are the same either way."""
+    made = {}
+    for way, emitter in (("c", speedups.EMIT_IN_C), ("python", speedups.emit_direct)):
+        _Counted.calls = 0
+        with accounting_logger(tmp_path / way) as logger:
+            acct = AccountingLogger(logger)
+            acct._emit = emitter  # type: ignore[assignment]
+            acct.delivered("a@example.com", dsn_msg=_Counted(value))
+        made[way] = (_Counted.calls, lines(tmp_path / way))
+    assert made["c"] == made["python"]
+    assert made["c"][0] == (2 if "\t" in value else 1)

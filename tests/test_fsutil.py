@@ -2,10 +2,12 @@
 
 import errno
 import os
+import subprocess
 from unittest import mock
 
 import pytest
 
+from mta_logging import fsutil
 from mta_logging.fsutil import (
     create_file,
     fsync_directory,
@@ -98,3 +100,118 @@ def test_replace_file_puts_the_data_whole_or_leaves_the_old_file(tmp_path):
     replace_file(target, scratch, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+# create_file and fsync_directory go through the C extension while os.open, os.write, os.fsync
+# and os.close are the os module's own, and through their Python code when one is patched (a
+# fault injected). Both ways must give the same files and the same errors.
+
+needs_accelerator = pytest.mark.skipif(fsutil._accel is None,
+                                       reason="the C accelerator was not built")
+
+
+@pytest.fixture(params=["c", "python"])
+def way(request, monkeypatch):
+    """Each test once through the C extension and once through the Python code (os.write
+    replaced by a function that calls it: patched, so the Python code runs)."""
+    if request.param == "c":
+        if fsutil._accel is None:
+            pytest.skip("the C accelerator was not built")
+        calls: list[str] = []
+        monkeypatch.setattr(fsutil, "_accel", _Recording(fsutil._accel, calls))
+        yield calls
+        assert calls, "the C extension was not called"
+    else:
+        real_write = os.write
+        monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data))
+        yield None
+
+
+class _Recording:
+    """The C extension, its calls noted (to check that the C way was the one taken)."""
+
+    def __init__(self, accel, calls):
+        self._accel, self._calls = accel, calls
+
+    def __getattr__(self, name):
+        function = getattr(self._accel, name)
+
+        def recorded(*args):
+            self._calls.append(name)
+            return function(*args)
+        return recorded
+
+
+def error_of(call, *args) -> tuple[type, int, object, str]:
+    with pytest.raises(OSError) as caught:
+        call(*args)
+    return type(caught.value), caught.value.errno, caught.value.filename, str(caught.value)
+
+
+def test_create_file_writes_the_bytes_with_the_mode_either_way(tmp_path, way):
+    data = bytes(range(256)) * 1000
+    create_file(tmp_path / "f", data, 0o640)
+    assert (tmp_path / "f").read_bytes() == data
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+    create_file(str(tmp_path / "empty"), b"")
+    assert (tmp_path / "empty").read_bytes() == b""
+    assert (tmp_path / "empty").stat().st_mode & 0o777 == 0o600
+
+
+def test_create_file_refuses_an_existing_file_alike_either_way(tmp_path, way):
+    (tmp_path / "f").write_bytes(b"other")
+    assert error_of(create_file, tmp_path / "f", b"message") == (
+        FileExistsError, errno.EEXIST, str(tmp_path / "f"),
+        f"[Errno 17] File exists: '{tmp_path / 'f'}'")
+    assert (tmp_path / "f").read_bytes() == b"other"
+
+
+def test_create_file_in_a_removed_directory_fails_alike_either_way(tmp_path, way):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    gone.rmdir()
+    assert error_of(create_file, gone / "f", b"message") == (
+        FileNotFoundError, errno.ENOENT, str(gone / "f"),
+        f"[Errno 2] No such file or directory: '{gone / 'f'}'")
+    assert error_of(fsync_directory, gone) == (
+        FileNotFoundError, errno.ENOENT, str(gone),
+        f"[Errno 2] No such file or directory: '{gone}'")
+
+
+def test_fsync_directory_of_a_file_fails_alike_either_way(tmp_path, way):
+    (tmp_path / "file").write_text("x")
+    fsync_directory(tmp_path)
+    assert error_of(fsync_directory, tmp_path / "file") == (
+        NotADirectoryError, errno.ENOTDIR, str(tmp_path / "file"),
+        f"[Errno 20] Not a directory: '{tmp_path / 'file'}'")
+
+
+def test_create_file_on_a_full_file_system_fails_alike_and_leaves_nothing(tmp_path, way):
+    """ENOSPC from a real write (a 1 MiB tmpfs): the error as os.write raises it (no file
+    name), and no file left behind."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                             capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        create_file(small / "fits", b"x" * 1000)
+        assert error_of(create_file, small / "too-big", b"x" * (2 << 20)) == (
+            OSError, errno.ENOSPC, None, "[Errno 28] No space left on device")
+        assert sorted(p.name for p in small.iterdir()) == ["fits"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True, timeout=10)
+
+
+@needs_accelerator
+def test_the_c_extension_is_not_used_while_an_os_call_is_patched(tmp_path, monkeypatch):
+    for name in ("open", "write", "fsync", "close"):
+        with mock.patch(f"os.{name}", side_effect=OSError(errno.EIO, f"{name} failed")), \
+                pytest.raises(OSError, match=f"{name} failed"):
+            create_file(tmp_path / "f", b"message")
+        assert list(tmp_path.iterdir()) == []
+    for name in ("open", "fsync", "close"):
+        with mock.patch(f"os.{name}", side_effect=OSError(errno.EIO, f"{name} failed")), \
+                pytest.raises(OSError, match=f"{name} failed"):
+            fsync_directory(tmp_path)

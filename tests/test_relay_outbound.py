@@ -40,7 +40,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n."])).map(b"".join))
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b"\xff\x80",
+                                  b"\x00", b"\n.\r\n", b"x" * 1200])).map(b"".join))
 def test_the_message_goes_as_aiosmtplib_sends_it(message):
     assert transparent(message) == (PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message))
                                     + b".\r\n")

@@ -260,6 +260,39 @@ async def test_removals_at_the_same_time_each_meet_their_own_error(tmp_path, mon
     assert not list(spool.state_dir.iterdir())
 
 
+async def test_stop_finishes_the_removals_asked_for_even_of_workers_it_cancels(tmp_path):
+    """A delivered, recorded message whose removal waits behind another's (batched) when stop
+    cancels its worker is still removed before stop returns: else the next start would
+    deliver it again (the relay shuts its spool's thread down right after stop, and a batch
+    not begun by then never is)."""
+    import threading
+
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    real_remove = spool.remove
+    first_begun, first_may_go = threading.Event(), threading.Event()
+
+    def remove(queue_id: str, journaled: bool = True) -> None:
+        if queue_id == "Q0":
+            first_begun.set()
+            first_may_go.wait(10)
+        real_remove(queue_id, journaled)
+
+    spool.remove = remove  # type: ignore[method-assign]
+    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "b@two.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "a@one.test", queue_id="Q0"))
+    await until(first_begun.is_set)
+    queue.submit(queued(spool, "b@two.test", queue_id="Q1"))  # its removal waits for Q0's
+    await until(lambda: len(records.outcomes) == 2)
+    asyncio.get_running_loop().call_later(0.2, first_may_go.set)
+    await queue.stop(0)  # both workers are waiting for their removal: cancelled
+    assert list(spool.queue_dir.iterdir()) == []
+    assert [o.rcpt for o in records.outcomes] == ["a@one.test", "b@two.test"]
+
+
 def file_records(directory: Path) -> list[str]:
     return [line for path in sorted(directory.glob("*.tsv"))
             for line in path.read_text().splitlines()[1:]]

@@ -169,3 +169,111 @@ async def test_a_client_that_does_not_wait_for_replies_hears_what_aiosmtpd_says(
     assert ours[1] == [b"Subject: hi\r\n\r\n.dot\r\nbody\r\n", b"second\r\n"]
     assert ours[0].endswith(b"250 OK\r\n250 OK\r\n250 OK\r\n354 End data with <CR><LF>.<CR><LF>"
                             b"\r\n250 OK\r\n221 Bye\r\n")
+
+
+class _Transport(asyncio.Transport):
+    """A connection whose bytes the test hands to the protocol itself, in the pieces it
+    chooses (TCP may cut a stream anywhere); what the protocol writes is kept."""
+
+    def __init__(self, protocol: SMTP) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 2525), "sockname": ("127.0.0.1", 25)}.get(
+            name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _pieces_session(protocol: type[SMTP], pieces: list[bytes], *, eof: bool = False,
+                          size_limit: int = 200) -> tuple[bytes, list[bytes]]:
+    """``pieces`` handed to ``protocol`` one by one, the session's task run between them (the
+    client's end of the connection after them when ``eof``); every reply and the contents."""
+    handler = _Capture()
+    server = protocol(handler, hostname="t", data_size_limit=size_limit,
+                      loop=asyncio.get_running_loop())
+    transport = _Transport(server)
+    server.connection_made(transport)
+
+    async def run_session() -> None:
+        for _ in range(8):
+            await asyncio.sleep(0)
+
+    await run_session()
+    for piece in pieces:
+        if transport.closed:
+            break
+        server.data_received(piece)
+        await run_session()
+    if eof and not transport.closed:
+        server.eof_received()
+    await run_session()
+    transport.close()
+    await run_session()
+    return bytes(transport.written), handler.contents
+
+
+# two transactions, the first message empty; dot-stuffing, bare CR and LF, NUL, 8-bit, a
+# line of 999 bytes (1001 with CRLF: the limit), the next commands pipelined behind each end
+_PIPELINED = (b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n.\r\n"
+              b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+              b"..\r\n.a\r\nb\r.\r\n\n.\r\nc\n..\r\n\x00\xff\r\n\r\n...\r\n.\r\nNOOP\r\n"
+              b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n" + b"x" * 150
+              + b"\r\n" + b"y" * 999 + b"\r\n.\r\nQUIT\r\n")
+
+
+async def test_the_stream_cut_at_any_offset_gives_what_aiosmtpd_gives():
+    """Every way of cutting the session in two, and byte by byte: the same replies and
+    contents as aiosmtpd's own DATA (the third message is too big for the 200-byte limit,
+    and its last line is at the line limit)."""
+    cuts = [[_PIPELINED[:at], _PIPELINED[at:]] for at in range(1, len(_PIPELINED))
+            if at < 260 or at > len(_PIPELINED) - 20 or at % 97 == 0]
+    cuts.append([_PIPELINED[at:at + 1] for at in range(len(_PIPELINED))])
+    expected = await _pieces_session(SMTP, [_PIPELINED])
+    assert expected[1] == [b"", b".\r\na\r\nb\r.\r\n\n.\r\nc\n..\r\n\x00\xff\r\n\r\n..\r\n"]
+    assert expected[0].endswith(b"250 OK\r\n250 OK\r\n354 End data with <CR><LF>.<CR><LF>"
+                                b"\r\n552 Error: Too much mail data\r\n221 Bye\r\n")
+    for pieces in cuts:
+        assert await _pieces_session(RelaySMTP, pieces) == expected, [len(p) for p in pieces]
+        assert await _pieces_session(SMTP, pieces) == expected
+
+
+@pytest.mark.parametrize("line", [b"z" * 999, b"z" * 1000])
+async def test_a_line_at_the_limit_and_one_byte_over_as_aiosmtpd(line):
+    session = (b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+               + line + b"\r\n.\r\nQUIT\r\n")
+    for size in (len(session), 500, 7):
+        pieces = [session[at:at + size] for at in range(0, len(session), size)]
+        ours = await _pieces_session(RelaySMTP, pieces, size_limit=5000)
+        assert ours == await _pieces_session(SMTP, pieces, size_limit=5000)
+        assert ours[0].endswith(b"221 Bye\r\n")
+    over = b"500 Line too long (see RFC5321 4.5.3.1.6)\r\n" in ours[0]
+    assert over == (len(line) == 1000)
+    assert ours[1] == ([] if over else [line + b"\r\n"])
+
+
+async def test_a_client_that_leaves_mid_data_stores_nothing():
+    session = (b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+               b"Subject: cut\r\n\r\nno end\r\n.")
+    for at in range(len(session) - 20, len(session)):
+        ours = await _pieces_session(RelaySMTP, [session[:at], session[at:]], eof=True)
+        assert ours == await _pieces_session(SMTP, [session[:at], session[at:]], eof=True)
+        assert ours[1] == []

@@ -90,6 +90,7 @@ class _Removals:
         self.executor = executor
         self._waiting: list[_Removal] = []
         self._under_way = False
+        self._trip: asyncio.Future[list[OSError | None]] | None = None  # the one under way
 
     async def remove(self, queue_id: str, journaled: bool) -> None:
         """:meth:`Spool.remove` of the message; its OSError goes up."""
@@ -98,6 +99,12 @@ class _Removals:
         if not self._under_way:
             self._start()
         await future
+
+    async def settled(self) -> None:
+        """Return once every removal asked for so far is done, whether or not its waiter still
+        waits (``DeliveryQueue.stop`` cancels workers that may be waiting for theirs)."""
+        while self._under_way and self._trip is not None:
+            await asyncio.wait([self._trip])  # (its _finished, called first, starts the next)
 
     def _start(self) -> None:
         batch, self._waiting = self._waiting, []
@@ -108,6 +115,7 @@ class _Removals:
             _wake(batch, exc, [])
             return
         self._under_way = True
+        self._trip = trip
         trip.add_done_callback(functools.partial(self._finished, batch))
 
     def _remove_all(self, batch: list[tuple[str, bool]]) -> list[OSError | None]:
@@ -287,6 +295,9 @@ class DeliveryQueue:
                              "stays queued)", timeout)
                 worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        # a cancelled worker's message may have been recorded and be on its way out of the
+        # spool: removed now, not delivered again after the next start
+        await self._removals.settled()
         await self.deliverer.close()
         if self.suppressed is not None:
             self.suppressed.close()

@@ -289,7 +289,10 @@ class Relay:
         self.executor.shutdown(wait=True)
         self.handler.close()
         asyncio.get_running_loop().set_exception_handler(self._previous_handler)
-        _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+        try:
+            _log.info("stopped; %d message(s) left in the spool", len(self.spool_ids()))
+        except OSError as exc:  # (the spool removed under the relay: the rest still stops)
+            _log.error("stopped; the spool's queue directory cannot be read: %s", exc)
         await self.metrics_server.stop()
         if self.accounting is not None:
             self.accounting.logger.removeHandler(self._record_counter)
