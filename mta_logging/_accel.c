@@ -17,6 +17,9 @@
  *
  * tests/test_accel.py checks it byte for byte against the Python path.
  *
+ * Besides, or_words: the bounce classifier's scan of a text's words (prefilter.py), which
+ * falls back to the same work in Python where this module was not built.
+ *
  * Beside it, create_synced and fsync_directory: fsutil's durable file creation and directory
  * fsync, their os calls made in one call without the GIL (used by fsutil while those os
  * calls are the os module's own; tests/test_fsutil.py checks the files and errors of both).
@@ -2308,6 +2311,84 @@ static PyTypeObject EntryType = {
     .tp_getset = entry_getset,
 };
 
+/* == The bounce classifier's word scan (prefilter.PatternIndex.scan) ======================= */
+
+PyDoc_STRVAR(or_words_doc,
+"or_words(words, text, found, /)\n--\n\n"
+"``found`` OR'ed with ``words[word]`` of each word of ``text`` lower-cased (what\n"
+"``functools.reduce(operator.or_, map(words.__getitem__, text.lower().split()), found)``\n"
+"gives), for an ASCII ``text``; ``words`` is a dict (its ``__missing__`` called for a word\n"
+"it lacks) whose values are ints. A word whose value is 0 is not OR'ed. A non-ASCII\n"
+"``text`` raises ValueError.");
+
+static PyObject *
+or_words(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "or_words expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *words = args[0], *text = args[1];
+    if (!PyDict_Check(words) || !PyUnicode_Check(text) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "or_words expected a dict, a str and an int");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) {
+        PyErr_SetString(PyExc_ValueError, "or_words expected an ASCII text");
+        return NULL;
+    }
+    const Py_UCS1 *data = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text), at = 0;
+    PyObject *found = Py_NewRef(args[2]);
+    while (at < length) {
+        /* str.split()'s white space, for ASCII: \t \n \v \f \r \x1c-\x1f and the space */
+        while (at < length && Py_UNICODE_ISSPACE(data[at])) {
+            at++;
+        }
+        Py_ssize_t start = at;
+        while (at < length && !Py_UNICODE_ISSPACE(data[at])) {
+            at++;
+        }
+        if (at == start) {
+            break;
+        }
+        PyObject *word = PyUnicode_New(at - start, 127);
+        if (word == NULL) {
+            Py_DECREF(found);
+            return NULL;
+        }
+        Py_UCS1 *lowered = PyUnicode_1BYTE_DATA(word);
+        for (Py_ssize_t i = start; i < at; i++) {
+            lowered[i - start] = (Py_UCS1)Py_TOLOWER(data[i]);
+        }
+        PyObject *hits = PyObject_GetItem(words, word);  /* __missing__ for a new word */
+        Py_DECREF(word);
+        if (hits == NULL) {
+            Py_DECREF(found);
+            return NULL;
+        }
+        int zero = PyObject_Not(hits);
+        if (zero < 0) {
+            Py_DECREF(hits);
+            Py_DECREF(found);
+            return NULL;
+        }
+        if (!zero) {
+            PyObject *both = PyNumber_Or(found, hits);
+            Py_DECREF(found);
+            found = both;
+        }
+        Py_DECREF(hits);
+        if (found == NULL) {
+            return NULL;
+        }
+    }
+    return found;
+}
+
 /* ---- durable files for the relay's spool (fsutil.create_synced, fsutil.fsync_directory) ----
  *
  * What fsutil.create_file and fsutil.fsync_directory do with os.open, os.write, os.fsync and
@@ -2463,6 +2544,7 @@ static PyMethodDef accel_methods[] = {
     {"direct_targets", (PyCFunction)(void (*)(void))direct_targets, METH_FASTCALL,
      direct_targets_doc},
     {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL, append_line_doc},
+    {"or_words", (PyCFunction)(void (*)(void))or_words, METH_FASTCALL, or_words_doc},
     {"create_synced", (PyCFunction)(void (*)(void))create_synced, METH_FASTCALL,
      create_synced_doc},
     {"fsync_directory", (PyCFunction)fsync_directory, METH_O, fsync_directory_doc},

@@ -14,9 +14,10 @@ hold worked out once. The answer is always the one the patterns themselves give.
 from __future__ import annotations
 
 import functools
+import importlib
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["PatternIndex", "Selection"]
@@ -87,16 +88,15 @@ class PatternIndex:
         """What the words of ``text`` say of the patterns: a mask for :meth:`first_match`'s
         ``scanned``, worth keeping when several selections are searched in the same text
         (working it out is most of the cost of a search)."""
-        found = self._always
-        if not text.isascii():
-            if _FOLDS_TO_ASCII.search(text):
-                # Case-insensitive matching pairs these with ASCII letters (the Kelvin sign
-                # with "k"), which lower() does not reproduce: every probe is tried.
-                return self._all
-            found |= self._unicode
         self._words.limit = self.WORDS
-        found = functools.reduce(operator.or_, map(self._words.__getitem__,
-                                                   text.lower().split()), found)
+        if text.isascii():
+            found = _or_words(self._words, text, self._always)
+        elif _FOLDS_TO_ASCII.search(text):
+            # Case-insensitive matching pairs these with ASCII letters (the Kelvin sign with
+            # "k"), which lower() does not reproduce: every probe is tried.
+            return self._all
+        else:
+            found = _python_or_words(self._words, text, self._always | self._unicode)
         return found & found >> self._count
 
     def first_match(
@@ -139,6 +139,22 @@ class PatternIndex:
                     return probe.key
         return None
 
+
+def _python_or_words(words: dict[str, int], text: str, found: int) -> int:
+    """``found`` OR'ed with what ``words`` says of each word of ``text``, lower-cased."""
+    return functools.reduce(operator.or_, map(words.__getitem__, text.lower().split()), found)
+
+
+def _accelerated_or_words() -> Callable[[dict[str, int], str, int], int]:
+    """:func:`_python_or_words` for an ASCII text, in C (``mta_logging/_accel.c``, ``or_words``)
+    where the accelerator was built; else the Python one."""
+    try:
+        return importlib.import_module("mta_logging._accel").or_words
+    except ImportError:
+        return _python_or_words
+
+
+_or_words = _accelerated_or_words()
 
 _WORD = re.compile(r"\w+", re.ASCII)
 # The non-ASCII characters that case-insensitive matching pairs with an ASCII letter (İ, ı,
@@ -283,9 +299,10 @@ class _Probe:
     several times faster than ``re.IGNORECASE``. ``None`` when lowering could change what the
     pattern means (non-ASCII, character codes such as ``\\x41``, upper case in a class)."""
     literal: bool = False
-    """Whether the alternative is nothing but its one required literal, ASCII, matched
-    case-insensitively (``mail loop``, ``quota exceeded``): a text that holds the literal, as
-    the mask and the checks vouch, matches it, without the pattern being tried."""
+    """Whether the alternative is nothing but one literal, ASCII, matched case-insensitively
+    (``mail loop``, ``quota exceeded``; one shorter than three characters, such as a wrapper
+    marker's `` #``, is then the probe's one check): a text that holds the literal, as the mask
+    and the checks vouch, matches it, without the pattern being tried."""
 
 
 def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
@@ -310,8 +327,12 @@ def _probes(key: int, pattern: re.Pattern[str]) -> list[_Probe]:
         exact = {literals for literals, _ in indexed if all(map(_word_local, literals))}
         checks = tuple(literals for literals in required if literals not in exact)
         literal = (pattern.flags & (re.IGNORECASE | re.VERBOSE) == re.IGNORECASE
-                   and source.isascii() and _LITERAL.fullmatch(source) is not None
-                   and required == ((_ESCAPE.sub(r"\1", source).lower(),),))
+                   and source.isascii() and _LITERAL.fullmatch(source) is not None)
+        if literal:
+            value = _ESCAPE.sub(r"\1", source).lower()
+            if not required:  # shorter than three characters (" #"): tested with ``in`` alone
+                checks = ((value,),)
+            literal = required in ((), ((value,),))
         probes.append(_Probe(key, part, required, indexed, checks,
                              _lower_case(source, pattern.flags), literal))
     return probes

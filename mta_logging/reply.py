@@ -167,11 +167,13 @@ _WRAPPERS: tuple[_Wrapper, ...] = (
     # 192.0.2.1."; Yahoo's DSN texts alike: "Remote host said: 550 ... [RCPT_TO]".
     _Wrapper("qmail", ("remote host said: ",), re.compile(
         # (possessive: each name is followed by a space, which it cannot hold; not trying its
-        # shorter starts saves the backtracking at every position of a text)
-        r"(?:(?:(?P<host>[\w.-]++) (?P<recipient>does not like recipient)|Connected to"
-        r" (?P<host2>\S++) but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
-        r"|(?P<helo>my name was rejected))|(?P<host3>\S++) (?P<data>failed after I sent the"
-        r" message))\. )?Remote host said: " + _REPLY_START, re.IGNORECASE)),
+        # shorter starts saves the backtracking at every position of a text. A name starts
+        # where the characters it can hold start: a match from inside a run of them would
+        # match from the run's start as well, earlier, so the search never gives it)
+        r"(?:(?:(?<![\w.-])(?P<host>[\w.-]++) (?P<recipient>does not like recipient)|Connected"
+        r" to (?P<host2>\S++) but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting"
+        r" failed)|(?P<helo>my name was rejected))|(?<!\S)(?P<host3>\S++) (?P<data>failed after"
+        r" I sent the message))\. )?Remote host said: " + _REPLY_START, re.IGNORECASE)),
     # Exchange and Office 365: "Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound;
     # not found'", "Remote Server returned '<mx.example.org #5.0.0 smtp; 550 ...>'", and the
     # older "<mx.example.org #5.1.1 smtp;550 5.1.1 User unknown>", "#550 5.1.1 ... ##".
@@ -229,6 +231,10 @@ _CODE_IN_TEXT = re.compile(
 # An enhanced status anywhere: qmail's "(#5.1.1)", Exchange's "#5.0.0"; not part of an IP
 # address ("10.4.2.1").
 _STATUS_IN_TEXT = re.compile(r"([45])(?<![\w.][45])\.([0-9]{1,3})\.([0-9]{1,3})(?!\.?[0-9])")
+# What every pattern that reads a code or a status (_START, _CONTINUATION, _CODE_IN_TEXT,
+# _STATUS_IN_TEXT) needs in a text: a text without one holds no code, no status and no
+# continuation prefix, and is searched by none of them.
+_CODE_DIGIT = re.compile("[2-5]")
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("initial connection", "connect"), ("connect", "connect"), ("greeting", "connect"),
     ("banner", "connect"), ("helo", "helo"), ("ehlo", "helo"), ("lhlo", "helo"),
@@ -244,7 +250,8 @@ def find_reply(text: str | None) -> EmbeddedReply:
     enhanced status in it (``"... (#5.1.2)"``). Never raises; a text with no code and no
     status gives ``EmbeddedReply(Reply(None, None, text))``, the text on one line."""
     line = single_spaced(str(text or ""))
-    lowered = line.lower()
+    # (each wrapper's pattern ends where the reply starts, at a code or a status)
+    lowered = line.lower() if _CODE_DIGIT.search(line) is not None else ""
     wrappers = _WRAPPERS if any(map(lowered.__contains__, WRAPPER_MARKERS)) else ()
     for wrapper in wrappers:
         if not any(marker in lowered for marker in wrapper.markers):
@@ -276,6 +283,8 @@ def reply_codes(text: str) -> tuple[int | None, str | None]:
 
 def _unwrapped(line: str) -> _Parts:
     """The reply that ``line`` is, or the prose with a code or a status in it that it is."""
+    if _CODE_DIGIT.search(line) is None:  # no code, no status, no continuation prefix
+        return None, None, one_line(line), ""
     code, enhanced, text, head = _reply_at(line)
     if code is None:
         found = _CODE_IN_TEXT.search(text)

@@ -1,11 +1,18 @@
 """The pre-filter: numbered patterns, the first that matches, found without trying them all."""
 
 import re
+from unittest import mock
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mta_logging import prefilter, speedups
 from mta_logging.prefilter import PatternIndex
+
+# The scan of a text's words: in C where the accelerator is built, and the Python it stands for.
+OR_WORDS = [prefilter._python_or_words] + (
+    [speedups.ACCELERATOR.or_words] if speedups.ACCELERATOR is not None else [])
 
 
 def compiled(*sources: str) -> dict[int, re.Pattern[str]]:
@@ -77,6 +84,19 @@ def test_a_literal_alternative_matches_where_the_text_holds_it() -> None:
     assert index.first_match("Überquota") == 10
 
 
+def test_a_literal_alternative_shorter_than_three_characters_matches_where_the_text_holds_it(
+) -> None:
+    # (such as the wrapper marker " #": no word to look it up by, an ``in`` test of the text)
+    index = PatternIndex(compiled(r" #|<<", r"k;", r"\.x"))
+    assert index.first_match("mx.example.org #5.1.1") == 0
+    assert index.first_match("a#b, a <<< b") == 0
+    assert index.first_match("OK; a.X") == 10
+    assert index.first_match("\u212a; a") == 10  # the Kelvin sign matches "k"
+    assert index.first_match("a.x #") == 0
+    assert index.first_match("a.X") == 20
+    assert index.first_match("a#x <k") is None
+
+
 def test_a_scan_of_the_words_serves_several_selections() -> None:
     index = PatternIndex(compiled(r"mailbox full", r"quota", r"full"))
     text = "Mailbox FULL, over quota"
@@ -121,7 +141,7 @@ def test_the_words_remembered_are_forgotten_when_they_are_too_many() -> None:
 PIECES = ["user", "unknown", "mail", "box", "full", "spam", "(?:a|b)", "x?", "[0-9]+", r"\.",
           r"\b", "over quota", "k", "(?:no such|invalid) user", ".{0,5}", "K", "e-mail",
           "<user@", "_box", "5\\.1\\.1", "quota-", r"\w+", "we do not relay", "mail from:? ?<>",
-          "user_unknown", "e-mail box", "ユーザー", "rejeté", "ré"]
+          "user_unknown", "e-mail box", "ユーザー", "rejeté", "ré", "#", "<<", "s;"]
 patterns = st.lists(st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map(" ".join)
                     .map(lambda parts: "|".join(parts.split(" x? "))),
                     min_size=1, max_size=8)
@@ -130,21 +150,51 @@ texts = st.lists(st.sampled_from(["user", "unknown", "mailbox", "full", "SPAM", 
                                   "@", "<", "_", "e", "5.1.1", "xuser", "boxes", "we do",
                                   "not relay", "relaying", "mail from:<>", "user_", "é",
                                   "ユーザー", "USERÉ", "REJETÉ", "\u0130", "\u017f", "mailboxé",
-                                  "\u00a0", "\u3000"]),
+                                  "\u00a0", "\u3000", "#", "<<", "S;", "\u017f;"]),
                  max_size=10).map(lambda words: "".join(words) if len(words) % 3 == 0
                                   else " ".join(words)) | st.text(max_size=30)
 
 
+@settings(deadline=None)  # each example builds an index per scan of the words
 @given(patterns, texts, st.sets(st.integers(0, 7)))
 def test_the_index_gives_what_trying_every_pattern_in_order_gives(
     sources: list[str], text: str, chosen: set[int]
 ) -> None:
     table = compiled(*sources)
-    index = PatternIndex(table)
-    expected = next((number for number in sorted(table) if table[number].search(text)), None)
-    assert index.first_match(text) == expected
+    first = next((number for number in sorted(table) if table[number].search(text)), None)
     keys = {number * 10 for number in chosen}
     expected = next((number for number in sorted(table)
                      if number in keys and table[number].search(text)), None)
-    assert index.first_match(text, index.select(keys)) == expected
-    assert index.first_match(text, index.select(keys), index.scan(text)) == expected
+    for or_words in OR_WORDS:
+        with mock.patch.object(prefilter, "_or_words", or_words):
+            index = PatternIndex(table)
+            assert index.first_match(text) == first
+            assert index.first_match(text, index.select(keys)) == expected
+            assert index.first_match(text, index.select(keys), index.scan(text)) == expected
+
+
+class Words(dict[str, int]):
+    """Masks of words, made up at a word's first look-up (the first 0), as _WordHits does."""
+
+    def __missing__(self, word: str) -> int:
+        hits = self[word] = (1 << 3 * len(word) + 40) - 1 if len(self) % 3 else 0
+        return hits
+
+
+@pytest.mark.skipif(len(OR_WORDS) < 2, reason="the C accelerator is not built")
+@given(st.text(st.sampled_from("aB\x00 \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x7f-_.@")
+               | st.characters(max_codepoint=127), max_size=40), st.integers(0, 1 << 90))
+def test_the_word_scan_in_c_gives_what_the_python_gives(text: str, found: int) -> None:
+    accelerated, python = Words(), Words()
+    assert OR_WORDS[1](accelerated, text, found) == OR_WORDS[0](python, text, found)
+    assert list(accelerated.items()) == list(python.items())  # the same words, in turn
+
+
+@pytest.mark.skipif(len(OR_WORDS) < 2, reason="the C accelerator is not built")
+def test_the_word_scan_in_c_refuses_what_it_is_not_for() -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        OR_WORDS[1](Words(), "rejeté", 0)
+    with pytest.raises(TypeError, match="a dict, a str and an int"):
+        OR_WORDS[1](Words(), b"spam", 0)
+    with pytest.raises(KeyError):
+        OR_WORDS[1]({}, "spam", 0)

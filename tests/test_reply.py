@@ -1,9 +1,12 @@
 """The SMTP reply, taken apart once for every part that reads one."""
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mta_logging import reply
 from mta_logging.reply import (
     EmbeddedReply,
     Reply,
@@ -11,6 +14,7 @@ from mta_logging.reply import (
     one_line,
     parse_reply,
     parse_status,
+    reply_codes,
     single_spaced,
     without_continuations,
 )
@@ -189,3 +193,40 @@ def test_find_reply_never_raises_and_its_text_is_one_line(text):
     found = find_reply(text)
     assert "\n" not in found.reply.text and "\r" not in found.reply.text
     assert found.reply.code is None or 200 <= found.reply.code < 600
+
+
+# The pieces of wrapper texts, mixed: wrapper phrases, names, digits that are and are not codes.
+WRAPPER_PIECES = ["Remote host said:", "does not like recipient.", "failed after I sent the",
+                  "message.", "Connected to", "but sender was rejected.", "greeting failed.",
+                  "192.0.2.1", "mx-1.example.org", "<a@b.example>", "a.b-c", "550", "5.1.1",
+                  "550-5.7.1", "421", "(#5.1.2)", "said:", "smtp;", "#", "<<<", "'", ".", "-",
+                  "x", "Giving up on", "host", "[192.0.2.9]", "18", "67", "0", "9", "é", "1.0.1"]
+WRAPPER_TEXTS = st.lists(st.sampled_from(WRAPPER_PIECES) | st.text(max_size=4), max_size=14).map(
+    lambda parts: " ".join(parts) if len(parts) % 2 else "".join(parts))
+# qmail's pattern as it was written before its names were made to start only where a run of the
+# characters they can hold starts
+PLAIN_QMAIL = re.compile(
+    r"(?:(?:(?P<host>[\w.-]++) (?P<recipient>does not like recipient)|Connected to"
+    r" (?P<host2>\S++) but (?:(?P<sender>sender was rejected)|(?P<greeting>greeting failed)"
+    r"|(?P<helo>my name was rejected))|(?P<host3>\S++) (?P<data>failed after I sent the"
+    r" message))\. )?Remote host said: " + reply._REPLY_START, re.IGNORECASE)
+
+
+@given(WRAPPER_TEXTS)
+def test_qmail_names_found_from_their_start_give_the_plain_pattern_s_match(text: str) -> None:
+    qmail = next(wrapper for wrapper in reply._WRAPPERS if wrapper.name == "qmail")
+    fast, plain = qmail.pattern.search(text), PLAIN_QMAIL.search(text)
+    assert (fast and (fast.span(), fast.groupdict())) == (plain and (plain.span(),
+                                                                     plain.groupdict()))
+
+
+@given(WRAPPER_TEXTS.map(lambda text: text.translate(str.maketrans("", "", "2345"))))
+def test_a_text_without_the_digits_2_to_5_holds_no_reply_code_or_status(text: str) -> None:
+    # find_reply and reply_codes search such a text for no wrapper, code or status: no pattern
+    # that reads one finds one there
+    patterns = [reply._START, reply._CONTINUATION, reply._CODE_IN_TEXT, reply._STATUS_IN_TEXT,
+                *(wrapper.pattern for wrapper in reply._WRAPPERS)]
+    line = single_spaced(text)
+    assert [pattern.pattern for pattern in patterns if pattern.search(line)] == []
+    assert find_reply(text) == EmbeddedReply(Reply(None, None, line))
+    assert reply_codes(text) == (None, None)
