@@ -131,3 +131,30 @@ def test_wrapped_replies_in_other_languages_are_read_by_their_words() -> None:
     assert bounce_category(None, None, text) == "bad-mailbox"
     text = "host mx.example.fr[192.0.2.8] said: 452 boîte aux lettres pleine (in reply to RCPT TO command)"
     assert bounce_category(None, None, text) == "quota-issues"
+
+
+@pytest.mark.parametrize(("text", "category"), [
+    # the mailbox named by a relative clause, then what is wrong with it
+    ("The mailbox you are trying to reach has been suspended", "inactive-mailbox"),
+    ("The address you wrote to is currently locked", "inactive-mailbox"),
+    ("The account you tried to contact does not exist", "bad-mailbox"),
+    # a recipient without an account, not of this system, not verifiable
+    ("This person doesn't have a mailbox on this system", "bad-mailbox"),
+    ("She is not a user of this host", "bad-mailbox"),
+    ("Recipient address could not be validated", "bad-mailbox"),
+    ("user lookup in the alias table failed", "bad-mailbox"),
+    ("Mailbox presently unavailable", "bad-mailbox"),
+    # the sender, not the recipient, cannot be verified
+    ("Sender address could not be verified", "invalid-sender"),
+    # a list of senders the receiver accepts
+    ("Your address is not on the list of approved senders", "policy-related"),
+    ("Rejected: allowed-sender policy", "policy-related"),
+    # the protocol, the set-up and the message
+    ("Say hello first, please", "protocol-errors"),
+    ("Temporary config error, try again", "bad-configuration"),
+    ("Too many attachments in this message", "content-related"),
+    ("The number of attachments is above the limit", "content-related"),
+])
+def test_english_reasons_in_other_word_orders_get_their_category(text: str, category: str) -> None:
+    assert bounce_category(550, None, text) == category
+    assert bounce_category(None, None, text) == category
