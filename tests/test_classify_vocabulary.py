@@ -154,6 +154,13 @@ def test_wrapped_replies_in_other_languages_are_read_by_their_words() -> None:
     ("Temporary config error, try again", "bad-configuration"),
     ("Too many attachments in this message", "content-related"),
     ("The number of attachments is above the limit", "content-related"),
+    # our login, the TLS we require, a message's lifetime, a connection the other side closed
+    ("SMTP login rejected for user alerts", "bad-configuration"),
+    ("Encryption required, but the server offers no STARTTLS", "bad-configuration"),
+    ("Message TTL exceeded, returning to sender", "message-expired"),
+    ("The message was not delivered within the permitted period", "message-expired"),
+    ("Peer closed connection during DATA", "bad-connection"),
+    ("Socket exception while writing to mx.example.net", "bad-connection"),
 ])
 def test_english_reasons_in_other_word_orders_get_their_category(text: str, category: str) -> None:
     assert bounce_category(550, None, text) == category
