@@ -36,7 +36,9 @@ def expected(cell: str, klass: str, status: str) -> tuple[str, bool]:
     # "routing-errors; `5.4.4` bad-domain": a class of its own
     general, _, special = cell.partition(";")
     if special:
-        code, category = re.fullmatch(r"\s*`([\d.]+)` (\S+)", special).groups()  # type: ignore[union-attr]
+        found = re.fullmatch(r"\s*`([\d.]+)` (\S+)", special)
+        assert found is not None, cell
+        code, category = found.groups()
         if code == f"{klass}{status[1:]}":
             return category, False
     name, _, decides = general.partition(",")

@@ -34,7 +34,8 @@ VOCABULARY: dict[str, list[str]] = {
         "utente sconosciuto", "casella inesistente", "indirizzo inesistente",
         "la casella di posta non esiste", "utente non trovato",
         "用户不存在", "收件人不存在", "邮箱不存在", "帳號不存在",
-        "宛先のメールアドレスは存在しません", "ユーザーが見つかりません", "そのようなユーザーはいません",
+        "宛先のメールアドレスは存在しません", "ユーザーが見つかりません",
+        "そのようなユーザーはいません",
     ],
     "quota-issues": [
         "mailbox is full", "recipient's mailbox is full", "mailbox has reached its maximum size",
@@ -129,7 +130,8 @@ def test_wrapped_replies_in_other_languages_are_read_by_their_words() -> None:
     text = ("SMTP error from remote mail server after RCPT TO:<anna@example.de>: "
             "host mx.example.de [192.0.2.7]: 550 Empfänger unbekannt")
     assert bounce_category(None, None, text) == "bad-mailbox"
-    text = "host mx.example.fr[192.0.2.8] said: 452 boîte aux lettres pleine (in reply to RCPT TO command)"
+    text = ("host mx.example.fr[192.0.2.8] said: 452 boîte aux lettres pleine"
+            " (in reply to RCPT TO command)")
     assert bounce_category(None, None, text) == "quota-issues"
 
 
