@@ -272,7 +272,8 @@ def test_an_address_that_bounced_before_is_bad_mailbox() -> None:
     check([
         (None, None, "Address previously hard-bounced, not sending", "bad-mailbox"),
         (None, None, "Recipient bounced before: skipped", "bad-mailbox"),
-        (None, None, "Not delivering to unsubscribed address", "other"),
+        # an address that unsubscribed did not bounce: the recipient's own choice (Mailgun's 606)
+        (None, None, "Not delivering to unsubscribed address", "policy-related"),
     ])
 
 
@@ -548,4 +549,70 @@ def test_godaddy_codes() -> None:
         (554, None, "Not delivered. IB101", "bad-connection"),
         (554, None, "Not delivered. LIB508", "other"),
         (554, None, "Not delivered. IB999", "other"),
+    ])
+
+
+def test_gmail_help_link_cases() -> None:
+    link = "https://support.google.com/mail/?p="
+    check([
+        (550, "5.7.1", f"Not delivered. Learn more at {link}NoSuchUser x1-gsmtp", "bad-mailbox"),
+        (452, "4.2.2", f"Not delivered. {link}OverQuotaTemp x1-gsmtp", "quota-issues"),
+        (550, "5.7.1", f"Not delivered. {link}DisabledUser x1-gsmtp", "inactive-mailbox"),
+        (550, "5.7.1", f"Not delivered. {link}UnsolicitedIPError x1-gsmtp", "spam-related"),
+        (421, "4.7.0", f"Try again later. {link}UnsolicitedRateLimitError x1", "spam-related"),
+        (450, "4.2.1", f"Try again later. {link}ReceivingRate x1-gsmtp", "policy-related"),
+        (552, "5.7.0", f"Not delivered. {link}BlockedMessage x1-gsmtp", "content-related"),
+        (530, "5.7.0", f"Not delivered. {link}WantAuthError x1-gsmtp", "relaying-issues"),
+        (535, "5.7.8", f"Not delivered. {link}BadCredentials x1-gsmtp", "bad-configuration"),
+        # a case Google does not name goes by the status
+        (550, "5.7.1", f"Not delivered. {link}SomethingElse x1-gsmtp", "policy-related"),
+    ])
+
+
+def test_proofpoint_united_internet_and_mail_ru_links() -> None:
+    check([
+        (554, None, "Not delivered - see https://ipcheck.proofpoint.com/?ip=192.0.2.8",
+         "spam-related"),
+        (550, "5.7.0", "See https://support.proofpoint.com/dnsbl-lookup.cgi?ip=192.0.2.8",
+         "spam-related"),
+        (554, None, "gmx.net (mxgmx104) Nemesis ESMTP Service not available. For explanation "
+         "visit https://postmaster.gmx.net/en/case?c=r0201&i=ip&v=192.0.2.8", "spam-related"),
+        (554, None, "Not delivered. For explanation visit "
+         "http://postmaster.1and1.com/en/error-messages?ip=192.0.2.8&c=bip", "spam-related"),
+        (554, None, "Not delivered. For explanation visit "
+         "https://postmaster.web.de/en/error-messages?c=rdns&ip=192.0.2.8", "policy-related"),
+        (550, None, "Not delivered. Please visit http://help.mail.ru/notspam-support/id?c=x",
+         "spam-related"),
+        # another case of the same page goes by its words and code
+        (554, None, "Not delivered. For explanation visit "
+         "https://postmaster.gmx.net/en/case?c=zz99", "other"),
+    ])
+
+
+def test_sending_services_that_refuse_an_address_on_their_suppression_list() -> None:
+    check([
+        (550, "5.1.1", "Amazon SES has suppressed sending to this address because it has a "
+         "recent history of bouncing as an invalid address.", "bad-mailbox"),
+        (554, None, "Amazon SES did not send the message to this address because it is on "
+         "the suppression list for your account.", "bad-mailbox"),
+        (554, None, "Not delivering to previously bounced address", "bad-mailbox"),
+        (554, None, "Not delivering to unsubscribed address", "policy-related"),
+        (554, None, "Not delivering to a user who marked your messages as spam",
+         "spam-related"),
+        (554, None, "Dropped: Bounced Address", "bad-mailbox"),
+        (554, None, "Dropped: Unsubscribed Address", "policy-related"),
+        (554, None, "Dropped: Spam Reporting Address", "spam-related"),
+    ])
+
+
+def test_block_lists_and_reputation_services_named_alone_are_spam_related() -> None:
+    check([
+        (554, None, "Not delivered: listed by UCEPROTECT level 2", "spam-related"),
+        (554, None, "Refused: poor SenderBase score (SBRS -3.5)", "spam-related"),
+        (550, None, "Rejected by Mailspike", "spam-related"),
+        (550, None, "Your Sender Score is too low", "spam-related"),
+        (554, None, "Rejected: see invaluement ivmSIP", "spam-related"),
+        (550, None, "Rejected, see psbl.org", "spam-related"),
+        # a word that merely holds one of the names
+        (554, None, "Not delivered to the lashbacks department", "other"),
     ])
