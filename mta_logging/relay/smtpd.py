@@ -53,6 +53,10 @@ _PLAIN_ADDRESS = re.compile(
     r"(?:[ \t]+([^\s(](?:.*\S)?))?")
 _DSN_KEYWORD = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 END_OF_DATA = b"\r\n.\r\n"
+# Bytes asked of one recv() on asyncio's transport: its own 256 KiB is above glibc's mmap
+# threshold, so every read was an mmap, an mremap (the bytes cut to what came) and a munmap.
+RECV_SIZE = 64 * 1024
+
 # More than the StreamReader ever buffers (it pauses the socket past twice its line limit plus
 # one receive), so one read drains it.
 _READ_SIZE = 1 << 20
@@ -228,6 +232,8 @@ class RelaySMTP(SMTP):
         return " ".join([keyword + head, *others]), found
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if hasattr(transport, "max_size"):  # asyncio's socket transport; uvloop has none
+            transport.max_size = RECV_SIZE
         if self.limits is not None and self.transport is None:  # not the STARTTLS hand-over
             peer = transport.get_extra_info("peername")
             client_ip = str(peer[0]) if peer else ""
