@@ -2438,6 +2438,21 @@ raise_os_error(int error, PyObject *path)
     Py_XDECREF(name);
 }
 
+/* `path` as os.open converts it (PyUnicode_FSConverter), with os.open's error for an object
+ * that is neither str, bytes nor os.PathLike: 1 with the bytes in *converted, else 0. */
+static int
+open_path(PyObject *path, PyObject **converted)
+{
+    if (!PyUnicode_Check(path) && !PyBytes_Check(path)
+            && !PyObject_HasAttrString((PyObject *)Py_TYPE(path), "__fspath__")) {
+        PyErr_Format(PyExc_TypeError,
+                     "open: path should be string, bytes or os.PathLike, not %.200s",
+                     Py_TYPE(path)->tp_name);
+        return 0;
+    }
+    return PyUnicode_FSConverter(path, converted);
+}
+
 PyDoc_STRVAR(create_synced_doc,
 "create_synced(path, data, mode, /)\n--\n\n"
 "Create ``path`` (O_EXCL, with ``mode``), write all of ``data``, fsync and close it, without\n"
@@ -2452,15 +2467,26 @@ create_synced(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *path = NULL;
-    if (!PyUnicode_FSConverter(args[0], &path)) {
+    if (!open_path(args[0], &path)) {
         return NULL;
     }
-    long mode = PyLong_AsLong(args[2]);
+    long mode = PyLong_AsLong(args[2]);  /* a C int, as os.open takes it */
     if (mode == -1 && PyErr_Occurred()) {
         Py_DECREF(path);
         return NULL;
     }
+    if (mode > INT_MAX || mode < INT_MIN) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+        Py_DECREF(path);
+        return NULL;
+    }
     Py_buffer data;
+    if (!PyObject_CheckBuffer(args[1])) {  /* memoryview's error, as write_all's */
+        PyErr_Format(PyExc_TypeError, "memoryview: a bytes-like object is required, not '%.200s'",
+                     Py_TYPE(args[1])->tp_name);
+        Py_DECREF(path);
+        return NULL;
+    }
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
         Py_DECREF(path);
         return NULL;
@@ -2507,7 +2533,7 @@ static PyObject *
 fsync_directory(PyObject *module, PyObject *directory)
 {
     PyObject *path = NULL;
-    if (!PyUnicode_FSConverter(directory, &path)) {
+    if (!open_path(directory, &path)) {
         return NULL;
     }
     const char *name = PyBytes_AS_STRING(path);

@@ -3,6 +3,7 @@
 import errno
 import os
 import subprocess
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -215,3 +216,64 @@ def test_the_c_extension_is_not_used_while_an_os_call_is_patched(tmp_path, monke
         with mock.patch(f"os.{name}", side_effect=OSError(errno.EIO, f"{name} failed")), \
                 pytest.raises(OSError, match=f"{name} failed"):
             fsync_directory(tmp_path)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_create_file_refuses_a_mode_out_of_range_alike_either_way(tmp_path, way):
+    """A mode os.open cannot take (past a C int) is refused, no file made: not cut down to
+    its low bits (mode 0) by the C way."""
+    fds = open_fds()
+    for mode in (2**40, -(2**40)):
+        with pytest.raises(OverflowError, match="^Python int too large to convert to C int$"):
+            create_file(tmp_path / "f", b"x", mode)
+        assert not (tmp_path / "f").exists()
+    assert open_fds() == fds
+
+
+@pytest.mark.parametrize("path", [3, None, 1.5])
+def test_a_path_of_the_wrong_type_gets_os_open_s_error_either_way(tmp_path, way, path):
+    fds = open_fds()
+    message = f"open: path should be string, bytes or os.PathLike, not {type(path).__name__}"
+    for call, args in ((create_file, (path, b"x")), (fsync_directory, (path,))):
+        with pytest.raises(TypeError) as caught:
+            call(*args)
+        assert str(caught.value) == message
+    assert open_fds() == fds
+
+
+@pytest.mark.parametrize("data", ["text", 5, None])
+def test_data_that_is_not_bytes_gets_the_same_error_and_leaves_no_file_either_way(
+        tmp_path, way, data):
+    fds = open_fds()
+    with pytest.raises(TypeError) as caught:
+        create_file(tmp_path / "f", data)
+    assert str(caught.value) == (
+        f"memoryview: a bytes-like object is required, not '{type(data).__name__}'")
+    assert list(tmp_path.iterdir()) == []
+    assert open_fds() == fds
+
+
+@pytest.mark.parametrize("name", ["a\0b", "s\ud800", "x" * 300])
+def test_a_name_os_open_refuses_gets_the_same_error_and_leaves_nothing_either_way(
+        tmp_path, way, name):
+    fds = open_fds()
+    with pytest.raises((ValueError, UnicodeEncodeError, OSError)) as caught:
+        create_file(f"{tmp_path}/{name}", b"x")
+    expected = {"a\0b": (ValueError, "embedded null byte"),
+                "s\ud800": (UnicodeEncodeError, "'utf-8' codec can't encode character "
+                            f"'\\ud800' in position {len(str(tmp_path)) + 2}: surrogates "
+                            "not allowed"),
+                "x" * 300: (OSError, f"[Errno 36] File name too long: '{tmp_path}/{name}'")}
+    assert (type(caught.value), str(caught.value)) == expected[name]
+    assert list(tmp_path.iterdir()) == []
+    assert open_fds() == fds
+
+
+def test_undecodable_bytes_and_memoryview_data_make_the_same_file_either_way(tmp_path, way):
+    create_file(os.fsencode(tmp_path) + b"/b\xff", memoryview(b"view"))
+    create_file(f"{tmp_path}/s\udcff.2", bytearray(b"array"))
+    assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"b\xff", b"s\xff.2"]
+    assert (Path(os.fsdecode(os.fsencode(tmp_path) + b"/b\xff"))).read_bytes() == b"view"
