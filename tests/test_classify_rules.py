@@ -616,3 +616,66 @@ def test_block_lists_and_reputation_services_named_alone_are_spam_related() -> N
         # a word that merely holds one of the names
         (554, None, "Not delivered to the lashbacks department", "other"),
     ])
+
+
+def test_the_receiving_sides_setup_broken_is_bad_configuration() -> None:
+    # PowerMTA's bad-configuration: "configuration issues with remote host"; a domain whose DNS
+    # is broken (malformed MX, an MX on a loopback address, as Exim words it) exists, so it is
+    # not bad-domain; a loop stays a routing error and "not configured to relay" relaying
+    check([
+        (550, "5.4.4", "No route configured for the domain example.net", "bad-configuration"),
+        (451, None, "Mail server not configured for domain example.net", "bad-configuration"),
+        (550, None, "Host mx.example.net is not properly configured", "bad-configuration"),
+        (553, "5.3.0", "example.net: malformed MX record", "bad-configuration"),
+        (None, None, "lowest numbered MX record points to local host", "bad-configuration"),
+        (554, None, "MX for example.net points to localhost", "bad-configuration"),
+        (None, None, "the MX host of example.net is a loopback address", "bad-configuration"),
+        (554, "5.4.6", "mail for example.net loops back to myself", "routing-errors"),
+        (554, None, "Too many hops (30 Received: lines)", "routing-errors"),
+        (550, None, "This server is not configured to relay mail for you", "relaying-issues"),
+        (None, None, "MX record points to non-existent host", "bad-domain"),
+    ])
+
+
+def test_smtp_sequence_and_chunking_errors_are_protocol_errors() -> None:
+    check([
+        (503, "5.5.1", "Error: nested MAIL command", "protocol-errors"),
+        (503, None, "sender already given", "protocol-errors"),
+        (503, "5.5.0", "Recipient already specified", "protocol-errors"),
+        (503, None, "valid RCPT command must precede DATA", "protocol-errors"),
+        (554, None, "SMTP synchronization error", "protocol-errors"),
+        (501, None, "<jane@example.org>: syntactically invalid argument(s)", "protocol-errors"),
+        (555, "5.5.4", "Unsupported SMTP parameter BODY=BINARYMIME", "protocol-errors"),
+        (554, "5.5.0", "Error: BDAT command not permitted here", "protocol-errors"),
+        (503, None, "STARTTLS command used when not advertised", "protocol-errors"),
+        # a bare "not permitted" with a protocol status is the command's refusal; without a
+        # status, or with a policy one, it stays the receiver's policy
+        (550, "5.5.1", "Command not permitted now", "protocol-errors"),
+        (550, "5.7.1", "Sending to this list is not permitted", "policy-related"),
+        (550, None, "Not permitted", "policy-related"),
+    ])
+
+
+def test_sender_addresses_refused_in_mtas_own_words_are_invalid_sender() -> None:
+    check([
+        (501, None, "<jane>: sender address must contain a domain", "invalid-sender"),
+        (553, "5.5.4", "<jane>... Domain name required for sender address jane",
+         "invalid-sender"),
+        (553, None, "The sender address <jane@example.org> is not a valid address",
+         "invalid-sender"),
+        (451, None, "Could not complete sender verify", "invalid-sender"),
+        (553, "5.1.8", "<jane@nowhere.example>: Sender address rejected: Domain not found",
+         "invalid-sender"),
+        (553, None, "sorry, your envelope sender domain must exist (#5.7.1)",
+         "invalid-sender"),
+    ])
+
+
+def test_malicious_content_and_spyware_found_are_virus_related() -> None:
+    check([
+        (554, "5.7.1", "Message rejected: malicious attachment detected", "virus-related"),
+        (550, None, "Malicious content found in the message", "virus-related"),
+        (554, None, "Spyware detected in attachment report.doc", "virus-related"),
+        (554, None, "AV scanner found Eicar-Signature", "virus-related"),
+        (550, None, "Message refused: suspicious links", "content-related"),
+    ])
