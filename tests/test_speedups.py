@@ -12,6 +12,7 @@ import enum
 import functools
 import json
 import logging
+import os
 import pickle
 import sys
 import threading
@@ -225,6 +226,27 @@ def test_template_record_is_plain_record(switches: dict[str, bool],
     plain = speedups.plain_record(logger, logging.ERROR, args, outcome)
     assert list(vars(fast).items()) == list(vars(plain).items())
 
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_records_its_own_process_id() -> None:
+    logger = logging.getLogger("test.speedups")
+    outcome = Outcome(Kind.BOUNCE, "a@example.com")
+    args = ("bounce", "a@example.com", "-", "-")
+    assert speedups.template_record(logger, logging.ERROR, args, outcome).process == os.getpid()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            record = speedups.template_record(logger, logging.ERROR, args, outcome)
+            os.write(writer, f"{record.process} {os.getpid()}".encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as answer:
+        recorded, actual = answer.read().split()
+    os.waitpid(child, 0)
+    assert recorded == actual != str(os.getpid())
 
 @BOTH
 def test_records_name_the_thread_that_made_them(kept: Keep, on: bool) -> None:
