@@ -86,7 +86,7 @@ class RelayHandler:
         self.clock = clock
         self.draining = False
         self.spooling = 0
-        self.writer = SpoolWriter(spool)  # stores accepted mail, in batches, from one thread
+        self.writer = SpoolWriter(spool)  # stores accepted mail from threads of its own
         self._relay_cache: dict[str, bool] = {}
         self.sent: SentIndex | None = None
         self.returns: ReturnRecorder | None = None
