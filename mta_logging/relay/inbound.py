@@ -24,6 +24,7 @@ and the notification is then sent once).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import ssl
@@ -47,6 +48,7 @@ from mta_logging.relay.queue import DeliveryQueue
 from mta_logging.relay.smtpd import DsnEnvelope, RelaySMTP
 from mta_logging.relay.spool import Envelope as SpoolEnvelope
 from mta_logging.relay.spool import QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.spooler import SpoolWriter
 from mta_logging.relay.storage import INSUFFICIENT_STORAGE, FreeSpace
 from mta_logging.relay.suppression import (
     SUPPRESSED_RECORD,
@@ -84,6 +86,7 @@ class RelayHandler:
         self.clock = clock
         self.draining = False
         self.spooling = 0
+        self.writer = SpoolWriter(spool)  # stores accepted mail from threads of its own
         self._relay_cache: dict[str, bool] = {}
         self.sent: SentIndex | None = None
         self.returns: ReturnRecorder | None = None
@@ -108,7 +111,9 @@ class RelayHandler:
                                       verp=settings.bounces.verp_codec(), sent=self.sent)
 
     def close(self) -> None:
-        """Close the sent index (the relay has stopped)."""
+        """Stop the spool writer (after what it was asked to store) and close the sent index
+        (the relay has stopped)."""
+        self.writer.close()
         if self.sent is not None:
             self.sent.close()
             self.sent = None
@@ -208,8 +213,9 @@ class RelayHandler:
         content = received + (envelope.original_content or b"")
         self.spooling += 1
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._store, queue_id, spool_envelope, content)
+            await self.writer.store(
+                queue_id, spool_envelope, content,
+                None if self.sent is None else functools.partial(self._remember_sent, self.sent))
         except OSError as exc:
             self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
@@ -281,18 +287,12 @@ class RelayHandler:
         self.queue.submit(QueuedMessage(queue_id, envelope, content=content))
         return None
 
-    def _store(self, queue_id: str, envelope: SpoolEnvelope, content: bytes) -> None:
-        """In the spool's thread: store the message durably, then (with ``bounces:``) put it
-        into the sent index, in the same trip off the event loop."""
-        self.spool.store(queue_id, envelope, content)
-        if self.sent is not None:
-            self._remember_sent(self.sent, queue_id, envelope, content)
-
     @staticmethod
     def _remember_sent(sent: SentIndex, queue_id: str, envelope: SpoolEnvelope,
                        content: bytes) -> None:
-        """Put the message's Message-ID into the sent index (a failure is logged: the mail is
-        spooled, and only a bounce without VERP token will not be traced)."""
+        """In the spool writer's thread, once the message is durable: put its Message-ID into
+        the sent index (a failure is logged: the mail is spooled, and only a bounce without
+        VERP token will not be traced)."""
         message_id = next((value for name, value in parse_headers(content).items()
                            if name.lower() == "message-id" and value), None)
         if message_id is None:
