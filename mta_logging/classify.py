@@ -36,7 +36,6 @@ from mta_logging.reply import (
     find_reply,
     has_status,
     may_be_wrapped,
-    may_hold_code,
     parse_reply,
     parse_status,
     reply_codes,
@@ -262,12 +261,9 @@ class Classifier:
         whole = normalise_text(text)
         scanned = self._index.scan(whole)
         own, own_scanned = whole, scanned
-        # (the index's case-insensitive search differs from lower() on some non-ASCII letters;
-        # a text without a digit 2 to 5 is not searched for markers at all: find_reply would
-        # find no wrapper and no code in it, as reply_codes does not, so the verdict is the same)
-        marked = may_hold_code(text) and (
-            self._index.first_match(whole, self._markers, scanned) is not None
-            if whole.isascii() else may_be_wrapped(whole))
+        # (the index's case-insensitive search differs from lower() on some non-ASCII letters)
+        marked = (self._index.first_match(whole, self._markers, scanned) is not None
+                  if whole.isascii() else may_be_wrapped(whole))
         if code is None or (generic and has_status(text)) or marked:
             if marked:
                 found = find_reply(text)

@@ -18,7 +18,6 @@ __all__ = [
     "Reply",
     "find_reply",
     "has_status",
-    "may_hold_code",
     "may_be_wrapped",
     "one_line",
     "parse_reply",
@@ -297,14 +296,6 @@ def has_status(text: str) -> bool:
     """Whether ``text`` holds something that reads as an enhanced status (``5.1.1``, not part
     of an IP address): a cheap test before :func:`find_reply`, which finds none without it."""
     return _STATUS_IN_TEXT.search(text) is not None
-
-
-def may_hold_code(text: str) -> bool:
-    """Whether ``text`` holds a digit 2 to 5, which every code, status, continuation prefix
-    and wrapper :func:`find_reply` finds needs: without one, it finds none of them (it gives
-    what :func:`reply_codes` gives, ``(None, None)``, and no wrapper), whatever markers the
-    text holds."""
-    return _CODE_DIGIT.search(text) is not None
 
 
 def may_be_wrapped(line: str) -> bool:
