@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -189,6 +190,49 @@ async def talk(relay: Relay, lines: list[bytes]) -> list[bytes]:
         replies.append(reply.rstrip())
     writer.close()
     return replies[1:]
+
+
+async def test_a_client_hanging_up_right_after_the_final_dot_still_has_its_mail_sent(
+        tmp_path, monkeypatch):
+    """The client closes the connection without reading the reply to its "." while the
+    message is being fsync'd: the session is cancelled, yet the stored message is queued and
+    delivered at once (not left in the spool until a restart)."""
+    stored = threading.Event()
+    real_store = Spool.store
+
+    def slow_store(self: Spool, *args: Any) -> None:
+        stored.wait(10)
+        real_store(self, *args)
+
+    monkeypatch.setattr(Spool, "store", slow_store)
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as (relay, records):
+            hung_up = asyncio.Event()
+            handle_data = relay.handler.handle_DATA
+
+            async def watched(*args: Any) -> str:
+                try:
+                    return await handle_data(*args)
+                except asyncio.CancelledError:
+                    hung_up.set()
+                    raise
+
+            relay.handler.handle_DATA = watched  # type: ignore[method-assign]
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+            await reader.readline()
+            writer.write(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\n"
+                         b"RCPT TO:<b@x.test>\r\nDATA\r\n")
+            for _ in range(4):
+                await reader.readline()
+            writer.write(MESSAGE + b".\r\n")
+            writer.close()
+            await asyncio.wait_for(hung_up.wait(), 10)
+            stored.set()
+            await until(lambda: sink.delivered() == ["b@x.test"])
+            await until(lambda: len(records.outcomes) == 1)
+    assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "b@x.test")]
+    assert sink.messages[0].content.endswith(MESSAGE)
+    assert list((tmp_path / "spool" / "queue").iterdir()) == []
 
 
 async def test_addresses_the_relay_could_not_send_on_are_refused_and_the_rest_go(tmp_path):

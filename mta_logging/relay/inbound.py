@@ -85,7 +85,9 @@ class RelayHandler:
         self.faults = FaultLog(_log)
         self.clock = clock
         self.draining = False
-        self.spooling = 0
+        # messages read to their final "." and not yet stored and queued (or refused): a
+        # draining relay waits for them
+        self.accepting: set[asyncio.Future[str]] = set()
         self.writer = SpoolWriter(spool)  # stores accepted mail from threads of its own
         self._relay_cache: dict[str, bool] = {}
         self.sent: SentIndex | None = None
@@ -189,6 +191,22 @@ class RelayHandler:
         return None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """The message, once read to its final ".", is stored, recorded and queued (or, sent
+        to the bounce address, recorded as returned mail) in a task of its own: a client that
+        hangs up before it reads the reply cancels this coroutine, not that task, so mail
+        already fsync'd into the spool is never left there unrecorded and unqueued (it goes,
+        as RFC 5321 section 6.1 wants of mail the server has taken responsibility for; the
+        client, not having read a 250, may send it again)."""
+        accepting = asyncio.ensure_future(self._accept(session, envelope))
+        self.accepting.add(accepting)
+        accepting.add_done_callback(self.accepting.discard)
+        try:
+            return await asyncio.shield(accepting)
+        except asyncio.CancelledError:
+            accepting.add_done_callback(_log_unexpected_failure)
+            raise
+
+    async def _accept(self, session: Session, envelope: Envelope) -> str:
         if hop_count(envelope.original_content or b"") >= MAX_HOPS:
             _log.warning("refused a message with %d or more Received fields (a mail loop?)",
                          MAX_HOPS)
@@ -211,7 +229,6 @@ class RelayHandler:
                                    authenticated=bool(session.authenticated),
                                    smtputf8=envelope.smtp_utf8))
         content = received + (envelope.original_content or b"")
-        self.spooling += 1
         try:
             await self.writer.store(
                 queue_id, spool_envelope, content,
@@ -219,8 +236,6 @@ class RelayHandler:
         except OSError as exc:
             self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
-        finally:
-            self.spooling -= 1
         self.faults.succeeded("queue file write")
         self._record_received(queue_id, spool_envelope, session,
                               len(envelope.original_content or b""))
@@ -327,6 +342,13 @@ class RelayHandler:
                 rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo, rcv_auth_user=user,
                 rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
                 orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid))
+
+
+def _log_unexpected_failure(accepting: asyncio.Future[str]) -> None:
+    """The failure of a message's storing whose client hung up (nobody else will see it)."""
+    if not accepting.cancelled() and accepting.exception() is not None:
+        _log.error("storing a message whose client hung up failed",
+                   exc_info=accepting.exception())
 
 
 def dsn_parameters(envelope: Envelope) -> dict[str, Any]:

@@ -280,7 +280,7 @@ class Relay:
         await self.control.stop()
         self.handler.draining = True
         deadline = time.monotonic() + timeout
-        while self.handler.spooling and time.monotonic() < deadline:
+        while self.handler.accepting and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for client in list(self._clients):
             if client.transport is not None:
