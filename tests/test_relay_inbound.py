@@ -235,6 +235,43 @@ async def test_a_client_hanging_up_right_after_the_final_dot_still_has_its_mail_
     assert list((tmp_path / "spool" / "queue").iterdir()) == []
 
 
+async def test_a_message_still_being_stored_at_the_shutdown_deadline_stays_in_the_spool(
+        tmp_path, monkeypatch, caplog):
+    """Its client hung up and its store outlasts ``shutdown_timeout``: stop() waits for the
+    store, says so once, and leaves the message in the spool unqueued (not submitted to a
+    stopped queue once the stop is over)."""
+    stored = threading.Event()
+    real_store = Spool.store
+
+    def slow_store(self: Spool, *args: Any) -> None:
+        stored.set()
+        time.sleep(1.0)
+        real_store(self, *args)
+
+    monkeypatch.setattr(Spool, "store", slow_store)
+    caplog.set_level(logging.WARNING, logger="mta_logging.relay")
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port, shutdown_timeout=0.2) as (relay, records):
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+            await reader.readline()
+            writer.write(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\n"
+                         b"RCPT TO:<b@x.test>\r\nDATA\r\n")
+            for _ in range(4):
+                await reader.readline()
+            writer.write(MESSAGE + b".\r\n")
+            writer.close()
+            await until(stored.is_set)
+        assert not relay.handler.accepting
+        await asyncio.sleep(0.2)
+    assert [r.getMessage() for r in caplog.records if r.name == "mta_logging.relay"
+            and r.levelno == logging.WARNING] == [
+        "1 message(s) still being stored at the shutdown deadline; they stay in the spool for "
+        "the next start"]
+    assert records.outcomes == [] and sink.delivered() == []
+    (left,) = (tmp_path / "spool" / "queue").iterdir()
+    assert Spool.open(tmp_path / "spool").read_content(left.name).endswith(MESSAGE)
+
+
 async def test_addresses_the_relay_could_not_send_on_are_refused_and_the_rest_go(tmp_path):
     with Sink() as sink:
         async with running_relay(tmp_path, sink.port) as (relay, records):

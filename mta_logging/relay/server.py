@@ -6,8 +6,9 @@ in (a relay of one process only), the spool is loaded (mail left by a stopped or
 is queued again, due messages first, held ones kept aside), delivery workers start, the
 control socket (``mta-logging queue``) and then the SMTP listener open. Stop (SIGTERM/SIGINT):
 the listener closes, clients still talking are told 421 at their next MAIL, messages being
-spooled finish, open client connections close, and deliveries in progress get
-``shutdown_timeout`` seconds to finish; everything not delivered stays in the spool.
+spooled and deliveries in progress get ``shutdown_timeout`` seconds to finish (a message
+still being spooled then is left to its writer thread, not queued), open client connections
+close; everything not delivered stays in the spool.
 
 Reload (SIGHUP): the settings are read again and, if valid, used from then on without dropping
 a connection or a queued message: routes, relay networks, AUTH users, limits, TLS certificate
@@ -282,6 +283,16 @@ class Relay:
         deadline = time.monotonic() + timeout
         while self.handler.accepting and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        late = list(self.handler.accepting)
+        if late:
+            # past the deadline: what is being stored stays in the spool (a store handed to
+            # a writer thread still finishes) and is sent at the next start; nothing of it
+            # runs on against a stopped queue or executor
+            _log.warning("%d message(s) still being stored at the shutdown deadline; they stay "
+                         "in the spool for the next start", len(late))
+            for accepting in late:
+                accepting.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for client in list(self._clients):
             if client.transport is not None:
                 client.transport.close()
