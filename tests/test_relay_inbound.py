@@ -192,6 +192,19 @@ async def talk(relay: Relay, lines: list[bytes]) -> list[bytes]:
     return replies[1:]
 
 
+async def send_and_hang_up(relay: Relay) -> None:
+    """A client that sends a message to b@x.test and closes the connection right after its
+    final ".", without reading the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
+    await reader.readline()
+    writer.write(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\n"
+                 b"RCPT TO:<b@x.test>\r\nDATA\r\n")
+    for _ in range(4):
+        await reader.readline()
+    writer.write(MESSAGE + b".\r\n")
+    writer.close()
+
+
 async def test_a_client_hanging_up_right_after_the_final_dot_still_has_its_mail_sent(
         tmp_path, monkeypatch):
     """The client closes the connection without reading the reply to its "." while the
@@ -218,14 +231,7 @@ async def test_a_client_hanging_up_right_after_the_final_dot_still_has_its_mail_
                     raise
 
             relay.handler.handle_DATA = watched  # type: ignore[method-assign]
-            reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
-            await reader.readline()
-            writer.write(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\n"
-                         b"RCPT TO:<b@x.test>\r\nDATA\r\n")
-            for _ in range(4):
-                await reader.readline()
-            writer.write(MESSAGE + b".\r\n")
-            writer.close()
+            await send_and_hang_up(relay)
             await asyncio.wait_for(hung_up.wait(), 10)
             stored.set()
             await until(lambda: sink.delivered() == ["b@x.test"])
@@ -252,14 +258,7 @@ async def test_a_message_still_being_stored_at_the_shutdown_deadline_stays_in_th
     caplog.set_level(logging.WARNING, logger="mta_logging.relay")
     with Sink() as sink:
         async with running_relay(tmp_path, sink.port, shutdown_timeout=0.2) as (relay, records):
-            reader, writer = await asyncio.open_connection("127.0.0.1", relay.address[1])
-            await reader.readline()
-            writer.write(b"HELO client.test\r\nMAIL FROM:<a@example.test>\r\n"
-                         b"RCPT TO:<b@x.test>\r\nDATA\r\n")
-            for _ in range(4):
-                await reader.readline()
-            writer.write(MESSAGE + b".\r\n")
-            writer.close()
+            await send_and_hang_up(relay)
             await until(stored.is_set)
         assert not relay.handler.accepting
         await asyncio.sleep(0.2)
