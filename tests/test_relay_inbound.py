@@ -288,6 +288,24 @@ async def test_addresses_the_relay_could_not_send_on_are_refused_and_the_rest_go
     assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "good@y.test")]
 
 
+async def test_a_path_with_words_apart_is_refused_not_read_as_another_mailbox(tmp_path):
+    """``<a<TAB>b@y.test>`` and ``<a b@y.test>`` are no RFC 5321 paths; the RFC 5322 parser
+    would make them ``"a b"@y.test``, another mailbox. Refused, the good recipient goes."""
+    with Sink() as sink:
+        async with running_relay(tmp_path, sink.port) as (relay, records):
+            replies = await talk(relay, [
+                b"EHLO client.test", b"MAIL FROM:<a b@x.test>", b"MAIL FROM:<a@x.test>",
+                b"RCPT TO:<tab\there@y.test>", b"RCPT TO:<space here@y.test>",
+                b"RCPT TO:<unclosed@y.test", b"RCPT TO:<good@y.test>", b"DATA",
+                MESSAGE + b".", b"QUIT"])
+            await until(lambda: records.outcomes)
+    malformed = b"553 5.1.3 Error: malformed address"
+    assert replies[1:7] == [malformed, b"250 2.1.0 Ok", malformed, malformed, malformed,
+                            b"250 2.1.5 Ok"]
+    assert replies[8].startswith(b"250 2.0.0 Ok: queued as ")
+    assert sink.delivered() == ["good@y.test"]
+
+
 async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tmp_path, caplog):
     spool = Spool.open(tmp_path / "spool")
     spool.store("0000000000001ABC", SpoolEnvelope("a@example.test", ("queued@x.test",),

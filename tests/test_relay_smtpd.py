@@ -82,6 +82,16 @@ def test_other_addresses_still_use_the_full_parser(arg):
     assert fast._getaddr(arg) == SMTP._getaddr(fast, arg)
 
 
+@pytest.mark.parametrize("arg", ["<a b@x.test>", "<a\tb@x.test>", "<a@x.test", "<a@x.test SIZE=1"])
+def test_a_path_the_full_parser_would_read_as_another_mailbox_is_refused(arg):
+    """aiosmtpd's parser reads ``<a b@x.test>`` as ``"a b"@x.test``: a mailbox the client
+    did not write. None is what aiosmtpd's own ``_getaddr`` gives for a bad path (553 5.1.3)."""
+    fast = RelaySMTP.__new__(RelaySMTP)
+    fast.local_part_limit = 0
+    assert SMTP._getaddr(fast, arg)[0] is not None
+    assert fast._getaddr(arg) == (None, None)
+
+
 class _Capture:
     def __init__(self) -> None:
         self.contents: list[bytes] = []

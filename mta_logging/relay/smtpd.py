@@ -28,6 +28,8 @@ import collections
 import re
 from base64 import b64decode
 from collections.abc import Callable
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any, TypeVar
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
@@ -51,6 +53,8 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(
     rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
     r"(?:[ \t]+([^\s(](?:.*\S)?))?")
+# the parser's defects for a path it read as another mailbox than the client wrote
+_REWRITING_DEFECTS = frozenset({"missing '.' between words", "missing trailing '>' on angle-addr"})
 _DSN_KEYWORD = re.compile(r"\s(?:RET|ENVID|NOTIFY|ORCPT)=", re.IGNORECASE)
 END_OF_DATA = b"\r\n.\r\n"
 # Bytes asked of one recv() on asyncio's transport: its own 256 KiB is above glibc's mmap
@@ -329,11 +333,30 @@ class RelaySMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_ADDRESS.fullmatch(arg)
         if match is None:
-            return super()._getaddr(arg)
+            return self._parsed_address(arg)
         address = match.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, match.group(2) or ""
+
+    def _parsed_address(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's ``_getaddr`` (the email package's RFC 5322 parser), except that a path
+        the parser had to rewrite into another mailbox is refused as malformed (aiosmtpd's
+        ``553 5.1.3``): words apart (``<a b@x>``, ``<a<TAB>b@x>`` read as ``"a b"@x``) or no
+        closing ``>``."""
+        if not arg:
+            return "", ""
+        try:
+            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+            token, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        if any(str(defect) in _REWRITING_DEFECTS for defect in token.all_defects):
+            return None, None
+        address: str = token.addr_spec
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
