@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Sequence
 
 import pytest
+from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from relay_sink import FakeResolver, SilentServer, Sink, make_certificate, serve
 from mta_logging.outcome import Kind
 from mta_logging.relay.config import load_settings
 from mta_logging.relay.dsn_params import MailDsn, RcptDsn
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.outbound import Deliverer, Reply, reply_of, transparent
 from mta_logging.relay.resolve import Hop
 from mta_logging.relay.spool import Envelope
@@ -573,3 +576,43 @@ async def test_a_queued_address_with_a_control_character_bounces_alone():
         (Kind.DELIVERED, "2.0.0", "250 2.0.0 Ok: delivered to 1 recipient(s)")]
     assert (from_bad.kind, from_bad.dsn_status) == (Kind.BOUNCE, "5.1.7")
     assert sink.delivered() == ["good@y.test"]
+
+
+class _Accepting:
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "250 2.0.0 Ok"
+
+
+async def test_a_next_hop_that_refuses_connections_is_logged_once_until_it_comes_back(caplog):
+    """Each delivery to a hop that refuses connections is deferred with the reason, but the
+    log says it once, at WARNING, then once when a connection to it works again."""
+    caplog.set_level(logging.INFO, logger="mta_logging.relay")
+    port = free_port()
+    outbound = deliverer(port)
+    label = f"127.0.0.1[127.0.0.1]:{port}"
+    refused = f"connect to {label}: Connection refused"
+    for _ in range(3):
+        assert [(r.kind, r.dsn_status, r.dsn_msg) for r in await outbound.deliver(
+            "x.test", envelope("a@x.test"), [0], b"Hello.\r\n")] == [
+            (Kind.DEFERRED, "4.4.1", refused)]
+    controller = Controller(_Accepting(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        [sent] = await outbound.deliver("x.test", envelope("a@x.test"), [0], b"Hello.\r\n")
+    finally:
+        controller.stop()
+        await outbound.pool.close()
+    assert sent.kind is Kind.DELIVERED
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"connecting to {label} failed: {refused} (further failures of this kind "
+                    "are counted, not logged, until one succeeds)"),
+        ("WARNING", f"connecting to {label} works again after 3 failure(s)")]
+
+
+def test_episodes_of_more_hops_than_kept_forget_the_oldest(caplog):
+    caplog.set_level(logging.WARNING)
+    faults = FaultLog(logging.getLogger("test.faults"), level=logging.WARNING, limit=2)
+    for hop in ("a", "b", "a", "c", "b", "a"):
+        faults.failed(f"connecting to {hop}", "refused")
+    assert [r.getMessage().partition(" failed")[0] for r in caplog.records] == [
+        "connecting to a", "connecting to b", "connecting to c", "connecting to a"]

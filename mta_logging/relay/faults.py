@@ -2,10 +2,11 @@
 
 A full disk makes every spool write, journal write and accounting record fail until space is
 freed; logging each failure would bury the one line that matters (and fill the disk that holds
-the log). :class:`FaultLog` logs the first failure of each kind of operation at ERROR, counts
-the ones that follow, and logs the first success after them ("... works again after N
-failure(s)"). :class:`Throttled` is for warnings that are not about an operation that
-succeeds again (a connection refused past a limit): at most one line a minute.
+the log). :class:`FaultLog` logs the first failure of each kind of operation at ERROR (or a
+level of its own: a next hop that cannot be reached is a WARNING), counts the ones that
+follow, and logs the first success after them ("... works again after N failure(s)").
+:class:`Throttled` is for warnings that are not about an operation that succeeds again (a
+connection refused past a limit): at most one line a minute.
 """
 
 from __future__ import annotations
@@ -22,18 +23,28 @@ class FaultLog:
     operation; both are cheap when nothing is failing. Single-threaded: call from the event loop.
     """
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, *, level: int = logging.ERROR,
+                 limit: int | None = None) -> None:
         self.logger = logger
+        self.level = level  # of the line that starts an episode
+        self.limit = limit  # episodes kept at most: the oldest is forgotten (names from peers)
         self._failures: dict[str, int] = {}  # operation → failures in the current episode
 
     def failed(self, operation: str, detail: str, *, exc_info: bool = False) -> None:
         """Report a failure of ``operation``: logged if it starts an episode, else counted."""
         count = self._failures.get(operation, 0)
+        if count == 0 and self.limit is not None and len(self._failures) >= self.limit:
+            del self._failures[next(iter(self._failures))]
         self._failures[operation] = count + 1
         if count == 0:
-            self.logger.error("%s failed: %s (further failures of this kind are counted, "
-                              "not logged, until one succeeds)", operation, detail,
-                              exc_info=exc_info)
+            self.logger.log(self.level, "%s failed: %s (further failures of this kind are "
+                            "counted, not logged, until one succeeds)", operation, detail,
+                            exc_info=exc_info)
+
+    @property
+    def failing(self) -> bool:
+        """Whether an episode of any operation is running (so :meth:`succeeded` may log)."""
+        return bool(self._failures)
 
     def succeeded(self, operation: str) -> None:
         """End the episode of ``operation``, if one is running, with a line saying so."""

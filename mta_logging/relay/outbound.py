@@ -34,6 +34,7 @@ from aiosmtplib.response import SMTPResponse
 from mta_logging.outcome import Kind
 from mta_logging.relay.addresses import CONTROL, RECIPIENT_STATUS, SENDER_STATUS
 from mta_logging.relay.config import RelaySettings, Timeouts
+from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.resolve import Hop, Resolver, Unroutable, next_hops
 from mta_logging.relay.spool import Envelope
 from mta_logging.reply import one_line, parse_reply
@@ -41,6 +42,7 @@ from mta_logging.reply import one_line, parse_reply
 _log = logging.getLogger("mta_logging.relay.outbound")
 
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, EOFError)
+UNREACHABLE_KEPT = 10_000  # next hops whose unreachability is remembered (logged once each)
 UNSENDABLE = "the {} address contains a control character; no SMTP client can send it"
 
 
@@ -353,6 +355,8 @@ class Deliverer:
         self.settings = settings
         self.resolver = resolver
         self.pool = ConnectionPool(settings)
+        # a next hop that cannot be reached: logged once until a connection to it succeeds
+        self.unreachable = FaultLog(_log, level=logging.WARNING, limit=UNREACHABLE_KEPT)
 
     async def deliver(self, domain: str, envelope: Envelope, indexes: Sequence[int],
                       content: bytes) -> list[RcptResult]:
@@ -387,8 +391,11 @@ class Deliverer:
                 conn = await self.pool.connect(hop)
             except _CONNECTION_ERRORS as exc:
                 failure = _connect_failure(hop, exc)
-                _log.info("%s", failure.dsn_msg)
+                self.unreachable.failed(f"connecting to {hop.host}[{hop.ip}]:{hop.port}",
+                                        failure.dsn_msg)
                 continue
+            if self.unreachable.failing:
+                self.unreachable.succeeded(f"connecting to {hop.host}[{hop.ip}]:{hop.port}")
             return await self._transaction(conn, envelope, indexes, content, reused=False)
         return [RcptResult(i, failure.kind, failure.dsn_status, failure.dsn_msg)
                 for i in indexes]
