@@ -132,6 +132,24 @@ class DsnEnvelope(Envelope):
         self.rcpt_dsn: list[RcptDsn] = []
 
 
+def _parsed_path(arg: str) -> tuple[str | None, str | None]:
+    """The address and the rest of ``arg`` as aiosmtpd's ``_getaddr`` reads them (the email
+    package's RFC 5322 parser), except that a path the parser had to rewrite into another
+    mailbox is refused as malformed (None: aiosmtpd's ``553 5.1.3``): words apart (``<a b@x>``,
+    ``<a<TAB>b@x>`` read as ``"a b"@x``) or no closing ``>``."""
+    if not arg:
+        return "", ""
+    try:
+        parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+        token, rest = parse(arg)
+    except HeaderParseError:
+        return None, None
+    if any(str(defect) in _REWRITING_DEFECTS for defect in token.all_defects):
+        return None, None
+    address: str = token.addr_spec
+    return address, rest
+
+
 class RelaySMTP(SMTP):
     """The relay's SMTP protocol (see the module docstring).
 
@@ -332,29 +350,9 @@ class RelaySMTP(SMTP):
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_ADDRESS.fullmatch(arg)
-        if match is None:
-            return self._parsed_address(arg)
-        address = match.group(1)
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
-            return None, None
-        return address, match.group(2) or ""
-
-    def _parsed_address(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's ``_getaddr`` (the email package's RFC 5322 parser), except that a path
-        the parser had to rewrite into another mailbox is refused as malformed (aiosmtpd's
-        ``553 5.1.3``): words apart (``<a b@x>``, ``<a<TAB>b@x>`` read as ``"a b"@x``) or no
-        closing ``>``."""
-        if not arg:
-            return "", ""
-        try:
-            parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
-            token, rest = parse(arg)
-        except HeaderParseError:
-            return None, None
-        if any(str(defect) in _REWRITING_DEFECTS for defect in token.all_defects):
-            return None, None
-        address: str = token.addr_spec
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+        address, rest = (match.group(1), match.group(2) or "") if match else _parsed_path(arg)
+        if (address and self.local_part_limit
+                and len(address.rpartition("@")[0]) > self.local_part_limit):
             return None, None
         return address, rest
 
