@@ -17,9 +17,10 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from relay_sink import FakeResolver, Outcomes, Sink
+from relay_sink import FakeResolver, Outcomes, Sink, full_disk_once
 
 from mta_logging.errors import MtaLoggingError
+from mta_logging.handlers import AccountingFileHandler
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind
 from mta_logging.relay.addresses import address_problem, recipient_problem
@@ -304,6 +305,65 @@ async def test_a_path_with_words_apart_is_refused_not_read_as_another_mailbox(tm
                             b"250 2.1.5 Ok"]
     assert replies[8].startswith(b"250 2.0.0 Ok: queued as ")
     assert sink.delivered() == ["good@y.test"]
+
+
+async def test_a_received_record_that_cannot_be_written_is_reported_once_and_nothing_doubles(
+        tmp_path, monkeypatch, caplog):
+    """The disk holding the received records is full for one write: the message is still
+    accepted and delivered once (the failure is not taken for its delivered record's, which
+    would deliver it again); the fault is logged once, and once when it clears."""
+    logger = logging.getLogger(f"test.relay.inbound.received.{id(tmp_path)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handlers = [AccountingFileHandler(kind, tmp_path / kind) for kind in ("received", "delivered")]
+    for handler in handlers:
+        logger.addHandler(handler)
+    failed = full_disk_once(monkeypatch, b"first@x.test")
+    caplog.set_level(logging.WARNING, logger="mta_logging.relay")
+    try:
+        with Sink() as sink:
+            settings = load_settings({
+                "listen": "127.0.0.1:0", "hostname": "relay.example.test",
+                "spool_dir": str(tmp_path / "spool"), "routes": {"*": f"127.0.0.1:{sink.port}"},
+                "timeouts": {"connect": 5, "command": 5, "data": 5}, "shutdown_timeout": 5})
+            relay = Relay(settings, accounting=AccountingLogger(logger),
+                          resolver=FakeResolver({}, {}))
+            await relay.start()
+            try:
+                smtp = await client(relay)
+                for rcpt in ("first@x.test", "second@x.test"):
+                    response = await smtp.sendmail("a@example.test", [rcpt], MESSAGE)
+                    assert response[1].startswith("2.0.0 Ok: queued as ")
+                await smtp.quit()
+                await until(lambda: sorted(sink.delivered()) == ["first@x.test",
+                                                                 "second@x.test"])
+                await until(lambda: len(file_lines(tmp_path / "delivered")) == 2)
+            finally:
+                await relay.stop()
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+    assert failed and failed[0].startswith(b"r\t")
+    assert sorted(sink.delivered()) == ["first@x.test", "second@x.test"]  # once each
+    assert list((tmp_path / "spool" / "queue").iterdir()) == []  # none kept to send again
+    assert [line.split("\t")[3] for line in file_lines(tmp_path / "received")] == [
+        "second@x.test"]
+    assert sorted(line.split("\t")[3] for line in file_lines(tmp_path / "delivered")) == [
+        "first@x.test", "second@x.test"]
+    [queue_id] = {line.split("\t")[7] for line in file_lines(tmp_path / "delivered")
+                  if "first@x.test" in line}
+    assert [r.getMessage() for r in caplog.records if "received record" in r.getMessage()] == [
+        f"received record write failed: queue {queue_id}: the received record of "
+        "<first@x.test> could not be written; the message is queued and goes on (further "
+        "failures of this kind are counted, not logged, until one succeeds)",
+        "received record write works again after 1 failure(s)"]
+
+
+def file_lines(directory: Path) -> list[str]:
+    """The records (not the header) of the accounting files in ``directory``."""
+    return [line for path in sorted(directory.glob("*.tsv"))
+            for line in path.read_text().splitlines()[1:]]
 
 
 async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tmp_path, caplog):

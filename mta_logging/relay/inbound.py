@@ -237,8 +237,14 @@ class RelayHandler:
             self.faults.failed("queue file write", f"{queue_id}: {exc}")
             return "451 4.3.0 Error: queue file write error, try again later"
         self.faults.succeeded("queue file write")
-        self._record_received(queue_id, spool_envelope, session,
-                              len(envelope.original_content or b""))
+        unwritten = self._record_received(queue_id, spool_envelope, session,
+                                          len(envelope.original_content or b""))
+        if unwritten:
+            self.faults.failed("received record write",
+                               f"queue {queue_id}: the received record of <{unwritten}> could "
+                               "not be written; the message is queued and goes on")
+        elif self.faults.failing:
+            self.faults.succeeded("received record write")
         self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
         _log.info("%s: from=<%s>, size=%d, nrcpt=%d, client=%s[%s]", queue_id,
                   spool_envelope.mail_from, len(content), len(rcpts), session.host_name,
@@ -322,26 +328,31 @@ class RelayHandler:
             _log.warning("%s: not put into the sent index %s: %s", queue_id, sent.path, exc)
 
     def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
-                         size: int) -> None:
-        """A received record per recipient: sender, size, the client and its connection.
+                         size: int) -> str | None:
+        """A received record per recipient: sender, size, the client and its connection; the
+        first recipient whose record could not be written (None: all were).
 
         Each Outcome is made here as ``AccountingLogger.received`` would make it, and handed
-        to ``AccountingLogger.record``: cheaper than the method's keywords (see the queue's
+        to the queue's ``record``: cheaper than the method's keywords (see the queue's
         ``_record``)."""
-        accounting = self.queue.accounting
+        queue = self.queue
+        accounting = queue.accounting
         if accounting is None or not accounting.logger.isEnabledFor(Kind.RECEIVED.level):
-            return  # no accounting, or ``records`` without ``r``: no Outcome made for nothing
+            return None  # no accounting, or ``records`` without ``r``: no Outcome for nothing
         # aiosmtpd keeps the TLS transport's extra info; "cipher" is (name, protocol, bits)
         cipher = (session.ssl or {}).get("cipher") or (None, None)
         user = session.auth_data if isinstance(session.auth_data, str) else None
         settings = self.settings
+        unwritten = None
         for index, rcpt in enumerate(envelope.rcpts):
-            accounting.record(Outcome(
-                Kind.RECEIVED, rcpt, envelope.time_queued, settings.hostname,
-                vmta=settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
-                rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo, rcv_auth_user=user,
-                rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
-                orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid))
+            if not queue.record(Outcome(
+                    Kind.RECEIVED, rcpt, envelope.time_queued, settings.hostname,
+                    vmta=settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
+                    rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo,
+                    rcv_auth_user=user, rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
+                    orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)):
+                unwritten = unwritten or rcpt
+        return unwritten
 
 
 def _log_unexpected_failure(accepting: asyncio.Future[str]) -> None:

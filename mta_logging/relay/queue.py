@@ -620,7 +620,7 @@ class DeliveryQueue:
         elif kind is Kind.BOUNCE:
             bounce_cat = failure_category(dsn_status, dsn_msg)
         settings = self.settings
-        accounting.record(Outcome(
+        return self.record(Outcome(
             kind, rcpt, envelope.time_queued, settings.hostname,
             settings.source_ip or result.src_ip, result.dest_ip, settings.vmta,
             message.queue_id, dsn_status, dsn_msg, delay if kind is Kind.DEFERRED else None,
@@ -628,8 +628,18 @@ class DeliveryQueue:
             tls_protocol=result.tls_protocol, tls_cipher=result.tls_cipher,
             orcpt=envelope.dsn_of(result.index).orcpt, env_id=envelope.mail_dsn.envid,
             dsn_diag=dsn_diag))
-        if self._unwritten:
-            self._unwritten.clear()
+
+    def record(self, outcome: Outcome) -> bool:
+        """Write ``outcome`` through the accounting logger (there must be one); False if a
+        handler could not write it. Only this call's failure counts: one reported by an
+        earlier record (another caller's) is not taken for it."""
+        assert self.accounting is not None
+        unwritten = self._unwritten
+        if unwritten:
+            unwritten.clear()
+        self.accounting.record(outcome)
+        if unwritten:
+            unwritten.clear()
             return False
         return True
 
