@@ -17,8 +17,9 @@ Guarantees (see the README's "Nothing lost" section):
   by the next process that starts: its cut-short last line (if any) is cut off and the file is
   archived (``recovery``);
 * a write that fails half-way is cut back, so a torn line is never glued to the next record;
-* every failure goes through ``handleError`` (stderr, never into the caller) and the handler
-  recovers once the fault clears: directories and files are created again, a file deleted
+* every failure goes through ``handleError`` (stderr, never into the caller), once per
+  episode (records that fail the same way after the first are counted: ``RecordFaults``),
+  and the handler recovers once the fault clears: directories and files are created again, a file deleted
   under it is written anew with what it held, a file that could not be archived is archived
   later, and a record that was not written is never counted as written.
 
@@ -49,12 +50,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mta_logging import settings as _settings
 from mta_logging.activefile import ActiveDirectory, ActiveFile, write_whole
 from mta_logging.archive import Archiver
-from mta_logging.faults import Faults
+from mta_logging.faults import FAULT, Faults, RecordFaults
 from mta_logging.formatters import AccountingFormatter
 from mta_logging.logger import WRITE_FAILED
 from mta_logging.maintenance import MAINTENANCE_THREAD, maintenance
@@ -158,8 +159,9 @@ class AccountingFileHandler(RoutedHandler):
         super().__init__(level)
         self.formatter = AccountingFormatter(kind=self.kind)
         durable = self.fsync != "never"
-        self._faults = Faults(self, f"accounting file handler for {self.kind.directory} "
-                                    f"records in {self.directory}")
+        described = f"accounting file handler for {self.kind.directory} records in {self.directory}"
+        self._faults = Faults(self, described)
+        self._record_faults = RecordFaults(described, self._written_since)
         self._files = ActiveDirectory(self.directory, self.file_names, archiving=self.archiving,
                                       fsync=durable)
         self._spares = Spares(self.directory, self.kind.value, self.file_names.extension,
@@ -247,10 +249,34 @@ class AccountingFileHandler(RoutedHandler):
         return file.size + size > self.max_bytes or record.created >= file.rollover_at
 
     def handleError(self, record: logging.LogRecord) -> None:
-        """``Handler.handleError``, after marking the record ``write_failed`` (the signal that
-        ``AccountingLogger(on_write_error=...)`` passes to its caller)."""
+        """A record could not be written: marked ``write_failed`` (the signal that
+        ``AccountingLogger(on_write_error=...)`` passes to its caller) and counted in
+        :attr:`records_not_written`; the first of an episode goes on to
+        ``Handler.handleError`` (the cause, the record's message and arguments), the next
+        ones that fail the same way are counted, with a line a minute while they go on and one
+        when a record is written again (see :class:`~mta_logging.faults.RecordFaults`). A
+        failure of the handler's other work (naming, archiving...) is reported as it is."""
+        if FAULT in record.__dict__:
+            super().handleError(record)
+            return
         record.__dict__[WRITE_FAILED] = True
-        super().handleError(record)
+        file = self._file
+        if self._record_faults.failed((file, 0 if file is None else file.records)):
+            super().handleError(record)
+
+    @property
+    def records_not_written(self) -> int:
+        """How many records this handler could not write since it was made."""
+        return self._record_faults.total
+
+    def _written_since(self, mark: object) -> bool:
+        """Whether a record was written since ``mark`` (the active file and its count of
+        records, when a record failed)."""
+        file, records = cast("tuple[ActiveFile | None, int]", mark)
+        current = self._file
+        if current is None:
+            return False
+        return current.records > (records if current is file else 0)
 
     def header(self) -> str | None:
         """The first line of every new file (the formatter's ``header()``), or None."""
@@ -472,6 +498,7 @@ class AccountingFileHandler(RoutedHandler):
         self._archiver.compress_pending()
 
     def _maintain_locked(self, now: float) -> None:
+        self._record_faults.check(now)
         if not self._recovered:
             self._faults.attempt("taking care of files left behind", self._recover)
         file = self._file
@@ -515,6 +542,7 @@ class AccountingFileHandler(RoutedHandler):
         self.acquire()
         try:
             self._closed = True
+            self._record_faults.check(closing=True)
             self._spares.close()  # (a spare in the making is removed by its maker)
             self._retire()
             with self._settling:

@@ -29,6 +29,7 @@ import pytest
 
 from mta_logging import AccountingFileHandler, AccountingLogger
 from mta_logging import archive as archive_module
+from mta_logging import faults as faults_module
 from mta_logging import handlers as handlers_module
 
 T = time.mktime((2024, 5, 1, 12, 0, 0, 0, 0, -1))
@@ -905,6 +906,84 @@ def test_disk_full_mid_record_cuts_the_partial_write_back_and_reports_the_record
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com")
     log(handler, "c@example.com")  # space again: writing goes on where it was
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("c@example.com")
+
+
+def test_records_that_fail_the_same_way_are_reported_once_then_counted_until_writes_work(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = [T]
+    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
+        time=lambda: clock[0], strftime=time.strftime, localtime=time.localtime))
+    handler = make()
+    log(handler, "a@example.com")
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost1@example.com", "lost2@example.com")
+    clock[0] = T + 30
+    handler.maintain(clock[0])  # under a minute: nothing more to say
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1
+    assert "OSError: [Errno 28] No space left on device" in err
+    assert "Arguments: ('delivered', 'lost1@example.com', 'j1', '-')" in err
+    assert "'lost2@example.com', 'j1'" not in err
+    assert "mta_logging:" not in err
+    log(handler, "lost3@example.com")
+    clock[0] = T + 61
+    handler.maintain(clock[0])
+    handler.maintain(clock[0] + 100)  # no record failed since the last line: nothing
+    described = f"mta_logging: accounting file handler for delivered records in {active}: "
+    cause = ("since 2024-05-01 12:00:00 (OSError: [Errno 28] No space left on device;"
+             " the first one is reported above)\n")
+    assert capsys.readouterr().err == (
+        described + "still failing; 3 record(s) could not be written " + cause)
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    log(handler, "b@example.com")
+    handler.maintain(clock[0] + 101)
+    assert capsys.readouterr().err == (
+        described + "writes again; 3 record(s) could not be written " + cause)
+    assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("b@example.com")
+    assert handler.records_not_written == 3
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost4@example.com")  # a new episode: reported in full again
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1
+    assert "Arguments: ('delivered', 'lost4@example.com', 'j1', '-')" in err
+    assert handler.records_not_written == 4
+
+
+def test_a_record_failing_another_way_starts_an_episode_and_closing_tells_the_count(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
+        time=lambda: T, strftime=time.strftime, localtime=time.localtime))
+    handler = make()
+    log(handler, "a@example.com")
+    errors = iter([errno.ENOSPC, errno.ENOSPC, errno.EIO, errno.EIO])
+
+    def failing(fd: int, data: bytes) -> int:
+        code = next(errors)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(handlers_module.os, "write", failing)
+    log(handler, "r1@example.com", "r2@example.com", "r3@example.com", "r4@example.com")
+    handler.close()
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 2
+    assert "'r1@example.com', 'j1'" in err and "'r3@example.com', 'j1'" in err
+    assert "'r2@example.com', 'j1'" not in err and "'r4@example.com', 'j1'" not in err
+    described = f"mta_logging: accounting file handler for delivered records in {active}: "
+    assert described + (
+        "fails another way now; 2 record(s) could not be written since 2024-05-01 12:00:00"
+        " (OSError: [Errno 28] No space left on device; the first one is reported above)\n"
+    ) in err
+    assert err.endswith(described + (
+        "closed; 2 record(s) could not be written since 2024-05-01 12:00:00"
+        " (OSError: [Errno 5] Input/output error; the first one is reported above)\n"))
+    assert handler.records_not_written == 4
 
 
 def test_a_short_write_is_completed(make: Callable[..., AccountingFileHandler], active: Path,
