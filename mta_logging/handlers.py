@@ -19,9 +19,9 @@ Guarantees (see the README's "Nothing lost" section):
 * a write that fails half-way is cut back, so a torn line is never glued to the next record;
 * every failure goes through ``handleError`` (stderr, never into the caller), once per
   episode (records that fail the same way after the first are counted: ``RecordFaults``),
-  and the handler recovers once the fault clears: directories and files are created again, a file deleted
-  under it is written anew with what it held, a file that could not be archived is archived
-  later, and a record that was not written is never counted as written.
+  and the handler recovers once the fault clears: directories and files are created again, a
+  file deleted under it is written anew with what it held, a file that could not be archived
+  is archived later, and a record that was not written is never counted as written.
 
 A rollover made by a logging call touches no file but the one it writes its record to. The
 maintenance thread (``maintenance``) keeps a spare ready (``spares``) once the active file is

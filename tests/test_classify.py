@@ -53,6 +53,7 @@ SAMPLES = read_rows("bounce_samples.tsv")
 SISIMAI = read_rows("bounce_sisimai_train.tsv")
 EXTRA = read_rows("bounce_extra.tsv")
 HELD_OUT = read_rows("bounce_heldout.tsv")
+SET_G = read_rows("bounce_set_g.tsv")
 
 
 def misclassified(rows: list[dict[str, str]]) -> list[str]:
@@ -84,6 +85,18 @@ def test_replies_from_real_sisimai_bounces_are_mostly_right() -> None:
     # provider codes such as "LPN000_630" that only a table of that provider knows.
     wrong = misclassified(SISIMAI)
     assert 1 - len(wrong) / len(SISIMAI) >= 0.93, accuracy_report(SISIMAI, wrong)
+
+
+def test_replies_of_set_g_are_mostly_right() -> None:
+    # tests/data/bounce_set_g.tsv: 172 replies of 31 mail systems, filters and client libraries
+    # none of the other files held, labelled before the classifier saw them; 137 right then
+    # (79.7 %), 158 since the rules written on its misses (a HELO name refused for what it is,
+    # the sender's domain without MX, SMTPUTF8 required, retries exhausted...). Of the rows not
+    # marked doubtful, one is missed ("421 Excessive amounts of data sent to server").
+    wrong = misclassified(SET_G)
+    assert 1 - len(wrong) / len(SET_G) >= 0.9, accuracy_report(SET_G, wrong)
+    sure = [row for row in SET_G if row["doubtful"] == "no"]
+    assert len(misclassified(sure)) <= 1, accuracy_report(sure, misclassified(sure))
 
 
 def test_replies_collected_from_other_public_sources_are_mostly_right() -> None:
