@@ -325,17 +325,17 @@ class Outcomes(logging.Handler):
         self.outcomes.append(record.outcome)  # type: ignore[attr-defined]
 
 
-def full_disk_once(monkeypatch: Any, needle: bytes) -> list[bytes]:
-    """The first ``os.write`` whose bytes hold ``needle`` (an accounting record's line) fails
-    as on a full disk (ENOSPC); the writes that failed (at most one)."""
+def full_disk_once(monkeypatch: Any, needle: bytes, times: int = 1) -> list[bytes]:
+    """The first ``os.write`` (the first ``times``) whose bytes hold ``needle`` (an accounting
+    record's line) fails as on a full disk (ENOSPC); the writes that failed."""
     real_write = os.write
     failed: list[bytes] = []
 
-    def full_once(fd: int, data: bytes) -> int:
-        if needle in data and not failed:
+    def full(fd: int, data: bytes) -> int:
+        if needle in data and len(failed) < times:
             failed.append(bytes(data))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
 
-    monkeypatch.setattr(os, "write", full_once)
+    monkeypatch.setattr(os, "write", full)
     return failed

@@ -251,13 +251,20 @@ async def test_removals_at_the_same_time_each_meet_their_own_error(tmp_path, mon
     queue.start()
     for n, rcpt in enumerate(rcpts):
         queue.submit(queued(spool, rcpt, queue_id=f"Q{n}"))
-    await until(lambda: not list(spool.queue_dir.iterdir()) and not queue.messages)
+    await until(lambda: not queue.messages)
     await queue.stop(5)
     assert failed == ["Q3"]
-    assert "queue file removal failed: queue Q3: [Errno 5] Input/output error" in caplog.text
-    # the message that could not be removed stayed queued, was delivered again and removed
-    assert sorted(deliverer.asked) == sorted([*rcpts, "r3@x3.test"])
-    assert not list(spool.state_dir.iterdir())
+    assert ("queue file removal failed: queue Q3: [Errno 5] Input/output error; its recipients"
+            " are journaled as final instead, and the file is removed at the next start"
+            ) in caplog.text
+    # the message that could not be removed was delivered and recorded once, journaled final
+    assert sorted(deliverer.asked) == sorted(rcpts)
+    assert sorted(o.rcpt for o in records.outcomes) == sorted(rcpts)
+    assert [p.name for p in spool.queue_dir.iterdir()] == ["Q3"]
+    assert [(p.name, p.read_text()) for p in spool.state_dir.iterdir()] == [("Q3", "d 0\n")]
+    # the next start takes it for the finished message it is
+    assert Spool.open(tmp_path).load() == []
+    assert not list(spool.queue_dir.iterdir()) and not list(spool.state_dir.iterdir())
 
 
 async def test_stop_finishes_the_removals_asked_for_even_of_workers_it_cancels(tmp_path):
@@ -323,6 +330,36 @@ async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
     assert "\tonce@x.test\t" in record
     assert ("queue Q1: the delivered record of <once@x.test> could not be written; the "
             "recipient stays queued and will be tried again") in caplog.text
+
+
+async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_written(
+        tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = AccountingFileHandler("delivered", tmp_path / "delivered")
+    logger.addHandler(handler)
+    failed = full_disk_once(monkeypatch, b"thrice@x.test", times=3)
+    deliverer = ScriptedDeliverer({"thrice@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer,
+                          AccountingLogger(logger))  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "thrice@x.test"))
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    handler.close()
+    assert len(failed) == 3
+    assert deliverer.asked == ["thrice@x.test"] * 4  # sent again until its record was written
+    [record] = file_records(tmp_path / "delivered")
+    assert "\tthrice@x.test\t" in record
+    lines = [r.getMessage() for r in caplog.records if "record write" in r.getMessage()]
+    assert lines == [
+        "delivered record write failed: queue Q1: the delivered record of <thrice@x.test> could"
+        " not be written; the recipient stays queued and will be tried again (further failures"
+        " of this kind are counted, not logged, until one succeeds)",
+        "delivered record write works again after 3 failure(s)"]
+    assert handler.records_not_written == 3
 
 
 async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_once(

@@ -448,7 +448,9 @@ class DeliveryQueue:
         try:
             await self._removals.remove(message.queue_id, message.journaled)
         except OSError as exc:
-            self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}")
+            self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}; its"
+                               " recipients are journaled as final instead, and the file is"
+                               " removed at the next start")
             return False
         self.faults.succeeded("queue file removal")
         return True
@@ -471,15 +473,19 @@ class DeliveryQueue:
                 state = BOUNCED
             else:
                 continue
+            operation = f"{result.kind.directory} record write"
             if recorded:
+                self.faults.succeeded(operation)
                 entries[result.index] = f"{state} {result.index}"
                 report = self._report(message, result, expired)
                 if report is not None:
                     reports.append(report)
-            else:
-                _log.error("queue %s: the %s record of <%s> could not be written; the "
-                           "recipient stays queued and will be tried again", message.queue_id,
-                           result.kind.directory, message.envelope.rcpts[result.index])
+            else:  # logged once per episode, not at each recipient's retry
+                self.faults.failed(operation, f"queue {message.queue_id}: the"
+                                   f" {result.kind.directory} record of"
+                                   f" <{message.envelope.rcpts[result.index]}> could not be"
+                                   " written; the recipient stays queued and will be tried"
+                                   " again")
         notice = None
         if reports:
             suppressed = self._sender_suppressed(message)
@@ -493,8 +499,10 @@ class DeliveryQueue:
         if not entries:
             return
         complete = len(entries) == len(message.pending())
-        if await (self._remove(message) if complete
-                  else self._journal(message, list(entries.values()))):
+        # a message that cannot be removed gets its last recipients journaled as final instead
+        # (its file then goes at the next start): never delivered again for a failed unlink
+        if (complete and await self._remove(message)) or await self._journal(
+                message, list(entries.values())):
             for index in entries:
                 message.final[index] = True
             if notice is not None:
