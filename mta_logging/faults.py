@@ -112,6 +112,7 @@ class RecordFaults:
         if episode is not None and episode.key == key:
             episode.failed += 1
             episode.mark = mark
+            self._remind(episode, now)  # (also where no maintenance thread calls check)
             return False
         if episode is not None:
             self._end(episode, "fails another way now")
@@ -128,10 +129,29 @@ class RecordFaults:
         if self.written(episode.mark):
             self._end(episode, "writes again")
             return
-        now = time.time() if now is None else now
         if closing:
             self._end(episode, "closed")
-        elif episode.failed > episode.told and now - episode.told_at >= REMIND_EVERY:
+        else:
+            self._remind(episode, time.time() if now is None else now)
+
+    def moved(self, mark: object) -> None:
+        """The handler's active file changes (a rollover, a file written anew): the episode
+        ends if a record was written since its last failure, else goes on from ``mark``."""
+        episode = self._episode
+        if episode is None:
+            return
+        if self.written(episode.mark):
+            self._end(episode, "writes again")
+        else:
+            episode.mark = mark
+
+    def forget(self) -> None:
+        """Start afresh (a forked child: the parent's episode and count are the parent's)."""
+        self.total = 0
+        self._episode = None
+
+    def _remind(self, episode: _Episode, now: float) -> None:
+        if episode.failed > episode.told and now - episode.told_at >= REMIND_EVERY:
             self._say(f"still failing; {episode.failed} record(s) could not be written since"
                       f" {_clock(episode.since)} ({episode.error}; the first one is reported"
                       " above)")

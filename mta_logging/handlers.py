@@ -231,9 +231,9 @@ class AccountingFileHandler(RoutedHandler):
                 file.size += written
             else:
                 write_whole(file, data, written)
-        file.records += 1
         if self.fsync == "always":
             os.fsync(file.fd)
+        file.records += 1  # (after the fsync: a record whose fsync failed is not counted)
         if rolled:
             self._rolled_over()
 
@@ -350,6 +350,7 @@ class AccountingFileHandler(RoutedHandler):
     def _retire(self) -> None:
         """Hand the active file (if any) to ``_settle``: nothing is written to it any more."""
         if self._file is not None:
+            self._record_faults.moved((None, 0))
             self._retired.append(self._file)
             self._file = None
 
@@ -531,7 +532,9 @@ class AccountingFileHandler(RoutedHandler):
         with self._settling:  # not while the maintenance thread names it
             old = self._file
             assert old is not None
-            self._file = self._files.copy_anew(old, self._header_bytes())
+            new = self._files.copy_anew(old, self._header_bytes())
+            self._record_faults.moved((new, new.records))  # (the records it copied)
+            self._file = new
             os.close(old.fd)
 
     def close(self) -> None:
@@ -564,6 +567,7 @@ class AccountingFileHandler(RoutedHandler):
         self._file = None
         self._retired = collections.deque()
         self._finished = []
+        self._record_faults.forget()
         self._spares.after_fork_in_child()
         self._archiver.after_fork_in_child()
         self._settling = threading.RLock()

@@ -986,6 +986,123 @@ def test_a_record_failing_another_way_starts_an_episode_and_closing_tells_the_co
     assert handler.records_not_written == 4
 
 
+@pytest.fixture
+def fault_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock of the lines about records that could not be written stops at T."""
+    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
+        time=lambda: T, strftime=time.strftime, localtime=time.localtime))
+
+
+def test_an_fsync_failing_at_every_record_is_one_episode(
+        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make(fsync="always")
+    log(handler, "a@example.com")
+
+    def eio(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(handlers_module.os, "fsync", eio)
+    log(handler, "l1@example.com", "l2@example.com", "l3@example.com")
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1  # not a new episode at each record
+    assert "mta_logging:" not in err
+    assert handler.records_not_written == 3
+
+
+def test_a_record_written_before_a_rollover_ends_the_episode(
+        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost1@example.com")
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    log(handler, "ok@example.com")
+    handler.doRollover()  # before the maintenance thread looked
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost2@example.com")  # a new episode
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 2
+    assert "Arguments: ('delivered', 'lost2@example.com', 'j1', '-')" in err
+    assert (f"mta_logging: accounting file handler for delivered records in {active}: writes"
+            " again; 1 record(s) could not be written since 2024-05-01 12:00:00") in err
+
+
+def test_a_file_written_anew_while_records_fail_does_not_end_the_episode(
+        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    real_write = os.write
+
+    def records_fail(fd: int, data: bytes) -> int:
+        if b"lost" in data:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(handlers_module.os, "write", records_fail)
+    log(handler, "lost1@example.com")
+    path = handler.path
+    assert path is not None
+    path.unlink()
+    handler.maintain(T)  # writes the deleted file anew: the records it held, not a new one
+    log(handler, "lost2@example.com")
+    handler.maintain(T + 1)
+    err = capsys.readouterr().err
+    assert err.count("--- Logging error ---") == 1
+    assert "writes again" not in err
+    assert text(path) == HEADER + line("a@example.com")
+
+
+def test_a_forked_child_does_not_take_over_the_parents_episode(
+        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    handler = make()
+    log(handler, "a@example.com")
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost1@example.com", "lost2@example.com")
+    capsys.readouterr()
+    monkeypatch.setattr(handlers_module.os, "write", real_write)
+    handler.after_fork_in_child()  # what the child of a fork runs
+    log(handler, "child@example.com")
+    handler.maintain(T + 1)
+    assert capsys.readouterr().err == ""  # the parent's two records are the parent's to tell
+    assert handler.records_not_written == 0
+
+
+def test_records_failing_for_a_minute_are_counted_without_the_maintenance_thread(
+        make: Callable[..., AccountingFileHandler], active: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = [T]
+    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
+        time=lambda: clock[0], strftime=time.strftime, localtime=time.localtime))
+    handler = make()
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(handlers_module.os, "write", full)
+    log(handler, "lost1@example.com", "lost2@example.com")
+    capsys.readouterr()
+    clock[0] = T + 60
+    log(handler, "lost3@example.com")  # no maintain(): the failing call says it
+    assert capsys.readouterr().err == (
+        f"mta_logging: accounting file handler for delivered records in {active}: still"
+        " failing; 3 record(s) could not be written since 2024-05-01 12:00:00 (OSError:"
+        " [Errno 28] No space left on device; the first one is reported above)\n")
+
+
 def test_a_short_write_is_completed(make: Callable[..., AccountingFileHandler], active: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """os.write may write less than it was given (a signal, a full pipe-like device): the

@@ -267,6 +267,75 @@ async def test_removals_at_the_same_time_each_meet_their_own_error(tmp_path, mon
     assert not list(spool.queue_dir.iterdir()) and not list(spool.state_dir.iterdir())
 
 
+async def test_a_removal_failing_while_stop_cancels_its_worker_still_leaves_it_final(
+        tmp_path, caplog):
+    """The journal written instead of a failed removal is written in the removal's own trip
+    to the thread: a worker cancelled at stop while it waits does not leave it undone."""
+    import threading
+
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    begun, may_go = threading.Event(), threading.Event()
+
+    def remove(queue_id: str, journaled: bool = True) -> None:
+        begun.set()
+        may_go.wait(10)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    spool.remove = remove  # type: ignore[method-assign]
+    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "a@one.test", queue_id="Q0"))
+    await until(begun.is_set)
+    asyncio.get_running_loop().call_later(0.2, may_go.set)
+    await queue.stop(0)  # the worker waits for its removal: cancelled
+    assert [o.rcpt for o in records.outcomes] == ["a@one.test"]
+    assert [(p.name, p.read_text()) for p in spool.state_dir.iterdir()] == [("Q0", "d 0\n")]
+    assert "queue file removal failed: queue Q0: [Errno 5] Input/output error" in caplog.text
+    assert Spool.open(tmp_path).load() == []  # the next start does not send it again
+
+
+async def test_a_removal_and_its_journal_both_failing_keep_the_recipient_queued(
+        tmp_path, caplog):
+    spool = Spool.open(tmp_path)
+    logger, records = accounting()
+    real_remove, real_journal = spool.remove, spool.journal
+    failing = [True]
+
+    def remove(queue_id: str, journaled: bool = True) -> None:
+        if failing[0]:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_remove(queue_id, journaled)
+
+    def journal(queue_id: str, entries: Sequence[str], **options: bool) -> None:
+        if failing[0] and any(entry.startswith("d ") for entry in entries):
+            failing[0] = False  # the disk works again from here on
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_journal(queue_id, entries, **options)
+
+    spool.remove = remove  # type: ignore[method-assign]
+    spool.journal = journal  # type: ignore[method-assign]
+    deliverer = ScriptedDeliverer({"a@one.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "a@one.test", queue_id="Q0"))
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    # neither made it final: sent (and recorded) again, then removed
+    assert deliverer.asked == ["a@one.test", "a@one.test"]
+    assert [o.rcpt for o in records.outcomes] == ["a@one.test", "a@one.test"]
+    assert not list(spool.queue_dir.iterdir()) and not list(spool.state_dir.iterdir())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "queue file removal failed: queue Q0: [Errno 5] Input/output error; its recipients"
+        " stay queued (their final states could not be journaled either) (further failures of"
+        " this kind are counted, not logged, until one succeeds)",
+        "journal write failed: queue Q0: [Errno 5] Input/output error (further failures of"
+        " this kind are counted, not logged, until one succeeds)",
+        "journal write works again after 1 failure(s)",
+        "queue file removal works again after 1 failure(s)"]
+
+
 async def test_stop_finishes_the_removals_asked_for_even_of_workers_it_cancels(tmp_path):
     """A delivered, recorded message whose removal waits behind another's (batched) when stop
     cancels its worker is still removed before stop returns: else the next start would
@@ -360,6 +429,31 @@ async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_writte
         " of this kind are counted, not logged, until one succeeds)",
         "delivered record write works again after 3 failure(s)"]
     assert handler.records_not_written == 3
+
+
+async def test_the_bounce_record_of_an_expired_recipient_that_fails_is_named_a_bounce(
+        tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = AccountingFileHandler("bounce", tmp_path / "bounce")
+    logger.addHandler(handler)
+    failed = full_disk_once(monkeypatch, b"old@x.test")
+    deliverer = ScriptedDeliverer({"old@x.test": [(Kind.DEFERRED, "4.2.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer,
+                          AccountingLogger(logger))  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "old@x.test", age=120))  # past max_queue_lifetime (60 s)
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    handler.close()
+    assert len(failed) == 1
+    assert [r.getMessage() for r in caplog.records if "record write" in r.getMessage()] == [
+        "bounce record write failed: queue Q1: the bounce record of <old@x.test> could not be"
+        " written; the recipient stays queued and will be tried again (further failures of"
+        " this kind are counted, not logged, until one succeeds)",
+        "bounce record write works again after 1 failure(s)"]
 
 
 async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_once(

@@ -75,7 +75,10 @@ BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 MAX_CACHED = 1000
 
 
-_Removal = tuple[str, bool, "asyncio.Future[None]"]  # queue id, journaled, its waiter
+# queue id, journaled, the entries that make it final (journaled if the removal fails), waiter
+_Removal = tuple[str, bool, list[str], "asyncio.Future[bool]"]
+# of one removal: its error (None: removed), then the error of the journal written instead
+_Removed = tuple["OSError | None", "OSError | None"]
 
 
 class _Removals:
@@ -85,20 +88,24 @@ class _Removals:
     In a thread even without a journal: an unlink waits for the file system's journal commit
     that the spool's fsyncs keep running, and would stall the event loop."""
 
-    def __init__(self, spool: Spool, executor: Executor | None) -> None:
+    def __init__(self, spool: Spool, executor: Executor | None, faults: FaultLog) -> None:
         self.spool = spool
         self.executor = executor
+        self.faults = faults
         self._waiting: list[_Removal] = []
         self._under_way = False
-        self._trip: asyncio.Future[list[OSError | None]] | None = None  # the one under way
+        self._trip: asyncio.Future[list[_Removed]] | None = None  # the one under way
 
-    async def remove(self, queue_id: str, journaled: bool) -> None:
-        """:meth:`Spool.remove` of the message; its OSError goes up."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((queue_id, journaled, future))
+    async def remove(self, queue_id: str, journaled: bool, entries: list[str]) -> bool:
+        """:meth:`Spool.remove` of the message; if that fails, ``entries`` (its last
+        recipients' final states) journaled instead, in the same trip to the thread (so that
+        a removal whose waiter is cancelled, at stop, still leaves the message final). True
+        if the message is final either way; failures are reported to ``faults``."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((queue_id, journaled, entries, future))
         if not self._under_way:
             self._start()
-        await future
+        return await future
 
     async def settled(self) -> None:
         """Return once every removal asked for so far is done, whether or not its waiter still
@@ -110,7 +117,8 @@ class _Removals:
         batch, self._waiting = self._waiting, []
         try:
             trip = asyncio.get_running_loop().run_in_executor(
-                self.executor, self._remove_all, [(q, journaled) for q, journaled, _ in batch])
+                self.executor, self._remove_all,
+                [(q, journaled, entries) for q, journaled, entries, _ in batch])
         except RuntimeError as exc:  # the executor is shut down
             _wake(batch, exc, [])
             return
@@ -118,43 +126,65 @@ class _Removals:
         self._trip = trip
         trip.add_done_callback(functools.partial(self._finished, batch))
 
-    def _remove_all(self, batch: list[tuple[str, bool]]) -> list[OSError | None]:
-        """In the thread: each removal, and its error (None: removed)."""
-        errors: list[OSError | None] = []
-        for queue_id, journaled in batch:
+    def _remove_all(self, batch: list[tuple[str, bool, list[str]]]) -> list[_Removed]:
+        """In the thread: each removal, or the journal written instead, and their errors."""
+        results: list[_Removed] = []
+        for queue_id, journaled, entries in batch:
             try:
                 self.spool.remove(queue_id, journaled)
             except OSError as exc:
-                errors.append(exc)
+                try:
+                    self.spool.journal(queue_id, entries)
+                except OSError as journal_error:
+                    results.append((exc, journal_error))
+                else:
+                    results.append((exc, None))
             else:
-                errors.append(None)
-        return errors
+                results.append((None, None))
+        return results
 
-    def _finished(self, batch: list[_Removal], trip: asyncio.Future[list[OSError | None]]
-                  ) -> None:
+    def _finished(self, batch: list[_Removal], trip: asyncio.Future[list[_Removed]]) -> None:
         self._under_way = False
         if trip.cancelled():  # the executor was shut down with its work cancelled
             for *_, future in batch:
                 future.cancel()
         else:
             failure = trip.exception()
-            _wake(batch, failure, [] if failure is not None else trip.result())
+            results = [] if failure is not None else trip.result()
+            for (queue_id, *_), (error, journal_error) in zip(batch, results, strict=True):
+                self._report(queue_id, error, journal_error)  # waited for or not
+            _wake(batch, failure, results)
         if self._waiting:
             self._start()
 
+    def _report(self, queue_id: str, error: OSError | None, journal_error: OSError | None
+                ) -> None:
+        if error is None:
+            self.faults.succeeded("queue file removal")
+            return
+        if journal_error is None:
+            self.faults.failed("queue file removal", f"queue {queue_id}: {error}; its"
+                               " recipients are journaled as final instead, and the file is"
+                               " removed at the next start")
+            self.faults.succeeded("journal write")
+        else:
+            self.faults.failed("queue file removal", f"queue {queue_id}: {error}; its"
+                               " recipients stay queued (their final states could not be"
+                               " journaled either)")
+            self.faults.failed("journal write", f"queue {queue_id}: {journal_error}")
+
 
 def _wake(batch: list[_Removal], failure: BaseException | None,
-            errors: list[OSError | None]) -> None:
-    """Wake the waiters of ``batch``: each with its own error (or none), or all with
+          results: list[_Removed]) -> None:
+    """Wake the waiters of ``batch``: each with whether its message is final, or all with
     ``failure`` (the trip itself failed); a waiter cancelled meanwhile is left alone."""
-    for index, (_, _, future) in enumerate(batch):
+    for index, (*_, future) in enumerate(batch):
         if future.done():
             continue
-        error = failure if failure is not None else errors[index]
-        if error is None:
-            future.set_result(None)
+        if failure is not None:
+            future.set_exception(failure)
         else:
-            future.set_exception(error)
+            future.set_result(results[index][1] is None)
 
 
 class DeliveryQueue:
@@ -196,7 +226,7 @@ class DeliveryQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        self._removals = _Removals(spool, executor)
+        self._removals = _Removals(spool, executor, self.faults)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -443,17 +473,10 @@ class DeliveryQueue:
         message.journaled = True
         return True
 
-    async def _remove(self, message: QueuedMessage) -> bool:
-        """Remove a finished message from the spool; False (reported) if that failed."""
-        try:
-            await self._removals.remove(message.queue_id, message.journaled)
-        except OSError as exc:
-            self.faults.failed("queue file removal", f"queue {message.queue_id}: {exc}; its"
-                               " recipients are journaled as final instead, and the file is"
-                               " removed at the next start")
-            return False
-        self.faults.succeeded("queue file removal")
-        return True
+    async def _remove(self, message: QueuedMessage, entries: list[str]) -> bool:
+        """Remove a finished message from the spool, or journal ``entries`` (the final states
+        that finish it) if that fails; False (reported) if neither could be done."""
+        return await self._removals.remove(message.queue_id, message.journaled, entries)
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -473,7 +496,8 @@ class DeliveryQueue:
                 state = BOUNCED
             else:
                 continue
-            operation = f"{result.kind.directory} record write"
+            written = "delivered" if state == DELIVERED else "bounce"  # (an expiry: bounce)
+            operation = f"{written} record write"
             if recorded:
                 self.faults.succeeded(operation)
                 entries[result.index] = f"{state} {result.index}"
@@ -481,9 +505,8 @@ class DeliveryQueue:
                 if report is not None:
                     reports.append(report)
             else:  # logged once per episode, not at each recipient's retry
-                self.faults.failed(operation, f"queue {message.queue_id}: the"
-                                   f" {result.kind.directory} record of"
-                                   f" <{message.envelope.rcpts[result.index]}> could not be"
+                self.faults.failed(operation, f"queue {message.queue_id}: the {written} record"
+                                   f" of <{message.envelope.rcpts[result.index]}> could not be"
                                    " written; the recipient stays queued and will be tried"
                                    " again")
         notice = None
@@ -500,9 +523,9 @@ class DeliveryQueue:
             return
         complete = len(entries) == len(message.pending())
         # a message that cannot be removed gets its last recipients journaled as final instead
-        # (its file then goes at the next start): never delivered again for a failed unlink
-        if (complete and await self._remove(message)) or await self._journal(
-                message, list(entries.values())):
+        # (its file then goes at the next start): not delivered again for a failed unlink
+        if await (self._remove(message, list(entries.values())) if complete
+                  else self._journal(message, list(entries.values()))):
             for index in entries:
                 message.final[index] = True
             if notice is not None:
