@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, aside in (("Sisimai, held-out groups", True), ("Sisimai, other groups", False)):
         right, total = totals[aside]
         print(f"| {label} | {total} | {right} | {percent(right, total)} |")
-    for name in ("bounce_samples.tsv", "bounce_extra.tsv", "bounce_set_g.tsv"):
+    for name in ("bounce_samples.tsv", "bounce_extra.tsv", "bounce_set_g.tsv",
+                 "bounce_set_h.tsv"):
         right, total, misses = score(classifier, read_cases(name))
         print(f"| {name} | {total} | {right} | {percent(right, total)} |")
         shown.extend(misses)
