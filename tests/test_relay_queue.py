@@ -394,11 +394,12 @@ async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
     await queue.stop(5)
     handler.close()
     assert failed  # the first record of once@x.test met a full disk
-    assert deliverer.asked.count("once@x.test") == 2  # so it was delivered again, and then
-    [record] = file_records(tmp_path / "delivered")  # recorded: one record, the second one
+    assert deliverer.asked.count("once@x.test") == 1  # not delivered again: only recorded
+    [record] = file_records(tmp_path / "delivered")  # at the next try: one record
     assert "\tonce@x.test\t" in record
     assert ("queue Q1: the delivered record of <once@x.test> could not be written; the "
-            "recipient stays queued and will be tried again") in caplog.text
+            "recipient stays queued, and its record is written again at its next try (it is"
+            " not sent again, unless the relay restarts first)") in caplog.text
 
 
 async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_written(
@@ -419,15 +420,17 @@ async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_writte
     await queue.stop(5)
     handler.close()
     assert len(failed) == 3
-    assert deliverer.asked == ["thrice@x.test"] * 4  # sent again until its record was written
+    assert deliverer.asked == ["thrice@x.test"]  # delivered once, recorded at the 4th try
     [record] = file_records(tmp_path / "delivered")
     assert "\tthrice@x.test\t" in record
     lines = [r.getMessage() for r in caplog.records if "record write" in r.getMessage()]
     assert lines == [
         "delivered record write failed: queue Q1: the delivered record of <thrice@x.test> could"
-        " not be written; the recipient stays queued and will be tried again (further failures"
+        " not be written; the recipient stays queued, and its record is written again at its"
+        " next try (it is not sent again, unless the relay restarts first) (further failures"
         " of this kind are counted, not logged, until one succeeds)",
         "delivered record write works again after 3 failure(s)"]
+    assert not list(spool.queue_dir.iterdir())
     assert handler.records_not_written == 3
 
 
@@ -451,8 +454,9 @@ async def test_the_bounce_record_of_an_expired_recipient_that_fails_is_named_a_b
     assert len(failed) == 1
     assert [r.getMessage() for r in caplog.records if "record write" in r.getMessage()] == [
         "bounce record write failed: queue Q1: the bounce record of <old@x.test> could not be"
-        " written; the recipient stays queued and will be tried again (further failures of"
-        " this kind are counted, not logged, until one succeeds)",
+        " written; the recipient stays queued, and its record is written again at its next try"
+        " (it is not sent again, unless the relay restarts first) (further failures of this"
+        " kind are counted, not logged, until one succeeds)",
         "bounce record write works again after 1 failure(s)"]
 
 

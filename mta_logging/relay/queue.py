@@ -8,8 +8,9 @@ final states (delivered, bounced) written to the spool journal, or the message r
 every recipient is final. So a crash between the two leaves a recipient recorded and still
 queued: it is delivered again after the restart and recorded again (SMTP is at-least-once
 after a crash; both records are true), but never delivered without a record. A recipient
-whose record could not be written, or whose final state could not be journaled, is not
-marked final: it stays queued and is tried again. Recipients that failed temporarily are tried
+whose record could not be written is not marked final: it stays queued, and its record (not
+its delivery) is tried again at its next try; one whose final state could not be journaled
+stays queued and is delivered again. Recipients that failed temporarily are tried
 again after the next retry interval; past ``max_queue_lifetime`` they bounce as
 ``message-expired``, with RFC 3463's ``5.4.7`` (delivery time expired) and the last error.
 
@@ -365,8 +366,11 @@ class DeliveryQueue:
     async def attempt(self, message: QueuedMessage) -> None:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
         by_domain: dict[str, list[int]] = {}
+        unrecorded = message.unrecorded
         for index in message.pending():
-            by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "", []).append(index)
+            if index not in unrecorded:  # (delivered or bounced already: only its record is due)
+                by_domain.setdefault(domain_of(message.envelope.rcpts[index]) or "",
+                                     []).append(index)
         limit = self.settings.max_per_destination
         if by_domain and all(self._in_progress.get(domain, 0) >= limit for domain in by_domain):
             self._park(message, next(iter(by_domain)))  # before reading it: kept as it is
@@ -390,6 +394,10 @@ class DeliveryQueue:
                                         float(math.ceil(remaining)))
         busy = []
         deferred: list[RcptResult] = []
+        for was_expired in (False, True):  # the records that could not be written before
+            again = [result for result, _, flag in unrecorded.values() if flag is was_expired]
+            if again:
+                await self._settle(message, again, 0.0, was_expired, headers, content)
         for domain, indexes in by_domain.items():
             if self._in_progress.get(domain, 0) >= limit:
                 busy.append(domain)
@@ -489,7 +497,9 @@ class DeliveryQueue:
         entries: dict[int, str] = {}
         reports = []
         for result in results:
-            recorded = self._record(message, result, delay, headers, expired, len(content))
+            recorded = (self._record_again(message, result.index)
+                        if result.index in message.unrecorded
+                        else self._record(message, result, delay, headers, expired, len(content)))
             if result.kind is Kind.DELIVERED:
                 state = DELIVERED
             elif result.kind is Kind.BOUNCE or expired:
@@ -507,8 +517,9 @@ class DeliveryQueue:
             else:  # logged once per episode, not at each recipient's retry
                 self.faults.failed(operation, f"queue {message.queue_id}: the {written} record"
                                    f" of <{message.envelope.rcpts[result.index]}> could not be"
-                                   " written; the recipient stays queued and will be tried"
-                                   " again")
+                                   " written; the recipient stays queued, and its record is"
+                                   " written again at its next try (it is not sent again,"
+                                   " unless the relay restarts first)")
         notice = None
         if reports:
             suppressed = self._sender_suppressed(message)
@@ -651,14 +662,26 @@ class DeliveryQueue:
         elif kind is Kind.BOUNCE:
             bounce_cat = failure_category(dsn_status, dsn_msg)
         settings = self.settings
-        return self.record(Outcome(
+        outcome = Outcome(
             kind, rcpt, envelope.time_queued, settings.hostname,
             settings.source_ip or result.src_ip, result.dest_ip, settings.vmta,
             message.queue_id, dsn_status, dsn_msg, delay if kind is Kind.DEFERRED else None,
             bounce_cat, headers, orig=envelope.mail_from, size=size, dsn_mta=result.dsn_mta,
             tls_protocol=result.tls_protocol, tls_cipher=result.tls_cipher,
             orcpt=envelope.dsn_of(result.index).orcpt, env_id=envelope.mail_dsn.envid,
-            dsn_diag=dsn_diag))
+            dsn_diag=dsn_diag)
+        if self.record(outcome):
+            return True
+        if kind is not Kind.DEFERRED:  # final: kept, to be recorded (not delivered) again
+            message.unrecorded[result.index] = (result, outcome, expired)
+        return False
+
+    def _record_again(self, message: QueuedMessage, index: int) -> bool:
+        """Write again the record of a final result that could not be written at its try."""
+        if self.record(message.unrecorded[index][1]):
+            del message.unrecorded[index]
+            return True
+        return False
 
     def record(self, outcome: Outcome) -> bool:
         """Write ``outcome`` through the accounting logger (there must be one); False if a

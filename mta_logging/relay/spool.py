@@ -192,6 +192,10 @@ class QueuedMessage:
     held: bool = False
     last_error: str = ""
     delay_notified: bool = False
+    # by recipient index: a final result whose record could not be written, with its Outcome
+    # and whether the message had expired; the queue writes the record again at the next try
+    # instead of delivering again (in memory only: after a restart the recipient is retried)
+    unrecorded: dict[int, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.final:
