@@ -460,6 +460,48 @@ async def test_the_bounce_record_of_an_expired_recipient_that_fails_is_named_a_b
         "bounce record write works again after 1 failure(s)"]
 
 
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_a_received_record_not_written_at_the_250_is_written_again_by_the_queue(
+        tmp_path, monkeypatch, caplog, failures):
+    """The Outcome of a received record that failed at the 250 comes with the message; the
+    queue writes it at its attempts, the last time just before the message is done."""
+    spool = Spool.open(tmp_path / "spool")
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)  # (received records are below INFO)
+    handlers = [AccountingFileHandler(kind, tmp_path / kind) for kind in ("received",
+                                                                          "delivered")]
+    for handler in handlers:
+        logger.addHandler(handler)
+    failed = full_disk_once(monkeypatch, b"r\t", times=failures)
+    deliverer = ScriptedDeliverer({"late@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer,
+                          AccountingLogger(logger))  # type: ignore[arg-type]
+    message = queued(spool, "late@x.test")
+    message.received_unwritten = [AccountingLogger.outcome("received", "late@x.test",
+                                                           job_id="Q1")]
+    queue.start()
+    queue.submit(message)
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert len(failed) == failures
+    assert deliverer.asked == ["late@x.test"]
+    assert len(file_records(tmp_path / "delivered")) == 1
+    lost = [r.getMessage() for r in caplog.records if "received record" in r.getMessage()]
+    if failures == 1:  # the attempt's try failed, the last one before the end did not
+        assert [line.split("\t")[3] for line in file_records(tmp_path / "received")] == [
+            "late@x.test"]
+        assert lost == []
+    else:
+        assert file_records(tmp_path / "received") == []
+        assert lost == [
+            "received record write failed: queue Q1: the received record of <late@x.test>"
+            " could not be written before the message was done; it is lost (further failures"
+            " of this kind are counted, not logged, until one succeeds)"]
+
+
 async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_once(
         tmp_path, monkeypatch, caplog):
     spool = Spool.open(tmp_path)

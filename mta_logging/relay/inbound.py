@@ -241,11 +241,13 @@ class RelayHandler:
                                           len(envelope.original_content or b""))
         if unwritten:
             self.faults.failed("received record write",
-                               f"queue {queue_id}: the received record of <{unwritten}> could "
-                               "not be written; the message is queued and goes on")
+                               f"queue {queue_id}: the received record of <{unwritten[0].rcpt}>"
+                               " could not be written; the message is queued and goes on, and"
+                               " the record is written again at its delivery attempts")
         elif self.faults.failing:
             self.faults.succeeded("received record write")
-        self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content))
+        self.queue.submit(QueuedMessage(queue_id, spool_envelope, content=content,
+                                        received_unwritten=unwritten))
         _log.info("%s: from=<%s>, size=%d, nrcpt=%d, client=%s[%s]", queue_id,
                   spool_envelope.mail_from, len(content), len(rcpts), session.host_name,
                   client_ip, extra={"queue_id": queue_id, "sender": spool_envelope.mail_from,
@@ -328,9 +330,9 @@ class RelayHandler:
             _log.warning("%s: not put into the sent index %s: %s", queue_id, sent.path, exc)
 
     def _record_received(self, queue_id: str, envelope: SpoolEnvelope, session: Session,
-                         size: int) -> str | None:
+                         size: int) -> list[Outcome]:
         """A received record per recipient: sender, size, the client and its connection; the
-        first recipient whose record could not be written (None: all were).
+        Outcomes whose records could not be written (for the queue to write again).
 
         Each Outcome is made here as ``AccountingLogger.received`` would make it, and handed
         to the queue's ``record``: cheaper than the method's keywords (see the queue's
@@ -338,20 +340,21 @@ class RelayHandler:
         queue = self.queue
         accounting = queue.accounting
         if accounting is None or not accounting.logger.isEnabledFor(Kind.RECEIVED.level):
-            return None  # no accounting, or ``records`` without ``r``: no Outcome for nothing
+            return []  # no accounting, or ``records`` without ``r``: no Outcome for nothing
         # aiosmtpd keeps the TLS transport's extra info; "cipher" is (name, protocol, bits)
         cipher = (session.ssl or {}).get("cipher") or (None, None)
         user = session.auth_data if isinstance(session.auth_data, str) else None
         settings = self.settings
-        unwritten = None
+        unwritten = []
         for index, rcpt in enumerate(envelope.rcpts):
-            if not queue.record(Outcome(
-                    Kind.RECEIVED, rcpt, envelope.time_queued, settings.hostname,
-                    vmta=settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
-                    rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo,
-                    rcv_auth_user=user, rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
-                    orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)):
-                unwritten = unwritten or rcpt
+            outcome = Outcome(
+                Kind.RECEIVED, rcpt, envelope.time_queued, settings.hostname,
+                vmta=settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
+                rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo,
+                rcv_auth_user=user, rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
+                orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)
+            if not queue.record(outcome):
+                unwritten.append(outcome)
         return unwritten
 
 

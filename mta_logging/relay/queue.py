@@ -365,6 +365,8 @@ class DeliveryQueue:
 
     async def attempt(self, message: QueuedMessage) -> None:
         """Try every pending recipient once; journal, record, and reschedule or finish."""
+        if message.received_unwritten:  # not written at the 250: before any other record
+            self._record_received_again(message)
         by_domain: dict[str, list[int]] = {}
         unrecorded = message.unrecorded
         for index in message.pending():
@@ -533,6 +535,8 @@ class DeliveryQueue:
         if not entries:
             return
         complete = len(entries) == len(message.pending())
+        if complete and message.received_unwritten:  # a last chance before it is forgotten
+            self._record_received_again(message, last=True)
         # a message that cannot be removed gets its last recipients journaled as final instead
         # (its file then goes at the next start): not delivered again for a failed unlink
         if await (self._remove(message, list(entries.values())) if complete
@@ -675,6 +679,22 @@ class DeliveryQueue:
         if kind is not Kind.DEFERRED:  # final: kept, to be recorded (not delivered) again
             message.unrecorded[result.index] = (result, outcome, expired)
         return False
+
+    def _record_received_again(self, message: QueuedMessage, last: bool = False) -> None:
+        """Write again the received records that could not be written when the message was
+        accepted; ``last``: the message is done, those still unwritten are lost (logged)."""
+        if self.accounting is None:
+            return
+        message.received_unwritten = [outcome for outcome in message.received_unwritten
+                                      if not self.record(outcome)]
+        if not message.received_unwritten:
+            self.faults.succeeded("received record write")
+        elif last:
+            self.faults.failed("received record write", f"queue {message.queue_id}: the"
+                               f" received record of <{message.received_unwritten[0].rcpt}>"
+                               " could not be written before the message was done; it is"
+                               " lost")
+            message.received_unwritten = []
 
     def _record_again(self, message: QueuedMessage, index: int) -> bool:
         """Write again the record of a final result that could not be written at its try."""

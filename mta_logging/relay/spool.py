@@ -196,6 +196,9 @@ class QueuedMessage:
     # and whether the message had expired; the queue writes the record again at the next try
     # instead of delivering again (in memory only: after a restart the recipient is retried)
     unrecorded: dict[int, Any] = field(default_factory=dict)
+    # the received records (Outcomes) that could not be written when the message was accepted:
+    # written again at each delivery attempt until they are (in memory only)
+    received_unwritten: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.final:
