@@ -43,6 +43,11 @@ def line(rcpt: str, job: str = "j1", stamp: str = STAMP) -> str:
     return f"d\t{stamp}\t\t{rcpt}\t\t\t\t{job}\t\t\n"
 
 
+def disk_full(fd: int, data: bytes) -> int:
+    """``os.write`` on a full disk."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def record(rcpt: str, created: float = T) -> logging.LogRecord:
     rec = logging.LogRecord("mta.accounting", logging.INFO, "(accounting)", 0,
                             "%s %s job %s: %s", ("delivered", rcpt, "j1", "-"), None)
@@ -77,6 +82,16 @@ def text(path: Path) -> str:
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     """The handler's clock stops at T (file names, interval deadlines, retention ages)."""
     monkeypatch.setattr(handlers_module, "time", SimpleNamespace(time=lambda: T))
+
+
+@pytest.fixture
+def fault_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The clock of the lines about records that could not be written: T, until a test sets
+    ``fault_clock[0]``."""
+    clock = [T]
+    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
+        time=lambda: clock[0], strftime=time.strftime, localtime=time.localtime))
+    return clock
 
 
 @pytest.fixture
@@ -909,22 +924,15 @@ def test_disk_full_mid_record_cuts_the_partial_write_back_and_reports_the_record
 
 
 def test_records_that_fail_the_same_way_are_reported_once_then_counted_until_writes_work(
-        make: Callable[..., AccountingFileHandler], active: Path,
+        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    clock = [T]
-    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
-        time=lambda: clock[0], strftime=time.strftime, localtime=time.localtime))
     handler = make()
     log(handler, "a@example.com")
     real_write = os.write
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost1@example.com", "lost2@example.com")
-    clock[0] = T + 30
-    handler.maintain(clock[0])  # under a minute: nothing more to say
+    fault_clock[0] = T + 30
+    handler.maintain(fault_clock[0])  # under a minute: nothing more to say
     err = capsys.readouterr().err
     assert err.count("--- Logging error ---") == 1
     assert "OSError: [Errno 28] No space left on device" in err
@@ -932,9 +940,9 @@ def test_records_that_fail_the_same_way_are_reported_once_then_counted_until_wri
     assert "'lost2@example.com', 'j1'" not in err
     assert "mta_logging:" not in err
     log(handler, "lost3@example.com")
-    clock[0] = T + 61
-    handler.maintain(clock[0])
-    handler.maintain(clock[0] + 100)  # no record failed since the last line: nothing
+    fault_clock[0] = T + 61
+    handler.maintain(fault_clock[0])
+    handler.maintain(fault_clock[0] + 100)  # no record failed since the last line: nothing
     described = f"mta_logging: accounting file handler for delivered records in {active}: "
     cause = ("since 2024-05-01 12:00:00 (OSError: [Errno 28] No space left on device;"
              " the first one is reported above)\n")
@@ -942,12 +950,12 @@ def test_records_that_fail_the_same_way_are_reported_once_then_counted_until_wri
         described + "still failing; 3 record(s) could not be written " + cause)
     monkeypatch.setattr(handlers_module.os, "write", real_write)
     log(handler, "b@example.com")
-    handler.maintain(clock[0] + 101)
+    handler.maintain(fault_clock[0] + 101)
     assert capsys.readouterr().err == (
         described + "writes again; 3 record(s) could not be written " + cause)
     assert text(active / f"{NAME}.tsv") == HEADER + line("a@example.com") + line("b@example.com")
     assert handler.records_not_written == 3
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost4@example.com")  # a new episode: reported in full again
     err = capsys.readouterr().err
     assert err.count("--- Logging error ---") == 1
@@ -956,10 +964,8 @@ def test_records_that_fail_the_same_way_are_reported_once_then_counted_until_wri
 
 
 def test_a_record_failing_another_way_starts_an_episode_and_closing_tells_the_count(
-        make: Callable[..., AccountingFileHandler], active: Path,
+        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
-        time=lambda: T, strftime=time.strftime, localtime=time.localtime))
     handler = make()
     log(handler, "a@example.com")
     errors = iter([errno.ENOSPC, errno.ENOSPC, errno.EIO, errno.EIO])
@@ -986,15 +992,8 @@ def test_a_record_failing_another_way_starts_an_episode_and_closing_tells_the_co
     assert handler.records_not_written == 4
 
 
-@pytest.fixture
-def fault_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The clock of the lines about records that could not be written stops at T."""
-    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
-        time=lambda: T, strftime=time.strftime, localtime=time.localtime))
-
-
 def test_an_fsync_failing_at_every_record_is_one_episode(
-        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        make: Callable[..., AccountingFileHandler], fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     handler = make(fsync="always")
     log(handler, "a@example.com")
@@ -1011,21 +1010,17 @@ def test_an_fsync_failing_at_every_record_is_one_episode(
 
 
 def test_a_record_written_before_a_rollover_ends_the_episode(
-        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: None,
+        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     handler = make()
     log(handler, "a@example.com")
     real_write = os.write
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost1@example.com")
     monkeypatch.setattr(handlers_module.os, "write", real_write)
     log(handler, "ok@example.com")
     handler.doRollover()  # before the maintenance thread looked
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost2@example.com")  # a new episode
     err = capsys.readouterr().err
     assert err.count("--- Logging error ---") == 2
@@ -1035,7 +1030,7 @@ def test_a_record_written_before_a_rollover_ends_the_episode(
 
 
 def test_a_file_written_anew_while_records_fail_does_not_end_the_episode(
-        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        make: Callable[..., AccountingFileHandler], fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     handler = make()
     log(handler, "a@example.com")
@@ -1061,16 +1056,12 @@ def test_a_file_written_anew_while_records_fail_does_not_end_the_episode(
 
 
 def test_a_forked_child_does_not_take_over_the_parents_episode(
-        make: Callable[..., AccountingFileHandler], fault_clock: None,
+        make: Callable[..., AccountingFileHandler], fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     handler = make()
     log(handler, "a@example.com")
     real_write = os.write
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost1@example.com", "lost2@example.com")
     capsys.readouterr()
     monkeypatch.setattr(handlers_module.os, "write", real_write)
@@ -1082,20 +1073,13 @@ def test_a_forked_child_does_not_take_over_the_parents_episode(
 
 
 def test_records_failing_for_a_minute_are_counted_without_the_maintenance_thread(
-        make: Callable[..., AccountingFileHandler], active: Path,
+        make: Callable[..., AccountingFileHandler], active: Path, fault_clock: list[float],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    clock = [T]
-    monkeypatch.setattr(faults_module, "time", SimpleNamespace(
-        time=lambda: clock[0], strftime=time.strftime, localtime=time.localtime))
     handler = make()
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "lost1@example.com", "lost2@example.com")
     capsys.readouterr()
-    clock[0] = T + 60
+    fault_clock[0] = T + 60
     log(handler, "lost3@example.com")  # no maintain(): the failing call says it
     assert capsys.readouterr().err == (
         f"mta_logging: accounting file handler for delivered records in {active}: still"
@@ -1133,11 +1117,8 @@ def test_a_torn_write_that_cannot_be_cut_back_is_cut_before_the_next_record(
     real_write, real_truncate = os.write, os.ftruncate
 
     def half(fd: int, data: bytes) -> int:
-        monkeypatch.setattr(handlers_module.os, "write", full)
+        monkeypatch.setattr(handlers_module.os, "write", disk_full)
         return real_write(fd, bytes(data)[:10])
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     def cannot(fd: int, size: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -1159,11 +1140,7 @@ def test_disk_full_when_starting_a_new_file_leaves_no_headless_file(
     handler = make(archiving=True, max_size=(len(HEADER) + RECORD) / 1_000_000)
     log(handler, "r000@example.com")
     real_write = os.write
-
-    def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(handlers_module.os, "write", full)
+    monkeypatch.setattr(handlers_module.os, "write", disk_full)
     log(handler, "r001@example.com")  # rollover: the old file is archived, the new one fails
     monkeypatch.setattr(handlers_module.os, "write", real_write)
     handler.flush()

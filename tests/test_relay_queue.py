@@ -40,6 +40,19 @@ def accounting() -> tuple[AccountingLogger, Outcomes]:
     return AccountingLogger(logger), handler
 
 
+def file_accounting(tmp_path: Path, *kinds: str) -> tuple[AccountingLogger,
+                                                          list[AccountingFileHandler]]:
+    """A logger writing the records of ``kinds`` to real files under ``tmp_path`` (received
+    ones too: the logger lets records below INFO through); close the handlers after."""
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handlers = [AccountingFileHandler(kind, tmp_path / kind) for kind in kinds]
+    for handler in handlers:
+        logger.addHandler(handler)
+    return AccountingLogger(logger), handlers
+
+
 class ScriptedDeliverer:
     """Answers per recipient from a script: a list of (kind, status) per attempt, by address."""
 
@@ -377,16 +390,12 @@ def file_records(directory: Path) -> list[str]:
 async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
         tmp_path, monkeypatch, caplog):
     spool = Spool.open(tmp_path / "spool")
-    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    handler = AccountingFileHandler("delivered", tmp_path / "delivered")
-    logger.addHandler(handler)
+    logger, [handler] = file_accounting(tmp_path, "delivered")
     failed = full_disk_once(monkeypatch, b"once@x.test")
     deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")],
                                    "other@x.test": [(Kind.DEFERRED, "4.2.0")]})
     queue = DeliveryQueue(settings(), spool, deliverer,
-                          AccountingLogger(logger))  # type: ignore[arg-type]
+                          logger)  # type: ignore[arg-type]
     queue.start()
     queue.submit(queued(spool, "once@x.test", "other@x.test"))
     await until(lambda: "d 0\n" in (spool.state_dir / "Q1").read_text()
@@ -405,15 +414,11 @@ async def test_a_record_that_cannot_be_written_keeps_its_recipient_queued(
 async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_written(
         tmp_path, monkeypatch, caplog):
     spool = Spool.open(tmp_path / "spool")
-    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    handler = AccountingFileHandler("delivered", tmp_path / "delivered")
-    logger.addHandler(handler)
+    logger, [handler] = file_accounting(tmp_path, "delivered")
     failed = full_disk_once(monkeypatch, b"thrice@x.test", times=3)
     deliverer = ScriptedDeliverer({"thrice@x.test": [(Kind.DELIVERED, "2.0.0")]})
     queue = DeliveryQueue(settings(), spool, deliverer,
-                          AccountingLogger(logger))  # type: ignore[arg-type]
+                          logger)  # type: ignore[arg-type]
     queue.start()
     queue.submit(queued(spool, "thrice@x.test"))
     await until(lambda: not queue.messages)
@@ -437,15 +442,11 @@ async def test_a_record_failing_at_every_retry_is_logged_once_until_it_is_writte
 async def test_the_bounce_record_of_an_expired_recipient_that_fails_is_named_a_bounce(
         tmp_path, monkeypatch, caplog):
     spool = Spool.open(tmp_path / "spool")
-    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    handler = AccountingFileHandler("bounce", tmp_path / "bounce")
-    logger.addHandler(handler)
+    logger, [handler] = file_accounting(tmp_path, "bounce")
     failed = full_disk_once(monkeypatch, b"old@x.test")
     deliverer = ScriptedDeliverer({"old@x.test": [(Kind.DEFERRED, "4.2.0")]})
     queue = DeliveryQueue(settings(), spool, deliverer,
-                          AccountingLogger(logger))  # type: ignore[arg-type]
+                          logger)  # type: ignore[arg-type]
     queue.start()
     queue.submit(queued(spool, "old@x.test", age=120))  # past max_queue_lifetime (60 s)
     await until(lambda: not queue.messages)
@@ -466,17 +467,11 @@ async def test_a_received_record_not_written_at_the_250_is_written_again_by_the_
     """The Outcome of a received record that failed at the 250 comes with the message; the
     queue writes it at its attempts, the last time just before the message is done."""
     spool = Spool.open(tmp_path / "spool")
-    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)  # (received records are below INFO)
-    handlers = [AccountingFileHandler(kind, tmp_path / kind) for kind in ("received",
-                                                                          "delivered")]
-    for handler in handlers:
-        logger.addHandler(handler)
+    logger, handlers = file_accounting(tmp_path, "received", "delivered")
     failed = full_disk_once(monkeypatch, b"r\t", times=failures)
     deliverer = ScriptedDeliverer({"late@x.test": [(Kind.DELIVERED, "2.0.0")]})
     queue = DeliveryQueue(settings(), spool, deliverer,
-                          AccountingLogger(logger))  # type: ignore[arg-type]
+                          logger)  # type: ignore[arg-type]
     message = queued(spool, "late@x.test")
     message.received_unwritten = [AccountingLogger.outcome("received", "late@x.test",
                                                            job_id="Q1")]
