@@ -491,10 +491,144 @@ async def test_a_received_record_not_written_at_the_250_is_written_again_by_the_
         assert lost == []
     else:
         assert file_records(tmp_path / "received") == []
-        assert lost == [
-            "received record write failed: queue Q1: the received record of <late@x.test>"
-            " could not be written before the message was done; it is lost (further failures"
-            " of this kind are counted, not logged, until one succeeds)"]
+        assert lost == ["queue Q1: 1 received record(s) could not be written before the"
+                        " message was done; they are lost"]
+
+
+async def test_every_message_that_loses_a_received_record_says_so(
+        tmp_path, monkeypatch, caplog):
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "received", "delivered")
+    full_disk_once(monkeypatch, b"r\t", times=1000)
+    deliverer = ScriptedDeliverer({"a@x.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "b@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    for queue_id, rcpt in (("Q1", "a@x.test"), ("Q2", "b@x.test")):
+        message = queued(spool, rcpt, queue_id=queue_id)
+        message.received_unwritten = [AccountingLogger.outcome("received", rcpt,
+                                                               job_id=queue_id)]
+        queue.submit(message)
+        await until(lambda: not queue.messages)
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert [r.getMessage() for r in caplog.records if "lost" in r.getMessage()] == [
+        f"queue {queue_id}: 1 received record(s) could not be written before the message was"
+        " done; they are lost" for queue_id in ("Q1", "Q2")]
+
+
+async def test_an_expired_message_waiting_for_a_record_waits_the_retry_interval(
+        tmp_path, monkeypatch):
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "delivered")
+    full_disk_once(monkeypatch, b"spin@x.test", times=10**6)
+    deliverer = ScriptedDeliverer({"spin@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(retry={"intervals": [5], "max_queue_lifetime": 1}), spool,
+                          deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, "spin@x.test", age=0.5)
+    queue.submit(message)
+    await asyncio.sleep(1.5)  # past its lifetime, the record still failing
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert deliverer.asked == ["spin@x.test"]
+    assert message.failures <= 2  # not tried again at once, over and over
+
+
+async def test_a_record_written_again_after_a_failed_fsync_keeps_its_event_id(
+        tmp_path, monkeypatch):
+    """With ``fsync: always`` a failed fsync reports a record whose bytes are in the file:
+    written again, both lines carry the same eventId (for a reader to count it once)."""
+    spool = Spool.open(tmp_path / "spool")
+    logger = logging.getLogger(f"test.relay.queue.{next(_names)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = AccountingFileHandler("delivered", tmp_path / "delivered", fsync="always")
+    handler.setFormatter(mta_logging.AccountingFormatter("rcpt,eventId"))
+    logger.addHandler(handler)
+    real_write, real_fsync = os.write, os.fsync
+    written: list[bytes] = []
+    failed: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        written.append(bytes(data))
+        return real_write(fd, data)
+
+    def fsync_failing_once(fd: int) -> None:  # the one after the record's bytes went out
+        if not failed and written and written[-1].startswith(b"one@x.test\t"):
+            failed.append(fd)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync_failing_once)
+    deliverer = ScriptedDeliverer({"one@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    queue = DeliveryQueue(settings(), spool, deliverer,
+                          AccountingLogger(logger))  # type: ignore[arg-type]
+    queue.start()
+    queue.submit(queued(spool, "one@x.test"))
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    handler.close()
+    assert failed
+    assert deliverer.asked == ["one@x.test"]
+    records = file_records(tmp_path / "delivered")
+    assert len(records) == 2
+    assert len({record.split("\t")[1] for record in records}) == 1  # one eventId
+
+
+async def test_queue_bounce_writes_the_kept_record_of_a_delivered_recipient(
+        tmp_path, monkeypatch):
+    """``mta-logging queue bounce`` of a message with a delivered recipient whose record
+    waits: that recipient gets its delivered record, the other one the operator's bounce."""
+    from mta_logging.relay.control import LiveQueue
+
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "delivered", "bounce")
+    failed = full_disk_once(monkeypatch, b"once@x.test")
+    deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")],
+                                   "other@x.test": [(Kind.DEFERRED, "4.2.0")]})
+    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
+    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, "once@x.test", "other@x.test")
+    queue.submit(message)
+    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    assert failed and list(message.unrecorded) == [0]
+    assert await LiveQueue(relay_settings, spool, queue, None).act("bounce", "Q1")
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "delivered")] == ["once@x.test"]
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "bounce")] == ["other@x.test"]
+    assert deliverer.asked == ["once@x.test", "other@x.test"]
+    assert not list(spool.queue_dir.iterdir())
+
+
+async def test_queue_delete_writes_a_received_record_that_waits(tmp_path, monkeypatch):
+    from mta_logging.relay.control import LiveQueue
+
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "received", "bounce")
+    failed = full_disk_once(monkeypatch, b"r\t")  # the queue's first try of it fails
+    deliverer = ScriptedDeliverer({"late@x.test": [(Kind.DEFERRED, "4.2.0")]})
+    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
+    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, "late@x.test")
+    message.received_unwritten = [AccountingLogger.outcome("received", "late@x.test",
+                                                           job_id="Q1")]
+    queue.submit(message)
+    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    assert failed and message.received_unwritten
+    assert await LiveQueue(relay_settings, spool, queue, None).act("delete", "Q1")
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "received")] == ["late@x.test"]
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "bounce")] == ["late@x.test"]
 
 
 async def test_a_journal_write_on_a_full_disk_never_marks_done_and_is_reported_once(

@@ -110,26 +110,43 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
     """
     category, text = REMOVALS[action]
     envelope = message.envelope
-    pending = [envelope.rcpts[i] for i in message.pending()]
+    # delivered or bounced already, their records waiting to be written (the live queue's):
+    # those records are written, not an administrative bounce
+    kept = message.unrecorded
+    removed = [i for i in message.pending() if i not in kept]
+    pending = [envelope.rcpts[i] for i in removed]
     content = spool.read_content(message.queue_id)
     if accounting is not None:
         unwritten: list[Outcome] = []
         logger = AccountingLogger(accounting.logger, on_write_error=unwritten.append)
+        for outcome in message.received_unwritten:
+            logger.record(outcome)
+        if unwritten:
+            _log.error("%s: %d received record(s) could not be written before the message was"
+                       " removed; they are lost", message.queue_id, len(unwritten))
+            unwritten.clear()
+        message.received_unwritten = []
         headers = MessageHeaders(content)
         for index in message.pending():
             rcpt = envelope.rcpts[index]
-            logger.bounced(rcpt, time_queued=envelope.time_queued, src_mta=settings.hostname,
-                           src_ip=settings.source_ip, vmta=settings.vmta,
-                           job_id=message.queue_id, dsn_status=ADMIN_STATUS,
-                           dsn_msg=f"{ADMIN_STATUS} {text}", bounce_cat=category,
-                           headers=headers, orig=envelope.mail_from,
-                           orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)
+            if index in kept:
+                logger.record(kept[index][1])
+            else:
+                logger.bounced(rcpt, time_queued=envelope.time_queued,
+                               src_mta=settings.hostname, src_ip=settings.source_ip,
+                               vmta=settings.vmta, job_id=message.queue_id,
+                               dsn_status=ADMIN_STATUS, dsn_msg=f"{ADMIN_STATUS} {text}",
+                               bounce_cat=category, headers=headers, orig=envelope.mail_from,
+                               orcpt=envelope.dsn_of(index).orcpt,
+                               env_id=envelope.mail_dsn.envid)
             if unwritten:
-                raise MtaLoggingError(f"{message.queue_id}: the bounce record of <{rcpt}> "
+                record = kept[index][1].kind.directory if index in kept else "bounce"
+                raise MtaLoggingError(f"{message.queue_id}: the {record} record of <{rcpt}> "
                                       "could not be written; the message stays queued")
+            kept.pop(index, None)
     now = time.time()
     reports = [RecipientReport(i, FAILED, ADMIN_STATUS, f"{ADMIN_STATUS} {text}", None, now)
-               for i in message.pending()
+               for i in removed
                if action == "bounce" and notice_wanted(settings.dsn, envelope, i, FAILED)]
     notice = None
     skipped = False

@@ -36,6 +36,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mta_logging.errors import MtaLoggingError
+from mta_logging.eventid import new_event_id
 from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.addresses import address_problem, recipient_problem
 from mta_logging.relay.config import RelaySettings
@@ -352,7 +353,8 @@ class RelayHandler:
                 vmta=settings.vmta, job_id=queue_id, orig=envelope.mail_from, size=size,
                 rcv_ip=envelope.client_ip, rcv_helo=envelope.client_helo,
                 rcv_auth_user=user, rcv_tls_protocol=cipher[1], rcv_tls_cipher=cipher[0],
-                orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid)
+                orcpt=envelope.dsn_of(index).orcpt, env_id=envelope.mail_dsn.envid,
+                event_id=new_event_id(envelope.time_queued))  # (one id if written again)
             if not queue.record(outcome):
                 unwritten.append(outcome)
         return unwritten

@@ -39,6 +39,7 @@ from typing import Any
 from mta_logging.address import domain_of
 from mta_logging.classify import failure_category
 from mta_logging.errors import MtaLoggingError
+from mta_logging.eventid import new_event_id
 from mta_logging.fields import diagnostic_of
 from mta_logging.logger import AccountingLogger
 from mta_logging.outcome import Kind, Outcome
@@ -415,6 +416,8 @@ class DeliveryQueue:
                         for i in message.pending()):
             self._park(message, busy[0])  # nothing failed: no retry counted, no backoff
             return
+        if expired:  # what is left waits for a record or a notice: the next interval
+            delay = retry.interval(message.failures + 1)
         message.failures += 1
         message.next_try = self.clock() + delay
         entries = [f"a {message.failures} {message.next_try:.3f}",
@@ -673,7 +676,10 @@ class DeliveryQueue:
             bounce_cat, headers, orig=envelope.mail_from, size=size, dsn_mta=result.dsn_mta,
             tls_protocol=result.tls_protocol, tls_cipher=result.tls_cipher,
             orcpt=envelope.dsn_of(result.index).orcpt, env_id=envelope.mail_dsn.envid,
-            dsn_diag=dsn_diag)
+            dsn_diag=dsn_diag,
+            # a final record may be written again (its write reported failed, an fsync that
+            # failed after the bytes went out): both lines then carry one eventId
+            event_id=None if kind is Kind.DEFERRED else new_event_id(now))
         if self.record(outcome):
             return True
         if kind is not Kind.DEFERRED:  # final: kept, to be recorded (not delivered) again
@@ -687,13 +693,10 @@ class DeliveryQueue:
             return
         message.received_unwritten = [outcome for outcome in message.received_unwritten
                                       if not self.record(outcome)]
-        if not message.received_unwritten:
-            self.faults.succeeded("received record write")
-        elif last:
-            self.faults.failed("received record write", f"queue {message.queue_id}: the"
-                               f" received record of <{message.received_unwritten[0].rcpt}>"
-                               " could not be written before the message was done; it is"
-                               " lost")
+        if last and message.received_unwritten:  # a loss: said each time
+            _log.error("queue %s: %d received record(s) could not be written before the"
+                       " message was done; they are lost", message.queue_id,
+                       len(message.received_unwritten))
             message.received_unwritten = []
 
     def _record_again(self, message: QueuedMessage, index: int) -> bool:
