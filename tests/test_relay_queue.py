@@ -597,7 +597,12 @@ async def test_queue_bounce_writes_the_kept_record_of_a_delivered_recipient(
     queue.submit(message)
     await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
     assert failed and list(message.unrecorded) == [0]
-    assert await LiveQueue(relay_settings, spool, queue, None).act("bounce", "Q1")
+    live = LiveQueue(relay_settings, spool, queue, None)
+    shown = await live.show("Q1")  # what ``mta-logging queue show`` prints
+    assert shown["all_recipients"] == [
+        {"address": "once@x.test", "state": "delivered, record to write"},
+        {"address": "other@x.test", "state": "pending"}]
+    assert await live.act("bounce", "Q1")
     await queue.stop(5)
     for handler in handlers:
         handler.close()

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from mta_logging.address import domain_of
 from mta_logging.errors import MtaLoggingError
 from mta_logging.logger import AccountingLogger
-from mta_logging.outcome import Outcome
+from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
 from mta_logging.relay.message import MessageHeaders, header_section
@@ -272,12 +272,24 @@ class StoppedQueue:
         return "released; due at once when the relay starts"
 
 
+def _recipient_state(message: QueuedMessage, index: int, pending: set[int]) -> str:
+    """``done``, ``pending``, or for a recipient delivered or bounced whose record the live
+    queue still has to write (it is not tried again), ``delivered, record to write`` or
+    ``bounced, record to write``."""
+    if index not in pending:
+        return "done"
+    kept = message.unrecorded.get(index)
+    if kept is None:
+        return "pending"
+    return f"{'delivered' if kept[1].kind is Kind.DELIVERED else 'bounced'}, record to write"
+
+
 def show_result(spool: Spool, message: QueuedMessage, attempting: bool) -> dict[str, Any]:
     """``queue show``: the entry, every recipient with its state, and the header section."""
     result = entry_of(spool, message, attempting=attempting).to_json()
     pending = set(message.pending())
     result["all_recipients"] = [
-        {"address": rcpt, "state": "pending" if i in pending else "done"}
+        {"address": rcpt, "state": _recipient_state(message, i, pending)}
         for i, rcpt in enumerate(message.envelope.rcpts)]
     result["client_ip"] = message.envelope.client_ip
     result["client_helo"] = message.envelope.client_helo
