@@ -612,6 +612,102 @@ async def test_queue_bounce_writes_the_kept_record_of_a_delivered_recipient(
     assert not list(spool.queue_dir.iterdir())
 
 
+async def test_a_queue_bounce_failing_part_way_keeps_what_it_recorded_and_what_waits(
+        tmp_path, monkeypatch):
+    """The operator's bounce writes other's bounce record, then meets the full disk at once's
+    kept delivered record: other is journaled final (never delivered, nor bounced again), the
+    received record still waits, and both are written once the disk has room."""
+    from mta_logging.relay.control import LiveQueue
+
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "received", "delivered", "bounce")
+    real_write = os.write
+    failures = {b"once@x.test": 2, b"r\t": 2}  # the first two writes of each fail
+
+    def full_for_some(fd: int, data: bytes) -> int:
+        for needle, left in failures.items():
+            if needle in data and bytes(data)[:2] in (b"d\t", b"r\t") and left:
+                failures[needle] = left - 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_some)
+    deliverer = ScriptedDeliverer({"other@x.test": [(Kind.DEFERRED, "4.2.0")],
+                                   "once@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    relay_settings = settings(retry={"intervals": [0.3], "max_queue_lifetime": 600})
+    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, "other@x.test", "once@x.test")
+    message.received_unwritten = [AccountingLogger.outcome("received", "other@x.test",
+                                                           job_id="Q1")]
+    queue.submit(message)
+    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    with pytest.raises(mta_logging.MtaLoggingError) as refused:
+        await LiveQueue(relay_settings, spool, queue, None).act("bounce", "Q1")
+    assert str(refused.value) == (
+        "Q1: the delivered record of <once@x.test> could not be written; the message stays"
+        " queued (the 1 recipient(s) recorded before it are done)")
+    assert (spool.state_dir / "Q1").read_text().endswith("\nb 0\n")  # other is final
+    await until(lambda: not queue.messages)
+    await queue.stop(5)
+    for handler in handlers:
+        handler.close()
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "bounce")] == ["other@x.test"]
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "delivered")] == ["once@x.test"]
+    assert [r.split("\t")[3] for r in file_records(tmp_path / "received")] == ["other@x.test"]
+    assert sorted(deliverer.asked) == ["once@x.test", "other@x.test"]  # neither sent again
+
+
+@pytest.mark.parametrize("failing_at_stop", [False, True])
+async def test_stop_writes_the_records_still_waiting_or_says_what_is_left(
+        tmp_path, monkeypatch, caplog, failing_at_stop):
+    spool = Spool.open(tmp_path / "spool")
+    logger, handlers = file_accounting(tmp_path, "received", "delivered")
+    real_write = os.write
+    failed: list[bytes] = []
+    # the d record fails at the try (and at the stop), the r record at its tries (and stop)
+    left = {b"d\t": 2 if failing_at_stop else 1, b"r\t": 2 if failing_at_stop else 1}
+
+    def full_for_records(fd: int, data: bytes) -> int:
+        kind = bytes(data)[:2]
+        if left.get(kind):
+            left[kind] -= 1
+            failed.append(bytes(data))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_for_records)
+    deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")]})
+    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
+    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, "once@x.test")
+    message.received_unwritten = [AccountingLogger.outcome("received", "once@x.test",
+                                                           job_id="Q1")]
+    queue.submit(message)
+    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    await queue.stop(5)  # the next try was 30 s away
+    for handler in handlers:
+        handler.close()
+    assert deliverer.asked == ["once@x.test"]
+    errors = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopping")]
+    if not failing_at_stop:
+        assert [r.split("\t")[3] for r in file_records(tmp_path / "delivered")] == [
+            "once@x.test"]
+        assert [r.split("\t")[3] for r in file_records(tmp_path / "received")] == [
+            "once@x.test"]
+        assert (spool.state_dir / "Q1").read_text().endswith("\nd 0\n")
+        assert errors == []
+        assert Spool.open(tmp_path / "spool").load() == []  # not delivered again
+    else:
+        assert len(failed) == 4  # r and d: at the try, at the stop
+        assert file_records(tmp_path / "delivered") == []
+        assert errors == ["stopping with records that could not be written: 1 recipient(s) are"
+                          " delivered and recorded again after the next start, 1 received"
+                          " record(s) are lost"]
+        assert [m.queue_id for m in Spool.open(tmp_path / "spool").load()] == ["Q1"]
+
+
 async def test_queue_delete_writes_a_received_record_that_waits(tmp_path, monkeypatch):
     from mta_logging.relay.control import LiveQueue
 

@@ -29,7 +29,7 @@ from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
 from mta_logging.relay.message import MessageHeaders, header_section
-from mta_logging.relay.spool import BOUNCED, QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.suppression import SuppressedSenders, suppressed_senders
 
 _log = logging.getLogger("mta_logging.relay.admin")
@@ -119,14 +119,15 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
     if accounting is not None:
         unwritten: list[Outcome] = []
         logger = AccountingLogger(accounting.logger, on_write_error=unwritten.append)
+        waiting = []
         for outcome in message.received_unwritten:
             logger.record(outcome)
-        if unwritten:
-            _log.error("%s: %d received record(s) could not be written before the message was"
-                       " removed; they are lost", message.queue_id, len(unwritten))
-            unwritten.clear()
-        message.received_unwritten = []
+            if unwritten:
+                waiting.append(outcome)
+                unwritten.clear()
+        message.received_unwritten = waiting
         headers = MessageHeaders(content)
+        done: list[int] = []  # recorded: final, whatever happens to the others
         for index in message.pending():
             rcpt = envelope.rcpts[index]
             if index in kept:
@@ -142,8 +143,14 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
             if unwritten:
                 record = kept[index][1].kind.directory if index in kept else "bounce"
                 raise MtaLoggingError(f"{message.queue_id}: the {record} record of <{rcpt}> "
-                                      "could not be written; the message stays queued")
-            kept.pop(index, None)
+                                      "could not be written; the message stays queued"
+                                      f"{_finish_recorded(spool, message, done)}")
+            done.append(index)
+        if message.received_unwritten:  # the message goes: a loss, said
+            _log.error("%s: %d received record(s) could not be written before the message was"
+                       " removed; they are lost", message.queue_id,
+                       len(message.received_unwritten))
+            message.received_unwritten = []
     now = time.time()
     reports = [RecipientReport(i, FAILED, ADMIN_STATUS, f"{ADMIN_STATUS} {text}", None, now)
                for i in removed
@@ -166,6 +173,26 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
                   text)
     spool.remove(message.queue_id, journaled=message.journaled)
     return notice
+
+
+def _finish_recorded(spool: Spool, message: QueuedMessage, done: list[int]) -> str:
+    """The recipients of a removal that failed part-way whose records were written: journaled
+    final (so they are not delivered, nor recorded, again); what to add to the error."""
+    if not done:
+        return ""
+    kept = message.unrecorded
+    entries = [f"{DELIVERED if i in kept and kept[i][1].kind is Kind.DELIVERED else BOUNCED} {i}"
+               for i in done]
+    try:
+        spool.journal(message.queue_id, entries)
+    except OSError as exc:
+        return (f" (the {len(done)} recipient(s) recorded before it stay queued too: their"
+                f" final states could not be journaled: {exc})")
+    message.journaled = True
+    for index in done:
+        message.final[index] = True
+        kept.pop(index, None)
+    return f" (the {len(done)} recipient(s) recorded before it are done)"
 
 
 class QueueOperations(Protocol):

@@ -330,9 +330,38 @@ class DeliveryQueue:
         # a cancelled worker's message may have been recorded and be on its way out of the
         # spool: removed now, not delivered again after the next start
         await self._removals.settled()
+        await self._write_waiting_records()
         await self.deliverer.close()
         if self.suppressed is not None:
             self.suppressed.close()
+
+    async def _write_waiting_records(self) -> None:
+        """At stop: a last try of the records still waiting to be written (kept in memory
+        only). A delivered or bounced recipient whose record is written now, and whose sender
+        is not to be told, is journaled final (not delivered again after the next start);
+        what is still unwritten is said."""
+        if self.accounting is None:
+            return
+        resent = lost = 0
+        for message in list(self.messages.values()):
+            if message.queue_id in self.attempting:
+                continue  # its attempt was cancelled mid-way: left as the spool has it
+            if message.received_unwritten:
+                self._record_received_again(message)
+                lost += len(message.received_unwritten)
+            # (one whose sender is to be told is left to the next start's attempt, notice and
+            # all)
+            entries = [f"{DELIVERED if result.kind is Kind.DELIVERED else BOUNCED} {index}"
+                       for index, (result, _, expired) in list(message.unrecorded.items())
+                       if self._report(message, result, expired) is None
+                       and self._record_again(message, index)]
+            resent += len(message.unrecorded)
+            if entries and not await self._journal(message, entries):
+                resent += len(entries)
+        if resent or lost:
+            _log.error("stopping with records that could not be written: %d recipient(s) are"
+                       " delivered and recorded again after the next start, %d received"
+                       " record(s) are lost", resent, lost)
 
     async def _work(self) -> None:
         task = asyncio.current_task()
