@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from relay_sink import FakeResolver, Outcomes, Sink, full_disk_once
@@ -51,6 +52,25 @@ def file_accounting(tmp_path: Path, *kinds: str) -> tuple[AccountingLogger,
     for handler in handlers:
         logger.addHandler(handler)
     return AccountingLogger(logger), handlers
+
+
+async def tried_once(spool: Spool, deliverer: ScriptedDeliverer, logger: AccountingLogger,
+                     *rcpts: str, interval: float = 30, received: bool = False
+                     ) -> tuple[DeliveryQueue, QueuedMessage, Any]:
+    """A started queue, its message Q1 to ``rcpts`` after its first try (the next one
+    ``interval`` seconds away), and the queue's settings; ``received``: the message comes
+    with its first recipient's received record still to write (as the 250 leaves it when the
+    record could not be written)."""
+    relay_settings = settings(retry={"intervals": [interval], "max_queue_lifetime": 600})
+    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
+    queue.start()
+    message = queued(spool, *rcpts)
+    if received:
+        message.received_unwritten = [AccountingLogger.outcome("received", rcpts[0],
+                                                               job_id="Q1")]
+    queue.submit(message)
+    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    return queue, message, relay_settings
 
 
 class ScriptedDeliverer:
@@ -590,12 +610,8 @@ async def test_queue_bounce_writes_the_kept_record_of_a_delivered_recipient(
     failed = full_disk_once(monkeypatch, b"once@x.test")
     deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")],
                                    "other@x.test": [(Kind.DEFERRED, "4.2.0")]})
-    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
-    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
-    queue.start()
-    message = queued(spool, "once@x.test", "other@x.test")
-    queue.submit(message)
-    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    queue, message, relay_settings = await tried_once(spool, deliverer, logger, "once@x.test",
+                                                      "other@x.test")
     assert failed and list(message.unrecorded) == [0]
     live = LiveQueue(relay_settings, spool, queue, None)
     shown = await live.show("Q1")  # what ``mta-logging queue show`` prints
@@ -634,14 +650,8 @@ async def test_a_queue_bounce_failing_part_way_keeps_what_it_recorded_and_what_w
     monkeypatch.setattr(os, "write", full_for_some)
     deliverer = ScriptedDeliverer({"other@x.test": [(Kind.DEFERRED, "4.2.0")],
                                    "once@x.test": [(Kind.DELIVERED, "2.0.0")]})
-    relay_settings = settings(retry={"intervals": [0.3], "max_queue_lifetime": 600})
-    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
-    queue.start()
-    message = queued(spool, "other@x.test", "once@x.test")
-    message.received_unwritten = [AccountingLogger.outcome("received", "other@x.test",
-                                                           job_id="Q1")]
-    queue.submit(message)
-    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    queue, message, relay_settings = await tried_once(
+        spool, deliverer, logger, "other@x.test", "once@x.test", interval=0.3, received=True)
     with pytest.raises(mta_logging.MtaLoggingError) as refused:
         await LiveQueue(relay_settings, spool, queue, None).act("bounce", "Q1")
     assert str(refused.value) == (
@@ -678,14 +688,8 @@ async def test_stop_writes_the_records_still_waiting_or_says_what_is_left(
 
     monkeypatch.setattr(os, "write", full_for_records)
     deliverer = ScriptedDeliverer({"once@x.test": [(Kind.DELIVERED, "2.0.0")]})
-    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
-    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
-    queue.start()
-    message = queued(spool, "once@x.test")
-    message.received_unwritten = [AccountingLogger.outcome("received", "once@x.test",
-                                                           job_id="Q1")]
-    queue.submit(message)
-    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    queue, message, _ = await tried_once(spool, deliverer, logger, "once@x.test",
+                                         received=True)
     await queue.stop(5)  # the next try was 30 s away
     for handler in handlers:
         handler.close()
@@ -715,14 +719,8 @@ async def test_queue_delete_writes_a_received_record_that_waits(tmp_path, monkey
     logger, handlers = file_accounting(tmp_path, "received", "bounce")
     failed = full_disk_once(monkeypatch, b"r\t")  # the queue's first try of it fails
     deliverer = ScriptedDeliverer({"late@x.test": [(Kind.DEFERRED, "4.2.0")]})
-    relay_settings = settings(retry={"intervals": [30], "max_queue_lifetime": 600})
-    queue = DeliveryQueue(relay_settings, spool, deliverer, logger)  # type: ignore[arg-type]
-    queue.start()
-    message = queued(spool, "late@x.test")
-    message.received_unwritten = [AccountingLogger.outcome("received", "late@x.test",
-                                                           job_id="Q1")]
-    queue.submit(message)
-    await until(lambda: message.failures == 1 and "Q1" not in queue.attempting)
+    queue, message, relay_settings = await tried_once(spool, deliverer, logger, "late@x.test",
+                                                      received=True)
     assert failed and message.received_unwritten
     assert await LiveQueue(relay_settings, spool, queue, None).act("delete", "Q1")
     await queue.stop(5)
