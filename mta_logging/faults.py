@@ -104,11 +104,8 @@ class RecordFaults:
         self.total += 1
         error = sys.exc_info()[1]
         key = repr(error)
-        episode = self._episode
+        episode = self._going_on()
         now = time.time()
-        if episode is not None and self.written(episode.mark):
-            self._end(episode, "writes again")
-            episode = None
         if episode is not None and episode.key == key:
             episode.failed += 1
             episode.mark = mark
@@ -123,11 +120,8 @@ class RecordFaults:
     def check(self, now: float | None = None, *, closing: bool = False) -> None:
         """End the episode if a record was written since its last failure; else print its
         count if a minute has passed since the last line (or ``closing``)."""
-        episode = self._episode
+        episode = self._going_on()
         if episode is None:
-            return
-        if self.written(episode.mark):
-            self._end(episode, "writes again")
             return
         if closing:
             self._end(episode, "closed")
@@ -137,18 +131,23 @@ class RecordFaults:
     def moved(self, mark: object) -> None:
         """The handler's active file changes (a rollover, a file written anew): the episode
         ends if a record was written since its last failure, else goes on from ``mark``."""
-        episode = self._episode
-        if episode is None:
-            return
-        if self.written(episode.mark):
-            self._end(episode, "writes again")
-        else:
+        episode = self._going_on()
+        if episode is not None:
             episode.mark = mark
 
     def forget(self) -> None:
         """Start afresh (a forked child: the parent's episode and count are the parent's)."""
         self.total = 0
         self._episode = None
+
+    def _going_on(self) -> _Episode | None:
+        """The episode, unless a record was written since its last failure (then it ends,
+        with its line)."""
+        episode = self._episode
+        if episode is not None and self.written(episode.mark):
+            self._end(episode, "writes again")
+            return None
+        return episode
 
     def _remind(self, episode: _Episode, now: float) -> None:
         if episode.failed > episode.told and now - episode.told_at >= REMIND_EVERY:

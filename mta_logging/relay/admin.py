@@ -29,7 +29,7 @@ from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import RelaySettings
 from mta_logging.relay.dsn import FAILED, RecipientReport, notice_wanted, notification
 from mta_logging.relay.message import MessageHeaders, header_section
-from mta_logging.relay.spool import BOUNCED, DELIVERED, QueuedMessage, Spool, new_queue_id
+from mta_logging.relay.spool import BOUNCED, QueuedMessage, Spool, new_queue_id
 from mta_logging.relay.suppression import SuppressedSenders, suppressed_senders
 
 _log = logging.getLogger("mta_logging.relay.admin")
@@ -131,7 +131,7 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
         for index in message.pending():
             rcpt = envelope.rcpts[index]
             if index in kept:
-                logger.record(kept[index][1])
+                logger.record(kept[index].outcome)
             else:
                 logger.bounced(rcpt, time_queued=envelope.time_queued,
                                src_mta=settings.hostname, src_ip=settings.source_ip,
@@ -141,7 +141,7 @@ def record_removal(spool: Spool, settings: RelaySettings, accounting: Accounting
                                orcpt=envelope.dsn_of(index).orcpt,
                                env_id=envelope.mail_dsn.envid)
             if unwritten:
-                record = kept[index][1].kind.directory if index in kept else "bounce"
+                record = kept[index].outcome.kind.directory if index in kept else "bounce"
                 raise MtaLoggingError(f"{message.queue_id}: the {record} record of <{rcpt}> "
                                       "could not be written; the message stays queued"
                                       f"{_finish_recorded(spool, message, done)}")
@@ -181,8 +181,7 @@ def _finish_recorded(spool: Spool, message: QueuedMessage, done: list[int]) -> s
     if not done:
         return ""
     kept = message.unrecorded
-    entries = [f"{DELIVERED if i in kept and kept[i][1].kind is Kind.DELIVERED else BOUNCED} {i}"
-               for i in done]
+    entries = [kept[i].entry if i in kept else f"{BOUNCED} {i}" for i in done]
     try:
         spool.journal(message.queue_id, entries)
     except OSError as exc:
@@ -308,7 +307,7 @@ def _recipient_state(message: QueuedMessage, index: int, pending: set[int]) -> s
     kept = message.unrecorded.get(index)
     if kept is None:
         return "pending"
-    return f"{'delivered' if kept[1].kind is Kind.DELIVERED else 'bounced'}, record to write"
+    return f"{'delivered' if kept.outcome.kind is Kind.DELIVERED else 'bounced'}, record to write"
 
 
 def show_result(spool: Spool, message: QueuedMessage, attempting: bool) -> dict[str, Any]:

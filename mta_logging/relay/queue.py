@@ -59,6 +59,7 @@ from mta_logging.relay.spool import (
     BOUNCED,
     DELAY_NOTIFIED,
     DELIVERED,
+    KeptRecord,
     QueuedMessage,
     Spool,
     error_entry,
@@ -351,9 +352,8 @@ class DeliveryQueue:
                 lost += len(message.received_unwritten)
             # (one whose sender is to be told is left to the next start's attempt, notice and
             # all)
-            entries = [f"{DELIVERED if result.kind is Kind.DELIVERED else BOUNCED} {index}"
-                       for index, (result, _, expired) in list(message.unrecorded.items())
-                       if self._report(message, result, expired) is None
+            entries = [kept.entry for index, kept in list(message.unrecorded.items())
+                       if self._report(message, kept.result, kept.expired) is None
                        and self._record_again(message, index)]
             resent += len(message.unrecorded)
             if entries and not await self._journal(message, entries):
@@ -427,7 +427,7 @@ class DeliveryQueue:
         busy = []
         deferred: list[RcptResult] = []
         for was_expired in (False, True):  # the records that could not be written before
-            again = [result for result, _, flag in unrecorded.values() if flag is was_expired]
+            again = [kept.result for kept in unrecorded.values() if kept.expired is was_expired]
             if again:
                 await self._settle(message, again, 0.0, was_expired, headers, content)
         for domain, indexes in by_domain.items():
@@ -540,17 +540,18 @@ class DeliveryQueue:
                 state = BOUNCED
             else:
                 continue
-            written = "delivered" if state == DELIVERED else "bounce"  # (an expiry: bounce)
-            operation = f"{written} record write"
             if recorded:
-                self.faults.succeeded(operation)
+                if self.faults.failing:
+                    self.faults.succeeded(_record_write(state))
                 entries[result.index] = f"{state} {result.index}"
                 report = self._report(message, result, expired)
                 if report is not None:
                     reports.append(report)
             else:  # logged once per episode, not at each recipient's retry
-                self.faults.failed(operation, f"queue {message.queue_id}: the {written} record"
-                                   f" of <{message.envelope.rcpts[result.index]}> could not be"
+                operation = _record_write(state)  # "delivered record write", "bounce ..."
+                self.faults.failed(operation, f"queue {message.queue_id}: the"
+                                   f" {operation.split()[0]} record of"
+                                   f" <{message.envelope.rcpts[result.index]}> could not be"
                                    " written; the recipient stays queued, and its record is"
                                    " written again at its next try (it is not sent again,"
                                    " unless the relay restarts first)")
@@ -712,7 +713,7 @@ class DeliveryQueue:
         if self.record(outcome):
             return True
         if kind is not Kind.DEFERRED:  # final: kept, to be recorded (not delivered) again
-            message.unrecorded[result.index] = (result, outcome, expired)
+            message.unrecorded[result.index] = KeptRecord(result, outcome, expired)
         return False
 
     def _record_received_again(self, message: QueuedMessage, last: bool = False) -> None:
@@ -730,7 +731,7 @@ class DeliveryQueue:
 
     def _record_again(self, message: QueuedMessage, index: int) -> bool:
         """Write again the record of a final result that could not be written at its try."""
-        if self.record(message.unrecorded[index][1]):
+        if self.record(message.unrecorded[index].outcome):
             del message.unrecorded[index]
             return True
         return False
@@ -748,6 +749,11 @@ class DeliveryQueue:
             unwritten.clear()
             return False
         return True
+
+
+def _record_write(state: str) -> str:
+    """The fault-log operation of writing a final record (``d``/``b``: an expiry is a bounce)."""
+    return "delivered record write" if state == DELIVERED else "bounce record write"
 
 
 def log_outcome(message: QueuedMessage, rcpt: str, result: RcptResult, delay: float,

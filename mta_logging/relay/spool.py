@@ -57,6 +57,7 @@ from typing import Any
 
 from mta_logging.errors import ConfigError, MtaLoggingError
 from mta_logging.fsutil import create_file, fsync_directory, write_all
+from mta_logging.outcome import Kind, Outcome
 from mta_logging.relay.config import MAX_WORKERS
 from mta_logging.relay.dsn_params import NO_MAIL_DSN, NO_RCPT_DSN, MailDsn, RcptDsn
 
@@ -178,6 +179,22 @@ def _has_unwritten_block(data: bytes) -> bool:
                for offset in range(0, len(data), _BLOCK))
 
 
+@dataclass(frozen=True, slots=True)
+class KeptRecord:
+    """A recipient's final result (delivered or bounced) whose record could not be written:
+    kept, to be written again rather than delivered again."""
+
+    result: Any  # the outbound.RcptResult
+    outcome: Outcome  # the record (its kind delivered or bounce; an expiry is a bounce)
+    expired: bool  # the message had expired when the result came
+
+    @property
+    def entry(self) -> str:
+        """Its journal line once its record is written: ``d N`` or ``b N``."""
+        state = DELIVERED if self.outcome.kind is Kind.DELIVERED else BOUNCED
+        return f"{state} {self.result.index}"
+
+
 @dataclass(slots=True, eq=False)
 class QueuedMessage:
     """A message in the queue and its delivery progress (kept in memory, journaled on disk)."""
@@ -192,10 +209,10 @@ class QueuedMessage:
     held: bool = False
     last_error: str = ""
     delay_notified: bool = False
-    # by recipient index: a final result whose record could not be written, with its Outcome
-    # and whether the message had expired; the queue writes the record again at the next try
-    # instead of delivering again (in memory only: after a restart the recipient is retried)
-    unrecorded: dict[int, Any] = field(default_factory=dict)
+    # by recipient index: a final result whose record could not be written; the queue writes
+    # the record again at the next try instead of delivering again (in memory only: after a
+    # restart the recipient is tried again)
+    unrecorded: dict[int, KeptRecord] = field(default_factory=dict)
     # the received records (Outcomes) that could not be written when the message was accepted:
     # written again at each delivery attempt until they are (in memory only)
     received_unwritten: list[Any] = field(default_factory=list)
