@@ -1,7 +1,16 @@
-"""The C accelerator of the write path (``mta_logging/_accel.c``); everything else is in
-pyproject.toml. ``optional=True``: without a compiler the install still succeeds and the pure
-Python path is used (``mta_logging.speedups.accelerated()`` tells which)."""
+"""The C extensions; everything else is in pyproject.toml. ``optional=True``: without a
+compiler the install still succeeds and the pure Python paths are used.
+
+* ``mta_logging._accel`` (``mta_logging/_accel.c``): the write path
+  (``mta_logging.speedups.accelerated()`` tells whether it is used);
+* ``mta_logging.relay._spoolwriter`` (``mta_logging/relay/_spoolwriter.c``): the relay's spool
+  writer threads, without the GIL (``mta_logging.relay.spooler.IN_C`` tells).
+"""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("mta_logging._accel", ["mta_logging/_accel.c"], optional=True)])
+setup(ext_modules=[
+    Extension("mta_logging._accel", ["mta_logging/_accel.c"], optional=True),
+    Extension("mta_logging.relay._spoolwriter", ["mta_logging/relay/_spoolwriter.c"],
+              optional=True),
+])

@@ -28,14 +28,16 @@ _accel = _accelerator()
 _OS_CALLS = (os.open, os.write, os.fsync, os.close)
 
 
-def _os_calls_are_the_os_modules() -> bool:
+def os_calls_are_the_os_modules() -> bool:
+    """True while ``os.open``, ``os.write``, ``os.fsync`` and ``os.close`` are the os module's own
+    (none patched to inject a fault): then C code may make these calls itself."""
     return (os.open, os.write, os.fsync, os.close) == _OS_CALLS
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
     """Make the entries of ``directory`` (files created, renamed, linked or removed in it)
     durable: ``fsync`` of the directory itself."""
-    if _accel is not None and _os_calls_are_the_os_modules():
+    if _accel is not None and os_calls_are_the_os_modules():
         _accel.fsync_directory(directory)
         return
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -59,7 +61,7 @@ def create_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) ->
     """Create ``path`` (with ``mode``; it must not exist), write ``data`` to it and ``fsync`` it.
     On an error the file is removed and the error goes up. The directory is not ``fsync``'d:
     the caller does it (perhaps once for many files) before it relies on the new name."""
-    if _accel is not None and _os_calls_are_the_os_modules():
+    if _accel is not None and os_calls_are_the_os_modules():
         _accel.create_synced(path, data, mode)
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)

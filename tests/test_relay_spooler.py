@@ -1,39 +1,96 @@
-"""The spool writer: messages stored durably from its threads, errors to their waiters."""
+"""The spool writer: messages stored durably from its threads, errors to their waiters.
+
+A store without ``then`` goes to the C threads of ``mta_logging.relay._spoolwriter`` where it
+is built, and to Python threads otherwise (and with ``then``, or while an os call is patched):
+each test runs both ways, and both must give the same files and the same errors.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from mta_logging.relay import spooler as spooler_module
 from mta_logging.relay.spool import Envelope, Spool
 from mta_logging.relay.spooler import SpoolWriter
 
 ENVELOPE = Envelope("sender@example.test", ("a@one.test",), time.time())
 
 
-async def test_messages_stored_at_once_are_each_in_the_spool_when_their_waiter_wakes(tmp_path):
+@pytest.fixture(params=["c", "python"])
+def way(request, monkeypatch) -> str:
+    if request.param == "c":
+        if not spooler_module.IN_C:
+            if os.environ.get("MTA_LOGGING_REQUIRE_ACCELERATOR") == "1":
+                pytest.fail("mta_logging.relay._spoolwriter did not import: was it built?")
+            pytest.skip("mta_logging.relay._spoolwriter was not built")
+    else:
+        monkeypatch.setattr(spooler_module, "_C", None)
+    return request.param
+
+
+def threads_of_this_process() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def took(writer: SpoolWriter, way: str) -> None:
+    """The store went the way the test runs."""
+    assert (writer._c_writer is not None) == (way == "c")
+    assert bool(writer._threads) == (way == "python")
+
+
+async def test_messages_stored_at_once_are_each_in_the_spool_when_their_waiter_wakes(
+        tmp_path, way):
     spool = Spool.open(tmp_path)
     writer = SpoolWriter(spool, threads=4)
+    try:
+        ids = [f"Q{n:03d}" for n in range(40)]
+        seen: list[tuple[str, bool]] = []  # (id, its file there) as each waiter wakes
+        stored = [asyncio.ensure_future(writer.store(queue_id, ENVELOPE,
+                                                     b"m " + queue_id.encode()))
+                  for queue_id in ids]
+        for queue_id, store in zip(ids, stored, strict=True):
+            store.add_done_callback(
+                lambda _, queue_id=queue_id: seen.append(
+                    (queue_id, (spool.queue_dir / queue_id).exists())))
+        await asyncio.gather(*stored)
+        took(writer, way)
+        assert sorted(seen) == [(queue_id, True) for queue_id in ids]
+        for queue_id in ids:
+            content = b"m " + queue_id.encode()
+            assert (spool.queue_dir / queue_id).read_bytes() == \
+                ENVELOPE.to_json(content) + b"\n" + content
+            assert (spool.queue_dir / queue_id).stat().st_mode & 0o777 == 0o600
+        assert sorted(p.name for p in spool.queue_dir.iterdir()) == ids
+    finally:
+        writer.close()
+
+
+async def test_then_runs_in_a_python_thread_once_the_message_is_stored(tmp_path, way):
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=2)
     seen: list[tuple[str, bool]] = []
 
     def then(queue_id: str, envelope: Envelope, content: bytes) -> None:
         seen.append((queue_id, (spool.queue_dir / queue_id).exists()))
 
     try:
-        ids = [f"Q{n:03d}" for n in range(40)]
-        await asyncio.gather(*(writer.store(queue_id, ENVELOPE, b"m " + queue_id.encode(), then)
-                               for queue_id in ids))
-        assert [spool.read_content(queue_id) for queue_id in ids] == [
-            b"m " + queue_id.encode() for queue_id in ids]
-        assert sorted(seen) == [(queue_id, True) for queue_id in ids]
+        await asyncio.gather(*(writer.store(f"Q{n}", ENVELOPE, b"x", then) for n in range(5)))
+        assert sorted(seen) == [(f"Q{n}", True) for n in range(5)]
+        assert writer._threads and writer._c_writer is None
     finally:
         writer.close()
 
 
-async def test_a_store_that_fails_raises_to_its_waiter_and_the_others_are_stored(tmp_path):
+async def test_a_store_that_fails_raises_to_its_waiter_and_the_others_are_stored(
+        tmp_path, way):
     spool = Spool.open(tmp_path)
     writer = SpoolWriter(spool, threads=2)
     try:
@@ -41,17 +98,82 @@ async def test_a_store_that_fails_raises_to_its_waiter_and_the_others_are_stored
         results = await asyncio.gather(writer.store("TAKEN", ENVELOPE, b"second"),
                                        writer.store("OTHER", ENVELOPE, b"other"),
                                        return_exceptions=True)
+        took(writer, way)
+        taken = spool.queue_dir / "TAKEN"
         assert isinstance(results[0], FileExistsError) and results[1] is None
+        assert (results[0].errno, results[0].filename, str(results[0])) == (
+            errno.EEXIST, str(taken), f"[Errno 17] File exists: '{taken}'")
         assert spool.read_content("TAKEN") == b"first"
         assert spool.read_content("OTHER") == b"other"
         shutil.rmtree(spool.queue_dir)
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(FileNotFoundError) as gone:
             await writer.store("GONE", ENVELOPE, b"x")
+        assert str(gone.value) == \
+            f"[Errno 2] No such file or directory: '{spool.queue_dir / 'GONE'}'"
     finally:
         writer.close()
 
 
-async def test_an_error_of_then_goes_to_the_waiter_with_the_message_stored(tmp_path):
+async def test_a_full_disk_fails_the_store_with_enospc_and_leaves_no_file(tmp_path, way):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                             capture_output=True, text=True, timeout=10)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        spool = Spool.open(small)
+        writer = SpoolWriter(spool, threads=2)
+        try:
+            await writer.store("FITS", ENVELOPE, b"x" * 1000)
+            with pytest.raises(OSError) as full:
+                await writer.store("TOO-BIG", ENVELOPE, b"x" * (2 << 20))
+            took(writer, way)
+            assert (type(full.value), full.value.errno, full.value.filename,
+                    str(full.value)) == (OSError, errno.ENOSPC, None,
+                                         "[Errno 28] No space left on device")
+            assert sorted(p.name for p in spool.queue_dir.iterdir()) == ["FITS"]
+        finally:
+            writer.close()
+    finally:
+        subprocess.run(["umount", str(small)], check=True, timeout=10)
+
+
+async def test_while_an_os_call_is_patched_the_python_threads_store(tmp_path, way, monkeypatch):
+    """A fault injected at os.write is the one the store meets, even where the C threads
+    exist: they would not call the patched function."""
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=2)
+    try:
+        await writer.store("BEFORE", ENVELOPE, b"x")
+
+        def full(fd: int, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(OSError, match="No space left on device"):
+            await writer.store("DURING", ENVELOPE, b"y")
+        monkeypatch.undo()
+        await writer.store("AFTER", ENVELOPE, b"z")
+        assert sorted(p.name for p in spool.queue_dir.iterdir()) == ["AFTER", "BEFORE"]
+    finally:
+        writer.close()
+
+
+async def test_a_cancelled_waiter_leaves_its_message_stored(tmp_path, way):
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=1)
+    try:
+        store = asyncio.ensure_future(writer.store("Q1", ENVELOPE, b"x"))
+        await asyncio.sleep(0)
+        store.cancel()
+        await writer.store("Q2", ENVELOPE, b"y")  # done after Q1: one thread, in order
+        assert spool.read_content("Q1") == b"x" and spool.read_content("Q2") == b"y"
+    finally:
+        writer.close()
+
+
+async def test_an_error_of_then_goes_to_the_waiter_with_the_message_stored(tmp_path, way):
     spool = Spool.open(tmp_path)
     writer = SpoolWriter(spool)
 
@@ -66,13 +188,36 @@ async def test_an_error_of_then_goes_to_the_waiter_with_the_message_stored(tmp_p
         writer.close()
 
 
-async def test_close_stops_the_threads_and_a_store_after_it_is_refused(tmp_path):
+async def test_close_stores_what_was_asked_stops_the_threads_and_refuses_more(tmp_path, way):
     spool = Spool.open(tmp_path)
+    before = threads_of_this_process()
     writer = SpoolWriter(spool, threads=3)
     await writer.store("Q1", ENVELOPE, b"x")
-    threads = list(writer._threads)
+    assert threads_of_this_process() == before + 3
+    asked = [writer.store(f"L{n}", ENVELOPE, b"late") for n in range(10)]
     writer.close()
-    assert len(threads) == 3 and not any(thread.is_alive() for thread in threads)
-    with pytest.raises(RuntimeError):
+    assert threads_of_this_process() == before
+    assert all(store.done() and store.exception() is None for store in asked)
+    assert sorted(p.name for p in spool.queue_dir.iterdir()) == \
+        sorted(["Q1"] + [f"L{n}" for n in range(10)])
+    with pytest.raises(RuntimeError, match="the spool writer is closed"):
         writer.store("Q2", ENVELOPE, b"y")
     assert not (spool.queue_dir / "Q2").exists()
+    writer.close()  # again: nothing to do
+
+
+def test_the_c_writer_checks_its_arguments(tmp_path: Path) -> None:
+    if not spooler_module.IN_C:
+        pytest.skip("mta_logging.relay._spoolwriter was not built")
+    writer_type = spooler_module._C.Writer
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        writer_type(str(tmp_path), 0)
+    writer = writer_type(str(tmp_path), 1)
+    with pytest.raises(TypeError, match="data must be bytes, not str"):
+        writer.submit(None, str(tmp_path / "f"), "text", 0o600)
+    with pytest.raises(TypeError, match="submit takes 4 arguments"):
+        writer.submit(None)
+    writer.close()
+    with pytest.raises(RuntimeError, match="the spool writer is closed"):
+        writer.submit(None, str(tmp_path / "f"), b"x", 0o600)
+    assert writer.completed() == [] and not (tmp_path / "f").exists()

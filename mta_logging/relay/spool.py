@@ -285,13 +285,18 @@ class Spool:
         file-system commit), then ``queue/`` fsync'd (shared by the threads storing at the same
         time). On an error the file is removed and the error goes up (the client is refused and
         sends the message again: a file left behind would be delivered twice)."""
-        path = self.queue_dir / queue_id
-        create_file(path, envelope.to_json(content) + b"\n" + content)
+        path, data = self.queue_file(queue_id, envelope, content)
+        create_file(path, data)
         try:
             self._queue_dir_sync.sync()
         except OSError:
             path.unlink(missing_ok=True)
             raise
+
+    def queue_file(self, queue_id: str, envelope: Envelope, content: bytes) -> tuple[Path, bytes]:
+        """Where :meth:`store` puts a message, and the bytes it writes there (the envelope
+        line, then the message)."""
+        return self.queue_dir / queue_id, envelope.to_json(content) + b"\n" + content
 
     def read_content(self, queue_id: str) -> bytes:
         """The message bytes (after the envelope line)."""
