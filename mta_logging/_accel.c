@@ -47,7 +47,7 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_log_record_factory, *str_log_record, *str_os, *str_write, *str_os_write,
     *str_accelerated_names, *str_handler_class, *str_formatter_class,
     *str_accelerated_methods, *str_time, *str_write_whole, *str_enter, *str_exit,
-    *str_write_failed, *str_cache;
+    *str_write_failed, *str_cache, *str_outcome, *str_created;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -1094,6 +1094,102 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         plan_make(&plan, logger, args, targets);
     }
     return targets;
+}
+
+PyDoc_STRVAR(write_record_doc,
+"write_record(handler, record, handler_class, formatter_class, names, methods, outcome_class,\n"
+"             write_whole, /)\n--\n\n"
+"What ``handler.emit(record)`` writes, for a record that a logger made (``dictConfig``'s\n"
+"path), its lock held, made and written by append_line: True when written; None when this\n"
+"call writes nothing and ``emit`` must (the handler not of exactly ``handler_class`` or not\n"
+"``_writes_directly``, a method of ``handler_class`` or of ``formatter_class`` other than\n"
+"``methods`` (``names`` as direct_targets takes them: the logger's names are skipped), the\n"
+"formatter not of ``formatter_class`` or with one of its methods set on it, the record's\n"
+"``outcome`` not of exactly ``outcome_class`` or its ``created`` not a float, or a line that\n"
+"needs escaping or a file that needs opening or a rollover). An error of the write goes up,\n"
+"with nothing written (for handleError).");
+
+static PyObject *
+write_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "write_record() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *handler = args[0], *record = args[1], *handler_class = args[2];
+    PyObject *formatter_class = args[3], *names = args[4], *methods = args[5];
+    PyObject *outcome_class = args[6], *write_whole = args[7];
+    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 3 || !PyTuple_Check(methods)
+            || !PyTuple_Check(PyTuple_GET_ITEM(names, 0))
+            || !PyTuple_Check(PyTuple_GET_ITEM(names, 1))
+            || !PyTuple_Check(PyTuple_GET_ITEM(names, 2))
+            || PyTuple_GET_SIZE(methods) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 0))
+               + PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 1))
+               + PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 2))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "write_record(): names are 3 tuples of str, methods one for each name");
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(handler) != handler_class) {
+        Py_RETURN_NONE;
+    }
+    /* the classes' methods: looked up again only when a class changed (see Seen) */
+    static Seen seen[2];
+    PyObject *owners[2] = {handler_class, formatter_class};
+    Py_ssize_t at = PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 0));
+    for (int owner = 0; owner < 2; owner++) {
+        PyObject *its_names = PyTuple_GET_ITEM(names, owner + 1);
+        if (seen_unchanged(&seen[owner], owners[owner], its_names, methods)) {
+            at += PyTuple_GET_SIZE(its_names);
+            continue;
+        }
+        int same = same_methods(owners[owner], its_names, methods, &at);
+        if (same <= 0) {
+            return same < 0 ? NULL : Py_NewRef(Py_None);
+        }
+        seen_now(&seen[owner], owners[owner], its_names, methods);
+    }
+    int plain = true_attribute(handler, str_writes_directly);
+    if (plain <= 0) {
+        return plain < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *formatter = NULL, *result = NULL;
+    PyObject *outcome = PyObject_GetAttr(record, str_outcome);
+    PyObject *created = outcome == NULL ? NULL : PyObject_GetAttr(record, str_created);
+    if (created == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();  /* not an accounting record: emit's error for it */
+            result = Py_NewRef(Py_None);
+        }
+        goto release;
+    }
+    if ((PyObject *)Py_TYPE(outcome) != outcome_class || !PyFloat_CheckExact(created)) {
+        result = Py_NewRef(Py_None);
+        goto release;
+    }
+    formatter = PyObject_GetAttr(handler, str_formatter);
+    if (formatter == NULL) {
+        goto release;
+    }
+    if ((PyObject *)Py_TYPE(formatter) != formatter_class) {
+        result = Py_NewRef(Py_None);
+        goto release;
+    }
+    plain = none_set(formatter, PyTuple_GET_ITEM(names, 2));
+    if (plain <= 0) {
+        result = plain < 0 ? NULL : Py_NewRef(Py_None);
+        goto release;
+    }
+    PyObject *append_arguments[5] = {handler, formatter, outcome, created, write_whole};
+    result = append_line(NULL, append_arguments, 5);
+    if (result != NULL && result != Py_True) {
+        Py_SETREF(result, Py_NewRef(Py_None));  /* a line for write_line: emit writes it */
+    }
+release:
+    Py_XDECREF(formatter);
+    Py_XDECREF(outcome);
+    Py_XDECREF(created);
+    return result;
 }
 
 PyDoc_STRVAR(build_outcome_doc,
@@ -2311,6 +2407,240 @@ static PyTypeObject EntryType = {
     .tp_getset = entry_getset,
 };
 
+/* == Outcome.__init__ (speedups.one_step_init) in C ====================================== */
+
+enum { INIT_REQUIRED, INIT_DEFAULT, INIT_NEW_DICT, INIT_OPTIONAL };
+#define INIT_FIELDS 64
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *python;         /* the __init__ written in Python: every other call */
+    PyObject *fields;         /* tuple of the field names (interned), in order */
+    PyObject *defaults;       /* tuple: each field's default (INIT_DEFAULT), else None */
+    PyObject *template;       /* dict: the fields that are not optional, in order, None */
+    PyObject *outcome_class;
+    unsigned char kind[INIT_FIELDS];
+    Py_ssize_t count;
+    vectorcallfunc vectorcall;
+} Init;
+
+static PyObject *
+init_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Init *self = (Init *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs - 1 > self->count
+            || !PyObject_TypeCheck(args[0], (PyTypeObject *)self->outcome_class)) {
+        goto python;
+    }
+    PyObject *given[INIT_FIELDS] = {NULL};
+    for (Py_ssize_t at = 1; at < nargs; at++) {
+        given[at - 1] = args[at];
+    }
+    Py_ssize_t keywords = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t index = 0; index < keywords; index++) {
+        /* names spelt in code are interned, as the fields are: compared by identity (any
+         * other, a name made at run time or none of the fields, goes to the Python one) */
+        PyObject *name = PyTuple_GET_ITEM(kwnames, index);
+        Py_ssize_t field = 0;
+        while (field < self->count && PyTuple_GET_ITEM(self->fields, field) != name) {
+            field++;
+        }
+        if (field == self->count || given[field] != NULL) {
+            goto python;  /* its TypeError: unexpected, or given twice */
+        }
+        given[field] = args[nargs + index];
+    }
+    for (Py_ssize_t field = 0; field < self->count; field++) {
+        if (given[field] == NULL && self->kind[field] == INIT_REQUIRED) {
+            goto python;  /* its TypeError: missing */
+        }
+    }
+    PyObject *values = PyDict_Copy(self->template);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t field = 0; field < self->count; field++) {
+        PyObject *value = given[field], *made = NULL;
+        int kind = self->kind[field];
+        if (value == NULL) {
+            if (kind == INIT_NEW_DICT) {
+                value = made = PyDict_New();
+                if (value == NULL) {
+                    Py_DECREF(values);
+                    return NULL;
+                }
+            }
+            else if (kind == INIT_DEFAULT) {
+                value = PyTuple_GET_ITEM(self->defaults, field);
+                if (value == Py_None) {
+                    continue;  /* the template's */
+                }
+            }
+            else {
+                continue;  /* optional, not given: the class attribute stands for it */
+            }
+        }
+        else if (kind == INIT_OPTIONAL && value == Py_None) {
+            continue;
+        }
+        int failed = PyDict_SetItem(values, PyTuple_GET_ITEM(self->fields, field), value) < 0;
+        Py_XDECREF(made);
+        if (failed) {
+            Py_DECREF(values);
+            return NULL;
+        }
+    }
+    int failed = PyObject_GenericSetDict(args[0], values, NULL) < 0;
+    Py_DECREF(values);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+python:
+    return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+init_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *python, *fields, *defaults, *kinds, *outcome_class;
+    static char *keywords[] = {"python", "fields", "defaults", "kinds", "outcome_class", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!O!O!:Init", keywords, &python,
+                                     &PyTuple_Type, &fields, &PyTuple_Type, &defaults,
+                                     &PyBytes_Type, &kinds, &PyType_Type, &outcome_class)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(fields);
+    if (count > INIT_FIELDS || PyTuple_GET_SIZE(defaults) != count
+            || PyBytes_GET_SIZE(kinds) != count) {
+        PyErr_Format(PyExc_ValueError, "Init: at most %d fields, a default and a kind each",
+                     INIT_FIELDS);
+        return NULL;
+    }
+    PyObject *interned = PyTuple_New(count), *template = PyDict_New();
+    if (interned == NULL || template == NULL) {
+        goto failed;
+    }
+    for (Py_ssize_t field = 0; field < count; field++) {
+        PyObject *name = PyTuple_GET_ITEM(fields, field);
+        unsigned char kind = (unsigned char)PyBytes_AS_STRING(kinds)[field];
+        if (!PyUnicode_CheckExact(name) || kind > INIT_OPTIONAL) {
+            PyErr_SetString(PyExc_ValueError, "Init: the fields are names (str), kinds 0 to 3");
+            goto failed;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        PyTuple_SET_ITEM(interned, field, name);
+        if (kind != INIT_OPTIONAL && PyDict_SetItem(template, name, Py_None) < 0) {
+            goto failed;
+        }
+    }
+    Init *self = (Init *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        goto failed;
+    }
+    self->python = Py_NewRef(python);
+    self->fields = interned;
+    self->defaults = Py_NewRef(defaults);
+    self->template = template;
+    self->outcome_class = Py_NewRef(outcome_class);
+    self->count = count;
+    memcpy(self->kind, PyBytes_AS_STRING(kinds), (size_t)count);
+    self->vectorcall = init_vectorcall;
+    return (PyObject *)self;
+failed:
+    Py_XDECREF(interned);
+    Py_XDECREF(template);
+    return NULL;
+}
+
+static int
+init_traverse(Init *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->python);
+    Py_VISIT(self->defaults);
+    Py_VISIT(self->template);
+    Py_VISIT(self->outcome_class);
+    return 0;
+}
+
+static int
+init_clear(Init *self)
+{
+    Py_CLEAR(self->python);
+    Py_CLEAR(self->fields);
+    Py_CLEAR(self->defaults);
+    Py_CLEAR(self->template);
+    Py_CLEAR(self->outcome_class);
+    return 0;
+}
+
+static void
+init_dealloc(Init *self)
+{
+    PyObject_GC_UnTrack(self);
+    init_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+init_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, instance);
+}
+
+static PyObject *
+init_python_attribute(Init *self, void *name)
+{
+    return PyObject_GetAttrString(self->python, (const char *)name);
+}
+
+static PyObject *
+init_wrapped(Init *self, void *unused)
+{
+    return Py_NewRef(self->python);
+}
+
+static PyGetSetDef init_getset[] = {
+    {"__wrapped__", (getter)init_wrapped, NULL, "the __init__ written in Python", NULL},
+    {"__doc__", (getter)init_python_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)init_python_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)init_python_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)init_python_attribute, NULL, NULL, "__module__"},
+    {"__defaults__", (getter)init_python_attribute, NULL, NULL, "__defaults__"},
+    {"__kwdefaults__", (getter)init_python_attribute, NULL, NULL, "__kwdefaults__"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject InitType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Init",
+    .tp_basicsize = sizeof(Init),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = PyDoc_STR(
+        "Init(python, fields, defaults, kinds, outcome_class)\n--\n\n"
+        "The ``__init__`` of ``outcome_class`` that ``python`` (speedups.one_step_init's) is,\n"
+        "in C: for a call with at most one argument per field, the keywords among ``fields``\n"
+        "(compared by identity: names spelt in code), every required field given and an\n"
+        "instance of the class, it sets the instance's ``__dict__`` to the dict ``python``\n"
+        "makes: the fields not optional in order (``kinds``: 0 required, 1 ``defaults``' value,\n"
+        "2 a new dict), then the optional ones (3) given another value than None, in order.\n"
+        "Every other call is ``python``'s (its errors, its texts)."),
+    .tp_new = init_new,
+    .tp_traverse = (traverseproc)init_traverse,
+    .tp_clear = (inquiry)init_clear,
+    .tp_dealloc = (destructor)init_dealloc,
+    .tp_vectorcall_offset = offsetof(Init, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = init_get,
+    .tp_getset = init_getset,
+};
+
 /* == The bounce classifier's word scan (prefilter.PatternIndex.scan) ======================= */
 
 PyDoc_STRVAR(or_words_doc,
@@ -2569,6 +2899,8 @@ static PyMethodDef accel_methods[] = {
      build_outcome_doc},
     {"direct_targets", (PyCFunction)(void (*)(void))direct_targets, METH_FASTCALL,
      direct_targets_doc},
+    {"write_record", (PyCFunction)(void (*)(void))write_record, METH_FASTCALL,
+     write_record_doc},
     {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL, append_line_doc},
     {"or_words", (PyCFunction)(void (*)(void))or_words, METH_FASTCALL, or_words_doc},
     {"create_synced", (PyCFunction)(void (*)(void))create_synced, METH_FASTCALL,
@@ -2611,7 +2943,7 @@ PyInit__accel(void)
         {&str_accelerated_methods, "accelerated_methods"}, {&str_time, "time"},
         {&str_write_whole, "write_whole"}, {&str_enter, "__enter__"},
         {&str_exit, "__exit__"}, {&str_write_failed, "WRITE_FAILED"},
-        {&str_cache, "_cache"},
+        {&str_cache, "_cache"}, {&str_outcome, "outcome"}, {&str_created, "created"},
     };
     for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
         if (*names[at].name == NULL
@@ -2620,13 +2952,14 @@ PyInit__accel(void)
         }
     }
     if (PyType_Ready(&LineType) < 0 || PyType_Ready(&EmitterType) < 0
-            || PyType_Ready(&EntryType) < 0) {
+            || PyType_Ready(&EntryType) < 0 || PyType_Ready(&InitType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && (PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0
             || PyModule_AddObjectRef(module, "Emitter", (PyObject *)&EmitterType) < 0
-            || PyModule_AddObjectRef(module, "Entry", (PyObject *)&EntryType) < 0)) {
+            || PyModule_AddObjectRef(module, "Entry", (PyObject *)&EntryType) < 0
+            || PyModule_AddObjectRef(module, "Init", (PyObject *)&InitType) < 0)) {
         Py_CLEAR(module);
     }
     return module;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ def _accelerator() -> Any:
 # these are the os module's own: with one patched (a fault injected), the Python code below
 # calls it.
 _accel = _accelerator()
-_OS_CALLS = (os.open, os.write, os.fsync, os.close)
+# the os module's own functions (posix.open...), not whatever os.open was at import: a patch made
+# before (a sitecustomize injecting a fault) must still be noticed
+_OS_MODULE = sys.modules[os.name]
+_OS_CALLS = (_OS_MODULE.open, _OS_MODULE.write, _OS_MODULE.fsync, _OS_MODULE.close)
 
 
 def os_calls_are_the_os_modules() -> bool:

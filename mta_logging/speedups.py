@@ -156,9 +156,40 @@ DATACLASS_INIT: Callable[..., None] = Outcome.__init__  # the plain version: the
 
 
 def outcome_init_for() -> Callable[..., None]:
-    """:func:`one_step_init` of Outcome (the details optional) on a verified Python, else
-    :data:`DATACLASS_INIT`."""
-    return one_step_init(Outcome, DETAIL_NAMES) if enabled() else DATACLASS_INIT
+    """:func:`one_step_init` of Outcome (the details optional) on a verified Python, in C
+    where the accelerator is built (:func:`init_in_c`), else :data:`DATACLASS_INIT`."""
+    if not enabled():
+        return DATACLASS_INIT
+    init = one_step_init(Outcome, DETAIL_NAMES)
+    return init if ACCELERATOR is None else init_in_c(init, Outcome, DETAIL_NAMES)
+
+
+def init_in_c(init: Callable[..., None], cls: type, optional: Collection[str]
+              ) -> Callable[..., None]:
+    """``init`` (:func:`one_step_init` of ``cls`` with ``optional``) as an ``_accel.Init``:
+    the usual call (keywords spelt in code, every required field given) made in C, the
+    instance's ``__dict__`` the one ``init`` makes; every other call is ``init``'s. ``init``
+    itself where a field has a default factory other than ``dict``."""
+    names: list[str] = []
+    defaults: list[Any] = []
+    kinds = bytearray()
+    for item in dataclasses.fields(cls):
+        names.append(item.name)
+        defaults.append(None)
+        if item.name in optional:
+            kinds.append(3)
+        elif item.default_factory is dict:
+            kinds.append(2)
+        elif item.default_factory is not dataclasses.MISSING:
+            return init
+        elif item.default is not dataclasses.MISSING:
+            defaults[-1] = item.default
+            kinds.append(1)
+        else:
+            kinds.append(0)
+    in_c: Callable[..., None] = ACCELERATOR.Init(init, tuple(names), tuple(defaults),
+                                                 bytes(kinds), cls)
+    return in_c
 
 
 Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
@@ -640,8 +671,28 @@ def handle_routed(handler: RoutedHandler, record: logging.LogRecord) -> bool:
         handler.emit(record)
     else:
         with lock:
-            handler.emit(record)
+            direct = _direct
+            if direct is None or ACCELERATOR is None or os.write is not _OS_WRITE:
+                handler.emit(record)
+            else:
+                _emit_in_c(handler, record, direct)
     return True
+
+
+def _emit_in_c(handler: RoutedHandler, record: logging.LogRecord, direct: _Direct) -> None:
+    """``handler.emit(record)`` (lock held), its line made and written by
+    ``_accel.write_record`` when the handler and formatter are the classes and methods
+    :func:`write_directly` allows (see there), else by ``emit``; a failure goes to
+    ``handleError`` as emit's does."""
+    try:
+        written = ACCELERATOR.write_record(
+            handler, record, direct.handler_class, direct.formatter_class, _ACCELERATED_NAMES,
+            direct.accelerated_methods, Outcome, write_whole)
+    except Exception:
+        handler.handleError(record)
+        return
+    if written is not True:
+        handler.emit(record)
 
 
 def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
@@ -800,7 +851,9 @@ def _report(failed: logging.LogRecord | None, handler: logging.Handler, logger: 
 # .deferred in C in front of their Python methods (the Outcome made, record()'s steps, EMIT_IN_C's
 # work without a call). Each steps aside to the Python code for anything unusual.
 
-_OS_WRITE = os.write  # append_line's write is os.write's; a patched os.write is called instead
+# append_line's write is the os module's own (posix.write, whatever os.write was when this module
+# was imported: a sitecustomize may have patched it already); a patched os.write is called instead
+_OS_WRITE = sys.modules[os.name].write
 
 
 def builder_for(build: Callable[..., Outcome], fields: Sequence[str]) -> Callable[..., Outcome]:

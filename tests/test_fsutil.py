@@ -3,6 +3,7 @@
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -277,3 +278,14 @@ def test_undecodable_bytes_and_memoryview_data_make_the_same_file_either_way(tmp
     create_file(f"{tmp_path}/s\udcff.2", bytearray(b"array"))
     assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"b\xff", b"s\xff.2"]
     assert (Path(os.fsdecode(os.fsencode(tmp_path) + b"/b\xff"))).read_bytes() == b"view"
+
+
+def test_an_os_call_patched_before_the_package_is_imported_is_noticed() -> None:
+    """A sitecustomize that injects a fault patches os.write before mta_logging is imported:
+    the C extension must still not stand in for it (nor the record writer for os.write)."""
+    code = ("import os\nreal = os.write\nos.write = lambda fd, data: real(fd, data)\n"
+            "from mta_logging import fsutil, speedups\n"
+            "print(fsutil.os_calls_are_the_os_modules(), os.write is speedups._OS_WRITE)\n")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert shown.stdout == "False False\n"
