@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mta_logging.relay import spool as spool_module
 from mta_logging.relay import spooler as spooler_module
 from mta_logging.relay.spool import Envelope, Spool
 from mta_logging.relay.spooler import SpoolWriter
@@ -38,6 +40,15 @@ def way(request, monkeypatch) -> str:
 
 def threads_of_this_process() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def threads_become(count: int) -> bool:
+    """True once this process has ``count`` threads, within 5 s (a joined thread leaves
+    /proc/self/task a moment after ``join`` returns)."""
+    deadline = time.monotonic() + 5
+    while threads_of_this_process() != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return threads_of_this_process() == count
 
 
 def took(writer: SpoolWriter, way: str) -> None:
@@ -193,10 +204,10 @@ async def test_close_stores_what_was_asked_stops_the_threads_and_refuses_more(tm
     before = threads_of_this_process()
     writer = SpoolWriter(spool, threads=3)
     await writer.store("Q1", ENVELOPE, b"x")
-    assert threads_of_this_process() == before + 3
+    assert threads_become(before + 3)
     asked = [writer.store(f"L{n}", ENVELOPE, b"late") for n in range(10)]
     writer.close()
-    assert threads_of_this_process() == before
+    assert threads_become(before)
     assert all(store.done() and store.exception() is None for store in asked)
     assert sorted(p.name for p in spool.queue_dir.iterdir()) == \
         sorted(["Q1"] + [f"L{n}" for n in range(10)])
@@ -221,3 +232,88 @@ def test_the_c_writer_checks_its_arguments(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="the spool writer is closed"):
         writer.submit(None, str(tmp_path / "f"), b"x", 0o600)
     assert writer.completed() == [] and not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("name", ["fsync_directory", "create_file"])
+async def test_a_fault_injected_into_the_spool_module_is_met_either_way(
+        tmp_path, way, monkeypatch, name):
+    """Tests inject faults into the spool module's file calls: the C threads, which would
+    not call them, step aside while they are patched."""
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=2)
+
+    def failing(*args: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(spool_module, name, failing)
+            with pytest.raises(OSError, match="Input/output error"):
+                await writer.store("Q1", ENVELOPE, b"x")
+        assert os.listdir(spool.queue_dir) == []
+        await writer.store("Q2", ENVELOPE, b"y")  # the fault undone: the C threads again
+        assert (writer._c_writer is not None) == (way == "c")
+        assert os.listdir(spool.queue_dir) == ["Q2"]
+    finally:
+        writer.close()
+
+
+def test_close_wakes_the_waiters_of_a_running_loop_when_another_loop_is_closed(
+        tmp_path, way):
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=1)
+    first = asyncio.new_event_loop()
+
+    async def on_first() -> asyncio.Future[None]:
+        stored = writer.store("Q1", ENVELOPE, b"x")
+        stored.add_done_callback(lambda _: None)  # a waiter that will never run
+        return stored
+
+    first.run_until_complete(on_first())
+    first.close()  # before it learnt that Q1 is stored
+    second = asyncio.new_event_loop()
+
+    async def on_second() -> asyncio.Future[None]:
+        stored = writer.store("Q2", ENVELOPE, b"y")
+        await asyncio.sleep(0.2)
+        writer.close()
+        return stored
+
+    try:
+        assert second.run_until_complete(on_second()).done()
+    finally:
+        second.close()
+    assert sorted(os.listdir(spool.queue_dir)) == ["Q1", "Q2"]
+
+
+def _use_in_a_child(writer: SpoolWriter, path: str, answers: multiprocessing.Queue) -> None:
+    c_writer = writer._c_writer
+    try:
+        c_writer.submit(None, path, b"child", 0o600)
+        answers.put("submitted")
+    except RuntimeError as error:
+        answers.put(str(error))
+    answers.put(repr(c_writer.completed()))
+    c_writer.close()  # returns: the threads are the parent's
+    answers.put("closed")
+
+
+async def test_a_forked_child_cannot_use_the_parents_c_writer(tmp_path):
+    if not spooler_module.IN_C:
+        pytest.skip("mta_logging.relay._spoolwriter was not built")
+    spool = Spool.open(tmp_path)
+    writer = SpoolWriter(spool, threads=2)
+    try:
+        await writer.store("Q1", ENVELOPE, b"x")
+        answers: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(
+            target=_use_in_a_child, args=(writer, str(spool.queue_dir / "C"), answers))
+        child.start()
+        child.join(10)
+        assert child.exitcode == 0
+        assert [answers.get(timeout=1) for _ in range(3)] == [
+            "the spool writer belongs to the parent process", "[]", "closed"]
+        await writer.store("Q2", ENVELOPE, b"y")  # the parent's pipe and threads still work
+        assert sorted(os.listdir(spool.queue_dir)) == ["Q1", "Q2"]
+    finally:
+        writer.close()

@@ -57,6 +57,7 @@ typedef struct {
     unsigned long long sync_requested, sync_done;
     int sync_running;
     int pipe_read, pipe_write;
+    pid_t owner;               /* the process whose threads these are (fork) */
 } Writer;
 
 static int
@@ -239,24 +240,28 @@ Writer_init(Writer *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "Writer.__init__ called twice");
         return -1;
     }
-    self->directory = strdup(PyBytes_AS_STRING(directory));
+    char *name = strdup(PyBytes_AS_STRING(directory));
     Py_DECREF(directory);
-    self->started = calloc((size_t)threads, sizeof(pthread_t));
-    if (self->directory == NULL || self->started == NULL) {
+    pthread_t *started = calloc((size_t)threads, sizeof(pthread_t));
+    if (name == NULL || started == NULL) {
+        free(name);
+        free(started);
         PyErr_NoMemory();
         return -1;
     }
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
+        free(name);
+        free(started);
         return -1;
     }
     self->pipe_read = fds[0];
     self->pipe_write = fds[1];
     self->threads = threads;
-    pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->work, NULL);
-    pthread_cond_init(&self->synced, NULL);
+    self->started = started;
+    self->owner = getpid();
+    self->directory = name;  /* last: a Writer with a directory is whole */
     return 0;
 }
 
@@ -266,6 +271,9 @@ Writer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Writer *self = (Writer *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->pipe_read = self->pipe_write = -1;
+        pthread_mutex_init(&self->lock, NULL);
+        pthread_cond_init(&self->work, NULL);
+        pthread_cond_init(&self->synced, NULL);
     }
     return (PyObject *)self;
 }
@@ -315,6 +323,10 @@ Writer_submit(Writer *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (self->directory == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
+        return NULL;
+    }
+    if (self->owner != getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "the spool writer belongs to the parent process");
         return NULL;
     }
     if (self->closed) {
@@ -381,6 +393,9 @@ PyDoc_STRVAR(completed_doc,
 static PyObject *
 Writer_completed(Writer *self, PyObject *unused)
 {
+    if (self->directory != NULL && self->owner != getpid()) {
+        return PyList_New(0);  /* a forked child's copy: the pipe and the list are the parent's */
+    }
     if (self->pipe_read >= 0) {
         char bytes[256];
         while (read(self->pipe_read, bytes, sizeof(bytes)) > 0) {
@@ -428,8 +443,8 @@ Writer_fileno(Writer *self, PyObject *unused)
 static void
 stop_threads(Writer *self)
 {
-    if (self->directory == NULL) {
-        return;
+    if (self->directory == NULL || self->owner != getpid()) {
+        return;  /* a forked child's copy: its threads (and their lock) are the parent's */
     }
     pthread_mutex_lock(&self->lock);
     self->closed = 1;
@@ -468,7 +483,7 @@ Writer_dealloc(Writer *self)
         free(item->path);
         free(item);
     }
-    if (self->directory != NULL) {
+    if (self->owner == getpid() || self->owner == 0) {
         pthread_mutex_destroy(&self->lock);
         pthread_cond_destroy(&self->work);
         pthread_cond_destroy(&self->synced);

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mta_logging import fsutil
-from mta_logging.relay.spool import Envelope, Spool
+from mta_logging.relay import spool as _spool_module
+from mta_logging.relay.spool import DirectorySync, Envelope, Spool
 
 WRITER_THREADS = 16  # stores at once: fsyncs in parallel let the file system commit them together
 
@@ -55,6 +56,7 @@ def _c_writer_module() -> Any:
 _C = _c_writer_module()
 IN_C = _C is not None  # stores without ``then`` go to the C threads
 _SPOOL_STORE = Spool.store
+_SPOOL_CALLS = (fsutil.create_file, fsutil.fsync_directory, DirectorySync.sync)
 QUEUE_FILE_MODE = 0o600  # as fsutil.create_file makes it
 
 # a C store's outcome (see _spoolwriter.c)
@@ -102,7 +104,9 @@ class SpoolWriter:
         """True if the C threads store the next message (started on the first; see the
         module docstring for when they do not)."""
         if _C is None or not fsutil.os_calls_are_the_os_modules() \
-                or type(self.spool).store is not _SPOOL_STORE or "store" in vars(self.spool):
+                or type(self.spool).store is not _SPOOL_STORE or "store" in vars(self.spool) \
+                or (_spool_module.create_file, _spool_module.fsync_directory,
+                    type(self.spool._queue_dir_sync).sync) != _SPOOL_CALLS:
             return False
         if self._c_writer is None:
             self._c_writer = _C.Writer(os.fspath(self.spool.queue_dir), self.threads)
@@ -116,7 +120,8 @@ class SpoolWriter:
         open, as they name it)."""
         assert self._c_writer is not None
         for (future, path), stage, error in self._c_writer.completed():
-            if future.done():  # cancelled: the message stays in the spool for the next start
+            # cancelled, or its loop closed: the message stays in the spool for the next start
+            if future.done() or future.get_loop().is_closed():
                 continue
             if stage == _STORED:
                 future.set_result(None)
@@ -174,7 +179,7 @@ class SpoolWriter:
         done = self._done
         while done:
             future, error = done.popleft()
-            if future.done():
+            if future.done() or future.get_loop().is_closed():
                 continue
             if error is None:
                 future.set_result(None)
