@@ -1561,6 +1561,9 @@ typedef struct {
      * __enter__ and __exit__ */
     PyTypeObject *lock_type;
     PyObject *lock_enter, *lock_exit;
+    /* speedups._direct when last read (a frozen dataclass: another one is made, never this
+     * one changed) and its handler_class, formatter_class and accelerated_methods */
+    PyObject *kept_direct, *kept_direct_values[3];
     vectorcallfunc vectorcall;
 } Emitter;
 
@@ -1682,12 +1685,26 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     PyObject *arguments[7] = {logger, level, NULL, NULL, NULL, names, NULL};
     PyObject *targets = NULL, *created = NULL, *failed = Py_NewRef(Py_None);
     int verdict = -1;
+    if (direct != self->kept_direct) {
+        PyObject *read[3] = {PyObject_GetAttr(direct, str_handler_class), NULL, NULL};
+        read[1] = read[0] == NULL ? NULL : PyObject_GetAttr(direct, str_formatter_class);
+        read[2] = read[1] == NULL ? NULL : PyObject_GetAttr(direct, str_accelerated_methods);
+        if (read[2] == NULL) {
+            Py_XDECREF(read[0]);
+            Py_XDECREF(read[1]);
+            Py_DECREF(failed);
+            return -1;
+        }
+        Py_XSETREF(self->kept_direct, Py_NewRef(direct));
+        for (int at = 0; at < 3; at++) {
+            Py_XSETREF(self->kept_direct_values[at], read[at]);
+        }
+    }
     arguments[2] = PyObject_GetAttr(outcome, str_kind);
-    arguments[3] = arguments[2] == NULL ? NULL : PyObject_GetAttr(direct, str_handler_class);
-    arguments[4] = arguments[3] == NULL ? NULL : PyObject_GetAttr(direct, str_formatter_class);
-    arguments[6] = arguments[4] == NULL ? NULL
-        : PyObject_GetAttr(direct, str_accelerated_methods);
-    if (arguments[6] != NULL) {
+    arguments[3] = Py_NewRef(self->kept_direct_values[0]);
+    arguments[4] = Py_NewRef(self->kept_direct_values[1]);
+    arguments[6] = Py_NewRef(self->kept_direct_values[2]);
+    if (arguments[2] != NULL) {
         targets = direct_targets(NULL, arguments, 7);
     }
     if (targets == NULL) {
@@ -1851,6 +1868,10 @@ emitter_traverse(Emitter *self, visitproc visit, void *arg)
     Py_VISIT(self->lock_type);
     Py_VISIT(self->lock_enter);
     Py_VISIT(self->lock_exit);
+    Py_VISIT(self->kept_direct);
+    for (int at = 0; at < 3; at++) {
+        Py_VISIT(self->kept_direct_values[at]);
+    }
     return 0;
 }
 
@@ -1866,6 +1887,10 @@ emitter_clear(Emitter *self)
     Py_CLEAR(self->lock_type);
     Py_CLEAR(self->lock_enter);
     Py_CLEAR(self->lock_exit);
+    Py_CLEAR(self->kept_direct);
+    for (int at = 0; at < 3; at++) {
+        Py_CLEAR(self->kept_direct_values[at]);
+    }
     return 0;
 }
 

@@ -797,6 +797,35 @@ def test_the_logger_or_emitter_replaced_after_a_record_in_c_is_used_at_the_next(
 
 
 @needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_write_directly_called_again_after_a_record_in_c_is_heeded_at_the_next(
+        tmp_path: Path, plain_spied: mock.MagicMock) -> None:
+    """The emitter keeps what it read of ``speedups._direct``; another one, made by
+    ``write_directly``, is read at the next record."""
+
+    class Other(AccountingFormatter):
+        pass
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com")
+        acct.delivered("second@example.com")
+        assert plain_spied.call_count == 0
+        kept = speedups._direct
+        assert kept is not None
+        try:
+            speedups.write_directly(kept.handler_class, Other)  # not the formatters' class
+            acct.delivered("made@example.com")
+            assert plain_spied.call_count == 1
+        finally:
+            speedups.write_directly(kept.handler_class, kept.formatter_class)
+        acct.delivered("last@example.com")
+        assert plain_spied.call_count == 1
+    assert rcpts(tmp_path) == [
+        "first@example.com", "second@example.com", "made@example.com", "last@example.com"]
+
+
+@needs_accelerator
 def test_the_clock_patched_after_a_record_in_c_times_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "time", lambda: T0)
