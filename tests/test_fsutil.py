@@ -8,6 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from tmpfs import small_tmpfs
 
 from mta_logging import fsutil
 from mta_logging.fsutil import (
@@ -191,19 +192,11 @@ def test_fsync_directory_of_a_file_fails_alike_either_way(tmp_path, way):
 def test_create_file_on_a_full_file_system_fails_alike_and_leaves_nothing(tmp_path, way):
     """ENOSPC from a real write (a 1 MiB tmpfs): the error as os.write raises it (no file
     name), and no file left behind."""
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                             capture_output=True, text=True, timeout=10)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as small:
         create_file(small / "fits", b"x" * 1000)
         assert error_of(create_file, small / "too-big", b"x" * (2 << 20)) == (
             OSError, errno.ENOSPC, None, "[Errno 28] No space left on device")
         assert sorted(p.name for p in small.iterdir()) == ["fits"]
-    finally:
-        subprocess.run(["umount", str(small)], check=True, timeout=10)
 
 
 @needs_accelerator

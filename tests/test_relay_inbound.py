@@ -11,13 +11,14 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import pytest
 from relay_sink import FakeResolver, Outcomes, Sink, full_disk_once
+from tmpfs import small_tmpfs
 
 from mta_logging.errors import MtaLoggingError
 from mta_logging.handlers import AccountingFileHandler
@@ -388,19 +389,6 @@ async def test_below_min_free_space_new_mail_waits_and_queued_mail_still_goes(tm
     assert sink.delivered() == ["queued@x.test"]
     assert [(o.kind, o.rcpt) for o in records.outcomes] == [(Kind.DELIVERED, "queued@x.test")]
     assert caplog.text.count("free space check failed: ") == 1
-
-
-@contextlib.contextmanager
-def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                              str(directory)], capture_output=True, text=True, timeout=10)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True, timeout=10)
 
 
 def fill(directory: Path) -> Path:

@@ -12,11 +12,11 @@ import errno
 import multiprocessing
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from tmpfs import small_tmpfs
 
 from mta_logging.relay import spool as spool_module
 from mta_logging.relay import spooler as spooler_module
@@ -126,13 +126,7 @@ async def test_a_store_that_fails_raises_to_its_waiter_and_the_others_are_stored
 
 
 async def test_a_full_disk_fails_the_store_with_enospc_and_leaves_no_file(tmp_path, way):
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                             capture_output=True, text=True, timeout=10)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
+    with small_tmpfs(tmp_path / "small", "1m") as small:
         spool = Spool.open(small)
         writer = SpoolWriter(spool, threads=2)
         try:
@@ -146,8 +140,6 @@ async def test_a_full_disk_fails_the_store_with_enospc_and_leaves_no_file(tmp_pa
             assert sorted(p.name for p in spool.queue_dir.iterdir()) == ["FITS"]
         finally:
             writer.close()
-    finally:
-        subprocess.run(["umount", str(small)], check=True, timeout=10)
 
 
 async def test_while_an_os_call_is_patched_the_python_threads_store(tmp_path, way, monkeypatch):
