@@ -10,7 +10,8 @@ compiler the install still succeeds and the pure Python paths are used.
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("mta_logging._accel", ["mta_logging/_accel.c"], optional=True),
+    Extension("mta_logging._accel", ["mta_logging/_accel.c"],
+              depends=["mta_logging/_durable.h"], optional=True),
     Extension("mta_logging.relay._spoolwriter", ["mta_logging/relay/_spoolwriter.c"],
-              optional=True),
+              depends=["mta_logging/_durable.h"], optional=True),
 ])

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include "_durable.h"
 
 /* interned attribute names */
 static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn,
@@ -2749,35 +2750,8 @@ or_words(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * What fsutil.create_file and fsutil.fsync_directory do with os.open, os.write, os.fsync and
  * os.close, in one call that lets go of the GIL once: each of those os calls takes the GIL
  * back when it returns, and a spool thread that wants it back while the event loop holds it
- * costs futex calls and context switches on both sides (many of them per message). */
-
-/* Write all of data to fd (short writes and EINTR retried); 0, or -1 with errno set. */
-static int
-write_fully(int fd, const char *data, Py_ssize_t size)
-{
-    while (size > 0) {
-        ssize_t written = write(fd, data, (size_t)size);
-        if (written < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        data += written;
-        size -= written;
-    }
-    return 0;
-}
-
-static int
-fsync_retried(int fd)
-{
-    int result;
-    do {
-        result = fsync(fd);
-    } while (result < 0 && errno == EINTR);
-    return result;
-}
+ * costs futex calls and context switches on both sides (many of them per message). The
+ * writes and fsyncs retried: _durable.h's, shared with relay/_spoolwriter.c. */
 
 /* OSError for ``error``, naming ``path`` (its os.fspath, as the os module names it) unless
  * NULL: the os module names the path for an open and not for a write or an fsync. */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "../_durable.h"
 
 typedef struct request {
     struct request *next;
@@ -59,33 +60,6 @@ typedef struct {
     int pipe_read, pipe_write;
     pid_t owner;               /* the process whose threads these are (fork) */
 } Writer;
-
-static int
-write_fully(int fd, const char *data, Py_ssize_t size)
-{
-    while (size > 0) {
-        ssize_t written = write(fd, data, (size_t)size);
-        if (written < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        data += written;
-        size -= written;
-    }
-    return 0;
-}
-
-static int
-fsync_retried(int fd)
-{
-    int result;
-    do {
-        result = fsync(fd);
-    } while (result < 0 && errno == EINTR);
-    return result;
-}
 
 /* fsync of the directory: stage 0, or 3/4 with *error set. */
 static int
