@@ -180,14 +180,17 @@ run(void *argument)
         }
         self->done_tail = item;
         if (was_empty) {
-            /* the pipe is written once per batch: completed() reads it before it takes the
-             * batch, so a request finished after that is announced again */
+            /* the pipe is written once per batch, outside the lock (submit waits for it):
+             * completed() reads the pipe before it takes the batch, so a request finished
+             * after that is announced again */
+            pthread_mutex_unlock(&self->lock);
             char byte = 1;
             ssize_t written;
             do {
                 written = write(self->pipe_write, &byte, 1);
             } while (written < 0 && errno == EINTR);
             /* EAGAIN: the pipe is full of unread announcements; one is enough */
+            pthread_mutex_lock(&self->lock);
         }
     }
     pthread_mutex_unlock(&self->lock);
