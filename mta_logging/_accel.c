@@ -1101,13 +1101,15 @@ PyDoc_STRVAR(write_record_doc,
 "write_record(handler, record, handler_class, formatter_class, names, methods, outcome_class,\n"
 "             write_whole, /)\n--\n\n"
 "What ``handler.emit(record)`` writes, for a record that a logger made (``dictConfig``'s\n"
-"path), its lock held, made and written by append_line: True when written; None when this\n"
-"call writes nothing and ``emit`` must (the handler not of exactly ``handler_class`` or not\n"
+"path), its lock held, made and written by append_line: True when written; the line, for\n"
+"``handler.write_line``, when append_line made it and left it to write_line (a file to open,\n"
+"a rollover, fsync always, a line not ASCII); None when this call made nothing and ``emit``\n"
+"must (the handler not of exactly ``handler_class`` or not\n"
 "``_writes_directly``, a method of ``handler_class`` or of ``formatter_class`` other than\n"
 "``methods`` (``names`` as direct_targets takes them: the logger's names are skipped), the\n"
 "formatter not of ``formatter_class`` or with one of its methods set on it, the record's\n"
 "``outcome`` not of exactly ``outcome_class`` or its ``created`` not a float, or a line that\n"
-"needs escaping or a file that needs opening or a rollover). An error of the write goes up,\n"
+"needs escaping). An error of the write goes up,\n"
 "with nothing written (for handleError).");
 
 static PyObject *
@@ -1182,10 +1184,7 @@ write_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto release;
     }
     PyObject *append_arguments[5] = {handler, formatter, outcome, created, write_whole};
-    result = append_line(NULL, append_arguments, 5);
-    if (result != NULL && result != Py_True) {
-        Py_SETREF(result, Py_NewRef(Py_None));  /* a line for write_line: emit writes it */
-    }
+    result = append_line(NULL, append_arguments, 5);  /* True, a line for write_line, None */
 release:
     Py_XDECREF(formatter);
     Py_XDECREF(outcome);
@@ -2489,6 +2488,9 @@ init_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     for (Py_ssize_t field = 0; field < self->count; field++) {
         PyObject *value = given[field], *made = NULL;
         int kind = self->kind[field];
+        if (kind == INIT_NEW_DICT && value == PyTuple_GET_ITEM(self->defaults, field)) {
+            value = NULL;  /* the signature's <factory> passed back: a new dict, as Python */
+        }
         if (value == NULL) {
             if (kind == INIT_NEW_DICT) {
                 value = made = PyDict_New();
@@ -2631,7 +2633,27 @@ init_wrapped(Init *self, void *unused)
     return Py_NewRef(self->python);
 }
 
+static PyObject *
+init_reduce(Init *self, PyObject *unused)
+{
+    PyObject *name = PyObject_GetAttrString(self->python, "__name__");
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *getattr = PyDict_GetItemString(PyEval_GetBuiltins(), "getattr");
+    PyObject *result = getattr == NULL ? NULL
+        : Py_BuildValue("O(OO)", getattr, self->outcome_class, name);
+    Py_DECREF(name);
+    return result;
+}
+
+static PyMethodDef init_methods[] = {
+    {"__reduce__", (PyCFunction)init_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef init_getset[] = {
+    {"__annotations__", (getter)init_python_attribute, NULL, NULL, "__annotations__"},
     {"__wrapped__", (getter)init_wrapped, NULL, "the __init__ written in Python", NULL},
     {"__doc__", (getter)init_python_attribute, NULL, NULL, "__doc__"},
     {"__name__", (getter)init_python_attribute, NULL, NULL, "__name__"},
@@ -2665,6 +2687,7 @@ static PyTypeObject InitType = {
     .tp_call = PyVectorcall_Call,
     .tp_descr_get = init_get,
     .tp_getset = init_getset,
+    .tp_methods = init_methods,
 };
 
 /* == The bounce classifier's word scan (prefilter.PatternIndex.scan) ======================= */

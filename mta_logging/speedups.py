@@ -179,6 +179,7 @@ def init_in_c(init: Callable[..., None], cls: type, optional: Collection[str]
         if item.name in optional:
             kinds.append(3)
         elif item.default_factory is dict:
+            defaults[-1] = _FACTORY  # passed back in (the signature shows it): a new dict
             kinds.append(2)
         elif item.default_factory is not dataclasses.MISSING:
             return init
@@ -682,8 +683,9 @@ def handle_routed(handler: RoutedHandler, record: logging.LogRecord) -> bool:
 def _emit_in_c(handler: RoutedHandler, record: logging.LogRecord, direct: _Direct) -> None:
     """``handler.emit(record)`` (lock held), its line made and written by
     ``_accel.write_record`` when the handler and formatter are the classes and methods
-    :func:`write_directly` allows (see there), else by ``emit``; a failure goes to
-    ``handleError`` as emit's does."""
+    :func:`write_directly` allows (see there), else by ``emit``; a line it made and left to
+    ``write_line`` (a file to open, a rollover, ``fsync: always``, not ASCII) is written by
+    it as it was made (not made again); a failure goes to ``handleError`` as emit's does."""
     try:
         written = ACCELERATOR.write_record(
             handler, record, direct.handler_class, direct.formatter_class, _ACCELERATED_NAMES,
@@ -691,8 +693,13 @@ def _emit_in_c(handler: RoutedHandler, record: logging.LogRecord, direct: _Direc
     except Exception:
         handler.handleError(record)
         return
-    if written is not True:
+    if written is None:
         handler.emit(record)
+    elif written is not True:  # the line emit would make, for write_line (a rollover, fsync...)
+        try:
+            handler.write_line(written, record.created, record)  # type: ignore[attr-defined]
+        except Exception:
+            handler.handleError(record)
 
 
 def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
