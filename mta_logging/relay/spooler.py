@@ -17,8 +17,9 @@ file's creation, write, fsync and close, then ``queue/``'s fsync shared as
 pipe the event loop reads. A Python thread takes the GIL back after each os call and lock it
 waited on, and while the event loop holds it, each costs futex calls and context switches on
 both sides. The Python threads still take a store with ``then`` (the sent index, sqlite), and
-every store while the os calls or :meth:`Spool.store` are not their own (a fault injected by a
-test), so that what was injected is what fails.
+every store while the os calls, :meth:`Spool.store` or the spool module's file calls
+(``create_file``, ``fsync_directory``, ``DirectorySync.sync``) are not their own (a fault
+injected by a test), so that what was injected is what fails.
 """
 
 from __future__ import annotations
