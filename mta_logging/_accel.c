@@ -1010,6 +1010,50 @@ walk(PyObject *logger, PyObject *level, PyObject *kind, PyObject *formatter_clas
     return verdict;
 }
 
+/* `names` (3 tuples: the logger's, the handler class's and the formatter class's method
+ * names) and `methods` (one for each name) as direct_targets and write_record take them: 1,
+ * or 0 with a TypeError naming `function`. */
+static int
+names_and_methods(const char *function, PyObject *names, PyObject *methods)
+{
+    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 3 || !PyTuple_Check(methods)) {
+        PyErr_Format(PyExc_TypeError, "%s(): names and methods are tuples", function);
+        return 0;
+    }
+    Py_ssize_t expected = 0;
+    for (int owner = 0; owner < 3; owner++) {
+        PyObject *its_names = PyTuple_GET_ITEM(names, owner);
+        if (!PyTuple_Check(its_names)) {
+            PyErr_Format(PyExc_TypeError, "%s(): names are tuples of str", function);
+            return 0;
+        }
+        expected += PyTuple_GET_SIZE(its_names);
+    }
+    if (expected != PyTuple_GET_SIZE(methods)) {
+        PyErr_Format(PyExc_TypeError, "%s(): a method for each name", function);
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 if each of `names` of the class `owner` is the next of `methods` (from *at on, which
+ * moves past them), looked up again only when the class changed since `seen` last passed
+ * (see Seen); 0 if one is not, -1 with an exception set. */
+static int
+methods_unchanged(Seen *seen, PyObject *owner, PyObject *names, PyObject *methods,
+                  Py_ssize_t *at)
+{
+    if (seen_unchanged(seen, owner, names, methods)) {
+        *at += PyTuple_GET_SIZE(names);
+        return 1;
+    }
+    int same = same_methods(owner, names, methods, at);
+    if (same == 1) {
+        seen_now(seen, owner, names, methods);
+    }
+    return same;
+}
+
 PyDoc_STRVAR(direct_targets_doc,
 "direct_targets(logger, level, kind, handler_class, formatter_class, names, methods, /)\n"
 "--\n\n"
@@ -1031,37 +1075,17 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *logger = args[0], *level = args[1], *kind = args[2], *handler_class = args[3];
     PyObject *formatter_class = args[4], *names = args[5], *methods = args[6];
-    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 3 || !PyTuple_Check(methods)) {
-        PyErr_SetString(PyExc_TypeError, "direct_targets(): names and methods are tuples");
+    if (!names_and_methods("direct_targets", names, methods)) {
         return NULL;
     }
     PyObject *owners[3] = {(PyObject *)Py_TYPE(logger), handler_class, formatter_class};
-    Py_ssize_t at = 0, expected = 0;
-    for (int owner = 0; owner < 3; owner++) {
-        PyObject *its_names = PyTuple_GET_ITEM(names, owner);
-        if (!PyTuple_Check(its_names)) {
-            PyErr_SetString(PyExc_TypeError, "direct_targets(): names are tuples of str");
-            return NULL;
-        }
-        expected += PyTuple_GET_SIZE(its_names);
-    }
-    if (expected != PyTuple_GET_SIZE(methods)) {
-        PyErr_SetString(PyExc_TypeError, "direct_targets(): a method for each name");
-        return NULL;
-    }
+    Py_ssize_t at = 0;
     /* the classes' methods: looked up again only when a class changed (see Seen) */
     static Seen seen[3];
     int plain = 1;
     for (int owner = 0; owner < 3 && plain == 1; owner++) {
-        PyObject *its_names = PyTuple_GET_ITEM(names, owner);
-        if (seen_unchanged(&seen[owner], owners[owner], its_names, methods)) {
-            at += PyTuple_GET_SIZE(its_names);
-            continue;
-        }
-        plain = same_methods(owners[owner], its_names, methods, &at);
-        if (plain == 1) {
-            seen_now(&seen[owner], owners[owner], its_names, methods);
-        }
+        plain = methods_unchanged(&seen[owner], owners[owner], PyTuple_GET_ITEM(names, owner),
+                                  methods, &at);
     }
     if (plain == 1 && plan_holds(&plan, logger, args)) {
         return plan_targets(&plan);  /* nothing it rests on changed since it was made */
@@ -1122,35 +1146,23 @@ write_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *handler = args[0], *record = args[1], *handler_class = args[2];
     PyObject *formatter_class = args[3], *names = args[4], *methods = args[5];
     PyObject *outcome_class = args[6], *write_whole = args[7];
-    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 3 || !PyTuple_Check(methods)
-            || !PyTuple_Check(PyTuple_GET_ITEM(names, 0))
-            || !PyTuple_Check(PyTuple_GET_ITEM(names, 1))
-            || !PyTuple_Check(PyTuple_GET_ITEM(names, 2))
-            || PyTuple_GET_SIZE(methods) != PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 0))
-               + PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 1))
-               + PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 2))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "write_record(): names are 3 tuples of str, methods one for each name");
+    if (!names_and_methods("write_record", names, methods)) {
         return NULL;
     }
     if ((PyObject *)Py_TYPE(handler) != handler_class) {
         Py_RETURN_NONE;
     }
-    /* the classes' methods: looked up again only when a class changed (see Seen) */
+    /* the classes' methods (the logger's names skipped): looked up again only when a class
+     * changed (see Seen) */
     static Seen seen[2];
     PyObject *owners[2] = {handler_class, formatter_class};
     Py_ssize_t at = PyTuple_GET_SIZE(PyTuple_GET_ITEM(names, 0));
     for (int owner = 0; owner < 2; owner++) {
-        PyObject *its_names = PyTuple_GET_ITEM(names, owner + 1);
-        if (seen_unchanged(&seen[owner], owners[owner], its_names, methods)) {
-            at += PyTuple_GET_SIZE(its_names);
-            continue;
-        }
-        int same = same_methods(owners[owner], its_names, methods, &at);
+        int same = methods_unchanged(&seen[owner], owners[owner],
+                                     PyTuple_GET_ITEM(names, owner + 1), methods, &at);
         if (same <= 0) {
             return same < 0 ? NULL : Py_NewRef(Py_None);
         }
-        seen_now(&seen[owner], owners[owner], its_names, methods);
     }
     int plain = true_attribute(handler, str_writes_directly);
     if (plain <= 0) {
@@ -2383,25 +2395,32 @@ entry_dealloc(Entry *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* __doc__, __name__, __qualname__, __module__: the Python method's (closure: the name) */
+/* What Entry and Init begin with: the function written in Python that they stand in for, whose
+ * __wrapped__, __doc__, __name__... they show (wrapping_getset's getters). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *python;
+} Wrapping;
+
+/* __doc__, __name__, __qualname__, __module__...: the Python function's (closure: the name) */
 static PyObject *
-entry_python_attribute(Entry *self, void *name)
+wrapping_python_attribute(Wrapping *self, void *name)
 {
     return PyObject_GetAttrString(self->python, (const char *)name);
 }
 
 static PyObject *
-entry_wrapped(Entry *self, void *unused)
+wrapping_wrapped(Wrapping *self, void *unused)
 {
     return Py_NewRef(self->python);
 }
 
 static PyGetSetDef entry_getset[] = {
-    {"__wrapped__", (getter)entry_wrapped, NULL, "the method written in Python", NULL},
-    {"__doc__", (getter)entry_python_attribute, NULL, NULL, "__doc__"},
-    {"__name__", (getter)entry_python_attribute, NULL, NULL, "__name__"},
-    {"__qualname__", (getter)entry_python_attribute, NULL, NULL, "__qualname__"},
-    {"__module__", (getter)entry_python_attribute, NULL, NULL, "__module__"},
+    {"__wrapped__", (getter)wrapping_wrapped, NULL, "the method written in Python", NULL},
+    {"__doc__", (getter)wrapping_python_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)wrapping_python_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)wrapping_python_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)wrapping_python_attribute, NULL, NULL, "__module__"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2621,17 +2640,6 @@ init_get(PyObject *self, PyObject *instance, PyObject *owner)
     return PyMethod_New(self, instance);
 }
 
-static PyObject *
-init_python_attribute(Init *self, void *name)
-{
-    return PyObject_GetAttrString(self->python, (const char *)name);
-}
-
-static PyObject *
-init_wrapped(Init *self, void *unused)
-{
-    return Py_NewRef(self->python);
-}
 
 static PyObject *
 init_reduce(Init *self, PyObject *unused)
@@ -2653,14 +2661,14 @@ static PyMethodDef init_methods[] = {
 };
 
 static PyGetSetDef init_getset[] = {
-    {"__annotations__", (getter)init_python_attribute, NULL, NULL, "__annotations__"},
-    {"__wrapped__", (getter)init_wrapped, NULL, "the __init__ written in Python", NULL},
-    {"__doc__", (getter)init_python_attribute, NULL, NULL, "__doc__"},
-    {"__name__", (getter)init_python_attribute, NULL, NULL, "__name__"},
-    {"__qualname__", (getter)init_python_attribute, NULL, NULL, "__qualname__"},
-    {"__module__", (getter)init_python_attribute, NULL, NULL, "__module__"},
-    {"__defaults__", (getter)init_python_attribute, NULL, NULL, "__defaults__"},
-    {"__kwdefaults__", (getter)init_python_attribute, NULL, NULL, "__kwdefaults__"},
+    {"__annotations__", (getter)wrapping_python_attribute, NULL, NULL, "__annotations__"},
+    {"__wrapped__", (getter)wrapping_wrapped, NULL, "the __init__ written in Python", NULL},
+    {"__doc__", (getter)wrapping_python_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)wrapping_python_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)wrapping_python_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", (getter)wrapping_python_attribute, NULL, NULL, "__module__"},
+    {"__defaults__", (getter)wrapping_python_attribute, NULL, NULL, "__defaults__"},
+    {"__kwdefaults__", (getter)wrapping_python_attribute, NULL, NULL, "__kwdefaults__"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
