@@ -48,7 +48,8 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_log_record_factory, *str_log_record, *str_os, *str_write, *str_os_write,
     *str_accelerated_names, *str_handler_class, *str_formatter_class,
     *str_accelerated_methods, *str_time, *str_write_whole, *str_enter, *str_exit,
-    *str_write_failed, *str_cache, *str_outcome, *str_created;
+    *str_write_failed, *str_cache, *str_outcome, *str_created, *str_filter_set, *str_filter,
+    *str_accelerator, *str_filter_global, *str_outcome_global, *str_init, *str_write_record;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -728,6 +729,7 @@ typedef struct {
     int target;
     PyObject *filters;    /* a target's: an empty list */
     PyObject *formatter;  /* a target's */
+    PyObject *lock;       /* a target's */
     Watch formatter_watch;
 } PlanHandler;
 
@@ -741,6 +743,13 @@ typedef struct {
 } Plan;
 
 static Plan plan;
+
+/* A target of a plan that held, as emit_here keeps it: its watch (the handler held), and the
+ * lock and formatter the plan read of it (held) */
+typedef struct {
+    Watch watch;
+    PyObject *lock, *formatter;
+} Planned;
 
 /* 1 if `plan` was made for these arguments and nothing it read has changed. */
 static int
@@ -846,6 +855,7 @@ plan_handler(Plan *made, PyObject *handler, PyObject *level, PyObject *kind,
                 goto done;
             }
             kept->formatter = formatter;
+            kept->lock = lock;
             kept->target = 1;
             made->targets++;
         }
@@ -1066,19 +1076,15 @@ PyDoc_STRVAR(direct_targets_doc,
 "``_writes_directly``, one of the kind with filters or no lock, its formatter not of\n"
 "``formatter_class`` or with one of the formatter's methods set on it, or no target.");
 
-static PyObject *
-direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The first step of direct_targets(logger, *args[1:]) (its arguments checked): 2 if the plan
+ * holds (its targets the answer), 1 if the classes' methods are the ones given but the plan
+ * does not hold (made invalid: the walk must be made), 0 if one is not (the answer None), -1
+ * with an exception set. */
+static int
+direct_check(PyObject *logger, PyObject *const *args)
 {
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "direct_targets() takes 7 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *logger = args[0], *level = args[1], *kind = args[2], *handler_class = args[3];
-    PyObject *formatter_class = args[4], *names = args[5], *methods = args[6];
-    if (!names_and_methods("direct_targets", names, methods)) {
-        return NULL;
-    }
-    PyObject *owners[3] = {(PyObject *)Py_TYPE(logger), handler_class, formatter_class};
+    PyObject *names = args[5], *methods = args[6];
+    PyObject *owners[3] = {(PyObject *)Py_TYPE(logger), args[3], args[4]};
     Py_ssize_t at = 0;
     /* the classes' methods: looked up again only when a class changed (see Seen) */
     static Seen seen[3];
@@ -1088,9 +1094,28 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                   methods, &at);
     }
     if (plain == 1 && plan_holds(&plan, logger, args)) {
-        return plan_targets(&plan);  /* nothing it rests on changed since it was made */
+        return 2;
     }
     plan.valid = 0;
+    return plain;
+}
+
+static PyObject *
+direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "direct_targets() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *logger = args[0], *level = args[1], *kind = args[2];
+    PyObject *formatter_class = args[4], *names = args[5], *methods = args[6];
+    if (!names_and_methods("direct_targets", names, methods)) {
+        return NULL;
+    }
+    int plain = direct_check(logger, args);
+    if (plain == 2) {
+        return plan_targets(&plan);  /* nothing it rests on changed since it was made */
+    }
     if (plain == 1) {
         int disabled = true_attribute(logger, str_disabled);
         int filtered = disabled != 0 ? disabled : true_attribute(logger, str_filters);
@@ -1281,6 +1306,22 @@ done:
 /* what each field of a Line's spec is (speedups.accelerated_line makes the spec) */
 enum { FIELD_ATTRIBUTE, FIELD_TYPE, FIELD_LOGGED, FIELD_QUEUED };
 
+/* The outcome an Entry has just made, while the same call writes its record (on this thread:
+ * a call nested in it sets its own and puts this one back): its line reads the values the
+ * Entry made its dict of (`values`, of the names `fields`; `count` of them) rather than
+ * looking each up again in that dict, as long as the dict has the version it had when made
+ * (PEP 509: nothing set in it since). Values the dict holds that are not the Entry's as given
+ * (the new dicts of headers and extra: `count` leaves them out) are looked up as usual. */
+typedef struct {
+    PyObject *outcome;        /* compared, never followed; NULL: none */
+    uint64_t version;         /* its dict's version when made */
+    PyObject *const *values;  /* borrowed: the Entry's arguments, alive during its call */
+    PyObject *fields;         /* tuple of interned names */
+    Py_ssize_t count;
+} Fresh;
+
+static _Thread_local Fresh fresh;
+
 typedef struct {
     PyObject_HEAD
     PyObject *spec;         /* tuple of (what, argument) pairs, one per field */
@@ -1289,8 +1330,39 @@ typedef struct {
     PyObject *kind_class;   /* mta_logging.outcome.Kind */
     PyObject *outcome_class;  /* mta_logging.outcome.Outcome */
     int *what;              /* each field's what, read from the spec when made */
+    /* for each field, the index of its value in a Fresh's values of `fresh_fields` (-1: none),
+     * found at the first line made of a fresh outcome with those fields */
+    PyObject *fresh_fields;
+    int *fresh_at;
     vectorcallfunc vectorcall;
 } Line;
+
+/* The index in fresh.values of each field of the line's spec (-1 for none): 0, or -1 with an
+ * exception set. */
+static int
+line_map_fresh(Line *self)
+{
+    for (Py_ssize_t index = 0; index < PyTuple_GET_SIZE(self->spec); index++) {
+        int what = self->what[index];
+        PyObject *name = what == FIELD_ATTRIBUTE
+            ? PyTuple_GET_ITEM(PyTuple_GET_ITEM(self->spec, index), 1)
+            : what == FIELD_TYPE ? str_kind : what == FIELD_QUEUED ? str_time_queued : NULL;
+        self->fresh_at[index] = -1;
+        for (Py_ssize_t at = 0; name != NULL && at < fresh.count; at++) {
+            int same = PyUnicode_Check(name)
+                ? PyUnicode_Compare(name, PyTuple_GET_ITEM(fresh.fields, at)) : 1;
+            if (same == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            if (same == 0) {
+                self->fresh_at[index] = (int)at;
+                break;
+            }
+        }
+    }
+    Py_XSETREF(self->fresh_fields, Py_NewRef(fresh.fields));
+    return 0;
+}
 
 /* outcome.<name>: for an Outcome (a dataclass without slots or descriptors: its fields are
  * in the instance's __dict__, the defaults of the others on the class) read from the dict
@@ -1415,15 +1487,24 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
             && (values = PyObject_GenericGetDict(outcome, NULL)) == NULL) {
         goto done;
     }
+    /* the outcome an Entry has just made, its dict unchanged: the Entry's values (see Fresh) */
+    const int *at = values != NULL && outcome == fresh.outcome && PyDict_CheckExact(values)
+            && ((PyDictObject *)values)->ma_version_tag == fresh.version
+        ? self->fresh_at : NULL;
+    if (at != NULL && self->fresh_fields != fresh.fields && line_map_fresh(self) < 0) {
+        goto done;
+    }
+#define FIELD_VALUE(name) (at != NULL && at[index] >= 0 ? Py_NewRef(fresh.values[at[index]]) \
+                           : outcome_attribute(self, outcome, values, (name)))
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *field = PyTuple_GET_ITEM(self->spec, index);
         PyObject *argument = PyTuple_GET_ITEM(field, 1), *text;
         switch (self->what[index]) {
         case FIELD_ATTRIBUTE:
-            text = as_text(self, outcome_attribute(self, outcome, values, argument));
+            text = as_text(self, FIELD_VALUE(argument));
             break;
         case FIELD_TYPE: {  /* Kind.code, or .value of another enum */
-            PyObject *kind = outcome_attribute(self, outcome, values, str_kind);
+            PyObject *kind = FIELD_VALUE(str_kind);
             text = kind == NULL ? NULL : PyObject_GetAttr(
                 kind, (PyObject *)Py_TYPE(kind) == self->kind_class ? str_code : str_value);
             Py_XDECREF(kind);
@@ -1433,7 +1514,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
             text = time_text(argument, time_logged, str_text, 0);
             break;
         case FIELD_QUEUED: {
-            PyObject *queued = outcome_attribute(self, outcome, values, str_time_queued);
+            PyObject *queued = FIELD_VALUE(str_time_queued);
             text = queued == NULL ? NULL : queued == Py_None ? Py_NewRef(self->placeholder)
                 : time_text(argument, queued, str_of, 1);
             Py_XDECREF(queued);
@@ -1448,6 +1529,7 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         }
         PyTuple_SET_ITEM(texts, index, text);
     }
+#undef FIELD_VALUE
     line = joined(self->separator, texts);
 done:
     Py_XDECREF(values);
@@ -1487,12 +1569,15 @@ line_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
         what[index] = its < FIELD_ATTRIBUTE || its > FIELD_QUEUED ? -1 : (int)its;
     }
-    Line *self = (Line *)type->tp_alloc(type, 0);
+    int *fresh_at = PyMem_New(int, count > 0 ? count : 1);
+    Line *self = fresh_at == NULL ? NULL : (Line *)type->tp_alloc(type, 0);
     if (self == NULL) {
         PyMem_Free(what);
-        return NULL;
+        PyMem_Free(fresh_at);
+        return fresh_at == NULL ? PyErr_NoMemory() : NULL;
     }
     self->what = what;
+    self->fresh_at = fresh_at;
     self->spec = Py_NewRef(spec);
     self->separator = Py_NewRef(separator);
     self->placeholder = Py_NewRef(placeholder);
@@ -1519,6 +1604,7 @@ line_clear(Line *self)
     Py_CLEAR(self->placeholder);
     Py_CLEAR(self->kind_class);
     Py_CLEAR(self->outcome_class);
+    Py_CLEAR(self->fresh_fields);
     return 0;
 }
 
@@ -1528,6 +1614,7 @@ line_dealloc(Line *self)
     PyObject_GC_UnTrack(self);
     line_clear(self);
     PyMem_Free(self->what);
+    PyMem_Free(self->fresh_at);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1555,6 +1642,20 @@ static PyTypeObject LineType = {
 
 /* == Emitter: speedups.emit_accelerated's usual case in C ============================= */
 
+/* The class of the handlers' locks (an immutable one: its methods cannot change) and its
+ * __enter__ and __exit__, kept once seen (see lock_call). */
+typedef struct {
+    PyTypeObject *type;
+    PyObject *enter, *exit;
+} KeptLock;
+
+/* speedups._direct when last read (a frozen dataclass: another one is made, never this one
+ * changed) and its handler_class, formatter_class and accelerated_methods (see keep_direct) */
+typedef struct {
+    PyObject *direct;
+    PyObject *values[3];
+} KeptDirect;
+
 /* the globals of speedups an Emitter reads when it is made (_direct: at each record) */
 enum { G_TEMPLATE_RECORD, G_LOGGING, G_LOG_RECORD, G_OS, G_OS_WRITE, G_NAMES, G_TIME,
        G_WRITE_WHOLE, G_WRITE_FAILED, G_COUNT };
@@ -1569,13 +1670,8 @@ typedef struct {
      * the time module when its time was read (kept_time: a value of that dict) */
     uint64_t logging_version, os_version, time_version;
     PyObject *kept_time;
-    /* the class of the handlers' locks (an immutable one: its methods cannot change) and its
-     * __enter__ and __exit__ */
-    PyTypeObject *lock_type;
-    PyObject *lock_enter, *lock_exit;
-    /* speedups._direct when last read (a frozen dataclass: another one is made, never this
-     * one changed) and its handler_class, formatter_class and accelerated_methods */
-    PyObject *kept_direct, *kept_direct_values[3];
+    KeptLock lock;
+    KeptDirect direct;
     vectorcallfunc vectorcall;
 } Emitter;
 
@@ -1610,27 +1706,119 @@ module_attribute_is(PyObject *module, PyObject *name, PyObject *expected, uint64
 /* The lock's __enter__ or __exit__ called: through the kept method of its class when the
  * lock is of the class kept (an immutable type: its methods cannot be set), else looked up. */
 static PyObject *
-lock_call(Emitter *self, PyObject *const *arguments, size_t count, PyObject *name)
+lock_call(KeptLock *kept, PyObject *const *arguments, size_t count, PyObject *name)
 {
     PyObject *lock = arguments[0];
     PyTypeObject *type = Py_TYPE(lock);
-    if (self->lock_type == NULL && PyType_HasFeature(type, Py_TPFLAGS_IMMUTABLETYPE)
+    if (kept->type == NULL && PyType_HasFeature(type, Py_TPFLAGS_IMMUTABLETYPE)
             && type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset == 0) {
         PyObject *enter = _PyType_Lookup(type, str_enter), *exit = _PyType_Lookup(type, str_exit);
         if (enter != NULL && exit != NULL && Py_IS_TYPE(enter, &PyMethodDescr_Type)
                 && Py_IS_TYPE(exit, &PyMethodDescr_Type)) {
-            self->lock_type = (PyTypeObject *)Py_NewRef(type);
-            self->lock_enter = Py_NewRef(enter);
-            self->lock_exit = Py_NewRef(exit);
+            kept->type = (PyTypeObject *)Py_NewRef(type);
+            kept->enter = Py_NewRef(enter);
+            kept->exit = Py_NewRef(exit);
         }
     }
-    if (type == self->lock_type) {
-        return PyObject_Vectorcall(name == str_enter ? self->lock_enter : self->lock_exit,
+    if (type == kept->type) {
+        return PyObject_Vectorcall(name == str_enter ? kept->enter : kept->exit,
                                    arguments, count, NULL);
     }
     return PyObject_VectorcallMethod(name, (PyObject **)arguments, count, NULL);
 }
 
+static int
+kept_lock_traverse(KeptLock *kept, visitproc visit, void *arg)
+{
+    Py_VISIT(kept->type);
+    Py_VISIT(kept->enter);
+    Py_VISIT(kept->exit);
+    return 0;
+}
+
+static void
+kept_lock_clear(KeptLock *kept)
+{
+    Py_CLEAR(kept->type);
+    Py_CLEAR(kept->enter);
+    Py_CLEAR(kept->exit);
+}
+
+/* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
+static int
+leave(KeptLock *kept, PyObject *lock)
+{
+    PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
+    PyObject *left = lock_call(kept, arguments, 4, str_exit);
+    Py_XDECREF(left);
+    return left == NULL ? -1 : 0;
+}
+
+/* The lock left as `with` leaves it when the step under it raised (the exception set): its
+ * __exit__ given the exception, which is set again after it (or __exit__'s own, if it
+ * raised). Always NULL. */
+static PyObject *
+leave_raising(KeptLock *kept, PyObject *lock)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None : traceback};
+    PyObject *left = lock_call(kept, exit_arguments, 4, str_exit);
+    if (left == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+    }
+    else {
+        Py_DECREF(left);
+        PyErr_Restore(type, value, traceback);
+    }
+    return NULL;
+}
+
+/* kept->values: the handler_class, formatter_class and accelerated_methods of `direct`
+ * (speedups._direct), read again only when it is another object than the one kept; -1 with
+ * an exception set. */
+static int
+keep_direct(KeptDirect *kept, PyObject *direct)
+{
+    if (direct == kept->direct) {
+        return 0;
+    }
+    PyObject *read[3] = {PyObject_GetAttr(direct, str_handler_class), NULL, NULL};
+    read[1] = read[0] == NULL ? NULL : PyObject_GetAttr(direct, str_formatter_class);
+    read[2] = read[1] == NULL ? NULL : PyObject_GetAttr(direct, str_accelerated_methods);
+    if (read[2] == NULL) {
+        Py_XDECREF(read[0]);
+        Py_XDECREF(read[1]);
+        return -1;
+    }
+    Py_XSETREF(kept->direct, Py_NewRef(direct));
+    for (int at = 0; at < 3; at++) {
+        Py_XSETREF(kept->values[at], read[at]);
+    }
+    return 0;
+}
+
+static int
+kept_direct_traverse(KeptDirect *kept, visitproc visit, void *arg)
+{
+    Py_VISIT(kept->direct);
+    for (int at = 0; at < 3; at++) {
+        Py_VISIT(kept->values[at]);
+    }
+    return 0;
+}
+
+static void
+kept_direct_clear(KeptDirect *kept)
+{
+    Py_CLEAR(kept->direct);
+    for (int at = 0; at < 3; at++) {
+        Py_CLEAR(kept->values[at]);
+    }
+}
 
 /* 1 if `owner.<name>` (a class) is `expected`, 0 if not, -1 with an exception set. */
 static int
@@ -1646,9 +1834,9 @@ class_attribute_is(PyObject *owner, PyObject *name, PyObject *expected)
 
 /* speedups.<name> (its globals, read at each record), borrowed; NULL with KeyError if unset */
 static PyObject *
-speedups_global(Emitter *self, PyObject *name)
+speedups_global(PyObject *speedups, PyObject *name)
 {
-    PyObject *value = PyDict_GetItemWithError(self->speedups, name);
+    PyObject *value = PyDict_GetItemWithError(speedups, name);
     if (value == NULL && !PyErr_Occurred()) {
         PyErr_SetObject(PyExc_KeyError, name);
     }
@@ -1656,28 +1844,19 @@ speedups_global(Emitter *self, PyObject *name)
 }
 
 
-/* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
-static int
-leave(Emitter *self, PyObject *lock)
-{
-    PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
-    PyObject *left = lock_call(self, arguments, 4, str_exit);
-    Py_XDECREF(left);
-    return left == NULL ? -1 : 0;
-}
-
 /* What speedups.emit_accelerated(logger, level, outcome, make_record) answers and writes,
  * for its usual case: 1 or 0 (a handler marked the record WRITE_FAILED or not), -1 with an
  * exception set, 2 if this is not its usual case (a check of emit_accelerated fails,
  * os.write is not the os module's, or direct_targets gives None): nothing done, the caller
  * calls emit_accelerated. Each handler's line is append_line's, as emit_accelerated has it;
- * a line it did not write, or its write's failure, goes to finish_accelerated (lock held). */
+ * a line it did not write, or its write's failure, goes to finish_accelerated (lock held).
+ * `kind`: outcome.kind where the caller made the outcome (an Entry), else NULL (read). */
 static int
-emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
+emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, PyObject *kind,
           PyObject *make_record)
 {
     PyObject *const *constant = self->constant;
-    PyObject *direct = speedups_global(self, str_direct_global);
+    PyObject *direct = speedups_global(self->speedups, str_direct_global);
     if (direct == NULL) {
         return -1;
     }
@@ -1697,33 +1876,45 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     PyObject *arguments[7] = {logger, level, NULL, NULL, NULL, names, NULL};
     PyObject *targets = NULL, *created = NULL, *failed = Py_NewRef(Py_None);
     int verdict = -1;
-    if (direct != self->kept_direct) {
-        PyObject *read[3] = {PyObject_GetAttr(direct, str_handler_class), NULL, NULL};
-        read[1] = read[0] == NULL ? NULL : PyObject_GetAttr(direct, str_formatter_class);
-        read[2] = read[1] == NULL ? NULL : PyObject_GetAttr(direct, str_accelerated_methods);
-        if (read[2] == NULL) {
-            Py_XDECREF(read[0]);
-            Py_XDECREF(read[1]);
-            Py_DECREF(failed);
-            return -1;
-        }
-        Py_XSETREF(self->kept_direct, Py_NewRef(direct));
-        for (int at = 0; at < 3; at++) {
-            Py_XSETREF(self->kept_direct_values[at], read[at]);
+    if (keep_direct(&self->direct, direct) < 0) {
+        Py_DECREF(failed);
+        return -1;
+    }
+    arguments[2] = kind != NULL ? Py_NewRef(kind) : PyObject_GetAttr(outcome, str_kind);
+    arguments[3] = Py_NewRef(self->direct.values[0]);
+    arguments[4] = Py_NewRef(self->direct.values[1]);
+    arguments[6] = Py_NewRef(self->direct.values[2]);
+    /* the plan's targets when it holds, each with the lock and formatter the plan read of it
+     * (held here: code run for one handler may change the plan), else direct_targets' list */
+    Planned planned[PLAN_HANDLERS];
+    Py_ssize_t count = 0;
+    int checked = arguments[2] == NULL ? -1
+        : !names_and_methods("direct_targets", names, arguments[6]) ? -1
+        : direct_check(logger, arguments);
+    if (checked == 2) {
+        for (int index = 0; index < plan.handlers; index++) {
+            const PlanHandler *kept = &plan.handler[index];
+            if (kept->target) {
+                planned[count].watch = kept->watch;
+                planned[count].lock = Py_NewRef(kept->lock);
+                planned[count].formatter = Py_NewRef(kept->formatter);
+                Py_INCREF(kept->watch.object);
+                count++;
+            }
         }
     }
-    arguments[2] = PyObject_GetAttr(outcome, str_kind);
-    arguments[3] = Py_NewRef(self->kept_direct_values[0]);
-    arguments[4] = Py_NewRef(self->kept_direct_values[1]);
-    arguments[6] = Py_NewRef(self->kept_direct_values[2]);
-    if (arguments[2] != NULL) {
+    else if (checked >= 0) {
         targets = direct_targets(NULL, arguments, 7);
+        if (targets == NULL) {
+            goto done;
+        }
+        if (targets == Py_None) {
+            verdict = 2;
+            goto done;
+        }
+        count = PyList_GET_SIZE(targets);
     }
-    if (targets == NULL) {
-        goto done;
-    }
-    if (targets == Py_None) {
-        verdict = 2;
+    else {
         goto done;
     }
     /* time.time() looked up at each record, as LogRecord does (clock patching) */
@@ -1743,16 +1934,20 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
     if (created == NULL) {
         goto done;
     }
-    for (Py_ssize_t index = 0; index < PyList_GET_SIZE(targets); index++) {
-        PyObject *handler = PyList_GET_ITEM(targets, index);
-        PyObject *lock = PyObject_GetAttr(handler, str_lock);
-        PyObject *entered = lock == NULL ? NULL : lock_call(self, &lock, 1, str_enter);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        /* a planned handler's lock and formatter: the plan's while its dict is unchanged */
+        const Planned *its = targets == NULL ? &planned[index] : NULL;
+        PyObject *handler = its != NULL ? its->watch.object : PyList_GET_ITEM(targets, index);
+        PyObject *lock = its != NULL && watch_holds(&its->watch, handler)
+            ? Py_NewRef(its->lock) : PyObject_GetAttr(handler, str_lock);
+        PyObject *entered = lock == NULL ? NULL : lock_call(&self->lock, &lock, 1, str_enter);
         if (entered == NULL) {
             Py_XDECREF(lock);
             goto done;
         }
         Py_DECREF(entered);
-        PyObject *formatter = PyObject_GetAttr(handler, str_formatter);
+        PyObject *formatter = its != NULL && watch_holds(&its->watch, handler)
+            ? Py_NewRef(its->formatter) : PyObject_GetAttr(handler, str_formatter);
         PyObject *line = NULL;
         if (formatter != NULL) {
             PyObject *append_arguments[5] = {handler, formatter, outcome, created, write_whole};
@@ -1778,26 +1973,12 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome,
             Py_SETREF(line, failed == NULL ? NULL : Py_NewRef(Py_True));
         }
         if (line == NULL) {  /* an exception to pass on: the lock left as `with` leaves it */
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);
-            PyErr_NormalizeException(&type, &value, &traceback);
-            PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None
-                                           : traceback};
-            PyObject *left = lock_call(self, exit_arguments, 4, str_exit);
-            if (left == NULL) {
-                Py_XDECREF(type);
-                Py_XDECREF(value);
-                Py_XDECREF(traceback);
-            }
-            else {
-                Py_DECREF(left);
-                PyErr_Restore(type, value, traceback);
-            }
+            leave_raising(&self->lock, lock);
             Py_DECREF(lock);
             goto done;
         }
         Py_DECREF(line);
-        int left = leave(self, lock);
+        int left = leave(&self->lock, lock);
         Py_DECREF(lock);
         if (left < 0) {
             goto done;
@@ -1817,6 +1998,11 @@ done:
             Py_XDECREF(arguments[at]);
         }
     }
+    for (Py_ssize_t index = 0; targets == NULL && index < count; index++) {
+        Py_DECREF(planned[index].watch.object);
+        Py_DECREF(planned[index].lock);
+        Py_DECREF(planned[index].formatter);
+    }
     Py_XDECREF(targets);
     Py_XDECREF(created);
     Py_XDECREF(failed);
@@ -1829,7 +2015,7 @@ emitter_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     Emitter *self = (Emitter *)callable;
     int verdict = 2;
     if (PyVectorcall_NARGS(nargsf) == 4 && kwnames == NULL) {
-        verdict = emit_here(self, args[0], args[1], args[2], args[3]);
+        verdict = emit_here(self, args[0], args[1], args[2], NULL, args[3]);
     }
     if (verdict == 2) {
         return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
@@ -1858,7 +2044,7 @@ emitter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                                 str_os_write, str_accelerated_names, str_time, str_write_whole,
                                 str_write_failed};
     for (int at = 0; at < G_COUNT; at++) {
-        PyObject *value = speedups_global(self, names[at]);
+        PyObject *value = speedups_global(self->speedups, names[at]);
         if (value == NULL) {
             Py_DECREF(self);
             return NULL;
@@ -1877,14 +2063,8 @@ emitter_traverse(Emitter *self, visitproc visit, void *arg)
     for (int at = 0; at < G_COUNT; at++) {
         Py_VISIT(self->constant[at]);
     }
-    Py_VISIT(self->lock_type);
-    Py_VISIT(self->lock_enter);
-    Py_VISIT(self->lock_exit);
-    Py_VISIT(self->kept_direct);
-    for (int at = 0; at < 3; at++) {
-        Py_VISIT(self->kept_direct_values[at]);
-    }
-    return 0;
+    int visited = kept_lock_traverse(&self->lock, visit, arg);
+    return visited != 0 ? visited : kept_direct_traverse(&self->direct, visit, arg);
 }
 
 static int
@@ -1896,13 +2076,8 @@ emitter_clear(Emitter *self)
     for (int at = 0; at < G_COUNT; at++) {
         Py_CLEAR(self->constant[at]);
     }
-    Py_CLEAR(self->lock_type);
-    Py_CLEAR(self->lock_enter);
-    Py_CLEAR(self->lock_exit);
-    Py_CLEAR(self->kept_direct);
-    for (int at = 0; at < 3; at++) {
-        Py_CLEAR(self->kept_direct_values[at]);
-    }
+    kept_lock_clear(&self->lock);
+    kept_direct_clear(&self->direct);
     return 0;
 }
 
@@ -2157,7 +2332,8 @@ record_outcome(Entry *self, PyObject *logger_self, PyObject *outcome, PyObject *
         }
         /* an Emitter: its work done here, without the call */
         int in_c = Py_IS_TYPE(emit, &EmitterType);
-        truth = in_c ? emit_here((Emitter *)emit, logger, level, outcome, make_record) : 2;
+        truth = in_c ? emit_here((Emitter *)emit, logger, level, outcome, kind, make_record)
+            : 2;
         if (truth == 2) {
             PyObject *arguments[4] = {logger, level, outcome, make_record};
             PyObject *failed = PyObject_Vectorcall(in_c ? ((Emitter *)emit)->python : emit,
@@ -2273,7 +2449,18 @@ entry_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (outcome == NULL) {
         return NULL;
     }
+    /* its line made of `given` (see Fresh), headers and extra left out: new dicts in it */
+    PyObject *values = PyObject_GenericGetDict(outcome, NULL);
+    if (values == NULL) {
+        Py_DECREF(outcome);
+        return NULL;
+    }
+    Fresh before = fresh;
+    fresh = (Fresh){outcome, ((PyDictObject *)values)->ma_version_tag, given, self->fields,
+                    F_HEADERS};
+    Py_DECREF(values);
     PyObject *result = record_outcome(self, args[0], outcome, self->kind);
+    fresh = before;
     Py_DECREF(outcome);
     return result;
 python:
@@ -2415,7 +2602,8 @@ wrapping_wrapped(Wrapping *self, void *unused)
     return Py_NewRef(self->python);
 }
 
-static PyGetSetDef entry_getset[] = {
+/* the getters of Entry and Handle: those of the method written in Python they stand in for */
+static PyGetSetDef method_getset[] = {
     {"__wrapped__", (getter)wrapping_wrapped, NULL, "the method written in Python", NULL},
     {"__doc__", (getter)wrapping_python_attribute, NULL, NULL, "__doc__"},
     {"__name__", (getter)wrapping_python_attribute, NULL, NULL, "__name__"},
@@ -2448,7 +2636,7 @@ static PyTypeObject EntryType = {
     .tp_vectorcall_offset = offsetof(Entry, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_descr_get = entry_get,
-    .tp_getset = entry_getset,
+    .tp_getset = method_getset,
 };
 
 /* == Outcome.__init__ (speedups.one_step_init) in C ====================================== */
@@ -2698,6 +2886,373 @@ static PyTypeObject InitType = {
     .tp_methods = init_methods,
 };
 
+/* == An Outcome made in C: the class called without the type's generic call ============== */
+/* Calling a class with keywords makes a dict of them (type_call), which slot_tp_init turns back
+ * into the arguments of __init__: for an Outcome more than half the cost of making it. A class
+ * whose tp_vectorcall is construct_vectorcall (construct_in_c) is called here: when its
+ * __init__ is the Init made for it and its __new__ object's (what type_call would call: object
+ * __new__ makes the instance, PyType_GenericNew's way, and __init__ is called with it), the
+ * instance is made and the Init called with the arguments as they came; any other class
+ * (a subclass), or one whose __init__ or __new__ was set since, is called as the type calls
+ * it. */
+
+/* type_call(type, args, kwargs) for a vectorcall's arguments */
+static PyObject *
+type_call_of(PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *positional = PyTuple_New(nargs), *keywords = NULL, *made = NULL;
+    if (positional == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t at = 0; at < nargs; at++) {
+        PyTuple_SET_ITEM(positional, at, Py_NewRef(args[at]));
+    }
+    Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (count > 0) {
+        keywords = PyDict_New();
+        for (Py_ssize_t at = 0; keywords != NULL && at < count; at++) {
+            if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, at), args[nargs + at]) < 0) {
+                Py_CLEAR(keywords);
+            }
+        }
+        if (keywords == NULL) {
+            goto done;
+        }
+    }
+    made = PyType_Type.tp_call(type, positional, keywords);
+done:
+    Py_DECREF(positional);
+    Py_XDECREF(keywords);
+    return made;
+}
+
+#define CONSTRUCT_STACK (INIT_FIELDS + 1)
+
+static PyObject *
+construct_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames)
+{
+    PyTypeObject *type = (PyTypeObject *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t given = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *init = _PyType_Lookup(type, str_init);  /* borrowed */
+    if (init == NULL || !Py_IS_TYPE(init, &InitType) || ((Init *)init)->outcome_class != callable
+            || type->tp_new != PyBaseObject_Type.tp_new
+            || PyType_HasFeature(type, Py_TPFLAGS_IS_ABSTRACT) || given >= CONSTRUCT_STACK) {
+        return type_call_of(callable, args, nargs, kwnames);
+    }
+    PyObject *made = PyType_GenericNew(type, NULL, NULL);
+    if (made == NULL) {
+        return NULL;
+    }
+    Py_INCREF(init);  /* held through the call: the call may set the class's __init__ */
+    PyObject *stack[CONSTRUCT_STACK];
+    stack[0] = made;
+    memcpy(stack + 1, args, (size_t)given * sizeof(PyObject *));
+    PyObject *done = init_vectorcall(init, stack, (size_t)(nargs + 1), kwnames);
+    Py_DECREF(init);
+    if (done == NULL) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    Py_DECREF(done);
+    return made;
+}
+
+PyDoc_STRVAR(construct_in_c_doc,
+"construct_in_c(cls, /)\n--\n\n"
+"Make calls of ``cls`` (a class whose ``__init__`` is an ``Init`` made for it) in C: the\n"
+"instance made as ``object.__new__`` makes it and the Init called with the arguments as\n"
+"they came, without the dict of keywords the type's generic call makes; while ``__init__``\n"
+"is that Init and ``__new__`` object's (else, and for its subclasses, the class is called\n"
+"as usual). For CPython 3.11, the only Python it is used on.");
+
+static PyObject *
+construct_in_c(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls) || Py_TYPE(cls) != &PyType_Type) {
+        PyErr_SetString(PyExc_TypeError, "construct_in_c: a class whose metaclass is type");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *init = _PyType_Lookup(type, str_init);
+    if (init == NULL || !Py_IS_TYPE(init, &InitType) || ((Init *)init)->outcome_class != cls) {
+        PyErr_Format(PyExc_ValueError, "construct_in_c: %R.__init__ is not an Init made for it",
+                     cls);
+        return NULL;
+    }
+    type->tp_vectorcall = construct_vectorcall;
+    Py_RETURN_NONE;
+}
+
+/* == Handle: AccountingFileHandler.handle (speedups.handle_routed) in C ================== */
+
+/* the globals of speedups a Handle reads when it is made (_direct, ACCELERATOR and _OS_WRITE:
+ * at each record) */
+enum { H_FILTER, H_OS, H_NAMES, H_OUTCOME, H_WRITE_WHOLE, H_ACCELERATOR, H_COUNT };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *python;    /* speedups.handle_routed: every call this one does not take */
+    PyObject *finish;    /* speedups.finish_routed: a record write_record did not write */
+    PyObject *speedups;  /* the globals of speedups */
+    PyObject *constant[H_COUNT];
+    PyObject *write_record;  /* this module's write_record (handle_routed calls the module's) */
+    /* speedups._OS_WRITE when os.write was last found to be it, and the version of the os
+     * module's dict then (see module_attribute_is) */
+    PyObject *kept_os_write;
+    uint64_t os_version;
+    KeptLock lock;
+    KeptDirect direct;
+    vectorcallfunc vectorcall;
+} Handle;
+
+/* 1 if record.outcome.kind is handler.kind; 0 if not, or if one of them lacks the attribute
+ * (AttributeError: not an accounting record); -1 with another exception set. */
+static int
+of_the_handlers_kind(PyObject *handler, PyObject *record)
+{
+    PyObject *outcome = PyObject_GetAttr(record, str_outcome);
+    PyObject *kind = outcome == NULL ? NULL : PyObject_GetAttr(outcome, str_kind);
+    Py_XDECREF(outcome);
+    PyObject *own = kind == NULL ? NULL : PyObject_GetAttr(handler, str_kind);
+    if (own == NULL) {
+        Py_XDECREF(kind);
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    int same = kind == own;
+    Py_DECREF(kind);
+    Py_DECREF(own);
+    return same;
+}
+
+/* What handle_routed does with a record of the handler's kind, for its usual case: 1 when
+ * done (the record handed to write_record under the lock, and what it did not write to
+ * finish), -1 with an exception set, 0 if this is not its usual case (a filter chain to run,
+ * no lock, no _direct or ACCELERATOR, os.write not _OS_WRITE): nothing done, the caller
+ * calls handle_routed. */
+static int
+handle_here(Handle *self, PyObject *handler, PyObject *record)
+{
+    PyObject *const *constant = self->constant;
+    int filtered = true_attribute(handler, str_filters);
+    if (filtered == 0) {
+        filtered = true_attribute(handler, str_filter_set);
+    }
+    if (filtered == 0) {
+        int same = class_attribute_is((PyObject *)Py_TYPE(handler), str_filter,
+                                      constant[H_FILTER]);
+        filtered = same < 0 ? -1 : !same;
+    }
+    if (filtered != 0) {
+        return filtered < 0 ? -1 : 0;
+    }
+    PyObject *direct = speedups_global(self->speedups, str_direct_global);
+    PyObject *accelerator = direct == NULL ? NULL
+        : speedups_global(self->speedups, str_accelerator);
+    PyObject *os_write = accelerator == NULL ? NULL
+        : speedups_global(self->speedups, str_os_write);
+    if (os_write == NULL) {
+        return -1;
+    }
+    if (direct == Py_None || accelerator == Py_None) {
+        return 0;
+    }
+    if (os_write != self->kept_os_write) {
+        Py_XSETREF(self->kept_os_write, Py_NewRef(os_write));
+        self->os_version = 0;
+    }
+    int plain = module_attribute_is(constant[H_OS], str_write, os_write, &self->os_version);
+    if (plain != 1) {
+        return plain;
+    }
+    if (keep_direct(&self->direct, direct) < 0) {
+        return -1;
+    }
+    PyObject *lock = PyObject_GetAttr(handler, str_lock);
+    if (lock == NULL || lock == Py_None) {
+        Py_XDECREF(lock);
+        return lock == NULL ? -1 : 0;
+    }
+    /* ACCELERATOR.write_record, as handle_routed looks it up (one set on the module is called) */
+    PyObject *write = PyObject_GetAttr(accelerator, str_write_record);
+    PyObject *entered = write == NULL ? NULL : lock_call(&self->lock, &lock, 1, str_enter);
+    if (entered == NULL) {
+        Py_XDECREF(write);
+        Py_DECREF(lock);
+        return -1;
+    }
+    Py_DECREF(entered);
+    PyObject *const *kept = self->direct.values;
+    PyObject *write_arguments[8] = {handler, record, kept[0], kept[1], constant[H_NAMES],
+                                    kept[2], constant[H_OUTCOME], constant[H_WRITE_WHOLE]};
+    PyObject *written = write == self->write_record ? write_record(NULL, write_arguments, 8)
+        : PyObject_Vectorcall(write, write_arguments, 8, NULL);
+    Py_DECREF(write);
+    if (written == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        /* the failure handed to finish, which raises it where handleError sees it */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL) {
+            PyException_SetTraceback(value, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        written = value;
+    }
+    if (written != NULL && written != Py_True) {
+        PyObject *finish_arguments[3] = {handler, record, written};
+        PyObject *finished = PyObject_Vectorcall(self->finish, finish_arguments, 3, NULL);
+        Py_SETREF(written, finished);
+    }
+    if (written == NULL) {  /* an exception to pass on: the lock left as `with` leaves it */
+        leave_raising(&self->lock, lock);
+        Py_DECREF(lock);
+        return -1;
+    }
+    Py_DECREF(written);
+    int left = leave(&self->lock, lock);
+    Py_DECREF(lock);
+    return left < 0 ? -1 : 1;
+}
+
+static PyObject *
+handle_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Handle *self = (Handle *)callable;
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL) {
+        int verdict = of_the_handlers_kind(args[0], args[1]);
+        if (verdict == 1) {
+            verdict = handle_here(self, args[0], args[1]);
+            if (verdict == 0) {
+                goto python;
+            }
+        }
+        return verdict < 0 ? NULL : PyBool_FromLong(verdict);
+    }
+python:
+    return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+handle_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *python, *finish, *speedups;
+    static char *keywords[] = {"python", "finish", "speedups", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO!:Handle", keywords, &python, &finish,
+                                     &PyDict_Type, &speedups)) {
+        return NULL;
+    }
+    PyObject *names[H_COUNT] = {str_filter_global, str_os, str_accelerated_names,
+                                str_outcome_global, str_write_whole, str_accelerator};
+    PyObject *constant[H_COUNT];
+    for (int at = 0; at < H_COUNT; at++) {
+        if ((constant[at] = speedups_global(speedups, names[at])) == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *write = PyObject_GetAttr(constant[H_ACCELERATOR], str_write_record);
+    Handle *self = write == NULL ? NULL : (Handle *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_XDECREF(write);
+        return NULL;
+    }
+    self->write_record = write;
+    self->python = Py_NewRef(python);
+    self->finish = Py_NewRef(finish);
+    self->speedups = Py_NewRef(speedups);
+    for (int at = 0; at < H_COUNT; at++) {
+        self->constant[at] = Py_NewRef(constant[at]);
+    }
+    self->vectorcall = handle_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+handle_traverse(Handle *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->python);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->speedups);
+    for (int at = 0; at < H_COUNT; at++) {
+        Py_VISIT(self->constant[at]);
+    }
+    Py_VISIT(self->kept_os_write);
+    Py_VISIT(self->write_record);
+    int visited = kept_lock_traverse(&self->lock, visit, arg);
+    return visited != 0 ? visited : kept_direct_traverse(&self->direct, visit, arg);
+}
+
+static int
+handle_clear(Handle *self)
+{
+    Py_CLEAR(self->python);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->speedups);
+    for (int at = 0; at < H_COUNT; at++) {
+        Py_CLEAR(self->constant[at]);
+    }
+    Py_CLEAR(self->kept_os_write);
+    Py_CLEAR(self->write_record);
+    kept_lock_clear(&self->lock);
+    kept_direct_clear(&self->direct);
+    return 0;
+}
+
+static void
+handle_dealloc(Handle *self)
+{
+    PyObject_GC_UnTrack(self);
+    handle_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+handle_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    if (instance == NULL || instance == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, instance);
+}
+
+PyDoc_STRVAR(handle_doc,
+"Handle(python, finish, speedups)\n--\n\n"
+"``handler.handle(record)`` as ``python`` (``speedups.handle_routed``) does it, in C for\n"
+"its usual case: a record not of the handler's kind (``record.outcome.kind`` not\n"
+"``handler.kind``, or one of them missing) turned away (False); one of its kind, when the\n"
+"handler has no filter chain to run (no filters, no ``filter`` set on it, its class's the\n"
+"Filterer's), a lock, and ``_direct``, ``ACCELERATOR`` and ``os.write`` are as\n"
+"handle_routed needs them, handed to write_record under the lock (entered and left as\n"
+"``with`` does), and what write_record did not write (None, the line it made, or the\n"
+"Exception it raised) to ``finish`` (``speedups.finish_routed``) under the lock (True).\n"
+"Every other call is ``python``'s. ``speedups``: that module's globals; ``_direct``,\n"
+"``ACCELERATOR`` (and its ``write_record``) and ``_OS_WRITE`` are read at each record, its\n"
+"constants (FILTER, the os module, _ACCELERATED_NAMES, Outcome, write_whole) when it is\n"
+"made.");
+
+static PyTypeObject HandleType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mta_logging._accel.Handle",
+    .tp_basicsize = sizeof(Handle),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = handle_doc,
+    .tp_new = handle_new,
+    .tp_traverse = (traverseproc)handle_traverse,
+    .tp_clear = (inquiry)handle_clear,
+    .tp_dealloc = (destructor)handle_dealloc,
+    .tp_vectorcall_offset = offsetof(Handle, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = handle_get,
+    .tp_getset = method_getset,  /* Entry's: those of the method written in Python */
+};
+
 /* == The bounce classifier's word scan (prefilter.PatternIndex.scan) ======================= */
 
 PyDoc_STRVAR(or_words_doc,
@@ -2936,6 +3491,7 @@ static PyMethodDef accel_methods[] = {
     {"create_synced", (PyCFunction)(void (*)(void))create_synced, METH_FASTCALL,
      create_synced_doc},
     {"fsync_directory", (PyCFunction)fsync_directory, METH_O, fsync_directory_doc},
+    {"construct_in_c", (PyCFunction)construct_in_c, METH_O, construct_in_c_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2974,6 +3530,10 @@ PyInit__accel(void)
         {&str_write_whole, "write_whole"}, {&str_enter, "__enter__"},
         {&str_exit, "__exit__"}, {&str_write_failed, "WRITE_FAILED"},
         {&str_cache, "_cache"}, {&str_outcome, "outcome"}, {&str_created, "created"},
+        {&str_filter_set, "_filter_set"}, {&str_filter, "filter"},
+        {&str_accelerator, "ACCELERATOR"}, {&str_filter_global, "FILTER"},
+        {&str_outcome_global, "Outcome"}, {&str_init, "__init__"},
+        {&str_write_record, "write_record"},
     };
     for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
         if (*names[at].name == NULL
@@ -2982,14 +3542,16 @@ PyInit__accel(void)
         }
     }
     if (PyType_Ready(&LineType) < 0 || PyType_Ready(&EmitterType) < 0
-            || PyType_Ready(&EntryType) < 0 || PyType_Ready(&InitType) < 0) {
+            || PyType_Ready(&EntryType) < 0 || PyType_Ready(&InitType) < 0
+            || PyType_Ready(&HandleType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && (PyModule_AddObjectRef(module, "Line", (PyObject *)&LineType) < 0
             || PyModule_AddObjectRef(module, "Emitter", (PyObject *)&EmitterType) < 0
             || PyModule_AddObjectRef(module, "Entry", (PyObject *)&EntryType) < 0
-            || PyModule_AddObjectRef(module, "Init", (PyObject *)&InitType) < 0)) {
+            || PyModule_AddObjectRef(module, "Init", (PyObject *)&InitType) < 0
+            || PyModule_AddObjectRef(module, "Handle", (PyObject *)&HandleType) < 0)) {
         Py_CLEAR(module);
     }
     return module;

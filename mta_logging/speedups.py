@@ -54,6 +54,7 @@ __all__ = [
     "compiled_json_object", "extractor_for", "line_for", "json_objects_for",
     "jsonify_with_one_encoder", "json_written_directly",
     "FILTER", "FORMAT", "RoutedHandler", "handle_plain", "handle_routed", "handle_for",
+    "finish_routed",
     "WRITE_FAILED", "message_args", "emit_plain", "emit_direct", "write_directly",
     "ACCELERATOR", "accelerated", "accelerated_line", "builder_for", "emit_accelerated",
     "finish_accelerated", "EMIT_IN_C", "entry_for",
@@ -194,6 +195,9 @@ def init_in_c(init: Callable[..., None], cls: type, optional: Collection[str]
 
 
 Outcome.__init__ = outcome_init_for()  # type: ignore[method-assign]
+if ACCELERATOR is not None and isinstance(Outcome.__dict__["__init__"], ACCELERATOR.Init):
+    # Outcome(...) made in C: no dict of its keywords (see _accel.construct_in_c)
+    ACCELERATOR.construct_in_c(Outcome)
 
 
 # == LogRecord from a template (AccountingLogger.record) ==========================================
@@ -686,26 +690,45 @@ def _emit_in_c(handler: RoutedHandler, record: logging.LogRecord, direct: _Direc
     :func:`write_directly` allows (see there), else by ``emit``; a line it made and left to
     ``write_line`` (a file to open, a rollover, ``fsync: always``, not ASCII) is written by
     it as it was made (not made again); a failure goes to ``handleError`` as emit's does."""
+    written: str | Exception | bool | None
     try:
         written = ACCELERATOR.write_record(
             handler, record, direct.handler_class, direct.formatter_class, _ACCELERATED_NAMES,
             direct.accelerated_methods, Outcome, write_whole)
-    except Exception:
-        handler.handleError(record)
-        return
+    except Exception as error:
+        written = error
+    if written is not True:
+        finish_routed(handler, record, written)  # type: ignore[arg-type]
+
+
+def finish_routed(handler: RoutedHandler, record: logging.LogRecord,
+                  written: str | Exception | None) -> None:
+    """The rest of ``_emit_in_c`` (lock held) when ``write_record`` did not write the record:
+    ``emit`` when it made nothing (None); the line it made and left to ``write_line`` (a file
+    to open, a rollover, ``fsync: always``...) written by it as made; the Exception it raised
+    (or write_line's) to ``handleError``, raised here so that handleError sees it."""
     if written is None:
         handler.emit(record)
-    elif written is not True:  # the line emit would make, for write_line (a rollover, fsync...)
-        try:
-            handler.write_line(written, record.created, record)  # type: ignore[attr-defined]
-        except Exception:
-            handler.handleError(record)
+        return
+    try:
+        if isinstance(written, Exception):
+            raise written
+        handler.write_line(written, record.created, record)  # type: ignore[attr-defined]
+    except Exception:
+        handler.handleError(record)
 
 
 def handle_for() -> Callable[[RoutedHandler, logging.LogRecord], bool]:
-    """The ``handle`` of a handler of one kind: ``handle_routed`` where the tricks are verified,
-    else ``handle_plain``."""
-    return handle_routed if enabled() else handle_plain
+    """The ``handle`` of a handler of one kind: ``handle_routed`` where the tricks are verified
+    (an ``_accel.Handle`` in front of it where the accelerator is built: its usual case done
+    in C), else ``handle_plain``."""
+    if not enabled():
+        return handle_plain
+    if ACCELERATOR is None:
+        return handle_routed
+    in_c: Callable[[RoutedHandler, logging.LogRecord], bool] = ACCELERATOR.Handle(
+        handle_routed, finish_routed, globals())
+    return in_c
 
 
 

@@ -14,6 +14,7 @@ import fcntl
 import functools
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -436,6 +437,67 @@ def test_the_c_entry_writes_the_bytes_of_the_python_method(
     assert results[0] == results[1]
     assert len(lines(tmp_path / "c")) == len(CALLS)
     assert not plain_spied.called  # both ways wrote without a record
+
+
+ENTRY_KEYWORDS = {"time_queued": T0 - 42, "src_mta": "mx", "src_ip": "192.0.2.1",
+                  "dest_ip": "198.51.100.2", "vmta": "pool", "job_id": "7",
+                  "dsn_status": "2.0.0", "dsn_msg": "250 2.0.0 OK", "delay": 3,
+                  "bounce_cat": "other", "headers": {"X-Job": "1"}}
+
+
+@needs_accelerator
+@settings(max_examples=60, deadline=None)
+@given(fields=st.lists(st.sampled_from([*LINE_FIELDS, "header_X-Job"]), min_size=1,
+                       max_size=14),
+       given=st.lists(st.sets(st.sampled_from(sorted(ENTRY_KEYWORDS))), min_size=1, max_size=4))
+def test_the_line_of_an_outcome_made_in_c_reads_its_fields_as_the_python_method(
+        fields: list[str], given: list[set[str]]) -> None:
+    """The line of an outcome the C entry made is made of the values it was given (not read
+    again from its dict): for any fields in any order, the bytes of the Python method."""
+    results = []
+    with tempfile.TemporaryDirectory() as temporary, mock.patch.object(time, "time",
+                                                                       lambda: T0):
+        for way in ("c", "python"):
+            directory = Path(temporary) / way
+            with accounting_logger(directory) as logger:
+                for handler in logger.handlers:
+                    handler.setFormatter(AccountingFormatter(
+                        fields, kind=handler.kind))  # type: ignore[attr-defined]
+                acct = AccountingLogger(logger)
+                call = acct.delivered if way == "c" else functools.partial(
+                    AccountingLogger.delivered.__wrapped__, acct)  # type: ignore[attr-defined]
+                for number, names in enumerate(given):
+                    call(f"r{number}@example.com", **{name: ENTRY_KEYWORDS[name]
+                                                      for name in sorted(names)})
+            results.append(files(directory))
+    assert results[0] == results[1]
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
+def test_an_outcome_changed_before_its_line_is_made_is_written_as_changed(
+        tmp_path: Path) -> None:
+    """A lock whose ``__enter__`` (Python code run before the line is made) sets a field of
+    the outcome being written: the line shows the value set, not the one given."""
+    import gc
+    import threading
+
+    class Lock(threading._PyRLock):  # type: ignore[name-defined,misc]
+        def __enter__(self) -> Any:
+            for each in gc.get_objects():
+                if type(each) is Outcome and each.rcpt == "changed@example.com":
+                    object.__setattr__(each, "vmta", "set-while-written")
+            return super().__enter__()
+
+    with accounting_logger(tmp_path) as logger:
+        acct = AccountingLogger(logger)
+        acct.delivered("first@example.com", vmta="pool")
+        delivered = next(each for each in logger.handlers
+                         if each.kind is Kind.DELIVERED)  # type: ignore[attr-defined]
+        delivered.lock = Lock()
+        returned = acct.delivered("changed@example.com", vmta="pool")
+    assert returned.vmta == "set-while-written"
+    assert [line.split("\t")[6] for line in lines(tmp_path)] == ["pool", "set-while-written"]
 
 
 @needs_accelerator

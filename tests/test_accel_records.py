@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import inspect
 import logging
@@ -103,6 +104,62 @@ def test_a_keyword_made_at_run_time_and_a_subclass_get_the_python_init_s_dict() 
     assert type(tagged) is Tagged and tagged.vmta == "v" and tagged.size is None
     with pytest.raises(AttributeError):
         Outcome.__init__(object(), Kind.DELIVERED, "a@example.com")
+
+
+def test_outcome_is_made_in_c_unless_its_init_or_new_is_set_or_it_is_a_subclass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Outcome(...)`` is called in C (``construct_in_c``: no dict of its keywords), giving
+    what the type's call gives; an ``__init__`` or ``__new__`` set on the class, and a
+    subclass, are called as the type calls them."""
+    made = Outcome(Kind.DELIVERED, "a@example.com", vmta="v", size=3)
+    assert type(made) is Outcome and list(vars(made).items()) == list(
+        vars(by_python(Kind.DELIVERED, "a@example.com", vmta="v", size=3)).items())
+    assert dataclasses.replace(made, vmta="w").vmta == "w"
+    calls: list[str] = []
+
+    def init(self: Outcome, *args: Any, **kwargs: Any) -> None:
+        calls.append("init")
+        PYTHON_INIT(self, *args, **kwargs)
+
+    def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+        calls.append("new")
+        return object.__new__(cls)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Outcome, "__init__", init)
+        assert Outcome(Kind.BOUNCE, "b@example.com").rcpt == "b@example.com"
+
+    # a __new__ set on a class made in C (not on Outcome: CPython's class that had __new__
+    # set and deleted again calls object.__new__ with the arguments, which refuses them)
+    @dataclasses.dataclass(frozen=True)
+    class Pair:
+        left: str
+        right: str | None = None
+
+    Pair.__init__ = speedups.init_in_c(  # type: ignore[method-assign]
+        speedups.one_step_init(Pair), Pair, ())
+    accel.construct_in_c(Pair)
+    assert vars(Pair("a", right="b")) == {"left": "a", "right": "b"}
+    Pair.__new__ = staticmethod(new)  # type: ignore[assignment]
+    assert vars(Pair(left="c")) == {"left": "c", "right": None}
+    assert calls == ["init", "new"]
+
+    class Tagged(Outcome):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            calls.append("subclass")
+            super().__init__(*args, **kwargs)
+
+    assert type(Tagged(Kind.DELIVERED, "d@example.com")) is Tagged
+    assert calls[-1] == "subclass" and type(Outcome.__init__) is accel.Init
+    assert Outcome(Kind.DELIVERED, "e@example.com") == by_python(Kind.DELIVERED, "e@example.com")
+
+
+def test_construct_in_c_takes_only_a_class_with_an_init_made_for_it() -> None:
+    with pytest.raises(ValueError, match=r"construct_in_c: <class 'int'>.__init__ is not an "
+                                         r"Init made for it"):
+        accel.construct_in_c(int)
+    with pytest.raises(TypeError, match="construct_in_c: a class whose metaclass is type"):
+        accel.construct_in_c(Outcome(Kind.DELIVERED, "a@example.com"))
 
 
 # == A record a logger made, written in C ======================================================
