@@ -49,7 +49,8 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_accelerated_names, *str_handler_class, *str_formatter_class,
     *str_accelerated_methods, *str_time, *str_write_whole, *str_enter, *str_exit,
     *str_write_failed, *str_cache, *str_outcome, *str_created, *str_filter_set, *str_filter,
-    *str_accelerator, *str_filter_global, *str_outcome_global, *str_init, *str_write_record;
+    *str_accelerator, *str_filter_global, *str_outcome_global, *str_init, *str_write_record, *str_emit_name, *str_emit_in_c,
+    *str_finish_routed;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -1494,7 +1495,11 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     if (at != NULL && self->fresh_fields != fresh.fields && line_map_fresh(self) < 0) {
         goto done;
     }
-#define FIELD_VALUE(name) (at != NULL && at[index] >= 0 ? Py_NewRef(fresh.values[at[index]]) \
+    /* (the version checked again at each field: making a field's text may run code, str() or
+     * a TimeText's, that sets another field) */
+#define FIELD_VALUE(name) (at != NULL && at[index] >= 0 \
+                           && ((PyDictObject *)values)->ma_version_tag == fresh.version \
+                           ? Py_NewRef(fresh.values[at[index]]) \
                            : outcome_attribute(self, outcome, values, (name)))
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *field = PyTuple_GET_ITEM(self->spec, index);
@@ -1643,7 +1648,7 @@ static PyTypeObject LineType = {
 /* == Emitter: speedups.emit_accelerated's usual case in C ============================= */
 
 /* The class of the handlers' locks (an immutable one: its methods cannot change) and its
- * __enter__ and __exit__, kept once seen (see lock_call). */
+ * __enter__ and __exit__, kept once seen (see enter_lock). */
 typedef struct {
     PyTypeObject *type;
     PyObject *enter, *exit;
@@ -1703,12 +1708,29 @@ module_attribute_is(PyObject *module, PyObject *name, PyObject *expected, uint64
     return same;
 }
 
-/* The lock's __enter__ or __exit__ called: through the kept method of its class when the
- * lock is of the class kept (an immutable type: its methods cannot be set), else looked up. */
+/* `type.<name>` bound to `object` as `with` looks its special methods up (on the class, the
+ * descriptor's __get__ asked), a new reference; NULL with no exception set if missing. */
 static PyObject *
-lock_call(KeptLock *kept, PyObject *const *arguments, size_t count, PyObject *name)
+special_method(PyObject *object, PyObject *name)
 {
-    PyObject *lock = arguments[0];
+    PyObject *found = _PyType_Lookup(Py_TYPE(object), name);  /* borrowed */
+    if (found == NULL) {
+        return NULL;
+    }
+    descrgetfunc get = Py_TYPE(found)->tp_descr_get;
+    return get == NULL ? Py_NewRef(found) : get(found, object, (PyObject *)Py_TYPE(object));
+}
+
+/* `with lock:` entered as the interpreter enters it: __enter__ and __exit__ looked up on the
+ * lock's class (CPython 3.11's TypeErrors when one is missing), then __enter__ called. The
+ * lock of the class kept (an immutable type whose __enter__ and __exit__ are method
+ * descriptors: they cannot change) is entered through the kept methods, *exit set to NULL;
+ * any other has its bound __exit__ in *exit (a new reference). 0, or -1 with an exception
+ * set (*exit NULL). */
+static int
+enter_lock(KeptLock *kept, PyObject *lock, PyObject **exit)
+{
+    *exit = NULL;
     PyTypeObject *type = Py_TYPE(lock);
     if (kept->type == NULL && PyType_HasFeature(type, Py_TPFLAGS_IMMUTABLETYPE)
             && type->tp_getattro == PyObject_GenericGetAttr && type->tp_dictoffset == 0) {
@@ -1721,10 +1743,52 @@ lock_call(KeptLock *kept, PyObject *const *arguments, size_t count, PyObject *na
         }
     }
     if (type == kept->type) {
-        return PyObject_Vectorcall(name == str_enter ? kept->enter : kept->exit,
-                                   arguments, count, NULL);
+        PyObject *entered = PyObject_Vectorcall(kept->enter, &lock, 1, NULL);
+        Py_XDECREF(entered);
+        return entered == NULL ? -1 : 0;
     }
-    return PyObject_VectorcallMethod(name, (PyObject **)arguments, count, NULL);
+    PyObject *enter = special_method(lock, str_enter);
+    if (enter == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError,
+                         "'%.200s' object does not support the context manager protocol",
+                         type->tp_name);
+        }
+        return -1;
+    }
+    PyObject *bound_exit = special_method(lock, str_exit);
+    if (bound_exit == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError, "'%.200s' object does not support the context "
+                         "manager protocol (missed __exit__ method)", type->tp_name);
+        }
+        Py_DECREF(enter);
+        return -1;
+    }
+    PyObject *entered = PyObject_CallNoArgs(enter);
+    Py_DECREF(enter);
+    if (entered == NULL) {
+        Py_DECREF(bound_exit);
+        return -1;
+    }
+    Py_DECREF(entered);
+    *exit = bound_exit;
+    return 0;
+}
+
+/* __exit__(type, value, traceback) of a lock entered by enter_lock (`exit` as it set it,
+ * consumed); a new reference to what it returned, or NULL with an exception set. */
+static PyObject *
+exit_lock(KeptLock *kept, PyObject *lock, PyObject *exit, PyObject *type, PyObject *value,
+          PyObject *traceback)
+{
+    PyObject *arguments[4] = {lock, type, value, traceback};
+    if (exit == NULL) {
+        return PyObject_Vectorcall(kept->exit, arguments, 4, NULL);
+    }
+    PyObject *left = PyObject_Vectorcall(exit, arguments + 1, 3, NULL);
+    Py_DECREF(exit);
+    return left;
 }
 
 static int
@@ -1744,37 +1808,45 @@ kept_lock_clear(KeptLock *kept)
     Py_CLEAR(kept->exit);
 }
 
-/* lock.__exit__(None, None, None) after the step under it; -1 with an exception set */
+/* lock.__exit__(None, None, None) after the step under it (`exit` as enter_lock set it,
+ * consumed); -1 with an exception set */
 static int
-leave(KeptLock *kept, PyObject *lock)
+leave(KeptLock *kept, PyObject *lock, PyObject *exit)
 {
-    PyObject *arguments[4] = {lock, Py_None, Py_None, Py_None};
-    PyObject *left = lock_call(kept, arguments, 4, str_exit);
+    PyObject *left = exit_lock(kept, lock, exit, Py_None, Py_None, Py_None);
     Py_XDECREF(left);
     return left == NULL ? -1 : 0;
 }
 
-/* The lock left as `with` leaves it when the step under it raised (the exception set): its
- * __exit__ given the exception, which is set again after it (or __exit__'s own, if it
- * raised). Always NULL. */
-static PyObject *
-leave_raising(KeptLock *kept, PyObject *lock)
+/* The lock left as `with` leaves it when the step under it raised (the exception set;
+ * `exit` as enter_lock set it, consumed): __exit__ given the exception; 1 if it returned a
+ * true value (the exception suppressed: none set), else -1 with the exception set again, or
+ * __exit__'s own with that one as its context. */
+static int
+leave_raising(KeptLock *kept, PyObject *lock, PyObject *exit)
 {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     PyErr_NormalizeException(&type, &value, &traceback);
-    PyObject *exit_arguments[4] = {lock, type, value, traceback == NULL ? Py_None : traceback};
-    PyObject *left = lock_call(kept, exit_arguments, 4, str_exit);
-    if (left == NULL) {
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    PyObject *left = exit_lock(kept, lock, exit, type, value,
+                               traceback == NULL ? Py_None : traceback);
+    int suppressed = left == NULL ? -1 : PyObject_IsTrue(left);
+    Py_XDECREF(left);
+    if (suppressed < 0) {
+        _PyErr_ChainExceptions(type, value, traceback);
+        return -1;
+    }
+    if (suppressed) {
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(traceback);
+        return 1;
     }
-    else {
-        Py_DECREF(left);
-        PyErr_Restore(type, value, traceback);
-    }
-    return NULL;
+    PyErr_Restore(type, value, traceback);
+    return -1;
 }
 
 /* kept->values: the handler_class, formatter_class and accelerated_methods of `direct`
@@ -1843,6 +1915,21 @@ speedups_global(PyObject *speedups, PyObject *name)
     return value;
 }
 
+
+/* The exception set, taken as a value (normalised, its traceback on it), a new reference. */
+static PyObject *
+fetched_exception(void)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
 
 /* What speedups.emit_accelerated(logger, level, outcome, make_record) answers and writes,
  * for its usual case: 1 or 0 (a handler marked the record WRITE_FAILED or not), -1 with an
@@ -1940,12 +2027,11 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, P
         PyObject *handler = its != NULL ? its->watch.object : PyList_GET_ITEM(targets, index);
         PyObject *lock = its != NULL && watch_holds(&its->watch, handler)
             ? Py_NewRef(its->lock) : PyObject_GetAttr(handler, str_lock);
-        PyObject *entered = lock == NULL ? NULL : lock_call(&self->lock, &lock, 1, str_enter);
-        if (entered == NULL) {
+        PyObject *exit = NULL;
+        if (lock == NULL || enter_lock(&self->lock, lock, &exit) < 0) {
             Py_XDECREF(lock);
             goto done;
         }
-        Py_DECREF(entered);
         PyObject *formatter = its != NULL && watch_holds(&its->watch, handler)
             ? Py_NewRef(its->formatter) : PyObject_GetAttr(handler, str_formatter);
         PyObject *line = NULL;
@@ -1956,15 +2042,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, P
         }
         if (line == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
             /* the failure as the line: finish_accelerated raises it where handleError sees it */
-            PyObject *type, *value, *traceback;
-            PyErr_Fetch(&type, &value, &traceback);
-            PyErr_NormalizeException(&type, &value, &traceback);
-            if (traceback != NULL) {
-                PyException_SetTraceback(value, traceback);
-            }
-            Py_XDECREF(type);
-            Py_XDECREF(traceback);
-            line = value;
+            line = fetched_exception();
         }
         if (line != NULL && line != Py_True) {
             PyObject *finish_arguments[8] = {handler, outcome, created, line, failed, logger,
@@ -1973,12 +2051,15 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, P
             Py_SETREF(line, failed == NULL ? NULL : Py_NewRef(Py_True));
         }
         if (line == NULL) {  /* an exception to pass on: the lock left as `with` leaves it */
-            leave_raising(&self->lock, lock);
+            int suppressed = leave_raising(&self->lock, lock, exit);
             Py_DECREF(lock);
+            if (suppressed == 1) {
+                continue;  /* by the lock's __exit__: on to the next handler, as `with` goes */
+            }
             goto done;
         }
         Py_DECREF(line);
-        int left = leave(&self->lock, lock);
+        int left = leave(&self->lock, lock, exit);
         Py_DECREF(lock);
         if (left < 0) {
             goto done;
@@ -2896,31 +2977,44 @@ static PyTypeObject InitType = {
  * (a subclass), or one whose __init__ or __new__ was set since, is called as the type calls
  * it. */
 
+/* A vectorcall's arguments as a call with a tuple and a dict takes them (*keywords NULL for
+ * no keywords): 0, or -1 with an exception set (both NULL). */
+static int
+tuple_and_dict(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+               PyObject **positional, PyObject **keywords)
+{
+    *keywords = NULL;
+    *positional = PyTuple_New(nargs);
+    if (*positional == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t at = 0; at < nargs; at++) {
+        PyTuple_SET_ITEM(*positional, at, Py_NewRef(args[at]));
+    }
+    Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (count > 0 && (*keywords = PyDict_New()) == NULL) {
+        Py_CLEAR(*positional);
+        return -1;
+    }
+    for (Py_ssize_t at = 0; at < count; at++) {
+        if (PyDict_SetItem(*keywords, PyTuple_GET_ITEM(kwnames, at), args[nargs + at]) < 0) {
+            Py_CLEAR(*positional);
+            Py_CLEAR(*keywords);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* type_call(type, args, kwargs) for a vectorcall's arguments */
 static PyObject *
 type_call_of(PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *positional = PyTuple_New(nargs), *keywords = NULL, *made = NULL;
-    if (positional == NULL) {
+    PyObject *positional, *keywords;
+    if (tuple_and_dict(args, nargs, kwnames, &positional, &keywords) < 0) {
         return NULL;
     }
-    for (Py_ssize_t at = 0; at < nargs; at++) {
-        PyTuple_SET_ITEM(positional, at, Py_NewRef(args[at]));
-    }
-    Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    if (count > 0) {
-        keywords = PyDict_New();
-        for (Py_ssize_t at = 0; keywords != NULL && at < count; at++) {
-            if (PyDict_SetItem(keywords, PyTuple_GET_ITEM(kwnames, at), args[nargs + at]) < 0) {
-                Py_CLEAR(keywords);
-            }
-        }
-        if (keywords == NULL) {
-            goto done;
-        }
-    }
-    made = PyType_Type.tp_call(type, positional, keywords);
-done:
+    PyObject *made = PyType_Type.tp_call(type, positional, keywords);
     Py_DECREF(positional);
     Py_XDECREF(keywords);
     return made;
@@ -2945,12 +3039,32 @@ construct_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     if (made == NULL) {
         return NULL;
     }
-    Py_INCREF(init);  /* held through the call: the call may set the class's __init__ */
-    PyObject *stack[CONSTRUCT_STACK];
-    stack[0] = made;
-    memcpy(stack + 1, args, (size_t)given * sizeof(PyObject *));
-    PyObject *done = init_vectorcall(init, stack, (size_t)(nargs + 1), kwnames);
-    Py_DECREF(init);
+    /* __init__ looked up again, as type_call looks it up after __new__: making the instance
+     * may have run code (a collection, finalizers) that set another one, and freed this */
+    init = _PyType_Lookup(type, str_init);
+    PyObject *done;
+    if (init != NULL && Py_IS_TYPE(init, &InitType)
+            && ((Init *)init)->outcome_class == callable) {
+        Py_INCREF(init);  /* held through the call: the call may set the class's __init__ */
+        PyObject *stack[CONSTRUCT_STACK];
+        stack[0] = made;
+        memcpy(stack + 1, args, (size_t)given * sizeof(PyObject *));
+        done = init_vectorcall(init, stack, (size_t)(nargs + 1), kwnames);
+        Py_DECREF(init);
+        if (done != NULL && done != Py_None) {
+            PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'",
+                         Py_TYPE(done)->tp_name);
+            Py_CLEAR(done);
+        }
+    }
+    else {  /* the class's tp_init (slot_tp_init: its __init__ now) given what type_call gives */
+        PyObject *positional, *keywords;
+        int failed = tuple_and_dict(args, nargs, kwnames, &positional, &keywords) < 0
+            || type->tp_init(made, positional, keywords) < 0;
+        Py_XDECREF(positional);
+        Py_XDECREF(keywords);
+        done = failed ? NULL : Py_NewRef(Py_None);
+    }
     if (done == NULL) {
         Py_DECREF(made);
         return NULL;
@@ -2987,9 +3101,10 @@ construct_in_c(PyObject *module, PyObject *cls)
 
 /* == Handle: AccountingFileHandler.handle (speedups.handle_routed) in C ================== */
 
-/* the globals of speedups a Handle reads when it is made (_direct, ACCELERATOR and _OS_WRITE:
- * at each record) */
-enum { H_FILTER, H_OS, H_NAMES, H_OUTCOME, H_WRITE_WHOLE, H_ACCELERATOR, H_COUNT };
+/* the globals of speedups a Handle takes when it is made (_direct, ACCELERATOR and _OS_WRITE:
+ * read at each record); those before H_CHECKED are checked to be the same (globals_hold) */
+enum { H_FILTER, H_OS, H_NAMES, H_OUTCOME, H_WRITE_WHOLE, H_EMIT_IN_C, H_CHECKED = H_EMIT_IN_C + 1,
+       H_ACCELERATOR = H_CHECKED, H_COUNT };
 
 typedef struct {
     PyObject_HEAD
@@ -3002,6 +3117,7 @@ typedef struct {
      * module's dict then (see module_attribute_is) */
     PyObject *kept_os_write;
     uint64_t os_version;
+    uint64_t globals_version;  /* of the speedups dict when globals_hold last found them */
     KeptLock lock;
     KeptDirect direct;
     vectorcallfunc vectorcall;
@@ -3030,112 +3146,165 @@ of_the_handlers_kind(PyObject *handler, PyObject *record)
     return same;
 }
 
-/* What handle_routed does with a record of the handler's kind, for its usual case: 1 when
- * done (the record handed to write_record under the lock, and what it did not write to
- * finish), -1 with an exception set, 0 if this is not its usual case (a filter chain to run,
- * no lock, no _direct or ACCELERATOR, os.write not _OS_WRITE): nothing done, the caller
- * calls handle_routed. */
+/* 1 if the globals of speedups that handle_routed and _emit_in_c read and this Handle took
+ * when it was made (FILTER, os, _ACCELERATED_NAMES, Outcome, write_whole, _emit_in_c) and
+ * finish_routed are still those; asked again only when the module's dict has changed since
+ * they last were (PEP 509). 0 if one is not (handle_routed is called), -1 on an error. */
 static int
-handle_here(Handle *self, PyObject *handler, PyObject *record)
+globals_hold(Handle *self)
+{
+    uint64_t version = ((PyDictObject *)self->speedups)->ma_version_tag;
+    if (version == self->globals_version) {
+        return 1;
+    }
+    PyObject *names[H_CHECKED + 1] = {str_filter_global, str_os, str_accelerated_names,
+                                      str_outcome_global, str_write_whole, str_emit_in_c,
+                                      str_finish_routed};
+    for (int at = 0; at <= H_CHECKED; at++) {
+        PyObject *value = PyDict_GetItemWithError(self->speedups, names[at]);
+        if (value != (at < H_CHECKED ? self->constant[at] : self->finish)) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+    }
+    self->globals_version = version;
+    return 1;
+}
+
+/* What handle_routed does under the lock (the body of its `with`): ``handler.emit(record)``
+ * when _direct or ACCELERATOR is None or os.write is not _OS_WRITE; else _emit_in_c's step:
+ * ACCELERATOR.write_record, and what it did not write (None, the line it made, or the
+ * Exception it or a read of what it needs raised) handed to finish. A new reference, or NULL
+ * with an exception set. */
+static PyObject *
+routed_step(Handle *self, PyObject *handler, PyObject *record)
 {
     PyObject *const *constant = self->constant;
-    int filtered = true_attribute(handler, str_filters);
-    if (filtered == 0) {
-        filtered = true_attribute(handler, str_filter_set);
-    }
-    if (filtered == 0) {
-        int same = class_attribute_is((PyObject *)Py_TYPE(handler), str_filter,
-                                      constant[H_FILTER]);
-        filtered = same < 0 ? -1 : !same;
-    }
-    if (filtered != 0) {
-        return filtered < 0 ? -1 : 0;
-    }
     PyObject *direct = speedups_global(self->speedups, str_direct_global);
     PyObject *accelerator = direct == NULL ? NULL
         : speedups_global(self->speedups, str_accelerator);
     PyObject *os_write = accelerator == NULL ? NULL
         : speedups_global(self->speedups, str_os_write);
     if (os_write == NULL) {
+        return NULL;
+    }
+    int plain = direct != Py_None && accelerator != Py_None;
+    if (plain) {
+        if (os_write != self->kept_os_write) {
+            Py_XSETREF(self->kept_os_write, Py_NewRef(os_write));
+            self->os_version = 0;
+        }
+        plain = module_attribute_is(constant[H_OS], str_write, os_write, &self->os_version);
+        if (plain < 0) {
+            return NULL;
+        }
+    }
+    if (!plain) {
+        return PyObject_CallMethodOneArg(handler, str_emit_name, record);
+    }
+    /* _emit_in_c: ACCELERATOR.write_record as it looks it up (one set on the module is
+     * called), given _direct's classes and methods (held: a call of Python code may make
+     * another _direct) */
+    PyObject *written = NULL, *write = PyObject_GetAttr(accelerator, str_write_record);
+    if (write != NULL && keep_direct(&self->direct, direct) == 0) {
+        PyObject *kept[3];
+        for (int at = 0; at < 3; at++) {
+            kept[at] = Py_NewRef(self->direct.values[at]);
+        }
+        PyObject *write_arguments[8] = {handler, record, kept[0], kept[1], constant[H_NAMES],
+                                        kept[2], constant[H_OUTCOME], constant[H_WRITE_WHOLE]};
+        written = write == self->write_record ? write_record(NULL, write_arguments, 8)
+            : PyObject_Vectorcall(write, write_arguments, 8, NULL);
+        for (int at = 0; at < 3; at++) {
+            Py_DECREF(kept[at]);
+        }
+    }
+    Py_XDECREF(write);
+    if (written == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;
+        }
+        written = fetched_exception();  /* finish raises it where handleError sees it */
+    }
+    if (written == Py_True) {
+        return written;
+    }
+    PyObject *finish_arguments[3] = {handler, record, written};
+    PyObject *finished = PyObject_Vectorcall(self->finish, finish_arguments, 3, NULL);
+    Py_DECREF(written);
+    return finished;
+}
+
+/* What handle_routed does with a record of the handler's kind: the filter chain asked when
+ * there is one (filters, a filter set on the handler, its class's not the Filterer's), then
+ * ``handler.emit(record)`` for a handler without a lock, or routed_step under the lock,
+ * entered and left as `with` does. 1 (True), 0 (False: filtered out), or -1 with an
+ * exception set. */
+static int
+handle_here(Handle *self, PyObject *handler, PyObject *record)
+{
+    int filtered = true_attribute(handler, str_filters);
+    if (filtered == 0) {
+        filtered = true_attribute(handler, str_filter_set);
+    }
+    if (filtered == 0) {
+        int same = class_attribute_is((PyObject *)Py_TYPE(handler), str_filter,
+                                      self->constant[H_FILTER]);
+        filtered = same < 0 ? -1 : !same;
+    }
+    if (filtered < 0) {
         return -1;
     }
-    if (direct == Py_None || accelerator == Py_None) {
-        return 0;
-    }
-    if (os_write != self->kept_os_write) {
-        Py_XSETREF(self->kept_os_write, Py_NewRef(os_write));
-        self->os_version = 0;
-    }
-    int plain = module_attribute_is(constant[H_OS], str_write, os_write, &self->os_version);
-    if (plain != 1) {
-        return plain;
-    }
-    if (keep_direct(&self->direct, direct) < 0) {
-        return -1;
+    if (filtered) {
+        PyObject *kept = PyObject_CallMethodOneArg(handler, str_filter, record);
+        int keep = kept == NULL ? -1 : PyObject_IsTrue(kept);
+        Py_XDECREF(kept);
+        if (keep <= 0) {
+            return keep;
+        }
     }
     PyObject *lock = PyObject_GetAttr(handler, str_lock);
-    if (lock == NULL || lock == Py_None) {
-        Py_XDECREF(lock);
-        return lock == NULL ? -1 : 0;
+    if (lock == NULL) {
+        return -1;
     }
-    /* ACCELERATOR.write_record, as handle_routed looks it up (one set on the module is called) */
-    PyObject *write = PyObject_GetAttr(accelerator, str_write_record);
-    PyObject *entered = write == NULL ? NULL : lock_call(&self->lock, &lock, 1, str_enter);
-    if (entered == NULL) {
-        Py_XDECREF(write);
+    if (lock == Py_None) {  /* a subclass that wants no lock (Handler.acquire allows it) */
+        Py_DECREF(lock);
+        PyObject *emitted = PyObject_CallMethodOneArg(handler, str_emit_name, record);
+        Py_XDECREF(emitted);
+        return emitted == NULL ? -1 : 1;
+    }
+    PyObject *exit;
+    if (enter_lock(&self->lock, lock, &exit) < 0) {
         Py_DECREF(lock);
         return -1;
     }
-    Py_DECREF(entered);
-    PyObject *const *kept = self->direct.values;
-    PyObject *write_arguments[8] = {handler, record, kept[0], kept[1], constant[H_NAMES],
-                                    kept[2], constant[H_OUTCOME], constant[H_WRITE_WHOLE]};
-    PyObject *written = write == self->write_record ? write_record(NULL, write_arguments, 8)
-        : PyObject_Vectorcall(write, write_arguments, 8, NULL);
-    Py_DECREF(write);
-    if (written == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
-        /* the failure handed to finish, which raises it where handleError sees it */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL) {
-            PyException_SetTraceback(value, traceback);
-        }
-        Py_XDECREF(type);
-        Py_XDECREF(traceback);
-        written = value;
+    PyObject *done = routed_step(self, handler, record);
+    int verdict;
+    if (done == NULL) {
+        verdict = leave_raising(&self->lock, lock, exit);  /* 1: suppressed by __exit__ */
     }
-    if (written != NULL && written != Py_True) {
-        PyObject *finish_arguments[3] = {handler, record, written};
-        PyObject *finished = PyObject_Vectorcall(self->finish, finish_arguments, 3, NULL);
-        Py_SETREF(written, finished);
+    else {
+        Py_DECREF(done);
+        verdict = leave(&self->lock, lock, exit) < 0 ? -1 : 1;
     }
-    if (written == NULL) {  /* an exception to pass on: the lock left as `with` leaves it */
-        leave_raising(&self->lock, lock);
-        Py_DECREF(lock);
-        return -1;
-    }
-    Py_DECREF(written);
-    int left = leave(&self->lock, lock);
     Py_DECREF(lock);
-    return left < 0 ? -1 : 1;
+    return verdict;
 }
 
 static PyObject *
 handle_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Handle *self = (Handle *)callable;
-    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL) {
-        int verdict = of_the_handlers_kind(args[0], args[1]);
+    int verdict = PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL ? globals_hold(self) : 0;
+    if (verdict == 1) {
+        verdict = of_the_handlers_kind(args[0], args[1]);
         if (verdict == 1) {
             verdict = handle_here(self, args[0], args[1]);
-            if (verdict == 0) {
-                goto python;
-            }
         }
         return verdict < 0 ? NULL : PyBool_FromLong(verdict);
     }
-python:
+    if (verdict < 0) {
+        return NULL;
+    }
     return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
 }
 
@@ -3149,7 +3318,8 @@ handle_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     PyObject *names[H_COUNT] = {str_filter_global, str_os, str_accelerated_names,
-                                str_outcome_global, str_write_whole, str_accelerator};
+                                str_outcome_global, str_write_whole, str_emit_in_c,
+                                str_accelerator};
     PyObject *constant[H_COUNT];
     for (int at = 0; at < H_COUNT; at++) {
         if ((constant[at] = speedups_global(speedups, names[at])) == NULL) {
@@ -3223,18 +3393,19 @@ handle_get(PyObject *self, PyObject *instance, PyObject *owner)
 
 PyDoc_STRVAR(handle_doc,
 "Handle(python, finish, speedups)\n--\n\n"
-"``handler.handle(record)`` as ``python`` (``speedups.handle_routed``) does it, in C for\n"
-"its usual case: a record not of the handler's kind (``record.outcome.kind`` not\n"
-"``handler.kind``, or one of them missing) turned away (False); one of its kind, when the\n"
-"handler has no filter chain to run (no filters, no ``filter`` set on it, its class's the\n"
-"Filterer's), a lock, and ``_direct``, ``ACCELERATOR`` and ``os.write`` are as\n"
-"handle_routed needs them, handed to write_record under the lock (entered and left as\n"
-"``with`` does), and what write_record did not write (None, the line it made, or the\n"
-"Exception it raised) to ``finish`` (``speedups.finish_routed``) under the lock (True).\n"
-"Every other call is ``python``'s. ``speedups``: that module's globals; ``_direct``,\n"
-"``ACCELERATOR`` (and its ``write_record``) and ``_OS_WRITE`` are read at each record, its\n"
-"constants (FILTER, the os module, _ACCELERATED_NAMES, Outcome, write_whole) when it is\n"
-"made.");
+"``handler.handle(record)`` as ``python`` (``speedups.handle_routed``, with its\n"
+"``_emit_in_c``) does it, in C: a record not of the handler's kind (``record.outcome.kind``\n"
+"not ``handler.kind``, or one of them missing) turned away (False); for one of its kind the\n"
+"filter chain asked when there is one (filters, ``filter`` set on the handler, its class's\n"
+"not the Filterer's), ``emit`` called for a handler without a lock, else under the lock\n"
+"(entered and left as ``with`` does): ``emit`` when ``_direct`` or ``ACCELERATOR`` is None\n"
+"or ``os.write`` not ``_OS_WRITE``, else ``ACCELERATOR.write_record``, and what it did not\n"
+"write (None, the line it made, or the Exception raised) handed to ``finish``\n"
+"(``speedups.finish_routed``). ``speedups``: that module's globals; ``_direct``,\n"
+"``ACCELERATOR`` and ``_OS_WRITE`` are read at each record, the others it reads (FILTER, os,\n"
+"_ACCELERATED_NAMES, Outcome, write_whole, _emit_in_c) taken when it is made: while one of\n"
+"them, or ``finish_routed``, is another object (checked when the module's dict changed),\n"
+"every call is ``python``'s, as is a call with other arguments than (handler, record).");
 
 static PyTypeObject HandleType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -3533,7 +3704,8 @@ PyInit__accel(void)
         {&str_filter_set, "_filter_set"}, {&str_filter, "filter"},
         {&str_accelerator, "ACCELERATOR"}, {&str_filter_global, "FILTER"},
         {&str_outcome_global, "Outcome"}, {&str_init, "__init__"},
-        {&str_write_record, "write_record"},
+        {&str_write_record, "write_record"}, {&str_emit_name, "emit"},
+        {&str_emit_in_c, "_emit_in_c"}, {&str_finish_routed, "finish_routed"},
     };
     for (size_t at = 0; at < sizeof(names) / sizeof(names[0]); at++) {
         if (*names[at].name == NULL

@@ -502,6 +502,32 @@ def test_an_outcome_changed_before_its_line_is_made_is_written_as_changed(
 
 @needs_accelerator
 @pytest.mark.usefixtures("frozen_clock")
+def test_an_outcome_changed_while_its_line_is_made_is_written_as_changed(
+        tmp_path: Path) -> None:
+    """A value whose str() (called while the line is made) sets a later field of the outcome:
+    that field is written as set, as the Python method writes it."""
+    import gc
+
+    class Sneaky:
+        def __str__(self) -> str:
+            for each in gc.get_objects():
+                if type(each) is Outcome and each.rcpt.startswith("changed"):
+                    object.__setattr__(each, "vmta", "set-by-str")
+            return "sneaky"
+
+    results = []
+    for way in ("c", "python"):
+        with accounting_logger(tmp_path / way) as logger:
+            acct = AccountingLogger(logger)
+            call = acct.delivered if way == "c" else functools.partial(
+                AccountingLogger.delivered.__wrapped__, acct)  # type: ignore[attr-defined]
+            call(f"changed-{way}@example.com", src_mta=Sneaky(), vmta="pool")
+        results.append([line.split("\t")[4:7] for line in lines(tmp_path / way)])
+    assert results == [[["sneaky", "", "set-by-str"]]] * 2
+
+
+@needs_accelerator
+@pytest.mark.usefixtures("frozen_clock")
 def test_a_keyword_spelt_at_run_time_goes_to_the_python_method(tmp_path: Path) -> None:
     name = "".join(["job", "_id"])  # not the interned name a call in code passes
     with accounting_logger(tmp_path) as logger:

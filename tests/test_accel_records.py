@@ -154,6 +154,43 @@ def test_outcome_is_made_in_c_unless_its_init_or_new_is_set_or_it_is_a_subclass(
     assert Outcome(Kind.DELIVERED, "e@example.com") == by_python(Kind.DELIVERED, "e@example.com")
 
 
+def test_an_init_set_while_the_instance_is_made_is_the_one_called() -> None:
+    """A collection started by the call (making the instance can start one) runs finalizers,
+    which run any code: an ``Outcome.__init__`` one sets is the one called, as type_call,
+    which looks ``__init__`` up after ``__new__``, calls it (construct_in_c looks it up again
+    after making the instance: the C Init it found first may have been freed)."""
+    import gc
+
+    original = Outcome.__dict__["__init__"]
+    state = {"armed": False, "fired": False}
+    called: list[str] = []
+
+    def python_init(self: Outcome, *args: Any, **kwargs: Any) -> None:
+        called.append("python")
+        PYTHON_INIT(self, *args, **kwargs)
+
+    class Trigger:
+        def __del__(self) -> None:
+            if state["armed"]:
+                state["armed"], state["fired"] = False, True
+                Outcome.__init__ = python_init  # type: ignore[method-assign]
+
+    threshold = gc.get_threshold()
+    try:
+        gc.collect()
+        trigger = Trigger()
+        trigger.cycle = trigger  # type: ignore[attr-defined]
+        del trigger
+        state["armed"] = True
+        gc.set_threshold(gc.get_count()[0])  # the next allocation collects
+        made = Outcome(Kind.DELIVERED, "a@example.com", vmta="v")
+    finally:
+        gc.set_threshold(*threshold)
+        Outcome.__init__ = original  # type: ignore[method-assign]
+    assert state["fired"] and called == ["python"]
+    assert vars(made) == vars(by_python(Kind.DELIVERED, "a@example.com", vmta="v"))
+
+
 def test_construct_in_c_takes_only_a_class_with_an_init_made_for_it() -> None:
     with pytest.raises(ValueError, match=r"construct_in_c: <class 'int'>.__init__ is not an "
                                          r"Init made for it"):

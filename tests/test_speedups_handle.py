@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,97 @@ def test_both_paths_write_the_same_files(tmp_path: Path,
     assert written[1:] == [written[0]] * (len(HANDLES) - 1)
     assert [line.split("\t")[3] for line in written[0][1].splitlines()[1:]] == [
         "a@example.com", "c@example.com"]
+
+
+# == The lock entered and left as `with` does, by both paths ======================================
+
+class Suppressing:
+    """A lock whose __exit__ swallows the exception of the step under it."""
+
+    def __init__(self) -> None:
+        self.left: list[Any] = []
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.left.append(exc[0])
+        return True
+
+
+class EnterOnly:
+    def __enter__(self) -> None:
+        pass
+
+
+class ExitRaising(Suppressing):
+    def __exit__(self, *exc: Any) -> bool:
+        raise RuntimeError("exit failed")
+
+
+class OnTheInstance:
+    """__enter__/__exit__ set on the instance: `with` looks them up on the class."""
+
+    def __init__(self) -> None:
+        self.__enter__ = lambda: None
+        self.__exit__ = lambda *exc: None
+
+
+class Failing(Kept):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise ValueError("emit failed")
+
+
+def handled_with(handle: Callable[[RoutedHandler, logging.LogRecord], bool],
+                 lock: Callable[[], Any], handler_class: type[Kept]) -> tuple[Any, ...]:
+    handler = handler_class()
+    handler.lock = lock()  # type: ignore[assignment]
+    try:
+        answer: Any = handle(handler, record("a@example.com"))
+    except Exception as error:
+        context = error.__context__
+        answer = (type(error).__name__, str(error), None if context is None else str(context))
+    left = getattr(handler.lock, "left", None)
+    return answer, [r.getMessage() for r in handler.emitted], left
+
+
+@pytest.mark.parametrize("lock", [Suppressing, EnterOnly, ExitRaising, OnTheInstance, object])
+@pytest.mark.parametrize("handler_class", [Kept, Failing])
+def test_an_odd_lock_is_entered_and_left_by_both_paths_as_with_does(
+        lock: Callable[[], Any], handler_class: type[Kept]) -> None:
+    """Missing or instance-set __enter__/__exit__ raise the interpreter's TypeError, an
+    __exit__ returning True swallows the failure of emit (the record handled), one that
+    raises has the failure as its context. (handle_plain is the stdlib's Handler.handle, which
+    calls the lock's acquire and release: it is not compared.)"""
+    plain, *fast = (handled_with(handle, lock, handler_class) for handle in HANDLES[:-1])
+    assert fast == [plain] * len(fast)
+    if lock is Suppressing and handler_class is Failing:
+        assert plain == (True, [], [ValueError])
+    if lock is EnterOnly:
+        assert plain[0] == ("TypeError", "'EnterOnly' object does not support the context "
+                            "manager protocol (missed __exit__ method)", None)
+    if lock is ExitRaising and handler_class is Failing:
+        assert plain[0] == ("RuntimeError", "exit failed", "emit failed")
+
+
+def test_a_step_of_handle_routed_patched_in_speedups_is_used_by_the_c_handle(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A global handle_routed reads (here _emit_in_c) patched: the C Handle calls
+    handle_routed, which uses it; put back, the C Handle writes without it again."""
+    calls: list[str] = []
+    real_emit_in_c = speedups._emit_in_c
+
+    def spied(*args: Any) -> None:
+        calls.append("_emit_in_c")
+        real_emit_in_c(*args)
+
+    handler = AccountingFileHandler("delivered", path=tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setattr(speedups, "_emit_in_c", spied)
+        assert handler.handle(record("a@example.com")) is True
+    assert handler.handle(record("b@example.com")) is True
+    handler.close()
+    assert calls == ["_emit_in_c"]
+    (path,) = (each for each in tmp_path.rglob("*") if each.is_file())
+    assert [line.split("\t")[3] for line in path.read_text().splitlines()[1:]] == [
+        "a@example.com", "b@example.com"]
