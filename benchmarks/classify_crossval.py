@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         right, total = totals[aside]
         print(f"| {label} | {total} | {right} | {percent(right, total)} |")
     for name in ("bounce_samples.tsv", "bounce_extra.tsv", "bounce_set_g.tsv",
-                 "bounce_set_h.tsv"):
+                 "bounce_set_h.tsv", "bounce_sisimai_phrases.tsv"):
         right, total, misses = score(classifier, read_cases(name))
         print(f"| {name} | {total} | {right} | {percent(right, total)} |")
         shown.extend(misses)
