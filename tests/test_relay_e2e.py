@@ -141,6 +141,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "
         time.sleep(0.05)
 
 
+def journaled(workdir: Path, job: str, entry: str) -> bool:
+    """Whether the spool's journal of ``job`` holds the line ``entry``."""
+    path = workdir / "spool" / "state" / job
+    return path.exists() and entry in path.read_text().splitlines()
+
+
 def without_times(record: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in record.items() if k not in ("timeLogged", "timeQueued")}
 
@@ -227,6 +233,10 @@ def test_after_a_crash_queued_mail_is_delivered_once(tmp_path):
             wait_until(lambda: len(sink.delivered()) == 3, what="the first deliveries")
             wait_until(lambda: sum(r["type"] == "df" for r in records(tmp_path)) >= 3,
                        what="deferred records")
+            # the deliveries journaled (after their records): a crash before that would have
+            # them delivered again, as the relay promises (at least once, never lost)
+            wait_until(lambda: all(journaled(tmp_path, job, "d 0") for job in jobs),
+                       what="the deliveries journaled")
             first.stop(signal.SIGKILL)  # a crash: no draining, nothing flushed on purpose
         assert sorted(p.name for p in (tmp_path / "spool" / "queue").iterdir()) == sorted(jobs)
 
