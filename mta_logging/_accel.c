@@ -49,8 +49,8 @@ static PyObject *str_line, *str_separator, *str_separators, *str_file, *str_torn
     *str_accelerated_names, *str_handler_class, *str_formatter_class,
     *str_accelerated_methods, *str_time, *str_write_whole, *str_enter, *str_exit,
     *str_write_failed, *str_cache, *str_outcome, *str_created, *str_filter_set, *str_filter,
-    *str_accelerator, *str_filter_global, *str_outcome_global, *str_init, *str_write_record, *str_emit_name, *str_emit_in_c,
-    *str_finish_routed;
+    *str_accelerator, *str_filter_global, *str_outcome_global, *str_init, *str_write_record,
+    *str_emit_name, *str_emit_in_c, *str_finish_routed;
 
 /* An attribute as a C integer; -1 with an exception set if it is not one. */
 static int
@@ -1101,6 +1101,8 @@ direct_check(PyObject *logger, PyObject *const *args)
     return plain;
 }
 
+static PyObject *direct_walk(PyObject *const *args, int plain);
+
 static PyObject *
 direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1108,15 +1110,23 @@ direct_targets(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "direct_targets() takes 7 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *logger = args[0], *level = args[1], *kind = args[2];
-    PyObject *formatter_class = args[4], *names = args[5], *methods = args[6];
-    if (!names_and_methods("direct_targets", names, methods)) {
+    if (!names_and_methods("direct_targets", args[5], args[6])) {
         return NULL;
     }
-    int plain = direct_check(logger, args);
+    int plain = direct_check(args[0], args);
     if (plain == 2) {
         return plan_targets(&plan);  /* nothing it rests on changed since it was made */
     }
+    return plain < 0 ? NULL : direct_walk(args, plain);
+}
+
+/* The rest of direct_targets(*args) when the plan does not hold (`plain`: direct_check's 1,
+ * or 0 for the answer None): the walk, its targets kept in a new plan. */
+static PyObject *
+direct_walk(PyObject *const *args, int plain)
+{
+    PyObject *logger = args[0], *level = args[1], *kind = args[2];
+    PyObject *formatter_class = args[4], *names = args[5];
     if (plain == 1) {
         int disabled = true_attribute(logger, str_disabled);
         int filtered = disabled != 0 ? disabled : true_attribute(logger, str_filters);
@@ -1490,13 +1500,12 @@ line_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
     }
     /* the outcome an Entry has just made, its dict unchanged: the Entry's values (see Fresh) */
     const int *at = values != NULL && outcome == fresh.outcome && PyDict_CheckExact(values)
-            && ((PyDictObject *)values)->ma_version_tag == fresh.version
         ? self->fresh_at : NULL;
     if (at != NULL && self->fresh_fields != fresh.fields && line_map_fresh(self) < 0) {
         goto done;
     }
-    /* (the version checked again at each field: making a field's text may run code, str() or
-     * a TimeText's, that sets another field) */
+    /* (the version checked at each field: making a field's text may run code, str() or a
+     * TimeText's, that sets another field) */
 #define FIELD_VALUE(name) (at != NULL && at[index] >= 0 \
                            && ((PyDictObject *)values)->ma_version_tag == fresh.version \
                            ? Py_NewRef(fresh.values[at[index]]) \
@@ -1818,12 +1827,9 @@ leave(KeptLock *kept, PyObject *lock, PyObject *exit)
     return left == NULL ? -1 : 0;
 }
 
-/* The lock left as `with` leaves it when the step under it raised (the exception set;
- * `exit` as enter_lock set it, consumed): __exit__ given the exception; 1 if it returned a
- * true value (the exception suppressed: none set), else -1 with the exception set again, or
- * __exit__'s own with that one as its context. */
-static int
-leave_raising(KeptLock *kept, PyObject *lock, PyObject *exit)
+/* The exception set, taken as a value (normalised, its traceback on it), a new reference. */
+static PyObject *
+fetched_exception(void)
 {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
@@ -1831,6 +1837,20 @@ leave_raising(KeptLock *kept, PyObject *lock, PyObject *exit)
     if (traceback != NULL) {
         PyException_SetTraceback(value, traceback);
     }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
+/* The lock left as `with` leaves it when the step under it raised (the exception set;
+ * `exit` as enter_lock set it, consumed): __exit__ given the exception; 1 if it returned a
+ * true value (the exception suppressed: none set), else -1 with the exception set again, or
+ * __exit__'s own with that one as its context. */
+static int
+leave_raising(KeptLock *kept, PyObject *lock, PyObject *exit)
+{
+    PyObject *value = fetched_exception();
+    PyObject *type = Py_NewRef(Py_TYPE(value)), *traceback = PyException_GetTraceback(value);
     PyObject *left = exit_lock(kept, lock, exit, type, value,
                                traceback == NULL ? Py_None : traceback);
     int suppressed = left == NULL ? -1 : PyObject_IsTrue(left);
@@ -1840,8 +1860,8 @@ leave_raising(KeptLock *kept, PyObject *lock, PyObject *exit)
         return -1;
     }
     if (suppressed) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
+        Py_DECREF(type);
+        Py_DECREF(value);
         Py_XDECREF(traceback);
         return 1;
     }
@@ -1916,21 +1936,6 @@ speedups_global(PyObject *speedups, PyObject *name)
 }
 
 
-/* The exception set, taken as a value (normalised, its traceback on it), a new reference. */
-static PyObject *
-fetched_exception(void)
-{
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    return value;
-}
-
 /* What speedups.emit_accelerated(logger, level, outcome, make_record) answers and writes,
  * for its usual case: 1 or 0 (a handler marked the record WRITE_FAILED or not), -1 with an
  * exception set, 2 if this is not its usual case (a check of emit_accelerated fails,
@@ -1991,7 +1996,7 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, P
         }
     }
     else if (checked >= 0) {
-        targets = direct_targets(NULL, arguments, 7);
+        targets = direct_walk(arguments, checked);
         if (targets == NULL) {
             goto done;
         }
@@ -2025,15 +2030,17 @@ emit_here(Emitter *self, PyObject *logger, PyObject *level, PyObject *outcome, P
         /* a planned handler's lock and formatter: the plan's while its dict is unchanged */
         const Planned *its = targets == NULL ? &planned[index] : NULL;
         PyObject *handler = its != NULL ? its->watch.object : PyList_GET_ITEM(targets, index);
-        PyObject *lock = its != NULL && watch_holds(&its->watch, handler)
-            ? Py_NewRef(its->lock) : PyObject_GetAttr(handler, str_lock);
+        int held = its != NULL && watch_holds(&its->watch, handler);
+        PyObject *lock = held ? Py_NewRef(its->lock) : PyObject_GetAttr(handler, str_lock);
         PyObject *exit = NULL;
         if (lock == NULL || enter_lock(&self->lock, lock, &exit) < 0) {
             Py_XDECREF(lock);
             goto done;
         }
-        PyObject *formatter = its != NULL && watch_holds(&its->watch, handler)
-            ? Py_NewRef(its->formatter) : PyObject_GetAttr(handler, str_formatter);
+        /* (a lock of another class than the kept one ran Python code: checked again) */
+        held = held && (exit == NULL || watch_holds(&its->watch, handler));
+        PyObject *formatter = held ? Py_NewRef(its->formatter)
+            : PyObject_GetAttr(handler, str_formatter);
         PyObject *line = NULL;
         if (formatter != NULL) {
             PyObject *append_arguments[5] = {handler, formatter, outcome, created, write_whole};
@@ -2548,8 +2555,9 @@ python:
     return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
 }
 
+/* __get__ of Entry, Init and Handle: a method bound to the instance, as a function's is */
 static PyObject *
-entry_get(PyObject *self, PyObject *instance, PyObject *owner)
+method_get(PyObject *self, PyObject *instance, PyObject *owner)
 {
     if (instance == NULL || instance == Py_None) {
         return Py_NewRef(self);
@@ -2716,7 +2724,7 @@ static PyTypeObject EntryType = {
     .tp_dealloc = (destructor)entry_dealloc,
     .tp_vectorcall_offset = offsetof(Entry, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = entry_get,
+    .tp_descr_get = method_get,
     .tp_getset = method_getset,
 };
 
@@ -2900,15 +2908,6 @@ init_dealloc(Init *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *
-init_get(PyObject *self, PyObject *instance, PyObject *owner)
-{
-    if (instance == NULL || instance == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, instance);
-}
-
 
 static PyObject *
 init_reduce(Init *self, PyObject *unused)
@@ -2962,7 +2961,7 @@ static PyTypeObject InitType = {
     .tp_dealloc = (destructor)init_dealloc,
     .tp_vectorcall_offset = offsetof(Init, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = init_get,
+    .tp_descr_get = method_get,
     .tp_getset = init_getset,
     .tp_methods = init_methods,
 };
@@ -3022,6 +3021,15 @@ type_call_of(PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *
 
 #define CONSTRUCT_STACK (INIT_FIELDS + 1)
 
+/* The class's __init__ if it is an Init made for that class (borrowed), else NULL. */
+static PyObject *
+init_made_for(PyTypeObject *type)
+{
+    PyObject *init = _PyType_Lookup(type, str_init);
+    return init != NULL && Py_IS_TYPE(init, &InitType)
+        && ((Init *)init)->outcome_class == (PyObject *)type ? init : NULL;
+}
+
 static PyObject *
 construct_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                      PyObject *kwnames)
@@ -3029,9 +3037,8 @@ construct_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     PyTypeObject *type = (PyTypeObject *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t given = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
-    PyObject *init = _PyType_Lookup(type, str_init);  /* borrowed */
-    if (init == NULL || !Py_IS_TYPE(init, &InitType) || ((Init *)init)->outcome_class != callable
-            || type->tp_new != PyBaseObject_Type.tp_new
+    PyObject *init = init_made_for(type);
+    if (init == NULL || type->tp_new != PyBaseObject_Type.tp_new
             || PyType_HasFeature(type, Py_TPFLAGS_IS_ABSTRACT) || given >= CONSTRUCT_STACK) {
         return type_call_of(callable, args, nargs, kwnames);
     }
@@ -3041,10 +3048,9 @@ construct_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
     }
     /* __init__ looked up again, as type_call looks it up after __new__: making the instance
      * may have run code (a collection, finalizers) that set another one, and freed this */
-    init = _PyType_Lookup(type, str_init);
+    init = init_made_for(type);
     PyObject *done;
-    if (init != NULL && Py_IS_TYPE(init, &InitType)
-            && ((Init *)init)->outcome_class == callable) {
+    if (init != NULL) {
         Py_INCREF(init);  /* held through the call: the call may set the class's __init__ */
         PyObject *stack[CONSTRUCT_STACK];
         stack[0] = made;
@@ -3089,8 +3095,7 @@ construct_in_c(PyObject *module, PyObject *cls)
         return NULL;
     }
     PyTypeObject *type = (PyTypeObject *)cls;
-    PyObject *init = _PyType_Lookup(type, str_init);
-    if (init == NULL || !Py_IS_TYPE(init, &InitType) || ((Init *)init)->outcome_class != cls) {
+    if (init_made_for(type) == NULL) {
         PyErr_Format(PyExc_ValueError, "construct_in_c: %R.__init__ is not an Init made for it",
                      cls);
         return NULL;
@@ -3382,15 +3387,6 @@ handle_dealloc(Handle *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *
-handle_get(PyObject *self, PyObject *instance, PyObject *owner)
-{
-    if (instance == NULL || instance == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, instance);
-}
-
 PyDoc_STRVAR(handle_doc,
 "Handle(python, finish, speedups)\n--\n\n"
 "``handler.handle(record)`` as ``python`` (``speedups.handle_routed``, with its\n"
@@ -3420,7 +3416,7 @@ static PyTypeObject HandleType = {
     .tp_dealloc = (destructor)handle_dealloc,
     .tp_vectorcall_offset = offsetof(Handle, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_descr_get = handle_get,
+    .tp_descr_get = method_get,
     .tp_getset = method_getset,  /* Entry's: those of the method written in Python */
 };
 
