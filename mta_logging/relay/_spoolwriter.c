@@ -12,10 +12,16 @@
  * object: a request keeps its data (bytes, immutable) and its token alive by a reference taken
  * and given back with the GIL held, and hands the threads only C pointers.
  *
- * A request's outcome is (token, stage, errno): stage 0 stored; 1 the file's open failed, 2 its
- * write, fsync or close failed (the file removed), 3 the directory's open failed, 4 its fsync
- * failed (the file removed in both). spooler.py raises OSError from them as the Python path's
- * os calls would.
+ * remove(token, path, second) asks the same threads to unlink path, then second (None: none),
+ * a missing file being no error, as Path.unlink(missing_ok=True) has it: the finished
+ * messages' removals (queue.py), which would otherwise take a Python thread, and the GIL,
+ * after each unlink. Nothing is fsync'd for them (the Python path syncs nothing either).
+ *
+ * A request's outcome is (token, stage, errno): stage 0 stored (or removed); 1 the file's open
+ * failed, 2 its write, fsync or close failed (the file removed), 3 the directory's open failed,
+ * 4 its fsync failed (the file removed in both); for a removal 5 path's unlink failed (second
+ * left alone), 6 second's. spooler.py and queue.py raise OSError from them as the Python
+ * path's os calls would.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -33,10 +39,11 @@
 typedef struct request {
     struct request *next;
     PyObject *token;   /* given back by completed() */
-    PyObject *data;    /* the bytes written: kept alive until completed() */
+    PyObject *data;    /* the bytes written: kept alive until completed(); NULL: a removal */
     const char *buffer;
     Py_ssize_t size;
     char *path;        /* malloc'd */
+    char *second;      /* a removal's second file, malloc'd; NULL: none */
     int mode;
     int stage;
     int error;
@@ -114,6 +121,37 @@ sync_directory(Writer *self, int *error)
     return 0;
 }
 
+/* A request done with its outcome, onto the list for completed(), the pipe written if the
+ * list was empty. Called with the lock held (and returns with it held). */
+static void
+finish(Writer *self, request *item, int stage, int error)
+{
+    item->stage = stage;
+    item->error = error;
+    item->next = NULL;
+    int was_empty = self->done_head == NULL;
+    if (was_empty) {
+        self->done_head = item;
+    }
+    else {
+        self->done_tail->next = item;
+    }
+    self->done_tail = item;
+    if (was_empty) {
+        /* the pipe is written once per batch, outside the lock (submit waits for it):
+         * completed() reads the pipe before it takes the batch, so a request finished
+         * after that is announced again */
+        pthread_mutex_unlock(&self->lock);
+        char byte = 1;
+        ssize_t written;
+        do {
+            written = write(self->pipe_write, &byte, 1);
+        } while (written < 0 && errno == EINTR);
+        /* EAGAIN: the pipe is full of unread announcements; one is enough */
+        pthread_mutex_lock(&self->lock);
+    }
+}
+
 /* The file of one request, created, written, fsync'd and closed: stage 0, 1 or 2. */
 static int
 create_synced(request *item, int *error)
@@ -141,6 +179,42 @@ create_synced(request *item, int *error)
     return stage;
 }
 
+/* unlink, a missing file being no error: 0, or -1 with errno set. */
+static int
+unlink_present(const char *path)
+{
+    if (unlink(path) < 0 && errno != ENOENT) {
+        return -1;
+    }
+    return 0;
+}
+
+/* The files of one removal unlinked: stage 0, 5 or 6. */
+static int
+remove_files(request *item, int *error)
+{
+    if (unlink_present(item->path) < 0) {
+        *error = errno;
+        return 5;
+    }
+    if (item->second != NULL && unlink_present(item->second) < 0) {
+        *error = errno;
+        return 6;
+    }
+    return 0;
+}
+
+/* A finished request's memory and references (with the GIL held). */
+static void
+free_request(request *item)
+{
+    Py_DECREF(item->token);
+    Py_XDECREF(item->data);
+    free(item->path);
+    free(item->second);
+    free(item);
+}
+
 static void *
 run(void *argument)
 {
@@ -160,6 +234,12 @@ run(void *argument)
         }
         pthread_mutex_unlock(&self->lock);
         int error = 0;
+        if (item->data == NULL) {
+            int stage = remove_files(item, &error);
+            pthread_mutex_lock(&self->lock);
+            finish(self, item, stage, error);
+            continue;
+        }
         int stage = create_synced(item, &error);
         pthread_mutex_lock(&self->lock);
         if (stage == 0) {
@@ -168,30 +248,7 @@ run(void *argument)
                 unlink(item->path);
             }
         }
-        item->stage = stage;
-        item->error = error;
-        item->next = NULL;
-        int was_empty = self->done_head == NULL;
-        if (was_empty) {
-            self->done_head = item;
-        }
-        else {
-            self->done_tail->next = item;
-        }
-        self->done_tail = item;
-        if (was_empty) {
-            /* the pipe is written once per batch, outside the lock (submit waits for it):
-             * completed() reads the pipe before it takes the batch, so a request finished
-             * after that is announced again */
-            pthread_mutex_unlock(&self->lock);
-            char byte = 1;
-            ssize_t written;
-            do {
-                written = write(self->pipe_write, &byte, 1);
-            } while (written < 0 && errno == EINTR);
-            /* EAGAIN: the pipe is full of unread announcements; one is enough */
-            pthread_mutex_lock(&self->lock);
-        }
+        finish(self, item, stage, error);
     }
     pthread_mutex_unlock(&self->lock);
     return NULL;
@@ -285,6 +342,48 @@ start_threads(Writer *self)
     return 0;  /* fewer threads than asked for still store everything */
 }
 
+/* True if a request may be queued, else False with RuntimeError set. */
+static int
+may_queue(Writer *self)
+{
+    if (self->directory == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
+        return 0;
+    }
+    if (self->owner != getpid()) {
+        PyErr_SetString(PyExc_RuntimeError, "the spool writer belongs to the parent process");
+        return 0;
+    }
+    if (self->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "the spool writer is closed");
+        return 0;
+    }
+    return 1;
+}
+
+/* item onto the queue for the threads (started at the first): None, or NULL with the error
+ * set and item freed. */
+static PyObject *
+queue_request(Writer *self, request *item)
+{
+    pthread_mutex_lock(&self->lock);
+    if (self->running == 0 && start_threads(self) < 0) {
+        pthread_mutex_unlock(&self->lock);
+        free_request(item);
+        return NULL;
+    }
+    if (self->tail == NULL) {
+        self->head = item;
+    }
+    else {
+        self->tail->next = item;
+    }
+    self->tail = item;
+    pthread_cond_signal(&self->work);
+    pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(submit_doc,
 "submit(token, path, data, mode, /)\n--\n\n"
 "Queue the durable creation of ``path`` (``mode``) holding ``data`` (bytes), then the\n"
@@ -298,16 +397,7 @@ Writer_submit(Writer *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "submit takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (self->directory == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the writer was not initialised");
-        return NULL;
-    }
-    if (self->owner != getpid()) {
-        PyErr_SetString(PyExc_RuntimeError, "the spool writer belongs to the parent process");
-        return NULL;
-    }
-    if (self->closed) {
-        PyErr_SetString(PyExc_RuntimeError, "the spool writer is closed");
+    if (!may_queue(self)) {
         return NULL;
     }
     if (!PyBytes_Check(args[2])) {
@@ -341,25 +431,50 @@ Writer_submit(Writer *self, PyObject *const *args, Py_ssize_t nargs)
     item->data = Py_NewRef(args[2]);
     item->buffer = PyBytes_AS_STRING(args[2]);
     item->size = PyBytes_GET_SIZE(args[2]);
-    pthread_mutex_lock(&self->lock);
-    if (self->running == 0 && start_threads(self) < 0) {
-        pthread_mutex_unlock(&self->lock);
-        Py_DECREF(item->token);
-        Py_DECREF(item->data);
-        free(item->path);
-        free(item);
+    return queue_request(self, item);
+}
+
+PyDoc_STRVAR(remove_doc,
+"remove(token, path, second, /)\n--\n\n"
+"Queue the unlinking of ``path``, then of ``second`` (None: none), a missing file being no\n"
+"error; ``token`` comes back from completed() once both are gone or one unlink failed.\n"
+"RuntimeError once closed.");
+
+static PyObject *
+Writer_remove(Writer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "remove takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    if (self->tail == NULL) {
-        self->head = item;
+    if (!may_queue(self)) {
+        return NULL;
     }
-    else {
-        self->tail->next = item;
+    PyObject *path = NULL, *second = NULL;
+    if (!PyUnicode_FSConverter(args[1], &path)) {
+        return NULL;
     }
-    self->tail = item;
-    pthread_cond_signal(&self->work);
-    pthread_mutex_unlock(&self->lock);
-    Py_RETURN_NONE;
+    if (args[2] != Py_None && !PyUnicode_FSConverter(args[2], &second)) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    request *item = calloc(1, sizeof(request));
+    char *name = item == NULL ? NULL : strdup(PyBytes_AS_STRING(path));
+    char *second_name = second == NULL || name == NULL ? NULL
+        : strdup(PyBytes_AS_STRING(second));
+    Py_DECREF(path);
+    if (name == NULL || (second != NULL && second_name == NULL)) {
+        Py_XDECREF(second);
+        free(name);
+        free(item);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_XDECREF(second);
+    item->path = name;
+    item->second = second_name;
+    item->token = Py_NewRef(args[0]);
+    return queue_request(self, item);
 }
 
 PyDoc_STRVAR(completed_doc,
@@ -392,10 +507,7 @@ Writer_completed(Writer *self, PyObject *unused)
             }
             Py_XDECREF(entry);
         }
-        Py_DECREF(item->token);
-        Py_DECREF(item->data);
-        free(item->path);
-        free(item);
+        free_request(item);
         item = next;
     }
     return result;
@@ -455,10 +567,7 @@ Writer_dealloc(Writer *self)
     stop_threads(self);  /* nothing is queued unless close() was skipped: then it is stored */
     for (request *item = self->done_head, *next; item != NULL; item = next) {
         next = item->next;
-        Py_DECREF(item->token);
-        Py_DECREF(item->data);
-        free(item->path);
-        free(item);
+        free_request(item);
     }
     if (self->owner == getpid() || self->owner == 0) {
         pthread_mutex_destroy(&self->lock);
@@ -478,6 +587,7 @@ Writer_dealloc(Writer *self)
 
 static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))Writer_submit, METH_FASTCALL, submit_doc},
+    {"remove", (PyCFunction)(void (*)(void))Writer_remove, METH_FASTCALL, remove_doc},
     {"completed", (PyCFunction)Writer_completed, METH_NOARGS, completed_doc},
     {"fileno", (PyCFunction)Writer_fileno, METH_NOARGS, fileno_doc},
     {"close", (PyCFunction)Writer_close, METH_NOARGS, close_doc},
@@ -487,7 +597,8 @@ static PyMethodDef Writer_methods[] = {
 static PyTypeObject WriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "mta_logging.relay._spoolwriter.Writer",
-    .tp_doc = PyDoc_STR("Writer(directory, threads): durable file creation from C threads."),
+    .tp_doc = PyDoc_STR("Writer(directory, threads): durable file creation, and removals, from C\n"
+                        "threads."),
     .tp_basicsize = sizeof(Writer),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = Writer_new,

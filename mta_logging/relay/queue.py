@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -55,6 +54,7 @@ from mta_logging.relay.dsn import (
 from mta_logging.relay.faults import FaultLog
 from mta_logging.relay.message import MessageHeaders
 from mta_logging.relay.outbound import Deliverer, RcptResult
+from mta_logging.relay.removals import Removals
 from mta_logging.relay.spool import (
     BOUNCED,
     DELAY_NOTIFIED,
@@ -76,118 +76,6 @@ BOUNCED_STATUS = STATUS[Kind.BOUNCE]
 # Messages waiting beyond this many are read back from the spool when their turn comes,
 # instead of being held in memory.
 MAX_CACHED = 1000
-
-
-# queue id, journaled, the entries that make it final (journaled if the removal fails), waiter
-_Removal = tuple[str, bool, list[str], "asyncio.Future[bool]"]
-# of one removal: its error (None: removed), then the error of the journal written instead
-_Removed = tuple["OSError | None", "OSError | None"]
-
-
-class _Removals:
-    """Removes finished messages from the spool in ``executor``, in batches: the removals
-    asked for while a batch is under way go together in the next one, one trip to a thread
-    for all of them rather than one a message (each trip wakes a thread, then the event loop).
-    In a thread even without a journal: an unlink waits for the file system's journal commit
-    that the spool's fsyncs keep running, and would stall the event loop."""
-
-    def __init__(self, spool: Spool, executor: Executor | None, faults: FaultLog) -> None:
-        self.spool = spool
-        self.executor = executor
-        self.faults = faults
-        self._waiting: list[_Removal] = []
-        self._under_way = False
-        self._trip: asyncio.Future[list[_Removed]] | None = None  # the one under way
-
-    async def remove(self, queue_id: str, journaled: bool, entries: list[str]) -> bool:
-        """:meth:`Spool.remove` of the message; if that fails, ``entries`` (its last
-        recipients' final states) journaled instead, in the same trip to the thread (so that
-        a removal whose waiter is cancelled, at stop, still leaves the message final). True
-        if the message is final either way; failures are reported to ``faults``."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((queue_id, journaled, entries, future))
-        if not self._under_way:
-            self._start()
-        return await future
-
-    async def settled(self) -> None:
-        """Return once every removal asked for so far is done, whether or not its waiter still
-        waits (``DeliveryQueue.stop`` cancels workers that may be waiting for theirs)."""
-        while self._under_way and self._trip is not None:
-            await asyncio.wait([self._trip])  # (its _finished, called first, starts the next)
-
-    def _start(self) -> None:
-        batch, self._waiting = self._waiting, []
-        try:
-            trip = asyncio.get_running_loop().run_in_executor(
-                self.executor, self._remove_all,
-                [(q, journaled, entries) for q, journaled, entries, _ in batch])
-        except RuntimeError as exc:  # the executor is shut down
-            _wake(batch, exc, [])
-            return
-        self._under_way = True
-        self._trip = trip
-        trip.add_done_callback(functools.partial(self._finished, batch))
-
-    def _remove_all(self, batch: list[tuple[str, bool, list[str]]]) -> list[_Removed]:
-        """In the thread: each removal, or the journal written instead, and their errors."""
-        results: list[_Removed] = []
-        for queue_id, journaled, entries in batch:
-            try:
-                self.spool.remove(queue_id, journaled)
-            except OSError as exc:
-                try:
-                    self.spool.journal(queue_id, entries)
-                except OSError as journal_error:
-                    results.append((exc, journal_error))
-                else:
-                    results.append((exc, None))
-            else:
-                results.append((None, None))
-        return results
-
-    def _finished(self, batch: list[_Removal], trip: asyncio.Future[list[_Removed]]) -> None:
-        self._under_way = False
-        if trip.cancelled():  # the executor was shut down with its work cancelled
-            for *_, future in batch:
-                future.cancel()
-        else:
-            failure = trip.exception()
-            results = [] if failure is not None else trip.result()
-            for (queue_id, *_), (error, journal_error) in zip(batch, results, strict=True):
-                self._report(queue_id, error, journal_error)  # waited for or not
-            _wake(batch, failure, results)
-        if self._waiting:
-            self._start()
-
-    def _report(self, queue_id: str, error: OSError | None, journal_error: OSError | None
-                ) -> None:
-        if error is None:
-            self.faults.succeeded("queue file removal")
-            return
-        if journal_error is None:
-            self.faults.failed("queue file removal", f"queue {queue_id}: {error}; its"
-                               " recipients are journaled as final instead, and the file is"
-                               " removed at the next start")
-            self.faults.succeeded("journal write")
-        else:
-            self.faults.failed("queue file removal", f"queue {queue_id}: {error}; its"
-                               " recipients stay queued (their final states could not be"
-                               " journaled either)")
-            self.faults.failed("journal write", f"queue {queue_id}: {journal_error}")
-
-
-def _wake(batch: list[_Removal], failure: BaseException | None,
-          results: list[_Removed]) -> None:
-    """Wake the waiters of ``batch``: each with whether its message is final, or all with
-    ``failure`` (the trip itself failed); a waiter cancelled meanwhile is left alone."""
-    for index, (*_, future) in enumerate(batch):
-        if future.done():
-            continue
-        if failure is not None:
-            future.set_exception(failure)
-        else:
-            future.set_result(results[index][1] is None)
 
 
 class DeliveryQueue:
@@ -229,7 +117,7 @@ class DeliveryQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
-        self._removals = _Removals(spool, executor, self.faults)
+        self._removals = Removals(spool, executor, self.faults)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -331,6 +219,7 @@ class DeliveryQueue:
         # a cancelled worker's message may have been recorded and be on its way out of the
         # spool: removed now, not delivered again after the next start
         await self._removals.settled()
+        self._removals.close()
         await self._write_waiting_records()
         await self.deliverer.close()
         if self.suppressed is not None:

@@ -46,7 +46,7 @@ _Request = tuple[str, Envelope, bytes, "Then | None", asyncio.AbstractEventLoop,
 _Done = tuple["asyncio.Future[None]", "BaseException | None"]
 
 
-def _c_writer_module() -> Any:
+def c_writer_module() -> Any:
     """``mta_logging.relay._spoolwriter``, or None where it was not built."""
     try:
         return importlib.import_module("mta_logging.relay._spoolwriter")
@@ -54,7 +54,7 @@ def _c_writer_module() -> Any:
         return None
 
 
-_C = _c_writer_module()
+_C = c_writer_module()
 IN_C = _C is not None  # stores without ``then`` go to the C threads
 _SPOOL_STORE = Spool.store
 _SPOOL_CALLS = (fsutil.create_file, fsutil.fsync_directory, DirectorySync.sync)
